@@ -1,0 +1,19 @@
+//! Domain types and pure rules of Mimir AIP.
+//!
+//! Nothing here does I/O: the work task model and its JSON contract, the status
+//! machine, priorities, retry backoff and the in-memory queue order. The store and
+//! the server build on these rules; the rules are property-tested here.
+
+pub mod priority;
+pub mod queue;
+pub mod retry;
+pub mod status;
+pub mod submission;
+pub mod task;
+
+pub use priority::Priority;
+pub use queue::{Aging, QueueEntry, QueueIndex};
+pub use retry::{RetryDecision, RetryPolicy};
+pub use status::{InvalidTransition, WorkTaskStatus};
+pub use submission::{Submission, ValidationError};
+pub use task::{DataAccess, ResourceRequirements, TaskSpec, WorkTask, WorkTaskType};

@@ -1,0 +1,44 @@
+//! Store errors.
+
+use mimir_core::InvalidTransition;
+use std::path::PathBuf;
+use uuid::Uuid;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No task has this id.
+    #[error("work task {0} not found")]
+    NotFound(Uuid),
+    /// The task's status does not allow the change.
+    #[error("work task {id}: {source}")]
+    Transition {
+        /// The task.
+        id: Uuid,
+        /// The refused change.
+        source: InvalidTransition,
+    },
+    /// The store could not be opened (path, permissions, corrupt file).
+    #[error("cannot open the store at {}: {reason}", path.display())]
+    Open {
+        /// The file or directory.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A query failed.
+    #[error("store query failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// No connection could be had.
+    #[error("store connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    /// The transaction holding this write could not commit; nothing was stored.
+    #[error("the store could not commit: {0}")]
+    CommitFailed(String),
+    /// The writer stopped (shutdown or a fatal error).
+    #[error("the store writer has stopped")]
+    WriterGone,
+    /// A stored row could not be read back.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}

@@ -1,0 +1,24 @@
+//! The durable metadata store of Mimir AIP.
+//!
+//! [`Store`] is what the orchestrator needs from a backend; [`SqliteStore`] is the
+//! embedded default. Every backend keeps the queue order ([`mimir_core::QueueIndex`])
+//! and the task counts in memory as a projection of what it has committed, and
+//! changes them only after the matching transaction is durable, so a restart
+//! rebuilds exactly what was acknowledged.
+//!
+//! [`conformance`] holds the behaviour every backend must show; each backend's
+//! tests run it unchanged.
+
+pub mod conformance;
+mod counts;
+mod error;
+mod live;
+mod query;
+pub mod sqlite;
+mod store;
+
+pub use counts::TaskCounts;
+pub use error::StoreError;
+pub use query::{ListPage, ListQuery, MAX_LIST_LIMIT};
+pub use sqlite::{SqliteOptions, SqliteStore};
+pub use store::Store;

@@ -1,0 +1,30 @@
+//! Listing tasks: filters and cursor pagination.
+
+use mimir_core::{WorkTask, WorkTaskStatus, WorkTaskType};
+
+/// The most tasks one page may hold.
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// Which tasks to list, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListQuery {
+    /// Only this status.
+    pub status: Option<WorkTaskStatus>,
+    /// Only this type.
+    pub task_type: Option<WorkTaskType>,
+    /// Only this project.
+    pub project_id: Option<String>,
+    /// Page size, `1..=MAX_LIST_LIMIT`.
+    pub limit: usize,
+    /// Continue after this position (from a previous page's `next_cursor`).
+    pub after: Option<u64>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListPage {
+    /// The tasks, newest first.
+    pub tasks: Vec<WorkTask>,
+    /// Where the next page starts, when there may be one.
+    pub next: Option<u64>,
+}

@@ -1,0 +1,103 @@
+//! The conformance suite against a real SQLite file, plus SQLite-specific
+//! behaviour: restart recovery and refusing a corrupt file.
+
+use mimir_core::{Priority, WorkTaskStatus, WorkTaskType};
+use mimir_store::{SqliteOptions, SqliteStore, Store, StoreError, conformance};
+use std::sync::Arc;
+
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open store")
+}
+
+macro_rules! conformance_tests {
+    ($($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                conformance::$check(&open(&dir)).await;
+            }
+        )*
+
+        #[test]
+        fn every_conformance_check_runs() {
+            let ran: &[&str] = &[$(stringify!($check)),*, "concurrent_submits_all_land"];
+            assert_eq!(ran, conformance::CHECKS);
+        }
+    };
+}
+
+conformance_tests!(
+    submit_then_get,
+    most_urgent_in_queue_order,
+    list_filters_and_pages,
+    cancel_queued
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submits_all_land() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    conformance::concurrent_submits_all_land(Arc::new(open(&dir))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_recovers_the_queue_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut submitted = Vec::new();
+    {
+        let store = open(&dir);
+        for priority in [3, 8, 3, 10, 1, 8] {
+            let task = conformance::task(WorkTaskType::MlInference, priority, "p");
+            submitted.push(task.clone());
+            store.submit(vec![task]).await.expect("submit");
+        }
+        store
+            .cancel(submitted[5].worktask_id, chrono::Utc::now())
+            .await
+            .expect("cancel");
+    }
+    let store = open(&dir);
+    assert_eq!(store.queue_length(), 5);
+    let (_, order) = store.most_urgent(Priority::MIN, 10).await.expect("urgent");
+    let order: Vec<_> = order.into_iter().map(|t| t.worktask_id).collect();
+    let want: Vec<_> = [3, 1, 0, 2, 4]
+        .iter()
+        .map(|&i| submitted[i].worktask_id)
+        .collect();
+    assert_eq!(order, want);
+    assert_eq!(
+        store
+            .counts()
+            .get(WorkTaskType::MlInference, WorkTaskStatus::Cancelled),
+        1
+    );
+    // New submissions after a restart go behind the recovered ones.
+    let late = conformance::task(WorkTaskType::MlInference, 10, "p");
+    store.submit(vec![late.clone()]).await.expect("submit");
+    let (_, order) = store.most_urgent(Priority::MAX, 10).await.expect("urgent");
+    assert_eq!(order.last().map(|t| t.worktask_id), Some(late.worktask_id));
+}
+
+#[test]
+fn a_corrupt_database_file_is_refused_with_its_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("mimir.db"), vec![0x42; 8192]).expect("write junk");
+    let error = SqliteStore::open(dir.path(), SqliteOptions::default())
+        .err()
+        .expect("refused");
+    assert!(matches!(error, StoreError::Open { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("mimir.db"), "{message}");
+    assert!(message.contains("not a database"), "{message}");
+}
+
+#[test]
+fn an_unusable_data_dir_is_refused_with_its_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").expect("write");
+    let error = SqliteStore::open(&file.join("data"), SqliteOptions::default())
+        .err()
+        .expect("refused");
+    assert!(error.to_string().contains("a-file"), "{error}");
+}
