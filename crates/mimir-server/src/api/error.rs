@@ -1,0 +1,118 @@
+//! API errors: each maps to a status, a stable code and a public message; the
+//! internal cause of a 5xx is logged, never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use mimir_core::ValidationError;
+use mimir_store::StoreError;
+use serde_json::json;
+
+/// An error answer: `{"error": {"code", "message", "field"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+    cause: Option<String>,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            cause: None,
+        }
+    }
+
+    /// 400 about one field.
+    pub fn bad_field(
+        code: &'static str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message).with_field(field)
+    }
+
+    /// 404 for something that does not exist.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// Names the field at fault.
+    pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
+        let field = field.into();
+        self.field = (!field.is_empty()).then_some(field);
+        self
+    }
+
+    /// 500 whose cause is logged but not shown.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        ApiError {
+            cause: Some(cause.to_string()),
+            ..ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the orchestrator log",
+            )
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> ApiError {
+        ApiError::bad_field(e.code, e.field, e.message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::NotFound(id) => ApiError::not_found(format!("work task {id} not found")),
+            StoreError::Transition { id, source } if source.from.is_running() => ApiError::new(
+                StatusCode::CONFLICT,
+                "task_running",
+                format!(
+                    "work task {id} is {}; only queued tasks can be cancelled by this orchestrator",
+                    source.from
+                ),
+            ),
+            StoreError::Transition { id, source } => ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_transition",
+                format!("work task {id} is already {}: {source}", source.from),
+            ),
+            StoreError::WriterGone => ApiError {
+                cause: Some(e.to_string()),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting_down",
+                    "the orchestrator is shutting down",
+                )
+            },
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(cause) = &self.cause {
+            tracing::error!(code = self.code, %cause, "request failed");
+        }
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(field) = self.field {
+            error["field"] = json!(field);
+        }
+        (self.status, axum::Json(json!({ "error": error }))).into_response()
+    }
+}

@@ -1,0 +1,57 @@
+//! The HTTP API. [`app`] builds the whole router, so tests can drive it with
+//! `oneshot` and the server with a socket.
+
+pub mod error;
+pub mod extract;
+mod health;
+mod worktasks;
+
+use crate::AppState;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use error::ApiError;
+
+pub use worktasks::{DEFAULT_LIST_LIMIT, MAX_BATCH};
+
+/// The orchestrator's router.
+pub fn app(state: AppState) -> Router {
+    let max_body = state.max_body_bytes;
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/api/metrics", get(health::summary))
+        .route(
+            "/api/worktasks",
+            post(worktasks::submit).get(worktasks::list),
+        )
+        .route("/api/worktasks/batch", post(worktasks::submit_batch))
+        .route("/api/worktasks/queue/length", get(worktasks::queue_length))
+        .route(
+            "/api/worktasks/high-priority",
+            get(worktasks::high_priority),
+        )
+        .route("/api/worktasks/{id}", get(worktasks::get))
+        .route("/api/worktasks/{id}/cancel", post(worktasks::cancel))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see the API overview in the README",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}

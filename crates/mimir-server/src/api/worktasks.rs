@@ -1,0 +1,263 @@
+//! `/api/worktasks`: submit, inspect and cancel work tasks.
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery};
+use crate::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use mimir_core::{Priority, Submission, WorkTask, WorkTaskStatus, WorkTaskType};
+use mimir_store::{ListQuery, MAX_LIST_LIMIT};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+/// Defaults to 50: tasks per page when `limit` is not given.
+pub const DEFAULT_LIST_LIMIT: usize = 50;
+/// Defaults to 100: tasks the high-priority view returns.
+pub const DEFAULT_URGENT_LIMIT: usize = 100;
+/// Most entries one batch may hold.
+pub const MAX_BATCH: usize = 10_000;
+
+/// `POST /api/worktasks`: 201 once the task is durably stored.
+pub async fn submit(
+    State(state): State<AppState>,
+    ApiJson(submission): ApiJson<Submission>,
+) -> Result<Response, ApiError> {
+    let task = WorkTask::new(Uuid::now_v7(), Utc::now(), submission.validate()?);
+    let mut stored = state.store.submit(vec![task]).await?;
+    let task = stored
+        .pop()
+        .ok_or_else(|| ApiError::internal("store returned no task"))?;
+    tracing::info!(worktask_id = %task.worktask_id, r#type = %task.task_type, priority = task.priority.get(), "task submitted");
+    let location = format!("/api/worktasks/{}", task.worktask_id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(task),
+    )
+        .into_response())
+}
+
+/// The body of `POST /api/worktasks/batch`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    worktasks: Vec<Submission>,
+}
+
+/// `POST /api/worktasks/batch`: all tasks in one durable commit, or none.
+pub async fn submit_batch(
+    State(state): State<AppState>,
+    ApiJson(batch): ApiJson<Batch>,
+) -> Result<Response, ApiError> {
+    if batch.worktasks.is_empty() {
+        return Err(ApiError::bad_field(
+            "empty_batch",
+            "worktasks",
+            "worktasks must hold at least one task",
+        ));
+    }
+    if batch.worktasks.len() > MAX_BATCH {
+        return Err(ApiError::bad_field(
+            "batch_too_large",
+            "worktasks",
+            format!(
+                "a batch holds at most {MAX_BATCH} tasks, got {}",
+                batch.worktasks.len()
+            ),
+        ));
+    }
+    let now = Utc::now();
+    let mut tasks = Vec::with_capacity(batch.worktasks.len());
+    for (index, submission) in batch.worktasks.into_iter().enumerate() {
+        let new = submission
+            .validate()
+            .map_err(|e| e.within(&format!("worktasks[{index}]")))?;
+        tasks.push(WorkTask::new(Uuid::now_v7(), now, new));
+    }
+    let stored = state.store.submit(tasks).await?;
+    tracing::info!(count = stored.len(), "task batch submitted");
+    Ok((StatusCode::CREATED, Json(json!({ "worktasks": stored }))).into_response())
+}
+
+/// Query of `GET /api/worktasks`. Empty values mean "no filter".
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    task_type: Option<String>,
+    project_id: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+fn parse_limit(value: Option<String>, default: usize) -> Result<usize, ApiError> {
+    let Some(text) = non_empty(value) else {
+        return Ok(default);
+    };
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_field(
+            "invalid_limit",
+            "limit",
+            format!("limit must be a whole number from 1 to {MAX_LIST_LIMIT}, got {text:?}"),
+        )),
+    }
+}
+
+/// Opaque cursor: the position after which the next page starts.
+fn encode_cursor(seq: u64) -> String {
+    URL_SAFE_NO_PAD.encode(seq.to_be_bytes())
+}
+
+fn decode_cursor(text: &str) -> Result<u64, ApiError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|b| <[u8; 8]>::try_from(b).ok());
+    bytes.map(u64::from_be_bytes).ok_or_else(|| {
+        ApiError::bad_field(
+            "invalid_cursor",
+            "cursor",
+            "cursor is not one this API returned; start again without it",
+        )
+    })
+}
+
+/// `GET /api/worktasks`: newest first, filtered, paginated by cursor.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Response, ApiError> {
+    let status = non_empty(params.status)
+        .map(|s| s.parse::<WorkTaskStatus>())
+        .transpose()
+        .map_err(|m| ApiError::bad_field("invalid_status", "status", m))?;
+    let task_type = non_empty(params.task_type)
+        .map(|s| s.parse::<WorkTaskType>())
+        .transpose()
+        .map_err(|m| ApiError::bad_field("invalid_type", "type", m))?;
+    let query = ListQuery {
+        status,
+        task_type,
+        project_id: non_empty(params.project_id),
+        limit: parse_limit(params.limit, DEFAULT_LIST_LIMIT)?,
+        after: non_empty(params.cursor)
+            .as_deref()
+            .map(decode_cursor)
+            .transpose()?,
+    };
+    let page = state.store.list(query).await?;
+    Ok(Json(json!({
+        "worktasks": page.tasks,
+        "next_cursor": page.next.map(encode_cursor),
+        "queue_length": state.store.queue_length(),
+    }))
+    .into_response())
+}
+
+/// `GET /api/worktasks/queue/length`.
+pub async fn queue_length(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({ "queue_length": state.store.queue_length() }))
+}
+
+/// Query of `GET /api/worktasks/high-priority`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrgentParams {
+    min_priority: Option<String>,
+    limit: Option<String>,
+}
+
+/// Defaults to 5 when `min_priority` is not given (the seed's example).
+pub const DEFAULT_MIN_PRIORITY: i64 = 5;
+
+/// `GET /api/worktasks/high-priority`: queued tasks with priority >= N, most urgent first.
+pub async fn high_priority(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<UrgentParams>,
+) -> Result<Response, ApiError> {
+    let min = match non_empty(params.min_priority) {
+        None => DEFAULT_MIN_PRIORITY,
+        Some(text) => text.parse::<i64>().map_err(|_| {
+            ApiError::bad_field(
+                "invalid_priority",
+                "min_priority",
+                format!("min_priority must be 1 to 10, got {text:?}"),
+            )
+        })?,
+    };
+    let min = Priority::new(min).ok_or_else(|| {
+        ApiError::bad_field(
+            "invalid_priority",
+            "min_priority",
+            format!("min_priority must be 1 to 10, got {min}"),
+        )
+    })?;
+    let limit = parse_limit(params.limit, DEFAULT_URGENT_LIMIT)?;
+    let (total, tasks) = state.store.most_urgent(min, limit).await?;
+    Ok(Json(json!({ "worktasks": tasks, "count": total, "min_priority": min })).into_response())
+}
+
+fn parse_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| {
+        ApiError::bad_field(
+            "invalid_id",
+            "worktask_id",
+            format!("{text:?} is not a work task id (a UUID)"),
+        )
+    })
+}
+
+/// `GET /api/worktasks/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<WorkTask>, ApiError> {
+    let id = parse_id(&id)?;
+    let task = state
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("work task {id} not found")))?;
+    Ok(Json(task))
+}
+
+/// `POST /api/worktasks/{id}/cancel`.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<WorkTask>, ApiError> {
+    let id = parse_id(&id)?;
+    let task = state.store.cancel(id, Utc::now()).await?;
+    tracing::info!(worktask_id = %id, "task cancelled");
+    Ok(Json(task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_junk_is_refused() {
+        for seq in [0, 1, 12345, u64::MAX] {
+            assert_eq!(decode_cursor(&encode_cursor(seq)).ok(), Some(seq));
+        }
+        for junk in ["x", "!!!!", "AAAA", "AAAAAAAAAAAAAAAA"] {
+            assert_eq!(
+                decode_cursor(junk).map_err(|e| e.status()).err(),
+                Some(StatusCode::BAD_REQUEST)
+            );
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Orchestrator configuration.
+//!
+//! Precedence: defaults < config file (`--config`, YAML or JSON; keys follow the
+//! Helm values, e.g. `orchestrator.minWorkers`) < `MIMIR_*` environment < flags.
+//! The binary merges the last two into [`Overrides`]. Everything is validated
+//! once, at load, and every error names the key at fault.
+
+use mimir_core::retry::RetryConfig;
+use mimir_core::{Aging, RetryPolicy};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Defaults to `127.0.0.1:8080`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Defaults to `./mimir-data`.
+pub const DEFAULT_DATA_DIR: &str = "./mimir-data";
+/// Defaults to 1 MiB: the largest request body accepted.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Defaults to 5: queued tasks per worker before another is spawned.
+pub const DEFAULT_QUEUE_THRESHOLD: u32 = 5;
+
+/// Log verbosity, as the seed defines the levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Detailed execution traces, queue operations.
+    Debug,
+    /// Normal operations: task start and completion, configuration.
+    #[default]
+    Info,
+    /// Recoverable errors, retries.
+    Warn,
+    /// Failures.
+    Error,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    Json,
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// Address the HTTP API listens on. Defaults to [`DEFAULT_LISTEN`].
+    pub listen: String,
+    /// Directory holding `mimir.db`. Defaults to [`DEFAULT_DATA_DIR`].
+    pub data_dir: PathBuf,
+    /// Log verbosity. Defaults to `info`.
+    pub log_level: LogLevel,
+    /// Log format. Defaults to `pretty`.
+    pub log_format: LogFormat,
+    /// Worker pool and Kubernetes settings.
+    pub orchestrator: OrchestratorConfig,
+    /// HTTP API limits.
+    pub api: ApiConfig,
+    /// Queue order settings.
+    pub queue: QueueConfig,
+    /// Retry backoff.
+    pub retry: RetryConfig,
+    /// Metadata store settings.
+    pub store: StoreConfig,
+}
+
+/// `orchestrator.*`: the worker pool, as in the seed's Helm values.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct OrchestratorConfig {
+    /// Workers kept running even when idle. Defaults to 1.
+    pub min_workers: u32,
+    /// Most workers at once; 0 means no local workers. Defaults to the CPU count.
+    pub max_workers: u32,
+    /// Queued tasks per worker before another is spawned. Defaults to 5.
+    pub queue_threshold: u32,
+    /// Kubernetes namespace for worker Jobs. Defaults to `mimir-aip`.
+    pub worker_namespace: String,
+    /// Service account of worker Jobs. Defaults to `mimir-worker`.
+    pub worker_service_account: String,
+    /// Resource requests and limits of worker Jobs.
+    pub resources: serde_json::Value,
+    /// Further Kubernetes clusters workers overflow to.
+    pub additional_clusters: Vec<serde_json::Value>,
+    /// Bearer token workers must present; empty means none.
+    pub worker_auth_token: String,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        OrchestratorConfig {
+            min_workers: 1,
+            max_workers: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            queue_threshold: DEFAULT_QUEUE_THRESHOLD,
+            worker_namespace: "mimir-aip".into(),
+            worker_service_account: "mimir-worker".into(),
+            resources: serde_json::Value::Null,
+            additional_clusters: Vec::new(),
+            worker_auth_token: String::new(),
+        }
+    }
+}
+
+/// `api.*`: HTTP limits.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApiConfig {
+    /// Largest request body in bytes. Defaults to 1 MiB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// `queue.*`: ordering options.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct QueueConfig {
+    /// Aging: a waiting task gains one priority level per this many milliseconds.
+    /// Defaults to 0, which turns aging off.
+    pub aging_interval_ms: u64,
+}
+
+/// `store.*`: the metadata store.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct StoreConfig {
+    /// fsync every commit, so acknowledged writes survive power loss. Defaults to
+    /// true; false still survives a crash of the process.
+    pub durable: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { durable: true }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.into(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            log_level: LogLevel::default(),
+            log_format: LogFormat::default(),
+            orchestrator: OrchestratorConfig::default(),
+            api: ApiConfig::default(),
+            queue: QueueConfig::default(),
+            retry: RetryConfig::default(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// Values from the environment and flags, which win over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen` / `MIMIR_LISTEN`.
+    pub listen: Option<String>,
+    /// `--data-dir` / `MIMIR_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-level` / `MIMIR_LOG_LEVEL`.
+    pub log_level: Option<LogLevel>,
+    /// `--log-format` / `MIMIR_LOG_FORMAT`.
+    pub log_format: Option<LogFormat>,
+    /// `--min-workers` / `MIMIR_MIN_WORKERS`.
+    pub min_workers: Option<u32>,
+    /// `--max-workers` / `MIMIR_MAX_WORKERS`.
+    pub max_workers: Option<u32>,
+    /// `--queue-threshold` / `MIMIR_QUEUE_THRESHOLD`.
+    pub queue_threshold: Option<u32>,
+}
+
+/// A configuration that cannot be used; the message names the key or file.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads a YAML or JSON file (JSON is YAML too).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        Config::from_yaml(&text)
+            .map_err(|e| ConfigError(format!("config file {}: {}", path.display(), e.0)))
+    }
+
+    /// Parses configuration text; errors name the key.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                ConfigError(inner.to_string())
+            } else {
+                ConfigError(format!("{path}: {inner}"))
+            }
+        })
+    }
+
+    /// Applies environment and flag values.
+    pub fn apply(&mut self, overrides: Overrides) {
+        let Overrides {
+            listen,
+            data_dir,
+            log_level,
+            log_format,
+            min_workers,
+            max_workers,
+            queue_threshold,
+        } = overrides;
+        if let Some(v) = listen {
+            self.listen = v;
+        }
+        if let Some(v) = data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = log_level {
+            self.log_level = v;
+        }
+        if let Some(v) = log_format {
+            self.log_format = v;
+        }
+        if let Some(v) = min_workers {
+            self.orchestrator.min_workers = v;
+        }
+        if let Some(v) = max_workers {
+            self.orchestrator.max_workers = v;
+        }
+        if let Some(v) = queue_threshold {
+            self.orchestrator.queue_threshold = v;
+        }
+    }
+
+    /// Checks every value; the first problem is returned, naming its key.
+    pub fn validate(&self) -> Result<ValidConfig, ConfigError> {
+        let listen: SocketAddr = self.listen.parse().map_err(|e| {
+            ConfigError(format!(
+                "listen: {:?} is not an address such as 127.0.0.1:8080 ({e})",
+                self.listen
+            ))
+        })?;
+        let o = &self.orchestrator;
+        if o.queue_threshold == 0 {
+            return Err(ConfigError(
+                "orchestrator.queueThreshold must be at least 1".into(),
+            ));
+        }
+        if o.max_workers > 0 && o.min_workers > o.max_workers {
+            return Err(ConfigError(format!(
+                "orchestrator.minWorkers ({}) must not exceed orchestrator.maxWorkers ({})",
+                o.min_workers, o.max_workers
+            )));
+        }
+        if self.api.max_body_bytes < 1024 {
+            return Err(ConfigError("api.maxBodyBytes must be at least 1024".into()));
+        }
+        let retry = self.retry.policy().map_err(ConfigError)?;
+        let aging = (self.queue.aging_interval_ms > 0).then(|| Aging {
+            interval: Duration::from_millis(self.queue.aging_interval_ms),
+        });
+        Ok(ValidConfig {
+            listen,
+            retry,
+            aging,
+        })
+    }
+}
+
+/// Values derived from a validated [`Config`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidConfig {
+    /// The listen address.
+    pub listen: SocketAddr,
+    /// Retry backoff.
+    pub retry: RetryPolicy,
+    /// Queue aging, if on.
+    pub aging: Option<Aging>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helm_style_keys_are_read() {
+        let config = Config::from_yaml(
+            "orchestrator:\n  minWorkers: 2\n  maxWorkers: 10\n  queueThreshold: 5\nlogLevel: debug\n",
+        )
+        .expect("valid");
+        assert_eq!(config.orchestrator.min_workers, 2);
+        assert_eq!(config.orchestrator.max_workers, 10);
+        assert_eq!(config.log_level, LogLevel::Debug);
+        assert_eq!(config.listen, DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let error = Config::from_yaml("orchestrator:\n  minWorker: 2\n").expect_err("typo");
+        let message = error.to_string();
+        assert!(message.contains("orchestrator.minWorker"), "{message}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let error =
+            Config::from_yaml("orchestrator:\n  maxWorkers: many\n").expect_err("not a number");
+        assert!(
+            error.to_string().contains("orchestrator.maxWorkers"),
+            "{error}"
+        );
+        let mut config = Config::default();
+        config.orchestrator.queue_threshold = 0;
+        assert!(
+            config
+                .validate()
+                .expect_err("zero")
+                .to_string()
+                .contains("queueThreshold")
+        );
+        config = Config {
+            listen: "nowhere".into(),
+            ..Config::default()
+        };
+        assert!(
+            config
+                .validate()
+                .expect_err("bad address")
+                .to_string()
+                .starts_with("listen:")
+        );
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let mut config = Config::from_yaml("orchestrator:\n  maxWorkers: 3\n").expect("valid");
+        config.apply(Overrides {
+            max_workers: Some(0),
+            ..Overrides::default()
+        });
+        assert_eq!(config.orchestrator.max_workers, 0);
+        config
+            .validate()
+            .expect("0 workers is valid: external workers only");
+    }
+}

@@ -1,0 +1,12 @@
+//! The Mimir AIP orchestrator: configuration, the HTTP API and serving it.
+//!
+//! [`api::app`] builds the router from an [`AppState`], so tests drive it
+//! in-process; [`serve::run`] opens the store and serves it on a socket.
+
+pub mod api;
+pub mod config;
+pub mod serve;
+mod state;
+
+pub use config::Config;
+pub use state::AppState;

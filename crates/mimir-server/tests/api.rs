@@ -1,0 +1,444 @@
+//! The HTTP API through `app()` with `oneshot`, over a real SQLite file.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use mimir_server::{AppState, api};
+use mimir_store::{SqliteOptions, SqliteStore};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+struct Api {
+    app: Router,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    fn new() -> Api {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open");
+        let mut state = AppState::new(Arc::new(store));
+        state.max_body_bytes = 64 * 1024;
+        Api {
+            app: api::app(state),
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, method: &str, uri: &str, body: Option<&str>) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .expect("request");
+        let response = self.app.clone().oneshot(request).await.expect("response");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("JSON body")
+        };
+        (status, value)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.send("GET", uri, None).await
+    }
+
+    async fn post(&self, uri: &str, body: &str) -> (StatusCode, Value) {
+        self.send("POST", uri, Some(body)).await
+    }
+
+    async fn submit(&self, body: Value) -> Value {
+        let (status, task) = self.post("/api/worktasks", &body.to_string()).await;
+        assert_eq!(status, StatusCode::CREATED, "{task}");
+        task
+    }
+
+    async fn total_tasks(&self) -> u64 {
+        let (_, summary) = self.get("/api/metrics").await;
+        summary["tasks_by_status"]
+            .as_object()
+            .expect("counts")
+            .values()
+            .map(|v| v.as_u64().expect("n"))
+            .sum()
+    }
+}
+
+fn assert_error(
+    status: StatusCode,
+    body: &Value,
+    want_status: StatusCode,
+    code: &str,
+    field: Option<&str>,
+) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    match field {
+        Some(field) => assert_eq!(body["error"]["field"], field, "{body}"),
+        None => assert!(body["error"].get("field").is_none(), "{body}"),
+    }
+}
+
+#[tokio::test]
+async fn the_seed_example_submits_and_reads_back() {
+    let api = Api::new();
+    let task = api
+        .submit(
+            json!({"type":"pipeline_execution","project_id":"p1","priority":10,"max_retries":3}),
+        )
+        .await;
+    assert_eq!(task["status"], "queued");
+    assert_eq!(task["priority"], 10);
+    assert_eq!(task["max_retries"], 3);
+    assert_eq!(task["retry_count"], 0);
+    assert_eq!(task["type"], "pipeline_execution");
+    assert_eq!(task["project_id"], "p1");
+    assert_eq!(task["task_spec"]["project_id"], "p1");
+    assert_eq!(
+        task["resource_requirements"],
+        json!({"cpu":"500m","memory":"1Gi","gpu":false})
+    );
+    assert_eq!(task["started_at"], Value::Null);
+    let id = task["worktask_id"].as_str().expect("id");
+    let (status, got) = api.get(&format!("/api/worktasks/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got, task);
+    let (_, length) = api.get("/api/worktasks/queue/length").await;
+    assert_eq!(length, json!({"queue_length": 1}));
+}
+
+#[tokio::test]
+async fn bad_submissions_are_refused_and_change_nothing() {
+    let api = Api::new();
+    api.submit(json!({"type":"ml_training","project_id":"p"}))
+        .await;
+    let cases: &[(&str, StatusCode, &str, Option<&str>)] = &[
+        ("{not json", StatusCode::BAD_REQUEST, "invalid_json", None),
+        ("", StatusCode::BAD_REQUEST, "invalid_json", None),
+        ("[1,2]", StatusCode::BAD_REQUEST, "invalid_json", None),
+        (
+            r#"{"type":"ml_training","project_id":"p"} trailing"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            None,
+        ),
+        (
+            r#"{"type":"ml_training","project_id":"p","prority":3}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+            Some("prority"),
+        ),
+        (
+            r#"{"type":"ml_training","project_id":"p","task_spec":{"pipeline":"x"}}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+            Some("task_spec.pipeline"),
+        ),
+        (
+            r#"{"type":"ml_cooking","project_id":"p"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_type",
+            Some("type"),
+        ),
+        (
+            r#"{"type":"ml_training","project_id":"p","priority":0}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_priority",
+            Some("priority"),
+        ),
+        (
+            r#"{"type":"ml_training","project_id":"p","priority":11}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_priority",
+            Some("priority"),
+        ),
+        (
+            r#"{"type":"ml_training","project_id":"p","priority":"high"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            Some("priority"),
+        ),
+        (
+            r#"{"type":"ml_training"}"#,
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            Some("project_id"),
+        ),
+        (
+            r#"{"type":"ml_training","project_id":"p","max_retries":-1}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_max_retries",
+            Some("max_retries"),
+        ),
+        (
+            r#"{"type":"ml_training","project_id":"p","max_retries":99999999999}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_max_retries",
+            Some("max_retries"),
+        ),
+    ];
+    for (body, status, code, field) in cases {
+        let (got_status, got) = api.post("/api/worktasks", body).await;
+        assert_error(got_status, &got, *status, code, *field);
+    }
+    let huge = json!({"type":"ml_training","project_id":"p","task_spec":{"parameters":{"blob":"x".repeat(70_000)}}});
+    let (status, body) = api.post("/api/worktasks", &huge.to_string()).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        None,
+    );
+    assert_eq!(
+        api.total_tasks().await,
+        1,
+        "no invalid request stored anything"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_commits_whole_or_not_at_all() {
+    let api = Api::new();
+    let batch = json!({"worktasks": [
+        {"type":"ml_inference","project_id":"p","priority":2},
+        {"type":"ml_training","project_id":"p","priority":9},
+        {"type":"pipeline_execution","project_id":"q"},
+    ]});
+    let (status, body) = api.post("/api/worktasks/batch", &batch.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let types: Vec<&str> = body["worktasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(types, ["ml_inference", "ml_training", "pipeline_execution"]);
+
+    let bad = json!({"worktasks": [
+        {"type":"ml_inference","project_id":"p"},
+        {"type":"ml_inference","project_id":"p"},
+        {"type":"ml_inference","project_id":"p"},
+        {"type":"ml_inference","project_id":"p","priority":42},
+    ]});
+    let (status, body) = api.post("/api/worktasks/batch", &bad.to_string()).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_priority",
+        Some("worktasks[3].priority"),
+    );
+    let typo = json!({"worktasks": [{"type":"ml_inference","project_id":"p"}, {"type":"ml_inference","projectid":"p"}]});
+    let (status, body) = api.post("/api/worktasks/batch", &typo.to_string()).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "unknown_field",
+        Some("worktasks[1].projectid"),
+    );
+    let (status, body) = api
+        .post("/api/worktasks/batch", r#"{"worktasks":[]}"#)
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "empty_batch",
+        Some("worktasks"),
+    );
+    assert_eq!(api.total_tasks().await, 3);
+}
+
+#[tokio::test]
+async fn listing_filters_and_pages_with_a_cursor() {
+    let api = Api::new();
+    for i in 0..7 {
+        let project = if i % 2 == 0 { "even" } else { "odd" };
+        api.submit(json!({"type":"ml_inference","project_id":project,"priority":1 + i}))
+            .await;
+    }
+    let (status, page) = api
+        .get("/api/worktasks?status=&type=&project_id=even&limit=3")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["worktasks"].as_array().expect("tasks").len(), 3);
+    assert_eq!(page["queue_length"], 7);
+    let priorities = |page: &Value| -> Vec<u64> {
+        page["worktasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .map(|t| t["priority"].as_u64().expect("p"))
+            .collect()
+    };
+    assert_eq!(priorities(&page), [7, 5, 3], "newest first");
+    let cursor = page["next_cursor"].as_str().expect("a next page");
+    let (_, next) = api
+        .get(&format!(
+            "/api/worktasks?project_id=even&limit=3&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(priorities(&next), [1]);
+    assert_eq!(next["next_cursor"], Value::Null);
+
+    let (status, body) = api.get("/api/worktasks?cursor=garbage").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_cursor",
+        Some("cursor"),
+    );
+    let (status, body) = api.get("/api/worktasks?stauts=queued").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "unknown_parameter",
+        Some("stauts"),
+    );
+    let (status, body) = api.get("/api/worktasks?status=done").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_status",
+        Some("status"),
+    );
+    let (status, body) = api.get("/api/worktasks?limit=0").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_limit",
+        Some("limit"),
+    );
+    let (status, body) = api.get("/api/worktasks?limit=1001").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_limit",
+        Some("limit"),
+    );
+}
+
+#[tokio::test]
+async fn high_priority_lists_the_most_urgent_first() {
+    let api = Api::new();
+    for priority in [3, 9, 5, 10, 9] {
+        api.submit(json!({"type":"ml_training","project_id":"p","priority":priority}))
+            .await;
+    }
+    let (status, body) = api.get("/api/worktasks/high-priority?min_priority=5").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let priorities: Vec<u64> = body["worktasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["priority"].as_u64().expect("p"))
+        .collect();
+    assert_eq!(priorities, [10, 9, 9, 5]);
+    assert_eq!(body["count"], 4);
+    for bad in ["0", "11", "urgent"] {
+        let (status, body) = api
+            .get(&format!("/api/worktasks/high-priority?min_priority={bad}"))
+            .await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::BAD_REQUEST,
+            "invalid_priority",
+            Some("min_priority"),
+        );
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_queued_task() {
+    let api = Api::new();
+    let task = api
+        .submit(json!({"type":"ml_training","project_id":"p"}))
+        .await;
+    let id = task["worktask_id"].as_str().expect("id");
+    let (status, cancelled) = api.post(&format!("/api/worktasks/{id}/cancel"), "").await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    assert!(cancelled["completed_at"].is_string());
+    let (status, body) = api.post(&format!("/api/worktasks/{id}/cancel"), "").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+        None,
+    );
+    let (status, body) = api
+        .post(
+            "/api/worktasks/0191d1a4-0000-7000-8000-000000000000/cancel",
+            "",
+        )
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found", None);
+    let (status, body) = api.get("/api/worktasks/not-a-uuid").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_id",
+        Some("worktask_id"),
+    );
+    let (_, length) = api.get("/api/worktasks/queue/length").await;
+    assert_eq!(length["queue_length"], 0);
+}
+
+#[tokio::test]
+async fn health_readiness_summary_and_unknown_routes() {
+    let api = Api::new();
+    api.submit(json!({"type":"ml_training","project_id":"p"}))
+        .await;
+    assert_eq!(
+        api.get("/health").await,
+        (StatusCode::OK, json!({"status":"healthy"}))
+    );
+    assert_eq!(
+        api.get("/ready").await,
+        (StatusCode::OK, json!({"status":"ready"}))
+    );
+    let (status, summary) = api.get("/api/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(summary["queue"]["length"], 1);
+    assert_eq!(summary["tasks_by_status"]["queued"], 1);
+    assert_eq!(summary["tasks_by_status"]["completed"], 0);
+    assert_eq!(summary["tasks_by_type"]["ml_training"], 1);
+    assert!(summary["timestamp"].is_string());
+    let (status, body) = api.get("/api/nothing-here").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found", None);
+    let (status, body) = api.send("DELETE", "/api/worktasks", None).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        None,
+    );
+}
