@@ -97,14 +97,14 @@ impl WorkTaskStatus {
     /// Whether the machine allows moving from `self` to `to`.
     pub fn can_become(self, to: WorkTaskStatus) -> bool {
         use WorkTaskStatus::*;
-        match (self, to) {
-            (Queued, Scheduled | Cancelled) => true,
-            (Scheduled, Spawned | Executing) => true,
-            (Spawned, Executing) => true,
-            (Scheduled | Spawned | Executing, Queued | Failed | Timeout | Cancelled) => true,
-            (Executing, Completed) => true,
-            _ => false,
-        }
+        matches!(
+            (self, to),
+            (Queued, Scheduled | Cancelled)
+                | (Scheduled, Spawned | Executing)
+                | (Spawned, Executing)
+                | (Scheduled | Spawned | Executing, Queued | Failed | Timeout | Cancelled)
+                | (Executing, Completed)
+        )
     }
 
     /// Checks a status change: `Ok(to)` when allowed, the refusal otherwise.

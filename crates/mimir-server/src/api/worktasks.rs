@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use mimir_core::{Priority, Submission, WorkTask, WorkTaskStatus, WorkTaskType};
 use mimir_store::{ListQuery, MAX_LIST_LIMIT};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -82,7 +82,30 @@ pub async fn submit_batch(
     }
     let stored = state.store.submit(tasks).await?;
     tracing::info!(count = stored.len(), "task batch submitted");
-    Ok((StatusCode::CREATED, Json(json!({ "worktasks": stored }))).into_response())
+    Ok((StatusCode::CREATED, Json(TaskList { worktasks: &stored })).into_response())
+}
+
+/// `{"worktasks": [...]}`, serialized without an intermediate JSON value.
+#[derive(Serialize)]
+struct TaskList<'a> {
+    worktasks: &'a [WorkTask],
+}
+
+/// A page of `GET /api/worktasks`.
+#[derive(Serialize)]
+struct Page<'a> {
+    worktasks: &'a [WorkTask],
+    next_cursor: Option<String>,
+    queue_length: usize,
+}
+
+/// The answer of `GET /api/worktasks/high-priority`.
+#[derive(Serialize)]
+struct Urgent<'a> {
+    worktasks: &'a [WorkTask],
+    /// Queued tasks at or above `min_priority`, beyond the ones listed too.
+    count: usize,
+    min_priority: Priority,
 }
 
 /// Query of `GET /api/worktasks`. Empty values mean "no filter".
@@ -158,11 +181,11 @@ pub async fn list(
             .transpose()?,
     };
     let page = state.store.list(query).await?;
-    Ok(Json(json!({
-        "worktasks": page.tasks,
-        "next_cursor": page.next.map(encode_cursor),
-        "queue_length": state.store.queue_length(),
-    }))
+    Ok(Json(Page {
+        worktasks: &page.tasks,
+        next_cursor: page.next.map(encode_cursor),
+        queue_length: state.store.queue_length(),
+    })
     .into_response())
 }
 
@@ -206,7 +229,7 @@ pub async fn high_priority(
     })?;
     let limit = parse_limit(params.limit, DEFAULT_URGENT_LIMIT)?;
     let (total, tasks) = state.store.most_urgent(min, limit).await?;
-    Ok(Json(json!({ "worktasks": tasks, "count": total, "min_priority": min })).into_response())
+    Ok(Json(Urgent { worktasks: &tasks, count: total, min_priority: min }).into_response())
 }
 
 fn parse_id(text: &str) -> Result<Uuid, ApiError> {

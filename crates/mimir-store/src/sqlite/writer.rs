@@ -36,6 +36,8 @@ pub(crate) enum Command {
 }
 
 /// A command's result, held until the transaction commits.
+// Short-lived and few per commit: boxing would cost more than the size.
+#[allow(clippy::large_enum_variant)]
 enum Done {
     Tasks(Reply<Vec<WorkTask>>, Result<Vec<WorkTask>, StoreError>),
     Task(Reply<WorkTask>, Result<WorkTask, StoreError>),

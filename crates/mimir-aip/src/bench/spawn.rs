@@ -1,0 +1,68 @@
+//! Starting a private orchestrator for a benchmark run.
+
+use super::Target;
+use anyhow::{Context, bail};
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// The orchestrator a run talks to; a spawned one stops when this is dropped.
+pub struct Orchestrator {
+    /// Its base URL.
+    pub url: String,
+    child: Option<Child>,
+    _data_dir: Option<tempfile::TempDir>,
+}
+
+impl Orchestrator {
+    /// Connects to the target, starting an orchestrator first with `--spawn`.
+    pub async fn start(target: &Target) -> anyhow::Result<Orchestrator> {
+        if !target.spawn {
+            return Ok(Orchestrator { url: target.orchestrator.trim_end_matches('/').into(), child: None, _data_dir: None });
+        }
+        let data_dir = tempfile::Builder::new().prefix("mimir-bench-").tempdir_in(".").context("cannot create a data directory")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let url = format!("http://127.0.0.1:{port}");
+        let exe = std::env::current_exe().context("cannot find this executable")?;
+        let child = Command::new(exe)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--log-level", "warn", "--max-workers", "0", "--min-workers", "0"])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start the orchestrator")?;
+        let orchestrator = Orchestrator { url, child: Some(child), _data_dir: Some(data_dir) };
+        orchestrator.wait_healthy(Duration::from_secs(60)).await?;
+        eprintln!("started an orchestrator at {} (pid {})", orchestrator.url, orchestrator.pid().unwrap_or_default());
+        Ok(orchestrator)
+    }
+
+    async fn wait_healthy(&self, within: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        while started.elapsed() < within {
+            if let Ok(response) = client.get(format!("{}/ready", self.url)).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the orchestrator at {} did not become ready within {within:?}", self.url)
+    }
+
+    /// Process id of a spawned orchestrator.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Resident and peak memory of a spawned orchestrator, in bytes (Linux).
+    pub fn memory(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let field = |name: &str| -> Option<u64> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        };
+        Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+}

@@ -1,0 +1,61 @@
+//! `mimir-aip`: the orchestrator, its CLI and its load generator in one binary.
+//! This file only parses arguments and hands over to a command.
+
+mod bench;
+mod commands;
+mod logging;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+// The orchestrator allocates many small, short-lived buffers per request;
+// mimalloc serves them markedly faster than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// An observable orchestrator for data and ML work tasks.
+#[derive(Parser)]
+#[command(name = "mimir-aip", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the orchestrator (HTTP API, store, queue).
+    Serve(commands::serve::ServeArgs),
+    /// Submit, inspect, cancel and wait for work tasks.
+    Task(commands::task::TaskArgs),
+    /// Inspect the queue.
+    Queue(commands::queue::QueueArgs),
+    /// Load generator: throughput and latency percentiles of a running orchestrator.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Task(args) => commands::task::run(args).await,
+            Command::Queue(args) => commands::queue::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

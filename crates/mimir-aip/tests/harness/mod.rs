@@ -1,0 +1,147 @@
+//! Runs the real `mimir-aip` binary in a fresh temporary directory. When a test
+//! fails, the orchestrator's command, directory and log are printed.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mimir-aip")
+}
+
+/// A free loopback port (the small race with other processes is acceptable in tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// An orchestrator process with its own data directory.
+pub struct Orchestrator {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub port: u16,
+    child: Option<Child>,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+impl Orchestrator {
+    /// Starts `serve` on a fresh directory and waits until it listens.
+    pub fn start(extra: &[&str]) -> Orchestrator {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let log = dir.path().join("orchestrator.log");
+        let mut orchestrator =
+            Orchestrator { url: format!("http://127.0.0.1:{port}"), port, child: None, args: Vec::new(), log, dir };
+        orchestrator.spawn(extra);
+        orchestrator
+    }
+
+    fn spawn(&mut self, extra: &[&str]) {
+        let data = self.dir.path().join("data");
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", self.port),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--log-format".into(),
+            "json".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(bin())
+            .args(&args)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the orchestrator");
+        self.args = args;
+        self.child = Some(child);
+        self.wait_listening();
+    }
+
+    fn wait_listening(&mut self) {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("the orchestrator exited with {status}\n{}", self.describe());
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the orchestrator did not listen within 30s\n{}", self.describe());
+    }
+
+    /// `kill -9`, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same directory and port.
+    pub fn restart(&mut self, extra: &[&str]) {
+        self.kill9();
+        self.spawn(extra);
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn describe(&self) -> String {
+        format!("command: {} {}\ndirectory: {}\nlog:\n{}", bin(), self.args.join(" "), self.dir.path().display(), self.log())
+    }
+
+    /// Runs a CLI command against this orchestrator.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli_in(self.dir.path(), &[args, &["--orchestrator", &self.url]].concat())
+    }
+
+    /// A typed API client of this orchestrator.
+    pub fn client(&self) -> mimir_client::Client {
+        mimir_client::Client::new(&self.url)
+    }
+}
+
+impl Drop for Orchestrator {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.describe());
+        }
+        self.kill9();
+    }
+}
+
+/// Runs the binary with `args` in `dir`.
+pub fn cli_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin()).args(args).current_dir(dir).output().expect("run mimir-aip")
+}
+
+/// Stdout of a command that must succeed.
+pub fn stdout_ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "command failed ({})\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Stderr of a command that must fail.
+pub fn stderr_failed(output: &Output) -> String {
+    assert!(!output.status.success(), "command unexpectedly succeeded\nstdout:\n{}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
