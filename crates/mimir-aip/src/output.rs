@@ -6,7 +6,8 @@ use mimir_core::WorkTask;
 use serde::Serialize;
 
 fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
-    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
 }
 
 fn table() -> Table {
@@ -27,7 +28,16 @@ pub fn tasks(tasks: &[WorkTask], format: OutputFormat) -> anyhow::Result<()> {
         return json(&tasks);
     }
     let mut t = table();
-    t.set_header(["ID", "TYPE", "STATUS", "PRI", "PROJECT", "SUBMITTED", "RETRIES", "ERROR"]);
+    t.set_header([
+        "ID",
+        "TYPE",
+        "STATUS",
+        "PRI",
+        "PROJECT",
+        "SUBMITTED",
+        "RETRIES",
+        "ERROR",
+    ]);
     for task in tasks {
         t.add_row([
             task.worktask_id.to_string(),
@@ -59,13 +69,28 @@ pub fn task(task: &WorkTask, format: OutputFormat) -> anyhow::Result<()> {
         ("submitted", time(Some(task.submitted_at))),
         ("started", time(task.started_at)),
         ("completed", time(task.completed_at)),
-        ("retries", format!("{} of {}", task.retry_count, task.max_retries)),
+        (
+            "retries",
+            format!("{} of {}", task.retry_count, task.max_retries),
+        ),
         ("retry reason", task.retry_reason.clone()),
         ("not before", time(task.not_before)),
         ("error", task.error_message.clone()),
         ("pipeline", task.task_spec.pipeline_id.clone()),
         ("model", task.task_spec.model_id.clone()),
-        ("resources", format!("cpu {} memory {}{}", task.resource_requirements.cpu, task.resource_requirements.memory, if task.resource_requirements.gpu { " gpu" } else { "" })),
+        (
+            "resources",
+            format!(
+                "cpu {} memory {}{}",
+                task.resource_requirements.cpu,
+                task.resource_requirements.memory,
+                if task.resource_requirements.gpu {
+                    " gpu"
+                } else {
+                    ""
+                }
+            ),
+        ),
     ];
     for (name, value) in rows {
         if !value.is_empty() && value != "-" {

@@ -13,30 +13,70 @@ fn json(output: &std::process::Output) -> Value {
 fn submit_get_list_cancel_and_wait() {
     let orchestrator = Orchestrator::start(&["--max-workers", "0"]);
     let submitted = json(&orchestrator.cli(&[
-        "task", "submit", "--type", "ml_training", "--project", "vision", "--priority", "7", "--model", "resnet",
-        "--param", "epochs=3", "--param", "name=run-a", "-o", "json",
+        "task",
+        "submit",
+        "--type",
+        "ml_training",
+        "--project",
+        "vision",
+        "--priority",
+        "7",
+        "--model",
+        "resnet",
+        "--param",
+        "epochs=3",
+        "--param",
+        "name=run-a",
+        "-o",
+        "json",
     ]));
     assert_eq!(submitted["status"], "queued");
     assert_eq!(submitted["priority"], 7);
     assert_eq!(submitted["task_spec"]["model_id"], "resnet");
-    assert_eq!(submitted["task_spec"]["parameters"], serde_json::json!({"epochs": 3, "name": "run-a"}));
+    assert_eq!(
+        submitted["task_spec"]["parameters"],
+        serde_json::json!({"epochs": 3, "name": "run-a"})
+    );
     let id = submitted["worktask_id"].as_str().expect("id").to_string();
 
     let file = orchestrator.dir.path().join("task.json");
-    std::fs::write(&file, r#"{"type":"pipeline_execution","project_id":"etl","priority":10}"#).expect("write");
-    let from_file = json(&orchestrator.cli(&["task", "submit", "-f", file.to_str().expect("utf-8"), "-o", "json"]));
+    std::fs::write(
+        &file,
+        r#"{"type":"pipeline_execution","project_id":"etl","priority":10}"#,
+    )
+    .expect("write");
+    let from_file = json(&orchestrator.cli(&[
+        "task",
+        "submit",
+        "-f",
+        file.to_str().expect("utf-8"),
+        "-o",
+        "json",
+    ]));
     assert_eq!(from_file["priority"], 10);
 
     let table = stdout_ok(&orchestrator.cli(&["task", "get", &id]));
-    assert!(table.contains("ml_training") && table.contains("queued") && table.contains("vision"), "{table}");
+    assert!(
+        table.contains("ml_training") && table.contains("queued") && table.contains("vision"),
+        "{table}"
+    );
 
     let listed = json(&orchestrator.cli(&["task", "list", "--project", "vision", "-o", "json"]));
     assert_eq!(listed["worktasks"].as_array().map(Vec::len), Some(1));
     let table = stdout_ok(&orchestrator.cli(&["task", "list"]));
-    assert!(table.contains(&id) && table.contains("pipeline_execution"), "{table}");
+    assert!(
+        table.contains(&id) && table.contains("pipeline_execution"),
+        "{table}"
+    );
 
-    assert_eq!(stdout_ok(&orchestrator.cli(&["queue", "length"])).trim(), "2");
-    assert_eq!(json(&orchestrator.cli(&["queue", "length", "-o", "json"]))["queue_length"], 2);
+    assert_eq!(
+        stdout_ok(&orchestrator.cli(&["queue", "length"])).trim(),
+        "2"
+    );
+    assert_eq!(
+        json(&orchestrator.cli(&["queue", "length", "-o", "json"]))["queue_length"],
+        2
+    );
 
     let cancelled = json(&orchestrator.cli(&["task", "cancel", &id, "-o", "json"]));
     assert_eq!(cancelled["status"], "cancelled");
@@ -53,23 +93,50 @@ fn submit_get_list_cancel_and_wait() {
 #[test]
 fn bad_input_gets_a_message_naming_the_problem() {
     let orchestrator = Orchestrator::start(&["--max-workers", "0"]);
-    let stderr = stderr_failed(&orchestrator.cli(&["task", "submit", "--type", "ml_cooking", "--project", "p"]));
-    assert!(stderr.contains("type") && stderr.contains("ml_cooking"), "{stderr}");
-    let stderr = stderr_failed(&orchestrator.cli(&["task", "submit", "--type", "ml_training", "--project", "p", "--priority", "12"]));
+    let stderr = stderr_failed(&orchestrator.cli(&[
+        "task",
+        "submit",
+        "--type",
+        "ml_cooking",
+        "--project",
+        "p",
+    ]));
+    assert!(
+        stderr.contains("type") && stderr.contains("ml_cooking"),
+        "{stderr}"
+    );
+    let stderr = stderr_failed(&orchestrator.cli(&[
+        "task",
+        "submit",
+        "--type",
+        "ml_training",
+        "--project",
+        "p",
+        "--priority",
+        "12",
+    ]));
     assert!(stderr.contains("priority"), "{stderr}");
     let stderr = stderr_failed(&orchestrator.cli(&["task", "submit", "--type", "ml_training"]));
     assert!(stderr.contains("--project"), "{stderr}");
-    let stderr = stderr_failed(&orchestrator.cli(&["task", "get", "0191d1a4-0000-7000-8000-000000000000"]));
+    let stderr =
+        stderr_failed(&orchestrator.cli(&["task", "get", "0191d1a4-0000-7000-8000-000000000000"]));
     assert!(stderr.contains("not found"), "{stderr}");
     let stderr = stderr_failed(&orchestrator.cli(&["task", "get", "nope"]));
     assert!(stderr.contains("nope"), "{stderr}");
-    assert_eq!(stdout_ok(&orchestrator.cli(&["queue", "length"])).trim(), "0", "nothing stored");
+    assert_eq!(
+        stdout_ok(&orchestrator.cli(&["queue", "length"])).trim(),
+        "0",
+        "nothing stored"
+    );
 }
 
 #[test]
 fn an_unreachable_orchestrator_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("http://127.0.0.1:{}", harness::free_port());
-    let stderr = stderr_failed(&cli_in(dir.path(), &["queue", "length", "--orchestrator", &url]));
+    let stderr = stderr_failed(&cli_in(
+        dir.path(),
+        &["queue", "length", "--orchestrator", &url],
+    ));
     assert!(stderr.contains(&url), "{stderr}");
 }

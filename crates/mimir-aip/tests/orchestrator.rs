@@ -17,10 +17,15 @@ async fn a_restart_finds_every_acknowledged_task_in_order() {
     // (priority, arrival) of every acknowledged task.
     let mut acknowledged = Vec::new();
     for i in 0..60i64 {
-        let task = client.submit(&json!({"type":"ml_inference","project_id":"p","priority": 1 + (i * 7) % 10})).await.expect("submit");
+        let task = client
+            .submit(&json!({"type":"ml_inference","project_id":"p","priority": 1 + (i * 7) % 10}))
+            .await
+            .expect("submit");
         acknowledged.push(task);
     }
-    let batch: Vec<_> = (0..140i64).map(|i| json!({"type":"ml_training","project_id":"q","priority": 1 + (i * 3) % 10})).collect();
+    let batch: Vec<_> = (0..140i64)
+        .map(|i| json!({"type":"ml_training","project_id":"q","priority": 1 + (i * 3) % 10}))
+        .collect();
     acknowledged.extend(client.submit_batch(&batch).await.expect("batch"));
     let cancelled = acknowledged.remove(5);
     client.cancel(cancelled.worktask_id).await.expect("cancel");
@@ -32,21 +37,33 @@ async fn a_restart_finds_every_acknowledged_task_in_order() {
     let mut expected = acknowledged.clone();
     expected.sort_by_key(|t| std::cmp::Reverse(t.priority));
     let urgent: serde_json::Value = client
-        .call(reqwest::Method::GET, "/api/worktasks/high-priority?min_priority=1&limit=1000", None)
+        .call(
+            reqwest::Method::GET,
+            "/api/worktasks/high-priority?min_priority=1&limit=1000",
+            None,
+        )
         .await
         .expect("high-priority");
     let got: Vec<Uuid> = urgent["worktasks"]
         .as_array()
         .expect("tasks")
         .iter()
-        .map(|t| t["worktask_id"].as_str().and_then(|s| s.parse().ok()).expect("id"))
+        .map(|t| {
+            t["worktask_id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("id")
+        })
         .collect();
     let want: Vec<Uuid> = expected.iter().map(|t| t.worktask_id).collect();
     assert_eq!(got, want);
     for task in &acknowledged {
         assert_eq!(&client.get(task.worktask_id).await.expect("get"), task);
     }
-    assert_eq!(client.get(cancelled.worktask_id).await.expect("get").status, WorkTaskStatus::Cancelled);
+    assert_eq!(
+        client.get(cancelled.worktask_id).await.expect("get").status,
+        WorkTaskStatus::Cancelled
+    );
     assert!(acknowledged.iter().all(|t| t.priority >= Priority::MIN));
 }
 
@@ -86,7 +103,12 @@ async fn kill_9_under_load_loses_no_acknowledged_task() {
     let mut found = HashSet::new();
     let mut cursor = None;
     loop {
-        let filter = mimir_client::ListFilter { project_id: Some("crash".into()), limit: Some(1000), cursor, ..Default::default() };
+        let filter = mimir_client::ListFilter {
+            project_id: Some("crash".into()),
+            limit: Some(1000),
+            cursor,
+            ..Default::default()
+        };
         let page = client.list(&filter).await.expect("list");
         found.extend(page.worktasks.iter().map(|t| t.worktask_id));
         cursor = page.next_cursor;
@@ -94,9 +116,22 @@ async fn kill_9_under_load_loses_no_acknowledged_task() {
             break;
         }
     }
-    let lost: Vec<_> = acknowledged.iter().filter(|id| !found.contains(id)).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged tasks lost, e.g. {:?}", lost.len(), acknowledged.len(), lost.first());
-    assert_eq!(client.queue_length().await.expect("length") as usize, found.len(), "the queue holds what the store holds");
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|id| !found.contains(id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged tasks lost, e.g. {:?}",
+        lost.len(),
+        acknowledged.len(),
+        lost.first()
+    );
+    assert_eq!(
+        client.queue_length().await.expect("length") as usize,
+        found.len(),
+        "the queue holds what the store holds"
+    );
 }
 
 #[test]
@@ -104,7 +139,10 @@ fn a_corrupt_database_stops_start_up_naming_the_path() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("data")).expect("mkdir");
     std::fs::write(dir.path().join("data/mimir.db"), vec![7u8; 4096]).expect("junk");
-    let output = cli_in(dir.path(), &["serve", "--data-dir", "data", "--listen", "127.0.0.1:0"]);
+    let output = cli_in(
+        dir.path(),
+        &["serve", "--data-dir", "data", "--listen", "127.0.0.1:0"],
+    );
     let stderr = stderr_failed(&output);
     assert!(stderr.contains("data/mimir.db"), "{stderr}");
 }
@@ -113,7 +151,16 @@ fn a_corrupt_database_stops_start_up_naming_the_path() {
 fn an_unwritable_data_dir_stops_start_up_naming_the_path() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("occupied"), b"a file, not a directory").expect("write");
-    let output = cli_in(dir.path(), &["serve", "--data-dir", "occupied/data", "--listen", "127.0.0.1:0"]);
+    let output = cli_in(
+        dir.path(),
+        &[
+            "serve",
+            "--data-dir",
+            "occupied/data",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
     let stderr = stderr_failed(&output);
     assert!(stderr.contains("occupied/data"), "{stderr}");
 }
@@ -121,7 +168,11 @@ fn an_unwritable_data_dir_stops_start_up_naming_the_path() {
 #[test]
 fn a_bad_config_key_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("mimir.yaml"), "orchestrator:\n  maxWorker: 3\n").expect("write");
+    std::fs::write(
+        dir.path().join("mimir.yaml"),
+        "orchestrator:\n  maxWorker: 3\n",
+    )
+    .expect("write");
     let output = cli_in(dir.path(), &["serve", "--config", "mimir.yaml"]);
     let stderr = stderr_failed(&output);
     assert!(stderr.contains("orchestrator.maxWorker"), "{stderr}");
@@ -133,15 +184,29 @@ fn a_bad_config_key_stops_start_up_naming_the_key() {
 #[test]
 fn the_environment_overrides_the_file_and_flags_override_both() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (file_port, env_port, flag_port) = (harness::free_port(), harness::free_port(), harness::free_port());
-    std::fs::write(dir.path().join("mimir.yaml"), format!("listen: 127.0.0.1:{file_port}\norchestrator:\n  maxWorkers: 0\n")).expect("write");
+    let (file_port, env_port, flag_port) = (
+        harness::free_port(),
+        harness::free_port(),
+        harness::free_port(),
+    );
+    std::fs::write(
+        dir.path().join("mimir.yaml"),
+        format!("listen: 127.0.0.1:{file_port}\norchestrator:\n  maxWorkers: 0\n"),
+    )
+    .expect("write");
     let start = |with_flag: bool| {
         let mut command = std::process::Command::new(harness::bin());
-        command.current_dir(dir.path()).args(["serve", "--config", "mimir.yaml"]).env("MIMIR_LISTEN", format!("127.0.0.1:{env_port}"));
+        command
+            .current_dir(dir.path())
+            .args(["serve", "--config", "mimir.yaml"])
+            .env("MIMIR_LISTEN", format!("127.0.0.1:{env_port}"));
         if with_flag {
             command.args(["--listen", &format!("127.0.0.1:{flag_port}")]);
         }
-        command.stderr(std::process::Stdio::null()).spawn().expect("spawn")
+        command
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn")
     };
     let listening = |port: u16| {
         (0..500).any(|_| {

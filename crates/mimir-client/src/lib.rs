@@ -90,7 +90,11 @@ impl Client {
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
-        Client { base: base.trim_end_matches('/').to_string(), http, token: None }
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+            token: None,
+        }
     }
 
     /// Sends `Authorization: Bearer TOKEN` with every request.
@@ -105,7 +109,12 @@ impl Client {
     }
 
     /// Sends a request and decodes a JSON answer, or the API error.
-    pub async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&Value>) -> Result<T, ClientError> {
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, ClientError> {
         let url = format!("{}{}", self.base, path);
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
@@ -114,19 +123,26 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let transport = |source| ClientError::Transport { url: url.clone(), source };
+        let transport = |source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(transport)?;
         if !status.is_success() {
             return Err(api_error(status, &bytes, &url));
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected { url, message: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
+            url,
+            message: e.to_string(),
+        })
     }
 
     /// Submits one task (`POST /api/worktasks`).
     pub async fn submit(&self, submission: &Value) -> Result<WorkTask, ClientError> {
-        self.call(Method::POST, "/api/worktasks", Some(submission)).await
+        self.call(Method::POST, "/api/worktasks", Some(submission))
+            .await
     }
 
     /// Submits many tasks in one commit (`POST /api/worktasks/batch`).
@@ -136,13 +152,16 @@ impl Client {
             worktasks: Vec<WorkTask>,
         }
         let body = serde_json::json!({ "worktasks": submissions });
-        let batch: Batch = self.call(Method::POST, "/api/worktasks/batch", Some(&body)).await?;
+        let batch: Batch = self
+            .call(Method::POST, "/api/worktasks/batch", Some(&body))
+            .await?;
         Ok(batch.worktasks)
     }
 
     /// One task.
     pub async fn get(&self, id: Uuid) -> Result<WorkTask, ClientError> {
-        self.call(Method::GET, &format!("/api/worktasks/{id}"), None).await
+        self.call(Method::GET, &format!("/api/worktasks/{id}"), None)
+            .await
     }
 
     /// A page of tasks.
@@ -163,27 +182,34 @@ impl Client {
             query.push(("limit", limit.to_string()));
         }
         let encoded = encode_query(&query);
-        self.call(Method::GET, &format!("/api/worktasks?{encoded}"), None).await
+        self.call(Method::GET, &format!("/api/worktasks?{encoded}"), None)
+            .await
     }
 
     /// Cancels a task.
     pub async fn cancel(&self, id: Uuid) -> Result<WorkTask, ClientError> {
-        self.call(Method::POST, &format!("/api/worktasks/{id}/cancel"), None).await
+        self.call(Method::POST, &format!("/api/worktasks/{id}/cancel"), None)
+            .await
     }
 
     /// Tasks waiting to run.
     pub async fn queue_length(&self) -> Result<u64, ClientError> {
-        let value: Value = self.call(Method::GET, "/api/worktasks/queue/length", None).await?;
-        value["queue_length"].as_u64().ok_or_else(|| ClientError::Unexpected {
-            url: format!("{}/api/worktasks/queue/length", self.base),
-            message: "no queue_length in the answer".into(),
-        })
+        let value: Value = self
+            .call(Method::GET, "/api/worktasks/queue/length", None)
+            .await?;
+        value["queue_length"]
+            .as_u64()
+            .ok_or_else(|| ClientError::Unexpected {
+                url: format!("{}/api/worktasks/queue/length", self.base),
+                message: "no queue_length in the answer".into(),
+            })
     }
 }
 
 fn encode_query(pairs: &[(&str, String)]) -> String {
     let mut url = reqwest::Url::parse("http://x/").expect("a constant URL parses");
-    url.query_pairs_mut().extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));
+    url.query_pairs_mut()
+        .extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));
     url.query().unwrap_or_default().to_string()
 }
 
@@ -199,10 +225,21 @@ fn api_error(status: StatusCode, body: &[u8], url: &str) -> ClientError {
         field: Option<String>,
     }
     match serde_json::from_slice::<Body>(body) {
-        Ok(Body { error }) => ClientError::Api { status, code: error.code, message: error.message, field: error.field },
+        Ok(Body { error }) => ClientError::Api {
+            status,
+            code: error.code,
+            message: error.message,
+            field: error.field,
+        },
         Err(_) => ClientError::Unexpected {
             url: url.to_string(),
-            message: format!("{status}: {}", String::from_utf8_lossy(body).chars().take(200).collect::<String>()),
+            message: format!(
+                "{status}: {}",
+                String::from_utf8_lossy(body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ),
         },
     }
 }

@@ -34,15 +34,27 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(N));
     group.bench_function("insert 100k", |b| {
         let input = entries(N);
-        b.iter_batched(|| input.clone(), |input| {
-            let mut queue = QueueIndex::new(None);
-            for entry in input {
-                queue.insert(entry);
-            }
-            queue
-        }, BatchSize::LargeInput)
+        b.iter_batched(
+            || input.clone(),
+            |input| {
+                let mut queue = QueueIndex::new(None);
+                for entry in input {
+                    queue.insert(entry);
+                }
+                queue
+            },
+            BatchSize::LargeInput,
+        )
     });
-    for (name, aging) in [("pop 100k", None), ("pop 100k with aging", Some(Aging { interval: Duration::from_secs(1) }))] {
+    for (name, aging) in [
+        ("pop 100k", None),
+        (
+            "pop 100k with aging",
+            Some(Aging {
+                interval: Duration::from_secs(1),
+            }),
+        ),
+    ] {
         group.bench_function(name, |b| {
             b.iter_batched(
                 || filled(N, aging),
@@ -58,8 +70,12 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     let million = filled(1_000_000, None);
-    c.bench_function("most urgent 100 of 1M", |b| b.iter(|| black_box(million.most_urgent(Priority::new(5).expect("valid"), 100))));
-    c.bench_function("count at least 5 of 1M", |b| b.iter(|| black_box(million.count_at_least(Priority::new(5).expect("valid")))));
+    c.bench_function("most urgent 100 of 1M", |b| {
+        b.iter(|| black_box(million.most_urgent(Priority::new(5).expect("valid"), 100)))
+    });
+    c.bench_function("count at least 5 of 1M", |b| {
+        b.iter(|| black_box(million.count_at_least(Priority::new(5).expect("valid"))))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -102,7 +102,10 @@ impl WorkTaskStatus {
             (Queued, Scheduled | Cancelled)
                 | (Scheduled, Spawned | Executing)
                 | (Spawned, Executing)
-                | (Scheduled | Spawned | Executing, Queued | Failed | Timeout | Cancelled)
+                | (
+                    Scheduled | Spawned | Executing,
+                    Queued | Failed | Timeout | Cancelled
+                )
                 | (Executing, Completed)
         )
     }

@@ -56,7 +56,9 @@ impl std::str::FromStr for LogLevel {
             "info" => Ok(LogLevel::Info),
             "warn" => Ok(LogLevel::Warn),
             "error" => Ok(LogLevel::Error),
-            _ => Err(format!("{s:?} is not a log level; use debug, info, warn or error")),
+            _ => Err(format!(
+                "{s:?} is not a log level; use debug, info, warn or error"
+            )),
         }
     }
 }

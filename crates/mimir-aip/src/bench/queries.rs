@@ -1,9 +1,9 @@
 //! `bench queries`: fill the queue to a size, then time the queue queries.
 
+use super::Target;
 use super::report::{self, histogram, latency_line};
 use super::spawn::Orchestrator;
 use super::submit::body;
-use super::Target;
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -28,22 +28,40 @@ pub async fn run(args: QueriesArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let base = orchestrator.url.clone();
     let length = |http: reqwest::Client, base: String| async move {
-        let value: serde_json::Value = http.get(format!("{base}/api/worktasks/queue/length")).send().await?.json().await?;
-        value["queue_length"].as_u64().context("no queue_length in the answer")
+        let value: serde_json::Value = http
+            .get(format!("{base}/api/worktasks/queue/length"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        value["queue_length"]
+            .as_u64()
+            .context("no queue_length in the answer")
     };
     let mut queued = length(http.clone(), base.clone()).await?;
     if queued < args.queued {
         let bar = ProgressBar::new(args.queued);
-        bar.set_style(ProgressStyle::with_template("filling {bar:40} {pos}/{len} {per_sec}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        bar.set_style(
+            ProgressStyle::with_template("filling {bar:40} {pos}/{len} {per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
         bar.set_position(queued);
         let chunk = body(1000);
         // Two requests in flight keep the orchestrator busy without a crowd.
         while queued < args.queued {
-            let send = || http.post(format!("{base}/api/worktasks/batch")).header("content-type", "application/json").body(chunk.clone()).send();
+            let send = || {
+                http.post(format!("{base}/api/worktasks/batch"))
+                    .header("content-type", "application/json")
+                    .body(chunk.clone())
+                    .send()
+            };
             let (a, b) = tokio::join!(send(), send());
             for response in [a?, b?] {
                 if response.status() != reqwest::StatusCode::CREATED {
-                    bail!("filling the queue failed: {}", response.text().await.unwrap_or_default());
+                    bail!(
+                        "filling the queue failed: {}",
+                        response.text().await.unwrap_or_default()
+                    );
                 }
                 queued += 1000;
             }
@@ -55,8 +73,14 @@ pub async fn run(args: QueriesArgs) -> anyhow::Result<()> {
     println!("queue length {queued}");
     let queries = [
         ("queue length", "/api/worktasks/queue/length"),
-        ("high-priority (>=5, 100)", "/api/worktasks/high-priority?min_priority=5"),
-        ("high-priority (>=9, 10)", "/api/worktasks/high-priority?min_priority=9&limit=10"),
+        (
+            "high-priority (>=5, 100)",
+            "/api/worktasks/high-priority?min_priority=5",
+        ),
+        (
+            "high-priority (>=9, 10)",
+            "/api/worktasks/high-priority?min_priority=9&limit=10",
+        ),
         ("list queued (50)", "/api/worktasks?status=queued&limit=50"),
         ("summary /api/metrics", "/api/metrics"),
     ];
@@ -74,7 +98,11 @@ pub async fn run(args: QueriesArgs) -> anyhow::Result<()> {
         println!("{}", latency_line(name, &h));
     }
     if let Some((rss, peak)) = orchestrator.memory() {
-        println!("orchestrator memory with {queued} queued: rss {} peak {}", report::mib(rss), report::mib(peak));
+        println!(
+            "orchestrator memory with {queued} queued: rss {} peak {}",
+            report::mib(rss),
+            report::mib(peak)
+        );
     }
     Ok(())
 }

@@ -17,22 +17,49 @@ impl Orchestrator {
     /// Connects to the target, starting an orchestrator first with `--spawn`.
     pub async fn start(target: &Target) -> anyhow::Result<Orchestrator> {
         if !target.spawn {
-            return Ok(Orchestrator { url: target.orchestrator.trim_end_matches('/').into(), child: None, _data_dir: None });
+            return Ok(Orchestrator {
+                url: target.orchestrator.trim_end_matches('/').into(),
+                child: None,
+                _data_dir: None,
+            });
         }
-        let data_dir = tempfile::Builder::new().prefix("mimir-bench-").tempdir_in(".").context("cannot create a data directory")?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let data_dir = tempfile::Builder::new()
+            .prefix("mimir-bench-")
+            .tempdir_in(".")
+            .context("cannot create a data directory")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let url = format!("http://127.0.0.1:{port}");
         let exe = std::env::current_exe().context("cannot find this executable")?;
         let child = Command::new(exe)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--log-level", "warn", "--max-workers", "0", "--min-workers", "0"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log-level",
+                "warn",
+                "--max-workers",
+                "0",
+                "--min-workers",
+                "0",
+            ])
             .arg("--data-dir")
             .arg(data_dir.path())
             .kill_on_drop(true)
             .spawn()
             .context("cannot start the orchestrator")?;
-        let orchestrator = Orchestrator { url, child: Some(child), _data_dir: Some(data_dir) };
+        let orchestrator = Orchestrator {
+            url,
+            child: Some(child),
+            _data_dir: Some(data_dir),
+        };
         orchestrator.wait_healthy(Duration::from_secs(60)).await?;
-        eprintln!("started an orchestrator at {} (pid {})", orchestrator.url, orchestrator.pid().unwrap_or_default());
+        eprintln!(
+            "started an orchestrator at {} (pid {})",
+            orchestrator.url,
+            orchestrator.pid().unwrap_or_default()
+        );
         Ok(orchestrator)
     }
 
@@ -47,7 +74,10 @@ impl Orchestrator {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bail!("the orchestrator at {} did not become ready within {within:?}", self.url)
+        bail!(
+            "the orchestrator at {} did not become ready within {within:?}",
+            self.url
+        )
     }
 
     /// Process id of a spawned orchestrator.

@@ -1,8 +1,8 @@
 //! `bench submit`: concurrent clients submitting tasks, singly or in batches.
 
+use super::Target;
 use super::report::{self, histogram, latency_line};
 use super::spawn::Orchestrator;
-use super::Target;
 use anyhow::bail;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -40,7 +40,11 @@ pub fn body(n: usize) -> Vec<u8> {
             "task_spec": {"parameters": {"n": rng.random_range(0..1000)}},
         })
     };
-    let value = if n == 1 { task(&mut rng) } else { json!({ "worktasks": (0..n).map(|_| task(&mut rng)).collect::<Vec<_>>() }) };
+    let value = if n == 1 {
+        task(&mut rng)
+    } else {
+        json!({ "worktasks": (0..n).map(|_| task(&mut rng)).collect::<Vec<_>>() })
+    };
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
@@ -50,12 +54,19 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         bail!("--clients, --batch and --tasks must be at least 1");
     }
     let orchestrator = Orchestrator::start(&args.target).await?;
-    let path = if args.batch == 1 { "/api/worktasks" } else { "/api/worktasks/batch" };
+    let path = if args.batch == 1 {
+        "/api/worktasks"
+    } else {
+        "/api/worktasks/batch"
+    };
     let url = format!("{}{path}", orchestrator.url);
     let requests = args.tasks.div_ceil(args.batch as u64);
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
-    let http = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(args.clients).build()?;
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
     // A few distinct bodies per client keep priorities mixed without costing CPU per request.
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..16).map(|_| body(args.batch)).collect());
 
@@ -67,7 +78,14 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut clients = Vec::new();
     for client in 0..args.clients {
-        let (http, url, next, done, bodies, bar) = (http.clone(), url.clone(), next.clone(), done.clone(), bodies.clone(), bar.clone());
+        let (http, url, next, done, bodies, bar) = (
+            http.clone(),
+            url.clone(),
+            next.clone(),
+            done.clone(),
+            bodies.clone(),
+            bar.clone(),
+        );
         let batch = args.batch as u64;
         clients.push(tokio::spawn(async move {
             let mut latencies = histogram();
@@ -77,7 +95,13 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
                 let body = bodies[i % bodies.len()].clone();
                 i += 1;
                 let sent = Instant::now();
-                let ok = match http.post(&url).header("content-type", "application/json").body(body).send().await {
+                let ok = match http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                {
                     Ok(response) => {
                         let ok = response.status() == reqwest::StatusCode::CREATED;
                         // Read the whole answer: the task is acknowledged only then.
@@ -116,7 +140,11 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     );
     println!("{}", latency_line("request latency", &latencies));
     if let Some((rss, peak)) = orchestrator.memory() {
-        println!("orchestrator memory: rss {} peak {}", report::mib(rss), report::mib(peak));
+        println!(
+            "orchestrator memory: rss {} peak {}",
+            report::mib(rss),
+            report::mib(peak)
+        );
     }
     if errors > 0 {
         bail!("{errors} requests failed");

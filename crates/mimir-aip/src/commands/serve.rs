@@ -52,7 +52,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         queue_threshold: args.queue_threshold,
     });
     logging::init(config.log_level, config.log_format);
-    mimir_server::serve::run(config, |_| {}, shutdown_signal()).await.context("the orchestrator stopped")?;
+    mimir_server::serve::run(config, |_| {}, shutdown_signal())
+        .await
+        .context("the orchestrator stopped")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -60,13 +62,14 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

@@ -146,11 +146,15 @@ fn submission(args: SubmitArgs) -> anyhow::Result<Value> {
         None => Map::new(),
         Some(path) => {
             let text = if path.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin()).context("cannot read the submission from stdin")?
+                std::io::read_to_string(std::io::stdin())
+                    .context("cannot read the submission from stdin")?
             } else {
-                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?
             };
-            match serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))? {
+            match serde_json::from_str(&text)
+                .with_context(|| format!("{} is not valid JSON", path.display()))?
+            {
                 Value::Object(map) => map,
                 _ => bail!("{} must hold a JSON object", path.display()),
             }
@@ -167,7 +171,9 @@ fn submission(args: SubmitArgs) -> anyhow::Result<Value> {
     set("max_retries", args.max_retries.map(Value::from));
     if args.pipeline.is_some() || args.model.is_some() || !args.params.is_empty() {
         let spec = body.entry("task_spec").or_insert_with(|| json!({}));
-        let Some(spec) = spec.as_object_mut() else { bail!("task_spec must be a JSON object") };
+        let Some(spec) = spec.as_object_mut() else {
+            bail!("task_spec must be a JSON object")
+        };
         if let Some(pipeline) = args.pipeline {
             spec.insert("pipeline_id".into(), pipeline.into());
         }
@@ -175,7 +181,9 @@ fn submission(args: SubmitArgs) -> anyhow::Result<Value> {
             spec.insert("model_id".into(), model.into());
         }
         let parameters = spec.entry("parameters").or_insert_with(|| json!({}));
-        let Some(parameters) = parameters.as_object_mut() else { bail!("task_spec.parameters must be a JSON object") };
+        let Some(parameters) = parameters.as_object_mut() else {
+            bail!("task_spec.parameters must be a JSON object")
+        };
         for param in args.params {
             let Some((key, value)) = param.split_once('=') else {
                 bail!("--param {param:?} must look like KEY=VALUE");
@@ -185,7 +193,9 @@ fn submission(args: SubmitArgs) -> anyhow::Result<Value> {
         }
     }
     if !body.contains_key("type") {
-        bail!("the task type is missing: pass --type pipeline_execution|ml_training|ml_inference or -f FILE");
+        bail!(
+            "the task type is missing: pass --type pipeline_execution|ml_training|ml_inference or -f FILE"
+        );
     }
     if !body.contains_key("project_id") {
         bail!("the project is missing: pass --project NAME");
@@ -193,10 +203,17 @@ fn submission(args: SubmitArgs) -> anyhow::Result<Value> {
     Ok(Value::Object(body))
 }
 
-async fn wait_for(client: &mimir_client::Client, args: WaitArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
+async fn wait_for(
+    client: &mimir_client::Client,
+    args: WaitArgs,
+    format: OutputFormat,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     bar.enable_steady_tick(Duration::from_millis(100));
     let mut last: Option<WorkTaskStatus> = None;
     let task = loop {
@@ -204,7 +221,10 @@ async fn wait_for(client: &mimir_client::Client, args: WaitArgs, format: OutputF
         if last != Some(task.status) {
             let line = match task.retry_count {
                 0 => format!("{} {}", task.worktask_id, task.status),
-                n => format!("{} {} (retry {n} of {}: {})", task.worktask_id, task.status, task.max_retries, task.retry_reason),
+                n => format!(
+                    "{} {} (retry {n} of {}: {})",
+                    task.worktask_id, task.status, task.max_retries, task.retry_reason
+                ),
             };
             if bar.is_hidden() {
                 eprintln!("{line}");
@@ -218,11 +238,20 @@ async fn wait_for(client: &mimir_client::Client, args: WaitArgs, format: OutputF
         }
         if args.timeout > 0 && started.elapsed() >= Duration::from_secs(args.timeout) {
             bar.finish_and_clear();
-            bail!("gave up after {}s; task {} is still {}", args.timeout, task.worktask_id, task.status);
+            bail!(
+                "gave up after {}s; task {} is still {}",
+                args.timeout,
+                task.worktask_id,
+                task.status
+            );
         }
         tokio::time::sleep(Duration::from_millis(args.interval_ms.max(10))).await;
     };
     bar.finish_and_clear();
     output::task(&task, format)?;
-    Ok(if task.status == WorkTaskStatus::Completed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if task.status == WorkTaskStatus::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -14,7 +14,10 @@ pub fn bin() -> &'static str {
 
 /// A free loopback port (the small race with other processes is acceptable in tests).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// An orchestrator process with its own data directory.
@@ -33,8 +36,14 @@ impl Orchestrator {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let log = dir.path().join("orchestrator.log");
-        let mut orchestrator =
-            Orchestrator { url: format!("http://127.0.0.1:{port}"), port, child: None, args: Vec::new(), log, dir };
+        let mut orchestrator = Orchestrator {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            child: None,
+            args: Vec::new(),
+            log,
+            dir,
+        };
         orchestrator.spawn(extra);
         orchestrator
     }
@@ -51,7 +60,11 @@ impl Orchestrator {
             "json".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(bin())
             .args(&args)
             .current_dir(self.dir.path())
@@ -77,7 +90,10 @@ impl Orchestrator {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("the orchestrator did not listen within 30s\n{}", self.describe());
+        panic!(
+            "the orchestrator did not listen within 30s\n{}",
+            self.describe()
+        );
     }
 
     /// `kill -9`, as a crash would.
@@ -100,12 +116,21 @@ impl Orchestrator {
     }
 
     fn describe(&self) -> String {
-        format!("command: {} {}\ndirectory: {}\nlog:\n{}", bin(), self.args.join(" "), self.dir.path().display(), self.log())
+        format!(
+            "command: {} {}\ndirectory: {}\nlog:\n{}",
+            bin(),
+            self.args.join(" "),
+            self.dir.path().display(),
+            self.log()
+        )
     }
 
     /// Runs a CLI command against this orchestrator.
     pub fn cli(&self, args: &[&str]) -> Output {
-        cli_in(self.dir.path(), &[args, &["--orchestrator", &self.url]].concat())
+        cli_in(
+            self.dir.path(),
+            &[args, &["--orchestrator", &self.url]].concat(),
+        )
     }
 
     /// A typed API client of this orchestrator.
@@ -125,7 +150,11 @@ impl Drop for Orchestrator {
 
 /// Runs the binary with `args` in `dir`.
 pub fn cli_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(bin()).args(args).current_dir(dir).output().expect("run mimir-aip")
+    Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run mimir-aip")
 }
 
 /// Stdout of a command that must succeed.
@@ -142,6 +171,10 @@ pub fn stdout_ok(output: &Output) -> String {
 
 /// Stderr of a command that must fail.
 pub fn stderr_failed(output: &Output) -> String {
-    assert!(!output.status.success(), "command unexpectedly succeeded\nstdout:\n{}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        !output.status.success(),
+        "command unexpectedly succeeded\nstdout:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     String::from_utf8_lossy(&output.stderr).into_owned()
 }

@@ -229,7 +229,12 @@ pub async fn high_priority(
     })?;
     let limit = parse_limit(params.limit, DEFAULT_URGENT_LIMIT)?;
     let (total, tasks) = state.store.most_urgent(min, limit).await?;
-    Ok(Json(Urgent { worktasks: &tasks, count: total, min_priority: min }).into_response())
+    Ok(Json(Urgent {
+        worktasks: &tasks,
+        count: total,
+        min_priority: min,
+    })
+    .into_response())
 }
 
 fn parse_id(text: &str) -> Result<Uuid, ApiError> {
