@@ -6,6 +6,7 @@
 
 pub mod priority;
 pub mod queue;
+pub mod report;
 pub mod retry;
 pub mod status;
 pub mod submission;
@@ -13,6 +14,7 @@ pub mod task;
 
 pub use priority::Priority;
 pub use queue::{Aging, QueueEntry, QueueIndex};
+pub use report::{AttemptOutcome, WorkTaskResult};
 pub use retry::{RetryDecision, RetryPolicy};
 pub use status::{InvalidTransition, WorkTaskStatus};
 pub use submission::{Submission, ValidationError};

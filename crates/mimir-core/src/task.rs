@@ -166,6 +166,10 @@ pub struct WorkTask {
     pub not_before: Option<DateTime<Utc>>,
     /// What the task produced (set when it finishes).
     pub result: Option<serde_json::Value>,
+    /// Leases granted so far: the current or last attempt's number (0 before the first).
+    pub attempt: u32,
+    /// The worker holding or last holding the task.
+    pub worker_id: String,
 }
 
 impl WorkTask {
@@ -193,6 +197,8 @@ impl WorkTask {
             retry_reason: String::new(),
             not_before: None,
             result: None,
+            attempt: 0,
+            worker_id: String::new(),
         }
     }
 }

@@ -1,12 +1,50 @@
 //! Behaviour every [`Store`] backend must show.
 //!
-//! Each check takes a fresh, empty store. A backend's tests call every check;
-//! [`CHECKS`] lists them so none is forgotten.
+//! Each check takes a fresh, empty store opened with [`TEST_RETRY`] and
+//! [`TEST_LEASE_TTL`]. A backend's tests call every check; [`CHECKS`] lists them
+//! so none is forgotten.
 
-use crate::{ListQuery, Store, StoreError};
+use crate::{LeaseRequest, ListQuery, Store, StoreError};
 use chrono::{Duration, Utc};
-use mimir_core::{Priority, Submission, WorkTask, WorkTaskStatus, WorkTaskType};
+use mimir_core::{
+    AttemptOutcome, Priority, RetryPolicy, Submission, WorkTask, WorkTaskResult, WorkTaskStatus,
+    WorkTaskType,
+};
+use std::collections::HashMap;
 use uuid::Uuid;
+
+/// Retry backoff the checks expect: 50 ms, no jitter.
+pub const TEST_RETRY: RetryPolicy = RetryPolicy {
+    base: std::time::Duration::from_millis(50),
+    cap: std::time::Duration::from_millis(50),
+    jitter: 0.0,
+};
+
+/// Lease lifetime the checks expect.
+pub const TEST_LEASE_TTL: std::time::Duration = std::time::Duration::from_millis(300);
+
+fn lease_request(worker: &str, max: usize) -> LeaseRequest {
+    LeaseRequest {
+        worker_id: worker.into(),
+        max,
+        types: None,
+        limits: HashMap::new(),
+        at: Utc::now(),
+    }
+}
+
+fn report(status: AttemptOutcome, attempt: Option<u32>, error: &str) -> WorkTaskResult {
+    WorkTaskResult {
+        worktask_id: None,
+        status,
+        output_location: String::new(),
+        metadata: serde_json::Value::Null,
+        error_message: error.into(),
+        attempt,
+        started_at: None,
+        result: Some(serde_json::json!({"answer": 42})),
+    }
+}
 
 /// A queued task of `task_type` and `priority`, submitted `offset_ms` after now.
 pub fn task(task_type: WorkTaskType, priority: i64, project: &str) -> WorkTask {
@@ -185,11 +223,294 @@ pub async fn concurrent_submits_all_land(store: std::sync::Arc<dyn Store>) {
     store.ping().await.expect("ping");
 }
 
+/// Leases go most urgent first, each under a new attempt; a result completes
+/// the task once, and a second or stale result is refused.
+pub async fn lease_and_complete(store: &dyn Store) {
+    let low = task(WorkTaskType::MlInference, 2, "p");
+    let high = task(WorkTaskType::MlInference, 9, "p");
+    store
+        .submit(vec![low.clone(), high.clone()])
+        .await
+        .expect("submit");
+    let leased = store.lease(lease_request("w1", 1)).await.expect("lease");
+    assert_eq!(leased.len(), 1);
+    let got = &leased[0];
+    assert_eq!(
+        (
+            got.worktask_id,
+            got.status,
+            got.attempt,
+            got.worker_id.as_str()
+        ),
+        (high.worktask_id, WorkTaskStatus::Scheduled, 1, "w1")
+    );
+    assert_eq!(store.queue_length(), 1);
+    store
+        .start("w1", vec![(high.worktask_id, 1)], Utc::now())
+        .await
+        .expect("start");
+    let running = store
+        .get(high.worktask_id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(running.status, WorkTaskStatus::Executing);
+    assert!(running.started_at.is_some());
+
+    let stale = store
+        .finish(
+            high.worktask_id,
+            Some("w1".into()),
+            report(AttemptOutcome::Completed, Some(7), ""),
+            Utc::now(),
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::StaleAttempt { .. })),
+        "{stale:?}"
+    );
+    let wrong_worker = store
+        .finish(
+            high.worktask_id,
+            Some("w2".into()),
+            report(AttemptOutcome::Completed, Some(1), ""),
+            Utc::now(),
+        )
+        .await;
+    assert!(
+        matches!(wrong_worker, Err(StoreError::StaleAttempt { .. })),
+        "{wrong_worker:?}"
+    );
+    let done = store
+        .finish(
+            high.worktask_id,
+            Some("w1".into()),
+            report(AttemptOutcome::Completed, Some(1), ""),
+            Utc::now(),
+        )
+        .await
+        .expect("finish");
+    assert_eq!(done.status, WorkTaskStatus::Completed);
+    assert_eq!(done.result, Some(serde_json::json!({"answer": 42})));
+    assert!(done.completed_at.is_some());
+    let twice = store
+        .finish(
+            high.worktask_id,
+            Some("w1".into()),
+            report(AttemptOutcome::Completed, Some(1), ""),
+            Utc::now(),
+        )
+        .await;
+    assert!(
+        matches!(twice, Err(StoreError::Transition { .. })),
+        "{twice:?}"
+    );
+    assert_eq!(
+        store
+            .counts()
+            .get(WorkTaskType::MlInference, WorkTaskStatus::Completed),
+        1
+    );
+    assert!(store.leases_by_worker().is_empty());
+}
+
+/// A failed attempt goes back to the queue after its backoff, then fails for
+/// good when its retries are used up.
+pub async fn failures_retry_then_fail(store: &dyn Store) {
+    let mut t = task(WorkTaskType::PipelineExecution, 5, "p");
+    t.max_retries = 1;
+    store.submit(vec![t.clone()]).await.expect("submit");
+    let first = store.lease(lease_request("w", 10)).await.expect("lease");
+    assert_eq!(first.len(), 1);
+    let retried = store
+        .finish(
+            t.worktask_id,
+            None,
+            report(AttemptOutcome::Failed, Some(1), "step x broke"),
+            Utc::now(),
+        )
+        .await
+        .expect("finish");
+    assert_eq!(retried.status, WorkTaskStatus::Queued);
+    assert_eq!(retried.retry_count, 1);
+    assert_eq!(retried.retry_reason, "step x broke");
+    assert!(retried.not_before.is_some());
+    assert_eq!(store.queue_length(), 1);
+    assert!(
+        store
+            .lease(lease_request("w", 10))
+            .await
+            .expect("lease")
+            .is_empty(),
+        "not before its backoff"
+    );
+    assert!(store.next_eligible_at().is_some());
+    tokio::time::sleep(TEST_RETRY.cap + std::time::Duration::from_millis(20)).await;
+    let second = store.lease(lease_request("w", 10)).await.expect("lease");
+    assert_eq!(second.iter().map(|t| t.attempt).collect::<Vec<_>>(), [2]);
+    let failed = store
+        .finish(
+            t.worktask_id,
+            None,
+            report(AttemptOutcome::Failed, None, "broke again"),
+            Utc::now(),
+        )
+        .await
+        .expect("finish");
+    assert_eq!(
+        (
+            failed.status,
+            failed.retry_count,
+            failed.error_message.as_str()
+        ),
+        (WorkTaskStatus::Failed, 1, "broke again")
+    );
+    assert_eq!(store.queue_length(), 0);
+}
+
+/// A lease not renewed expires: the attempt ends as a lost worker and the task
+/// is retried; the lost worker's late result is refused.
+pub async fn expired_leases_retry(store: &dyn Store) {
+    let t = task(WorkTaskType::MlTraining, 5, "p");
+    store.submit(vec![t.clone()]).await.expect("submit");
+    store.lease(lease_request("gone", 1)).await.expect("lease");
+    let keep = task(WorkTaskType::MlTraining, 5, "p");
+    store.submit(vec![keep.clone()]).await.expect("submit");
+    store.lease(lease_request("alive", 1)).await.expect("lease");
+    for _ in 0..4 {
+        tokio::time::sleep(TEST_LEASE_TTL / 3).await;
+        let renewal = store.renew("alive", &[(keep.worktask_id, 1)]);
+        assert!(renewal.lost.is_empty());
+    }
+    assert_eq!(store.expire_leases(Utc::now()).await.expect("expire"), 1);
+    let lost = store
+        .get(t.worktask_id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!((lost.status, lost.retry_count), (WorkTaskStatus::Queued, 1));
+    assert!(lost.retry_reason.contains("gone"), "{}", lost.retry_reason);
+    assert_eq!(
+        store.renew("gone", &[(t.worktask_id, 1)]).lost,
+        vec![t.worktask_id]
+    );
+    let late = store
+        .finish(
+            t.worktask_id,
+            Some("gone".into()),
+            report(AttemptOutcome::Completed, Some(1), ""),
+            Utc::now(),
+        )
+        .await;
+    assert!(late.is_err(), "{late:?}");
+    assert_eq!(
+        store
+            .get(keep.worktask_id)
+            .await
+            .expect("get")
+            .expect("present")
+            .status,
+        WorkTaskStatus::Scheduled
+    );
+    store.forfeit("alive");
+    assert_eq!(store.expire_leases(Utc::now()).await.expect("expire"), 1);
+}
+
+/// Released tasks keep their queue place; cancelling a running task tells its worker.
+pub async fn release_and_cancel_running(store: &dyn Store) {
+    let a = task(WorkTaskType::MlInference, 5, "p");
+    let b = task(WorkTaskType::MlInference, 5, "p");
+    store
+        .submit(vec![a.clone(), b.clone()])
+        .await
+        .expect("submit");
+    let leased = store.lease(lease_request("w", 2)).await.expect("lease");
+    assert_eq!(leased.len(), 2);
+    store
+        .release("w", vec![(a.worktask_id, 1)])
+        .await
+        .expect("release");
+    let back = store
+        .get(a.worktask_id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!((back.status, back.retry_count), (WorkTaskStatus::Queued, 0));
+    store
+        .start("w", vec![(b.worktask_id, 1)], Utc::now())
+        .await
+        .expect("start");
+    let cancelled = store
+        .cancel(b.worktask_id, Utc::now())
+        .await
+        .expect("cancel running");
+    assert_eq!(cancelled.status, WorkTaskStatus::Cancelled);
+    let renewal = store.renew("w", &[(b.worktask_id, 1)]);
+    assert_eq!(renewal.cancelled, vec![b.worktask_id]);
+    assert_eq!(renewal.lost, vec![b.worktask_id]);
+    let late = store
+        .finish(
+            b.worktask_id,
+            None,
+            report(AttemptOutcome::Completed, Some(1), ""),
+            Utc::now(),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::Transition { .. })),
+        "{late:?}"
+    );
+    let again = store.lease(lease_request("w2", 5)).await.expect("lease");
+    assert_eq!(
+        again
+            .iter()
+            .map(|t| (t.worktask_id, t.attempt))
+            .collect::<Vec<_>>(),
+        [(a.worktask_id, 2)]
+    );
+}
+
+/// Type filters and per-type limits shape what a lease hands out.
+pub async fn lease_types_and_limits(store: &dyn Store) {
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        tasks.push(task(WorkTaskType::MlTraining, 9, "p"));
+        tasks.push(task(WorkTaskType::MlInference, 1, "p"));
+    }
+    store.submit(tasks).await.expect("submit");
+    let mut only_inference = lease_request("w", 10);
+    only_inference.types = Some(vec![WorkTaskType::MlInference]);
+    only_inference.max = 2;
+    let got = store.lease(only_inference).await.expect("lease");
+    assert!(got.iter().all(|t| t.task_type == WorkTaskType::MlInference) && got.len() == 2);
+    let mut limited = lease_request("w", 10);
+    limited.limits.insert(WorkTaskType::MlTraining, 2);
+    let got = store.lease(limited.clone()).await.expect("lease");
+    let training = got
+        .iter()
+        .filter(|t| t.task_type == WorkTaskType::MlTraining)
+        .count();
+    assert_eq!(
+        (training, got.len()),
+        (2, 3),
+        "two training (the limit) and the last inference"
+    );
+    assert!(
+        store.lease(limited).await.expect("lease").is_empty(),
+        "the limit holds across leases"
+    );
+}
+
 /// The names of every check, for backends to prove they ran them all.
 pub const CHECKS: &[&str] = &[
     "submit_then_get",
     "most_urgent_in_queue_order",
     "list_filters_and_pages",
     "cancel_queued",
+    "lease_and_complete",
+    "failures_retry_then_fail",
+    "expired_leases_retry",
+    "release_and_cancel_running",
+    "lease_types_and_limits",
     "concurrent_submits_all_land",
 ];

@@ -18,6 +18,19 @@ pub enum StoreError {
         /// The refused change.
         source: InvalidTransition,
     },
+    /// A result for an attempt that is no longer the task's current one (its
+    /// lease was lost and the task moved on).
+    #[error(
+        "work task {id}: attempt {attempt} is not the current attempt ({current}); its lease was lost"
+    )]
+    StaleAttempt {
+        /// The task.
+        id: Uuid,
+        /// The attempt the result was for.
+        attempt: u32,
+        /// The task's current attempt.
+        current: u32,
+    },
     /// The store could not be opened (path, permissions, corrupt file).
     #[error("cannot open the store at {}: {reason}", path.display())]
     Open {

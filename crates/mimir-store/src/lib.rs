@@ -21,4 +21,4 @@ pub use counts::TaskCounts;
 pub use error::StoreError;
 pub use query::{ListPage, ListQuery, MAX_LIST_LIMIT};
 pub use sqlite::{SqliteOptions, SqliteStore};
-pub use store::Store;
+pub use store::{LeaseRequest, Renewal, Store};

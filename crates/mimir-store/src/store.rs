@@ -3,8 +3,35 @@
 use crate::{ListPage, ListQuery, StoreError, TaskCounts};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mimir_core::{Priority, WorkTask};
+use mimir_core::{Priority, WorkTask, WorkTaskResult, WorkTaskType};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
 use uuid::Uuid;
+
+/// A worker asking for tasks.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest {
+    /// Who asks.
+    pub worker_id: String,
+    /// Most tasks to hand out.
+    pub max: usize,
+    /// Only these types; `None` for any.
+    pub types: Option<Vec<WorkTaskType>>,
+    /// Most tasks of a type running at once, across all workers.
+    pub limits: HashMap<WorkTaskType, usize>,
+    /// Now.
+    pub at: DateTime<Utc>,
+}
+
+/// What a heartbeat learns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Renewal {
+    /// Tasks whose lease the worker no longer holds: it must stop them.
+    pub lost: Vec<Uuid>,
+    /// Tasks cancelled by a user: the worker must stop them.
+    pub cancelled: Vec<Uuid>,
+}
 
 /// A durable home for work tasks and their queue.
 ///
@@ -41,6 +68,52 @@ pub trait Store: Send + Sync + 'static {
 
     /// Task counts by type and status.
     fn counts(&self) -> TaskCounts;
+
+    /// Hands up to `max` eligible tasks to a worker, most urgent first, each
+    /// under a new attempt and lease (status `scheduled`).
+    async fn lease(&self, request: LeaseRequest) -> Result<Vec<WorkTask>, StoreError>;
+
+    /// Records that leased tasks began running (status `executing`); entries
+    /// whose attempt is no longer current are ignored.
+    async fn start(
+        &self,
+        worker_id: &str,
+        started: Vec<(Uuid, u32)>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Records the end of the current attempt: completes the task, or retries or
+    /// fails it by the retry rules. A result for an old attempt is refused.
+    async fn finish(
+        &self,
+        id: Uuid,
+        worker_id: Option<String>,
+        report: WorkTaskResult,
+        at: DateTime<Utc>,
+    ) -> Result<WorkTask, StoreError>;
+
+    /// Gives back leased tasks that never started, keeping their queue place.
+    async fn release(&self, worker_id: &str, tasks: Vec<(Uuid, u32)>) -> Result<(), StoreError>;
+
+    /// Renews the leases a worker holds (in memory: no disk write) and tells it
+    /// which tasks it must stop.
+    fn renew(&self, worker_id: &str, held: &[(Uuid, u32)]) -> Renewal;
+
+    /// Ends every attempt whose lease has expired (retried or failed by the
+    /// retry rules); returns how many.
+    async fn expire_leases(&self, at: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// Lets every lease of a worker known to be gone expire now.
+    fn forfeit(&self, worker_id: &str);
+
+    /// Tasks held under a lease, by worker.
+    fn leases_by_worker(&self) -> HashMap<String, Vec<Uuid>>;
+
+    /// Signalled whenever a task enters the queue (for long-polling leases).
+    fn queue_signal(&self) -> Arc<Notify>;
+
+    /// When the earliest task in retry backoff becomes eligible.
+    fn next_eligible_at(&self) -> Option<DateTime<Utc>>;
 
     /// Checks that the store answers a query.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -6,7 +6,12 @@ use mimir_store::{SqliteOptions, SqliteStore, Store, StoreError, conformance};
 use std::sync::Arc;
 
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
-    SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open store")
+    let options = SqliteOptions {
+        retry: conformance::TEST_RETRY,
+        lease_ttl: conformance::TEST_LEASE_TTL,
+        ..SqliteOptions::default()
+    };
+    SqliteStore::open(dir.path(), options).expect("open store")
 }
 
 macro_rules! conformance_tests {
@@ -21,7 +26,7 @@ macro_rules! conformance_tests {
 
         #[test]
         fn every_conformance_check_runs() {
-            let ran: &[&str] = &[$(stringify!($check)),*, "concurrent_submits_all_land"];
+            let ran: &[&str] = &[$(stringify!($check),)* "concurrent_submits_all_land"];
             assert_eq!(ran, conformance::CHECKS);
         }
     };
@@ -31,7 +36,12 @@ conformance_tests!(
     submit_then_get,
     most_urgent_in_queue_order,
     list_filters_and_pages,
-    cancel_queued
+    cancel_queued,
+    lease_and_complete,
+    failures_retry_then_fail,
+    expired_leases_retry,
+    release_and_cancel_running,
+    lease_types_and_limits,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

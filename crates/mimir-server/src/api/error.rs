@@ -78,19 +78,14 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::NotFound(id) => ApiError::not_found(format!("work task {id} not found")),
-            StoreError::Transition { id, source } if source.from.is_running() => ApiError::new(
-                StatusCode::CONFLICT,
-                "task_running",
-                format!(
-                    "work task {id} is {}; only queued tasks can be cancelled by this orchestrator",
-                    source.from
-                ),
-            ),
             StoreError::Transition { id, source } => ApiError::new(
                 StatusCode::CONFLICT,
                 "invalid_transition",
                 format!("work task {id} is already {}: {source}", source.from),
             ),
+            StoreError::StaleAttempt { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "stale_attempt", e.to_string())
+            }
             StoreError::WriterGone => ApiError {
                 cause: Some(e.to_string()),
                 ..ApiError::new(

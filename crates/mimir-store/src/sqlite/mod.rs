@@ -8,19 +8,22 @@ mod schema;
 mod writer;
 
 use crate::live::Live;
-use crate::{ListPage, ListQuery, Store, StoreError, TaskCounts};
+use crate::{LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mimir_core::{Aging, Priority, QueueIndex, WorkTask};
+use mimir_core::{Aging, Priority, QueueIndex, RetryPolicy, WorkTask, WorkTaskResult};
 use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
 use row::TASK_COLUMNS;
 use rusqlite::{Connection, OpenFlags, params_from_iter};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
-use writer::{Command, Writer};
+use writer::{Command, Core, Op, Outcome, Writer};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE_NAME: &str = "mimir.db";
@@ -38,7 +41,14 @@ pub struct SqliteOptions {
     pub durable: bool,
     /// Read connections. Defaults to [`DEFAULT_READERS`].
     pub readers: u32,
+    /// Backoff of failed attempts. Defaults to [`RetryPolicy::default`].
+    pub retry: RetryPolicy,
+    /// How long a lease lasts without a heartbeat. Defaults to [`DEFAULT_LEASE_TTL`].
+    pub lease_ttl: Duration,
 }
+
+/// Defaults to 15 s: a worker silent for this long is taken for lost.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 
 impl Default for SqliteOptions {
     fn default() -> Self {
@@ -46,6 +56,8 @@ impl Default for SqliteOptions {
             aging: None,
             durable: true,
             readers: DEFAULT_READERS,
+            retry: RetryPolicy::default(),
+            lease_ttl: DEFAULT_LEASE_TTL,
         }
     }
 }
@@ -56,6 +68,7 @@ pub struct SqliteStore {
     commands: mpsc::Sender<Command>,
     readers: r2d2::Pool<SqliteConnectionManager>,
     live: Arc<Mutex<Live>>,
+    queue_signal: Arc<Notify>,
 }
 
 impl SqliteStore {
@@ -72,8 +85,9 @@ impl SqliteStore {
         schema::prepare_writer(&conn, options.durable)
             .map_err(|e| open_error(&path, e.to_string()))?;
         schema::migrate(&mut conn).map_err(|e| open_error(&path, e.to_string()))?;
-        let (live, next_seq) = schema::load_live(&conn, QueueIndex::new(options.aging))
-            .map_err(|e| open_error(&path, e.to_string()))?;
+        let (live, next_seq) =
+            schema::load_live(&conn, QueueIndex::new(options.aging), options.lease_ttl)
+                .map_err(|e| open_error(&path, e.to_string()))?;
         tracing::info!(
             path = %path.display(),
             queued = live.queue.len(),
@@ -92,10 +106,15 @@ impl SqliteStore {
             .map_err(|e| open_error(&path, e.to_string()))?;
 
         let (commands, receiver) = mpsc::channel(writer::MAX_GROUP);
+        let queue_signal = Arc::new(Notify::new());
         let writer = Writer {
             conn,
-            live: live.clone(),
-            next_seq,
+            core: Core {
+                live: live.clone(),
+                queue_signal: queue_signal.clone(),
+                retry: options.retry,
+                next_seq,
+            },
         };
         std::thread::Builder::new()
             .name("mimir-store-writer".into())
@@ -106,6 +125,7 @@ impl SqliteStore {
             commands,
             readers,
             live,
+            queue_signal,
         })
     }
 
@@ -114,16 +134,31 @@ impl SqliteStore {
         &self.path
     }
 
-    async fn write<T>(
-        &self,
-        command: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
-    ) -> Result<T, StoreError> {
+    async fn write(&self, op: Op) -> Result<Outcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(command(reply))
+            .send(Command { op, reply })
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    async fn write_tasks(&self, op: Op) -> Result<Vec<WorkTask>, StoreError> {
+        match self.write(op).await? {
+            Outcome::Tasks(tasks) => Ok(tasks),
+            other => Err(StoreError::Corrupt(format!(
+                "writer answered {other:?} where tasks were expected"
+            ))),
+        }
+    }
+
+    async fn write_task(&self, op: Op) -> Result<WorkTask, StoreError> {
+        match self.write(op).await? {
+            Outcome::Task(task) => Ok(*task),
+            other => Err(StoreError::Corrupt(format!(
+                "writer answered {other:?} where a task was expected"
+            ))),
+        }
     }
 
     async fn read<T: Send + 'static>(
@@ -150,7 +185,7 @@ impl Store for SqliteStore {
         if tasks.is_empty() {
             return Ok(tasks);
         }
-        self.write(|reply| Command::Submit { tasks, reply }).await
+        self.write_tasks(Op::Submit(tasks)).await
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<WorkTask>, StoreError> {
@@ -162,7 +197,7 @@ impl Store for SqliteStore {
     }
 
     async fn cancel(&self, id: Uuid, at: DateTime<Utc>) -> Result<WorkTask, StoreError> {
-        self.write(|reply| Command::Cancel { id, at, reply }).await
+        self.write_task(Op::Cancel { id, at }).await
     }
 
     fn queue_length(&self) -> usize {
@@ -198,6 +233,132 @@ impl Store for SqliteStore {
 
     fn counts(&self) -> TaskCounts {
         self.live.lock().counts.clone()
+    }
+
+    async fn lease(&self, request: LeaseRequest) -> Result<Vec<WorkTask>, StoreError> {
+        if request.max == 0 {
+            return Ok(Vec::new());
+        }
+        self.write_tasks(Op::Lease(request)).await
+    }
+
+    async fn start(
+        &self,
+        worker_id: &str,
+        started: Vec<(Uuid, u32)>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if started.is_empty() {
+            return Ok(());
+        }
+        self.write(Op::Start {
+            worker_id: worker_id.to_string(),
+            started,
+            at,
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn finish(
+        &self,
+        id: Uuid,
+        worker_id: Option<String>,
+        report: WorkTaskResult,
+        at: DateTime<Utc>,
+    ) -> Result<WorkTask, StoreError> {
+        self.write_task(Op::Finish {
+            id,
+            worker_id,
+            report: Box::new(report),
+            at,
+        })
+        .await
+    }
+
+    async fn release(&self, worker_id: &str, tasks: Vec<(Uuid, u32)>) -> Result<(), StoreError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        self.write(Op::Release {
+            worker_id: worker_id.to_string(),
+            tasks,
+        })
+        .await
+        .map(drop)
+    }
+
+    fn renew(&self, worker_id: &str, held: &[(Uuid, u32)]) -> Renewal {
+        let mut live = self.live.lock();
+        let expires = Instant::now() + live.lease_ttl;
+        let mut renewal = Renewal::default();
+        for (id, attempt) in held {
+            match live.leases.get_mut(id) {
+                Some(lease) if lease.worker_id == worker_id && lease.attempt == *attempt => {
+                    lease.expires = expires
+                }
+                _ => renewal.lost.push(*id),
+            }
+        }
+        renewal.cancelled = live.notices.remove(worker_id).unwrap_or_default();
+        renewal
+    }
+
+    async fn expire_leases(&self, at: DateTime<Utc>) -> Result<usize, StoreError> {
+        let now = Instant::now();
+        let expired: Vec<(Uuid, u32, String)> = {
+            let live = self.live.lock();
+            live.leases
+                .iter()
+                .filter(|(_, lease)| lease.expires <= now)
+                .map(|(id, lease)| (*id, lease.attempt, lease.worker_id.clone()))
+                .collect()
+        };
+        let count = expired.len();
+        for (id, attempt, worker_id) in expired {
+            let reason = format!("worker {worker_id} lost: its lease expired");
+            tracing::warn!(worktask_id = %id, worker_id, attempt, "lease expired");
+            self.write(Op::Expire {
+                id,
+                attempt,
+                reason,
+                at,
+            })
+            .await?;
+        }
+        Ok(count)
+    }
+
+    fn forfeit(&self, worker_id: &str) {
+        let now = Instant::now();
+        for lease in self.live.lock().leases.values_mut() {
+            if lease.worker_id == worker_id {
+                lease.expires = now;
+            }
+        }
+    }
+
+    fn leases_by_worker(&self) -> HashMap<String, Vec<Uuid>> {
+        let mut by_worker: HashMap<String, Vec<Uuid>> = HashMap::new();
+        for (id, lease) in &self.live.lock().leases {
+            by_worker
+                .entry(lease.worker_id.clone())
+                .or_default()
+                .push(*id);
+        }
+        by_worker
+    }
+
+    fn queue_signal(&self) -> Arc<Notify> {
+        self.queue_signal.clone()
+    }
+
+    fn next_eligible_at(&self) -> Option<DateTime<Utc>> {
+        self.live
+            .lock()
+            .queue
+            .next_eligible_at()
+            .and_then(DateTime::from_timestamp_micros)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -241,7 +402,7 @@ fn list(conn: &Connection, query: &ListQuery) -> Result<ListPage, StoreError> {
             break;
         }
         tasks.push(row::task_from_row(r)?);
-        last_seq = Some(r.get::<_, u64>(19)?);
+        last_seq = Some(r.get::<_, u64>(21)?);
     }
     Ok(ListPage {
         tasks,

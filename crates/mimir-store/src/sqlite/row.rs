@@ -9,7 +9,7 @@ use uuid::Uuid;
 /// The columns [`task_from_row`] reads, in order.
 pub(crate) const TASK_COLUMNS: &str = "id, type, status, priority, project_id, submitted_at, started_at, \
      completed_at, not_before, retry_count, max_retries, retry_reason, error_message, \
-     kubernetes_job_name, cluster_name, task_spec, resource_requirements, data_access, result";
+     kubernetes_job_name, cluster_name, task_spec, resource_requirements, data_access, result, attempt, worker_id";
 
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -71,6 +71,8 @@ pub(crate) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<WorkTask> {
         result: result
             .map(|text| serde_json::from_str(&text).map_err(|e| invalid(18, e.to_string())))
             .transpose()?,
+        attempt: row.get(19)?,
+        worker_id: row.get(20)?,
     })
 }
 

@@ -1,16 +1,24 @@
 //! Connection settings, numbered migrations and loading the projection.
 
 use super::row;
+use super::writer::{CONTROL_COLUMNS, Control};
 use crate::TaskCounts;
-use crate::live::Live;
+use crate::live::{Change, Live};
 use mimir_core::{QueueIndex, WorkTaskStatus, WorkTaskType};
 use rusqlite::Connection;
+use std::time::Duration;
 
 /// Migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_worktasks",
-    include_str!("../../migrations/sqlite/0001_worktasks.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_worktasks",
+        include_str!("../../migrations/sqlite/0001_worktasks.sql"),
+    ),
+    (
+        "0002_leases_and_pipelines",
+        include_str!("../../migrations/sqlite/0002_leases_and_pipelines.sql"),
+    ),
+];
 
 /// Settings of the write connection.
 pub(crate) fn prepare_writer(conn: &Connection, durable: bool) -> rusqlite::Result<()> {
@@ -56,7 +64,11 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 }
 
 /// Rebuilds the queue and counts from disk; returns them and the next free seq.
-pub(crate) fn load_live(conn: &Connection, mut queue: QueueIndex) -> rusqlite::Result<(Live, u64)> {
+pub(crate) fn load_live(
+    conn: &Connection,
+    mut queue: QueueIndex,
+    lease_ttl: Duration,
+) -> rusqlite::Result<(Live, u64)> {
     let mut counts = TaskCounts::default();
     let mut by_status =
         conn.prepare("SELECT type, status, count(*) FROM worktasks GROUP BY type, status")?;
@@ -83,5 +95,21 @@ pub(crate) fn load_live(conn: &Connection, mut queue: QueueIndex) -> rusqlite::R
         [],
         |r| r.get(0),
     )?;
-    Ok((Live { queue, counts }, next_seq))
+    let mut live = Live::new(queue, counts, lease_ttl);
+    // Running tasks get a fresh lease: live workers reconnect and keep them.
+    let mut running = conn.prepare(&format!(
+        "SELECT {}, {} FROM worktasks WHERE status IN ('scheduled', 'spawned', 'executing')",
+        row::QUEUE_COLUMNS,
+        CONTROL_COLUMNS
+    ))?;
+    let mut rows = running.query([])?;
+    while let Some(r) = rows.next()? {
+        let control = Control::from_row(r)?;
+        live.apply(Change::Leased {
+            id: control.entry.id,
+            worker_id: control.worker_id,
+            attempt: control.attempt,
+        });
+    }
+    Ok((live, next_seq))
 }

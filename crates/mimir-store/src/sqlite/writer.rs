@@ -7,66 +7,88 @@
 //! every request that arrived while the previous commit was in flight.
 
 use super::row::{self, INSERT_TASK, QUEUE_COLUMNS, TASK_COLUMNS};
-use crate::StoreError;
 use crate::live::{Change, Live};
+use crate::{LeaseRequest, StoreError};
 use chrono::{DateTime, Utc};
-use mimir_core::{QueueEntry, WorkTask, WorkTaskStatus};
+use mimir_core::{
+    AttemptOutcome, InvalidTransition, QueueEntry, RetryDecision, RetryPolicy, WorkTask,
+    WorkTaskResult, WorkTaskStatus, WorkTaskType,
+};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
 /// Most commands one transaction takes.
 pub(crate) const MAX_GROUP: usize = 4096;
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
 /// A write the writer thread carries out.
-pub(crate) enum Command {
-    Submit {
-        tasks: Vec<WorkTask>,
-        reply: Reply<Vec<WorkTask>>,
-    },
+pub(crate) enum Op {
+    Submit(Vec<WorkTask>),
     Cancel {
         id: Uuid,
         at: DateTime<Utc>,
-        reply: Reply<WorkTask>,
+    },
+    Lease(LeaseRequest),
+    Start {
+        worker_id: String,
+        started: Vec<(Uuid, u32)>,
+        at: DateTime<Utc>,
+    },
+    Finish {
+        id: Uuid,
+        worker_id: Option<String>,
+        report: Box<WorkTaskResult>,
+        at: DateTime<Utc>,
+    },
+    Expire {
+        id: Uuid,
+        attempt: u32,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    Release {
+        worker_id: String,
+        tasks: Vec<(Uuid, u32)>,
     },
 }
 
-/// A command's result, held until the transaction commits.
-// Short-lived and few per commit: boxing would cost more than the size.
-#[allow(clippy::large_enum_variant)]
-enum Done {
-    Tasks(Reply<Vec<WorkTask>>, Result<Vec<WorkTask>, StoreError>),
-    Task(Reply<WorkTask>, Result<WorkTask, StoreError>),
+/// What a command produced.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Tasks(Vec<WorkTask>),
+    Task(Box<WorkTask>),
+    Done,
 }
 
-impl Done {
-    fn fail(self, why: &str) {
-        let error = || StoreError::CommitFailed(why.to_string());
-        // A caller that went away no longer needs its answer.
-        let _ = match self {
-            Done::Tasks(reply, _) => reply.send(Err(error())).map_err(drop),
-            Done::Task(reply, _) => reply.send(Err(error())).map_err(drop),
-        };
-    }
-
-    fn send(self) {
-        let _ = match self {
-            Done::Tasks(reply, result) => reply.send(result).map_err(drop),
-            Done::Task(reply, result) => reply.send(result).map_err(drop),
-        };
-    }
+/// A command and where its answer goes.
+pub(crate) struct Command {
+    pub(crate) op: Op,
+    pub(crate) reply: oneshot::Sender<Result<Outcome, StoreError>>,
 }
 
-/// The writer thread's state.
+/// The writer thread: the connection and what the operations change.
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
+    pub(crate) core: Core,
+}
+
+/// What operations read and change besides the database.
+pub(crate) struct Core {
     pub(crate) live: Arc<Mutex<Live>>,
+    pub(crate) queue_signal: Arc<Notify>,
+    pub(crate) retry: RetryPolicy,
     /// Next free position for `seq` and `queue_seq` (one counter keeps both unique).
     pub(crate) next_seq: u64,
+}
+
+/// What one group of commands did, applied once it is committed.
+#[derive(Default)]
+struct Effects {
+    changes: Vec<Change>,
+    /// Entries taken off the queue by leases; put back if the commit fails.
+    popped: Vec<QueueEntry>,
 }
 
 impl Writer {
@@ -87,109 +109,512 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: &mut Vec<Command>) {
-        let mut changes = Vec::new();
+        let mut effects = Effects::default();
         let mut done = Vec::with_capacity(group.len());
-        let seq_before = self.next_seq;
+        let seq_before = self.core.next_seq;
         let outcome = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
             for command in group.drain(..) {
-                done.push(run_command(&tx, &mut self.next_seq, command, &mut changes));
+                let result = self.core.run_op(&tx, command.op, &mut effects);
+                done.push((command.reply, result));
             }
             tx.commit()
         })();
         if let Err(error) = outcome {
             tracing::error!(%error, commands = done.len(), "store commit failed");
-            self.next_seq = seq_before;
-            for command in group.drain(..) {
-                drop(command);
+            self.core.next_seq = seq_before;
+            group.clear();
+            let mut live = self.core.live.lock();
+            for entry in effects.popped {
+                live.queue.insert(entry);
             }
-            let why = error.to_string();
-            for d in done {
-                d.fail(&why);
+            drop(live);
+            for (reply, _) in done {
+                // A caller that went away no longer needs its answer.
+                let _ = reply.send(Err(StoreError::CommitFailed(error.to_string())));
             }
             return;
         }
+        let mut enqueued = false;
         {
-            let mut live = self.live.lock();
-            for change in changes {
+            let mut live = self.core.live.lock();
+            for change in effects.changes {
+                enqueued |= matches!(
+                    change,
+                    Change::Created(_)
+                        | Change::Moved {
+                            entered: Some(_),
+                            ..
+                        }
+                );
                 live.apply(change);
             }
         }
-        for d in done {
-            d.send();
+        if enqueued {
+            self.core.queue_signal.notify_waiters();
+        }
+        for (reply, result) in done {
+            let _ = reply.send(result);
         }
     }
 }
 
-/// Runs one command in a savepoint; its changes join `changes` only if it succeeds.
-fn run_command(
-    tx: &Transaction<'_>,
-    next_seq: &mut u64,
-    command: Command,
-    changes: &mut Vec<Change>,
-) -> Done {
-    let mut mine = Vec::new();
-    let seq_before = *next_seq;
-    let done = match command {
-        Command::Submit { tasks, reply } => {
-            let result = in_savepoint(tx, |tx| submit(tx, next_seq, tasks, &mut mine));
-            Done::Tasks(reply, result)
-        }
-        Command::Cancel { id, at, reply } => {
-            let result = in_savepoint(tx, |tx| cancel(tx, id, at, &mut mine));
-            Done::Task(reply, result)
-        }
-    };
-    let ok = match &done {
-        Done::Tasks(_, result) => result.is_ok(),
-        Done::Task(_, result) => result.is_ok(),
-    };
-    if ok {
-        changes.append(&mut mine);
-    } else {
-        *next_seq = seq_before;
-    }
-    done
-}
-
-fn in_savepoint<T>(
-    tx: &Transaction<'_>,
-    body: impl FnOnce(&Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    tx.execute_batch("SAVEPOINT command")?;
-    match body(tx) {
-        Ok(value) => {
-            tx.execute_batch("RELEASE command")?;
-            Ok(value)
-        }
-        Err(error) => {
-            tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
-            Err(error)
+impl Core {
+    /// Runs one operation in a savepoint; its effects count only if it succeeds.
+    fn run_op(
+        &mut self,
+        tx: &Transaction<'_>,
+        op: Op,
+        effects: &mut Effects,
+    ) -> Result<Outcome, StoreError> {
+        let mut mine = Effects::default();
+        let seq_before = self.next_seq;
+        tx.execute_batch("SAVEPOINT op")?;
+        let result = self.apply_op(tx, op, &mut mine);
+        match result {
+            Ok(outcome) => {
+                tx.execute_batch("RELEASE op")?;
+                effects.changes.append(&mut mine.changes);
+                effects.popped.append(&mut mine.popped);
+                Ok(outcome)
+            }
+            Err(error) => {
+                tx.execute_batch("ROLLBACK TO op; RELEASE op")?;
+                self.next_seq = seq_before;
+                let mut live = self.live.lock();
+                for entry in mine.popped {
+                    live.queue.insert(entry);
+                }
+                Err(error)
+            }
         }
     }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    fn apply_op(
+        &mut self,
+        conn: &Connection,
+        op: Op,
+        fx: &mut Effects,
+    ) -> Result<Outcome, StoreError> {
+        match op {
+            Op::Submit(tasks) => self.submit(conn, tasks, fx).map(Outcome::Tasks),
+            Op::Cancel { id, at } => self
+                .cancel(conn, id, at, fx)
+                .map(|t| Outcome::Task(Box::new(t))),
+            Op::Lease(request) => self.lease(conn, request, fx).map(Outcome::Tasks),
+            Op::Start {
+                worker_id,
+                started,
+                at,
+            } => {
+                start(conn, &worker_id, &started, at, fx)?;
+                Ok(Outcome::Done)
+            }
+            Op::Finish {
+                id,
+                worker_id,
+                report,
+                at,
+            } => self
+                .finish(conn, id, worker_id.as_deref(), &report, at, fx)
+                .map(|t| Outcome::Task(Box::new(t))),
+            Op::Expire {
+                id,
+                attempt,
+                reason,
+                at,
+            } => {
+                let Some(control) = Control::load(conn, id)? else {
+                    return Ok(Outcome::Done);
+                };
+                if control.status.is_running() && control.attempt == attempt {
+                    self.attempt_failed(conn, &control, &reason, WorkTaskStatus::Failed, at, fx)?;
+                }
+                Ok(Outcome::Done)
+            }
+            Op::Release { worker_id, tasks } => {
+                self.release(conn, &worker_id, &tasks, fx)?;
+                Ok(Outcome::Done)
+            }
+        }
+    }
+
+    fn submit(
+        &mut self,
+        conn: &Connection,
+        tasks: Vec<WorkTask>,
+        fx: &mut Effects,
+    ) -> Result<Vec<WorkTask>, StoreError> {
+        let mut insert = conn.prepare_cached(INSERT_TASK)?;
+        for task in &tasks {
+            let seq = self.take_seq();
+            row::insert_task(&mut insert, task, seq)?;
+            fx.changes.push(Change::Created(QueueEntry {
+                id: task.worktask_id,
+                task_type: task.task_type,
+                priority: task.priority,
+                seq,
+                enqueued_at_us: row::micros(task.submitted_at),
+                not_before_us: None,
+            }));
+        }
+        Ok(tasks)
+    }
+
+    fn cancel(
+        &mut self,
+        conn: &Connection,
+        id: Uuid,
+        at: DateTime<Utc>,
+        fx: &mut Effects,
+    ) -> Result<WorkTask, StoreError> {
+        let control = Control::load(conn, id)?.ok_or(StoreError::NotFound(id))?;
+        let to = control
+            .status
+            .transition(WorkTaskStatus::Cancelled)
+            .map_err(|source| StoreError::Transition { id, source })?;
+        conn.prepare_cached(
+            "UPDATE worktasks SET status = ?2, completed_at = ?3, not_before = NULL WHERE id = ?1",
+        )?
+        .execute(params![id.as_bytes(), to.as_str(), row::micros(at)])?;
+        let queued = control.status == WorkTaskStatus::Queued;
+        fx.changes.push(Change::Moved {
+            task_type: control.entry.task_type,
+            from: control.status,
+            to,
+            left: queued.then_some(control.entry),
+            entered: None,
+        });
+        if control.status.is_running() {
+            fx.changes.push(Change::Unleased { id });
+            fx.changes.push(Change::CancelNotice {
+                worker_id: control.worker_id.clone(),
+                id,
+            });
+        }
+        select_task(conn, id)?.ok_or(StoreError::NotFound(id))
+    }
+
+    fn lease(
+        &mut self,
+        conn: &Connection,
+        request: LeaseRequest,
+        fx: &mut Effects,
+    ) -> Result<Vec<WorkTask>, StoreError> {
+        let now_us = row::micros(request.at);
+        let mut running: [usize; 3] = [0; 3];
+        let mut taken = Vec::new();
+        {
+            let mut live = self.live.lock();
+            for t in WorkTaskType::ALL {
+                running[type_index(t)] = (live.counts.get(t, WorkTaskStatus::Scheduled)
+                    + live.counts.get(t, WorkTaskStatus::Spawned)
+                    + live.counts.get(t, WorkTaskStatus::Executing))
+                    as usize;
+            }
+            while taken.len() < request.max {
+                let accept = |t: WorkTaskType| {
+                    request
+                        .types
+                        .as_ref()
+                        .is_none_or(|types| types.contains(&t))
+                        && request
+                            .limits
+                            .get(&t)
+                            .is_none_or(|limit| running[type_index(t)] < *limit)
+                };
+                let Some(entry) = live.queue.pop(now_us, accept) else {
+                    break;
+                };
+                running[type_index(entry.task_type)] += 1;
+                taken.push(entry);
+            }
+        }
+        fx.popped.extend(taken.iter().copied());
+        let mut update = conn.prepare_cached(
+            "UPDATE worktasks SET status = 'scheduled', attempt = attempt + 1, worker_id = ?2, not_before = NULL \
+             WHERE id = ?1 AND status = 'queued' RETURNING attempt",
+        )?;
+        let mut leased = Vec::with_capacity(taken.len());
+        for entry in taken {
+            let attempt: Option<u32> = update
+                .query_row(params![entry.id.as_bytes(), request.worker_id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(attempt) = attempt else {
+                debug_assert!(false, "queued task {} missing from the store", entry.id);
+                continue;
+            };
+            fx.changes.push(Change::Moved {
+                task_type: entry.task_type,
+                from: WorkTaskStatus::Queued,
+                to: WorkTaskStatus::Scheduled,
+                left: None,
+                entered: None,
+            });
+            fx.changes.push(Change::Leased {
+                id: entry.id,
+                worker_id: request.worker_id.clone(),
+                attempt,
+            });
+            if let Some(task) = select_task(conn, entry.id)? {
+                leased.push(task);
+            }
+        }
+        Ok(leased)
+    }
+
+    fn finish(
+        &mut self,
+        conn: &Connection,
+        id: Uuid,
+        worker_id: Option<&str>,
+        report: &WorkTaskResult,
+        at: DateTime<Utc>,
+        fx: &mut Effects,
+    ) -> Result<WorkTask, StoreError> {
+        let control = Control::load(conn, id)?.ok_or(StoreError::NotFound(id))?;
+        let target = match report.status {
+            AttemptOutcome::Completed => WorkTaskStatus::Completed,
+            AttemptOutcome::Failed => WorkTaskStatus::Failed,
+            AttemptOutcome::Timeout => WorkTaskStatus::Timeout,
+        };
+        if !control.status.is_running() {
+            return Err(StoreError::Transition {
+                id,
+                source: InvalidTransition {
+                    from: control.status,
+                    to: target,
+                },
+            });
+        }
+        let stale_attempt = report.attempt.is_some_and(|a| a != control.attempt);
+        let other_worker = worker_id.is_some_and(|w| w != control.worker_id);
+        if stale_attempt || other_worker {
+            return Err(StoreError::StaleAttempt {
+                id,
+                attempt: report.attempt.unwrap_or(control.attempt),
+                current: control.attempt,
+            });
+        }
+        let started_us = report.started_at.map(row::micros);
+        if target == WorkTaskStatus::Completed {
+            let result = row::to_json(&report.stored_result())?;
+            conn.prepare_cached(
+                "UPDATE worktasks SET status = 'completed', completed_at = ?2, \
+                 started_at = coalesce(?3, started_at, ?2), result = ?4, error_message = '' WHERE id = ?1",
+            )?
+            .execute(params![id.as_bytes(), row::micros(at), started_us, result])?;
+            fx.changes.push(Change::Moved {
+                task_type: control.entry.task_type,
+                from: control.status,
+                to: WorkTaskStatus::Completed,
+                left: None,
+                entered: None,
+            });
+            fx.changes.push(Change::Unleased { id });
+        } else {
+            if started_us.is_some() || report.result.is_some() {
+                let result = report
+                    .result
+                    .as_ref()
+                    .map(|_| report.stored_result())
+                    .map(|r| row::to_json(&r))
+                    .transpose()?;
+                conn.prepare_cached("UPDATE worktasks SET started_at = coalesce(?2, started_at), result = coalesce(?3, result) WHERE id = ?1")?
+                    .execute(params![id.as_bytes(), started_us, result])?;
+            }
+            let reason = if report.error_message.is_empty() {
+                "the attempt failed without a message"
+            } else {
+                &report.error_message
+            };
+            self.attempt_failed(conn, &control, reason, target, at, fx)?;
+        }
+        select_task(conn, id)?.ok_or(StoreError::NotFound(id))
+    }
+
+    /// An attempt ended badly: back to the queue with backoff while retries
+    /// remain, else the task ends in `final_status`.
+    fn attempt_failed(
+        &mut self,
+        conn: &Connection,
+        control: &Control,
+        reason: &str,
+        final_status: WorkTaskStatus,
+        at: DateTime<Utc>,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        let id = control.entry.id;
+        let decision = self.retry.decide(
+            control.retry_count,
+            control.max_retries,
+            rand::random::<f64>(),
+        );
+        match decision {
+            RetryDecision::Retry { retry_count, delay } => {
+                let seq = self.take_seq();
+                let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                let not_before = at.checked_add_signed(delay).unwrap_or(at);
+                conn.prepare_cached(
+                    "UPDATE worktasks SET status = 'queued', retry_count = ?2, retry_reason = ?3, error_message = ?3, \
+                     not_before = ?4, queue_seq = ?5, queued_at = ?6 WHERE id = ?1",
+                )?
+                .execute(params![id.as_bytes(), retry_count, reason, row::micros(not_before), seq, row::micros(at)])?;
+                let entry = QueueEntry {
+                    seq,
+                    enqueued_at_us: row::micros(at),
+                    not_before_us: Some(row::micros(not_before)),
+                    ..control.entry
+                };
+                fx.changes.push(Change::Moved {
+                    task_type: control.entry.task_type,
+                    from: control.status,
+                    to: WorkTaskStatus::Queued,
+                    left: None,
+                    entered: Some(entry),
+                });
+                tracing::warn!(worktask_id = %id, retry_count, max_retries = control.max_retries, reason, "task retried");
+            }
+            RetryDecision::Fail => {
+                conn.prepare_cached("UPDATE worktasks SET status = ?2, completed_at = ?3, error_message = ?4 WHERE id = ?1")?
+                    .execute(params![id.as_bytes(), final_status.as_str(), row::micros(at), reason])?;
+                fx.changes.push(Change::Moved {
+                    task_type: control.entry.task_type,
+                    from: control.status,
+                    to: final_status,
+                    left: None,
+                    entered: None,
+                });
+                tracing::error!(worktask_id = %id, retries = control.retry_count, reason, status = %final_status, "task failed");
+            }
+        }
+        fx.changes.push(Change::Unleased { id });
+        Ok(())
+    }
+
+    fn release(
+        &mut self,
+        conn: &Connection,
+        worker_id: &str,
+        tasks: &[(Uuid, u32)],
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        for &(id, attempt) in tasks {
+            let Some(control) = Control::load(conn, id)? else {
+                continue;
+            };
+            if control.status != WorkTaskStatus::Scheduled
+                || control.attempt != attempt
+                || control.worker_id != worker_id
+            {
+                continue;
+            }
+            // Back in its old place (its queue_seq is unchanged): an unstarted
+            // task has not used up an attempt.
+            let entry = control.entry;
+            conn.prepare_cached(
+                "UPDATE worktasks SET status = 'queued', worker_id = '' WHERE id = ?1",
+            )?
+            .execute(params![id.as_bytes()])?;
+            fx.changes.push(Change::Moved {
+                task_type: entry.task_type,
+                from: WorkTaskStatus::Scheduled,
+                to: WorkTaskStatus::Queued,
+                left: None,
+                entered: Some(QueueEntry {
+                    not_before_us: None,
+                    ..entry
+                }),
+            });
+            fx.changes.push(Change::Unleased { id });
+        }
+        Ok(())
+    }
 }
 
-fn submit(
+fn type_index(t: WorkTaskType) -> usize {
+    WorkTaskType::ALL
+        .iter()
+        .position(|x| *x == t)
+        .unwrap_or_default()
+}
+
+fn start(
     conn: &Connection,
-    next_seq: &mut u64,
-    tasks: Vec<WorkTask>,
-    changes: &mut Vec<Change>,
-) -> Result<Vec<WorkTask>, StoreError> {
-    let mut insert = conn.prepare_cached(INSERT_TASK)?;
-    for task in &tasks {
-        let seq = *next_seq;
-        *next_seq += 1;
-        row::insert_task(&mut insert, task, seq)?;
-        changes.push(Change::Created(QueueEntry {
-            id: task.worktask_id,
-            task_type: task.task_type,
-            priority: task.priority,
-            seq,
-            enqueued_at_us: row::micros(task.submitted_at),
-            not_before_us: None,
-        }));
+    worker_id: &str,
+    started: &[(Uuid, u32)],
+    at: DateTime<Utc>,
+    fx: &mut Effects,
+) -> Result<(), StoreError> {
+    let mut update = conn.prepare_cached(
+        "UPDATE worktasks SET status = 'executing', started_at = ?4 \
+         WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'scheduled' RETURNING type",
+    )?;
+    for &(id, attempt) in started {
+        let task_type: Option<String> = update
+            .query_row(
+                params![id.as_bytes(), attempt, worker_id, row::micros(at)],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(task_type) = task_type {
+            let task_type: WorkTaskType = task_type.parse().map_err(StoreError::Corrupt)?;
+            fx.changes.push(Change::Moved {
+                task_type,
+                from: WorkTaskStatus::Scheduled,
+                to: WorkTaskStatus::Executing,
+                left: None,
+                entered: None,
+            });
+        }
     }
-    Ok(tasks)
+    Ok(())
+}
+
+/// What the writer needs to know of a task to change its status.
+pub(crate) struct Control {
+    pub(crate) entry: QueueEntry,
+    pub(crate) status: WorkTaskStatus,
+    pub(crate) attempt: u32,
+    pub(crate) retry_count: u32,
+    pub(crate) max_retries: u32,
+    pub(crate) worker_id: String,
+}
+
+/// Columns [`Control::from_row`] reads.
+pub(crate) const CONTROL_COLUMNS: &str = "status, attempt, retry_count, max_retries, worker_id";
+
+impl Control {
+    pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Control> {
+        let status: String = r.get(6)?;
+        Ok(Control {
+            entry: row::queue_entry_from_row(r)?,
+            status: status.parse().map_err(|e: String| {
+                rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, e.into())
+            })?,
+            attempt: r.get(7)?,
+            retry_count: r.get(8)?,
+            max_retries: r.get(9)?,
+            worker_id: r.get(10)?,
+        })
+    }
+
+    fn load(conn: &Connection, id: Uuid) -> Result<Option<Control>, StoreError> {
+        let mut select = conn.prepare_cached(&format!(
+            "SELECT {QUEUE_COLUMNS}, {CONTROL_COLUMNS} FROM worktasks WHERE id = ?1"
+        ))?;
+        Ok(select
+            .query_row([id.as_bytes()], Control::from_row)
+            .optional()?)
+    }
 }
 
 pub(crate) fn select_task(conn: &Connection, id: Uuid) -> Result<Option<WorkTask>, StoreError> {
@@ -199,45 +624,4 @@ pub(crate) fn select_task(conn: &Connection, id: Uuid) -> Result<Option<WorkTask
     Ok(select
         .query_row([id.as_bytes()], row::task_from_row)
         .optional()?)
-}
-
-fn cancel(
-    conn: &Connection,
-    id: Uuid,
-    at: DateTime<Utc>,
-    changes: &mut Vec<Change>,
-) -> Result<WorkTask, StoreError> {
-    let mut select = conn.prepare_cached(&format!(
-        "SELECT {QUEUE_COLUMNS}, status FROM worktasks WHERE id = ?1"
-    ))?;
-    let found = select
-        .query_row([id.as_bytes()], |r| {
-            let status: String = r.get(6)?;
-            Ok((row::queue_entry_from_row(r)?, status))
-        })
-        .optional()?;
-    let Some((entry, status)) = found else {
-        return Err(StoreError::NotFound(id));
-    };
-    let from: WorkTaskStatus = status.parse().map_err(StoreError::Corrupt)?;
-    let to = WorkTaskStatus::Cancelled;
-    // Running tasks are cancelled through their worker, which must be told first.
-    if from != WorkTaskStatus::Queued {
-        return Err(StoreError::Transition {
-            id,
-            source: mimir_core::InvalidTransition { from, to },
-        });
-    }
-    conn.prepare_cached(
-        "UPDATE worktasks SET status = ?2, completed_at = ?3, not_before = NULL WHERE id = ?1",
-    )?
-    .execute(params![id.as_bytes(), to.as_str(), row::micros(at)])?;
-    changes.push(Change::Moved {
-        task_type: entry.task_type,
-        from,
-        to,
-        left: Some(entry),
-        entered: None,
-    });
-    select_task(conn, id)?.ok_or(StoreError::NotFound(id))
 }

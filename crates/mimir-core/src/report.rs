@@ -1,0 +1,67 @@
+//! What a worker reports when an attempt ends (`POST /api/worktasks/{id}`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// How an attempt ended, as a worker reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The work is done.
+    Completed,
+    /// The attempt failed; the retry rules decide what follows.
+    Failed,
+    /// The attempt ran past its deadline; retried like a failure, and the task
+    /// ends `timeout` when no retries are left.
+    Timeout,
+}
+
+/// The `WorkTaskResult` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkTaskResult {
+    /// The task; when present it must match the path.
+    #[serde(default)]
+    pub worktask_id: Option<Uuid>,
+    /// `completed`, `failed` or `timeout`.
+    pub status: AttemptOutcome,
+    /// Where the output was written.
+    #[serde(default)]
+    pub output_location: String,
+    /// Anything the worker wants to record.
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+    /// Why the attempt failed.
+    #[serde(default)]
+    pub error_message: String,
+    /// The attempt (lease) this result is for; a result for an older attempt is
+    /// refused. Without it, the result applies to the current attempt.
+    #[serde(default)]
+    pub attempt: Option<u32>,
+    /// When the attempt started running on the worker.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// Structured result (a pipeline's steps and context).
+    #[serde(default)]
+    pub result: Option<serde_json::Value>,
+}
+
+impl WorkTaskResult {
+    /// The JSON stored as the task's `result`: the structured result with
+    /// `output_location` and `metadata` added when given.
+    pub fn stored_result(&self) -> serde_json::Value {
+        let mut value = match &self.result {
+            Some(serde_json::Value::Object(map)) => serde_json::Value::Object(map.clone()),
+            Some(other) => serde_json::json!({ "value": other }),
+            None => serde_json::json!({}),
+        };
+        if !self.output_location.is_empty() {
+            value["output_location"] = self.output_location.clone().into();
+        }
+        if !self.metadata.is_null() {
+            value["metadata"] = self.metadata.clone();
+        }
+        value
+    }
+}
