@@ -4,6 +4,7 @@
 //! machine, priorities, retry backoff and the in-memory queue order. The store and
 //! the server build on these rules; the rules are property-tested here.
 
+pub mod autoscale;
 pub mod priority;
 pub mod queue;
 pub mod report;

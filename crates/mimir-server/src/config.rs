@@ -129,6 +129,12 @@ pub struct OrchestratorConfig {
     pub additional_clusters: Vec<serde_json::Value>,
     /// Bearer token workers must present; empty means none.
     pub worker_auth_token: String,
+    /// A lease not renewed for this many milliseconds is lost. Defaults to 15000.
+    pub lease_ttl_ms: u64,
+    /// An idle worker above `minWorkers` stops after this many milliseconds. Defaults to 30000.
+    pub idle_timeout_ms: u64,
+    /// Most tasks of a type running at once, e.g. `{ml_training: 2}`. Defaults to none.
+    pub type_concurrency: std::collections::BTreeMap<String, usize>,
 }
 
 impl Default for OrchestratorConfig {
@@ -142,6 +148,9 @@ impl Default for OrchestratorConfig {
             resources: serde_json::Value::Null,
             additional_clusters: Vec::new(),
             worker_auth_token: String::new(),
+            lease_ttl_ms: 15_000,
+            idle_timeout_ms: 30_000,
+            type_concurrency: Default::default(),
         }
     }
 }
@@ -309,6 +318,18 @@ impl Config {
         if self.api.max_body_bytes < 1024 {
             return Err(ConfigError("api.maxBodyBytes must be at least 1024".into()));
         }
+        if o.lease_ttl_ms < 300 {
+            return Err(ConfigError(
+                "orchestrator.leaseTtlMs must be at least 300".into(),
+            ));
+        }
+        let mut type_limits = std::collections::HashMap::new();
+        for (name, limit) in &o.type_concurrency {
+            let t = name
+                .parse::<mimir_core::WorkTaskType>()
+                .map_err(|e| ConfigError(format!("orchestrator.typeConcurrency.{name}: {e}")))?;
+            type_limits.insert(t, *limit);
+        }
         let retry = self.retry.policy().map_err(ConfigError)?;
         let aging = (self.queue.aging_interval_ms > 0).then(|| Aging {
             interval: Duration::from_millis(self.queue.aging_interval_ms),
@@ -317,6 +338,9 @@ impl Config {
             listen,
             retry,
             aging,
+            type_limits,
+            lease_ttl: Duration::from_millis(o.lease_ttl_ms),
+            idle_timeout: Duration::from_millis(o.idle_timeout_ms),
         })
     }
 }
@@ -330,6 +354,12 @@ pub struct ValidConfig {
     pub retry: RetryPolicy,
     /// Queue aging, if on.
     pub aging: Option<Aging>,
+    /// Per-type concurrency limits.
+    pub type_limits: std::collections::HashMap<mimir_core::WorkTaskType, usize>,
+    /// Lease lifetime.
+    pub lease_ttl: Duration,
+    /// Idle time before a surplus worker stops.
+    pub idle_timeout: Duration,
 }
 
 #[cfg(test)]

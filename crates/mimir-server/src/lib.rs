@@ -7,6 +7,7 @@ pub mod api;
 pub mod config;
 pub mod serve;
 mod state;
+pub mod workers;
 
 pub use config::Config;
 pub use state::AppState;

@@ -1,9 +1,12 @@
 //! Running the orchestrator: open the store, bind, serve until asked to stop.
 
 use crate::config::{Config, ConfigError};
+use crate::workers::Registry;
+use crate::workers::pool::{self, Pool, PoolConfig};
 use crate::{AppState, api};
-use mimir_store::{SqliteOptions, SqliteStore, StoreError};
+use mimir_store::{SqliteOptions, SqliteStore, Store, StoreError};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Why the orchestrator could not start or stopped with an error.
@@ -28,23 +31,31 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// How often expired leases are looked for.
+const REAPER_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Serves `config` until `shutdown` resolves; reports the bound address through
-/// `on_listening` (useful with port 0).
+/// `on_listening` (useful with port 0). `worker_args` are passed to every local
+/// worker the pool starts (log settings).
 pub async fn run(
     config: Config,
     on_listening: impl FnOnce(std::net::SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    worker_args: Vec<String>,
 ) -> Result<(), ServeError> {
     let valid = config.validate()?;
     let data_dir = config.data_dir.clone();
     let options = SqliteOptions {
         aging: valid.aging,
         durable: config.store.durable,
+        retry: valid.retry,
+        lease_ttl: valid.lease_ttl,
         ..SqliteOptions::default()
     };
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, options))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
+    let store: Arc<dyn Store> = Arc::new(store);
     let listener = TcpListener::bind(valid.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -52,16 +63,73 @@ pub async fn run(
             source,
         })?;
     let addr = listener.local_addr()?;
+    let token = Some(config.orchestrator.worker_auth_token.clone()).filter(|t| !t.is_empty());
+    let workers = Arc::new(Registry::default());
+    let o = &config.orchestrator;
+    let pool = (o.max_workers > 0).then(|| {
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        Arc::new(Pool::new(PoolConfig {
+            exe: std::env::current_exe().unwrap_or_else(|_| "mimir-aip".into()),
+            orchestrator_url: format!("http://{host}:{}", addr.port()),
+            token: token.clone(),
+            min: o.min_workers,
+            max: o.max_workers,
+            threshold: o.queue_threshold,
+            idle_timeout: valid.idle_timeout,
+            poll: pool::DEFAULT_POLL,
+            worker_args,
+            fresh: valid.lease_ttl,
+        }))
+    });
     let state = AppState {
-        store: Arc::new(store),
-        retry: valid.retry,
+        store: store.clone(),
         max_body_bytes: config.api.max_body_bytes,
+        workers: workers.clone(),
+        pool: pool.clone(),
+        type_limits: valid.type_limits.clone(),
+        lease_ttl: valid.lease_ttl,
+        worker_token: token,
     };
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "orchestrator listening");
+    let reaper = tokio::spawn(expire_leases(store.clone()));
+    let pool_task = pool
+        .clone()
+        .map(|pool| tokio::spawn(pool.run(store.clone(), workers.clone())));
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), max_workers = o.max_workers, "orchestrator listening");
     on_listening(addr);
+
+    // On shutdown, let local workers finish what they run while the API still answers.
+    let drain_pool = pool.clone();
+    let drain_workers = workers.clone();
+    let graceful = async move {
+        shutdown.await;
+        if let Some(pool) = drain_pool {
+            tracing::info!("asking local workers to finish and stop");
+            pool.stop_all(&drain_workers, Duration::from_secs(30)).await;
+        }
+    };
     axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(graceful)
         .await?;
+    reaper.abort();
+    if let Some(task) = pool_task {
+        task.abort();
+    }
     tracing::info!("orchestrator stopped");
     Ok(())
+}
+
+/// Ends attempts whose workers stopped renewing their leases.
+async fn expire_leases(store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(REAPER_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(error) = store.expire_leases(chrono::Utc::now()).await {
+            tracing::error!(%error, "cannot expire leases");
+        }
+    }
 }

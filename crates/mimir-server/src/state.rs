@@ -1,27 +1,42 @@
 //! What every request handler shares.
 
-use mimir_core::RetryPolicy;
+use crate::workers::{Registry, pool::Pool};
+use mimir_core::WorkTaskType;
 use mimir_store::Store;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Shared state of the orchestrator's handlers.
 #[derive(Clone)]
 pub struct AppState {
     /// The durable store and queue.
     pub store: Arc<dyn Store>,
-    /// Retry backoff for failed attempts.
-    pub retry: RetryPolicy,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// Connected workers.
+    pub workers: Arc<Registry>,
+    /// The local pool, when the orchestrator runs one.
+    pub pool: Option<Arc<Pool>>,
+    /// Most tasks of a type running at once.
+    pub type_limits: HashMap<WorkTaskType, usize>,
+    /// Lease lifetime without a heartbeat.
+    pub lease_ttl: Duration,
+    /// Token workers must present; `None` leaves worker endpoints open.
+    pub worker_token: Option<String>,
 }
 
 impl AppState {
-    /// State over `store` with default limits.
+    /// State over `store` with default limits and no pool.
     pub fn new(store: Arc<dyn Store>) -> AppState {
         AppState {
             store,
-            retry: RetryPolicy::default(),
             max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
+            workers: Arc::new(Registry::default()),
+            pool: None,
+            type_limits: HashMap::new(),
+            lease_ttl: mimir_store::sqlite::DEFAULT_LEASE_TTL,
+            worker_token: None,
         }
     }
 }

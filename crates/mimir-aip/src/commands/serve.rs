@@ -52,13 +52,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         queue_threshold: args.queue_threshold,
     });
     logging::init(config.log_level, config.log_format);
-    mimir_server::serve::run(config, |_| {}, shutdown_signal())
+    let worker_args = vec![
+        "--log-level".to_string(),
+        config.log_level.as_str().to_string(),
+        "--log-format".to_string(),
+        match config.log_format {
+            LogFormat::Json => "json".to_string(),
+            LogFormat::Pretty => "pretty".to_string(),
+        },
+    ];
+    mimir_server::serve::run(config, |_| {}, shutdown_signal(), worker_args)
         .await
         .context("the orchestrator stopped")?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -99,15 +99,22 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The inner `{"code", "message", "field"}` object.
+    pub fn body(&self) -> serde_json::Value {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(field) = &self.field {
+            error["field"] = json!(field);
+        }
+        error
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(cause) = &self.cause {
             tracing::error!(code = self.code, %cause, "request failed");
         }
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(field) = self.field {
-            error["field"] = json!(field);
-        }
-        (self.status, axum::Json(json!({ "error": error }))).into_response()
+        (self.status, axum::Json(json!({ "error": self.body() }))).into_response()
     }
 }

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 mod health;
+mod workers;
 mod worktasks;
 
 use crate::AppState;
@@ -18,7 +19,27 @@ pub use worktasks::{DEFAULT_LIST_LIMIT, MAX_BATCH};
 /// The orchestrator's router.
 pub fn app(state: AppState) -> Router {
     let max_body = state.max_body_bytes;
+    let worker_routes = Router::new()
+        .route("/api/workers/register", post(workers::register))
+        .route(
+            "/api/workers/{worker_id}",
+            axum::routing::delete(workers::deregister),
+        )
+        .route("/api/workers/{worker_id}/lease", post(workers::lease))
+        .route(
+            "/api/workers/{worker_id}/heartbeat",
+            post(workers::heartbeat),
+        )
+        .route("/api/workers/{worker_id}/results", post(workers::results))
+        .route("/api/workers/{worker_id}/release", post(workers::release))
+        .route("/api/worktasks/{id}", post(worktasks::report))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            workers::require_token,
+        ));
     Router::new()
+        .merge(worker_routes)
+        .route("/api/workers", get(workers::list))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/api/metrics", get(health::summary))

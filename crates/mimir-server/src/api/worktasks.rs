@@ -261,6 +261,26 @@ pub async fn get(
     Ok(Json(task))
 }
 
+/// `POST /api/worktasks/{id}`: a worker reports how the current attempt ended.
+/// 409 when the attempt is no longer current or the task already finished.
+pub async fn report(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(report): ApiJson<mimir_core::WorkTaskResult>,
+) -> Result<Json<WorkTask>, ApiError> {
+    let id = parse_id(&id)?;
+    if report.worktask_id.is_some_and(|body_id| body_id != id) {
+        return Err(ApiError::bad_field(
+            "id_mismatch",
+            "worktask_id",
+            "worktask_id differs from the id in the path",
+        ));
+    }
+    let task = state.store.finish(id, None, report, Utc::now()).await?;
+    super::workers::record_finish(&state, &task.worker_id, &task);
+    Ok(Json(task))
+}
+
 /// `POST /api/worktasks/{id}/cancel`.
 pub async fn cancel(
     State(state): State<AppState>,

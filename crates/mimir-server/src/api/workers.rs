@@ -1,0 +1,341 @@
+//! The worker protocol: register, lease (long-poll), heartbeat, report results.
+//!
+//! A worker registers, then leases up to N tasks per call (waiting up to
+//! `wait_ms` when none is eligible), renews the leases of what it holds with
+//! heartbeats (learning there which tasks to stop), and reports each attempt's
+//! end. Results may be sent in batches here or one by one to
+//! `POST /api/worktasks/{id}`.
+
+use super::error::ApiError;
+use super::extract::ApiJson;
+use crate::AppState;
+use crate::workers::Registration;
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use mimir_core::{WorkTask, WorkTaskResult, WorkTaskType};
+use mimir_store::LeaseRequest;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Longest a lease call waits for work.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Most tasks one lease call hands out.
+pub const MAX_LEASE: usize = 1000;
+
+/// Refuses worker calls without the configured bearer token.
+pub async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &state.worker_token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if presented != Some(token.as_str()) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "worker endpoints need the worker token (Authorization: Bearer ...)",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// `POST /api/workers/register`.
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(registration): ApiJson<Registration>,
+) -> Result<Response, ApiError> {
+    for (i, t) in registration.types.iter().enumerate() {
+        t.parse::<WorkTaskType>()
+            .map_err(|m| ApiError::bad_field("invalid_type", format!("types[{i}]"), m))?;
+    }
+    let worker_id = state.workers.register(registration);
+    tracing::info!(worker_id = %worker_id, "worker registered");
+    let ttl = state.lease_ttl.as_millis() as u64;
+    Ok((StatusCode::CREATED, Json(json!({ "worker_id": worker_id, "lease_ttl_ms": ttl, "heartbeat_interval_ms": ttl / 3 })))
+        .into_response())
+}
+
+/// Body of a lease call.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseBody {
+    /// Most tasks wanted.
+    max: usize,
+    /// Only these types.
+    #[serde(default)]
+    types: Vec<String>,
+    /// Longest wait for work, in milliseconds.
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// Answer of a lease call.
+#[derive(Serialize)]
+struct Leased {
+    worktasks: Vec<WorkTask>,
+    /// The worker should stop leasing and exit once its tasks are done.
+    stop: bool,
+}
+
+fn known(state: &AppState, worker_id: &str, busy: bool) -> Result<(), ApiError> {
+    if state.workers.touch(worker_id, busy) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_worker",
+            format!("worker {worker_id} is not registered; register again"),
+        ))
+    }
+}
+
+/// `POST /api/workers/{worker_id}/lease`: up to `max` tasks, waiting up to `wait_ms`.
+pub async fn lease(
+    State(state): State<AppState>,
+    Path(worker_id): Path<String>,
+    ApiJson(body): ApiJson<LeaseBody>,
+) -> Result<Response, ApiError> {
+    known(&state, &worker_id, false)?;
+    if body.max == 0 || body.max > MAX_LEASE {
+        return Err(ApiError::bad_field(
+            "invalid_max",
+            "max",
+            format!("max must be from 1 to {MAX_LEASE}"),
+        ));
+    }
+    let mut types = Vec::new();
+    for (i, t) in body.types.iter().enumerate() {
+        types.push(
+            t.parse::<WorkTaskType>()
+                .map_err(|m| ApiError::bad_field("invalid_type", format!("types[{i}]"), m))?,
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(body.wait_ms).min(MAX_WAIT);
+    let signal = state.store.queue_signal();
+    loop {
+        let stop = state
+            .pool
+            .as_ref()
+            .is_some_and(|p| p.should_stop(&worker_id));
+        if stop {
+            state.workers.drain(&worker_id);
+            return Ok(Json(Leased {
+                worktasks: Vec::new(),
+                stop: true,
+            })
+            .into_response());
+        }
+        // Listen before looking, so a task queued in between still wakes us.
+        let notified = signal.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let request = LeaseRequest {
+            worker_id: worker_id.clone(),
+            max: body.max,
+            types: (!types.is_empty()).then(|| types.clone()),
+            limits: state.type_limits.clone(),
+            at: Utc::now(),
+        };
+        let tasks = state.store.lease(request).await?;
+        let now = tokio::time::Instant::now();
+        if !tasks.is_empty() || now >= deadline {
+            state.workers.touch(&worker_id, !tasks.is_empty());
+            for task in &tasks {
+                tracing::info!(worktask_id = %task.worktask_id, worker_id = %worker_id, attempt = task.attempt, r#type = %task.task_type, "task leased");
+            }
+            return Ok(Json(Leased {
+                worktasks: tasks,
+                stop: false,
+            })
+            .into_response());
+        }
+        let mut wake = deadline;
+        if let Some(eligible) = state.store.next_eligible_at() {
+            let until = (eligible - Utc::now()).to_std().unwrap_or_default();
+            wake = wake.min(now + until);
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+}
+
+/// A task a worker holds, by attempt.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Held {
+    worktask_id: Uuid,
+    attempt: u32,
+    /// When it began running, if it has.
+    #[serde(default)]
+    started_at: Option<DateTime<Utc>>,
+}
+
+/// Body of a heartbeat.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatBody {
+    #[serde(default)]
+    tasks: Vec<Held>,
+}
+
+/// `POST /api/workers/{worker_id}/heartbeat`: renews leases; answers the tasks
+/// to stop (`cancel`: cancelled by a user; `lost`: lease no longer held).
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    Path(worker_id): Path<String>,
+    ApiJson(body): ApiJson<HeartbeatBody>,
+) -> Result<Response, ApiError> {
+    known(&state, &worker_id, !body.tasks.is_empty())?;
+    let held: Vec<(Uuid, u32)> = body
+        .tasks
+        .iter()
+        .map(|t| (t.worktask_id, t.attempt))
+        .collect();
+    let renewal = state.store.renew(&worker_id, &held);
+    let started: Vec<(Uuid, u32)> = body
+        .tasks
+        .iter()
+        .filter(|t| t.started_at.is_some() && !renewal.lost.contains(&t.worktask_id))
+        .map(|t| (t.worktask_id, t.attempt))
+        .collect();
+    let at = body
+        .tasks
+        .iter()
+        .filter_map(|t| t.started_at)
+        .min()
+        .unwrap_or_else(Utc::now);
+    state.store.start(&worker_id, started, at).await?;
+    let stop = state
+        .pool
+        .as_ref()
+        .is_some_and(|p| p.should_stop(&worker_id));
+    Ok(
+        Json(json!({ "cancel": renewal.cancelled, "lost": renewal.lost, "stop": stop }))
+            .into_response(),
+    )
+}
+
+/// Body of a batch of results.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsBody {
+    results: Vec<WorkTaskResult>,
+}
+
+/// `POST /api/workers/{worker_id}/results`: many results, each accepted or
+/// refused on its own (a refused one was for a lost or finished attempt).
+pub async fn results(
+    State(state): State<AppState>,
+    Path(worker_id): Path<String>,
+    ApiJson(body): ApiJson<ResultsBody>,
+) -> Result<Response, ApiError> {
+    known(&state, &worker_id, true)?;
+    let mut pending = tokio::task::JoinSet::new();
+    for (index, report) in body.results.into_iter().enumerate() {
+        let Some(id) = report.worktask_id else {
+            return Err(ApiError::bad_field(
+                "missing_field",
+                format!("results[{index}].worktask_id"),
+                "each result names its worktask_id",
+            ));
+        };
+        let store = state.store.clone();
+        let worker = worker_id.clone();
+        pending.spawn(async move {
+            (
+                index,
+                id,
+                store.finish(id, Some(worker), report, Utc::now()).await,
+            )
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(joined) = pending.join_next().await {
+        let (index, id, outcome) = joined.map_err(ApiError::internal)?;
+        let answer = match outcome {
+            Ok(task) => {
+                record_finish(&state, &worker_id, &task);
+                json!({ "worktask_id": id, "accepted": true, "status": task.status })
+            }
+            Err(error) => {
+                let error = ApiError::from(error);
+                json!({ "worktask_id": id, "accepted": false, "error": error.body() })
+            }
+        };
+        answers.push((index, answer));
+    }
+    answers.sort_by_key(|(index, _)| *index);
+    Ok(
+        Json(json!({ "results": answers.into_iter().map(|(_, a)| a).collect::<Vec<_>>() }))
+            .into_response(),
+    )
+}
+
+/// Logs and counts a finished attempt.
+pub fn record_finish(state: &AppState, worker_id: &str, task: &WorkTask) {
+    let completed = task.status == mimir_core::WorkTaskStatus::Completed;
+    state.workers.count(worker_id, completed);
+    if completed {
+        tracing::info!(worktask_id = %task.worktask_id, worker_id, attempt = task.attempt, "task completed");
+    }
+}
+
+/// Body of a release.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseBody {
+    #[serde(default)]
+    tasks: Vec<Held>,
+}
+
+/// `POST /api/workers/{worker_id}/release`: gives back tasks that never
+/// started (a worker shutting down), keeping their place in the queue.
+pub async fn release(
+    State(state): State<AppState>,
+    Path(worker_id): Path<String>,
+    ApiJson(body): ApiJson<ReleaseBody>,
+) -> Result<Response, ApiError> {
+    known(&state, &worker_id, false)?;
+    let tasks = body
+        .tasks
+        .iter()
+        .map(|t| (t.worktask_id, t.attempt))
+        .collect();
+    state.store.release(&worker_id, tasks).await?;
+    Ok(Json(json!({ "released": body.tasks.len() })).into_response())
+}
+
+/// `DELETE /api/workers/{worker_id}`: a worker leaving; leases it still holds expire now.
+pub async fn deregister(
+    State(state): State<AppState>,
+    Path(worker_id): Path<String>,
+) -> Result<Response, ApiError> {
+    known(&state, &worker_id, false)?;
+    state.store.forfeit(&worker_id);
+    state.workers.remove(&worker_id);
+    tracing::info!(worker_id = %worker_id, "worker left");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /api/workers`.
+pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let held = state.store.leases_by_worker();
+    let workers = state.workers.view(&held, state.lease_ttl);
+    let autoscaler = state.pool.as_ref().map(|p| p.decision());
+    Json(json!({ "workers": workers, "autoscaler": autoscaler }))
+}

@@ -1,0 +1,248 @@
+//! The local worker pool: `mimir-aip worker` child processes, scaled from
+//! queue depth.
+//!
+//! Every poll: `desired = clamp(ceil(queue_length / queueThreshold), min, max)`;
+//! workers are spawned up to `desired`; idle workers above it are asked to stop
+//! (their next lease answers `stop`) once idle for the idle timeout; a worker
+//! that dies without being asked is counted as failed, its leases are forfeited
+//! at once and it is replaced. Workers left running by an orchestrator that
+//! crashed register again and are counted, so a restart does not double the pool.
+
+use super::Registry;
+use mimir_core::autoscale::desired_workers;
+use mimir_store::Store;
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// Defaults to 250 ms: how often the pool looks at the queue.
+pub const DEFAULT_POLL: Duration = Duration::from_millis(250);
+/// Defaults to 30 s: how long a surplus worker idles before it is stopped.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the pool runs.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// The `mimir-aip` executable.
+    pub exe: PathBuf,
+    /// URL workers reach the orchestrator at.
+    pub orchestrator_url: String,
+    /// Token workers present, if any.
+    pub token: Option<String>,
+    /// Workers kept even when idle.
+    pub min: u32,
+    /// Most workers.
+    pub max: u32,
+    /// Queued tasks per worker.
+    pub threshold: u32,
+    /// Idle time before a surplus worker stops.
+    pub idle_timeout: Duration,
+    /// Poll interval.
+    pub poll: Duration,
+    /// Extra arguments for each worker (log format and level).
+    pub worker_args: Vec<String>,
+    /// A worker not heard from for this long no longer counts.
+    pub fresh: Duration,
+}
+
+/// The last scaling decision, for operators.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Decision {
+    /// Workers the queue calls for.
+    pub desired: u32,
+    /// Workers running.
+    pub active: u32,
+    /// Queue length it was based on.
+    pub queue_length: usize,
+    /// Why the pool did what it did.
+    pub reason: String,
+}
+
+/// The pool.
+pub struct Pool {
+    config: PoolConfig,
+    children: Mutex<HashMap<String, Child>>,
+    stopping: Mutex<HashSet<String>>,
+    next_id: AtomicU64,
+    /// Workers started so far.
+    pub spawned: AtomicU64,
+    /// Workers that died without being asked to.
+    pub failed: AtomicU64,
+    decision: Mutex<Decision>,
+}
+
+impl Pool {
+    /// A pool that has started nothing yet.
+    pub fn new(config: PoolConfig) -> Pool {
+        let first = u64::from(std::process::id()) << 16;
+        Pool {
+            config,
+            children: Mutex::new(HashMap::new()),
+            stopping: Mutex::new(HashSet::new()),
+            next_id: AtomicU64::new(first),
+            spawned: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            decision: Mutex::new(Decision::default()),
+        }
+    }
+
+    /// Whether the worker should stop leasing and exit.
+    pub fn should_stop(&self, worker_id: &str) -> bool {
+        self.stopping.lock().contains(worker_id)
+    }
+
+    /// The last decision.
+    pub fn decision(&self) -> Decision {
+        self.decision.lock().clone()
+    }
+
+    /// Asks every worker to stop (orchestrator shutdown) and waits up to
+    /// `grace` for the pool's children to exit.
+    pub async fn stop_all(&self, registry: &Registry, grace: Duration) {
+        {
+            let mut stopping = self.stopping.lock();
+            stopping.extend(self.children.lock().keys().cloned());
+            stopping.extend(
+                registry
+                    .local_workers(self.config.fresh)
+                    .into_iter()
+                    .map(|(id, _, _)| id),
+            );
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline {
+            self.reap(None, registry);
+            if self.children.lock().is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for (id, child) in self.children.lock().iter_mut() {
+            tracing::warn!(worker_id = %id, "worker did not stop in time; killing it");
+            let _ = child.start_kill();
+        }
+    }
+
+    /// Runs the pool until the task is dropped.
+    pub async fn run(self: Arc<Self>, store: Arc<dyn Store>, registry: Arc<Registry>) {
+        let mut tick = tokio::time::interval(self.config.poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.reap(Some(store.as_ref()), &registry);
+            self.scale(store.queue_length(), &registry);
+        }
+    }
+
+    /// Collects exited children; one that was not asked to stop has failed.
+    fn reap(&self, store: Option<&dyn Store>, registry: &Registry) {
+        let mut exited = Vec::new();
+        for (id, child) in self.children.lock().iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited.push((id.clone(), status));
+            }
+        }
+        for (id, status) in exited {
+            self.children.lock().remove(&id);
+            let asked = self.stopping.lock().remove(&id);
+            if !asked || !status.success() {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(worker_id = %id, %status, "worker died; its tasks will be retried and it will be replaced");
+            } else {
+                tracing::info!(worker_id = %id, "worker stopped");
+            }
+            if let Some(store) = store {
+                store.forfeit(&id);
+            }
+            registry.remove(&id);
+        }
+    }
+
+    fn scale(&self, queue_length: usize, registry: &Registry) {
+        let c = &self.config;
+        let desired = desired_workers(queue_length, c.threshold, c.min, c.max);
+        let registered = registry.local_workers(c.fresh);
+        let mut active: HashSet<String> = self.children.lock().keys().cloned().collect();
+        active.extend(registered.iter().map(|(id, _, _)| id.clone()));
+        let stopping: HashSet<String> = self.stopping.lock().clone();
+        let staying = active.iter().filter(|id| !stopping.contains(*id)).count() as u32;
+        let mut reason = String::from("steady");
+        if staying < desired {
+            // Call back workers asked to stop before spawning new ones.
+            let mut revived = 0;
+            for id in stopping
+                .iter()
+                .filter(|id| active.contains(*id))
+                .take((desired - staying) as usize)
+            {
+                self.stopping.lock().remove(id);
+                revived += 1;
+            }
+            let missing = desired - staying - revived;
+            for _ in 0..missing {
+                self.spawn();
+            }
+            reason =
+                format!("queue of {queue_length} calls for {desired} workers: started {missing}");
+        } else if staying > desired {
+            let mut surplus = (staying - desired) as usize;
+            for (id, idle, _) in &registered {
+                if surplus == 0 {
+                    break;
+                }
+                if *idle >= c.idle_timeout && !stopping.contains(id) {
+                    self.stopping.lock().insert(id.clone());
+                    surplus -= 1;
+                    tracing::info!(worker_id = %id, idle_s = idle.as_secs(), "stopping an idle surplus worker");
+                }
+            }
+            reason = format!(
+                "queue of {queue_length} calls for {desired} workers: surplus workers stop after {}s idle",
+                c.idle_timeout.as_secs()
+            );
+        }
+        *self.decision.lock() = Decision {
+            desired,
+            active: active.len() as u32,
+            queue_length,
+            reason,
+        };
+    }
+
+    fn spawn(&self) {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let worker_id = format!("local-{n:x}");
+        let mut command = Command::new(&self.config.exe);
+        command
+            .arg("worker")
+            .args([
+                "--orchestrator",
+                &self.config.orchestrator_url,
+                "--worker-id",
+                &worker_id,
+                "--local",
+            ])
+            .args(&self.config.worker_args)
+            .stdin(Stdio::null())
+            .kill_on_drop(false);
+        if let Some(token) = &self.config.token {
+            command.env("MIMIR_TOKEN", token);
+        }
+        match command.spawn() {
+            Ok(child) => {
+                tracing::info!(worker_id = %worker_id, pid = child.id().unwrap_or_default(), "worker spawned");
+                self.spawned.fetch_add(1, Ordering::Relaxed);
+                self.children.lock().insert(worker_id, child);
+            }
+            Err(error) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, exe = %self.config.exe.display(), "cannot spawn a worker");
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Workers known to the orchestrator: who they are, when they were last heard
+//! from and how much they did. Kept in memory; workers register again after an
+//! orchestrator restart.
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// What a worker says of itself when it registers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Registration {
+    /// A stable id; one is made up when empty.
+    pub worker_id: String,
+    /// Host it runs on.
+    pub hostname: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Task types it runs; empty for all.
+    pub types: Vec<String>,
+    /// Tasks it runs at once.
+    pub concurrency: u32,
+    /// Its version.
+    pub version: String,
+    /// True for a worker of the orchestrator's local pool.
+    pub local: bool,
+}
+
+/// One worker as `GET /api/workers` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WorkerView {
+    /// Its id.
+    pub worker_id: String,
+    /// `idle`, `busy`, `draining` or `lost` (no heartbeat for a lease's lifetime).
+    pub state: &'static str,
+    /// Its process id.
+    pub pid: u32,
+    /// Its host.
+    pub hostname: String,
+    /// A task it is running, if any.
+    pub current_task: Option<String>,
+    /// Tasks it holds now.
+    pub running_tasks: usize,
+    /// Milliseconds since it was last heard from.
+    pub last_heartbeat_age_ms: u64,
+    /// Tasks it completed.
+    pub tasks_completed: u64,
+    /// Attempts of it that failed.
+    pub tasks_failed: u64,
+    /// Tasks it runs at once.
+    pub concurrency: u32,
+    /// Whether the local pool started it.
+    pub local: bool,
+}
+
+#[derive(Debug)]
+struct Record {
+    registration: Registration,
+    last_seen: Instant,
+    last_busy: Instant,
+    completed: u64,
+    failed: u64,
+    draining: bool,
+}
+
+/// The registry.
+#[derive(Debug, Default)]
+pub struct Registry {
+    workers: Mutex<HashMap<String, Record>>,
+}
+
+impl Registry {
+    /// Adds or refreshes a worker; returns its id.
+    pub fn register(&self, mut registration: Registration) -> String {
+        if registration.worker_id.is_empty() {
+            registration.worker_id = format!("worker-{}", uuid::Uuid::now_v7().simple());
+        }
+        let id = registration.worker_id.clone();
+        let now = Instant::now();
+        let mut workers = self.workers.lock();
+        let record = workers.entry(id.clone()).or_insert_with(|| Record {
+            registration: registration.clone(),
+            last_seen: now,
+            last_busy: now,
+            completed: 0,
+            failed: 0,
+            draining: false,
+        });
+        record.registration = registration;
+        record.last_seen = now;
+        record.draining = false;
+        id
+    }
+
+    /// Notes that a worker was heard from; false when it is unknown.
+    pub fn touch(&self, worker_id: &str, busy: bool) -> bool {
+        let mut workers = self.workers.lock();
+        let Some(record) = workers.get_mut(worker_id) else {
+            return false;
+        };
+        let now = Instant::now();
+        record.last_seen = now;
+        if busy {
+            record.last_busy = now;
+        }
+        true
+    }
+
+    /// Counts a finished attempt of a worker.
+    pub fn count(&self, worker_id: &str, completed: bool) {
+        if let Some(record) = self.workers.lock().get_mut(worker_id) {
+            if completed {
+                record.completed += 1;
+            } else {
+                record.failed += 1;
+            }
+            record.last_busy = Instant::now();
+        }
+    }
+
+    /// Marks a worker as on its way out (it leases no more).
+    pub fn drain(&self, worker_id: &str) {
+        if let Some(record) = self.workers.lock().get_mut(worker_id) {
+            record.draining = true;
+        }
+    }
+
+    /// Forgets a worker.
+    pub fn remove(&self, worker_id: &str) {
+        self.workers.lock().remove(worker_id);
+    }
+
+    /// Local workers heard from within `fresh`, and how long each has been idle.
+    pub fn local_workers(&self, fresh: Duration) -> Vec<(String, Duration, bool)> {
+        let now = Instant::now();
+        let workers = self.workers.lock();
+        workers
+            .values()
+            .filter(|r| r.registration.local && now.duration_since(r.last_seen) < fresh)
+            .map(|r| {
+                (
+                    r.registration.worker_id.clone(),
+                    now.duration_since(r.last_busy),
+                    r.draining,
+                )
+            })
+            .collect()
+    }
+
+    /// Every worker, with the tasks each holds.
+    pub fn view(
+        &self,
+        held: &HashMap<String, Vec<uuid::Uuid>>,
+        lost_after: Duration,
+    ) -> Vec<WorkerView> {
+        let now = Instant::now();
+        let workers = self.workers.lock();
+        let mut views: Vec<WorkerView> = workers
+            .values()
+            .map(|r| {
+                let tasks = held
+                    .get(&r.registration.worker_id)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let age = now.duration_since(r.last_seen);
+                let state = if age > lost_after {
+                    "lost"
+                } else if r.draining {
+                    "draining"
+                } else if tasks.is_empty() {
+                    "idle"
+                } else {
+                    "busy"
+                };
+                WorkerView {
+                    worker_id: r.registration.worker_id.clone(),
+                    state,
+                    pid: r.registration.pid,
+                    hostname: r.registration.hostname.clone(),
+                    current_task: tasks.first().map(ToString::to_string),
+                    running_tasks: tasks.len(),
+                    last_heartbeat_age_ms: age.as_millis() as u64,
+                    tasks_completed: r.completed,
+                    tasks_failed: r.failed,
+                    concurrency: r.registration.concurrency,
+                    local: r.registration.local,
+                }
+            })
+            .collect();
+        views.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+        views
+    }
+}
