@@ -5,6 +5,7 @@
 //! the server build on these rules; the rules are property-tested here.
 
 pub mod autoscale;
+pub mod pipeline;
 pub mod priority;
 pub mod queue;
 pub mod report;
@@ -13,6 +14,7 @@ pub mod status;
 pub mod submission;
 pub mod task;
 
+pub use pipeline::{Pipeline, PipelineType, Project};
 pub use priority::Priority;
 pub use queue::{Aging, QueueEntry, QueueIndex};
 pub use report::{AttemptOutcome, WorkTaskResult};

@@ -5,7 +5,7 @@
 //! so none is forgotten.
 
 use crate::{LeaseRequest, ListQuery, Store, StoreError};
-use chrono::{Duration, Utc};
+use chrono::{Duration, SubsecRound, Utc};
 use mimir_core::{
     AttemptOutcome, Priority, RetryPolicy, Submission, WorkTask, WorkTaskResult, WorkTaskStatus,
     WorkTaskType,
@@ -501,6 +501,85 @@ pub async fn lease_types_and_limits(store: &dyn Store) {
     );
 }
 
+/// Projects and pipelines: create, read, list, replace, delete.
+pub async fn catalog_round_trips(store: &dyn Store) {
+    let now = Utc::now().trunc_subsecs(6);
+    let project = mimir_core::Project {
+        id: "p1".into(),
+        name: "Vision".into(),
+        description: "d".into(),
+        created_at: now,
+    };
+    store
+        .create_project(project.clone())
+        .await
+        .expect("create project");
+    assert!(matches!(
+        store.create_project(project.clone()).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(
+        store.get_project("p1").await.expect("get"),
+        Some(project.clone())
+    );
+    assert_eq!(store.list_projects().await.expect("list"), vec![project]);
+    let mut pipeline = mimir_core::Pipeline {
+        id: Uuid::now_v7().to_string(),
+        project_id: "p1".into(),
+        name: "load".into(),
+        pipeline_type: mimir_core::PipelineType::Ingestion,
+        description: String::new(),
+        steps: vec![
+            serde_json::json!({"name": "a", "plugin": "core", "action": "log", "parameters": {"message": "hi"}}),
+        ],
+        created_at: now,
+        updated_at: now,
+    };
+    assert_eq!(
+        store
+            .put_pipeline(pipeline.clone(), true)
+            .await
+            .expect("create"),
+        pipeline
+    );
+    pipeline.name = "load v2".into();
+    assert_eq!(
+        store
+            .put_pipeline(pipeline.clone(), false)
+            .await
+            .expect("update")
+            .name,
+        "load v2"
+    );
+    assert_eq!(
+        store
+            .list_pipelines(Some("p1".into()))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .list_pipelines(Some("other".into()))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    store.delete_pipeline(&pipeline.id).await.expect("delete");
+    assert_eq!(store.get_pipeline(&pipeline.id).await.expect("get"), None);
+    assert!(matches!(
+        store.delete_pipeline(&pipeline.id).await,
+        Err(StoreError::Missing { .. })
+    ));
+    assert!(matches!(
+        store.put_pipeline(pipeline, false).await,
+        Err(StoreError::Missing { .. })
+    ));
+    store.delete_project("p1").await.expect("delete project");
+    assert!(store.list_projects().await.expect("list").is_empty());
+}
+
 /// The names of every check, for backends to prove they ran them all.
 pub const CHECKS: &[&str] = &[
     "submit_then_get",
@@ -512,5 +591,6 @@ pub const CHECKS: &[&str] = &[
     "expired_leases_retry",
     "release_and_cancel_running",
     "lease_types_and_limits",
+    "catalog_round_trips",
     "concurrent_submits_all_land",
 ];

@@ -10,6 +10,22 @@ pub enum StoreError {
     /// No task has this id.
     #[error("work task {0} not found")]
     NotFound(Uuid),
+    /// No project or pipeline has this id.
+    #[error("{kind} {id} not found")]
+    Missing {
+        /// `project` or `pipeline`.
+        kind: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// A project or pipeline with this id exists already.
+    #[error("{kind} {id} already exists")]
+    AlreadyExists {
+        /// `project` or `pipeline`.
+        kind: &'static str,
+        /// The id.
+        id: String,
+    },
     /// The task's status does not allow the change.
     #[error("work task {id}: {source}")]
     Transition {

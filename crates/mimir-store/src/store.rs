@@ -3,7 +3,7 @@
 use crate::{ListPage, ListQuery, StoreError, TaskCounts};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mimir_core::{Priority, WorkTask, WorkTaskResult, WorkTaskType};
+use mimir_core::{Pipeline, Priority, Project, WorkTask, WorkTaskResult, WorkTaskType};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -114,6 +114,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the earliest task in retry backoff becomes eligible.
     fn next_eligible_at(&self) -> Option<DateTime<Utc>>;
+
+    /// Registers a project; refused when its id is taken.
+    async fn create_project(&self, project: Project) -> Result<Project, StoreError>;
+    /// One project.
+    async fn get_project(&self, id: &str) -> Result<Option<Project>, StoreError>;
+    /// Every project, oldest first.
+    async fn list_projects(&self) -> Result<Vec<Project>, StoreError>;
+    /// Removes a project's registration (its tasks and pipelines stay).
+    async fn delete_project(&self, id: &str) -> Result<(), StoreError>;
+    /// Stores a new pipeline, or replaces one when `create` is false.
+    async fn put_pipeline(&self, pipeline: Pipeline, create: bool) -> Result<Pipeline, StoreError>;
+    /// One pipeline.
+    async fn get_pipeline(&self, id: &str) -> Result<Option<Pipeline>, StoreError>;
+    /// Pipelines, of one project or all, oldest first.
+    async fn list_pipelines(&self, project_id: Option<String>)
+    -> Result<Vec<Pipeline>, StoreError>;
+    /// Removes a pipeline.
+    async fn delete_pipeline(&self, id: &str) -> Result<(), StoreError>;
 
     /// Checks that the store answers a query.
     async fn ping(&self) -> Result<(), StoreError>;

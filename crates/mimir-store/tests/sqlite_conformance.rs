@@ -42,6 +42,7 @@ conformance_tests!(
     expired_leases_retry,
     release_and_cancel_running,
     lease_types_and_limits,
+    catalog_round_trips,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 //! Writes go through one writer thread ([`writer`]); reads use a small pool of
 //! read-only connections, which WAL lets run beside the writer.
 
+mod catalog;
 mod row;
 mod schema;
 mod writer;
@@ -10,8 +11,11 @@ mod writer;
 use crate::live::Live;
 use crate::{LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts};
 use async_trait::async_trait;
+use catalog::CatalogWrite;
 use chrono::{DateTime, Utc};
-use mimir_core::{Aging, Priority, QueueIndex, RetryPolicy, WorkTask, WorkTaskResult};
+use mimir_core::{
+    Aging, Pipeline, Priority, Project, QueueIndex, RetryPolicy, WorkTask, WorkTaskResult,
+};
 use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
 use row::TASK_COLUMNS;
@@ -359,6 +363,58 @@ impl Store for SqliteStore {
             .queue
             .next_eligible_at()
             .and_then(DateTime::from_timestamp_micros)
+    }
+
+    async fn create_project(&self, project: Project) -> Result<Project, StoreError> {
+        self.write(Op::Catalog(CatalogWrite::InsertProject(project.clone())))
+            .await?;
+        Ok(project)
+    }
+
+    async fn get_project(&self, id: &str) -> Result<Option<Project>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| catalog::get_project(conn, &id)).await
+    }
+
+    async fn list_projects(&self) -> Result<Vec<Project>, StoreError> {
+        self.read(catalog::list_projects).await
+    }
+
+    async fn delete_project(&self, id: &str) -> Result<(), StoreError> {
+        self.write(Op::Catalog(CatalogWrite::DeleteProject(id.to_string())))
+            .await
+            .map(drop)
+    }
+
+    async fn put_pipeline(&self, pipeline: Pipeline, create: bool) -> Result<Pipeline, StoreError> {
+        let id = pipeline.id.clone();
+        self.write(Op::Catalog(CatalogWrite::PutPipeline { pipeline, create }))
+            .await?;
+        let stored = self.get_pipeline(&id).await?;
+        stored.ok_or(StoreError::Missing {
+            kind: "pipeline",
+            id,
+        })
+    }
+
+    async fn get_pipeline(&self, id: &str) -> Result<Option<Pipeline>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| catalog::get_pipeline(conn, &id))
+            .await
+    }
+
+    async fn list_pipelines(
+        &self,
+        project_id: Option<String>,
+    ) -> Result<Vec<Pipeline>, StoreError> {
+        self.read(move |conn| catalog::list_pipelines(conn, project_id.as_deref()))
+            .await
+    }
+
+    async fn delete_pipeline(&self, id: &str) -> Result<(), StoreError> {
+        self.write(Op::Catalog(CatalogWrite::DeletePipeline(id.to_string())))
+            .await
+            .map(drop)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -6,6 +6,7 @@
 //! only then updates the in-memory projection and answers. One fsync thus covers
 //! every request that arrived while the previous commit was in flight.
 
+use super::catalog::{self, CatalogWrite};
 use super::row::{self, INSERT_TASK, QUEUE_COLUMNS, TASK_COLUMNS};
 use crate::live::{Change, Live};
 use crate::{LeaseRequest, StoreError};
@@ -52,6 +53,7 @@ pub(crate) enum Op {
         worker_id: String,
         tasks: Vec<(Uuid, u32)>,
     },
+    Catalog(CatalogWrite),
 }
 
 /// What a command produced.
@@ -240,6 +242,10 @@ impl Core {
             }
             Op::Release { worker_id, tasks } => {
                 self.release(conn, &worker_id, &tasks, fx)?;
+                Ok(Outcome::Done)
+            }
+            Op::Catalog(write) => {
+                catalog::write(conn, write)?;
                 Ok(Outcome::Done)
             }
         }

@@ -1,0 +1,88 @@
+//! Projects and pipeline definitions as stored and served.
+//!
+//! The store keeps a pipeline's steps as JSON; the pipeline engine owns their
+//! meaning and validates them before they are stored.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// What a pipeline is for (the seed's three kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineType {
+    /// Brings data in.
+    Ingestion,
+    /// Transforms data.
+    #[default]
+    Processing,
+    /// Sends data out.
+    Output,
+}
+
+impl PipelineType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PipelineType::Ingestion => "ingestion",
+            PipelineType::Processing => "processing",
+            PipelineType::Output => "output",
+        }
+    }
+}
+
+impl fmt::Display for PipelineType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PipelineType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ingestion" => Ok(PipelineType::Ingestion),
+            "processing" => Ok(PipelineType::Processing),
+            "output" => Ok(PipelineType::Output),
+            _ => Err(format!(
+                "unknown pipeline type {s:?}; expected ingestion, processing or output"
+            )),
+        }
+    }
+}
+
+/// A pipeline: named, ordered plugin steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pipeline {
+    /// Its id (a UUID).
+    pub id: String,
+    /// The project it belongs to.
+    pub project_id: String,
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    #[serde(rename = "type")]
+    pub pipeline_type: PipelineType,
+    /// What it does, for people.
+    pub description: String,
+    /// The steps, `{name, plugin, action, parameters, output}` each.
+    pub steps: Vec<serde_json::Value>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A project: a name and description for a `project_id` tasks and pipelines share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Project {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// What it is, for people.
+    pub description: String,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+}

@@ -1,0 +1,157 @@
+//! Projects and pipelines: small tables, written through the writer like
+//! everything else, read from the pool.
+
+use super::row::{micros, to_json};
+use crate::StoreError;
+use chrono::DateTime;
+use mimir_core::{Pipeline, Project};
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// A change to the catalog.
+pub(crate) enum CatalogWrite {
+    InsertProject(Project),
+    DeleteProject(String),
+    /// Inserts when `create`, else replaces an existing pipeline.
+    PutPipeline {
+        pipeline: Pipeline,
+        create: bool,
+    },
+    DeletePipeline(String),
+}
+
+fn conversion(column: usize, message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, Type::Text, message.into())
+}
+
+fn time(column: usize, us: i64) -> rusqlite::Result<DateTime<chrono::Utc>> {
+    DateTime::from_timestamp_micros(us).ok_or_else(|| conversion(column, format!("timestamp {us}")))
+}
+
+const PROJECT_COLUMNS: &str = "id, name, description, created_at";
+const PIPELINE_COLUMNS: &str =
+    "id, project_id, name, type, description, steps, created_at, updated_at";
+
+fn project(row: &Row<'_>) -> rusqlite::Result<Project> {
+    Ok(Project {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        description: row.get(2)?,
+        created_at: time(3, row.get(3)?)?,
+    })
+}
+
+fn pipeline(row: &Row<'_>) -> rusqlite::Result<Pipeline> {
+    let kind: String = row.get(3)?;
+    let steps: String = row.get(5)?;
+    Ok(Pipeline {
+        id: row.get(0)?,
+        project_id: row.get(1)?,
+        name: row.get(2)?,
+        pipeline_type: kind.parse().map_err(|e| conversion(3, e))?,
+        description: row.get(4)?,
+        steps: serde_json::from_str(&steps).map_err(|e| conversion(5, e.to_string()))?,
+        created_at: time(6, row.get(6)?)?,
+        updated_at: time(7, row.get(7)?)?,
+    })
+}
+
+pub(crate) fn write(conn: &Connection, write: CatalogWrite) -> Result<(), StoreError> {
+    match write {
+        CatalogWrite::InsertProject(p) => {
+            let inserted = conn
+                .prepare_cached("INSERT INTO projects (id, name, description, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")?
+                .execute(params![p.id, p.name, p.description, micros(p.created_at)])?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists {
+                    kind: "project",
+                    id: p.id,
+                });
+            }
+        }
+        CatalogWrite::DeleteProject(id) => {
+            if conn
+                .prepare_cached("DELETE FROM projects WHERE id = ?1")?
+                .execute([&id])?
+                == 0
+            {
+                return Err(StoreError::Missing {
+                    kind: "project",
+                    id,
+                });
+            }
+        }
+        CatalogWrite::PutPipeline {
+            pipeline: p,
+            create,
+        } => {
+            let steps = to_json(&p.steps)?;
+            let changed = if create {
+                conn.prepare_cached(
+                    "INSERT INTO pipelines (id, project_id, name, type, description, steps, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![p.id, p.project_id, p.name, p.pipeline_type.as_str(), p.description, steps, micros(p.created_at), micros(p.updated_at)])?
+            } else {
+                conn.prepare_cached(
+                    "UPDATE pipelines SET project_id = ?2, name = ?3, type = ?4, description = ?5, steps = ?6, updated_at = ?7 WHERE id = ?1",
+                )?
+                .execute(params![p.id, p.project_id, p.name, p.pipeline_type.as_str(), p.description, steps, micros(p.updated_at)])?
+            };
+            if changed == 0 {
+                return Err(StoreError::Missing {
+                    kind: "pipeline",
+                    id: p.id,
+                });
+            }
+        }
+        CatalogWrite::DeletePipeline(id) => {
+            if conn
+                .prepare_cached("DELETE FROM pipelines WHERE id = ?1")?
+                .execute([&id])?
+                == 0
+            {
+                return Err(StoreError::Missing {
+                    kind: "pipeline",
+                    id,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn get_project(conn: &Connection, id: &str) -> Result<Option<Project>, StoreError> {
+    let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], project)
+        .optional()?)
+}
+
+pub(crate) fn list_projects(conn: &Connection) -> Result<Vec<Project>, StoreError> {
+    let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects ORDER BY created_at, id");
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map([], project)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(crate) fn get_pipeline(conn: &Connection, id: &str) -> Result<Option<Pipeline>, StoreError> {
+    let sql = format!("SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], pipeline)
+        .optional()?)
+}
+
+pub(crate) fn list_pipelines(
+    conn: &Connection,
+    project_id: Option<&str>,
+) -> Result<Vec<Pipeline>, StoreError> {
+    let sql = format!(
+        "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE ?1 IS NULL OR project_id = ?1 ORDER BY created_at, id"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map([project_id], pipeline)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}

@@ -1,0 +1,44 @@
+//! What runs a task: the seam between the runtime and the work itself.
+
+use async_trait::async_trait;
+use mimir_core::{AttemptOutcome, WorkTask};
+use tokio_util::sync::CancellationToken;
+
+/// How an attempt ended, as the executor tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// Completed, failed or timed out.
+    pub outcome: AttemptOutcome,
+    /// Why it failed ("" when it did not).
+    pub error: String,
+    /// Structured result (a pipeline's steps and context).
+    pub result: Option<serde_json::Value>,
+}
+
+impl Finished {
+    /// A success with this result.
+    pub fn completed(result: serde_json::Value) -> Finished {
+        Finished {
+            outcome: AttemptOutcome::Completed,
+            error: String::new(),
+            result: Some(result),
+        }
+    }
+
+    /// A failure with this reason.
+    pub fn failed(error: impl Into<String>, result: Option<serde_json::Value>) -> Finished {
+        Finished {
+            outcome: AttemptOutcome::Failed,
+            error: error.into(),
+            result,
+        }
+    }
+}
+
+/// Runs one attempt of a task. `cancel` fires when the task was cancelled or its
+/// lease lost; the executor should then stop promptly.
+#[async_trait]
+pub trait Executor: Send + Sync + 'static {
+    /// Runs the task to its end.
+    async fn execute(&self, task: &WorkTask, cancel: CancellationToken) -> Finished;
+}

@@ -1,0 +1,19 @@
+//! The worker runtime: lease tasks from the orchestrator, run them, keep their
+//! leases alive with heartbeats, report how each attempt ended.
+//!
+//! Three loops share one table of held tasks:
+//! - the lease loop asks for as many tasks as there are free slots (concurrency
+//!   plus prefetch), long-polling when the queue is empty;
+//! - the heartbeat loop renews the leases of every held task and stops the ones
+//!   the orchestrator says were cancelled or lost;
+//! - the reporter sends finished attempts in batches and retries until the
+//!   orchestrator has them, so an orchestrator restart loses no result.
+//!
+//! On shutdown the worker stops leasing, gives back tasks it never started,
+//! finishes the running ones, reports them and leaves.
+
+mod executor;
+mod runtime;
+
+pub use executor::{Executor, Finished};
+pub use runtime::{DEFAULT_WAIT, WorkerConfig, WorkerError, run};

@@ -1,0 +1,436 @@
+//! The worker's loops: lease, heartbeat, report.
+
+use crate::{Executor, Finished};
+use chrono::{DateTime, Utc};
+use mimir_client::{Client, ClientError};
+use mimir_core::{WorkTask, WorkTaskResult};
+use parking_lot::Mutex;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Defaults to 10 s: how long one lease call waits for work.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+/// Most results sent in one call.
+const REPORT_BATCH: usize = 256;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Orchestrator URL.
+    pub orchestrator: String,
+    /// Bearer token, if the orchestrator wants one.
+    pub token: Option<String>,
+    /// A stable id; the orchestrator makes one up when `None`.
+    pub worker_id: Option<String>,
+    /// Task types to run; empty for all.
+    pub types: Vec<String>,
+    /// Tasks run at once. Defaults to 1.
+    pub concurrency: usize,
+    /// Tasks leased beyond those running, so the next starts without a round trip.
+    pub prefetch: usize,
+    /// Started by the orchestrator's local pool.
+    pub local: bool,
+    /// Longest wait of one lease call.
+    pub wait: Duration,
+    /// Exit when the orchestrator stays unreachable this long; `None` never.
+    pub give_up_after: Option<Duration>,
+}
+
+/// Why a worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The orchestrator was unreachable for too long.
+    #[error("gave up: the orchestrator at {url} was unreachable for {seconds}s")]
+    GaveUp {
+        /// Its URL.
+        url: String,
+        /// For how long.
+        seconds: u64,
+    },
+    /// The orchestrator refused the worker.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+#[derive(Debug)]
+struct Held {
+    attempt: u32,
+    started_at: Option<DateTime<Utc>>,
+    cancel: CancellationToken,
+}
+
+struct Shared {
+    client: Client,
+    config: WorkerConfig,
+    worker_id: Mutex<String>,
+    held: Mutex<HashMap<Uuid, Held>>,
+    /// A slot came free (a result was reported).
+    slot_freed: Notify,
+    /// Limits the tasks running at once.
+    running: Semaphore,
+    /// Fires when the worker should stop leasing.
+    stop: CancellationToken,
+    /// Since when the orchestrator has been unreachable.
+    unreachable_since: Mutex<Option<Instant>>,
+    registering: tokio::sync::Mutex<()>,
+}
+
+#[derive(Deserialize)]
+struct Registered {
+    worker_id: String,
+    heartbeat_interval_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct LeaseAnswer {
+    worktasks: Vec<WorkTask>,
+    stop: bool,
+}
+
+#[derive(Deserialize)]
+struct HeartbeatAnswer {
+    cancel: Vec<Uuid>,
+    lost: Vec<Uuid>,
+    stop: bool,
+}
+
+impl Shared {
+    fn id(&self) -> String {
+        self.worker_id.lock().clone()
+    }
+
+    fn capacity(&self) -> usize {
+        self.config.concurrency.max(1) + self.config.prefetch
+    }
+
+    /// Waits before retrying an unreachable orchestrator; errors once it has
+    /// been unreachable for longer than the worker accepts.
+    async fn backoff(&self, error: &ClientError, delay: &mut Duration) -> Result<(), WorkerError> {
+        let since = *self
+            .unreachable_since
+            .lock()
+            .get_or_insert_with(Instant::now);
+        if let Some(limit) = self.config.give_up_after
+            && since.elapsed() > limit
+        {
+            return Err(WorkerError::GaveUp {
+                url: self.config.orchestrator.clone(),
+                seconds: since.elapsed().as_secs(),
+            });
+        }
+        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot reach the orchestrator; retrying");
+        tokio::time::sleep(*delay).await;
+        *delay = (*delay * 2).min(Duration::from_secs(30));
+        Ok(())
+    }
+
+    fn reachable(&self) {
+        *self.unreachable_since.lock() = None;
+    }
+
+    /// Registers, retrying while the orchestrator is unreachable. Returns the
+    /// heartbeat interval.
+    async fn register(&self) -> Result<Duration, WorkerError> {
+        let _one_at_a_time = self.registering.lock().await;
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let body = json!({
+                "worker_id": self.id(),
+                "hostname": hostname(),
+                "pid": std::process::id(),
+                "types": self.config.types,
+                "concurrency": self.config.concurrency,
+                "version": env!("CARGO_PKG_VERSION"),
+                "local": self.config.local,
+            });
+            match self
+                .client
+                .call::<Registered>(Method::POST, "/api/workers/register", Some(&body))
+                .await
+            {
+                Ok(registered) => {
+                    self.reachable();
+                    tracing::info!(worker_id = %registered.worker_id, orchestrator = %self.config.orchestrator, "worker registered");
+                    *self.worker_id.lock() = registered.worker_id;
+                    return Ok(Duration::from_millis(
+                        registered.heartbeat_interval_ms.max(100),
+                    ));
+                }
+                Err(error @ ClientError::Api { .. }) => return Err(error.into()),
+                Err(error) => self.backoff(&error, &mut delay).await?,
+            }
+        }
+    }
+
+    /// Runs a call; re-registers when the orchestrator forgot this worker and
+    /// retries while it is unreachable.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, WorkerError> {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let url = format!("/api/workers/{}{path}", self.id());
+            match self.client.call::<T>(Method::POST, &url, Some(body)).await {
+                Ok(answer) => {
+                    self.reachable();
+                    return Ok(answer);
+                }
+                Err(ClientError::Api { code, .. }) if code == "unknown_worker" => {
+                    self.register().await?;
+                }
+                Err(error @ ClientError::Api { .. }) => return Err(error.into()),
+                Err(error) => self.backoff(&error, &mut delay).await?,
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}
+
+/// Runs the worker until `shutdown` resolves or the orchestrator asks it to stop.
+pub async fn run(
+    config: WorkerConfig,
+    executor: Arc<dyn Executor>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), WorkerError> {
+    let client = Client::new(&config.orchestrator).with_token(config.token.clone());
+    let shared = Arc::new(Shared {
+        client,
+        worker_id: Mutex::new(config.worker_id.clone().unwrap_or_default()),
+        running: Semaphore::new(config.concurrency.max(1)),
+        config,
+        held: Mutex::new(HashMap::new()),
+        slot_freed: Notify::new(),
+        stop: CancellationToken::new(),
+        unreachable_since: Mutex::new(None),
+        registering: tokio::sync::Mutex::new(()),
+    });
+    let heartbeat_every = shared.register().await?;
+    let (results, reports) = mpsc::unbounded_channel();
+    let reporter = tokio::spawn(report(shared.clone(), reports));
+    let heartbeat = tokio::spawn(beat(shared.clone(), heartbeat_every));
+    let stop = shared.stop.clone();
+    let stopper = async move {
+        shutdown.await;
+        tracing::info!("stopping: no more leases; finishing running tasks");
+        stop.cancel();
+    };
+    let (leased, _) = tokio::join!(lease_loop(shared.clone(), executor, results), async {
+        tokio::select! {
+            _ = stopper => {}
+            _ = shared.stop.cancelled() => {}
+        }
+    });
+    let (mut runners, unstarted) = leased?;
+    while runners.join_next().await.is_some() {}
+    let unstarted: Vec<(Uuid, u32)> = unstarted.lock().drain(..).collect();
+    if !unstarted.is_empty() {
+        let tasks: Vec<Value> = unstarted
+            .iter()
+            .map(|(id, attempt)| json!({"worktask_id": id, "attempt": attempt}))
+            .collect();
+        let _: Value = shared.call("/release", &json!({ "tasks": tasks })).await?;
+        tracing::info!(
+            count = unstarted.len(),
+            "gave back tasks that never started"
+        );
+    }
+    // Every runner is done, so the channel closes once the reporter drains it.
+    reporter.await.map_err(|e| ClientError::Unexpected {
+        url: String::new(),
+        message: e.to_string(),
+    })??;
+    heartbeat.abort();
+    let leave = format!("/api/workers/{}", shared.id());
+    let _ = shared
+        .client
+        .call::<Value>(Method::DELETE, &leave, None)
+        .await;
+    tracing::info!(worker_id = %shared.id(), "worker stopped");
+    Ok(())
+}
+
+type Unstarted = Arc<Mutex<Vec<(Uuid, u32)>>>;
+
+async fn lease_loop(
+    shared: Arc<Shared>,
+    executor: Arc<dyn Executor>,
+    results: mpsc::UnboundedSender<WorkTaskResult>,
+) -> Result<(tokio::task::JoinSet<()>, Unstarted), WorkerError> {
+    let mut runners = tokio::task::JoinSet::new();
+    let unstarted: Unstarted = Arc::default();
+    while !shared.stop.is_cancelled() {
+        while runners.try_join_next().is_some() {}
+        let free = shared.capacity().saturating_sub(shared.held.lock().len());
+        if free == 0 {
+            tokio::select! {
+                _ = shared.slot_freed.notified() => {}
+                _ = shared.stop.cancelled() => {}
+            }
+            continue;
+        }
+        let body = json!({ "max": free, "types": shared.config.types, "wait_ms": shared.config.wait.as_millis() as u64 });
+        // The long poll is not abandoned on shutdown: tasks it brings are given back.
+        let answer: LeaseAnswer = shared.call("/lease", &body).await?;
+        if answer.stop {
+            tracing::info!("the orchestrator asked this worker to stop");
+            shared.stop.cancel();
+        }
+        for task in answer.worktasks {
+            let cancel = CancellationToken::new();
+            shared.held.lock().insert(
+                task.worktask_id,
+                Held {
+                    attempt: task.attempt,
+                    started_at: None,
+                    cancel: cancel.clone(),
+                },
+            );
+            let (shared, executor, results, unstarted) = (
+                shared.clone(),
+                executor.clone(),
+                results.clone(),
+                unstarted.clone(),
+            );
+            runners.spawn(async move {
+                let permit = tokio::select! {
+                    permit = shared.running.acquire() => permit,
+                    _ = shared.stop.cancelled() => {
+                        shared.held.lock().remove(&task.worktask_id);
+                        unstarted.lock().push((task.worktask_id, task.attempt));
+                        return;
+                    }
+                };
+                let Ok(_permit) = permit else { return };
+                execute(&shared, executor.as_ref(), task, cancel, &results).await;
+            });
+        }
+    }
+    Ok((runners, unstarted))
+}
+
+async fn execute(
+    shared: &Shared,
+    executor: &dyn Executor,
+    task: WorkTask,
+    cancel: CancellationToken,
+    results: &mpsc::UnboundedSender<WorkTaskResult>,
+) {
+    let started_at = Utc::now();
+    if let Some(held) = shared.held.lock().get_mut(&task.worktask_id) {
+        held.started_at = Some(started_at);
+    }
+    let span = tracing::info_span!("attempt", worktask_id = %task.worktask_id, r#type = %task.task_type, attempt = task.attempt, worker_id = %shared.id());
+    let _entered = span.enter();
+    tracing::info!(pipeline_id = %task.task_spec.pipeline_id, "task started");
+    drop(_entered);
+    let Finished {
+        outcome,
+        error,
+        result,
+    } = executor.execute(&task, cancel.clone()).await;
+    if cancel.is_cancelled() {
+        // Cancelled or lost: the orchestrator has moved on and would refuse it.
+        tracing::info!(worktask_id = %task.worktask_id, "task stopped: cancelled or its lease was lost");
+        shared.held.lock().remove(&task.worktask_id);
+        shared.slot_freed.notify_one();
+        return;
+    }
+    let report = WorkTaskResult {
+        worktask_id: Some(task.worktask_id),
+        status: outcome,
+        output_location: task.data_access.output_location.clone(),
+        metadata: Value::Null,
+        error_message: error,
+        attempt: Some(task.attempt),
+        started_at: Some(started_at),
+        result,
+    };
+    // The reporter outlives every runner, so the send cannot fail while it matters.
+    let _ = results.send(report);
+}
+
+/// Sends finished attempts in batches, retrying until the orchestrator has them.
+async fn report(
+    shared: Arc<Shared>,
+    mut reports: mpsc::UnboundedReceiver<WorkTaskResult>,
+) -> Result<(), WorkerError> {
+    let mut batch = Vec::with_capacity(REPORT_BATCH);
+    while let Some(first) = reports.recv().await {
+        batch.push(first);
+        while batch.len() < REPORT_BATCH {
+            match reports.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let answer: Value = shared
+            .call("/results", &json!({ "results": batch }))
+            .await?;
+        for refused in answer["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["accepted"] == false)
+        {
+            tracing::warn!(worktask_id = %refused["worktask_id"], error = %refused["error"], "result refused");
+        }
+        {
+            let mut held = shared.held.lock();
+            for report in batch.drain(..) {
+                if let Some(id) = report.worktask_id {
+                    held.remove(&id);
+                }
+            }
+        }
+        shared.slot_freed.notify_one();
+    }
+    Ok(())
+}
+
+/// Renews the leases of every held task; stops the ones the orchestrator names.
+async fn beat(shared: Arc<Shared>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let tasks: Vec<Value> = shared
+            .held
+            .lock()
+            .iter()
+            .map(|(id, held)| json!({ "worktask_id": id, "attempt": held.attempt, "started_at": held.started_at }))
+            .collect();
+        let answer: HeartbeatAnswer =
+            match shared.call("/heartbeat", &json!({ "tasks": tasks })).await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    tracing::error!(%error, "heartbeat failed");
+                    continue;
+                }
+            };
+        let held = shared.held.lock();
+        for id in answer.cancel.iter().chain(&answer.lost) {
+            if let Some(task) = held.get(id) {
+                tracing::info!(worktask_id = %id, "stopping a task the orchestrator no longer wants run");
+                task.cancel.cancel();
+            }
+        }
+        if answer.stop {
+            shared.stop.cancel();
+        }
+    }
+}
