@@ -26,8 +26,12 @@ struct Cli {
 enum Command {
     /// Run the orchestrator (HTTP API, store, queue).
     Serve(commands::serve::ServeArgs),
+    /// Lease and run tasks from an orchestrator.
+    Worker(commands::worker::WorkerArgs),
     /// Submit, inspect, cancel and wait for work tasks.
     Task(commands::task::TaskArgs),
+    /// Define, list and run pipelines.
+    Pipeline(commands::pipeline::PipelineArgs),
     /// Inspect the queue.
     Queue(commands::queue::QueueArgs),
     /// Load generator: throughput and latency percentiles of a running orchestrator.
@@ -49,7 +53,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => commands::serve::run(args).await,
+            Command::Worker(args) => commands::worker::run(args).await,
             Command::Task(args) => commands::task::run(args).await,
+            Command::Pipeline(args) => commands::pipeline::run(args).await,
             Command::Queue(args) => commands::queue::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }

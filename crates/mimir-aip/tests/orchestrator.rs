@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_finds_every_acknowledged_task_in_order() {
-    let mut orchestrator = Orchestrator::start(&[]);
+    let mut orchestrator = Orchestrator::start(&["--max-workers", "0"]);
     let client = orchestrator.client();
     // (priority, arrival) of every acknowledged task.
     let mut acknowledged = Vec::new();
@@ -30,7 +30,7 @@ async fn a_restart_finds_every_acknowledged_task_in_order() {
     let cancelled = acknowledged.remove(5);
     client.cancel(cancelled.worktask_id).await.expect("cancel");
 
-    orchestrator.restart(&[]);
+    orchestrator.restart();
     let client = orchestrator.client();
     assert_eq!(client.queue_length().await.expect("length"), 199);
     // The queue order after the restart is priority, then arrival.
@@ -69,7 +69,7 @@ async fn a_restart_finds_every_acknowledged_task_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_acknowledged_task() {
-    let mut orchestrator = Orchestrator::start(&[]);
+    let mut orchestrator = Orchestrator::start(&["--max-workers", "0"]);
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let mut writers = Vec::new();
     for w in 0..6 {
@@ -98,7 +98,7 @@ async fn kill_9_under_load_loses_no_acknowledged_task() {
         writer.await.expect("writer");
     }
     let acknowledged: Vec<Uuid> = acknowledged.lock().expect("lock").clone();
-    orchestrator.restart(&[]);
+    orchestrator.restart();
     let client = orchestrator.client();
     let mut found = HashSet::new();
     let mut cursor = None;

@@ -135,6 +135,12 @@ pub struct OrchestratorConfig {
     pub idle_timeout_ms: u64,
     /// Most tasks of a type running at once, e.g. `{ml_training: 2}`. Defaults to none.
     pub type_concurrency: std::collections::BTreeMap<String, usize>,
+    /// Tasks each local worker runs at once. Defaults to 1, as the seed system does.
+    pub worker_concurrency: u32,
+    /// Tasks each local worker leases ahead of those it runs, so the next starts
+    /// without a round trip. Defaults to 4; set 0 for long tasks, so none waits
+    /// behind another on a busy worker.
+    pub worker_prefetch: u32,
 }
 
 impl Default for OrchestratorConfig {
@@ -151,6 +157,8 @@ impl Default for OrchestratorConfig {
             lease_ttl_ms: 15_000,
             idle_timeout_ms: 30_000,
             type_concurrency: Default::default(),
+            worker_concurrency: 1,
+            worker_prefetch: 4,
         }
     }
 }

@@ -81,7 +81,16 @@ pub async fn run(
             threshold: o.queue_threshold,
             idle_timeout: valid.idle_timeout,
             poll: pool::DEFAULT_POLL,
-            worker_args,
+            worker_args: [
+                vec![
+                    "--concurrency".to_string(),
+                    o.worker_concurrency.max(1).to_string(),
+                    "--prefetch".to_string(),
+                    o.worker_prefetch.to_string(),
+                ],
+                worker_args,
+            ]
+            .concat(),
             fresh: valid.lease_ttl,
         }))
     });
@@ -93,6 +102,7 @@ pub async fn run(
         type_limits: valid.type_limits.clone(),
         lease_ttl: valid.lease_ttl,
         worker_token: token,
+        plugins: Arc::new(mimir_pipeline::Registry::builtin()),
     };
     let reaper = tokio::spawn(expire_leases(store.clone()));
     let pool_task = pool

@@ -24,6 +24,8 @@ pub struct AppState {
     pub lease_ttl: Duration,
     /// Token workers must present; `None` leaves worker endpoints open.
     pub worker_token: Option<String>,
+    /// The actions pipelines may use, for validating definitions.
+    pub plugins: Arc<mimir_pipeline::Registry>,
 }
 
 impl AppState {
@@ -37,6 +39,7 @@ impl AppState {
             type_limits: HashMap::new(),
             lease_ttl: mimir_store::sqlite::DEFAULT_LEASE_TTL,
             worker_token: None,
+            plugins: Arc::new(mimir_pipeline::Registry::builtin()),
         }
     }
 }

@@ -29,6 +29,7 @@ fn lease_request(worker: &str, max: usize) -> LeaseRequest {
         max,
         types: None,
         limits: HashMap::new(),
+        only: None,
         at: Utc::now(),
     }
 }

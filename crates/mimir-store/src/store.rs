@@ -20,6 +20,8 @@ pub struct LeaseRequest {
     pub types: Option<Vec<WorkTaskType>>,
     /// Most tasks of a type running at once, across all workers.
     pub limits: HashMap<WorkTaskType, usize>,
+    /// Only this task, whatever its place in the queue (a one-task worker).
+    pub only: Option<Uuid>,
     /// Now.
     pub at: DateTime<Utc>,
 }

@@ -13,7 +13,9 @@
 //! finishes the running ones, reports them and leaves.
 
 mod executor;
+mod pipeline_executor;
 mod runtime;
 
 pub use executor::{Executor, Finished};
+pub use pipeline_executor::PipelineExecutor;
 pub use runtime::{DEFAULT_WAIT, WorkerConfig, WorkerError, run};

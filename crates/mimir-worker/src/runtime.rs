@@ -41,6 +41,8 @@ pub struct WorkerConfig {
     pub wait: Duration,
     /// Exit when the orchestrator stays unreachable this long; `None` never.
     pub give_up_after: Option<Duration>,
+    /// Run exactly this task, then exit (one-task mode).
+    pub only: Option<Uuid>,
 }
 
 /// Why a worker stopped with an error.
@@ -283,7 +285,12 @@ async fn lease_loop(
             }
             continue;
         }
-        let body = json!({ "max": free, "types": shared.config.types, "wait_ms": shared.config.wait.as_millis() as u64 });
+        let mut body = json!({ "max": free, "types": shared.config.types, "wait_ms": shared.config.wait.as_millis() as u64 });
+        if let Some(only) = shared.config.only {
+            body["worktask_id"] = json!(only);
+            // One task, then stop: the loop ends once it is handed out.
+            shared.stop.cancel();
+        }
         // The long poll is not abandoned on shutdown: tasks it brings are given back.
         let answer: LeaseAnswer = shared.call("/lease", &body).await?;
         if answer.stop {
@@ -308,8 +315,9 @@ async fn lease_loop(
             );
             runners.spawn(async move {
                 let permit = tokio::select! {
+                    biased;
                     permit = shared.running.acquire() => permit,
-                    _ = shared.stop.cancelled() => {
+                    _ = shared.stop.cancelled(), if shared.config.only.is_none() => {
                         shared.held.lock().remove(&task.worktask_id);
                         unstarted.lock().push((task.worktask_id, task.attempt));
                         return;

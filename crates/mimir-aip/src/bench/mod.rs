@@ -5,6 +5,7 @@
 
 mod queries;
 mod report;
+mod run;
 mod spawn;
 mod submit;
 
@@ -37,6 +38,8 @@ enum Scenario {
     Submit(submit::SubmitArgs),
     /// Fill the queue to a size, then time the queue queries.
     Queries(queries::QueriesArgs),
+    /// Run tasks end to end with local workers: throughput and enqueue-to-start latency.
+    Run(run::RunArgs),
 }
 
 /// Runs a scenario.
@@ -44,6 +47,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.scenario {
         Scenario::Submit(args) => submit::run(args).await?,
         Scenario::Queries(args) => queries::run(args).await?,
+        Scenario::Run(args) => run::run(args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,11 @@ pub struct Orchestrator {
 impl Orchestrator {
     /// Connects to the target, starting an orchestrator first with `--spawn`.
     pub async fn start(target: &Target) -> anyhow::Result<Orchestrator> {
+        Orchestrator::start_with(target, "orchestrator:\n  maxWorkers: 0\n  minWorkers: 0\n").await
+    }
+
+    /// Like [`Orchestrator::start`], with this configuration for a spawned one.
+    pub async fn start_with(target: &Target, config: &str) -> anyhow::Result<Orchestrator> {
         if !target.spawn {
             return Ok(Orchestrator {
                 url: target.orchestrator.trim_end_matches('/').into(),
@@ -32,6 +37,8 @@ impl Orchestrator {
             .port();
         let url = format!("http://127.0.0.1:{port}");
         let exe = std::env::current_exe().context("cannot find this executable")?;
+        let config_path = data_dir.path().join("bench.yaml");
+        std::fs::write(&config_path, config).context("cannot write the orchestrator's config")?;
         let child = Command::new(exe)
             .args([
                 "serve",
@@ -39,13 +46,11 @@ impl Orchestrator {
                 &format!("127.0.0.1:{port}"),
                 "--log-level",
                 "warn",
-                "--max-workers",
-                "0",
-                "--min-workers",
-                "0",
             ])
+            .arg("--config")
+            .arg(&config_path)
             .arg("--data-dir")
-            .arg(data_dir.path())
+            .arg(data_dir.path().join("data"))
             .kill_on_drop(true)
             .spawn()
             .context("cannot start the orchestrator")?;
@@ -80,7 +85,7 @@ impl Orchestrator {
         )
     }
 
-    /// Process id of a spawned orchestrator.
+    /// Process id of a spawned orchestrator (and of its process group).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
     }
@@ -94,5 +99,26 @@ impl Orchestrator {
             Some(kib * 1024)
         };
         Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+}
+
+impl Drop for Orchestrator {
+    fn drop(&mut self) {
+        // SIGTERM lets the orchestrator stop its local workers before it exits.
+        let Some(pid) = self.pid() else { return };
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline
+            && std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+        {
+            if let Some(child) = self.child.as_mut()
+                && matches!(child.try_wait(), Ok(Some(_)))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
+pub mod pipeline;
 pub mod queue;
 pub mod serve;
 pub mod task;
+pub mod worker;
 
 use clap::{Args, ValueEnum};
 use mimir_client::{Client, DEFAULT_ORCHESTRATOR_URL};

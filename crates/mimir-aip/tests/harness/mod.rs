@@ -28,12 +28,25 @@ pub struct Orchestrator {
     child: Option<Child>,
     args: Vec<String>,
     log: PathBuf,
+    /// Arguments beyond the listen address and data directory.
+    extra: Vec<String>,
 }
 
 impl Orchestrator {
     /// Starts `serve` on a fresh directory and waits until it listens.
     pub fn start(extra: &[&str]) -> Orchestrator {
+        Orchestrator::start_with_config("", extra)
+    }
+
+    /// Starts `serve` with a config file holding `yaml`.
+    pub fn start_with_config(yaml: &str, extra: &[&str]) -> Orchestrator {
         let dir = tempfile::tempdir().expect("tempdir");
+        let mut extra: Vec<&str> = extra.to_vec();
+        let config;
+        if !yaml.is_empty() {
+            config = config_file(dir.path(), yaml);
+            extra.extend(["--config", config.as_str()]);
+        }
         let port = free_port();
         let log = dir.path().join("orchestrator.log");
         let mut orchestrator = Orchestrator {
@@ -43,12 +56,14 @@ impl Orchestrator {
             args: Vec::new(),
             log,
             dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        orchestrator.spawn(extra);
+        orchestrator.spawn();
         orchestrator
     }
 
-    fn spawn(&mut self, extra: &[&str]) {
+    fn spawn(&mut self) {
+        let extra = self.extra.clone();
         let data = self.dir.path().join("data");
         let mut args: Vec<String> = vec![
             "serve".into(),
@@ -59,7 +74,7 @@ impl Orchestrator {
             "--log-format".into(),
             "json".into(),
         ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(extra);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -104,10 +119,10 @@ impl Orchestrator {
         }
     }
 
-    /// Starts it again on the same directory and port.
-    pub fn restart(&mut self, extra: &[&str]) {
+    /// Starts it again on the same directory, port and arguments.
+    pub fn restart(&mut self) {
         self.kill9();
-        self.spawn(extra);
+        self.spawn();
     }
 
     /// The log so far.
@@ -145,7 +160,47 @@ impl Drop for Orchestrator {
             eprintln!("{}", self.describe());
         }
         self.kill9();
+        // Local workers outlive a killed orchestrator by design; end them too.
+        for pid in processes_mentioning(&self.url) {
+            let _ = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
+}
+
+/// Processes whose command line holds `needle` (e.g. workers of one orchestrator).
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline)
+            .replace('\0', " ")
+            .contains(needle)
+            && pid != std::process::id()
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Writes a config file into the orchestrator's directory and returns its path.
+pub fn config_file(dir: &Path, yaml: &str) -> String {
+    let path = dir.join("mimir.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    path.display().to_string()
 }
 
 /// Runs the binary with `args` in `dir`.

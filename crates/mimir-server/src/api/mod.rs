@@ -1,6 +1,7 @@
 //! The HTTP API. [`app`] builds the whole router, so tests can drive it with
 //! `oneshot` and the server with a socket.
 
+mod catalog;
 pub mod error;
 pub mod extract;
 mod health;
@@ -40,6 +41,25 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(worker_routes)
         .route("/api/workers", get(workers::list))
+        .route(
+            "/api/projects",
+            post(catalog::create_project).get(catalog::list_projects),
+        )
+        .route(
+            "/api/projects/{id}",
+            get(catalog::get_project).delete(catalog::delete_project),
+        )
+        .route(
+            "/api/pipelines",
+            post(catalog::create_pipeline).get(catalog::list_pipelines),
+        )
+        .route(
+            "/api/pipelines/{id}",
+            get(catalog::get_pipeline)
+                .put(catalog::update_pipeline)
+                .delete(catalog::delete_pipeline),
+        )
+        .route("/api/pipelines/{id}/execute", post(catalog::execute))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/api/metrics", get(health::summary))

@@ -80,6 +80,9 @@ pub struct LeaseBody {
     /// Longest wait for work, in milliseconds.
     #[serde(default)]
     wait_ms: u64,
+    /// Only this task (a one-task worker, e.g. a Kubernetes Job).
+    #[serde(default)]
+    worktask_id: Option<Uuid>,
 }
 
 /// Answer of a lease call.
@@ -147,11 +150,12 @@ pub async fn lease(
             max: body.max,
             types: (!types.is_empty()).then(|| types.clone()),
             limits: state.type_limits.clone(),
+            only: body.worktask_id,
             at: Utc::now(),
         };
         let tasks = state.store.lease(request).await?;
         let now = tokio::time::Instant::now();
-        if !tasks.is_empty() || now >= deadline {
+        if !tasks.is_empty() || now >= deadline || body.worktask_id.is_some() {
             state.workers.touch(&worker_id, !tasks.is_empty());
             for task in &tasks {
                 tracing::info!(worktask_id = %task.worktask_id, worker_id = %worker_id, attempt = task.attempt, r#type = %task.task_type, "task leased");
@@ -167,8 +171,15 @@ pub async fn lease(
             let until = (eligible - Utc::now()).to_std().unwrap_or_default();
             wake = wake.min(now + until);
         }
+        let stop_requested = async {
+            match &state.pool {
+                Some(pool) => pool.stop_requested().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut notified => {}
+            _ = stop_requested => {}
             _ = tokio::time::sleep_until(wake) => {}
         }
     }

@@ -74,6 +74,8 @@ pub struct Pool {
     /// Workers that died without being asked to.
     pub failed: AtomicU64,
     decision: Mutex<Decision>,
+    /// Wakes long-polling lease calls when workers are asked to stop.
+    stop_requested: tokio::sync::Notify,
 }
 
 impl Pool {
@@ -88,12 +90,18 @@ impl Pool {
             spawned: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             decision: Mutex::new(Decision::default()),
+            stop_requested: tokio::sync::Notify::new(),
         }
     }
 
     /// Whether the worker should stop leasing and exit.
     pub fn should_stop(&self, worker_id: &str) -> bool {
         self.stopping.lock().contains(worker_id)
+    }
+
+    /// Resolves when some worker is asked to stop.
+    pub async fn stop_requested(&self) {
+        self.stop_requested.notified().await
     }
 
     /// The last decision.
@@ -135,7 +143,13 @@ impl Pool {
         loop {
             tick.tick().await;
             self.reap(Some(store.as_ref()), &registry);
-            self.scale(store.queue_length(), &registry);
+            // Leased but not started tasks still wait for a worker slot.
+            let counts = store.counts();
+            let waiting: u64 = mimir_core::WorkTaskType::ALL
+                .into_iter()
+                .map(|t| counts.get(t, mimir_core::WorkTaskStatus::Scheduled))
+                .sum();
+            self.scale(store.queue_length() + waiting as usize, &registry);
         }
     }
 
@@ -199,6 +213,7 @@ impl Pool {
                     self.stopping.lock().insert(id.clone());
                     surplus -= 1;
                     tracing::info!(worker_id = %id, idle_s = idle.as_secs(), "stopping an idle surplus worker");
+                    self.stop_requested.notify_waiters();
                 }
             }
             reason = format!(
@@ -226,6 +241,9 @@ impl Pool {
                 "--worker-id",
                 &worker_id,
                 "--local",
+                // Outlive an orchestrator crash long enough to reconnect, not forever.
+                "--give-up-after",
+                "300",
             ])
             .args(&self.config.worker_args)
             .stdin(Stdio::null())

@@ -316,7 +316,20 @@ impl Core {
         let now_us = row::micros(request.at);
         let mut running: [usize; 3] = [0; 3];
         let mut taken = Vec::new();
-        {
+        if let Some(id) = request.only {
+            // One named task (a one-task worker): only if it is waiting.
+            let control = Control::load(conn, id)?.ok_or(StoreError::NotFound(id))?;
+            if control.status != WorkTaskStatus::Queued {
+                let source = InvalidTransition {
+                    from: control.status,
+                    to: WorkTaskStatus::Scheduled,
+                };
+                return Err(StoreError::Transition { id, source });
+            }
+            if self.live.lock().queue.remove(&control.entry) {
+                taken.push(control.entry);
+            }
+        } else {
             let mut live = self.live.lock();
             for t in WorkTaskType::ALL {
                 running[type_index(t)] = (live.counts.get(t, WorkTaskStatus::Scheduled)

@@ -1,0 +1,165 @@
+//! `bench run`: tasks end to end — submit, lease, execute a one-step pipeline,
+//! report — with the orchestrator's local workers.
+
+use super::Target;
+use super::report::{self, histogram, latency_line};
+use super::spawn::Orchestrator;
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use mimir_client::{Client, ListFilter};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// Options of `bench run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Tasks for the throughput phase.
+    #[arg(long, default_value_t = 10_000)]
+    tasks: usize,
+    /// Tasks per submission.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Local workers (with --spawn).
+    #[arg(long, default_value_t = 2)]
+    workers: u32,
+    /// Tasks each worker leases ahead (with --spawn).
+    #[arg(long, default_value_t = 256)]
+    prefetch: u32,
+    /// Tasks each worker runs at once (with --spawn).
+    #[arg(long, default_value_t = 64)]
+    concurrency: u32,
+    /// Tasks for the latency phase, submitted one by one at --rate.
+    #[arg(long, default_value_t = 1000)]
+    latency_tasks: usize,
+    /// Submissions per second in the latency phase.
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+}
+
+async fn completed(client: &Client) -> anyhow::Result<u64> {
+    let summary: Value = client.call(Method::GET, "/api/metrics", None).await?;
+    Ok(summary["tasks_by_status"]["completed"]
+        .as_u64()
+        .unwrap_or(0)
+        + summary["tasks_by_status"]["failed"].as_u64().unwrap_or(0))
+}
+
+/// Runs the scenario and prints its figures.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = format!(
+        "orchestrator:\n  minWorkers: {w}\n  maxWorkers: {w}\n  workerPrefetch: {p}\n  workerConcurrency: {c}\n",
+        w = args.workers,
+        p = args.prefetch,
+        c = args.concurrency
+    );
+    let orchestrator = Orchestrator::start_with(&args.target, &config).await?;
+    let client = Client::new(&orchestrator.url);
+    let steps = json!([{"name": "noop", "plugin": "core", "action": "log", "parameters": {"message": "noop", "level": "debug"}}]);
+    let body = json!({"project_id": "bench", "name": "noop", "type": "processing", "steps": steps});
+    let pipeline: Value = client
+        .call(Method::POST, "/api/pipelines", Some(&body))
+        .await?;
+    let pipeline_id = pipeline["id"]
+        .as_str()
+        .context("no pipeline id")?
+        .to_string();
+    if args.target.spawn {
+        let started = Instant::now();
+        loop {
+            let workers: Value = client.call(Method::GET, "/api/workers", None).await?;
+            if workers["workers"].as_array().map_or(0, Vec::len) >= args.workers as usize {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("the workers did not register within 30s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let task = json!({"type": "pipeline_execution", "project_id": "bench-throughput", "task_spec": {"pipeline_id": pipeline_id}});
+    let before = completed(&client).await?;
+
+    // Throughput: everything submitted in batches, timed until the last completes.
+    let bar = ProgressBar::new(args.tasks as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} done  {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let mut submitted = 0;
+    while submitted < args.tasks {
+        let n = args.batch.min(args.tasks - submitted);
+        client.submit_batch(&vec![task.clone(); n]).await?;
+        submitted += n;
+    }
+    let submit_time = started.elapsed();
+    loop {
+        let done = completed(&client).await? - before;
+        bar.set_position(done);
+        if done >= args.tasks as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    println!(
+        "end to end: {} one-step pipeline tasks with {} workers in {:.2}s: {:.0} tasks/s (submitting took {:.2}s)",
+        args.tasks,
+        args.workers,
+        elapsed.as_secs_f64(),
+        args.tasks as f64 / elapsed.as_secs_f64(),
+        submit_time.as_secs_f64()
+    );
+
+    // Latency at light load: one task at a time, an idle worker waiting.
+    if args.latency_tasks > 0 {
+        let single = json!({"type": "pipeline_execution", "project_id": "bench-latency", "task_spec": {"pipeline_id": pipeline_id}});
+        let gap = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
+        let mut next = tokio::time::Instant::now();
+        for _ in 0..args.latency_tasks {
+            client.submit(&single).await?;
+            next += gap;
+            tokio::time::sleep_until(next).await;
+        }
+        let target = before + args.tasks as u64 + args.latency_tasks as u64;
+        while completed(&client).await? < target {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut latencies = histogram();
+        let mut filter = ListFilter {
+            project_id: Some("bench-latency".into()),
+            limit: Some(1000),
+            ..ListFilter::default()
+        };
+        loop {
+            let page = client.list(&filter).await?;
+            for task in &page.worktasks {
+                if let Some(started) = task.started_at {
+                    let waited = (started - task.submitted_at).to_std().unwrap_or_default();
+                    report::record(&mut latencies, waited);
+                }
+            }
+            match page.next_cursor {
+                Some(cursor) => filter.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        println!(
+            "{}",
+            latency_line(&format!("enqueue-to-start at {}/s", args.rate), &latencies)
+        );
+    }
+    if let Some((rss, peak)) = orchestrator.memory() {
+        println!(
+            "orchestrator memory: rss {} peak {}",
+            report::mib(rss),
+            report::mib(peak)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! `mimir-aip worker`: lease and run tasks from an orchestrator.
+//!
+//! With `WORKTASK_ID` (and `WORKTASK_TYPE`) in the environment the worker runs
+//! exactly that task and exits: the Kubernetes Job mode, and the way to debug
+//! one task locally.
+
+use crate::logging;
+use anyhow::Context;
+use clap::Args;
+use mimir_client::DEFAULT_ORCHESTRATOR_URL;
+use mimir_server::config::{LogFormat, LogLevel};
+use mimir_worker::{PipelineExecutor, WorkerConfig};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Flags of `worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Orchestrator URL.
+    #[arg(long, env = "MIMIR_ORCHESTRATOR_URL", default_value = DEFAULT_ORCHESTRATOR_URL)]
+    orchestrator: String,
+    /// Worker token (`orchestrator.workerAuthToken`), sent as `Authorization: Bearer`.
+    #[arg(long, env = "MIMIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Task types to run, comma separated [default: all].
+    #[arg(long, value_delimiter = ',', env = "MIMIR_WORKER_TYPES")]
+    types: Vec<String>,
+    /// Tasks run at once.
+    #[arg(long, default_value_t = 1, env = "MIMIR_WORKER_CONCURRENCY")]
+    concurrency: usize,
+    /// Tasks leased ahead of those running, so the next one starts without a round trip.
+    #[arg(long, default_value_t = 0, env = "MIMIR_WORKER_PREFETCH")]
+    prefetch: usize,
+    /// A stable worker id [default: one the orchestrator makes up].
+    #[arg(long, env = "MIMIR_WORKER_ID")]
+    worker_id: Option<String>,
+    /// Started by the orchestrator's local pool.
+    #[arg(long, hide = true)]
+    local: bool,
+    /// Exit when the orchestrator stays unreachable this many seconds [default: never].
+    #[arg(long)]
+    give_up_after: Option<u64>,
+    /// Pipeline context cap in bytes.
+    #[arg(long, default_value_t = mimir_pipeline::DEFAULT_CONTEXT_CAP_BYTES, env = "MIMIR_PIPELINE_CONTEXT_CAP")]
+    context_cap: usize,
+    /// Log level.
+    #[arg(long, env = "MIMIR_LOG_LEVEL", default_value = "info", value_parser = str::parse::<LogLevel>)]
+    log_level: LogLevel,
+    /// Log format.
+    #[arg(long, env = "MIMIR_LOG_FORMAT", default_value = "pretty", value_parser = str::parse::<LogFormat>)]
+    log_format: LogFormat,
+}
+
+/// Runs the worker until SIGINT/SIGTERM or the orchestrator asks it to stop.
+pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    logging::init(args.log_level, args.log_format);
+    let only = match std::env::var("WORKTASK_ID") {
+        Ok(id) if !id.is_empty() => Some(
+            id.parse::<Uuid>()
+                .with_context(|| format!("WORKTASK_ID {id:?} is not a work task id"))?,
+        ),
+        _ => None,
+    };
+    let mut types = args.types;
+    if let Ok(t) = std::env::var("WORKTASK_TYPE")
+        && !t.is_empty()
+    {
+        types = vec![t];
+    }
+    let config = WorkerConfig {
+        orchestrator: args.orchestrator.clone(),
+        token: args.token.clone(),
+        worker_id: args
+            .worker_id
+            .or_else(|| only.map(|id| format!("task-{id}"))),
+        types,
+        concurrency: args.concurrency.max(1),
+        prefetch: args.prefetch,
+        local: args.local,
+        wait: mimir_worker::DEFAULT_WAIT,
+        give_up_after: args.give_up_after.map(Duration::from_secs),
+        only,
+    };
+    let client = mimir_client::Client::new(&args.orchestrator).with_token(args.token);
+    let engine = mimir_pipeline::Engine::new(Arc::new(mimir_pipeline::Registry::builtin()))
+        .with_context_cap(args.context_cap);
+    let executor = Arc::new(PipelineExecutor::new(client, engine));
+    mimir_worker::run(config, executor, super::serve::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,336 @@
+//! Work actually runs: local pool, external workers, retries, crashes of
+//! workers and of the orchestrator — all through the real binary.
+
+mod harness;
+
+use harness::{Orchestrator, bin};
+use mimir_core::{WorkTask, WorkTaskStatus};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Fast retries and short leases keep these tests quick.
+const FAST: &str =
+    "retry:\n  backoffBaseMs: 50\n  backoffCapMs: 200\norchestrator:\n  leaseTtlMs: 1500\n";
+
+async fn create_pipeline(client: &mimir_client::Client, steps: Value) -> String {
+    let body = json!({"project_id": "e2e", "name": "test", "type": "processing", "steps": steps});
+    let pipeline: Value = client
+        .call(Method::POST, "/api/pipelines", Some(&body))
+        .await
+        .expect("create pipeline");
+    pipeline["id"].as_str().expect("id").to_string()
+}
+
+async fn execute(client: &mimir_client::Client, pipeline: &str, parameters: Value) -> WorkTask {
+    let path = format!("/api/pipelines/{pipeline}/execute");
+    client
+        .call(
+            Method::POST,
+            &path,
+            Some(&json!({ "parameters": parameters })),
+        )
+        .await
+        .expect("execute")
+}
+
+async fn wait_until_done(client: &mimir_client::Client, id: Uuid, within: Duration) -> WorkTask {
+    let started = Instant::now();
+    loop {
+        let task = client.get(id).await.expect("get");
+        if task.status.is_terminal() {
+            return task;
+        }
+        assert!(
+            started.elapsed() < within,
+            "task {id} still {} after {within:?}",
+            task.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_for_status(client: &mimir_client::Client, id: Uuid, status: WorkTaskStatus) {
+    let started = Instant::now();
+    while client.get(id).await.expect("get").status != status {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "task {id} never became {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn external_worker(orchestrator: &Orchestrator, id: &str) -> Child {
+    Command::new(bin())
+        .args([
+            "worker",
+            "--orchestrator",
+            &orchestrator.url,
+            "--worker-id",
+            id,
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a worker")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_pool_runs_a_pipeline_end_to_end() {
+    let orchestrator =
+        Orchestrator::start_with_config(FAST, &["--max-workers", "2", "--min-workers", "1"]);
+    let client = orchestrator.client();
+    let dir = orchestrator.dir.path().join("out");
+    let steps = json!([
+        {"name": "say", "plugin": "core", "action": "log", "parameters": {"message": "$.params.greeting"}},
+        {"name": "write", "plugin": "file", "action": "write",
+         "parameters": {"path": "$.params.path", "format": "json", "data": {"greeting": "$.params.greeting"}}},
+        {"name": "read", "plugin": "file", "action": "read", "parameters": {"path": "$.params.path"}, "output": {"doc": "$.result"}},
+        {"name": "shout", "plugin": "transform", "action": "jq", "parameters": {"program": ".data.greeting | ascii_upcase", "input": "$.read.doc"}}
+    ]);
+    let pipeline = create_pipeline(&client, steps).await;
+    let path = dir.join("greeting.json");
+    let task = execute(
+        &client,
+        &pipeline,
+        json!({"greeting": "hello", "path": path}),
+    )
+    .await;
+    let done = wait_until_done(&client, task.worktask_id, Duration::from_secs(60)).await;
+    assert_eq!(done.status, WorkTaskStatus::Completed, "{done:?}");
+    let result = done.result.expect("a result");
+    let steps: Vec<&str> = result["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(steps, ["completed"; 4]);
+    assert_eq!(result["context"]["shout"], "HELLO");
+    assert!(path.exists());
+    let workers: Value = client
+        .call(Method::GET, "/api/workers", None)
+        .await
+        .expect("workers");
+    let done_by_workers: u64 = workers["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|w| w["tasks_completed"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(done_by_workers, 1);
+    assert!(workers["workers"][0]["last_heartbeat_age_ms"].is_u64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_fails_twice_completes_on_the_third_attempt() {
+    let orchestrator = Orchestrator::start_with_config(FAST, &["--max-workers", "1"]);
+    let client = orchestrator.client();
+    let steps = json!([{"name": "flaky", "plugin": "core", "action": "fail", "parameters": {"message": "not yet", "times": 2}}]);
+    let pipeline = create_pipeline(&client, steps).await;
+    let task = execute(&client, &pipeline, json!({})).await;
+    let done = wait_until_done(&client, task.worktask_id, Duration::from_secs(60)).await;
+    assert_eq!(
+        (done.status, done.retry_count),
+        (WorkTaskStatus::Completed, 2),
+        "{done:?}"
+    );
+    assert!(
+        done.retry_reason.contains("not yet"),
+        "{}",
+        done.retry_reason
+    );
+    assert_eq!(done.attempt, 3);
+
+    let always = create_pipeline(&client, json!([{"name": "broken", "plugin": "core", "action": "fail", "parameters": {"message": "nope"}}])).await;
+    let task = execute(&client, &always, json!({})).await;
+    let failed = wait_until_done(&client, task.worktask_id, Duration::from_secs(60)).await;
+    assert_eq!(
+        (failed.status, failed.retry_count),
+        (WorkTaskStatus::Failed, 3)
+    );
+    assert!(
+        failed.error_message.contains("broken"),
+        "names the failing step: {}",
+        failed.error_message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_worker_mid_task_retries_the_task_once() {
+    let orchestrator = Orchestrator::start_with_config(FAST, &["--max-workers", "0"]);
+    let client = orchestrator.client();
+    let pipeline = create_pipeline(
+        &client,
+        json!([{"name": "nap", "plugin": "core", "action": "sleep", "parameters": {"ms": 1500}}]),
+    )
+    .await;
+    let task = execute(&client, &pipeline, json!({})).await;
+    let mut doomed = external_worker(&orchestrator, "doomed");
+    wait_for_status(&client, task.worktask_id, WorkTaskStatus::Executing).await;
+    doomed.kill().expect("kill -9");
+    doomed.wait().expect("reap");
+    let mut survivor = external_worker(&orchestrator, "survivor");
+    let done = wait_until_done(&client, task.worktask_id, Duration::from_secs(60)).await;
+    survivor.kill().expect("kill");
+    let _ = survivor.wait();
+    assert_eq!(
+        (done.status, done.retry_count, done.worker_id.as_str()),
+        (WorkTaskStatus::Completed, 1, "survivor"),
+        "{done:?}"
+    );
+    assert!(
+        done.retry_reason.contains("doomed"),
+        "{}",
+        done.retry_reason
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_running_task_stops_on_its_worker() {
+    let orchestrator = Orchestrator::start_with_config(FAST, &["--max-workers", "1"]);
+    let client = orchestrator.client();
+    let pipeline = create_pipeline(
+        &client,
+        json!([{"name": "long", "plugin": "core", "action": "sleep", "parameters": {"ms": 60000}}]),
+    )
+    .await;
+    let task = execute(&client, &pipeline, json!({})).await;
+    wait_for_status(&client, task.worktask_id, WorkTaskStatus::Executing).await;
+    let cancelled = client.cancel(task.worktask_id).await.expect("cancel");
+    assert_eq!(cancelled.status, WorkTaskStatus::Cancelled);
+    // The worker hears of it on its next heartbeat and is free for new work.
+    let quick = create_pipeline(
+        &client,
+        json!([{"name": "hi", "plugin": "core", "action": "log", "parameters": {"message": "hi"}}]),
+    )
+    .await;
+    let next = execute(&client, &quick, json!({})).await;
+    let done = wait_until_done(&client, next.worktask_id, Duration::from_secs(30)).await;
+    assert_eq!(done.status, WorkTaskStatus::Completed);
+    assert_eq!(
+        client.get(task.worktask_id).await.expect("get").status,
+        WorkTaskStatus::Cancelled
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_the_orchestrator_with_2000_tasks_and_every_task_completes_once() {
+    let mut orchestrator =
+        Orchestrator::start_with_config(FAST, &["--max-workers", "2", "--min-workers", "2"]);
+    let client = orchestrator.client();
+    let pipeline = create_pipeline(
+        &client,
+        json!([{"name": "nap", "plugin": "core", "action": "sleep", "parameters": {"ms": 2}}]),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let batch: Vec<Value> = (0..100)
+            .map(|_| json!({"type": "pipeline_execution", "project_id": "crash", "task_spec": {"pipeline_id": pipeline}}))
+            .collect();
+        ids.extend(
+            client
+                .submit_batch(&batch)
+                .await
+                .expect("batch")
+                .into_iter()
+                .map(|t| t.worktask_id),
+        );
+    }
+    // Let some finish, then crash in the middle of the work.
+    let started = Instant::now();
+    loop {
+        let summary: Value = client
+            .call(Method::GET, "/api/metrics", None)
+            .await
+            .expect("summary");
+        if summary["tasks_by_status"]["completed"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 200
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress: {summary}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    orchestrator.kill9();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    orchestrator.restart();
+    let client = orchestrator.client();
+    let started = Instant::now();
+    loop {
+        let summary: Value = client
+            .call(Method::GET, "/api/metrics", None)
+            .await
+            .expect("summary");
+        if summary["tasks_by_status"]["completed"].as_u64() == Some(2000) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "not all completed: {summary}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in ids {
+        let task = client.get(id).await.expect("get");
+        assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+    }
+    let summary: Value = client
+        .call(Method::GET, "/api/metrics", None)
+        .await
+        .expect("summary");
+    assert_eq!(summary["tasks_by_status"]["failed"], 0, "{summary}");
+    assert_eq!(summary["queue"]["length"], 0);
+    // The workers left by the killed orchestrator came back to the new one.
+    let workers: Value = client
+        .call(Method::GET, "/api/workers", None)
+        .await
+        .expect("workers");
+    assert!(!workers["workers"].as_array().expect("workers").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_pipelines_and_worker_calls_are_refused() {
+    let orchestrator = Orchestrator::start_with_config(
+        "orchestrator:\n  workerAuthToken: s3cret\n",
+        &["--max-workers", "0"],
+    );
+    let client = orchestrator.client();
+    let bad = json!({"project_id": "p", "name": "x", "steps": [
+        {"name": "a", "plugin": "core", "action": "log", "parameters": {"message": "$.b.x"}},
+        {"name": "b", "plugin": "core", "action": "log", "parameters": {"message": "hi"}}
+    ]});
+    let refused = client
+        .call::<Value>(Method::POST, "/api/pipelines", Some(&bad))
+        .await
+        .expect_err("later step");
+    assert!(refused.to_string().contains('a'), "{refused}");
+    let unknown = json!({"project_id": "p", "name": "x", "steps": [{"name": "a", "plugin": "core", "action": "nap"}]});
+    let refused = client
+        .call::<Value>(Method::POST, "/api/pipelines", Some(&unknown))
+        .await
+        .expect_err("unknown action");
+    assert!(refused.to_string().contains("nap"), "{refused}");
+    let anonymous = client
+        .call::<Value>(Method::POST, "/api/workers/register", Some(&json!({})))
+        .await
+        .expect_err("no token");
+    assert!(anonymous.to_string().contains("401"), "{anonymous}");
+    let with_token = mimir_client::Client::new(&orchestrator.url).with_token(Some("s3cret".into()));
+    let registered: Value = with_token
+        .call(Method::POST, "/api/workers/register", Some(&json!({})))
+        .await
+        .expect("register");
+    assert!(registered["worker_id"].is_string());
+}

@@ -1,0 +1,55 @@
+//! `core.fail`: fails on purpose, for testing retries and error reporting.
+
+use crate::params::{count, literals, reject_unknown, string};
+use crate::{Action, ActionError, RunContext};
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+
+const KNOWN: &[&str] = &["message", "times"];
+
+/// The message when none is given.
+pub const DEFAULT_FAIL_MESSAGE: &str = "failed on purpose";
+
+/// `core.fail`: fails with `message` (default "failed on purpose") while the
+/// attempt number is below `times`; without `times` it always fails. Returns
+/// `{}` when it does not fail, so `times: 2` fails attempts 0 and 1 and lets
+/// attempt 2 succeed.
+#[derive(Debug, Default)]
+pub struct CoreFail;
+
+#[async_trait]
+impl Action for CoreFail {
+    fn plugin(&self) -> &'static str {
+        "core"
+    }
+
+    fn action(&self) -> &'static str {
+        "fail"
+    }
+
+    fn check(&self, params: &Map<String, Value>) -> Result<(), ActionError> {
+        reject_unknown(params, KNOWN)?;
+        let literals = literals(params);
+        string(&literals, "message")?;
+        count(&literals, "times")?;
+        Ok(())
+    }
+
+    async fn run(
+        &self,
+        params: Map<String, Value>,
+        run: &RunContext,
+    ) -> Result<Value, ActionError> {
+        reject_unknown(&params, KNOWN)?;
+        let message = string(&params, "message")?.unwrap_or(DEFAULT_FAIL_MESSAGE);
+        let fails = match count(&params, "times")? {
+            None => true,
+            Some(times) => u64::from(run.attempt) < times,
+        };
+        if fails {
+            Err(ActionError::failed(message))
+        } else {
+            Ok(json!({}))
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The built-in actions, one file each.
+
+mod core_fail;
+mod core_log;
+mod core_sleep;
+mod file_format;
+mod file_read;
+mod file_write;
+mod http_request;
+mod transform_jq;
+
+pub use core_fail::{CoreFail, DEFAULT_FAIL_MESSAGE};
+pub use core_log::CoreLog;
+pub use core_sleep::CoreSleep;
+pub use file_format::FileFormat;
+pub use file_read::FileRead;
+pub use file_write::FileWrite;
+pub use http_request::{DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, HttpRequest};
+pub use transform_jq::TransformJq;
+
+use crate::Action;
+use std::sync::Arc;
+
+/// One instance of every built-in action.
+pub(crate) fn builtin() -> Vec<Arc<dyn Action>> {
+    vec![
+        Arc::new(HttpRequest::new()),
+        Arc::new(FileRead),
+        Arc::new(FileWrite),
+        Arc::new(TransformJq),
+        Arc::new(CoreLog),
+        Arc::new(CoreSleep),
+        Arc::new(CoreFail),
+    ]
+}

@@ -1,0 +1,171 @@
+//! Running a pipeline's steps in order.
+
+use crate::context::{Context, DEFAULT_CONTEXT_CAP_BYTES};
+use crate::resolve::{Scope, apply_output, resolve_parameters};
+use crate::{Execution, Registry, RunContext, Step, StepError, StepRecord, StepStatus};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// Runs pipelines with the actions of a [`Registry`].
+///
+/// Steps run one after another. Before a step runs, the references in its
+/// parameters are resolved against the execution's parameters and the entries
+/// of earlier steps; after it, its result (mapped by `output`, if any) becomes
+/// its context entry. The first failing step stops the run and the rest are
+/// recorded as skipped.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    registry: Arc<Registry>,
+    context_cap_bytes: usize,
+}
+
+impl Engine {
+    /// An engine running `registry`'s actions, with the context capped at
+    /// [`DEFAULT_CONTEXT_CAP_BYTES`].
+    pub fn new(registry: Arc<Registry>) -> Engine {
+        Engine {
+            registry,
+            context_cap_bytes: DEFAULT_CONTEXT_CAP_BYTES,
+        }
+    }
+
+    /// The same engine with the serialized context capped at `bytes`.
+    /// Defaults to [`DEFAULT_CONTEXT_CAP_BYTES`] (10 MiB).
+    pub fn with_context_cap(mut self, bytes: usize) -> Engine {
+        self.context_cap_bytes = bytes;
+        self
+    }
+
+    /// The actions this engine runs.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The context cap, in bytes of compact JSON.
+    pub fn context_cap_bytes(&self) -> usize {
+        self.context_cap_bytes
+    }
+
+    /// Runs `steps` with the execution's `params`, calling `on_step` with each
+    /// record (completed, failed or skipped) as soon as it exists, so callers
+    /// can report progress.
+    ///
+    /// Never panics on bad input: an unvalidated pipeline fails at the step at
+    /// fault. When `run.cancel` fires, the running action is abandoned and the
+    /// step fails with `cancelled`.
+    pub async fn run(
+        &self,
+        steps: &[Step],
+        params: &Map<String, Value>,
+        run: &RunContext,
+        on_step: &mut (dyn FnMut(&StepRecord) + Send),
+    ) -> Execution {
+        let mut context = Context::new();
+        let mut records = Vec::with_capacity(steps.len());
+        let mut error = None;
+        let mut cancelled = false;
+        for step in steps {
+            if error.is_some() {
+                let record = record(step, StepStatus::Skipped, 0.0, String::new());
+                on_step(&record);
+                records.push(record);
+                continue;
+            }
+            let span = tracing::info_span!(
+                "pipeline_step",
+                step = %step.name,
+                action = %step.qualified_action(),
+                worktask_id = %run.worktask_id,
+                pipeline_id = %run.pipeline_id,
+                attempt = run.attempt,
+            );
+            let started = Instant::now();
+            let outcome = self
+                .run_step(step, params, &mut context, run)
+                .instrument(span.clone())
+                .await;
+            let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let record = match outcome {
+                Ok(()) => {
+                    span.in_scope(|| tracing::debug!(duration_ms, "step completed"));
+                    record(step, StepStatus::Completed, duration_ms, String::new())
+                }
+                Err(failure) => {
+                    span.in_scope(|| tracing::warn!(duration_ms, error = %failure, "step failed"));
+                    cancelled = matches!(failure, StepError::Cancelled);
+                    error = Some(format!(
+                        "step \"{}\" ({}) failed: {failure}",
+                        step.name,
+                        step.qualified_action()
+                    ));
+                    record(step, StepStatus::Failed, duration_ms, failure.to_string())
+                }
+            };
+            on_step(&record);
+            records.push(record);
+        }
+        Execution {
+            steps: records,
+            context: context.into_entries(),
+            error,
+            cancelled,
+        }
+    }
+
+    async fn run_step(
+        &self,
+        step: &Step,
+        params: &Map<String, Value>,
+        context: &mut Context,
+        run: &RunContext,
+    ) -> Result<(), StepError> {
+        if run.cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+        let action = self
+            .registry
+            .get(&step.plugin, &step.action)
+            .ok_or_else(|| StepError::UnknownAction {
+                plugin: step.plugin.clone(),
+                action: step.action.clone(),
+            })?;
+        let scope = Scope {
+            params,
+            context: context.entries(),
+        };
+        let resolved = resolve_parameters(&step.parameters, &scope)?;
+        let step_run = RunContext {
+            step: step.name.clone(),
+            ..run.clone()
+        };
+        // Racing the token here makes every action cancellable, including
+        // plugins that never look at it.
+        let result = tokio::select! {
+            result = action.run(resolved, &step_run) => result?,
+            () = run.cancel.cancelled() => return Err(StepError::Cancelled),
+        };
+        let entry = apply_output(step.output.as_ref(), result)?;
+        let sized = context.size_with(&step.name, &entry);
+        if sized.0 > self.context_cap_bytes {
+            return Err(StepError::ContextCap {
+                size: sized.0,
+                cap: self.context_cap_bytes,
+            });
+        }
+        context.insert(&step.name, entry, sized);
+        Ok(())
+    }
+}
+
+fn record(step: &Step, status: StepStatus, duration_ms: f64, error: String) -> StepRecord {
+    StepRecord {
+        name: step.name.clone(),
+        plugin: step.plugin.clone(),
+        action: step.action.clone(),
+        status,
+        duration_ms,
+        error,
+    }
+}

@@ -1,0 +1,118 @@
+//! Why an action failed.
+
+use std::path::PathBuf;
+
+/// Why an action failed; the engine records its text as the step's error.
+///
+/// Variants carry what a person needs to fix the pipeline: the parameter, the
+/// file, the URL. Plugins outside this crate usually return
+/// [`ActionError::Parameter`] for bad input and [`ActionError::Failed`] otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// A parameter is missing, unknown, or has the wrong type or value.
+    #[error("parameter \"{name}\" {message}")]
+    Parameter {
+        /// The parameter's name, e.g. `url`.
+        name: String,
+        /// What is wrong, phrased to follow the name ("is required").
+        message: String,
+    },
+    /// A file could not be read or written.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. `read` or `create the directory of`.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// A file's content does not parse in the expected format.
+    #[error("{} is not valid {format}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The format it was read as (`csv`, `json`, ...).
+        format: &'static str,
+        /// The parser's reason, with its position when known.
+        message: String,
+    },
+    /// Data cannot be written in the requested format (e.g. CSV rows that are
+    /// not objects).
+    #[error("cannot write {format}: {message}")]
+    Encode {
+        /// The format asked for.
+        format: &'static str,
+        /// Why the data does not fit it.
+        message: String,
+    },
+    /// An HTTP request failed before a response arrived (DNS, connection, TLS,
+    /// body read). A response with any status is not an error.
+    #[error("{method} {url}: {message}")]
+    Http {
+        /// The request method.
+        method: String,
+        /// The request URL.
+        url: String,
+        /// The client's reason.
+        message: String,
+    },
+    /// An HTTP request got no complete response in time.
+    #[error("{method} {url}: no response within {timeout_ms} ms")]
+    Timeout {
+        /// The request method.
+        method: String,
+        /// The request URL.
+        url: String,
+        /// The limit that was reached.
+        timeout_ms: u64,
+    },
+    /// A jq program does not compile.
+    #[error("jq program does not compile: {0}")]
+    JqCompile(String),
+    /// A jq program raised an error while running.
+    #[error("jq program failed: {0}")]
+    JqRuntime(String),
+    /// The run was cancelled while the action was in progress.
+    #[error("cancelled")]
+    Cancelled,
+    /// The action failed for its own reason (e.g. `core.fail`).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ActionError {
+    /// A [`ActionError::Parameter`] error.
+    pub fn parameter(name: &str, message: impl Into<String>) -> ActionError {
+        ActionError::Parameter {
+            name: name.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// A [`ActionError::Failed`] error.
+    pub fn failed(message: impl Into<String>) -> ActionError {
+        ActionError::Failed(message.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_what_failed() {
+        let e = ActionError::parameter("url", "is required");
+        assert_eq!(e.to_string(), "parameter \"url\" is required");
+        let e = ActionError::Timeout {
+            method: "GET".into(),
+            url: "http://127.0.0.1:1/x".into(),
+            timeout_ms: 50,
+        };
+        assert_eq!(
+            e.to_string(),
+            "GET http://127.0.0.1:1/x: no response within 50 ms"
+        );
+        assert_eq!(ActionError::Cancelled.to_string(), "cancelled");
+    }
+}

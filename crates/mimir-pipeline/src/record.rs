@@ -1,0 +1,118 @@
+//! What a run produced: one record per step, the context, and the error.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    /// The action succeeded and its entry is in the context.
+    Completed,
+    /// The step failed; the run stopped here.
+    Failed,
+    /// An earlier step failed, so this one did not run.
+    Skipped,
+}
+
+impl StepStatus {
+    /// The wire name: `completed`, `failed` or `skipped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Completed => "completed",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// One step's outcome, as it appears in a task's `result.steps`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The step's name.
+    pub name: String,
+    /// Its plugin.
+    pub plugin: String,
+    /// Its action.
+    pub action: String,
+    /// How it ended.
+    pub status: StepStatus,
+    /// Wall time from parameter resolution to the context update, in
+    /// milliseconds (fractional); 0 for skipped steps.
+    pub duration_ms: f64,
+    /// Why it failed; empty unless `status` is `failed`.
+    pub error: String,
+}
+
+/// The outcome of a whole run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    /// One record per step, in pipeline order.
+    pub steps: Vec<StepRecord>,
+    /// Step name → context entry, for the steps that completed.
+    pub context: Map<String, Value>,
+    /// `step "NAME" (plugin.action) failed: reason` when a step failed.
+    pub error: Option<String>,
+    /// True when the run stopped because it was cancelled, so callers can tell
+    /// a cancellation (not retried) from a failure.
+    pub cancelled: bool,
+}
+
+impl Execution {
+    /// True when every step completed.
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// The task result: `{"steps": [...], "context": {...}}`.
+    pub fn result_json(&self) -> Value {
+        json!({"steps": self.steps, "context": self.context})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_json_has_the_documented_shape() {
+        let mut context = Map::new();
+        context.insert("a".into(), json!({"x": 1}));
+        let execution = Execution {
+            steps: vec![StepRecord {
+                name: "a".into(),
+                plugin: "core".into(),
+                action: "log".into(),
+                status: StepStatus::Completed,
+                duration_ms: 1.5,
+                error: String::new(),
+            }],
+            context,
+            error: None,
+            cancelled: false,
+        };
+        assert!(execution.succeeded());
+        assert_eq!(
+            execution.result_json(),
+            json!({
+                "steps": [{"name": "a", "plugin": "core", "action": "log",
+                           "status": "completed", "duration_ms": 1.5, "error": ""}],
+                "context": {"a": {"x": 1}}
+            })
+        );
+    }
+
+    #[test]
+    fn statuses_use_their_wire_names() {
+        for status in [
+            StepStatus::Completed,
+            StepStatus::Failed,
+            StepStatus::Skipped,
+        ] {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                json!(status.as_str())
+            );
+        }
+    }
+}

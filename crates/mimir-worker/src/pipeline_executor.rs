@@ -1,0 +1,108 @@
+//! Runs tasks as pipelines with the pipeline engine.
+//!
+//! A `pipeline_execution` task names its pipeline in `task_spec.pipeline_id`;
+//! ML training and inference tasks run the pipeline that trains or serves their
+//! model, named the same way. Definitions are fetched from the orchestrator and
+//! kept for a few seconds, so a burst of executions costs one fetch.
+
+use crate::{Executor, Finished};
+use async_trait::async_trait;
+use mimir_client::Client;
+use mimir_core::{Pipeline, WorkTask, WorkTaskType};
+use mimir_pipeline::{Engine, RunContext, Step};
+use parking_lot::Mutex;
+use reqwest::Method;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How long a fetched definition is reused.
+const DEFINITION_TTL: Duration = Duration::from_secs(2);
+
+/// A definition and when it was fetched.
+type Fetched = (Instant, Arc<Vec<Step>>);
+
+/// Runs tasks' pipelines.
+pub struct PipelineExecutor {
+    client: Client,
+    engine: Engine,
+    definitions: Mutex<HashMap<String, Fetched>>,
+}
+
+impl PipelineExecutor {
+    /// An executor fetching definitions through `client`.
+    pub fn new(client: Client, engine: Engine) -> PipelineExecutor {
+        PipelineExecutor {
+            client,
+            engine,
+            definitions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn steps(&self, pipeline_id: &str) -> Result<Arc<Vec<Step>>, String> {
+        if let Some((fetched, steps)) = self.definitions.lock().get(pipeline_id)
+            && fetched.elapsed() < DEFINITION_TTL
+        {
+            return Ok(steps.clone());
+        }
+        let path = format!("/api/pipelines/{pipeline_id}");
+        let pipeline: Pipeline = self
+            .client
+            .call(Method::GET, &path, None)
+            .await
+            .map_err(|e| format!("cannot load pipeline {pipeline_id}: {e}"))?;
+        let mut steps = Vec::with_capacity(pipeline.steps.len());
+        for (i, step) in pipeline.steps.into_iter().enumerate() {
+            steps.push(
+                serde_json::from_value(step)
+                    .map_err(|e| format!("pipeline {pipeline_id} step {i} is invalid: {e}"))?,
+            );
+        }
+        let steps = Arc::new(steps);
+        self.definitions
+            .lock()
+            .insert(pipeline_id.to_string(), (Instant::now(), steps.clone()));
+        Ok(steps)
+    }
+}
+
+#[async_trait]
+impl Executor for PipelineExecutor {
+    async fn execute(&self, task: &WorkTask, cancel: CancellationToken) -> Finished {
+        let pipeline_id = task.task_spec.pipeline_id.as_str();
+        if pipeline_id.is_empty() {
+            let why = match task.task_type {
+                WorkTaskType::PipelineExecution => "task_spec.pipeline_id is empty: a pipeline_execution task names the pipeline to run".to_string(),
+                other => format!("{other} tasks run the pipeline that does the work: set task_spec.pipeline_id"),
+            };
+            return Finished::failed(why, None);
+        }
+        let steps = match self.steps(pipeline_id).await {
+            Ok(steps) => steps,
+            Err(why) => return Finished::failed(why, None),
+        };
+        let run = RunContext::new(task.worktask_id.to_string(), pipeline_id)
+            .with_attempt(task.retry_count)
+            .with_cancel(cancel);
+        let mut on_step = |record: &mimir_pipeline::StepRecord| {
+            tracing::info!(
+                worktask_id = %task.worktask_id,
+                pipeline_id,
+                step = %record.name,
+                status = ?record.status,
+                duration_ms = record.duration_ms,
+                "step done"
+            );
+        };
+        let execution = self
+            .engine
+            .run(&steps, &task.task_spec.parameters, &run, &mut on_step)
+            .await;
+        let result = execution.result_json();
+        match execution.error {
+            None => Finished::completed(result),
+            Some(error) => Finished::failed(error, Some(result)),
+        }
+    }
+}
