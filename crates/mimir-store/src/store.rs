@@ -3,7 +3,9 @@
 use crate::{ListPage, ListQuery, StoreError, TaskCounts};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mimir_core::{Pipeline, Priority, Project, WorkTask, WorkTaskResult, WorkTaskType};
+use mimir_core::{
+    Pipeline, Priority, Project, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -93,6 +95,15 @@ pub trait Store: Send + Sync + 'static {
         report: WorkTaskResult,
         at: DateTime<Utc>,
     ) -> Result<WorkTask, StoreError>;
+
+    /// Records many attempt ends of one worker in one write; each report is
+    /// accepted (the task's new status) or refused on its own.
+    async fn finish_many(
+        &self,
+        worker_id: &str,
+        reports: Vec<WorkTaskResult>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Result<WorkTaskStatus, StoreError>>, StoreError>;
 
     /// Gives back leased tasks that never started, keeping their queue place.
     async fn release(&self, worker_id: &str, tasks: Vec<(Uuid, u32)>) -> Result<(), StoreError>;

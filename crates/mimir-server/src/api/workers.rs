@@ -256,8 +256,8 @@ pub async fn results(
     ApiJson(body): ApiJson<ResultsBody>,
 ) -> Result<Response, ApiError> {
     known(&state, &worker_id, true)?;
-    let mut pending = tokio::task::JoinSet::new();
-    for (index, report) in body.results.into_iter().enumerate() {
+    let mut ids = Vec::with_capacity(body.results.len());
+    for (index, report) in body.results.iter().enumerate() {
         let Some(id) = report.worktask_id else {
             return Err(ApiError::bad_field(
                 "missing_field",
@@ -265,36 +265,29 @@ pub async fn results(
                 "each result names its worktask_id",
             ));
         };
-        let store = state.store.clone();
-        let worker = worker_id.clone();
-        pending.spawn(async move {
-            (
-                index,
-                id,
-                store.finish(id, Some(worker), report, Utc::now()).await,
-            )
+        ids.push((id, report.status));
+    }
+    let statuses = state
+        .store
+        .finish_many(&worker_id, body.results, Utc::now())
+        .await?;
+    let mut answers = Vec::with_capacity(statuses.len());
+    for ((id, reported), status) in ids.into_iter().zip(statuses) {
+        answers.push(match status {
+            Ok(status) => {
+                let completed = status == mimir_core::WorkTaskStatus::Completed;
+                state.workers.count(&worker_id, completed);
+                if completed {
+                    tracing::info!(worktask_id = %id, worker_id = %worker_id, "task completed");
+                } else {
+                    tracing::info!(worktask_id = %id, worker_id = %worker_id, reported = ?reported, now = %status, "attempt ended");
+                }
+                json!({ "worktask_id": id, "accepted": true, "status": status })
+            }
+            Err(error) => json!({ "worktask_id": id, "accepted": false, "error": ApiError::from(error).body() }),
         });
     }
-    let mut answers = Vec::new();
-    while let Some(joined) = pending.join_next().await {
-        let (index, id, outcome) = joined.map_err(ApiError::internal)?;
-        let answer = match outcome {
-            Ok(task) => {
-                record_finish(&state, &worker_id, &task);
-                json!({ "worktask_id": id, "accepted": true, "status": task.status })
-            }
-            Err(error) => {
-                let error = ApiError::from(error);
-                json!({ "worktask_id": id, "accepted": false, "error": error.body() })
-            }
-        };
-        answers.push((index, answer));
-    }
-    answers.sort_by_key(|(index, _)| *index);
-    Ok(
-        Json(json!({ "results": answers.into_iter().map(|(_, a)| a).collect::<Vec<_>>() }))
-            .into_response(),
-    )
+    Ok(Json(json!({ "results": answers })).into_response())
 }
 
 /// Logs and counts a finished attempt.

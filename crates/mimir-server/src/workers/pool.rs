@@ -76,6 +76,8 @@ pub struct Pool {
     decision: Mutex<Decision>,
     /// Wakes long-polling lease calls when workers are asked to stop.
     stop_requested: tokio::sync::Notify,
+    /// Set once the orchestrator is stopping: no more scaling.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Pool {
@@ -91,6 +93,7 @@ impl Pool {
             failed: AtomicU64::new(0),
             decision: Mutex::new(Decision::default()),
             stop_requested: tokio::sync::Notify::new(),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -112,6 +115,7 @@ impl Pool {
     /// Asks every worker to stop (orchestrator shutdown) and waits up to
     /// `grace` for the pool's children to exit.
     pub async fn stop_all(&self, registry: &Registry, grace: Duration) {
+        self.shutting_down.store(true, Ordering::SeqCst);
         {
             let mut stopping = self.stopping.lock();
             stopping.extend(self.children.lock().keys().cloned());
@@ -122,6 +126,7 @@ impl Pool {
                     .map(|(id, _, _)| id),
             );
         }
+        self.stop_requested.notify_waiters();
         let deadline = tokio::time::Instant::now() + grace;
         while tokio::time::Instant::now() < deadline {
             self.reap(None, registry);
@@ -178,6 +183,9 @@ impl Pool {
     }
 
     fn scale(&self, queue_length: usize, registry: &Registry) {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
         let c = &self.config;
         let desired = desired_workers(queue_length, c.threshold, c.min, c.max);
         let registered = registry.local_workers(c.fresh);

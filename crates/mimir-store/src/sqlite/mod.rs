@@ -15,6 +15,7 @@ use catalog::CatalogWrite;
 use chrono::{DateTime, Utc};
 use mimir_core::{
     Aging, Pipeline, Priority, Project, QueueIndex, RetryPolicy, WorkTask, WorkTaskResult,
+    WorkTaskStatus,
 };
 use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -278,6 +279,30 @@ impl Store for SqliteStore {
             at,
         })
         .await
+    }
+
+    async fn finish_many(
+        &self,
+        worker_id: &str,
+        reports: Vec<WorkTaskResult>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Result<WorkTaskStatus, StoreError>>, StoreError> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self
+            .write(Op::FinishMany {
+                worker_id: worker_id.to_string(),
+                reports,
+                at,
+            })
+            .await?
+        {
+            Outcome::Statuses(statuses) => Ok(statuses),
+            other => Err(StoreError::Corrupt(format!(
+                "writer answered {other:?} where statuses were expected"
+            ))),
+        }
     }
 
     async fn release(&self, worker_id: &str, tasks: Vec<(Uuid, u32)>) -> Result<(), StoreError> {

@@ -1,8 +1,8 @@
 //! The single writer: group commit over one SQLite connection.
 //!
 //! Every write goes through one thread that owns the write connection. It takes
-//! whatever commands are waiting (up to [`MAX_GROUP`]), runs each inside its own
-//! savepoint (a failing command does not spoil the others), commits once, and
+//! whatever commands are waiting (up to [`MAX_GROUP`]), runs them in one
+//! transaction (a refused command writes nothing), commits once, and
 //! only then updates the in-memory projection and answers. One fsync thus covers
 //! every request that arrived while the previous commit was in flight.
 
@@ -53,6 +53,11 @@ pub(crate) enum Op {
         worker_id: String,
         tasks: Vec<(Uuid, u32)>,
     },
+    FinishMany {
+        worker_id: String,
+        reports: Vec<WorkTaskResult>,
+        at: DateTime<Utc>,
+    },
     Catalog(CatalogWrite),
 }
 
@@ -61,6 +66,7 @@ pub(crate) enum Op {
 pub(crate) enum Outcome {
     Tasks(Vec<WorkTask>),
     Task(Box<WorkTask>),
+    Statuses(Vec<Result<WorkTaskStatus, StoreError>>),
     Done,
 }
 
@@ -114,18 +120,32 @@ impl Writer {
         let mut effects = Effects::default();
         let mut done = Vec::with_capacity(group.len());
         let seq_before = self.core.next_seq;
+        // No savepoint per command: they cost more than the commands. A
+        // database error (disk full, I/O) fails the whole group, which then
+        // stores nothing; refusals are per command and write nothing.
         let outcome = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
             for command in group.drain(..) {
-                let result = self.core.run_op(&tx, command.op, &mut effects);
-                done.push((command.reply, result));
+                match self.core.run_op(&tx, command.op, &mut effects) {
+                    Err(StoreError::Sqlite(error)) => {
+                        done.push((
+                            command.reply,
+                            Err(StoreError::CommitFailed(error.to_string())),
+                        ));
+                        return Err(error);
+                    }
+                    result => done.push((command.reply, result)),
+                }
             }
             tx.commit()
         })();
         if let Err(error) = outcome {
             tracing::error!(%error, commands = done.len(), "store commit failed");
             self.core.next_seq = seq_before;
-            group.clear();
+            let untried = group
+                .drain(..)
+                .map(|command| (command.reply, Ok(Outcome::Done)));
+            done.extend(untried.collect::<Vec<_>>());
             let mut live = self.core.live.lock();
             for entry in effects.popped {
                 live.queue.insert(entry);
@@ -162,34 +182,16 @@ impl Writer {
 }
 
 impl Core {
-    /// Runs one operation in a savepoint; its effects count only if it succeeds.
+    /// Runs one operation. Every operation checks before it writes, so a
+    /// refusal (not found, wrong status, stale attempt) leaves nothing behind; a
+    /// database error aborts the whole group instead (see `commit_group`).
     fn run_op(
         &mut self,
         tx: &Transaction<'_>,
         op: Op,
         effects: &mut Effects,
     ) -> Result<Outcome, StoreError> {
-        let mut mine = Effects::default();
-        let seq_before = self.next_seq;
-        tx.execute_batch("SAVEPOINT op")?;
-        let result = self.apply_op(tx, op, &mut mine);
-        match result {
-            Ok(outcome) => {
-                tx.execute_batch("RELEASE op")?;
-                effects.changes.append(&mut mine.changes);
-                effects.popped.append(&mut mine.popped);
-                Ok(outcome)
-            }
-            Err(error) => {
-                tx.execute_batch("ROLLBACK TO op; RELEASE op")?;
-                self.next_seq = seq_before;
-                let mut live = self.live.lock();
-                for entry in mine.popped {
-                    live.queue.insert(entry);
-                }
-                Err(error)
-            }
-        }
+        self.apply_op(tx, op, effects)
     }
 
     fn take_seq(&mut self) -> u64 {
@@ -223,9 +225,30 @@ impl Core {
                 worker_id,
                 report,
                 at,
-            } => self
-                .finish(conn, id, worker_id.as_deref(), &report, at, fx)
-                .map(|t| Outcome::Task(Box::new(t))),
+            } => {
+                self.finish(conn, id, worker_id.as_deref(), &report, at, fx)?;
+                let task = select_task(conn, id)?.ok_or(StoreError::NotFound(id))?;
+                Ok(Outcome::Task(Box::new(task)))
+            }
+            Op::FinishMany {
+                worker_id,
+                reports,
+                at,
+            } => {
+                let mut statuses = Vec::with_capacity(reports.len());
+                for report in &reports {
+                    let Some(id) = report.worktask_id else {
+                        statuses.push(Err(StoreError::Corrupt(
+                            "a result without worktask_id".into(),
+                        )));
+                        continue;
+                    };
+                    // Refusals are decided before anything is written, so a
+                    // refused report leaves no trace and the others proceed.
+                    statuses.push(self.finish(conn, id, Some(&worker_id), report, at, fx));
+                }
+                Ok(Outcome::Statuses(statuses))
+            }
             Op::Expire {
                 id,
                 attempt,
@@ -356,21 +379,23 @@ impl Core {
             }
         }
         fx.popped.extend(taken.iter().copied());
-        let mut update = conn.prepare_cached(
+        let mut update = conn.prepare_cached(&format!(
             "UPDATE worktasks SET status = 'scheduled', attempt = attempt + 1, worker_id = ?2, not_before = NULL \
-             WHERE id = ?1 AND status = 'queued' RETURNING attempt",
-        )?;
+             WHERE id = ?1 AND status = 'queued' RETURNING {TASK_COLUMNS}"
+        ))?;
         let mut leased = Vec::with_capacity(taken.len());
         for entry in taken {
-            let attempt: Option<u32> = update
-                .query_row(params![entry.id.as_bytes(), request.worker_id], |r| {
-                    r.get(0)
-                })
+            let task = update
+                .query_row(
+                    params![entry.id.as_bytes(), request.worker_id],
+                    row::task_from_row,
+                )
                 .optional()?;
-            let Some(attempt) = attempt else {
+            let Some(task) = task else {
                 debug_assert!(false, "queued task {} missing from the store", entry.id);
                 continue;
             };
+            let attempt = task.attempt;
             fx.changes.push(Change::Moved {
                 task_type: entry.task_type,
                 from: WorkTaskStatus::Queued,
@@ -383,9 +408,7 @@ impl Core {
                 worker_id: request.worker_id.clone(),
                 attempt,
             });
-            if let Some(task) = select_task(conn, entry.id)? {
-                leased.push(task);
-            }
+            leased.push(task);
         }
         Ok(leased)
     }
@@ -398,7 +421,7 @@ impl Core {
         report: &WorkTaskResult,
         at: DateTime<Utc>,
         fx: &mut Effects,
-    ) -> Result<WorkTask, StoreError> {
+    ) -> Result<WorkTaskStatus, StoreError> {
         let control = Control::load(conn, id)?.ok_or(StoreError::NotFound(id))?;
         let target = match report.status {
             AttemptOutcome::Completed => WorkTaskStatus::Completed,
@@ -455,9 +478,9 @@ impl Core {
             } else {
                 &report.error_message
             };
-            self.attempt_failed(conn, &control, reason, target, at, fx)?;
+            return self.attempt_failed(conn, &control, reason, target, at, fx);
         }
-        select_task(conn, id)?.ok_or(StoreError::NotFound(id))
+        Ok(WorkTaskStatus::Completed)
     }
 
     /// An attempt ended badly: back to the queue with backoff while retries
@@ -470,14 +493,14 @@ impl Core {
         final_status: WorkTaskStatus,
         at: DateTime<Utc>,
         fx: &mut Effects,
-    ) -> Result<(), StoreError> {
+    ) -> Result<WorkTaskStatus, StoreError> {
         let id = control.entry.id;
         let decision = self.retry.decide(
             control.retry_count,
             control.max_retries,
             rand::random::<f64>(),
         );
-        match decision {
+        let status = match decision {
             RetryDecision::Retry { retry_count, delay } => {
                 let seq = self.take_seq();
                 let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
@@ -501,6 +524,7 @@ impl Core {
                     entered: Some(entry),
                 });
                 tracing::warn!(worktask_id = %id, retry_count, max_retries = control.max_retries, reason, "task retried");
+                WorkTaskStatus::Queued
             }
             RetryDecision::Fail => {
                 conn.prepare_cached("UPDATE worktasks SET status = ?2, completed_at = ?3, error_message = ?4 WHERE id = ?1")?
@@ -513,10 +537,11 @@ impl Core {
                     entered: None,
                 });
                 tracing::error!(worktask_id = %id, retries = control.retry_count, reason, status = %final_status, "task failed");
+                final_status
             }
-        }
+        };
         fx.changes.push(Change::Unleased { id });
-        Ok(())
+        Ok(status)
     }
 
     fn release(
