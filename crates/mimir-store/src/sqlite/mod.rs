@@ -190,7 +190,11 @@ impl Store for SqliteStore {
         if tasks.is_empty() {
             return Ok(tasks);
         }
-        self.write_tasks(Op::Submit(tasks)).await
+        let rows = tasks
+            .into_iter()
+            .map(row::NewRow::encode)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write_tasks(Op::Submit(rows)).await
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<WorkTask>, StoreError> {

@@ -7,7 +7,7 @@
 //! every request that arrived while the previous commit was in flight.
 
 use super::catalog::{self, CatalogWrite};
-use super::row::{self, INSERT_TASK, QUEUE_COLUMNS, TASK_COLUMNS};
+use super::row::{self, INSERT_TASK, NewRow, QUEUE_COLUMNS, TASK_COLUMNS};
 use crate::live::{Change, Live};
 use crate::{LeaseRequest, StoreError};
 use chrono::{DateTime, Utc};
@@ -26,7 +26,7 @@ pub(crate) const MAX_GROUP: usize = 4096;
 
 /// A write the writer thread carries out.
 pub(crate) enum Op {
-    Submit(Vec<WorkTask>),
+    Submit(Vec<NewRow>),
     Cancel {
         id: Uuid,
         at: DateTime<Utc>,
@@ -123,9 +123,17 @@ impl Writer {
         // No savepoint per command: they cost more than the commands. A
         // database error (disk full, I/O) fails the whole group, which then
         // stores nothing; refusals are per command and write nothing.
+        //
+        // Leases are answered before the commit: a lease lost to a crash only
+        // puts its task back in the queue, where the store still has it, and
+        // the attempt's late result is refused. Their in-memory leases are
+        // recorded at once so an early heartbeat finds them.
+        let mut early: Vec<Uuid> = Vec::new();
         let outcome = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
             for command in group.drain(..) {
+                let is_lease = matches!(command.op, Op::Lease(_));
+                let mark = effects.changes.len();
                 match self.core.run_op(&tx, command.op, &mut effects) {
                     Err(StoreError::Sqlite(error)) => {
                         done.push((
@@ -133,6 +141,17 @@ impl Writer {
                             Err(StoreError::CommitFailed(error.to_string())),
                         ));
                         return Err(error);
+                    }
+                    Ok(outcome) if is_lease => {
+                        let mut live = self.core.live.lock();
+                        for change in &effects.changes[mark..] {
+                            if let Change::Leased { id, .. } = change {
+                                early.push(*id);
+                                live.apply(change.clone());
+                            }
+                        }
+                        drop(live);
+                        let _ = command.reply.send(Ok(outcome));
                     }
                     result => done.push((command.reply, result)),
                 }
@@ -147,6 +166,9 @@ impl Writer {
                 .map(|command| (command.reply, Ok(Outcome::Done)));
             done.extend(untried.collect::<Vec<_>>());
             let mut live = self.core.live.lock();
+            for id in early {
+                live.leases.remove(&id);
+            }
             for entry in effects.popped {
                 live.queue.insert(entry);
             }
@@ -277,13 +299,15 @@ impl Core {
     fn submit(
         &mut self,
         conn: &Connection,
-        tasks: Vec<WorkTask>,
+        rows: Vec<NewRow>,
         fx: &mut Effects,
     ) -> Result<Vec<WorkTask>, StoreError> {
         let mut insert = conn.prepare_cached(INSERT_TASK)?;
-        for task in &tasks {
+        let mut tasks = Vec::with_capacity(rows.len());
+        for new in rows {
             let seq = self.take_seq();
-            row::insert_task(&mut insert, task, seq)?;
+            row::insert_task(&mut insert, &new, seq)?;
+            let task = new.task;
             fx.changes.push(Change::Created(QueueEntry {
                 id: task.worktask_id,
                 task_type: task.task_type,
@@ -292,6 +316,7 @@ impl Core {
                 enqueued_at_us: row::micros(task.submitted_at),
                 not_before_us: None,
             }));
+            tasks.push(task);
         }
         Ok(tasks)
     }
