@@ -140,3 +140,53 @@ fn an_unreachable_orchestrator_is_named() {
     ));
     assert!(stderr.contains(&url), "{stderr}");
 }
+
+#[test]
+fn pipeline_create_list_get_and_run_with_follow() {
+    let orchestrator = Orchestrator::start(&["--max-workers", "1"]);
+    let file = orchestrator.dir.path().join("greet.yaml");
+    std::fs::write(
+        &file,
+        "project_id: p1\nname: greet\ntype: processing\nsteps:\n  - {name: say, plugin: core, action: log, parameters: {message: \"$.params.who\"}}\n  - {name: shout, plugin: transform, action: jq, parameters: {program: \".who | ascii_upcase\", input: \"$.params\"}}\n",
+    )
+    .expect("write");
+    let created = json(&orchestrator.cli(&[
+        "pipeline",
+        "create",
+        "-f",
+        file.to_str().expect("utf-8"),
+        "-o",
+        "json",
+    ]));
+    let id = created["id"].as_str().expect("id").to_string();
+    let listed = stdout_ok(&orchestrator.cli(&["pipeline", "list", "--project", "p1"]));
+    assert!(listed.contains(&id) && listed.contains("greet"), "{listed}");
+    let shown = stdout_ok(&orchestrator.cli(&["pipeline", "get", &id]));
+    assert!(
+        shown.contains("say core.log") && shown.contains("shout transform.jq"),
+        "{shown}"
+    );
+    let run = orchestrator.cli(&["pipeline", "run", &id, "--param", "who=ada", "--follow"]);
+    let out = stdout_ok(&run);
+    assert!(out.contains("completed"), "{out}");
+    assert!(
+        out.contains("shout") && out.contains("transform.jq"),
+        "{out}"
+    );
+    let bad = orchestrator.dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "project_id: p1\nname: bad\nsteps:\n  - {name: a, plugin: core, action: nap}\n",
+    )
+    .expect("write");
+    let stderr = stderr_failed(&orchestrator.cli(&[
+        "pipeline",
+        "create",
+        "-f",
+        bad.to_str().expect("utf-8"),
+    ]));
+    assert!(
+        stderr.contains("nap") && stderr.contains("steps[0]"),
+        "{stderr}"
+    );
+}

@@ -334,3 +334,53 @@ async fn bad_pipelines_and_worker_calls_are_refused() {
         .expect("register");
     assert!(registered["worker_id"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_task_worker_runs_exactly_its_task_and_exits() {
+    let orchestrator = Orchestrator::start_with_config(FAST, &["--max-workers", "0"]);
+    let client = orchestrator.client();
+    let pipeline = create_pipeline(
+        &client,
+        json!([{"name": "hi", "plugin": "core", "action": "log", "parameters": {"message": "hi"}}]),
+    )
+    .await;
+    let urgent = execute(&client, &pipeline, json!({})).await;
+    let mine = execute(&client, &pipeline, json!({})).await;
+    let url = orchestrator.url.clone();
+    let run_one = move |id: Uuid| {
+        Command::new(bin())
+            .args(["worker", "--orchestrator", &url])
+            .env("WORKTASK_ID", id.to_string())
+            .env("WORKTASK_TYPE", "pipeline_execution")
+            .output()
+            .expect("run a one-task worker")
+    };
+    let first = run_one.clone();
+    let id = mine.worktask_id;
+    let output = tokio::task::spawn_blocking(move || first(id))
+        .await
+        .expect("join");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        client.get(mine.worktask_id).await.expect("get").status,
+        WorkTaskStatus::Completed
+    );
+    assert_eq!(
+        client.get(urgent.worktask_id).await.expect("get").status,
+        WorkTaskStatus::Queued,
+        "only the named task ran"
+    );
+    let again = tokio::task::spawn_blocking(move || run_one(mine.worktask_id))
+        .await
+        .expect("join");
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("completed"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
