@@ -190,3 +190,33 @@ fn pipeline_create_list_get_and_run_with_follow() {
         "{stderr}"
     );
 }
+
+#[test]
+fn follow_shows_steps_while_a_long_pipeline_runs() {
+    let orchestrator = Orchestrator::start(&["--max-workers", "1"]);
+    let file = orchestrator.dir.path().join("slow.json");
+    let steps = r#"[{"name":"first","plugin":"core","action":"sleep","parameters":{"ms":400}},
+                    {"name":"second","plugin":"core","action":"sleep","parameters":{"ms":800}}]"#;
+    std::fs::write(
+        &file,
+        format!(r#"{{"project_id":"p","name":"slow","steps":{steps}}}"#),
+    )
+    .expect("write");
+    let created = json(&orchestrator.cli(&[
+        "pipeline",
+        "create",
+        "-f",
+        file.to_str().expect("utf-8"),
+        "-o",
+        "json",
+    ]));
+    let id = created["id"].as_str().expect("id");
+    let run = orchestrator.cli(&["pipeline", "run", id, "--follow"]);
+    stdout_ok(&run);
+    let progress = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        progress.contains("step first core.sleep completed"),
+        "live step progress: {progress}"
+    );
+    assert!(progress.contains("executing"), "{progress}");
+}

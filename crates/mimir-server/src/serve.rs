@@ -103,6 +103,7 @@ pub async fn run(
         lease_ttl: valid.lease_ttl,
         worker_token: token,
         plugins: Arc::new(mimir_pipeline::Registry::builtin()),
+        progress: Arc::default(),
     };
     let reaper = tokio::spawn(expire_leases(store.clone()));
     let pool_task = pool

@@ -26,6 +26,8 @@ pub struct AppState {
     pub worker_token: Option<String>,
     /// The actions pipelines may use, for validating definitions.
     pub plugins: Arc<mimir_pipeline::Registry>,
+    /// Live step progress of running tasks.
+    pub progress: Arc<crate::progress::Progress>,
 }
 
 impl AppState {
@@ -40,6 +42,7 @@ impl AppState {
             lease_ttl: mimir_store::sqlite::DEFAULT_LEASE_TTL,
             worker_token: None,
             plugins: Arc::new(mimir_pipeline::Registry::builtin()),
+            progress: Arc::default(),
         }
     }
 }

@@ -17,6 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// Executions running longer than this report their steps as they go.
+const PROGRESS_AFTER: Duration = Duration::from_millis(250);
+
 /// How long a fetched definition is reused.
 const DEFINITION_TTL: Duration = Duration::from_secs(2);
 
@@ -85,6 +88,31 @@ impl Executor for PipelineExecutor {
         let run = RunContext::new(task.worktask_id.to_string(), pipeline_id)
             .with_attempt(task.retry_count)
             .with_cancel(cancel);
+        // Executions that run long report their steps as they finish, so users
+        // following them see progress; quick ones cost no extra call.
+        let (progress, mut updates) =
+            tokio::sync::mpsc::unbounded_channel::<Vec<serde_json::Value>>();
+        let reporter = tokio::spawn({
+            let client = self.client.clone();
+            let path = format!("/api/worktasks/{}/progress", task.worktask_id);
+            let attempt = task.attempt;
+            async move {
+                while let Some(mut steps) = updates.recv().await {
+                    while let Ok(newer) = updates.try_recv() {
+                        steps = newer;
+                    }
+                    let body = serde_json::json!({ "attempt": attempt, "steps": steps });
+                    if let Err(error) = client
+                        .call::<serde_json::Value>(Method::POST, &path, Some(&body))
+                        .await
+                    {
+                        tracing::debug!(%error, "cannot report progress");
+                    }
+                }
+            }
+        });
+        let started = Instant::now();
+        let mut done_steps: Vec<serde_json::Value> = Vec::new();
         let mut on_step = |record: &mimir_pipeline::StepRecord| {
             tracing::info!(
                 worktask_id = %task.worktask_id,
@@ -94,11 +122,16 @@ impl Executor for PipelineExecutor {
                 duration_ms = record.duration_ms,
                 "step done"
             );
+            done_steps.push(serde_json::to_value(record).unwrap_or_default());
+            if started.elapsed() >= PROGRESS_AFTER {
+                let _ = progress.send(done_steps.clone());
+            }
         };
         let execution = self
             .engine
             .run(&steps, &task.task_spec.parameters, &run, &mut on_step)
             .await;
+        reporter.abort();
         let result = execution.result_json();
         match execution.error {
             None => Finished::completed(result),

@@ -17,6 +17,8 @@ use uuid::Uuid;
 
 /// Defaults to 10 s: how long one lease call waits for work.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+/// A task running this long has its start reported before the next regular heartbeat.
+const START_REPORT_AFTER: Duration = Duration::from_millis(100);
 /// Most results sent in one call.
 const REPORT_BATCH: usize = 256;
 
@@ -65,6 +67,8 @@ pub enum WorkerError {
 struct Held {
     attempt: u32,
     started_at: Option<DateTime<Utc>>,
+    /// The orchestrator was told it started.
+    start_reported: bool,
     cancel: CancellationToken,
 }
 
@@ -304,6 +308,7 @@ async fn lease_loop(
                 Held {
                     attempt: task.attempt,
                     started_at: None,
+                    start_reported: false,
                     cancel: cancel.clone(),
                 },
             );
@@ -412,16 +417,34 @@ async fn report(
 
 /// Renews the leases of every held task; stops the ones the orchestrator names.
 async fn beat(shared: Arc<Shared>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A quick look several times a second: a task that has run for a while
+    // without its start being told triggers a heartbeat at once, so its status
+    // turns `executing` promptly; tasks that finish quickly cost nothing.
+    let mut look = tokio::time::interval(START_REPORT_AFTER.min(every));
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_beat = tokio::time::Instant::now();
     loop {
-        tick.tick().await;
-        let tasks: Vec<Value> = shared
-            .held
-            .lock()
-            .iter()
-            .map(|(id, held)| json!({ "worktask_id": id, "attempt": held.attempt, "started_at": held.started_at }))
-            .collect();
+        look.tick().await;
+        let due = last_beat.elapsed() >= every;
+        let unreported_start = shared.held.lock().values().any(|h| {
+            !h.start_reported
+                && h.started_at.is_some_and(|t| {
+                    (Utc::now() - t).to_std().unwrap_or_default() >= START_REPORT_AFTER
+                })
+        });
+        if !due && !unreported_start {
+            continue;
+        }
+        last_beat = tokio::time::Instant::now();
+        let tasks: Vec<Value> = {
+            let mut held = shared.held.lock();
+            held.iter_mut()
+                .map(|(id, h)| {
+                    h.start_reported |= h.started_at.is_some();
+                    json!({ "worktask_id": id, "attempt": h.attempt, "started_at": h.started_at })
+                })
+                .collect()
+        };
         let answer: HeartbeatAnswer =
             match shared.call("/heartbeat", &json!({ "tasks": tasks })).await {
                 Ok(answer) => answer,

@@ -194,8 +194,39 @@ async fn follow_execution(
     );
     bar.enable_steady_tick(Duration::from_millis(100));
     let mut last: Option<(WorkTaskStatus, u32)> = None;
+    let mut shown_steps = 0;
     let task = loop {
         let task = client.get(task.worktask_id).await?;
+        if task.status.is_running() {
+            // Steps finished so far, as the worker reports them.
+            let steps = task
+                .result
+                .as_ref()
+                .and_then(|r| r["steps"].as_array())
+                .cloned()
+                .unwrap_or_default();
+            for step in steps.iter().skip(shown_steps) {
+                let line = format!(
+                    "  step {} {}.{} {} in {} ms",
+                    step["name"].as_str().unwrap_or("?"),
+                    step["plugin"].as_str().unwrap_or("?"),
+                    step["action"].as_str().unwrap_or("?"),
+                    step["status"].as_str().unwrap_or("?"),
+                    step["duration_ms"]
+                        .as_f64()
+                        .map(|ms| format!("{ms:.1}"))
+                        .unwrap_or_default(),
+                );
+                if bar.is_hidden() {
+                    eprintln!("{line}")
+                } else {
+                    bar.println(line)
+                }
+            }
+            shown_steps = shown_steps.max(steps.len());
+        } else if last.is_some_and(|(_, retries)| retries != task.retry_count) {
+            shown_steps = 0;
+        }
         if last != Some((task.status, task.retry_count)) {
             let line = match task.retry_count {
                 0 => format!("{} {}", task.worktask_id, task.status),

@@ -34,6 +34,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/workers/{worker_id}/results", post(workers::results))
         .route("/api/workers/{worker_id}/release", post(workers::release))
         .route("/api/worktasks/{id}", post(worktasks::report))
+        .route("/api/worktasks/{id}/progress", post(worktasks::progress))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             workers::require_token,

@@ -275,6 +275,7 @@ pub async fn results(
     for ((id, reported), status) in ids.into_iter().zip(statuses) {
         answers.push(match status {
             Ok(status) => {
+                state.progress.forget(id);
                 let completed = status == mimir_core::WorkTaskStatus::Completed;
                 state.workers.count(&worker_id, completed);
                 if completed {

@@ -258,7 +258,36 @@ pub async fn get(
         .get(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("work task {id} not found")))?;
+    let mut task = task;
+    if task.status.is_running() {
+        // Steps finished so far, until the durable result replaces them.
+        if let Some(steps) = state.progress.steps(id, task.attempt) {
+            task.result = Some(json!({ "steps": steps, "running": true }));
+        }
+    } else {
+        state.progress.forget(id);
+    }
     Ok(Json(task))
+}
+
+/// Body of `POST /api/worktasks/{id}/progress`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressBody {
+    attempt: u32,
+    steps: Vec<serde_json::Value>,
+}
+
+/// `POST /api/worktasks/{id}/progress`: a worker tells the steps a running
+/// attempt has finished so far.
+pub async fn progress(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ProgressBody>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    state.progress.record(id, body.attempt, body.steps);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /api/worktasks/{id}`: a worker reports how the current attempt ended.
@@ -277,6 +306,7 @@ pub async fn report(
         ));
     }
     let task = state.store.finish(id, None, report, Utc::now()).await?;
+    state.progress.forget(id);
     super::workers::record_finish(&state, &task.worker_id, &task);
     Ok(Json(task))
 }
