@@ -384,3 +384,134 @@ async fn a_one_task_worker_runs_exactly_its_task_and_exits() {
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+async fn workers(client: &mimir_client::Client) -> Vec<Value> {
+    let list: Value = client
+        .call(Method::GET, "/api/workers", None)
+        .await
+        .expect("workers");
+    list["workers"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_replaces_a_crashed_worker_and_scales_with_the_queue() {
+    let orchestrator = Orchestrator::start_with_config(
+        FAST,
+        &[
+            "--max-workers",
+            "2",
+            "--min-workers",
+            "1",
+            "--queue-threshold",
+            "1",
+        ],
+    );
+    let client = orchestrator.client();
+    let started = Instant::now();
+    let first = loop {
+        if let Some(worker) = workers(&client).await.first().cloned() {
+            break worker;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no worker started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let pid = first["pid"].as_u64().expect("pid").to_string();
+    Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("kill -9 the worker");
+    let started = Instant::now();
+    loop {
+        let now = workers(&client).await;
+        if now
+            .iter()
+            .any(|w| w["worker_id"] != first["worker_id"] && w["state"] != "lost")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the crashed worker was not replaced: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Three long tasks: one runs, two wait; with a threshold of one, the
+    // queue calls for ceil(2 / 1) = 2 workers, the maximum.
+    let pipeline = create_pipeline(
+        &client,
+        json!([{"name": "nap", "plugin": "core", "action": "sleep", "parameters": {"ms": 1500}}]),
+    )
+    .await;
+    let a = execute(&client, &pipeline, json!({})).await;
+    let b = execute(&client, &pipeline, json!({})).await;
+    let c = execute(&client, &pipeline, json!({})).await;
+
+    wait_for_status(&client, a.worktask_id, WorkTaskStatus::Executing).await;
+    wait_for_status(&client, b.worktask_id, WorkTaskStatus::Executing).await;
+    let busy: Vec<Value> = workers(&client)
+        .await
+        .into_iter()
+        .filter(|w| w["state"] == "busy")
+        .collect();
+    assert_eq!(
+        busy.len(),
+        2,
+        "both tasks run at once on two workers: {busy:?}"
+    );
+    assert_eq!(
+        wait_until_done(&client, a.worktask_id, Duration::from_secs(30))
+            .await
+            .status,
+        WorkTaskStatus::Completed
+    );
+    assert_eq!(
+        wait_until_done(&client, b.worktask_id, Duration::from_secs(30))
+            .await
+            .status,
+        WorkTaskStatus::Completed
+    );
+    assert_eq!(
+        wait_until_done(&client, c.worktask_id, Duration::from_secs(30))
+            .await
+            .status,
+        WorkTaskStatus::Completed
+    );
+    let log = orchestrator.log();
+    assert!(
+        log.contains("worker died"),
+        "the crash is logged and counted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_worker_finish_its_task_then_exit() {
+    let orchestrator = Orchestrator::start_with_config(FAST, &["--max-workers", "0"]);
+    let client = orchestrator.client();
+    let pipeline = create_pipeline(
+        &client,
+        json!([{"name": "nap", "plugin": "core", "action": "sleep", "parameters": {"ms": 800}}]),
+    )
+    .await;
+    let task = execute(&client, &pipeline, json!({})).await;
+    let mut worker = external_worker(&orchestrator, "polite");
+    wait_for_status(&client, task.worktask_id, WorkTaskStatus::Executing).await;
+    Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .expect("SIGTERM");
+    let status = tokio::task::spawn_blocking(move || worker.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+    let done = client.get(task.worktask_id).await.expect("get");
+    assert_eq!(
+        (done.status, done.retry_count),
+        (WorkTaskStatus::Completed, 0),
+        "finished before exiting: {done:?}"
+    );
+    assert!(workers(&client).await.is_empty(), "it left the registry");
+}

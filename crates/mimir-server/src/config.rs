@@ -138,8 +138,9 @@ pub struct OrchestratorConfig {
     /// Tasks each local worker runs at once. Defaults to 1, as the seed system does.
     pub worker_concurrency: u32,
     /// Tasks each local worker leases ahead of those it runs, so the next starts
-    /// without a round trip. Defaults to 4; set 0 for long tasks, so none waits
-    /// behind another on a busy worker.
+    /// without a round trip. Defaults to 4. Workers prefetch only while their
+    /// recent tasks took under 50 ms, so a long task never waits behind another
+    /// on a busy worker.
     pub worker_prefetch: u32,
 }
 

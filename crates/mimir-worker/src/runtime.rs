@@ -19,6 +19,8 @@ use uuid::Uuid;
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 /// A task running this long has its start reported before the next regular heartbeat.
 const START_REPORT_AFTER: Duration = Duration::from_millis(100);
+/// Prefetch only while tasks typically take less than this.
+const PREFETCH_BELOW_MS: f64 = 50.0;
 /// Most results sent in one call.
 const REPORT_BATCH: usize = 256;
 
@@ -86,6 +88,8 @@ struct Shared {
     /// Since when the orchestrator has been unreachable.
     unreachable_since: Mutex<Option<Instant>>,
     registering: tokio::sync::Mutex<()>,
+    /// Moving average of recent task durations, in milliseconds.
+    typical_ms: Mutex<Option<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -112,8 +116,23 @@ impl Shared {
         self.worker_id.lock().clone()
     }
 
+    /// Tasks to hold at most. Prefetching pays only for short tasks: a long
+    /// task prefetched would wait behind another here while an idle worker
+    /// could run it. So the worker prefetches only once its recent tasks have
+    /// proved short.
     fn capacity(&self) -> usize {
-        self.config.concurrency.max(1) + self.config.prefetch
+        let short = self
+            .typical_ms
+            .lock()
+            .is_some_and(|ms| ms < PREFETCH_BELOW_MS);
+        self.config.concurrency.max(1) + if short { self.config.prefetch } else { 0 }
+    }
+
+    /// Folds a finished task's duration into the typical duration.
+    fn observe(&self, took: Duration) {
+        let ms = took.as_secs_f64() * 1000.0;
+        let mut typical = self.typical_ms.lock();
+        *typical = Some(typical.map_or(ms, |t| t * 0.8 + ms * 0.2));
     }
 
     /// Waits before retrying an unreachable orchestrator; errors once it has
@@ -224,6 +243,7 @@ pub async fn run(
         stop: CancellationToken::new(),
         unreachable_since: Mutex::new(None),
         registering: tokio::sync::Mutex::new(()),
+        typical_ms: Mutex::new(None),
     });
     let heartbeat_every = shared.register().await?;
     let (results, reports) = mpsc::unbounded_channel();
@@ -356,6 +376,7 @@ async fn execute(
         error,
         result,
     } = executor.execute(&task, cancel.clone()).await;
+    shared.observe((Utc::now() - started_at).to_std().unwrap_or_default());
     if cancel.is_cancelled() {
         // Cancelled or lost: the orchestrator has moved on and would refuse it.
         tracing::info!(worktask_id = %task.worktask_id, "task stopped: cancelled or its lease was lost");
