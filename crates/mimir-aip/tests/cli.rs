@@ -5,6 +5,20 @@ mod harness;
 use harness::{Orchestrator, cli_in, stderr_failed, stdout_ok};
 use serde_json::Value;
 
+/// Writes a pipeline definition into the orchestrator's directory and runs
+/// `pipeline create -f` on it.
+fn create_from_file(
+    orchestrator: &Orchestrator,
+    name: &str,
+    text: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let file = orchestrator.dir.path().join(name);
+    std::fs::write(&file, text).expect("write the definition");
+    let path = file.to_str().expect("utf-8").to_string();
+    orchestrator.cli(&[&["pipeline", "create", "-f", path.as_str()], extra].concat())
+}
+
 fn json(output: &std::process::Output) -> Value {
     serde_json::from_str(&stdout_ok(output)).expect("JSON output")
 }
@@ -144,20 +158,13 @@ fn an_unreachable_orchestrator_is_named() {
 #[test]
 fn pipeline_create_list_get_and_run_with_follow() {
     let orchestrator = Orchestrator::start(&["--max-workers", "1"]);
-    let file = orchestrator.dir.path().join("greet.yaml");
-    std::fs::write(
-        &file,
-        "project_id: p1\nname: greet\ntype: processing\nsteps:\n  - {name: say, plugin: core, action: log, parameters: {message: \"$.params.who\"}}\n  - {name: shout, plugin: transform, action: jq, parameters: {program: \".who | ascii_upcase\", input: \"$.params\"}}\n",
-    )
-    .expect("write");
-    let created = json(&orchestrator.cli(&[
-        "pipeline",
-        "create",
-        "-f",
-        file.to_str().expect("utf-8"),
-        "-o",
-        "json",
-    ]));
+    let greet = "project_id: p1\nname: greet\ntype: processing\nsteps:\n  - {name: say, plugin: core, action: log, parameters: {message: \"$.params.who\"}}\n  - {name: shout, plugin: transform, action: jq, parameters: {program: \".who | ascii_upcase\", input: \"$.params\"}}\n";
+    let created = json(&create_from_file(
+        &orchestrator,
+        "greet.yaml",
+        greet,
+        &["-o", "json"],
+    ));
     let id = created["id"].as_str().expect("id").to_string();
     let listed = stdout_ok(&orchestrator.cli(&["pipeline", "list", "--project", "p1"]));
     assert!(listed.contains(&id) && listed.contains("greet"), "{listed}");
@@ -173,18 +180,8 @@ fn pipeline_create_list_get_and_run_with_follow() {
         out.contains("shout") && out.contains("transform.jq"),
         "{out}"
     );
-    let bad = orchestrator.dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        "project_id: p1\nname: bad\nsteps:\n  - {name: a, plugin: core, action: nap}\n",
-    )
-    .expect("write");
-    let stderr = stderr_failed(&orchestrator.cli(&[
-        "pipeline",
-        "create",
-        "-f",
-        bad.to_str().expect("utf-8"),
-    ]));
+    let bad = "project_id: p1\nname: bad\nsteps:\n  - {name: a, plugin: core, action: nap}\n";
+    let stderr = stderr_failed(&create_from_file(&orchestrator, "bad.yaml", bad, &[]));
     assert!(
         stderr.contains("nap") && stderr.contains("steps[0]"),
         "{stderr}"
@@ -194,22 +191,15 @@ fn pipeline_create_list_get_and_run_with_follow() {
 #[test]
 fn follow_shows_steps_while_a_long_pipeline_runs() {
     let orchestrator = Orchestrator::start(&["--max-workers", "1"]);
-    let file = orchestrator.dir.path().join("slow.json");
     let steps = r#"[{"name":"first","plugin":"core","action":"sleep","parameters":{"ms":400}},
                     {"name":"second","plugin":"core","action":"sleep","parameters":{"ms":800}}]"#;
-    std::fs::write(
-        &file,
-        format!(r#"{{"project_id":"p","name":"slow","steps":{steps}}}"#),
-    )
-    .expect("write");
-    let created = json(&orchestrator.cli(&[
-        "pipeline",
-        "create",
-        "-f",
-        file.to_str().expect("utf-8"),
-        "-o",
-        "json",
-    ]));
+    let slow = format!(r#"{{"project_id":"p","name":"slow","steps":{steps}}}"#);
+    let created = json(&create_from_file(
+        &orchestrator,
+        "slow.json",
+        &slow,
+        &["-o", "json"],
+    ));
     let id = created["id"].as_str().expect("id");
     let run = orchestrator.cli(&["pipeline", "run", id, "--follow"]);
     stdout_ok(&run);

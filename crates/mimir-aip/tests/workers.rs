@@ -24,6 +24,21 @@ async fn create_pipeline(client: &mimir_client::Client, steps: Value) -> String 
     pipeline["id"].as_str().expect("id").to_string()
 }
 
+/// A pipeline of one step `name` running `plugin_action` (e.g. `core.sleep`).
+async fn one_step(
+    client: &mimir_client::Client,
+    name: &str,
+    plugin_action: &str,
+    parameters: Value,
+) -> String {
+    let (plugin, action) = plugin_action.split_once('.').expect("plugin.action");
+    create_pipeline(
+        client,
+        json!([{"name": name, "plugin": plugin, "action": action, "parameters": parameters}]),
+    )
+    .await
+}
+
 async fn execute(client: &mimir_client::Client, pipeline: &str, parameters: Value) -> WorkTask {
     let path = format!("/api/pipelines/{pipeline}/execute");
     client
@@ -147,7 +162,7 @@ async fn a_step_that_fails_twice_completes_on_the_third_attempt() {
     );
     assert_eq!(done.attempt, 3);
 
-    let always = create_pipeline(&client, json!([{"name": "broken", "plugin": "core", "action": "fail", "parameters": {"message": "nope"}}])).await;
+    let always = one_step(&client, "broken", "core.fail", json!({"message": "nope"})).await;
     let task = execute(&client, &always, json!({})).await;
     let failed = wait_until_done(&client, task.worktask_id, Duration::from_secs(60)).await;
     assert_eq!(
@@ -165,11 +180,7 @@ async fn a_step_that_fails_twice_completes_on_the_third_attempt() {
 async fn killing_a_worker_mid_task_retries_the_task_once() {
     let orchestrator = Orchestrator::start_with_config(FAST, &["--max-workers", "0"]);
     let client = orchestrator.client();
-    let pipeline = create_pipeline(
-        &client,
-        json!([{"name": "nap", "plugin": "core", "action": "sleep", "parameters": {"ms": 1500}}]),
-    )
-    .await;
+    let pipeline = one_step(&client, "nap", "core.sleep", json!({"ms": 1500})).await;
     let task = execute(&client, &pipeline, json!({})).await;
     let mut doomed = external_worker(&orchestrator, "doomed");
     wait_for_status(&client, task.worktask_id, WorkTaskStatus::Executing).await;
@@ -195,21 +206,13 @@ async fn killing_a_worker_mid_task_retries_the_task_once() {
 async fn a_cancelled_running_task_stops_on_its_worker() {
     let orchestrator = Orchestrator::start_with_config(FAST, &["--max-workers", "1"]);
     let client = orchestrator.client();
-    let pipeline = create_pipeline(
-        &client,
-        json!([{"name": "long", "plugin": "core", "action": "sleep", "parameters": {"ms": 60000}}]),
-    )
-    .await;
+    let pipeline = one_step(&client, "long", "core.sleep", json!({"ms": 60000})).await;
     let task = execute(&client, &pipeline, json!({})).await;
     wait_for_status(&client, task.worktask_id, WorkTaskStatus::Executing).await;
     let cancelled = client.cancel(task.worktask_id).await.expect("cancel");
     assert_eq!(cancelled.status, WorkTaskStatus::Cancelled);
     // The worker hears of it on its next heartbeat and is free for new work.
-    let quick = create_pipeline(
-        &client,
-        json!([{"name": "hi", "plugin": "core", "action": "log", "parameters": {"message": "hi"}}]),
-    )
-    .await;
+    let quick = one_step(&client, "hi", "core.log", json!({"message": "hi"})).await;
     let next = execute(&client, &quick, json!({})).await;
     let done = wait_until_done(&client, next.worktask_id, Duration::from_secs(30)).await;
     assert_eq!(done.status, WorkTaskStatus::Completed);
@@ -224,11 +227,7 @@ async fn kill_9_the_orchestrator_with_2000_tasks_and_every_task_completes_once()
     let mut orchestrator =
         Orchestrator::start_with_config(FAST, &["--max-workers", "2", "--min-workers", "2"]);
     let client = orchestrator.client();
-    let pipeline = create_pipeline(
-        &client,
-        json!([{"name": "nap", "plugin": "core", "action": "sleep", "parameters": {"ms": 2}}]),
-    )
-    .await;
+    let pipeline = one_step(&client, "nap", "core.sleep", json!({"ms": 2})).await;
     let mut ids = Vec::new();
     for _ in 0..20 {
         let batch: Vec<Value> = (0..100)
@@ -339,11 +338,7 @@ async fn bad_pipelines_and_worker_calls_are_refused() {
 async fn a_one_task_worker_runs_exactly_its_task_and_exits() {
     let orchestrator = Orchestrator::start_with_config(FAST, &["--max-workers", "0"]);
     let client = orchestrator.client();
-    let pipeline = create_pipeline(
-        &client,
-        json!([{"name": "hi", "plugin": "core", "action": "log", "parameters": {"message": "hi"}}]),
-    )
-    .await;
+    let pipeline = one_step(&client, "hi", "core.log", json!({"message": "hi"})).await;
     let urgent = execute(&client, &pipeline, json!({})).await;
     let mine = execute(&client, &pipeline, json!({})).await;
     let url = orchestrator.url.clone();
@@ -440,11 +435,7 @@ async fn the_pool_replaces_a_crashed_worker_and_scales_with_the_queue() {
     }
     // Three long tasks: one runs, two wait; with a threshold of one, the
     // queue calls for ceil(2 / 1) = 2 workers, the maximum.
-    let pipeline = create_pipeline(
-        &client,
-        json!([{"name": "nap", "plugin": "core", "action": "sleep", "parameters": {"ms": 1500}}]),
-    )
-    .await;
+    let pipeline = one_step(&client, "nap", "core.sleep", json!({"ms": 1500})).await;
     let a = execute(&client, &pipeline, json!({})).await;
     let b = execute(&client, &pipeline, json!({})).await;
     let c = execute(&client, &pipeline, json!({})).await;
@@ -490,11 +481,7 @@ async fn the_pool_replaces_a_crashed_worker_and_scales_with_the_queue() {
 async fn sigterm_lets_a_worker_finish_its_task_then_exit() {
     let orchestrator = Orchestrator::start_with_config(FAST, &["--max-workers", "0"]);
     let client = orchestrator.client();
-    let pipeline = create_pipeline(
-        &client,
-        json!([{"name": "nap", "plugin": "core", "action": "sleep", "parameters": {"ms": 800}}]),
-    )
-    .await;
+    let pipeline = one_step(&client, "nap", "core.sleep", json!({"ms": 800})).await;
     let task = execute(&client, &pipeline, json!({})).await;
     let mut worker = external_worker(&orchestrator, "polite");
     wait_for_status(&client, task.worktask_id, WorkTaskStatus::Executing).await;

@@ -16,7 +16,7 @@ use mimir_core::{
     WorkTaskResult, WorkTaskStatus, WorkTaskType,
 };
 use parking_lot::Mutex;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
@@ -134,7 +134,7 @@ impl Writer {
             for command in group.drain(..) {
                 let is_lease = matches!(command.op, Op::Lease(_));
                 let mark = effects.changes.len();
-                match self.core.run_op(&tx, command.op, &mut effects) {
+                match self.core.apply_op(&tx, command.op, &mut effects) {
                     Err(StoreError::Sqlite(error)) => {
                         done.push((
                             command.reply,
@@ -204,24 +204,15 @@ impl Writer {
 }
 
 impl Core {
-    /// Runs one operation. Every operation checks before it writes, so a
-    /// refusal (not found, wrong status, stale attempt) leaves nothing behind; a
-    /// database error aborts the whole group instead (see `commit_group`).
-    fn run_op(
-        &mut self,
-        tx: &Transaction<'_>,
-        op: Op,
-        effects: &mut Effects,
-    ) -> Result<Outcome, StoreError> {
-        self.apply_op(tx, op, effects)
-    }
-
     fn take_seq(&mut self) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         seq
     }
 
+    /// Runs one operation. Every operation checks before it writes, so a
+    /// refusal (not found, wrong status, stale attempt) leaves nothing behind; a
+    /// database error aborts the whole group instead (see `commit_group`).
     fn apply_op(
         &mut self,
         conn: &Connection,
