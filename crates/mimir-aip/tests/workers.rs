@@ -3,8 +3,9 @@
 
 mod harness;
 
+use harness::pipelines::{create_pipeline, execute, one_step, wait_until_done};
 use harness::{Orchestrator, bin};
-use mimir_core::{WorkTask, WorkTaskStatus};
+use mimir_core::WorkTaskStatus;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
@@ -14,58 +15,6 @@ use uuid::Uuid;
 /// Fast retries and short leases keep these tests quick.
 const FAST: &str =
     "retry:\n  backoffBaseMs: 50\n  backoffCapMs: 200\norchestrator:\n  leaseTtlMs: 1500\n";
-
-async fn create_pipeline(client: &mimir_client::Client, steps: Value) -> String {
-    let body = json!({"project_id": "e2e", "name": "test", "type": "processing", "steps": steps});
-    let pipeline: Value = client
-        .call(Method::POST, "/api/pipelines", Some(&body))
-        .await
-        .expect("create pipeline");
-    pipeline["id"].as_str().expect("id").to_string()
-}
-
-/// A pipeline of one step `name` running `plugin_action` (e.g. `core.sleep`).
-async fn one_step(
-    client: &mimir_client::Client,
-    name: &str,
-    plugin_action: &str,
-    parameters: Value,
-) -> String {
-    let (plugin, action) = plugin_action.split_once('.').expect("plugin.action");
-    create_pipeline(
-        client,
-        json!([{"name": name, "plugin": plugin, "action": action, "parameters": parameters}]),
-    )
-    .await
-}
-
-async fn execute(client: &mimir_client::Client, pipeline: &str, parameters: Value) -> WorkTask {
-    let path = format!("/api/pipelines/{pipeline}/execute");
-    client
-        .call(
-            Method::POST,
-            &path,
-            Some(&json!({ "parameters": parameters })),
-        )
-        .await
-        .expect("execute")
-}
-
-async fn wait_until_done(client: &mimir_client::Client, id: Uuid, within: Duration) -> WorkTask {
-    let started = Instant::now();
-    loop {
-        let task = client.get(id).await.expect("get");
-        if task.status.is_terminal() {
-            return task;
-        }
-        assert!(
-            started.elapsed() < within,
-            "task {id} still {} after {within:?}",
-            task.status
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn wait_for_status(client: &mimir_client::Client, id: Uuid, status: WorkTaskStatus) {
     let started = Instant::now();

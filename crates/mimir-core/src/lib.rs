@@ -5,6 +5,7 @@
 //! the server build on these rules; the rules are property-tested here.
 
 pub mod autoscale;
+pub mod event;
 pub mod pipeline;
 pub mod priority;
 pub mod queue;
@@ -14,6 +15,7 @@ pub mod status;
 pub mod submission;
 pub mod task;
 
+pub use event::{TaskEvent, TaskEventKind};
 pub use pipeline::{Pipeline, PipelineType, Project};
 pub use priority::Priority;
 pub use queue::{Aging, QueueEntry, QueueIndex};

@@ -170,6 +170,10 @@ pub struct WorkTask {
     pub attempt: u32,
     /// The worker holding or last holding the task.
     pub worker_id: String,
+    /// The W3C `traceparent` of the submission, which workers continue; empty
+    /// when the submission carried none and tracing is off.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub traceparent: String,
 }
 
 impl WorkTask {
@@ -198,6 +202,7 @@ impl WorkTask {
             not_before: None,
             result: None,
             attempt: 0,
+            traceparent: String::new(),
             worker_id: String::new(),
         }
     }

@@ -75,6 +75,7 @@ impl Engine {
             }
             let span = tracing::info_span!(
                 "pipeline_step",
+                otel.name = %format_args!("step {}", step.name),
                 step = %step.name,
                 action = %step.qualified_action(),
                 worktask_id = %run.worktask_id,

@@ -107,6 +107,78 @@ pub struct Config {
     pub retry: RetryConfig,
     /// Metadata store settings.
     pub store: StoreConfig,
+    /// Log options beyond level and format.
+    pub logging: LoggingConfig,
+    /// `/metrics` options.
+    pub metrics: MetricsConfig,
+    /// OpenTelemetry trace export.
+    pub tracing: TracingConfig,
+}
+
+/// `logging.*`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoggingConfig {
+    /// Most warn/error lines one call site writes per second; the rest are
+    /// dropped and counted. Defaults to 50; 0 turns the limit off.
+    pub rate_limit: u32,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            rate_limit: mimir_telemetry::rate_limit::DEFAULT_BURST,
+        }
+    }
+}
+
+/// `metrics.*`: recording, and who may scrape `/metrics` (defaults to anyone).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct MetricsConfig {
+    /// Record task, store and HTTP metrics. Defaults to true; false leaves
+    /// `/metrics` with process and build metrics only (for measuring the cost).
+    pub enabled: bool,
+    /// Scrapers must send `Authorization: Bearer <token>`. Defaults to empty (off).
+    pub bearer_token: String,
+    /// With `password`: scrapers must use HTTP basic auth. Defaults to empty (off).
+    pub username: String,
+    /// The basic-auth password.
+    pub password: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            bearer_token: String::new(),
+            username: String::new(),
+            password: String::new(),
+        }
+    }
+}
+
+/// `tracing.*`: where spans go. `OTEL_*` environment variables win.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct TracingConfig {
+    /// OTLP/HTTP collector base URL, e.g. `http://127.0.0.1:4318`. Defaults to
+    /// empty: no traces, unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+    pub endpoint: String,
+    /// `service.name`. Defaults to `mimir-aip`.
+    pub service_name: String,
+    /// `deployment.environment`. Defaults to empty (left out).
+    pub environment: String,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            endpoint: String::new(),
+            service_name: "mimir-aip".into(),
+            environment: String::new(),
+        }
+    }
 }
 
 /// `orchestrator.*`: the worker pool, as in the seed's Helm values.
@@ -216,6 +288,9 @@ impl Default for Config {
             queue: QueueConfig::default(),
             retry: RetryConfig::default(),
             store: StoreConfig::default(),
+            logging: LoggingConfig::default(),
+            metrics: MetricsConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }
@@ -322,6 +397,21 @@ impl Config {
             return Err(ConfigError(format!(
                 "orchestrator.minWorkers ({}) must not exceed orchestrator.maxWorkers ({})",
                 o.min_workers, o.max_workers
+            )));
+        }
+        let m = &self.metrics;
+        if m.username.is_empty() != m.password.is_empty() {
+            return Err(ConfigError(
+                "metrics.username and metrics.password must be set together".into(),
+            ));
+        }
+        if !self.tracing.endpoint.is_empty()
+            && !self.tracing.endpoint.starts_with("http://")
+            && !self.tracing.endpoint.starts_with("https://")
+        {
+            return Err(ConfigError(format!(
+                "tracing.endpoint: {:?} is not an http(s) URL such as http://127.0.0.1:4318",
+                self.tracing.endpoint
             )));
         }
         if self.api.max_body_bytes < 1024 {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod progress;
 pub mod serve;
 mod state;
+pub mod telemetry;
 pub mod workers;
 
 pub use config::Config;

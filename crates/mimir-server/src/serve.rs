@@ -1,10 +1,12 @@
 //! Running the orchestrator: open the store, bind, serve until asked to stop.
 
 use crate::config::{Config, ConfigError};
+use crate::telemetry::{MeteredStore, ScrapeAuth, TaskEventRecorder, WorkerCollector};
 use crate::workers::Registry;
 use crate::workers::pool::{self, Pool, PoolConfig};
 use crate::{AppState, api};
 use mimir_store::{SqliteOptions, SqliteStore, Store, StoreError};
+use mimir_telemetry::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -45,17 +47,30 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let valid = config.validate()?;
     let data_dir = config.data_dir.clone();
+    let workers = Arc::new(Registry::default());
+    let mut metrics = Metrics::new();
+    metrics.register_collector(Box::new(WorkerCollector {
+        registry: workers.clone(),
+        lost_after: valid.lease_ttl,
+    }));
+    let metrics = Arc::new(metrics);
+    let recording = config.metrics.enabled;
     let options = SqliteOptions {
         aging: valid.aging,
         durable: config.store.durable,
         retry: valid.retry,
         lease_ttl: valid.lease_ttl,
+        events: recording.then(|| TaskEventRecorder::start(metrics.clone()) as _),
         ..SqliteOptions::default()
     };
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, options))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store: Arc<dyn Store> = if recording {
+        Arc::new(MeteredStore::new(Arc::new(store), &metrics))
+    } else {
+        Arc::new(store)
+    };
     let listener = TcpListener::bind(valid.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -64,7 +79,6 @@ pub async fn run(
         })?;
     let addr = listener.local_addr()?;
     let token = Some(config.orchestrator.worker_auth_token.clone()).filter(|t| !t.is_empty());
-    let workers = Arc::new(Registry::default());
     let o = &config.orchestrator;
     let pool = (o.max_workers > 0).then(|| {
         let host = if addr.ip().is_unspecified() {
@@ -72,27 +86,31 @@ pub async fn run(
         } else {
             addr.ip().to_string()
         };
-        Arc::new(Pool::new(PoolConfig {
-            exe: std::env::current_exe().unwrap_or_else(|_| "mimir-aip".into()),
-            orchestrator_url: format!("http://{host}:{}", addr.port()),
-            token: token.clone(),
-            min: o.min_workers,
-            max: o.max_workers,
-            threshold: o.queue_threshold,
-            idle_timeout: valid.idle_timeout,
-            poll: pool::DEFAULT_POLL,
-            worker_args: [
-                vec![
-                    "--concurrency".to_string(),
-                    o.worker_concurrency.max(1).to_string(),
-                    "--prefetch".to_string(),
-                    o.worker_prefetch.to_string(),
-                ],
-                worker_args,
-            ]
-            .concat(),
-            fresh: valid.lease_ttl,
-        }))
+        Arc::new(Pool::new(
+            PoolConfig {
+                exe: std::env::current_exe().unwrap_or_else(|_| "mimir-aip".into()),
+                orchestrator_url: format!("http://{host}:{}", addr.port()),
+                token: token.clone(),
+                min: o.min_workers,
+                max: o.max_workers,
+                threshold: o.queue_threshold,
+                idle_timeout: valid.idle_timeout,
+                poll: pool::DEFAULT_POLL,
+                worker_args: [
+                    vec![
+                        "--concurrency".to_string(),
+                        o.worker_concurrency.max(1).to_string(),
+                        "--prefetch".to_string(),
+                        o.worker_prefetch.to_string(),
+                    ],
+                    worker_args,
+                ]
+                .concat(),
+                fresh: valid.lease_ttl,
+                env: worker_env(&config),
+            },
+            metrics.clone(),
+        ))
     });
     let state = AppState {
         store: store.clone(),
@@ -104,8 +122,25 @@ pub async fn run(
         worker_token: token,
         plugins: Arc::new(mimir_pipeline::Registry::builtin()),
         progress: Arc::default(),
+        metrics: metrics.clone(),
+        record_metrics: recording,
+        scrape_auth: ScrapeAuth {
+            bearer_token: Some(config.metrics.bearer_token.clone()).filter(|t| !t.is_empty()),
+            basic: (!config.metrics.username.is_empty()).then(|| {
+                (
+                    config.metrics.username.clone(),
+                    config.metrics.password.clone(),
+                )
+            }),
+        },
     };
-    let reaper = tokio::spawn(expire_leases(store.clone()));
+    let reaper = tokio::spawn(reap(
+        store.clone(),
+        workers.clone(),
+        metrics.clone(),
+        valid.lease_ttl * 2,
+    ));
+    let rates = tokio::spawn(crate::telemetry::rates::sample_queue_rates(metrics.clone()));
     let pool_task = pool
         .clone()
         .map(|pool| tokio::spawn(pool.run(store.clone(), workers.clone())));
@@ -126,6 +161,7 @@ pub async fn run(
         .with_graceful_shutdown(graceful)
         .await?;
     reaper.abort();
+    rates.abort();
     if let Some(task) = pool_task {
         task.abort();
     }
@@ -133,8 +169,14 @@ pub async fn run(
     Ok(())
 }
 
-/// Ends attempts whose workers stopped renewing their leases.
-async fn expire_leases(store: Arc<dyn Store>) {
+/// Ends attempts whose workers stopped renewing their leases, and forgets
+/// workers silent for `forget_after` (counted as failed).
+async fn reap(
+    store: Arc<dyn Store>,
+    workers: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    forget_after: Duration,
+) {
     let mut tick = tokio::time::interval(REAPER_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -142,5 +184,31 @@ async fn expire_leases(store: Arc<dyn Store>) {
         if let Err(error) = store.expire_leases(chrono::Utc::now()).await {
             tracing::error!(%error, "cannot expire leases");
         }
+        for (worker_id, lifetime) in workers.remove_silent(forget_after) {
+            store.forfeit(&worker_id);
+            metrics.workers_failed.inc();
+            metrics.worker_duration.observe(lifetime.as_secs_f64());
+            tracing::warn!(worker_id = %worker_id, silent_s = forget_after.as_secs(), "worker went silent; forgotten and counted as failed");
+        }
     }
+}
+
+/// Environment for local workers: trace export configured by keys rather
+/// than `OTEL_*` variables (which children inherit anyway).
+fn worker_env(config: &Config) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    let set = |key: &str| std::env::var(key).is_ok_and(|v| !v.is_empty());
+    if !config.tracing.endpoint.is_empty() && !set("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        env.push((
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_string(),
+            config.tracing.endpoint.clone(),
+        ));
+    }
+    if !config.tracing.environment.is_empty() {
+        env.push((
+            "MIMIR_DEPLOYMENT_ENVIRONMENT".to_string(),
+            config.tracing.environment.clone(),
+        ));
+    }
+    env
 }

@@ -28,6 +28,12 @@ pub struct AppState {
     pub plugins: Arc<mimir_pipeline::Registry>,
     /// Live step progress of running tasks.
     pub progress: Arc<crate::progress::Progress>,
+    /// Every metric of the orchestrator.
+    pub metrics: Arc<mimir_telemetry::Metrics>,
+    /// Whether requests, store calls and task events are measured.
+    pub record_metrics: bool,
+    /// Who may scrape `/metrics`.
+    pub scrape_auth: crate::telemetry::ScrapeAuth,
 }
 
 impl AppState {
@@ -43,6 +49,9 @@ impl AppState {
             worker_token: None,
             plugins: Arc::new(mimir_pipeline::Registry::builtin()),
             progress: Arc::default(),
+            metrics: Arc::new(mimir_telemetry::Metrics::new()),
+            record_metrics: true,
+            scrape_auth: crate::telemetry::ScrapeAuth::default(),
         }
     }
 }

@@ -420,9 +420,12 @@ async fn health_readiness_summary_and_unknown_routes() {
         api.get("/health").await,
         (StatusCode::OK, json!({"status":"healthy"}))
     );
+    let (status, ready) = api.get("/ready").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ready["status"], "ready");
     assert_eq!(
-        api.get("/ready").await,
-        (StatusCode::OK, json!({"status":"ready"}))
+        ready["checks"],
+        json!({"store": "ok", "migrations": "applied", "autoscaler": "off"})
     );
     let (status, summary) = api.get("/api/metrics").await;
     assert_eq!(status, StatusCode::OK);

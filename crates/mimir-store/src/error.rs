@@ -71,3 +71,19 @@ pub enum StoreError {
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
+
+impl StoreError {
+    /// True when the backend failed (I/O, database, corrupt data), false for
+    /// a refusal that is a normal answer (not found, wrong status, stale
+    /// attempt, taken id).
+    pub fn is_backend_failure(&self) -> bool {
+        !matches!(
+            self,
+            StoreError::NotFound(_)
+                | StoreError::Missing { .. }
+                | StoreError::AlreadyExists { .. }
+                | StoreError::Transition { .. }
+                | StoreError::StaleAttempt { .. }
+        )
+    }
+}

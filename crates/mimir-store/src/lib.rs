@@ -12,6 +12,7 @@
 pub mod conformance;
 mod counts;
 mod error;
+mod events;
 mod live;
 mod query;
 pub mod sqlite;
@@ -19,6 +20,7 @@ mod store;
 
 pub use counts::TaskCounts;
 pub use error::StoreError;
+pub use events::EventSink;
 pub use query::{ListPage, ListQuery, MAX_LIST_LIMIT};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{LeaseRequest, Renewal, Store};

@@ -13,6 +13,7 @@
 //! finishes the running ones, reports them and leaves.
 
 mod executor;
+pub mod metrics;
 mod pipeline_executor;
 mod runtime;
 

@@ -85,9 +85,15 @@ impl Executor for PipelineExecutor {
             Ok(steps) => steps,
             Err(why) => return Finished::failed(why, None),
         };
-        let run = RunContext::new(task.worktask_id.to_string(), pipeline_id)
+        let mut run = RunContext::new(task.worktask_id.to_string(), pipeline_id)
             .with_attempt(task.retry_count)
             .with_cancel(cancel);
+        // The attempt span's context when traced, else the submission's.
+        let traceparent = mimir_telemetry::propagation::traceparent_of(&tracing::Span::current())
+            .unwrap_or_else(|| task.traceparent.clone());
+        if !traceparent.is_empty() {
+            run = run.with_traceparent(traceparent);
+        }
         // Executions that run long report their steps as they finish, so users
         // following them see progress; quick ones cost no extra call.
         let (progress, mut updates) =
@@ -114,9 +120,7 @@ impl Executor for PipelineExecutor {
         let started = Instant::now();
         let mut done_steps: Vec<serde_json::Value> = Vec::new();
         let mut on_step = |record: &mimir_pipeline::StepRecord| {
-            tracing::info!(
-                worktask_id = %task.worktask_id,
-                pipeline_id,
+            tracing::debug!(
                 step = %record.name,
                 status = ?record.status,
                 duration_ms = record.duration_ms,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Defaults to 10 s: how long one lease call waits for work.
@@ -47,6 +48,8 @@ pub struct WorkerConfig {
     pub give_up_after: Option<Duration>,
     /// Run exactly this task, then exit (one-task mode).
     pub only: Option<Uuid>,
+    /// Where this worker records its own metrics (`--metrics-listen`), if anywhere.
+    pub metrics: Option<Arc<mimir_telemetry::Metrics>>,
 }
 
 /// Why a worker stopped with an error.
@@ -90,6 +93,7 @@ struct Shared {
     registering: tokio::sync::Mutex<()>,
     /// Moving average of recent task durations, in milliseconds.
     typical_ms: Mutex<Option<f64>>,
+    metrics: Option<Arc<mimir_telemetry::Metrics>>,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +240,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         client,
         worker_id: Mutex::new(config.worker_id.clone().unwrap_or_default()),
+        metrics: config.metrics.clone(),
         running: Semaphore::new(config.concurrency.max(1)),
         config,
         held: Mutex::new(HashMap::new()),
@@ -367,15 +372,22 @@ async fn execute(
     if let Some(held) = shared.held.lock().get_mut(&task.worktask_id) {
         held.started_at = Some(started_at);
     }
-    let span = tracing::info_span!("attempt", worktask_id = %task.worktask_id, r#type = %task.task_type, attempt = task.attempt, worker_id = %shared.id());
-    let _entered = span.enter();
-    tracing::info!(pipeline_id = %task.task_spec.pipeline_id, "task started");
-    drop(_entered);
+    let span = attempt_span(&task, &shared.id());
+    span.in_scope(|| tracing::debug!("task running"));
     let Finished {
         outcome,
         error,
         result,
-    } = executor.execute(&task, cancel.clone()).await;
+    } = executor
+        .execute(&task, cancel.clone())
+        .instrument(span.clone())
+        .await;
+    if let Some(error) = Some(&error).filter(|e| !e.is_empty()) {
+        span.in_scope(|| tracing::debug!(%error, ?outcome, "attempt ended"));
+    }
+    if let Some(metrics) = &shared.metrics {
+        crate::metrics::record_attempt(metrics, &task, outcome, started_at, result.as_ref());
+    }
     shared.observe((Utc::now() - started_at).to_std().unwrap_or_default());
     if cancel.is_cancelled() {
         // Cancelled or lost: the orchestrator has moved on and would refuse it.
@@ -396,6 +408,27 @@ async fn execute(
     };
     // The reporter outlives every runner, so the send cannot fail while it matters.
     let _ = results.send(report);
+}
+
+/// The span of one attempt: a child of the task's submission when it carries
+/// a trace context, with the fields every line about the task carries.
+fn attempt_span(task: &WorkTask, worker_id: &str) -> tracing::Span {
+    let (trace_id, span_id) =
+        mimir_telemetry::propagation::ids(&task.traceparent).unwrap_or_default();
+    let span = tracing::info_span!(
+        "attempt",
+        otel.name = %format_args!("execute {}", task.task_type),
+        otel.kind = "consumer",
+        worktask_id = %task.worktask_id,
+        r#type = %task.task_type,
+        attempt = task.attempt,
+        worker_id = %worker_id,
+        pipeline_id = %task.task_spec.pipeline_id,
+        trace_id,
+        span_id,
+    );
+    mimir_telemetry::propagation::set_parent(&span, &task.traceparent);
+    span
 }
 
 /// Sends finished attempts in batches, retrying until the orchestrator has them.

@@ -3,6 +3,7 @@
 //! its own on a fresh data directory (`--spawn`), so figures can be reproduced
 //! with one command.
 
+mod metrics;
 mod queries;
 mod report;
 mod run;
@@ -40,6 +41,8 @@ enum Scenario {
     Queries(queries::QueriesArgs),
     /// Run tasks end to end with local workers: throughput and enqueue-to-start latency.
     Run(run::RunArgs),
+    /// Time `GET /metrics` with many pipelines and workers registered.
+    Metrics(metrics::MetricsArgs),
 }
 
 /// Runs a scenario.
@@ -48,6 +51,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Scenario::Submit(args) => submit::run(args).await?,
         Scenario::Queries(args) => queries::run(args).await?,
         Scenario::Run(args) => run::run(args).await?,
+        Scenario::Metrics(args) => metrics::run(args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 
 use super::Target;
 use super::report::{self, histogram, latency_line};
-use super::spawn::Orchestrator;
+use super::spawn::{Orchestrator, Telemetry};
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -38,6 +38,16 @@ pub struct RunArgs {
     /// Submissions per second in the latency phase.
     #[arg(long, default_value_t = 100)]
     rate: u64,
+    /// Telemetry of the spawned orchestrator.
+    #[arg(long, value_enum, default_value_t = Telemetry::On)]
+    telemetry: Telemetry,
+    /// Measure throughput with telemetry off and on, alternating, --rounds
+    /// times each (with --spawn), and report what telemetry costs.
+    #[arg(long)]
+    compare_telemetry: bool,
+    /// Rounds of each mode with --compare-telemetry.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 async fn completed(client: &Client) -> anyhow::Result<u64> {
@@ -48,15 +58,18 @@ async fn completed(client: &Client) -> anyhow::Result<u64> {
         + summary["tasks_by_status"]["failed"].as_u64().unwrap_or(0))
 }
 
-/// Runs the scenario and prints its figures.
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+/// A spawned (or given) orchestrator with the benchmark's pipeline and workers.
+async fn prepare(
+    args: &RunArgs,
+    telemetry: Telemetry,
+) -> anyhow::Result<(Orchestrator, Client, String)> {
     let config = format!(
         "orchestrator:\n  minWorkers: {w}\n  maxWorkers: {w}\n  workerPrefetch: {p}\n  workerConcurrency: {c}\n",
         w = args.workers,
         p = args.prefetch,
         c = args.concurrency
     );
-    let orchestrator = Orchestrator::start_with(&args.target, &config).await?;
+    let orchestrator = Orchestrator::start_with(&args.target, &config, telemetry).await?;
     let client = Client::new(&orchestrator.url);
     let steps = json!([{"name": "noop", "plugin": "core", "action": "log", "parameters": {"message": "noop", "level": "debug"}}]);
     let body = json!({"project_id": "bench", "name": "noop", "type": "processing", "steps": steps});
@@ -80,10 +93,65 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let task = json!({"type": "pipeline_execution", "project_id": "bench-throughput", "task_spec": {"pipeline_id": pipeline_id}});
-    let before = completed(&client).await?;
+    Ok((orchestrator, client, pipeline_id))
+}
 
-    // Throughput: everything submitted in batches, timed until the last completes.
+/// Runs the scenario and prints its figures.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.compare_telemetry {
+        if !args.target.spawn {
+            bail!("--compare-telemetry starts its own orchestrators: add --spawn");
+        }
+        return compare(&args).await;
+    }
+    let (orchestrator, client, pipeline_id) = prepare(&args, args.telemetry).await?;
+    let before = completed(&client).await?;
+    throughput(&args, &client, &pipeline_id).await?;
+
+    latency(&args, &client, &pipeline_id, before).await?;
+    if let Some((rss, peak)) = orchestrator.memory() {
+        println!(
+            "orchestrator memory: rss {} peak {}",
+            report::mib(rss),
+            report::mib(peak)
+        );
+    }
+    Ok(())
+}
+
+/// Throughput with telemetry off and on, alternating so drift of the machine
+/// affects both alike; prints each round and the medians.
+async fn compare(args: &RunArgs) -> anyhow::Result<()> {
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    for round in 1..=args.rounds {
+        for mode in [Telemetry::Off, Telemetry::On] {
+            let (orchestrator, client, pipeline_id) = prepare(args, mode).await?;
+            let per_second = throughput(args, &client, &pipeline_id).await?;
+            drop(orchestrator);
+            println!("round {round} telemetry {mode:?}: {per_second:.0} tasks/s");
+            match mode {
+                Telemetry::Off => off.push(per_second),
+                _ => on.push(per_second),
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (off, on) = (median(&mut off), median(&mut on));
+    println!(
+        "telemetry off {off:.0} tasks/s, on (metrics + info logs) {on:.0} tasks/s: cost {:.1}%",
+        (1.0 - on / off) * 100.0
+    );
+    Ok(())
+}
+
+/// Everything submitted in batches, timed until the last completes; tasks/s.
+async fn throughput(args: &RunArgs, client: &Client, pipeline_id: &str) -> anyhow::Result<f64> {
+    let task = json!({"type": "pipeline_execution", "project_id": "bench-throughput", "task_spec": {"pipeline_id": pipeline_id}});
+    let before = completed(client).await?;
     let bar = ProgressBar::new(args.tasks as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} done  {per_sec}")
@@ -98,7 +166,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let submit_time = started.elapsed();
     loop {
-        let done = completed(&client).await? - before;
+        let done = completed(client).await? - before;
         bar.set_position(done);
         if done >= args.tasks as u64 {
             break;
@@ -115,8 +183,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.tasks as f64 / elapsed.as_secs_f64(),
         submit_time.as_secs_f64()
     );
+    Ok(args.tasks as f64 / elapsed.as_secs_f64())
+}
 
-    // Latency at light load: one task at a time, an idle worker waiting.
+/// Enqueue-to-start latency at light load: one task at a time, an idle worker waiting.
+async fn latency(
+    args: &RunArgs,
+    client: &Client,
+    pipeline_id: &str,
+    before: u64,
+) -> anyhow::Result<()> {
     if args.latency_tasks > 0 {
         let single = json!({"type": "pipeline_execution", "project_id": "bench-latency", "task_spec": {"pipeline_id": pipeline_id}});
         let gap = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
@@ -127,7 +203,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             tokio::time::sleep_until(next).await;
         }
         let target = before + args.tasks as u64 + args.latency_tasks as u64;
-        while completed(&client).await? < target {
+        while completed(client).await? < target {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let mut latencies = histogram();
@@ -152,13 +228,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             latency_line(&format!("enqueue-to-start at {}/s", args.rate), &latencies)
-        );
-    }
-    if let Some((rss, peak)) = orchestrator.memory() {
-        println!(
-            "orchestrator memory: rss {} peak {}",
-            report::mib(rss),
-            report::mib(peak)
         );
     }
     Ok(())

@@ -5,6 +5,18 @@ use anyhow::{Context, bail};
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
+/// The telemetry of a spawned orchestrator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Telemetry {
+    /// Metrics recorded; warnings and errors logged.
+    Quiet,
+    /// Metrics recorded; info lines (one per task start and end) logged as
+    /// JSON to a file: how production runs.
+    On,
+    /// No metrics recorded; warnings and errors logged.
+    Off,
+}
+
 /// The orchestrator a run talks to; a spawned one stops when this is dropped.
 pub struct Orchestrator {
     /// Its base URL.
@@ -16,11 +28,17 @@ pub struct Orchestrator {
 impl Orchestrator {
     /// Connects to the target, starting an orchestrator first with `--spawn`.
     pub async fn start(target: &Target) -> anyhow::Result<Orchestrator> {
-        Orchestrator::start_with(target, "orchestrator:\n  maxWorkers: 0\n  minWorkers: 0\n").await
+        let config = "orchestrator:\n  maxWorkers: 0\n  minWorkers: 0\n";
+        Orchestrator::start_with(target, config, Telemetry::Quiet).await
     }
 
-    /// Like [`Orchestrator::start`], with this configuration for a spawned one.
-    pub async fn start_with(target: &Target, config: &str) -> anyhow::Result<Orchestrator> {
+    /// Like [`Orchestrator::start`], with this configuration and telemetry for
+    /// a spawned one.
+    pub async fn start_with(
+        target: &Target,
+        config: &str,
+        telemetry: Telemetry,
+    ) -> anyhow::Result<Orchestrator> {
         if !target.spawn {
             return Ok(Orchestrator {
                 url: target.orchestrator.trim_end_matches('/').into(),
@@ -38,15 +56,31 @@ impl Orchestrator {
         let url = format!("http://127.0.0.1:{port}");
         let exe = std::env::current_exe().context("cannot find this executable")?;
         let config_path = data_dir.path().join("bench.yaml");
+        let config = match telemetry {
+            Telemetry::Off => format!("{config}metrics:\n  enabled: false\n"),
+            Telemetry::Quiet | Telemetry::On => config.to_string(),
+        };
         std::fs::write(&config_path, config).context("cannot write the orchestrator's config")?;
+        let (level, log) = match telemetry {
+            Telemetry::Quiet | Telemetry::Off => ("warn", std::process::Stdio::inherit()),
+            // Info lines go to a file, as a log collector would take them.
+            Telemetry::On => {
+                let file = std::fs::File::create(data_dir.path().join("orchestrator.log"))
+                    .context("cannot create the orchestrator's log")?;
+                ("info", std::process::Stdio::from(file))
+            }
+        };
         let child = Command::new(exe)
             .args([
                 "serve",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--log-level",
-                "warn",
+                level,
+                "--log-format",
+                "json",
             ])
+            .stderr(log)
             .arg("--config")
             .arg(&config_path)
             .arg("--data-dir")

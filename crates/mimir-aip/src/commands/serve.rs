@@ -51,7 +51,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_workers: args.max_workers,
         queue_threshold: args.queue_threshold,
     });
-    logging::init(config.log_level, config.log_format);
+    let traces = mimir_telemetry::TraceSettings {
+        endpoint: Some(config.tracing.endpoint.clone()),
+        service_name: config.tracing.service_name.clone(),
+        instance_id: format!("{}:{}", mimir_telemetry::hostname(), config.listen),
+        environment: config.tracing.environment.clone(),
+    };
+    let _telemetry = logging::init(
+        config.log_level,
+        config.log_format,
+        config.logging.rate_limit,
+        traces,
+    )?;
     let worker_args = vec![
         "--log-level".to_string(),
         config.log_level.as_str().to_string(),

@@ -51,11 +51,42 @@ pub struct WorkerArgs {
     /// Log format.
     #[arg(long, env = "MIMIR_LOG_FORMAT", default_value = "pretty", value_parser = str::parse::<LogFormat>)]
     log_format: LogFormat,
+    /// Most warn/error lines one call site writes per second; 0 for no limit.
+    #[arg(long, env = "MIMIR_LOG_RATE_LIMIT", default_value_t = mimir_telemetry::rate_limit::DEFAULT_BURST)]
+    log_rate_limit: u32,
+    /// Serve this worker's own metrics on `ADDR/metrics` (e.g. 127.0.0.1:9465).
+    #[arg(long, env = "MIMIR_WORKER_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs the worker until SIGINT/SIGTERM or the orchestrator asks it to stop.
 pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    logging::init(args.log_level, args.log_format);
+    let instance = args.worker_id.clone().unwrap_or_else(|| {
+        format!(
+            "worker-{}@{}",
+            std::process::id(),
+            mimir_telemetry::hostname()
+        )
+    });
+    let traces = mimir_telemetry::TraceSettings {
+        // Only the standard OTEL_* variables (which local workers inherit).
+        endpoint: None,
+        service_name: "mimir-aip-worker".into(),
+        instance_id: instance,
+        environment: std::env::var("MIMIR_DEPLOYMENT_ENVIRONMENT").unwrap_or_default(),
+    };
+    let _telemetry = logging::init(args.log_level, args.log_format, args.log_rate_limit, traces)?;
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let metrics = Arc::new(mimir_telemetry::Metrics::new());
+            let bound = mimir_worker::metrics::serve(addr, metrics.clone())
+                .await
+                .with_context(|| format!("cannot serve worker metrics on {addr}"))?;
+            tracing::info!(%bound, "worker metrics on /metrics");
+            Some(metrics)
+        }
+        None => None,
+    };
     let only = match std::env::var("WORKTASK_ID") {
         Ok(id) if !id.is_empty() => Some(
             id.parse::<Uuid>()
@@ -82,6 +113,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         wait: mimir_worker::DEFAULT_WAIT,
         give_up_after: args.give_up_after.map(Duration::from_secs),
         only,
+        metrics,
     };
     let client = mimir_client::Client::new(&args.orchestrator).with_token(args.token);
     let engine = mimir_pipeline::Engine::new(Arc::new(mimir_pipeline::Registry::builtin()))

@@ -9,6 +9,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use serde_json::{Map, Value, json};
 use std::time::Duration;
+use tracing::Instrument;
 
 const KNOWN: &[&str] = &[
     "method",
@@ -187,11 +188,31 @@ impl Action for HttpRequest {
             url: request.url.to_string(),
             message: format!("no HTTP client: {reason}"),
         })?;
+        // With tracing on, the call is a client span of its own and carries
+        // that span's context; otherwise the run's context is passed on as is.
+        let span = client_span(&request);
+        let traceparent =
+            mimir_telemetry::propagation::traceparent_of(&span).or_else(|| run.traceparent.clone());
+        let call = send(client, request, traceparent.as_deref()).instrument(span);
         tokio::select! {
-            result = send(client, request, run.traceparent.as_deref()) => result,
+            result = call => result,
             () = run.cancel.cancelled() => Err(ActionError::Cancelled),
         }
     }
+}
+
+/// The client span of one request (none when tracing is off).
+fn client_span(request: &Request) -> tracing::Span {
+    if !mimir_telemetry::otel::enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "http request",
+        otel.name = %format_args!("{} {}", request.method, request.url.host_str().unwrap_or_default()),
+        otel.kind = "client",
+        http.request.method = %request.method,
+        url.full = %request.url,
+    )
 }
 
 async fn send(

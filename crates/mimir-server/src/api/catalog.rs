@@ -269,6 +269,7 @@ pub struct ExecuteBody {
 pub async fn execute(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     body: bytes::Bytes,
 ) -> Result<Response, ApiError> {
     // The body is optional: no parameters, default priority.
@@ -291,10 +292,7 @@ pub async fn execute(
         ..Submission::default()
     };
     let task = WorkTask::new(Uuid::now_v7(), Utc::now(), submission.validate()?);
-    let mut stored = state.store.submit(vec![task]).await?;
-    let task = stored
-        .pop()
-        .ok_or_else(|| ApiError::internal("store returned no task"))?;
-    tracing::info!(worktask_id = %task.worktask_id, pipeline_id = %pipeline.id, "pipeline execution submitted");
+    let route = "/api/pipelines/{id}/execute";
+    let task = super::worktasks::submit_one(&state, &headers, route, task).await?;
     Ok((StatusCode::CREATED, Json(task)).into_response())
 }

@@ -13,13 +13,28 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "healthy" }))
 }
 
-/// `GET /ready`: 200 when the store answers a query, else 503 with the reason.
+/// `GET /ready`: 200 when the store answers a query (it opens only with its
+/// migrations applied) and the autoscaler polls, else 503 with the reason.
 pub async fn ready(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
-        Err(error) => {
-            tracing::warn!(%error, "readiness check failed");
-            let body = json!({ "status": "not_ready", "reason": format!("store: {error}") });
+    let autoscaler = match &state.pool {
+        None => "off",
+        Some(pool) if pool.is_running() => "running",
+        Some(_) => "stalled",
+    };
+    let problem = match state.store.ping().await {
+        Err(error) => Some(format!("store: {error}")),
+        Ok(()) if autoscaler == "stalled" => {
+            Some("autoscaler: it has not polled the queue recently".to_string())
+        }
+        Ok(()) => None,
+    };
+    let checks = json!({ "store": if problem.as_deref().is_some_and(|p| p.starts_with("store")) { "failing" } else { "ok" },
+                         "migrations": "applied", "autoscaler": autoscaler });
+    match problem {
+        None => Json(json!({ "status": "ready", "checks": checks })).into_response(),
+        Some(reason) => {
+            tracing::warn!(%reason, "readiness check failed");
+            let body = json!({ "status": "not_ready", "reason": reason, "checks": checks });
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }

@@ -20,6 +20,8 @@ pub use worktasks::{DEFAULT_LIST_LIMIT, MAX_BATCH};
 /// The orchestrator's router.
 pub fn app(state: AppState) -> Router {
     let max_body = state.max_body_bytes;
+    let record_http = state.record_metrics;
+    let metrics = state.metrics.clone();
     let worker_routes = Router::new()
         .route("/api/workers/register", post(workers::register))
         .route(
@@ -39,7 +41,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             workers::require_token,
         ));
-    Router::new()
+    let router = Router::new()
         .merge(worker_routes)
         .route("/api/workers", get(workers::list))
         .route(
@@ -64,6 +66,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/api/metrics", get(health::summary))
+        .route("/metrics", get(crate::telemetry::scrape::metrics))
         .route(
             "/api/worktasks",
             post(worktasks::submit).get(worktasks::list),
@@ -79,7 +82,22 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(state)
+        .with_state(state);
+    if !record_http {
+        return router;
+    }
+    router.route_layer(axum::middleware::from_fn_with_state(
+        metrics,
+        crate::telemetry::http_metrics::record,
+    ))
+}
+
+/// Compares secrets in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn not_found() -> ApiError {

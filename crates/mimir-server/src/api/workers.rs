@@ -40,7 +40,7 @@ pub async fn require_token(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if presented != Some(token.as_str()) {
+        if !presented.is_some_and(|p| super::constant_time_eq(p.as_bytes(), token.as_bytes())) {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -157,9 +157,7 @@ pub async fn lease(
         let now = tokio::time::Instant::now();
         if !tasks.is_empty() || now >= deadline || body.worktask_id.is_some() {
             state.workers.touch(&worker_id, !tasks.is_empty());
-            for task in &tasks {
-                tracing::info!(worktask_id = %task.worktask_id, worker_id = %worker_id, attempt = task.attempt, r#type = %task.task_type, "task leased");
-            }
+            crate::telemetry::spans::leased(&tasks, &worker_id, Utc::now());
             return Ok(Json(Leased {
                 worktasks: tasks,
                 stop: false,
@@ -272,17 +270,12 @@ pub async fn results(
         .finish_many(&worker_id, body.results, Utc::now())
         .await?;
     let mut answers = Vec::with_capacity(statuses.len());
-    for ((id, reported), status) in ids.into_iter().zip(statuses) {
+    for ((id, _reported), status) in ids.into_iter().zip(statuses) {
         answers.push(match status {
             Ok(status) => {
                 state.progress.forget(id);
                 let completed = status == mimir_core::WorkTaskStatus::Completed;
                 state.workers.count(&worker_id, completed);
-                if completed {
-                    tracing::info!(worktask_id = %id, worker_id = %worker_id, "task completed");
-                } else {
-                    tracing::info!(worktask_id = %id, worker_id = %worker_id, reported = ?reported, now = %status, "attempt ended");
-                }
                 json!({ "worktask_id": id, "accepted": true, "status": status })
             }
             Err(error) => json!({ "worktask_id": id, "accepted": false, "error": ApiError::from(error).body() }),
@@ -291,13 +284,10 @@ pub async fn results(
     Ok(Json(json!({ "results": answers })).into_response())
 }
 
-/// Logs and counts a finished attempt.
+/// Counts a finished attempt for its worker (the task event logs it).
 pub fn record_finish(state: &AppState, worker_id: &str, task: &WorkTask) {
     let completed = task.status == mimir_core::WorkTaskStatus::Completed;
     state.workers.count(worker_id, completed);
-    if completed {
-        tracing::info!(worktask_id = %task.worktask_id, worker_id, attempt = task.attempt, "task completed");
-    }
 }
 
 /// Body of a release.
@@ -332,7 +322,12 @@ pub async fn deregister(
 ) -> Result<Response, ApiError> {
     known(&state, &worker_id, false)?;
     state.store.forfeit(&worker_id);
-    state.workers.remove(&worker_id);
+    if let Some(lifetime) = state.workers.remove(&worker_id) {
+        state
+            .metrics
+            .worker_duration
+            .observe(lifetime.as_secs_f64());
+    }
     tracing::info!(worker_id = %worker_id, "worker left");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

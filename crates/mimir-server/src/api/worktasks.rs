@@ -5,7 +5,7 @@ use super::extract::{ApiJson, ApiQuery};
 use crate::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,6 +14,7 @@ use mimir_core::{Priority, Submission, WorkTask, WorkTaskStatus, WorkTaskType};
 use mimir_store::{ListQuery, MAX_LIST_LIMIT};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Defaults to 50: tasks per page when `limit` is not given.
@@ -26,14 +27,11 @@ pub const MAX_BATCH: usize = 10_000;
 /// `POST /api/worktasks`: 201 once the task is durably stored.
 pub async fn submit(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(submission): ApiJson<Submission>,
 ) -> Result<Response, ApiError> {
     let task = WorkTask::new(Uuid::now_v7(), Utc::now(), submission.validate()?);
-    let mut stored = state.store.submit(vec![task]).await?;
-    let task = stored
-        .pop()
-        .ok_or_else(|| ApiError::internal("store returned no task"))?;
-    tracing::info!(worktask_id = %task.worktask_id, r#type = %task.task_type, priority = task.priority.get(), "task submitted");
+    let task = submit_one(&state, &headers, "/api/worktasks", task).await?;
     let location = format!("/api/worktasks/{}", task.worktask_id);
     Ok((
         StatusCode::CREATED,
@@ -41,6 +39,44 @@ pub async fn submit(
         Json(task),
     )
         .into_response())
+}
+
+/// Stores `tasks` under a submit span, each carrying the trace context its
+/// worker continues.
+pub(crate) async fn submit_traced(
+    state: &AppState,
+    headers: &HeaderMap,
+    route: &'static str,
+    mut tasks: Vec<WorkTask>,
+) -> Result<Vec<WorkTask>, ApiError> {
+    let span = crate::telemetry::spans::submit(headers, route, tasks.len());
+    let traceparent = crate::telemetry::spans::task_traceparent(&span, headers);
+    if !traceparent.is_empty() {
+        for task in &mut tasks {
+            task.traceparent.clone_from(&traceparent);
+        }
+    }
+    let commit = crate::telemetry::spans::store_commit(&span, state.store.backend());
+    let stored = state
+        .store
+        .submit(tasks)
+        .instrument(commit)
+        .instrument(span)
+        .await?;
+    Ok(stored)
+}
+
+/// [`submit_traced`] for one task.
+pub(crate) async fn submit_one(
+    state: &AppState,
+    headers: &HeaderMap,
+    route: &'static str,
+    task: WorkTask,
+) -> Result<WorkTask, ApiError> {
+    submit_traced(state, headers, route, vec![task])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("store returned no task"))
 }
 
 /// The body of `POST /api/worktasks/batch`.
@@ -53,6 +89,7 @@ pub struct Batch {
 /// `POST /api/worktasks/batch`: all tasks in one durable commit, or none.
 pub async fn submit_batch(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(batch): ApiJson<Batch>,
 ) -> Result<Response, ApiError> {
     if batch.worktasks.is_empty() {
@@ -80,8 +117,8 @@ pub async fn submit_batch(
             .map_err(|e| e.within(&format!("worktasks[{index}]")))?;
         tasks.push(WorkTask::new(Uuid::now_v7(), now, new));
     }
-    let stored = state.store.submit(tasks).await?;
-    tracing::info!(count = stored.len(), "task batch submitted");
+    let stored = submit_traced(&state, &headers, "/api/worktasks/batch", tasks).await?;
+    tracing::debug!(count = stored.len(), "task batch submitted");
     Ok((StatusCode::CREATED, Json(TaskList { worktasks: &stored })).into_response())
 }
 
@@ -318,7 +355,6 @@ pub async fn cancel(
 ) -> Result<Json<WorkTask>, ApiError> {
     let id = parse_id(&id)?;
     let task = state.store.cancel(id, Utc::now()).await?;
-    tracing::info!(worktask_id = %id, "task cancelled");
     Ok(Json(task))
 }
 

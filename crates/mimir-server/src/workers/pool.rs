@@ -11,13 +11,15 @@
 use super::Registry;
 use mimir_core::autoscale::desired_workers;
 use mimir_store::Store;
+use mimir_telemetry::Metrics;
+use mimir_telemetry::metrics::DecisionLabels;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 /// Defaults to 250 ms: how often the pool looks at the queue.
@@ -48,6 +50,8 @@ pub struct PoolConfig {
     pub worker_args: Vec<String>,
     /// A worker not heard from for this long no longer counts.
     pub fresh: Duration,
+    /// Environment variables set for each worker.
+    pub env: Vec<(String, String)>,
 }
 
 /// The last scaling decision, for operators.
@@ -61,6 +65,11 @@ pub struct Decision {
     pub queue_length: usize,
     /// Why the pool did what it did.
     pub reason: String,
+    /// `spawn`, `stop` or `hold`.
+    pub action: &'static str,
+    /// The reason as a fixed code: `queue_depth`, `min_workers`, `max_workers`,
+    /// `idle_surplus`, `busy_surplus` or `steady`.
+    pub reason_code: &'static str,
 }
 
 /// The pool.
@@ -69,11 +78,10 @@ pub struct Pool {
     children: Mutex<HashMap<String, Child>>,
     stopping: Mutex<HashSet<String>>,
     next_id: AtomicU64,
-    /// Workers started so far.
-    pub spawned: AtomicU64,
-    /// Workers that died without being asked to.
-    pub failed: AtomicU64,
+    metrics: Arc<Metrics>,
     decision: Mutex<Decision>,
+    /// When the autoscaler last polled, for readiness.
+    last_poll: Mutex<Option<Instant>>,
     /// Wakes long-polling lease calls when workers are asked to stop.
     stop_requested: tokio::sync::Notify,
     /// Set once the orchestrator is stopping: no more scaling.
@@ -82,16 +90,16 @@ pub struct Pool {
 
 impl Pool {
     /// A pool that has started nothing yet.
-    pub fn new(config: PoolConfig) -> Pool {
+    pub fn new(config: PoolConfig, metrics: Arc<Metrics>) -> Pool {
         let first = u64::from(std::process::id()) << 16;
         Pool {
             config,
             children: Mutex::new(HashMap::new()),
             stopping: Mutex::new(HashSet::new()),
             next_id: AtomicU64::new(first),
-            spawned: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
+            metrics,
             decision: Mutex::new(Decision::default()),
+            last_poll: Mutex::new(None),
             stop_requested: tokio::sync::Notify::new(),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
         }
@@ -110,6 +118,12 @@ impl Pool {
     /// The last decision.
     pub fn decision(&self) -> Decision {
         self.decision.lock().clone()
+    }
+
+    /// Whether the autoscaler polled within a few poll intervals (it runs).
+    pub fn is_running(&self) -> bool {
+        let stale = self.config.poll * 8 + Duration::from_secs(1);
+        self.last_poll.lock().is_some_and(|at| at.elapsed() < stale)
     }
 
     /// Asks every worker to stop (orchestrator shutdown) and waits up to
@@ -147,6 +161,7 @@ impl Pool {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            *self.last_poll.lock() = Some(Instant::now());
             self.reap(Some(store.as_ref()), &registry);
             // Leased but not started tasks still wait for a worker slot.
             let counts = store.counts();
@@ -170,7 +185,7 @@ impl Pool {
             self.children.lock().remove(&id);
             let asked = self.stopping.lock().remove(&id);
             if !asked || !status.success() {
-                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics.workers_failed.inc();
                 tracing::warn!(worker_id = %id, %status, "worker died; its tasks will be retried and it will be replaced");
             } else {
                 tracing::info!(worker_id = %id, "worker stopped");
@@ -178,7 +193,9 @@ impl Pool {
             if let Some(store) = store {
                 store.forfeit(&id);
             }
-            registry.remove(&id);
+            if let Some(lifetime) = registry.remove(&id) {
+                self.metrics.worker_duration.observe(lifetime.as_secs_f64());
+            }
         }
     }
 
@@ -194,7 +211,15 @@ impl Pool {
         let stopping: HashSet<String> = self.stopping.lock().clone();
         let staying = active.iter().filter(|id| !stopping.contains(*id)).count() as u32;
         let mut reason = String::from("steady");
+        let (mut action, mut reason_code) = ("hold", "steady");
+        let wanted = desired_workers(queue_length, c.threshold, 0, u32::MAX);
         if staying < desired {
+            action = "spawn";
+            reason_code = if wanted < c.min {
+                "min_workers"
+            } else {
+                "queue_depth"
+            };
             // Call back workers asked to stop before spawning new ones.
             let mut revived = 0;
             for id in stopping
@@ -212,12 +237,14 @@ impl Pool {
             reason =
                 format!("queue of {queue_length} calls for {desired} workers: started {missing}");
         } else if staying > desired {
+            reason_code = "busy_surplus";
             let mut surplus = (staying - desired) as usize;
             for (id, idle, _) in &registered {
                 if surplus == 0 {
                     break;
                 }
                 if *idle >= c.idle_timeout && !stopping.contains(id) {
+                    (action, reason_code) = ("stop", "idle_surplus");
                     self.stopping.lock().insert(id.clone());
                     surplus -= 1;
                     tracing::info!(worker_id = %id, idle_s = idle.as_secs(), "stopping an idle surplus worker");
@@ -229,11 +256,26 @@ impl Pool {
                 c.idle_timeout.as_secs()
             );
         }
+        if action == "hold" && wanted > c.max {
+            reason_code = "max_workers";
+        }
+        self.metrics
+            .autoscaler_desired_workers
+            .set(i64::from(desired));
+        self.metrics
+            .autoscaler_decisions
+            .get_or_create(&DecisionLabels {
+                action,
+                reason: reason_code,
+            })
+            .inc();
         *self.decision.lock() = Decision {
             desired,
             active: active.len() as u32,
             queue_length,
             reason,
+            action,
+            reason_code,
         };
     }
 
@@ -259,14 +301,15 @@ impl Pool {
         if let Some(token) = &self.config.token {
             command.env("MIMIR_TOKEN", token);
         }
+        command.envs(self.config.env.iter().map(|(k, v)| (k, v)));
         match command.spawn() {
             Ok(child) => {
                 tracing::info!(worker_id = %worker_id, pid = child.id().unwrap_or_default(), "worker spawned");
-                self.spawned.fetch_add(1, Ordering::Relaxed);
+                self.metrics.workers_spawned.inc();
                 self.children.lock().insert(worker_id, child);
             }
             Err(error) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics.workers_failed.inc();
                 tracing::error!(%error, exe = %self.config.exe.display(), "cannot spawn a worker");
             }
         }

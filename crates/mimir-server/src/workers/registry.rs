@@ -57,6 +57,7 @@ pub struct WorkerView {
 #[derive(Debug)]
 struct Record {
     registration: Registration,
+    registered_at: Instant,
     last_seen: Instant,
     last_busy: Instant,
     completed: u64,
@@ -81,6 +82,7 @@ impl Registry {
         let mut workers = self.workers.lock();
         let record = workers.entry(id.clone()).or_insert_with(|| Record {
             registration: registration.clone(),
+            registered_at: now,
             last_seen: now,
             last_busy: now,
             completed: 0,
@@ -126,9 +128,36 @@ impl Registry {
         }
     }
 
-    /// Forgets a worker.
-    pub fn remove(&self, worker_id: &str) {
-        self.workers.lock().remove(worker_id);
+    /// Forgets a worker; returns how long it was registered.
+    pub fn remove(&self, worker_id: &str) -> Option<Duration> {
+        self.workers
+            .lock()
+            .remove(worker_id)
+            .map(|r| r.registered_at.elapsed())
+    }
+
+    /// Forgets workers silent for `after`; returns each with its lifetime.
+    pub fn remove_silent(&self, after: Duration) -> Vec<(String, Duration)> {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        self.workers.lock().retain(|id, r| {
+            let silent = now.duration_since(r.last_seen) >= after;
+            if silent {
+                gone.push((id.clone(), now.duration_since(r.registered_at)));
+            }
+            !silent
+        });
+        gone
+    }
+
+    /// Workers heard from within `fresh`.
+    pub fn active(&self, fresh: Duration) -> usize {
+        let now = Instant::now();
+        self.workers
+            .lock()
+            .values()
+            .filter(|r| now.duration_since(r.last_seen) < fresh)
+            .count()
     }
 
     /// Local workers heard from within `fresh`, and how long each has been idle.

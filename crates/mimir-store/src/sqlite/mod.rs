@@ -50,6 +50,8 @@ pub struct SqliteOptions {
     pub retry: RetryPolicy,
     /// How long a lease lasts without a heartbeat. Defaults to [`DEFAULT_LEASE_TTL`].
     pub lease_ttl: Duration,
+    /// Where task lifecycle events go. Defaults to none.
+    pub events: Option<Arc<dyn crate::EventSink>>,
 }
 
 /// Defaults to 15 s: a worker silent for this long is taken for lost.
@@ -63,6 +65,7 @@ impl Default for SqliteOptions {
             readers: DEFAULT_READERS,
             retry: RetryPolicy::default(),
             lease_ttl: DEFAULT_LEASE_TTL,
+            events: None,
         }
     }
 }
@@ -119,6 +122,7 @@ impl SqliteStore {
                 queue_signal: queue_signal.clone(),
                 retry: options.retry,
                 next_seq,
+                events: options.events.clone(),
             },
         };
         std::thread::Builder::new()
@@ -487,7 +491,7 @@ fn list(conn: &Connection, query: &ListQuery) -> Result<ListPage, StoreError> {
             break;
         }
         tasks.push(row::task_from_row(r)?);
-        last_seq = Some(r.get::<_, u64>(21)?);
+        last_seq = Some(r.get::<_, u64>(row::TASK_COLUMN_COUNT)?);
     }
     Ok(ListPage {
         tasks,

@@ -9,7 +9,10 @@ use uuid::Uuid;
 /// The columns [`task_from_row`] reads, in order.
 pub(crate) const TASK_COLUMNS: &str = "id, type, status, priority, project_id, submitted_at, started_at, \
      completed_at, not_before, retry_count, max_retries, retry_reason, error_message, \
-     kubernetes_job_name, cluster_name, task_spec, resource_requirements, data_access, result, attempt, worker_id";
+     kubernetes_job_name, cluster_name, task_spec, resource_requirements, data_access, result, attempt, worker_id, traceparent";
+
+/// How many columns [`TASK_COLUMNS`] names: the index of a column selected after them.
+pub(crate) const TASK_COLUMN_COUNT: usize = 22;
 
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -73,6 +76,7 @@ pub(crate) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<WorkTask> {
             .transpose()?,
         attempt: row.get(19)?,
         worker_id: row.get(20)?,
+        traceparent: row.get(21)?,
     })
 }
 
@@ -137,16 +141,27 @@ pub(crate) fn insert_task(
         new.task_spec,
         new.resource_requirements,
         new.data_access,
+        task.traceparent,
     ])?;
     Ok(())
 }
 
 /// The insert statement [`insert_task`] binds.
 pub(crate) const INSERT_TASK: &str = "INSERT INTO worktasks (seq, id, type, status, priority, project_id, \
-     submitted_at, queue_seq, queued_at, retry_count, max_retries, task_spec, resource_requirements, data_access) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+     submitted_at, queue_seq, queued_at, retry_count, max_retries, task_spec, resource_requirements, data_access, traceparent) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 
 /// Serializes a JSON column.
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
     serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_column_count_matches_the_column_list() {
+        assert_eq!(TASK_COLUMNS.split(',').count(), TASK_COLUMN_COUNT);
+    }
 }

@@ -18,6 +18,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_leases_and_pipelines",
         include_str!("../../migrations/sqlite/0002_leases_and_pipelines.sql"),
     ),
+    (
+        "0003_traceparent",
+        include_str!("../../migrations/sqlite/0003_traceparent.sql"),
+    ),
 ];
 
 /// Settings of the write connection.

@@ -9,11 +9,11 @@
 use super::catalog::{self, CatalogWrite};
 use super::row::{self, INSERT_TASK, NewRow, QUEUE_COLUMNS, TASK_COLUMNS};
 use crate::live::{Change, Live};
-use crate::{LeaseRequest, StoreError};
+use crate::{EventSink, LeaseRequest, StoreError};
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    AttemptOutcome, InvalidTransition, QueueEntry, RetryDecision, RetryPolicy, WorkTask,
-    WorkTaskResult, WorkTaskStatus, WorkTaskType,
+    AttemptOutcome, InvalidTransition, QueueEntry, RetryDecision, RetryPolicy, TaskEvent,
+    TaskEventKind, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -89,6 +89,8 @@ pub(crate) struct Core {
     pub(crate) retry: RetryPolicy,
     /// Next free position for `seq` and `queue_seq` (one counter keeps both unique).
     pub(crate) next_seq: u64,
+    /// Where lifecycle events go after each commit.
+    pub(crate) events: Option<Arc<dyn EventSink>>,
 }
 
 /// What one group of commands did, applied once it is committed.
@@ -97,6 +99,27 @@ struct Effects {
     changes: Vec<Change>,
     /// Entries taken off the queue by leases; put back if the commit fails.
     popped: Vec<QueueEntry>,
+    /// Lifecycle events, published once committed; `None` when nobody listens.
+    events: Option<Vec<TaskEvent>>,
+}
+
+impl Effects {
+    fn event(
+        &mut self,
+        id: Uuid,
+        task_type: WorkTaskType,
+        at: DateTime<Utc>,
+        kind: impl FnOnce() -> TaskEventKind,
+    ) {
+        if let Some(events) = &mut self.events {
+            events.push(TaskEvent {
+                id,
+                task_type,
+                at,
+                kind: kind(),
+            });
+        }
+    }
 }
 
 impl Writer {
@@ -117,7 +140,10 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: &mut Vec<Command>) {
-        let mut effects = Effects::default();
+        let mut effects = Effects {
+            events: self.core.events.as_ref().map(|_| Vec::new()),
+            ..Effects::default()
+        };
         let mut done = Vec::with_capacity(group.len());
         let seq_before = self.core.next_seq;
         // No savepoint per command: they cost more than the commands. A
@@ -197,6 +223,11 @@ impl Writer {
         if enqueued {
             self.core.queue_signal.notify_waiters();
         }
+        if let (Some(sink), Some(events)) = (&self.core.events, effects.events)
+            && !events.is_empty()
+        {
+            sink.publish(events);
+        }
         for (reply, result) in done {
             let _ = reply.send(result);
         }
@@ -239,7 +270,7 @@ impl Core {
                 report,
                 at,
             } => {
-                self.finish(conn, id, worker_id.as_deref(), &report, at, fx)?;
+                self.finish(conn, id, worker_id.as_deref(), *report, at, fx)?;
                 let task = select_task(conn, id)?.ok_or(StoreError::NotFound(id))?;
                 Ok(Outcome::Task(Box::new(task)))
             }
@@ -249,7 +280,7 @@ impl Core {
                 at,
             } => {
                 let mut statuses = Vec::with_capacity(reports.len());
-                for report in &reports {
+                for report in reports {
                     let Some(id) = report.worktask_id else {
                         statuses.push(Err(StoreError::Corrupt(
                             "a result without worktask_id".into(),
@@ -272,7 +303,18 @@ impl Core {
                     return Ok(Outcome::Done);
                 };
                 if control.status.is_running() && control.attempt == attempt {
-                    self.attempt_failed(conn, &control, &reason, WorkTaskStatus::Failed, at, fx)?;
+                    fx.event(id, control.entry.task_type, at, || {
+                        TaskEventKind::LeaseExpired {
+                            worker_id: control.worker_id.clone(),
+                            attempt,
+                        }
+                    });
+                    let failed = Failure {
+                        reason,
+                        result: None,
+                        started_at: None,
+                    };
+                    self.attempt_failed(conn, &control, failed, WorkTaskStatus::Failed, at, fx)?;
                 }
                 Ok(Outcome::Done)
             }
@@ -299,6 +341,11 @@ impl Core {
             let seq = self.take_seq();
             row::insert_task(&mut insert, &new, seq)?;
             let task = new.task;
+            fx.event(task.worktask_id, task.task_type, task.submitted_at, || {
+                TaskEventKind::Submitted {
+                    priority: task.priority,
+                }
+            });
             fx.changes.push(Change::Created(QueueEntry {
                 id: task.worktask_id,
                 task_type: task.task_type,
@@ -329,6 +376,11 @@ impl Core {
         )?
         .execute(params![id.as_bytes(), to.as_str(), row::micros(at)])?;
         let queued = control.status == WorkTaskStatus::Queued;
+        fx.event(id, control.entry.task_type, at, || {
+            TaskEventKind::Cancelled {
+                from: control.status,
+            }
+        });
         fx.changes.push(Change::Moved {
             task_type: control.entry.task_type,
             from: control.status,
@@ -412,6 +464,18 @@ impl Core {
                 continue;
             };
             let attempt = task.attempt;
+            fx.event(entry.id, entry.task_type, request.at, || {
+                let eligible_us = entry.enqueued_at_us.max(entry.not_before_us.unwrap_or(0));
+                TaskEventKind::Leased {
+                    worker_id: request.worker_id.clone(),
+                    attempt,
+                    waiting_since: DateTime::from_timestamp_micros(eligible_us)
+                        .unwrap_or(task.submitted_at),
+                    submitted_at: task.submitted_at,
+                    pipeline_id: task.task_spec.pipeline_id.clone(),
+                    traceparent: task.traceparent.clone(),
+                }
+            });
             fx.changes.push(Change::Moved {
                 task_type: entry.task_type,
                 from: WorkTaskStatus::Queued,
@@ -434,7 +498,7 @@ impl Core {
         conn: &Connection,
         id: Uuid,
         worker_id: Option<&str>,
-        report: &WorkTaskResult,
+        report: WorkTaskResult,
         at: DateTime<Utc>,
         fx: &mut Effects,
     ) -> Result<WorkTaskStatus, StoreError> {
@@ -463,6 +527,16 @@ impl Core {
             });
         }
         let started_us = report.started_at.map(row::micros);
+        if control.status == WorkTaskStatus::Scheduled {
+            // A quick attempt reports its start with its end: both events count.
+            let started = report.started_at.unwrap_or(at);
+            fx.event(id, control.entry.task_type, started, || {
+                TaskEventKind::Started {
+                    worker_id: control.worker_id.clone(),
+                    attempt: control.attempt,
+                }
+            });
+        }
         if target == WorkTaskStatus::Completed {
             let result = row::to_json(&report.stored_result())?;
             conn.prepare_cached(
@@ -470,6 +544,14 @@ impl Core {
                  started_at = coalesce(?3, started_at, ?2), result = ?4, error_message = '' WHERE id = ?1",
             )?
             .execute(params![id.as_bytes(), row::micros(at), started_us, result])?;
+            fx.event(id, control.entry.task_type, at, || {
+                TaskEventKind::Completed {
+                    worker_id: control.worker_id.clone(),
+                    attempt: control.attempt,
+                    started_at: report.started_at.or(control.started_at),
+                    result: report.result,
+                }
+            });
             fx.changes.push(Change::Moved {
                 task_type: control.entry.task_type,
                 from: control.status,
@@ -490,11 +572,16 @@ impl Core {
                     .execute(params![id.as_bytes(), started_us, result])?;
             }
             let reason = if report.error_message.is_empty() {
-                "the attempt failed without a message"
+                "the attempt failed without a message".to_string()
             } else {
-                &report.error_message
+                report.error_message
             };
-            return self.attempt_failed(conn, &control, reason, target, at, fx);
+            let failed = Failure {
+                reason,
+                result: report.result,
+                started_at: report.started_at,
+            };
+            return self.attempt_failed(conn, &control, failed, target, at, fx);
         }
         Ok(WorkTaskStatus::Completed)
     }
@@ -505,12 +592,14 @@ impl Core {
         &mut self,
         conn: &Connection,
         control: &Control,
-        reason: &str,
+        failure: Failure,
         final_status: WorkTaskStatus,
         at: DateTime<Utc>,
         fx: &mut Effects,
     ) -> Result<WorkTaskStatus, StoreError> {
         let id = control.entry.id;
+        let reason = failure.reason.as_str();
+        let started_at = failure.started_at.or(control.started_at);
         let decision = self.retry.decide(
             control.retry_count,
             control.max_retries,
@@ -539,7 +628,16 @@ impl Core {
                     left: None,
                     entered: Some(entry),
                 });
-                tracing::warn!(worktask_id = %id, retry_count, max_retries = control.max_retries, reason, "task retried");
+                fx.event(id, control.entry.task_type, at, || TaskEventKind::Retried {
+                    worker_id: control.worker_id.clone(),
+                    attempt: control.attempt,
+                    retry_count,
+                    max_retries: control.max_retries,
+                    reason: failure.reason,
+                    started_at,
+                    not_before,
+                    result: failure.result,
+                });
                 WorkTaskStatus::Queued
             }
             RetryDecision::Fail => {
@@ -552,7 +650,15 @@ impl Core {
                     left: None,
                     entered: None,
                 });
-                tracing::error!(worktask_id = %id, retries = control.retry_count, reason, status = %final_status, "task failed");
+                fx.event(id, control.entry.task_type, at, || TaskEventKind::Failed {
+                    worker_id: control.worker_id.clone(),
+                    attempt: control.attempt,
+                    status: final_status,
+                    reason: failure.reason,
+                    retry_count: control.retry_count,
+                    started_at,
+                    result: failure.result,
+                });
                 final_status
             }
         };
@@ -584,6 +690,11 @@ impl Core {
                 "UPDATE worktasks SET status = 'queued', worker_id = '' WHERE id = ?1",
             )?
             .execute(params![id.as_bytes()])?;
+            fx.event(id, entry.task_type, Utc::now(), || {
+                TaskEventKind::Released {
+                    worker_id: worker_id.to_string(),
+                }
+            });
             fx.changes.push(Change::Moved {
                 task_type: entry.task_type,
                 from: WorkTaskStatus::Scheduled,
@@ -627,6 +738,10 @@ fn start(
             .optional()?;
         if let Some(task_type) = task_type {
             let task_type: WorkTaskType = task_type.parse().map_err(StoreError::Corrupt)?;
+            fx.event(id, task_type, at, || TaskEventKind::Started {
+                worker_id: worker_id.to_string(),
+                attempt,
+            });
             fx.changes.push(Change::Moved {
                 task_type,
                 from: WorkTaskStatus::Scheduled,
@@ -647,10 +762,19 @@ pub(crate) struct Control {
     pub(crate) retry_count: u32,
     pub(crate) max_retries: u32,
     pub(crate) worker_id: String,
+    pub(crate) started_at: Option<DateTime<Utc>>,
+}
+
+/// Why an attempt failed, and what it reported.
+struct Failure {
+    reason: String,
+    result: Option<serde_json::Value>,
+    started_at: Option<DateTime<Utc>>,
 }
 
 /// Columns [`Control::from_row`] reads.
-pub(crate) const CONTROL_COLUMNS: &str = "status, attempt, retry_count, max_retries, worker_id";
+pub(crate) const CONTROL_COLUMNS: &str =
+    "status, attempt, retry_count, max_retries, worker_id, started_at";
 
 impl Control {
     pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Control> {
@@ -664,6 +788,9 @@ impl Control {
             retry_count: r.get(8)?,
             max_retries: r.get(9)?,
             worker_id: r.get(10)?,
+            started_at: r
+                .get::<_, Option<i64>>(11)?
+                .and_then(DateTime::from_timestamp_micros),
         })
     }
 

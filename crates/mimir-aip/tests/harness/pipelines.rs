@@ -1,0 +1,64 @@
+//! Pipelines and tasks through the API, for end-to-end tests.
+
+use mimir_core::WorkTask;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Creates a pipeline of `steps`; returns its id.
+pub async fn create_pipeline(client: &mimir_client::Client, steps: Value) -> String {
+    let body = json!({"project_id": "e2e", "name": "test", "type": "processing", "steps": steps});
+    let pipeline: Value = client
+        .call(Method::POST, "/api/pipelines", Some(&body))
+        .await
+        .expect("create pipeline");
+    pipeline["id"].as_str().expect("id").to_string()
+}
+
+/// A pipeline of one step `name` running `plugin_action` (e.g. `core.sleep`).
+pub async fn one_step(
+    client: &mimir_client::Client,
+    name: &str,
+    plugin_action: &str,
+    parameters: Value,
+) -> String {
+    let (plugin, action) = plugin_action.split_once('.').expect("plugin.action");
+    create_pipeline(
+        client,
+        json!([{"name": name, "plugin": plugin, "action": action, "parameters": parameters}]),
+    )
+    .await
+}
+
+pub async fn execute(client: &mimir_client::Client, pipeline: &str, parameters: Value) -> WorkTask {
+    let path = format!("/api/pipelines/{pipeline}/execute");
+    client
+        .call(
+            Method::POST,
+            &path,
+            Some(&json!({ "parameters": parameters })),
+        )
+        .await
+        .expect("execute")
+}
+
+pub async fn wait_until_done(
+    client: &mimir_client::Client,
+    id: Uuid,
+    within: Duration,
+) -> WorkTask {
+    let started = Instant::now();
+    loop {
+        let task = client.get(id).await.expect("get");
+        if task.status.is_terminal() {
+            return task;
+        }
+        assert!(
+            started.elapsed() < within,
+            "task {id} still {} after {within:?}",
+            task.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,312 @@
+//! A [`Store`] that measures every call of the store it wraps: the contract's
+//! `mimir_storage_*` metrics by operation and backend, and
+//! `mimir_store_call_duration_seconds` by method. Calls answered from memory
+//! (queue length, counts, lease renewals) are not storage operations and are
+//! passed through unmeasured.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mimir_core::{Pipeline, Priority, Project, WorkTask, WorkTaskResult, WorkTaskStatus};
+use mimir_store::{LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts};
+use mimir_telemetry::Metrics;
+use mimir_telemetry::metrics::{StorageLabels, StoreMethodLabels};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// The store methods measured, with their contract operation.
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    Submit,
+    Get,
+    List,
+    Cancel,
+    MostUrgent,
+    Lease,
+    Start,
+    Finish,
+    FinishMany,
+    Release,
+    ExpireLeases,
+    CreateProject,
+    GetProject,
+    ListProjects,
+    DeleteProject,
+    PutPipeline,
+    GetPipeline,
+    ListPipelines,
+    DeletePipeline,
+    Ping,
+}
+
+impl Method {
+    const ALL: [Method; 20] = [
+        Method::Submit,
+        Method::Get,
+        Method::List,
+        Method::Cancel,
+        Method::MostUrgent,
+        Method::Lease,
+        Method::Start,
+        Method::Finish,
+        Method::FinishMany,
+        Method::Release,
+        Method::ExpireLeases,
+        Method::CreateProject,
+        Method::GetProject,
+        Method::ListProjects,
+        Method::DeleteProject,
+        Method::PutPipeline,
+        Method::GetPipeline,
+        Method::ListPipelines,
+        Method::DeletePipeline,
+        Method::Ping,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Method::Submit => "submit",
+            Method::Get => "get",
+            Method::List => "list",
+            Method::Cancel => "cancel",
+            Method::MostUrgent => "most_urgent",
+            Method::Lease => "lease",
+            Method::Start => "start",
+            Method::Finish => "finish",
+            Method::FinishMany => "finish_many",
+            Method::Release => "release",
+            Method::ExpireLeases => "expire_leases",
+            Method::CreateProject => "create_project",
+            Method::GetProject => "get_project",
+            Method::ListProjects => "list_projects",
+            Method::DeleteProject => "delete_project",
+            Method::PutPipeline => "put_pipeline",
+            Method::GetPipeline => "get_pipeline",
+            Method::ListPipelines => "list_pipelines",
+            Method::DeletePipeline => "delete_pipeline",
+            Method::Ping => "ping",
+        }
+    }
+
+    /// The contract's `operation` label.
+    fn operation(self) -> &'static str {
+        match self {
+            Method::Submit | Method::CreateProject | Method::PutPipeline => "store",
+            Method::Get
+            | Method::List
+            | Method::MostUrgent
+            | Method::GetProject
+            | Method::ListProjects
+            | Method::GetPipeline
+            | Method::ListPipelines
+            | Method::Ping => "retrieve",
+            Method::Cancel
+            | Method::Lease
+            | Method::Start
+            | Method::Finish
+            | Method::FinishMany
+            | Method::Release
+            | Method::ExpireLeases => "update",
+            Method::DeleteProject | Method::DeletePipeline => "delete",
+        }
+    }
+}
+
+/// The metric handles of one method, looked up once.
+struct Handles {
+    operations: Counter,
+    errors: Counter,
+    latency: Histogram,
+    call: Histogram,
+}
+
+/// The measuring wrapper.
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+    handles: Vec<Handles>,
+}
+
+impl MeteredStore {
+    /// Wraps `inner`, recording into `metrics`.
+    pub fn new(inner: Arc<dyn Store>, metrics: &Metrics) -> MeteredStore {
+        let backend = inner.backend();
+        let handles = Method::ALL
+            .iter()
+            .map(|method| {
+                let storage = StorageLabels {
+                    operation: method.operation(),
+                    backend,
+                };
+                Handles {
+                    operations: metrics.storage_operations.get_or_create(&storage).clone(),
+                    errors: metrics.storage_errors.get_or_create(&storage).clone(),
+                    latency: metrics.storage_latency.get_or_create(&storage).clone(),
+                    call: metrics
+                        .store_call_duration
+                        .get_or_create(&StoreMethodLabels {
+                            method: method.name(),
+                            backend,
+                        })
+                        .clone(),
+                }
+            })
+            .collect();
+        MeteredStore { inner, handles }
+    }
+
+    async fn measure<T>(
+        &self,
+        method: Method,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = call.await;
+        let seconds = started.elapsed().as_secs_f64();
+        let h = &self.handles[method as usize];
+        h.operations.inc();
+        h.latency.observe(seconds);
+        h.call.observe(seconds);
+        if let Err(error) = &result
+            && error.is_backend_failure()
+        {
+            h.errors.inc();
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl Store for MeteredStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn submit(&self, tasks: Vec<WorkTask>) -> Result<Vec<WorkTask>, StoreError> {
+        self.measure(Method::Submit, self.inner.submit(tasks)).await
+    }
+    async fn get(&self, id: Uuid) -> Result<Option<WorkTask>, StoreError> {
+        self.measure(Method::Get, self.inner.get(id)).await
+    }
+    async fn list(&self, query: ListQuery) -> Result<ListPage, StoreError> {
+        self.measure(Method::List, self.inner.list(query)).await
+    }
+    async fn cancel(&self, id: Uuid, at: DateTime<Utc>) -> Result<WorkTask, StoreError> {
+        self.measure(Method::Cancel, self.inner.cancel(id, at))
+            .await
+    }
+    fn queue_length(&self) -> usize {
+        self.inner.queue_length()
+    }
+    async fn most_urgent(
+        &self,
+        min: Priority,
+        limit: usize,
+    ) -> Result<(usize, Vec<WorkTask>), StoreError> {
+        self.measure(Method::MostUrgent, self.inner.most_urgent(min, limit))
+            .await
+    }
+    fn counts(&self) -> TaskCounts {
+        self.inner.counts()
+    }
+    async fn lease(&self, request: LeaseRequest) -> Result<Vec<WorkTask>, StoreError> {
+        self.measure(Method::Lease, self.inner.lease(request)).await
+    }
+    async fn start(
+        &self,
+        worker_id: &str,
+        started: Vec<(Uuid, u32)>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.measure(Method::Start, self.inner.start(worker_id, started, at))
+            .await
+    }
+    async fn finish(
+        &self,
+        id: Uuid,
+        worker_id: Option<String>,
+        report: WorkTaskResult,
+        at: DateTime<Utc>,
+    ) -> Result<WorkTask, StoreError> {
+        self.measure(Method::Finish, self.inner.finish(id, worker_id, report, at))
+            .await
+    }
+    async fn finish_many(
+        &self,
+        worker_id: &str,
+        reports: Vec<WorkTaskResult>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Result<WorkTaskStatus, StoreError>>, StoreError> {
+        self.measure(
+            Method::FinishMany,
+            self.inner.finish_many(worker_id, reports, at),
+        )
+        .await
+    }
+    async fn release(&self, worker_id: &str, tasks: Vec<(Uuid, u32)>) -> Result<(), StoreError> {
+        self.measure(Method::Release, self.inner.release(worker_id, tasks))
+            .await
+    }
+    fn renew(&self, worker_id: &str, held: &[(Uuid, u32)]) -> Renewal {
+        self.inner.renew(worker_id, held)
+    }
+    async fn expire_leases(&self, at: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.measure(Method::ExpireLeases, self.inner.expire_leases(at))
+            .await
+    }
+    fn forfeit(&self, worker_id: &str) {
+        self.inner.forfeit(worker_id)
+    }
+    fn leases_by_worker(&self) -> HashMap<String, Vec<Uuid>> {
+        self.inner.leases_by_worker()
+    }
+    fn queue_signal(&self) -> Arc<Notify> {
+        self.inner.queue_signal()
+    }
+    fn next_eligible_at(&self) -> Option<DateTime<Utc>> {
+        self.inner.next_eligible_at()
+    }
+    async fn create_project(&self, project: Project) -> Result<Project, StoreError> {
+        self.measure(Method::CreateProject, self.inner.create_project(project))
+            .await
+    }
+    async fn get_project(&self, id: &str) -> Result<Option<Project>, StoreError> {
+        self.measure(Method::GetProject, self.inner.get_project(id))
+            .await
+    }
+    async fn list_projects(&self) -> Result<Vec<Project>, StoreError> {
+        self.measure(Method::ListProjects, self.inner.list_projects())
+            .await
+    }
+    async fn delete_project(&self, id: &str) -> Result<(), StoreError> {
+        self.measure(Method::DeleteProject, self.inner.delete_project(id))
+            .await
+    }
+    async fn put_pipeline(&self, pipeline: Pipeline, create: bool) -> Result<Pipeline, StoreError> {
+        self.measure(
+            Method::PutPipeline,
+            self.inner.put_pipeline(pipeline, create),
+        )
+        .await
+    }
+    async fn get_pipeline(&self, id: &str) -> Result<Option<Pipeline>, StoreError> {
+        self.measure(Method::GetPipeline, self.inner.get_pipeline(id))
+            .await
+    }
+    async fn list_pipelines(
+        &self,
+        project_id: Option<String>,
+    ) -> Result<Vec<Pipeline>, StoreError> {
+        self.measure(Method::ListPipelines, self.inner.list_pipelines(project_id))
+            .await
+    }
+    async fn delete_pipeline(&self, id: &str) -> Result<(), StoreError> {
+        self.measure(Method::DeletePipeline, self.inner.delete_pipeline(id))
+            .await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.measure(Method::Ping, self.inner.ping()).await
+    }
+}

@@ -1,0 +1,132 @@
+//! `GET /metrics`: values read at scrape time, optional auth, and the format
+//! the scraper asked for.
+
+use crate::AppState;
+use crate::api::error::ApiError;
+use crate::workers::Registry;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use mimir_telemetry::Format;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who may scrape.
+#[derive(Debug, Clone, Default)]
+pub struct ScrapeAuth {
+    /// `Authorization: Bearer` token, if required.
+    pub bearer_token: Option<String>,
+    /// Basic-auth user and password, if required.
+    pub basic: Option<(String, String)>,
+}
+
+impl ScrapeAuth {
+    /// Whether the request's credentials are good (any configured way works).
+    fn allows(&self, headers: &HeaderMap) -> bool {
+        if self.bearer_token.is_none() && self.basic.is_none() {
+            return true;
+        }
+        let Some(given) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        if let (Some(token), Some(bearer)) = (&self.bearer_token, given.strip_prefix("Bearer ")) {
+            return crate::api::constant_time_eq(token.as_bytes(), bearer.trim().as_bytes());
+        }
+        if let (Some((user, password)), Some(basic)) = (&self.basic, given.strip_prefix("Basic ")) {
+            let expected =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            return crate::api::constant_time_eq(expected.as_bytes(), basic.trim().as_bytes());
+        }
+        false
+    }
+}
+
+/// The handler.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !state.scrape_auth.allows(&headers) {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "scraping /metrics needs the credentials set in metrics.bearerToken or metrics.username/password",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer, Basic realm=\"metrics\""),
+        );
+        return response;
+    }
+    let m = &state.metrics;
+    m.queue_length.set(state.store.queue_length() as i64);
+    m.workers_active
+        .set(state.workers.active(state.lease_ttl) as i64);
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let body = mimir_telemetry::render(m.registry(), format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// Per-worker counts and heartbeat age, read from the registry at scrape time
+/// (series end with their worker).
+#[derive(Debug)]
+pub struct WorkerCollector {
+    /// The registry.
+    pub registry: Arc<Registry>,
+    /// A worker silent this long is lost.
+    pub lost_after: Duration,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerOutcome {
+    worker: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabel {
+    worker: String,
+}
+
+impl Collector for WorkerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let views = self.registry.view(&HashMap::new(), self.lost_after);
+        let mut tasks = encoder.encode_descriptor(
+            "mimir_worker_tasks",
+            "Attempts each live worker finished, by outcome (is the load spread evenly?)",
+            None,
+            MetricType::Counter,
+        )?;
+        for v in &views {
+            for (outcome, n) in [("completed", v.tasks_completed), ("failed", v.tasks_failed)] {
+                let labels = WorkerOutcome {
+                    worker: v.worker_id.clone(),
+                    outcome,
+                };
+                ConstCounter::new(n).encode(tasks.encode_family(&labels)?)?;
+            }
+        }
+        let mut age = encoder.encode_descriptor(
+            "mimir_worker_heartbeat_age_seconds",
+            "Seconds since each worker was last heard from",
+            None,
+            MetricType::Gauge,
+        )?;
+        for v in &views {
+            let labels = WorkerLabel {
+                worker: v.worker_id.clone(),
+            };
+            ConstGauge::new(v.last_heartbeat_age_ms as f64 / 1000.0)
+                .encode(age.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}

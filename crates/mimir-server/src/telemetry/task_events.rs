@@ -1,0 +1,348 @@
+//! Task lifecycle events become log lines and metrics, off the store's write
+//! path: the store hands each commit's events to a channel; one thread records
+//! them. One event, one log line and its metrics, so the two never disagree.
+//!
+//! Levels follow the seed's definitions: `debug` for queue operations
+//! (submitted, leased, released), `info` for normal operations (started,
+//! completed, cancelled), `warn` for recoverable errors (retried, lease
+//! expired), `error` for failures (a task failed for good).
+
+use chrono::{DateTime, Utc};
+use mimir_core::{TaskEvent, TaskEventKind};
+use mimir_store::EventSink;
+use mimir_telemetry::Metrics;
+use mimir_telemetry::metrics::{StatusTypeLabels, TraceExemplar, TypeLabel};
+use mimir_telemetry::propagation;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc;
+use uuid::Uuid;
+
+/// The store's [`EventSink`]: queues events for the recording thread.
+#[derive(Debug)]
+pub struct TaskEventRecorder {
+    events: mpsc::Sender<Vec<TaskEvent>>,
+}
+
+impl TaskEventRecorder {
+    /// Starts the recording thread; it ends when the recorder is dropped.
+    pub fn start(metrics: Arc<Metrics>) -> Arc<TaskEventRecorder> {
+        let (events, receiver) = mpsc::channel::<Vec<TaskEvent>>();
+        let mut recorder = Recording {
+            metrics,
+            running: HashMap::new(),
+        };
+        let _ = std::thread::Builder::new()
+            .name("mimir-task-events".into())
+            .spawn(move || {
+                while let Ok(batch) = receiver.recv() {
+                    for event in batch {
+                        recorder.record(event);
+                    }
+                }
+            });
+        Arc::new(TaskEventRecorder { events })
+    }
+}
+
+impl EventSink for TaskEventRecorder {
+    fn publish(&self, events: Vec<TaskEvent>) {
+        // The thread only stops when this sender is gone.
+        let _ = self.events.send(events);
+    }
+}
+
+/// What is known of a leased task beyond its events: kept from its lease to
+/// its end, so later lines and metrics carry its pipeline and trace.
+struct Correlation {
+    pipeline_id: String,
+    traceparent: String,
+    submitted_at: DateTime<Utc>,
+}
+
+struct Recording {
+    metrics: Arc<Metrics>,
+    running: HashMap<Uuid, Correlation>,
+}
+
+/// One lifecycle line, at a level known at compile time.
+macro_rules! lifecycle {
+    ($level:expr, $e:expr, $c:expr, $worker:expr, $attempt:expr, $message:literal $(, $($rest:tt)*)?) => {{
+        let (trace_id, span_id) = $c
+            .and_then(|c: &Correlation| propagation::ids(&c.traceparent))
+            .unwrap_or_default();
+        tracing::event!(
+            target: "mimir::task",
+            $level,
+            worktask_id = %$e.id,
+            r#type = $e.task_type.as_str(),
+            event = $e.kind.name(),
+            worker_id = $worker,
+            attempt = $attempt,
+            pipeline_id = $c.map(|c: &Correlation| c.pipeline_id.as_str()).unwrap_or_default(),
+            trace_id,
+            span_id,
+            $($($rest)*,)?
+            $message
+        )
+    }};
+}
+
+impl Recording {
+    fn record(&mut self, e: TaskEvent) {
+        let m = &*self.metrics;
+        let type_label = TypeLabel {
+            r#type: e.task_type.as_str(),
+        };
+        match &e.kind {
+            TaskEventKind::Submitted { priority } => {
+                m.queue_enqueued.inc();
+                let none: Option<&Correlation> = None;
+                lifecycle!(
+                    tracing::Level::DEBUG,
+                    e,
+                    none,
+                    "",
+                    0,
+                    "task submitted",
+                    priority = priority.get()
+                );
+            }
+            TaskEventKind::Leased {
+                worker_id,
+                attempt,
+                waiting_since,
+                submitted_at,
+                pipeline_id,
+                traceparent,
+            } => {
+                m.queue_dequeued.inc();
+                let waited = seconds(e.at, *waiting_since);
+                m.queue_wait_time.get_or_create(&type_label).observe(
+                    waited,
+                    exemplar(traceparent),
+                    None,
+                );
+                self.running.insert(
+                    e.id,
+                    Correlation {
+                        pipeline_id: pipeline_id.clone(),
+                        traceparent: traceparent.clone(),
+                        submitted_at: *submitted_at,
+                    },
+                );
+                let c = self.running.get(&e.id);
+                lifecycle!(
+                    tracing::Level::DEBUG,
+                    e,
+                    c,
+                    worker_id.as_str(),
+                    *attempt,
+                    "task leased",
+                    queue_wait_s = waited
+                );
+            }
+            TaskEventKind::Started { worker_id, attempt } => {
+                let c = self.running.get(&e.id);
+                if *attempt == 1
+                    && let Some(c) = c
+                {
+                    m.task_start_latency.get_or_create(&type_label).observe(
+                        seconds(e.at, c.submitted_at),
+                        exemplar(&c.traceparent),
+                        None,
+                    );
+                }
+                lifecycle!(
+                    tracing::Level::INFO,
+                    e,
+                    c,
+                    worker_id.as_str(),
+                    *attempt,
+                    "task started"
+                );
+            }
+            TaskEventKind::Released { worker_id } => {
+                m.queue_enqueued.inc();
+                let c = self.running.remove(&e.id);
+                lifecycle!(
+                    tracing::Level::DEBUG,
+                    e,
+                    c.as_ref(),
+                    worker_id.as_str(),
+                    0,
+                    "task handed back unstarted"
+                );
+            }
+            TaskEventKind::LeaseExpired { worker_id, attempt } => {
+                m.lease_expiries.get_or_create(&type_label).inc();
+                let c = self.running.get(&e.id);
+                lifecycle!(
+                    tracing::Level::WARN,
+                    e,
+                    c,
+                    worker_id.as_str(),
+                    *attempt,
+                    "lease expired: the worker went silent"
+                );
+            }
+            TaskEventKind::Retried {
+                worker_id,
+                attempt,
+                retry_count,
+                max_retries,
+                reason,
+                not_before,
+                result,
+                ..
+            } => {
+                m.task_retries.get_or_create(&type_label).inc();
+                m.queue_enqueued.inc();
+                let c = self.running.get(&e.id);
+                self.pipeline_attempt(c, false, result.as_ref());
+                let backoff_s = seconds(*not_before, e.at);
+                lifecycle!(
+                    tracing::Level::WARN,
+                    e,
+                    c,
+                    worker_id.as_str(),
+                    *attempt,
+                    "task retried",
+                    retry_count = *retry_count,
+                    max_retries = *max_retries,
+                    backoff_s,
+                    reason = reason.as_str()
+                );
+            }
+            TaskEventKind::Completed {
+                worker_id,
+                attempt,
+                started_at,
+                result,
+            } => {
+                let c = self.running.remove(&e.id);
+                self.finished(&e, "completed", *started_at, result.as_ref(), c.as_ref());
+                lifecycle!(
+                    tracing::Level::INFO,
+                    e,
+                    c.as_ref(),
+                    worker_id.as_str(),
+                    *attempt,
+                    "task completed",
+                    duration_s = started_at.map(|s| seconds(e.at, s)).unwrap_or_default()
+                );
+            }
+            TaskEventKind::Failed {
+                worker_id,
+                attempt,
+                status,
+                reason,
+                retry_count,
+                started_at,
+                result,
+            } => {
+                let c = self.running.remove(&e.id);
+                self.finished(
+                    &e,
+                    status.as_str(),
+                    *started_at,
+                    result.as_ref(),
+                    c.as_ref(),
+                );
+                lifecycle!(
+                    tracing::Level::ERROR,
+                    e,
+                    c.as_ref(),
+                    worker_id.as_str(),
+                    *attempt,
+                    "task failed",
+                    status = status.as_str(),
+                    retry_count = *retry_count,
+                    reason = reason.as_str()
+                );
+            }
+            TaskEventKind::Cancelled { from } => {
+                m.tasks
+                    .get_or_create(&StatusTypeLabels {
+                        status: "cancelled",
+                        r#type: e.task_type.as_str(),
+                    })
+                    .inc();
+                let c = self.running.remove(&e.id);
+                lifecycle!(
+                    tracing::Level::INFO,
+                    e,
+                    c.as_ref(),
+                    "",
+                    0,
+                    "task cancelled",
+                    from = from.as_str()
+                );
+            }
+        }
+    }
+
+    /// Metrics of a task that reached a final status through an attempt.
+    fn finished(
+        &self,
+        e: &TaskEvent,
+        status: &'static str,
+        started_at: Option<DateTime<Utc>>,
+        result: Option<&serde_json::Value>,
+        c: Option<&Correlation>,
+    ) {
+        let m = &*self.metrics;
+        m.tasks
+            .get_or_create(&StatusTypeLabels {
+                status,
+                r#type: e.task_type.as_str(),
+            })
+            .inc();
+        if let Some(started_at) = started_at {
+            m.task_duration
+                .get_or_create(&TypeLabel {
+                    r#type: e.task_type.as_str(),
+                })
+                .observe(
+                    seconds(e.at, started_at),
+                    c.and_then(|c| exemplar(&c.traceparent)),
+                    None,
+                );
+        }
+        self.pipeline_attempt(c, status == "completed", result);
+    }
+
+    /// Pipeline and step metrics of one attempt that ran steps.
+    fn pipeline_attempt(
+        &self,
+        c: Option<&Correlation>,
+        completed: bool,
+        result: Option<&serde_json::Value>,
+    ) {
+        let steps = result
+            .and_then(|r| r.get("steps"))
+            .and_then(|s| s.as_array())
+            .filter(|steps| !steps.is_empty());
+        if let Some(steps) = steps {
+            let pipeline = c
+                .map(|c| c.pipeline_id.as_str())
+                .filter(|p| !p.is_empty())
+                .unwrap_or("unknown");
+            self.metrics.record_pipeline(pipeline, completed, steps);
+        }
+    }
+}
+
+/// `later - earlier` in seconds, never negative (clocks of different hosts).
+fn seconds(later: DateTime<Utc>, earlier: DateTime<Utc>) -> f64 {
+    (later - earlier)
+        .to_std()
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+fn exemplar(traceparent: &str) -> Option<TraceExemplar> {
+    propagation::ids(traceparent).map(|(trace_id, _)| TraceExemplar {
+        trace_id: trace_id.to_string(),
+    })
+}

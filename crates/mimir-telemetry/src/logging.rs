@@ -1,0 +1,78 @@
+//! Log and trace set-up for every `mimir-aip` process.
+//!
+//! One `tracing` subscriber: a formatter (JSON lines or compact text, on
+//! stderr) filtered by level or `RUST_LOG` and by the per-call-site
+//! [`RateLimit`], plus the OpenTelemetry layer when traces are exported.
+
+use crate::otel::{self, TraceGuard, TraceSettings, TraceSetupError};
+use crate::rate_limit::RateLimit;
+use std::io::IsTerminal;
+use std::time::Duration;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// How a process logs.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// A level (`info`) or `RUST_LOG`-style directives; `RUST_LOG` wins when set.
+    pub filter: String,
+    /// JSON lines rather than compact text.
+    pub json: bool,
+    /// Most warn/error lines per call site per second; 0 turns the limit off.
+    pub rate_limit: u32,
+    /// Trace export.
+    pub traces: TraceSettings,
+}
+
+/// Keeps telemetry running; drop it last (it flushes buffered spans).
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    _traces: Option<TraceGuard>,
+}
+
+/// Installs the global subscriber. A second call (tests) keeps the first.
+pub fn init(settings: &LogSettings) -> Result<TelemetryGuard, TraceSetupError> {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let limit = RateLimit::new(settings.rate_limit, Duration::from_secs(1));
+    if settings.rate_limit > 0 {
+        limit.spawn_reporter();
+    }
+    let ansi = std::io::stderr().is_terminal();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let fmt = if settings.json {
+        fmt.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed()
+    } else {
+        fmt.compact().boxed()
+    };
+    let traces = otel::start(&settings.traces)?;
+    let (otel_layer, guard) = match traces {
+        Some((tracer, guard)) => (
+            Some(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(LevelFilter::INFO),
+            ),
+            Some(guard),
+        ),
+        None => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel_layer)
+        .with(limit)
+        .try_init();
+    Ok(TelemetryGuard { _traces: guard })
+}
+
+/// The default filter when nothing is configured.
+pub const DEFAULT_FILTER: &str = "info";

@@ -1,0 +1,542 @@
+//! The metric catalog: every metric Mimir AIP exports, in one registry.
+//!
+//! Naming: the contract names of DESIGN.md (`mimir_queue_*`, `mimir_workers_*`,
+//! `mimir_tasks_total`, `mimir_task_*`, `mimir_storage_*`) are kept exactly;
+//! everything else is `mimir_<subsystem>_<name>_<unit>[_total]`. Label values
+//! are bounded: task types, statuses, routes, store methods, pipeline and step
+//! names from the catalog, worker ids of live workers. Never a task id.
+//!
+//! Counters are registered without their `_total` suffix, which the encoder
+//! adds.
+
+use crate::process::ProcessCollector;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// Buckets for task-scale durations: 1 ms to 1 hour.
+pub const TASK_BUCKETS: [f64; 19] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 600.0, 1800.0, 3600.0,
+];
+
+/// Buckets for request-scale durations: 50 µs to 10 s.
+pub const REQUEST_BUCKETS: [f64; 16] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
+];
+
+/// Buckets for worker lifetimes: 1 s to 1 day.
+pub const WORKER_BUCKETS: [f64; 12] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 43200.0, 86400.0,
+];
+
+fn task_histogram() -> Histogram {
+    Histogram::new(TASK_BUCKETS)
+}
+
+fn task_histogram_with_exemplars() -> HistogramWithExemplars<TraceExemplar> {
+    HistogramWithExemplars::new(TASK_BUCKETS.into_iter())
+}
+
+fn request_histogram() -> Histogram {
+    Histogram::new(REQUEST_BUCKETS)
+}
+
+/// A family of histograms made by a plain function.
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+/// A family of histograms carrying trace exemplars.
+pub type ExemplarHistogramFamily<L> =
+    Family<L, HistogramWithExemplars<TraceExemplar>, fn() -> HistogramWithExemplars<TraceExemplar>>;
+/// A gauge holding a float.
+pub type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// `type`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    /// Work task type.
+    pub r#type: &'static str,
+}
+
+/// `status`, `type`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusTypeLabels {
+    /// Final status.
+    pub status: &'static str,
+    /// Work task type.
+    pub r#type: &'static str,
+}
+
+/// `operation`, `backend` (the contract's storage labels).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StorageLabels {
+    /// `store`, `retrieve`, `update` or `delete`.
+    pub operation: &'static str,
+    /// `sqlite`, `postgres`, ...
+    pub backend: &'static str,
+}
+
+/// `method`, `backend`: one store call.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreMethodLabels {
+    /// The store method, e.g. `submit`, `lease`.
+    pub method: &'static str,
+    /// The backend.
+    pub backend: &'static str,
+}
+
+/// `route`, `method`, `status`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The route template, e.g. `/api/worktasks/{id}`.
+    pub route: String,
+    /// HTTP method.
+    pub method: String,
+    /// Status code.
+    pub status: u16,
+}
+
+/// `route`, `method`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route template.
+    pub route: String,
+    /// HTTP method.
+    pub method: String,
+}
+
+/// `pipeline`, `status`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineStatusLabels {
+    /// Pipeline id.
+    pub pipeline: String,
+    /// `completed` or `failed`.
+    pub status: &'static str,
+}
+
+/// `pipeline`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineLabel {
+    /// Pipeline id.
+    pub pipeline: String,
+}
+
+/// `pipeline`, `step`, `plugin`, `action`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    /// Pipeline id.
+    pub pipeline: String,
+    /// Step name.
+    pub step: String,
+    /// Plugin of the step.
+    pub plugin: String,
+    /// Action of the step.
+    pub action: String,
+}
+
+/// `plugin`, `action`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// Plugin.
+    pub plugin: String,
+    /// Action.
+    pub action: String,
+}
+
+/// `action`, `reason`: one autoscaler decision.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// `spawn`, `stop` or `hold`.
+    pub action: &'static str,
+    /// Why, from a fixed set (see the pool).
+    pub reason: &'static str,
+}
+
+/// `level`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LevelLabel {
+    /// Log level.
+    pub level: &'static str,
+}
+
+/// `version`, `commit`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// Crate version.
+    pub version: &'static str,
+    /// Git commit the binary was built from, or `unknown`.
+    pub commit: &'static str,
+}
+
+/// The exemplar of a duration: the trace it belongs to.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    /// W3C trace id (32 hex digits).
+    pub trace_id: String,
+}
+
+/// Every metric of a process (orchestrator or worker), registered once.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    // Contract metrics (DESIGN.md).
+    /// Tasks waiting to run (set at scrape time).
+    pub queue_length: Gauge,
+    /// Tasks put on the queue per second over the last minute.
+    pub queue_enqueue_rate: FloatGauge,
+    /// Tasks taken off the queue per second over the last minute.
+    pub queue_dequeue_rate: FloatGauge,
+    /// Tasks put on the queue: submissions, retries and handed-back leases.
+    pub queue_enqueued: Counter,
+    /// Tasks leased off the queue.
+    pub queue_dequeued: Counter,
+    /// Time from becoming eligible to being leased.
+    pub queue_wait_time: ExemplarHistogramFamily<TypeLabel>,
+    /// Workers registered and heard from (set at scrape time).
+    pub workers_active: Gauge,
+    /// Local workers started.
+    pub workers_spawned: Counter,
+    /// Workers that died or vanished without being asked to stop.
+    pub workers_failed: Counter,
+    /// Lifetime of workers, observed when they leave.
+    pub worker_duration: Histogram,
+    /// Tasks that reached a final status.
+    pub tasks: Family<StatusTypeLabels, Counter>,
+    /// Failed attempts sent back to the queue.
+    pub task_retries: Family<TypeLabel, Counter>,
+    /// Run time of the final attempt of finished tasks.
+    pub task_duration: ExemplarHistogramFamily<TypeLabel>,
+    /// Store operations.
+    pub storage_operations: Family<StorageLabels, Counter>,
+    /// Store operation latency.
+    pub storage_latency: HistogramFamily<StorageLabels>,
+    /// Store operations that failed.
+    pub storage_errors: Family<StorageLabels, Counter>,
+    // Operator metrics.
+    /// Store call latency by method.
+    pub store_call_duration: HistogramFamily<StoreMethodLabels>,
+    /// HTTP requests answered.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// HTTP request latency.
+    pub http_request_duration: HistogramFamily<RouteLabels>,
+    /// Submission to first start of a task.
+    pub task_start_latency: ExemplarHistogramFamily<TypeLabel>,
+    /// Leases that expired because their worker went silent.
+    pub lease_expiries: Family<TypeLabel, Counter>,
+    /// Pipeline executions that finished.
+    pub pipeline_executions: Family<PipelineStatusLabels, Counter>,
+    /// Pipeline execution time (sum of its steps).
+    pub pipeline_duration: HistogramFamily<PipelineLabel>,
+    /// Step run time.
+    pub step_duration: HistogramFamily<StepLabels>,
+    /// Steps whose action failed.
+    pub plugin_errors: Family<ActionLabels, Counter>,
+    /// Workers the autoscaler wants.
+    pub autoscaler_desired_workers: Gauge,
+    /// Autoscaler decisions by action and reason.
+    pub autoscaler_decisions: Family<DecisionLabels, Counter>,
+}
+
+impl Metrics {
+    /// A registry holding every metric, plus build info and process metrics.
+    pub fn new() -> Metrics {
+        let mut m = Metrics {
+            queue_length: Gauge::default(),
+            queue_enqueue_rate: FloatGauge::default(),
+            queue_dequeue_rate: FloatGauge::default(),
+            queue_enqueued: Counter::default(),
+            queue_dequeued: Counter::default(),
+            queue_wait_time: Family::new_with_constructor(task_histogram_with_exemplars),
+            workers_active: Gauge::default(),
+            workers_spawned: Counter::default(),
+            workers_failed: Counter::default(),
+            worker_duration: Histogram::new(WORKER_BUCKETS),
+            tasks: Family::default(),
+            task_retries: Family::default(),
+            task_duration: Family::new_with_constructor(task_histogram_with_exemplars),
+            storage_operations: Family::default(),
+            storage_latency: Family::new_with_constructor(request_histogram),
+            storage_errors: Family::default(),
+            store_call_duration: Family::new_with_constructor(request_histogram),
+            http_requests: Family::default(),
+            http_request_duration: Family::new_with_constructor(request_histogram),
+            task_start_latency: Family::new_with_constructor(task_histogram_with_exemplars),
+            lease_expiries: Family::default(),
+            pipeline_executions: Family::default(),
+            pipeline_duration: Family::new_with_constructor(task_histogram),
+            step_duration: Family::new_with_constructor(task_histogram),
+            plugin_errors: Family::default(),
+            autoscaler_desired_workers: Gauge::default(),
+            autoscaler_decisions: Family::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "mimir_queue_length",
+            "Tasks waiting to run",
+            m.queue_length.clone(),
+        );
+        r.register(
+            "mimir_queue_enqueue_rate",
+            "Tasks added to the queue per second over the last minute",
+            m.queue_enqueue_rate.clone(),
+        );
+        r.register(
+            "mimir_queue_dequeue_rate",
+            "Tasks taken off the queue per second over the last minute",
+            m.queue_dequeue_rate.clone(),
+        );
+        r.register(
+            "mimir_queue_enqueued",
+            "Tasks added to the queue (submissions, retries, handed-back leases)",
+            m.queue_enqueued.clone(),
+        );
+        r.register(
+            "mimir_queue_dequeued",
+            "Tasks taken off the queue by workers",
+            m.queue_dequeued.clone(),
+        );
+        r.register(
+            "mimir_queue_wait_time_seconds",
+            "Time tasks spend in the queue, from eligible to leased",
+            m.queue_wait_time.clone(),
+        );
+        r.register(
+            "mimir_workers_active",
+            "Workers registered and heard from",
+            m.workers_active.clone(),
+        );
+        r.register(
+            "mimir_workers_spawned",
+            "Local workers started",
+            m.workers_spawned.clone(),
+        );
+        r.register(
+            "mimir_workers_failed",
+            "Workers that died or went silent without being asked to stop",
+            m.workers_failed.clone(),
+        );
+        r.register(
+            "mimir_worker_duration_seconds",
+            "Lifetime of workers, observed when they leave",
+            m.worker_duration.clone(),
+        );
+        r.register(
+            "mimir_tasks",
+            "Tasks that reached a final status",
+            m.tasks.clone(),
+        );
+        r.register(
+            "mimir_task_retries",
+            "Failed attempts sent back to the queue",
+            m.task_retries.clone(),
+        );
+        r.register(
+            "mimir_task_duration_seconds",
+            "Run time of the final attempt of finished tasks",
+            m.task_duration.clone(),
+        );
+        r.register(
+            "mimir_storage_operations",
+            "Metadata store operations",
+            m.storage_operations.clone(),
+        );
+        r.register(
+            "mimir_storage_latency_seconds",
+            "Metadata store operation latency",
+            m.storage_latency.clone(),
+        );
+        r.register(
+            "mimir_storage_errors",
+            "Metadata store operations that failed",
+            m.storage_errors.clone(),
+        );
+        r.register(
+            "mimir_store_call_duration_seconds",
+            "Metadata store call latency by method",
+            m.store_call_duration.clone(),
+        );
+        r.register(
+            "mimir_http_requests",
+            "HTTP requests answered, by route, method and status",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "mimir_http_request_duration_seconds",
+            "HTTP request latency by route and method",
+            m.http_request_duration.clone(),
+        );
+        r.register(
+            "mimir_task_start_latency_seconds",
+            "Time from submission to the first start of a task",
+            m.task_start_latency.clone(),
+        );
+        r.register(
+            "mimir_lease_expiries",
+            "Leases that expired because their worker went silent",
+            m.lease_expiries.clone(),
+        );
+        r.register(
+            "mimir_pipeline_executions",
+            "Pipeline executions that finished, by pipeline and status",
+            m.pipeline_executions.clone(),
+        );
+        r.register(
+            "mimir_pipeline_execution_duration_seconds",
+            "Pipeline execution time (its steps) by pipeline",
+            m.pipeline_duration.clone(),
+        );
+        r.register(
+            "mimir_pipeline_step_duration_seconds",
+            "Pipeline step run time by pipeline, step, plugin and action",
+            m.step_duration.clone(),
+        );
+        r.register(
+            "mimir_plugin_errors",
+            "Pipeline steps whose action failed",
+            m.plugin_errors.clone(),
+        );
+        r.register(
+            "mimir_autoscaler_desired_workers",
+            "Workers the autoscaler wants",
+            m.autoscaler_desired_workers.clone(),
+        );
+        r.register(
+            "mimir_autoscaler_decisions",
+            "Autoscaler decisions by action and reason",
+            m.autoscaler_decisions.clone(),
+        );
+        // Every task series exists from the start at zero, so `rate()`,
+        // `increase()` and alerts see the first event as an increase.
+        for t in mimir_core::WorkTaskType::ALL {
+            let r#type = t.as_str();
+            for status in ["completed", "failed", "timeout", "cancelled"] {
+                let _ = m.tasks.get_or_create(&StatusTypeLabels { status, r#type });
+            }
+            let label = TypeLabel { r#type };
+            let _ = m.task_retries.get_or_create(&label);
+            let _ = m.lease_expiries.get_or_create(&label);
+            let _ = m.queue_wait_time.get_or_create(&label);
+            let _ = m.task_duration.get_or_create(&label);
+            let _ = m.task_start_latency.get_or_create(&label);
+        }
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: crate::VERSION,
+                commit: crate::COMMIT,
+            })
+            .set(1);
+        r.register(
+            "mimir_build_info",
+            "Version and commit of this binary",
+            build,
+        );
+        r.register_collector(Box::new(ProcessCollector));
+        r.register_collector(Box::new(DroppedLogLines));
+        m
+    }
+
+    /// Records a finished pipeline execution from its step records
+    /// (`[{name, plugin, action, status, duration_ms}]`, as workers report them):
+    /// step times, plugin errors, the execution's time (its steps) and outcome.
+    pub fn record_pipeline(&self, pipeline: &str, completed: bool, steps: &[serde_json::Value]) {
+        let text = |step: &serde_json::Value, key: &str| {
+            step.get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut total_ms = 0.0;
+        for step in steps {
+            let status = text(step, "status");
+            if status != "completed" && status != "failed" {
+                continue;
+            }
+            let ms = step
+                .get("duration_ms")
+                .and_then(|d| d.as_f64())
+                .unwrap_or_default();
+            total_ms += ms;
+            let (plugin, action) = (text(step, "plugin"), text(step, "action"));
+            if status == "failed" {
+                self.plugin_errors
+                    .get_or_create(&ActionLabels {
+                        plugin: plugin.clone(),
+                        action: action.clone(),
+                    })
+                    .inc();
+            }
+            self.step_duration
+                .get_or_create(&StepLabels {
+                    pipeline: pipeline.to_string(),
+                    step: text(step, "name"),
+                    plugin,
+                    action,
+                })
+                .observe(ms / 1000.0);
+        }
+        let status = if completed { "completed" } else { "failed" };
+        self.pipeline_executions
+            .get_or_create(&PipelineStatusLabels {
+                pipeline: pipeline.to_string(),
+                status,
+            })
+            .inc();
+        self.pipeline_duration
+            .get_or_create(&PipelineLabel {
+                pipeline: pipeline.to_string(),
+            })
+            .observe(total_ms / 1000.0);
+    }
+
+    /// The registry, for custom collectors and encoding.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Adds a collector that reads its values at scrape time.
+    pub fn register_collector(
+        &mut self,
+        collector: Box<dyn prometheus_client::collector::Collector>,
+    ) {
+        self.registry.register_collector(collector);
+    }
+}
+
+/// `mimir_log_messages_dropped_total{level}`, read from the log rate limit.
+#[derive(Debug)]
+struct DroppedLogLines;
+
+impl prometheus_client::collector::Collector for DroppedLogLines {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let (warn, error) = crate::rate_limit::dropped();
+        let mut family = encoder.encode_descriptor(
+            "mimir_log_messages_dropped",
+            "Log lines dropped by the per-call-site rate limit",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (level, value) in [("warn", warn), ("error", error)] {
+            let labels = LevelLabel { level };
+            ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

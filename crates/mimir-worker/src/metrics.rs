@@ -1,0 +1,64 @@
+//! A worker's own metrics (`mimir-aip worker --metrics-listen ADDR`): its
+//! attempts' run time and its pipelines' step times, served on `/metrics`.
+//! The orchestrator records the same step times from the results workers
+//! report, so scraping workers is optional.
+
+use chrono::{DateTime, Utc};
+use mimir_core::{AttemptOutcome, WorkTask};
+use mimir_telemetry::Metrics;
+use mimir_telemetry::metrics::TypeLabel;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Records one finished attempt.
+pub(crate) fn record_attempt(
+    metrics: &Metrics,
+    task: &WorkTask,
+    outcome: AttemptOutcome,
+    started_at: DateTime<Utc>,
+    result: Option<&serde_json::Value>,
+) {
+    let seconds = (Utc::now() - started_at)
+        .to_std()
+        .unwrap_or_default()
+        .as_secs_f64();
+    metrics
+        .task_duration
+        .get_or_create(&TypeLabel {
+            r#type: task.task_type.as_str(),
+        })
+        .observe(seconds, None, None);
+    let steps = result
+        .and_then(|r| r.get("steps"))
+        .and_then(|s| s.as_array());
+    if let Some(steps) = steps {
+        let pipeline = task.task_spec.pipeline_id.as_str();
+        metrics.record_pipeline(pipeline, outcome == AttemptOutcome::Completed, steps);
+    }
+}
+
+/// Serves `GET /metrics` on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
+    use axum::http::header;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let metrics = metrics.clone();
+            async move {
+                let format = mimir_telemetry::Format::negotiate(
+                    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+                );
+                let body = mimir_telemetry::render(metrics.registry(), format);
+                ([(header::CONTENT_TYPE, format.content_type())], body)
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "worker metrics endpoint stopped");
+        }
+    });
+    Ok(bound)
+}
