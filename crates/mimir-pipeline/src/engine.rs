@@ -73,15 +73,28 @@ impl Engine {
                 records.push(record);
                 continue;
             }
-            let span = tracing::info_span!(
-                "pipeline_step",
-                otel.name = %format_args!("step {}", step.name),
-                step = %step.name,
-                action = %step.qualified_action(),
-                worktask_id = %run.worktask_id,
-                pipeline_id = %run.pipeline_id,
-                attempt = run.attempt,
-            );
+            // A span per step costs a few microseconds: it exists for traces,
+            // and for debug logs; warnings name the step themselves.
+            let span = if mimir_telemetry::otel::enabled() {
+                tracing::info_span!(
+                    "pipeline_step",
+                    otel.name = %format_args!("step {}", step.name),
+                    step = %step.name,
+                    action = %step.qualified_action(),
+                    worktask_id = %run.worktask_id,
+                    pipeline_id = %run.pipeline_id,
+                    attempt = run.attempt,
+                )
+            } else {
+                tracing::debug_span!(
+                    "pipeline_step",
+                    step = %step.name,
+                    action = %step.qualified_action(),
+                    worktask_id = %run.worktask_id,
+                    pipeline_id = %run.pipeline_id,
+                    attempt = run.attempt,
+                )
+            };
             let started = Instant::now();
             let outcome = self
                 .run_step(step, params, &mut context, run)
@@ -94,7 +107,17 @@ impl Engine {
                     record(step, StepStatus::Completed, duration_ms, String::new())
                 }
                 Err(failure) => {
-                    span.in_scope(|| tracing::warn!(duration_ms, error = %failure, "step failed"));
+                    span.in_scope(|| {
+                        tracing::warn!(
+                            worktask_id = %run.worktask_id,
+                            pipeline_id = %run.pipeline_id,
+                            step = %step.name,
+                            action = %step.qualified_action(),
+                            duration_ms,
+                            error = %failure,
+                            "step failed"
+                        )
+                    });
                     cancelled = matches!(failure, StepError::Cancelled);
                     error = Some(format!(
                         "step \"{}\" ({}) failed: {failure}",

@@ -52,39 +52,39 @@ pub fn render(registry: &Registry, format: Format) -> String {
     }
 }
 
-/// Converts OpenMetrics text to the classic Prometheus text format.
+/// Converts OpenMetrics text to the classic Prometheus text format, in one
+/// pass (a scrape of a large catalog must stay cheap).
 pub fn to_prometheus_text(openmetrics: &str) -> String {
     let mut out = String::with_capacity(openmetrics.len());
+    // A family's HELP line waits for its TYPE line: a counter's name gains `_total`.
+    let mut help: Option<&str> = None;
     let mut counter_family: Option<&str> = None;
     for line in openmetrics.lines() {
         if line == "# EOF" || line.starts_with("# UNIT ") {
             continue;
         }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            flush_help(&mut out, help.take(), false);
+            help = Some(rest);
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
-            counter_family = None;
-            match kind {
-                "counter" => {
-                    counter_family = Some(name);
-                    out.push_str("# TYPE ");
-                    out.push_str(name);
-                    out.push_str("_total counter\n");
-                }
-                "info" | "stateset" => {
-                    out.push_str("# TYPE ");
-                    out.push_str(name);
-                    out.push_str(" gauge\n");
-                }
-                "unknown" => {
-                    out.push_str("# TYPE ");
-                    out.push_str(name);
-                    out.push_str(" untyped\n");
-                }
-                _ => {
-                    out.push_str(line);
-                    out.push('\n');
-                }
-            }
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            let counter = kind == "counter";
+            flush_help(&mut out, help.take(), counter);
+            counter_family = counter.then_some(name);
+            out.push_str("# TYPE ");
+            out.push_str(name);
+            out.push_str(match kind {
+                "counter" => "_total counter",
+                "info" | "stateset" => " gauge",
+                "unknown" => " untyped",
+                "gauge" => " gauge",
+                "histogram" => " histogram",
+                "summary" => " summary",
+                _ => " untyped",
+            });
+            out.push('\n');
             continue;
         }
         let sample = match line.find(" # {") {
@@ -101,32 +101,23 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
         out.push_str(sample);
         out.push('\n');
     }
-    fix_counter_help(out)
+    flush_help(&mut out, help, false);
+    out
 }
 
-/// `# HELP x` of a counter family must name `x_total` in the classic format.
-fn fix_counter_help(text: String) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = String::with_capacity(text.len() + 256);
-    for (i, line) in lines.iter().enumerate() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let name = rest.split(' ').next().unwrap_or_default();
-            let next_is_counter = lines
-                .get(i + 1)
-                .is_some_and(|next| *next == format!("# TYPE {name}_total counter"));
-            if next_is_counter {
-                out.push_str("# HELP ");
-                out.push_str(name);
-                out.push_str("_total");
-                out.push_str(&rest[name.len()..]);
-                out.push('\n');
-                continue;
-            }
+/// Writes a pending `# HELP name text` line, naming `name_total` for a counter.
+fn flush_help(out: &mut String, help: Option<&str>, counter: bool) {
+    let Some(rest) = help else { return };
+    out.push_str("# HELP ");
+    match rest.split_once(' ') {
+        Some((name, text)) if counter => {
+            out.push_str(name);
+            out.push_str("_total ");
+            out.push_str(text);
         }
-        out.push_str(line);
-        out.push('\n');
+        _ => out.push_str(rest),
     }
-    out
+    out.push('\n');
 }
 
 #[cfg(test)]

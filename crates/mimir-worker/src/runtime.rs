@@ -415,6 +415,19 @@ async fn execute(
 fn attempt_span(task: &WorkTask, worker_id: &str) -> tracing::Span {
     let (trace_id, span_id) =
         mimir_telemetry::propagation::ids(&task.traceparent).unwrap_or_default();
+    if !mimir_telemetry::otel::enabled() {
+        // Without traces the span only serves debug lines: free at info.
+        return tracing::debug_span!(
+            "attempt",
+            worktask_id = %task.worktask_id,
+            r#type = %task.task_type,
+            attempt = task.attempt,
+            worker_id = %worker_id,
+            pipeline_id = %task.task_spec.pipeline_id,
+            trace_id,
+            span_id,
+        );
+    }
     let span = tracing::info_span!(
         "attempt",
         otel.name = %format_args!("execute {}", task.task_type),
