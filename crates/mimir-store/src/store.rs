@@ -146,6 +146,6 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a pipeline.
     async fn delete_pipeline(&self, id: &str) -> Result<(), StoreError>;
 
-    /// Checks that the store answers a query.
+    /// Checks that the store answers a query and its migrations are applied.
     async fn ping(&self) -> Result<(), StoreError>;
 }

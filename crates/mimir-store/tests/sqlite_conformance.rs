@@ -112,3 +112,17 @@ fn an_unusable_data_dir_is_refused_with_its_path() {
         .expect("refused");
     assert!(error.to_string().contains("a-file"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_fails_when_the_schema_falls_behind_the_build() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    store.ping().await.expect("a fresh store is current");
+    // Another process rolls the file back to an older schema.
+    let conn = rusqlite::Connection::open(dir.path().join(mimir_store::sqlite::DB_FILE_NAME))
+        .expect("open file");
+    conn.pragma_update(None, "user_version", 1)
+        .expect("set user_version");
+    let error = store.ping().await.expect_err("behind the build");
+    assert!(error.to_string().contains("migration 1"), "{error}");
+}

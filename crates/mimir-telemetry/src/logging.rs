@@ -73,6 +73,3 @@ pub fn init(settings: &LogSettings) -> Result<TelemetryGuard, TraceSetupError> {
         .try_init();
     Ok(TelemetryGuard { _traces: guard })
 }
-
-/// The default filter when nothing is configured.
-pub const DEFAULT_FILTER: &str = "info";

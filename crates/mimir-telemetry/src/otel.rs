@@ -49,7 +49,7 @@ pub struct TraceSetupError {
 }
 
 /// The traces URL the settings and environment name, if any.
-pub fn traces_endpoint(settings: &TraceSettings) -> Option<String> {
+fn traces_endpoint(settings: &TraceSettings) -> Option<String> {
     let env = |key: &str| std::env::var(key).ok().filter(|v| !v.trim().is_empty());
     if let Some(full) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
         return Some(full);

@@ -382,7 +382,7 @@ async fn execute(
         .execute(&task, cancel.clone())
         .instrument(span.clone())
         .await;
-    if let Some(error) = Some(&error).filter(|e| !e.is_empty()) {
+    if !error.is_empty() {
         span.in_scope(|| tracing::debug!(%error, ?outcome, "attempt ended"));
     }
     if let Some(metrics) = &shared.metrics {

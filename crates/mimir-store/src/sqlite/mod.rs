@@ -451,10 +451,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| {
-            Ok(conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?)
-        })
-        .await
+        self.read(schema::check_current).await
     }
 }
 

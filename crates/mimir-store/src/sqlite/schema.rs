@@ -48,6 +48,19 @@ pub(crate) fn prepare_reader(conn: &mut Connection) -> rusqlite::Result<()> {
 }
 
 /// Applies the migrations not yet applied, each in its own transaction.
+/// Answers a query and checks every migration is applied (the file was not
+/// replaced by an older one under a running store).
+pub(crate) fn check_current(conn: &Connection) -> Result<(), crate::StoreError> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if applied != MIGRATIONS.len() {
+        return Err(crate::StoreError::Corrupt(format!(
+            "schema at migration {applied}, this build needs {}",
+            MIGRATIONS.len()
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if applied > MIGRATIONS.len() {
