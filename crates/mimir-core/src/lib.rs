@@ -4,6 +4,7 @@
 //! machine, priorities, retry backoff and the in-memory queue order. The store and
 //! the server build on these rules; the rules are property-tested here.
 
+pub mod attempt;
 pub mod autoscale;
 pub mod event;
 pub mod pipeline;
@@ -15,6 +16,7 @@ pub mod status;
 pub mod submission;
 pub mod task;
 
+pub use attempt::{Attempt, AttemptEnd};
 pub use event::{TaskEvent, TaskEventKind};
 pub use pipeline::{Pipeline, PipelineType, Project};
 pub use priority::Priority;

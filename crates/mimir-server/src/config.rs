@@ -236,18 +236,22 @@ impl Default for OrchestratorConfig {
     }
 }
 
-/// `api.*`: HTTP limits.
+/// `api.*`: HTTP limits and access.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ApiConfig {
     /// Largest request body in bytes. Defaults to 1 MiB.
     pub max_body_bytes: usize,
+    /// Bearer token every user API call (and the dashboard) must present.
+    /// Defaults to empty: the API is open, as on a single machine.
+    pub token: String,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            token: String::new(),
         }
     }
 }
@@ -312,6 +316,8 @@ pub struct Overrides {
     pub max_workers: Option<u32>,
     /// `--queue-threshold` / `MIMIR_QUEUE_THRESHOLD`.
     pub queue_threshold: Option<u32>,
+    /// `--api-token` / `MIMIR_API_TOKEN`.
+    pub api_token: Option<String>,
 }
 
 /// A configuration that cannot be used; the message names the key or file.
@@ -355,6 +361,7 @@ impl Config {
             min_workers,
             max_workers,
             queue_threshold,
+            api_token,
         } = overrides;
         if let Some(v) = listen {
             self.listen = v;
@@ -376,6 +383,9 @@ impl Config {
         }
         if let Some(v) = queue_threshold {
             self.orchestrator.queue_threshold = v;
+        }
+        if let Some(v) = api_token {
+            self.api.token = v;
         }
     }
 

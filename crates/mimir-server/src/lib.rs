@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod config;
+pub mod dashboard;
 pub mod progress;
 pub mod serve;
 mod state;

@@ -55,12 +55,14 @@ pub async fn run(
     }));
     let metrics = Arc::new(metrics);
     let recording = config.metrics.enabled;
+    let timeline = Arc::new(crate::dashboard::Timeline::default());
     let options = SqliteOptions {
         aging: valid.aging,
         durable: config.store.durable,
         retry: valid.retry,
         lease_ttl: valid.lease_ttl,
-        events: recording.then(|| TaskEventRecorder::start(metrics.clone()) as _),
+        events: recording
+            .then(|| TaskEventRecorder::start(metrics.clone(), Some(timeline.clone())) as _),
         ..SqliteOptions::default()
     };
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, options))
@@ -120,6 +122,7 @@ pub async fn run(
         type_limits: valid.type_limits.clone(),
         lease_ttl: valid.lease_ttl,
         worker_token: token,
+        api_token: Some(config.api.token.clone()).filter(|t| !t.is_empty()),
         plugins: Arc::new(mimir_pipeline::Registry::builtin()),
         progress: Arc::default(),
         metrics: metrics.clone(),
@@ -133,6 +136,8 @@ pub async fn run(
                 )
             }),
         },
+        timeline,
+        shutdown: tokio_util::sync::CancellationToken::new(),
     };
     let reaper = tokio::spawn(reap(
         store.clone(),
@@ -141,6 +146,8 @@ pub async fn run(
         valid.lease_ttl * 2,
     ));
     let rates = tokio::spawn(crate::telemetry::rates::sample_queue_rates(metrics.clone()));
+    let sampler = tokio::spawn(crate::dashboard::sampler::run(state.clone()));
+    let streams = state.shutdown.clone();
     let pool_task = pool
         .clone()
         .map(|pool| tokio::spawn(pool.run(store.clone(), workers.clone())));
@@ -152,6 +159,7 @@ pub async fn run(
     let drain_workers = workers.clone();
     let graceful = async move {
         shutdown.await;
+        streams.cancel();
         if let Some(pool) = drain_pool {
             tracing::info!("asking local workers to finish and stop");
             pool.stop_all(&drain_workers, Duration::from_secs(30)).await;
@@ -162,6 +170,7 @@ pub async fn run(
         .await?;
     reaper.abort();
     rates.abort();
+    sampler.abort();
     if let Some(task) = pool_task {
         task.abort();
     }

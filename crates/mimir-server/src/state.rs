@@ -24,6 +24,8 @@ pub struct AppState {
     pub lease_ttl: Duration,
     /// Token workers must present; `None` leaves worker endpoints open.
     pub worker_token: Option<String>,
+    /// Token users must present; `None` leaves the user API open.
+    pub api_token: Option<String>,
     /// The actions pipelines may use, for validating definitions.
     pub plugins: Arc<mimir_pipeline::Registry>,
     /// Live step progress of running tasks.
@@ -34,6 +36,10 @@ pub struct AppState {
     pub record_metrics: bool,
     /// Who may scrape `/metrics`.
     pub scrape_auth: crate::telemetry::ScrapeAuth,
+    /// The dashboard's last hour, second by second.
+    pub timeline: Arc<crate::dashboard::Timeline>,
+    /// Cancelled when the orchestrator shuts down, to end long-lived streams.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -47,11 +53,14 @@ impl AppState {
             type_limits: HashMap::new(),
             lease_ttl: mimir_store::sqlite::DEFAULT_LEASE_TTL,
             worker_token: None,
+            api_token: None,
             plugins: Arc::new(mimir_pipeline::Registry::builtin()),
             progress: Arc::default(),
             metrics: Arc::new(mimir_telemetry::Metrics::new()),
             record_metrics: true,
             scrape_auth: crate::telemetry::ScrapeAuth::default(),
+            timeline: Arc::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 }

@@ -343,6 +343,214 @@ async fn listing_filters_and_pages_with_a_cursor() {
 }
 
 #[tokio::test]
+async fn listing_filters_by_priority_and_submission_time() {
+    let api = Api::new();
+    for priority in [2, 9, 5, 10] {
+        api.submit(json!({"type":"ml_inference","project_id":"p","priority":priority}))
+            .await;
+    }
+    let priorities = |page: &Value| -> Vec<u64> {
+        page["worktasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .map(|t| t["priority"].as_u64().expect("p"))
+            .collect()
+    };
+    let (status, page) = api.get("/api/worktasks?min_priority=5").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(priorities(&page), [10, 5, 9]);
+    let (_, page) = api
+        .get("/api/worktasks?min_priority=3&max_priority=9")
+        .await;
+    assert_eq!(priorities(&page), [5, 9]);
+    let (_, page) = api
+        .get("/api/worktasks?since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00%2B02:00")
+        .await;
+    assert_eq!(priorities(&page).len(), 4);
+    let (_, page) = api.get("/api/worktasks?until=2000-01-01T00:00:00Z").await;
+    assert!(priorities(&page).is_empty());
+
+    for (query, code, field) in [
+        ("min_priority=0", "invalid_priority", "min_priority"),
+        ("max_priority=eleven", "invalid_priority", "max_priority"),
+        ("since=yesterday", "invalid_time", "since"),
+        ("until=2026-13-01T00:00:00Z", "invalid_time", "until"),
+    ] {
+        let (status, body) = api.get(&format!("/api/worktasks?{query}")).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, code, Some(field));
+    }
+}
+
+#[tokio::test]
+async fn attempts_of_a_task() {
+    let api = Api::new();
+    let task = api
+        .submit(json!({"type":"ml_inference","project_id":"p"}))
+        .await;
+    let id = task["worktask_id"].as_str().expect("id");
+    let (status, body) = api.get(&format!("/api/worktasks/{id}/attempts")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["worktask_id"], id);
+    assert_eq!(body["attempts"], json!([]), "not leased yet");
+    let (status, body) = api
+        .get("/api/worktasks/01890a5d-ac96-774b-bcce-b302099a8057/attempts")
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found", None);
+    let (status, body) = api.get("/api/worktasks/nope/attempts").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_id",
+        Some("worktask_id"),
+    );
+}
+
+#[tokio::test]
+async fn the_api_token_guards_user_endpoints_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open");
+    let mut state = AppState::new(Arc::new(store));
+    state.api_token = Some("s3cret".into());
+    let app = api::app(state);
+    let call = |uri: &str, token: Option<&str>| {
+        let mut request = Request::get(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request.body(Body::empty()).expect("request");
+        let app = app.clone();
+        async move { app.oneshot(request).await.expect("response").status() }
+    };
+    for uri in [
+        "/api/worktasks",
+        "/api/metrics",
+        "/api/workers",
+        "/api/pipelines",
+        "/api/dashboard/overview",
+        "/api/dashboard/summary",
+    ] {
+        assert_eq!(call(uri, None).await, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(
+            call(uri, Some("wrong")).await,
+            StatusCode::UNAUTHORIZED,
+            "{uri}"
+        );
+        assert_eq!(call(uri, Some("s3cret")).await, StatusCode::OK, "{uri}");
+    }
+    for uri in ["/health", "/ready", "/metrics", "/", "/dashboard/app.js"] {
+        assert_eq!(call(uri, None).await, StatusCode::OK, "{uri} stays open");
+    }
+}
+
+#[tokio::test]
+async fn dashboard_page_and_data() {
+    let api = Api::new();
+    let response = api
+        .app
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    let etag = headers[header::ETAG].clone();
+    let again = api
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/dashboard/charts.js")
+                .header(header::IF_NONE_MATCH, etag)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    let (status, body) = api.get("/dashboard/nothing.js").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found", None);
+
+    api.submit(json!({"type":"ml_inference","project_id":"p"}))
+        .await;
+    let (status, overview) = api.get("/api/dashboard/overview").await;
+    assert_eq!(status, StatusCode::OK, "{overview}");
+    assert_eq!(overview["queue_length"], 1);
+    assert_eq!(overview["tasks_by_status"]["queued"], 1);
+    assert!(overview["timeline"].is_object());
+    let (status, summary) = api.get("/api/dashboard/summary?from=10&to=20").await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(
+        (summary["from"].clone(), summary["seconds"].clone()),
+        (json!(10), json!(0))
+    );
+    let (status, body) = api.get("/api/dashboard/summary?from=20&to=10").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_time",
+        Some("from"),
+    );
+    let (status, body) = api.get("/api/dashboard/summary?from=soon").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_time",
+        Some("from"),
+    );
+    let (status, body) = api.get("/api/dashboard/metrics?family=process_cpu").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_family",
+        Some("family"),
+    );
+
+    let response = api
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/api/dashboard/metrics?family=mimir_queue_length,mimir_tasks")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec(),
+    )
+    .expect("utf-8");
+    assert!(text.contains("mimir_queue_length 1"), "{text}");
+    assert!(text.contains("# TYPE mimir_tasks_total counter"), "{text}");
+    assert!(
+        !text.contains("mimir_task_duration"),
+        "only the families asked for: {text}"
+    );
+}
+
+#[tokio::test]
 async fn high_priority_lists_the_most_urgent_first() {
     let api = Api::new();
     for priority in [3, 9, 5, 10, 9] {

@@ -7,8 +7,8 @@
 use crate::{LeaseRequest, ListQuery, Store, StoreError};
 use chrono::{Duration, SubsecRound, Utc};
 use mimir_core::{
-    AttemptOutcome, Priority, RetryPolicy, Submission, WorkTask, WorkTaskResult, WorkTaskStatus,
-    WorkTaskType,
+    AttemptEnd, AttemptOutcome, Priority, RetryPolicy, Submission, WorkTask, WorkTaskResult,
+    WorkTaskStatus, WorkTaskType,
 };
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -148,7 +148,7 @@ pub async fn list_filters_and_pages(store: &dyn Store) {
         task_type: Some(WorkTaskType::PipelineExecution),
         status: Some(WorkTaskStatus::Queued),
         limit: 100,
-        after: None,
+        ..ListQuery::default()
     };
     let page = store.list(query).await.expect("list");
     assert_eq!(page.tasks.len(), 5, "i in 0,6,12,18,24");
@@ -157,6 +157,95 @@ pub async fn list_filters_and_pages(store: &dyn Store) {
         page.tasks
             .iter()
             .all(|t| t.project_id == "even" && t.task_type == WorkTaskType::PipelineExecution)
+    );
+}
+
+/// Priority and submission-time filters return exactly the matching tasks,
+/// even where submission times run slightly out of arrival order.
+pub async fn list_filters_priority_and_time(store: &dyn Store) {
+    let base = Utc::now().trunc_subsecs(0) - Duration::hours(10);
+    let mut all = Vec::new();
+    for i in 0..40i64 {
+        let mut t = task(WorkTaskType::ALL[i as usize % 3], 1 + i % 10, "p");
+        // Ten seconds apart, every fourth one earlier than the one before it.
+        let jitter = if i % 4 == 3 {
+            -Duration::seconds(15)
+        } else {
+            Duration::zero()
+        };
+        t.submitted_at = base + Duration::seconds(10 * i) + jitter;
+        all.push(t.clone());
+        store.submit(vec![t]).await.expect("submit");
+    }
+    let matching = |query: ListQuery| async move {
+        let mut ids = Vec::new();
+        let mut query = ListQuery { limit: 7, ..query };
+        loop {
+            let page = store.list(query.clone()).await.expect("list");
+            ids.extend(page.tasks.iter().map(|t| t.worktask_id));
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => break,
+            }
+        }
+        ids
+    };
+    let expect = |keep: &dyn Fn(&WorkTask) -> bool| {
+        all.iter()
+            .rev()
+            .filter(|t| keep(t))
+            .map(|t| t.worktask_id)
+            .collect::<Vec<_>>()
+    };
+    let high = Priority::new(8).expect("priority");
+    let low = Priority::new(3).expect("priority");
+    assert_eq!(
+        matching(ListQuery {
+            min_priority: Some(high),
+            ..ListQuery::default()
+        })
+        .await,
+        expect(&|t| t.priority >= high)
+    );
+    assert_eq!(
+        matching(ListQuery {
+            min_priority: Some(low),
+            max_priority: Some(low),
+            task_type: Some(WorkTaskType::MlTraining),
+            ..ListQuery::default()
+        })
+        .await,
+        expect(&|t| t.priority == low && t.task_type == WorkTaskType::MlTraining)
+    );
+    for (from_s, until_s) in [
+        (0, 60),
+        (95, 200),
+        (15, 16),
+        (155, 155),
+        (-60, 10_000),
+        (20, 30),
+    ] {
+        let from = base + Duration::seconds(from_s);
+        let until = base + Duration::seconds(until_s);
+        assert_eq!(
+            matching(ListQuery {
+                submitted_from: Some(from),
+                submitted_until: Some(until),
+                ..ListQuery::default()
+            })
+            .await,
+            expect(&|t| t.submitted_at >= from && t.submitted_at < until),
+            "submitted in [{from_s}, {until_s}) seconds"
+        );
+    }
+    let late = base + Duration::days(1);
+    assert!(
+        matching(ListQuery {
+            submitted_from: Some(late),
+            ..ListQuery::default()
+        })
+        .await
+        .is_empty()
     );
 }
 
@@ -367,6 +456,27 @@ pub async fn failures_retry_then_fail(store: &dyn Store) {
         (WorkTaskStatus::Failed, 1, "broke again")
     );
     assert_eq!(store.queue_length(), 0);
+    let attempts = store
+        .attempts(t.worktask_id)
+        .await
+        .expect("attempts")
+        .expect("present");
+    let summary: Vec<_> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.worker_id.as_str(), a.outcome, a.error.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, "w", AttemptEnd::Failed, "step x broke"),
+            (2, "w", AttemptEnd::Failed, "broke again")
+        ]
+    );
+    assert!(attempts[0].ended_at <= attempts[1].ended_at);
+    assert_eq!(
+        store.attempts(Uuid::now_v7()).await.expect("attempts"),
+        None
+    );
 }
 
 /// A lease not renewed expires: the attempt ends as a lost worker and the task
@@ -391,6 +501,16 @@ pub async fn expired_leases_retry(store: &dyn Store) {
         .expect("present");
     assert_eq!((lost.status, lost.retry_count), (WorkTaskStatus::Queued, 1));
     assert!(lost.retry_reason.contains("gone"), "{}", lost.retry_reason);
+    let attempts = store
+        .attempts(t.worktask_id)
+        .await
+        .expect("attempts")
+        .expect("present");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (attempts[0].worker_id.as_str(), attempts[0].outcome),
+        ("gone", AttemptEnd::LeaseExpired)
+    );
     assert_eq!(
         store.renew("gone", &[(t.worktask_id, 1)]).lost,
         vec![t.worktask_id]
@@ -448,6 +568,22 @@ pub async fn release_and_cancel_running(store: &dyn Store) {
     assert_eq!(cancelled.status, WorkTaskStatus::Cancelled);
     let renewal = store.renew("w", &[(b.worktask_id, 1)]);
     assert_eq!(renewal.cancelled, vec![b.worktask_id]);
+    let ended = store.attempts(b.worktask_id).await.expect("attempts");
+    let ended = ended.expect("present");
+    assert_eq!(
+        ended.iter().map(|a| a.outcome).collect::<Vec<_>>(),
+        [AttemptEnd::Cancelled]
+    );
+    assert!(ended[0].started_at.is_some(), "the start was reported");
+    assert_eq!(
+        store
+            .attempts(a.worktask_id)
+            .await
+            .expect("attempts")
+            .map(|a| a.len()),
+        Some(0),
+        "a released attempt never ran"
+    );
     assert_eq!(renewal.lost, vec![b.worktask_id]);
     let late = store
         .finish(
@@ -586,6 +722,7 @@ pub const CHECKS: &[&str] = &[
     "submit_then_get",
     "most_urgent_in_queue_order",
     "list_filters_and_pages",
+    "list_filters_priority_and_time",
     "cancel_queued",
     "lease_and_complete",
     "failures_retry_then_fail",

@@ -1,6 +1,7 @@
 //! Listing tasks: filters and cursor pagination.
 
-use mimir_core::{WorkTask, WorkTaskStatus, WorkTaskType};
+use chrono::{DateTime, Utc};
+use mimir_core::{Priority, WorkTask, WorkTaskStatus, WorkTaskType};
 
 /// The most tasks one page may hold.
 pub const MAX_LIST_LIMIT: usize = 1000;
@@ -14,6 +15,14 @@ pub struct ListQuery {
     pub task_type: Option<WorkTaskType>,
     /// Only this project.
     pub project_id: Option<String>,
+    /// Only priorities at or above this.
+    pub min_priority: Option<Priority>,
+    /// Only priorities at or below this.
+    pub max_priority: Option<Priority>,
+    /// Only tasks submitted at or after this.
+    pub submitted_from: Option<DateTime<Utc>>,
+    /// Only tasks submitted before this.
+    pub submitted_until: Option<DateTime<Utc>>,
     /// Page size, `1..=MAX_LIST_LIMIT`.
     pub limit: usize,
     /// Continue after this position (from a previous page's `next_cursor`).

@@ -4,7 +4,7 @@ use crate::{ListPage, ListQuery, StoreError, TaskCounts};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    Pipeline, Priority, Project, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
+    Attempt, Pipeline, Priority, Project, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,6 +52,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// One task.
     async fn get(&self, id: Uuid) -> Result<Option<WorkTask>, StoreError>;
+
+    /// The ended attempts of a task, oldest first; `None` when there is no such task.
+    async fn attempts(&self, id: Uuid) -> Result<Option<Vec<Attempt>>, StoreError>;
 
     /// A page of tasks, newest first.
     async fn list(&self, query: ListQuery) -> Result<ListPage, StoreError>;

@@ -36,6 +36,7 @@ conformance_tests!(
     submit_then_get,
     most_urgent_in_queue_order,
     list_filters_and_pages,
+    list_filters_priority_and_time,
     cancel_queued,
     lease_and_complete,
     failures_retry_then_fail,

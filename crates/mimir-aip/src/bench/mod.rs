@@ -3,6 +3,7 @@
 //! its own on a fresh data directory (`--spawn`), so figures can be reproduced
 //! with one command.
 
+mod dashboard;
 mod metrics;
 mod queries;
 mod report;
@@ -43,6 +44,8 @@ enum Scenario {
     Run(run::RunArgs),
     /// Time `GET /metrics` with many pipelines and workers registered.
     Metrics(metrics::MetricsArgs),
+    /// Store many tasks, then time the dashboard's first paint and filtered task lists.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// Runs a scenario.
@@ -52,6 +55,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Scenario::Queries(args) => queries::run(args).await?,
         Scenario::Run(args) => run::run(args).await?,
         Scenario::Metrics(args) => metrics::run(args).await?,
+        Scenario::Dashboard(args) => dashboard::run(args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// Queued tasks per worker before another is spawned [default: 5].
     #[arg(long, env = "MIMIR_QUEUE_THRESHOLD")]
     queue_threshold: Option<u32>,
+    /// Token users and the dashboard must present (`Authorization: Bearer`) [default: none].
+    #[arg(long, env = "MIMIR_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
 }
 
 /// Loads the configuration and serves until SIGINT or SIGTERM.
@@ -50,6 +53,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         min_workers: args.min_workers,
         max_workers: args.max_workers,
         queue_threshold: args.queue_threshold,
+        api_token: args.api_token,
     });
     let traces = mimir_telemetry::TraceSettings {
         endpoint: Some(config.tracing.endpoint.clone()),

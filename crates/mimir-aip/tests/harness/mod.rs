@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod pipelines;
 
 use std::path::{Path, PathBuf};

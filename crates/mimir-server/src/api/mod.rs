@@ -1,6 +1,7 @@
 //! The HTTP API. [`app`] builds the whole router, so tests can drive it with
 //! `oneshot` and the server with a socket.
 
+pub mod auth;
 mod catalog;
 pub mod error;
 pub mod extract;
@@ -39,10 +40,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/worktasks/{id}/progress", post(worktasks::progress))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            workers::require_token,
+            auth::require_worker_token,
         ));
-    let router = Router::new()
-        .merge(worker_routes)
+    let user_routes = Router::new()
         .route("/api/workers", get(workers::list))
         .route(
             "/api/projects",
@@ -63,10 +63,7 @@ pub fn app(state: AppState) -> Router {
                 .delete(catalog::delete_pipeline),
         )
         .route("/api/pipelines/{id}/execute", post(catalog::execute))
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
         .route("/api/metrics", get(health::summary))
-        .route("/metrics", get(crate::telemetry::scrape::metrics))
         .route(
             "/api/worktasks",
             post(worktasks::submit).get(worktasks::list),
@@ -78,7 +75,20 @@ pub fn app(state: AppState) -> Router {
             get(worktasks::high_priority),
         )
         .route("/api/worktasks/{id}", get(worktasks::get))
+        .route("/api/worktasks/{id}/attempts", get(worktasks::attempts))
         .route("/api/worktasks/{id}/cancel", post(worktasks::cancel))
+        .merge(crate::dashboard::data_routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_token,
+        ));
+    let router = Router::new()
+        .merge(worker_routes)
+        .merge(user_routes)
+        .merge(crate::dashboard::page_routes())
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(crate::telemetry::scrape::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

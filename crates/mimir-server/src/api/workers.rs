@@ -11,9 +11,8 @@ use super::extract::ApiJson;
 use crate::AppState;
 use crate::workers::Registration;
 use axum::Json;
-use axum::extract::{Path, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use mimir_core::{WorkTask, WorkTaskResult, WorkTaskType};
@@ -27,30 +26,6 @@ use uuid::Uuid;
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Most tasks one lease call hands out.
 pub const MAX_LEASE: usize = 1000;
-
-/// Refuses worker calls without the configured bearer token.
-pub async fn require_token(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(token) = &state.worker_token {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !presented.is_some_and(|p| super::constant_time_eq(p.as_bytes(), token.as_bytes())) {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "worker endpoints need the worker token (Authorization: Bearer ...)",
-            )
-            .into_response();
-        }
-    }
-    next.run(request).await
-}
 
 /// `POST /api/workers/register`.
 pub async fn register(

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use mimir_core::{Priority, Submission, WorkTask, WorkTaskStatus, WorkTaskType};
 use mimir_store::{ListQuery, MAX_LIST_LIMIT};
 use serde::{Deserialize, Serialize};
@@ -153,8 +153,52 @@ pub struct ListParams {
     #[serde(rename = "type")]
     task_type: Option<String>,
     project_id: Option<String>,
+    min_priority: Option<String>,
+    max_priority: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+}
+
+/// A priority bound of a query, 1 to 10.
+fn parse_priority(
+    value: Option<String>,
+    field: &'static str,
+) -> Result<Option<Priority>, ApiError> {
+    let Some(text) = non_empty(value) else {
+        return Ok(None);
+    };
+    text.parse::<i64>()
+        .ok()
+        .and_then(Priority::new)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_field(
+                "invalid_priority",
+                field,
+                format!("{field} must be a whole number from 1 to 10, got {text:?}"),
+            )
+        })
+}
+
+/// A time bound of a query, RFC 3339 (`2026-11-21T10:00:00Z`).
+fn parse_time(
+    value: Option<String>,
+    field: &'static str,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(text) = non_empty(value) else {
+        return Ok(None);
+    };
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            ApiError::bad_field(
+                "invalid_time",
+                field,
+                format!("{field} must be an RFC 3339 time such as 2026-11-21T10:00:00Z, got {text:?}: {e}"),
+            )
+        })
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -211,6 +255,10 @@ pub async fn list(
         status,
         task_type,
         project_id: non_empty(params.project_id),
+        min_priority: parse_priority(params.min_priority, "min_priority")?,
+        max_priority: parse_priority(params.max_priority, "max_priority")?,
+        submitted_from: parse_time(params.since, "since")?,
+        submitted_until: parse_time(params.until, "until")?,
         limit: parse_limit(params.limit, DEFAULT_LIST_LIMIT)?,
         after: non_empty(params.cursor)
             .as_deref()
@@ -282,6 +330,20 @@ fn parse_id(text: &str) -> Result<Uuid, ApiError> {
             format!("{text:?} is not a work task id (a UUID)"),
         )
     })
+}
+
+/// `GET /api/worktasks/{id}/attempts`: the ended attempts, oldest first.
+pub async fn attempts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let attempts = state
+        .store
+        .attempts(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("work task {id} not found")))?;
+    Ok(Json(json!({ "worktask_id": id, "attempts": attempts })))
 }
 
 /// `GET /api/worktasks/{id}`.

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mimir_core::{Pipeline, Priority, Project, WorkTask, WorkTaskResult, WorkTaskStatus};
+use mimir_core::{Attempt, Pipeline, Priority, Project, WorkTask, WorkTaskResult, WorkTaskStatus};
 use mimir_store::{LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts};
 use mimir_telemetry::Metrics;
 use mimir_telemetry::metrics::{StorageLabels, StoreMethodLabels};
@@ -23,6 +23,7 @@ use uuid::Uuid;
 enum Method {
     Submit,
     Get,
+    Attempts,
     List,
     Cancel,
     MostUrgent,
@@ -44,9 +45,10 @@ enum Method {
 }
 
 impl Method {
-    const ALL: [Method; 20] = [
+    const ALL: [Method; 21] = [
         Method::Submit,
         Method::Get,
+        Method::Attempts,
         Method::List,
         Method::Cancel,
         Method::MostUrgent,
@@ -71,6 +73,7 @@ impl Method {
         match self {
             Method::Submit => "submit",
             Method::Get => "get",
+            Method::Attempts => "attempts",
             Method::List => "list",
             Method::Cancel => "cancel",
             Method::MostUrgent => "most_urgent",
@@ -97,6 +100,7 @@ impl Method {
         match self {
             Method::Submit | Method::CreateProject | Method::PutPipeline => "store",
             Method::Get
+            | Method::Attempts
             | Method::List
             | Method::MostUrgent
             | Method::GetProject
@@ -189,6 +193,10 @@ impl Store for MeteredStore {
     }
     async fn get(&self, id: Uuid) -> Result<Option<WorkTask>, StoreError> {
         self.measure(Method::Get, self.inner.get(id)).await
+    }
+    async fn attempts(&self, id: Uuid) -> Result<Option<Vec<Attempt>>, StoreError> {
+        self.measure(Method::Attempts, self.inner.attempts(id))
+            .await
     }
     async fn list(&self, query: ListQuery) -> Result<ListPage, StoreError> {
         self.measure(Method::List, self.inner.list(query)).await

@@ -66,13 +66,18 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         );
         return response;
     }
+    refresh_gauges(&state);
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let body = mimir_telemetry::render(state.metrics.registry(), format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// Sets the gauges read from memory at scrape time.
+pub(crate) fn refresh_gauges(state: &AppState) {
     let m = &state.metrics;
     m.queue_length.set(state.store.queue_length() as i64);
     m.workers_active
         .set(state.workers.active(state.lease_ttl) as i64);
-    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let body = mimir_telemetry::render(m.registry(), format);
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 /// Per-worker counts and heartbeat age, read from the registry at scrape time

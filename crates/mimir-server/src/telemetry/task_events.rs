@@ -7,6 +7,7 @@
 //! completed, cancelled), `warn` for recoverable errors (retried, lease
 //! expired), `error` for failures (a task failed for good).
 
+use crate::dashboard::{Occurrence, Timeline};
 use chrono::{DateTime, Utc};
 use mimir_core::{TaskEvent, TaskEventKind};
 use mimir_store::EventSink;
@@ -26,10 +27,12 @@ pub struct TaskEventRecorder {
 
 impl TaskEventRecorder {
     /// Starts the recording thread; it ends when the recorder is dropped.
-    pub fn start(metrics: Arc<Metrics>) -> Arc<TaskEventRecorder> {
+    /// Events are counted into `timeline` too, when given.
+    pub fn start(metrics: Arc<Metrics>, timeline: Option<Arc<Timeline>>) -> Arc<TaskEventRecorder> {
         let (events, receiver) = mpsc::channel::<Vec<TaskEvent>>();
         let mut recorder = Recording {
             metrics,
+            timeline,
             running: HashMap::new(),
         };
         let _ = std::thread::Builder::new()
@@ -62,6 +65,7 @@ struct Correlation {
 
 struct Recording {
     metrics: Arc<Metrics>,
+    timeline: Option<Arc<Timeline>>,
     running: HashMap<Uuid, Correlation>,
 }
 
@@ -89,6 +93,12 @@ macro_rules! lifecycle {
 }
 
 impl Recording {
+    fn count(&self, what: Occurrence) {
+        if let Some(timeline) = &self.timeline {
+            timeline.record(what);
+        }
+    }
+
     fn record(&mut self, e: TaskEvent) {
         let m = &*self.metrics;
         let type_label = TypeLabel {
@@ -97,6 +107,7 @@ impl Recording {
         match &e.kind {
             TaskEventKind::Submitted { priority } => {
                 m.queue_enqueued.inc();
+                self.count(Occurrence::Enqueued);
                 let none: Option<&Correlation> = None;
                 lifecycle!(
                     tracing::Level::DEBUG,
@@ -118,6 +129,7 @@ impl Recording {
             } => {
                 m.queue_dequeued.inc();
                 let waited = seconds(e.at, *waiting_since);
+                self.count(Occurrence::Dequeued { waited });
                 m.queue_wait_time.get_or_create(&type_label).observe(
                     waited,
                     exemplar(traceparent),
@@ -164,6 +176,7 @@ impl Recording {
             }
             TaskEventKind::Released { worker_id } => {
                 m.queue_enqueued.inc();
+                self.count(Occurrence::Enqueued);
                 let c = self.running.remove(&e.id);
                 lifecycle!(
                     tracing::Level::DEBUG,
@@ -176,6 +189,7 @@ impl Recording {
             }
             TaskEventKind::LeaseExpired { worker_id, attempt } => {
                 m.lease_expiries.get_or_create(&type_label).inc();
+                self.count(Occurrence::LeaseExpired);
                 let c = self.running.get(&e.id);
                 lifecycle!(
                     tracing::Level::WARN,
@@ -198,6 +212,8 @@ impl Recording {
             } => {
                 m.task_retries.get_or_create(&type_label).inc();
                 m.queue_enqueued.inc();
+                self.count(Occurrence::Retried);
+                self.count(Occurrence::Enqueued);
                 let c = self.running.get(&e.id);
                 self.pipeline_attempt(c, false, result.as_ref());
                 let backoff_s = seconds(*not_before, e.at);
@@ -262,6 +278,7 @@ impl Recording {
                 );
             }
             TaskEventKind::Cancelled { from } => {
+                self.count(Occurrence::Cancelled);
                 m.tasks
                     .get_or_create(&StatusTypeLabels {
                         status: "cancelled",
@@ -298,6 +315,12 @@ impl Recording {
                 r#type: e.task_type.as_str(),
             })
             .inc();
+        let ran = started_at.map(|s| seconds(e.at, s));
+        self.count(if status == "completed" {
+            Occurrence::Completed { ran }
+        } else {
+            Occurrence::Failed { ran }
+        });
         if let Some(started_at) = started_at {
             m.task_duration
                 .get_or_create(&TypeLabel {

@@ -14,13 +14,13 @@ use async_trait::async_trait;
 use catalog::CatalogWrite;
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    Aging, Pipeline, Priority, Project, QueueIndex, RetryPolicy, WorkTask, WorkTaskResult,
+    Aging, Attempt, Pipeline, Priority, Project, QueueIndex, RetryPolicy, WorkTask, WorkTaskResult,
     WorkTaskStatus,
 };
 use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
 use row::TASK_COLUMNS;
-use rusqlite::{Connection, OpenFlags, params_from_iter};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -207,6 +207,21 @@ impl Store for SqliteStore {
 
     async fn list(&self, query: ListQuery) -> Result<ListPage, StoreError> {
         self.read(move |conn| list(conn, &query)).await
+    }
+
+    async fn attempts(&self, id: Uuid) -> Result<Option<Vec<Attempt>>, StoreError> {
+        self.read(move |conn| {
+            let text: Option<String> = conn
+                .prepare_cached("SELECT attempts FROM worktasks WHERE id = ?1")?
+                .query_row([id.as_bytes()], |r| r.get(0))
+                .optional()?;
+            text.map(|t| {
+                serde_json::from_str(&t)
+                    .map_err(|e| StoreError::Corrupt(format!("attempts of task {id}: {e}")))
+            })
+            .transpose()
+        })
+        .await
     }
 
     async fn cancel(&self, id: Uuid, at: DateTime<Utc>) -> Result<WorkTask, StoreError> {
@@ -455,6 +470,61 @@ impl Store for SqliteStore {
     }
 }
 
+/// How far submission times may run out of arrival order: times are taken
+/// when a request arrives, positions when its commit runs. Time filters widen
+/// their position bounds by this much and then test the time exactly.
+const SUBMIT_ORDER_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// Which end of a time boundary [`seq_bound`] looks for.
+#[derive(Clone, Copy, PartialEq)]
+enum Bound {
+    /// The first position submitted at or after the time.
+    First,
+    /// The last position submitted at or before the time.
+    Last,
+}
+
+/// The position where submissions cross `at`, by binary search over `seq`
+/// (the primary key), so a time filter narrows the scan without an index on
+/// `submitted_at`, which every submission would pay for.
+fn seq_bound(conn: &Connection, at: DateTime<Utc>, bound: Bound) -> Result<i64, StoreError> {
+    let at = row::micros(at);
+    // Two subqueries: SQLite answers a lone min() or max() from the key's
+    // ends, but both in one query scan the table.
+    let (min, max): (Option<i64>, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT (SELECT min(seq) FROM worktasks), (SELECT max(seq) FROM worktasks)",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (Some(mut low), Some(mut high)) = (min, max) else {
+        return Ok(0);
+    };
+    let mut first_at = conn.prepare_cached(
+        "SELECT seq, submitted_at FROM worktasks WHERE seq >= ?1 ORDER BY seq LIMIT 1",
+    )?;
+    // Invariant: positions below `low` are before `at`, and `high` is past
+    // the last position when no position reaches it.
+    high += 1;
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let (seq, submitted): (i64, i64) =
+            first_at.query_row([mid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let before = match bound {
+            Bound::First => submitted < at,
+            Bound::Last => submitted <= at,
+        };
+        if before {
+            low = seq + 1;
+        } else {
+            high = mid;
+        }
+    }
+    Ok(match bound {
+        Bound::First => low,
+        Bound::Last => low - 1,
+    })
+}
+
 fn list(conn: &Connection, query: &ListQuery) -> Result<ListPage, StoreError> {
     let mut sql = format!("SELECT {TASK_COLUMNS}, seq FROM worktasks WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -469,6 +539,40 @@ fn list(conn: &Connection, query: &ListQuery) -> Result<ListPage, StoreError> {
     if let Some(project) = &query.project_id {
         sql.push_str(" AND project_id = ?");
         args.push(project.clone().into());
+    }
+    if let Some(min) = query.min_priority {
+        sql.push_str(" AND priority >= ?");
+        args.push(i64::from(min.get()).into());
+    }
+    if let Some(max) = query.max_priority {
+        sql.push_str(" AND priority <= ?");
+        args.push(i64::from(max.get()).into());
+    }
+    if let Some(from) = query.submitted_from {
+        sql.push_str(" AND submitted_at >= ? AND seq >= ?");
+        args.push(row::micros(from).into());
+        args.push(
+            seq_bound(
+                conn,
+                from.checked_sub_signed(SUBMIT_ORDER_SLACK).unwrap_or(from),
+                Bound::First,
+            )?
+            .into(),
+        );
+    }
+    if let Some(until) = query.submitted_until {
+        sql.push_str(" AND submitted_at < ? AND seq <= ?");
+        args.push(row::micros(until).into());
+        args.push(
+            seq_bound(
+                conn,
+                until
+                    .checked_add_signed(SUBMIT_ORDER_SLACK)
+                    .unwrap_or(until),
+                Bound::Last,
+            )?
+            .into(),
+        );
     }
     if let Some(after) = query.after {
         sql.push_str(" AND seq < ?");

@@ -22,6 +22,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_traceparent",
         include_str!("../../migrations/sqlite/0003_traceparent.sql"),
     ),
+    (
+        "0004_attempts",
+        include_str!("../../migrations/sqlite/0004_attempts.sql"),
+    ),
 ];
 
 /// Settings of the write connection.

@@ -12,8 +12,8 @@ use crate::live::{Change, Live};
 use crate::{EventSink, LeaseRequest, StoreError};
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    AttemptOutcome, InvalidTransition, QueueEntry, RetryDecision, RetryPolicy, TaskEvent,
-    TaskEventKind, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
+    Attempt, AttemptEnd, AttemptOutcome, InvalidTransition, QueueEntry, RetryDecision, RetryPolicy,
+    TaskEvent, TaskEventKind, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -313,6 +313,7 @@ impl Core {
                         reason,
                         result: None,
                         started_at: None,
+                        end: AttemptEnd::LeaseExpired,
                     };
                     self.attempt_failed(conn, &control, failed, WorkTaskStatus::Failed, at, fx)?;
                 }
@@ -371,10 +372,17 @@ impl Core {
             .status
             .transition(WorkTaskStatus::Cancelled)
             .map_err(|source| StoreError::Transition { id, source })?;
+        // Cancelling a running task ends its attempt; a queued one has none.
+        let ended = control
+            .status
+            .is_running()
+            .then(|| control.ended(control.started_at, at, AttemptEnd::Cancelled, String::new()));
         conn.prepare_cached(
-            "UPDATE worktasks SET status = ?2, completed_at = ?3, not_before = NULL WHERE id = ?1",
+            "UPDATE worktasks SET status = ?2, completed_at = ?3, not_before = NULL, \
+             attempts = CASE WHEN ?4 IS NULL THEN attempts ELSE json_insert(attempts, '$[#]', json(?4)) END \
+             WHERE id = ?1",
         )?
-        .execute(params![id.as_bytes(), to.as_str(), row::micros(at)])?;
+        .execute(params![id.as_bytes(), to.as_str(), row::micros(at), ended])?;
         let queued = control.status == WorkTaskStatus::Queued;
         fx.event(id, control.entry.task_type, at, || {
             TaskEventKind::Cancelled {
@@ -539,11 +547,20 @@ impl Core {
         }
         if target == WorkTaskStatus::Completed {
             let result = row::to_json(&report.stored_result())?;
+            let started_at = report.started_at.or(control.started_at);
+            let ended = control.ended(started_at, at, AttemptEnd::Completed, String::new());
             conn.prepare_cached(
                 "UPDATE worktasks SET status = 'completed', completed_at = ?2, \
-                 started_at = coalesce(?3, started_at, ?2), result = ?4, error_message = '' WHERE id = ?1",
+                 started_at = coalesce(?3, started_at, ?2), result = ?4, error_message = '', \
+                 attempts = json_insert(attempts, '$[#]', json(?5)) WHERE id = ?1",
             )?
-            .execute(params![id.as_bytes(), row::micros(at), started_us, result])?;
+            .execute(params![
+                id.as_bytes(),
+                row::micros(at),
+                started_us,
+                result,
+                ended
+            ])?;
             fx.event(id, control.entry.task_type, at, || {
                 TaskEventKind::Completed {
                     worker_id: control.worker_id.clone(),
@@ -580,6 +597,11 @@ impl Core {
                 reason,
                 result: report.result,
                 started_at: report.started_at,
+                end: if target == WorkTaskStatus::Timeout {
+                    AttemptEnd::Timeout
+                } else {
+                    AttemptEnd::Failed
+                },
             };
             return self.attempt_failed(conn, &control, failed, target, at, fx);
         }
@@ -600,6 +622,7 @@ impl Core {
         let id = control.entry.id;
         let reason = failure.reason.as_str();
         let started_at = failure.started_at.or(control.started_at);
+        let ended = control.ended(started_at, at, failure.end, failure.reason.clone());
         let decision = self.retry.decide(
             control.retry_count,
             control.max_retries,
@@ -612,9 +635,10 @@ impl Core {
                 let not_before = at.checked_add_signed(delay).unwrap_or(at);
                 conn.prepare_cached(
                     "UPDATE worktasks SET status = 'queued', retry_count = ?2, retry_reason = ?3, error_message = ?3, \
-                     not_before = ?4, queue_seq = ?5, queued_at = ?6 WHERE id = ?1",
+                     not_before = ?4, queue_seq = ?5, queued_at = ?6, \
+                     attempts = json_insert(attempts, '$[#]', json(?7)) WHERE id = ?1",
                 )?
-                .execute(params![id.as_bytes(), retry_count, reason, row::micros(not_before), seq, row::micros(at)])?;
+                .execute(params![id.as_bytes(), retry_count, reason, row::micros(not_before), seq, row::micros(at), ended])?;
                 let entry = QueueEntry {
                     seq,
                     enqueued_at_us: row::micros(at),
@@ -641,8 +665,17 @@ impl Core {
                 WorkTaskStatus::Queued
             }
             RetryDecision::Fail => {
-                conn.prepare_cached("UPDATE worktasks SET status = ?2, completed_at = ?3, error_message = ?4 WHERE id = ?1")?
-                    .execute(params![id.as_bytes(), final_status.as_str(), row::micros(at), reason])?;
+                conn.prepare_cached(
+                    "UPDATE worktasks SET status = ?2, completed_at = ?3, error_message = ?4, \
+                     attempts = json_insert(attempts, '$[#]', json(?5)) WHERE id = ?1",
+                )?
+                .execute(params![
+                    id.as_bytes(),
+                    final_status.as_str(),
+                    row::micros(at),
+                    reason,
+                    ended
+                ])?;
                 fx.changes.push(Change::Moved {
                     task_type: control.entry.task_type,
                     from: control.status,
@@ -770,6 +803,7 @@ struct Failure {
     reason: String,
     result: Option<serde_json::Value>,
     started_at: Option<DateTime<Utc>>,
+    end: AttemptEnd,
 }
 
 /// Columns [`Control::from_row`] reads.
@@ -792,6 +826,26 @@ impl Control {
                 .get::<_, Option<i64>>(11)?
                 .and_then(DateTime::from_timestamp_micros),
         })
+    }
+
+    /// The history record of the current attempt, ending now, as JSON.
+    fn ended(
+        &self,
+        started_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+        outcome: AttemptEnd,
+        error: String,
+    ) -> String {
+        let attempt = Attempt {
+            attempt: self.attempt,
+            worker_id: self.worker_id.clone(),
+            started_at,
+            ended_at: at,
+            outcome,
+            error,
+        };
+        // A struct of strings, numbers and times always serializes.
+        serde_json::to_string(&attempt).unwrap_or_else(|_| "null".into())
     }
 
     fn load(conn: &Connection, id: Uuid) -> Result<Option<Control>, StoreError> {

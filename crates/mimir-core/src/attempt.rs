@@ -1,0 +1,61 @@
+//! The history of a task's attempts: one record per attempt that ended, so a
+//! user can see which worker ran it, when, and why it failed or was retried.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptEnd {
+    /// The work is done.
+    Completed,
+    /// The worker reported a failure.
+    Failed,
+    /// The attempt ran past its deadline.
+    Timeout,
+    /// The worker went silent and its lease ran out.
+    LeaseExpired,
+    /// A user cancelled the task while it ran.
+    Cancelled,
+}
+
+/// One ended attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Which attempt (1 for the first lease).
+    pub attempt: u32,
+    /// The worker that held it.
+    pub worker_id: String,
+    /// When the worker started it, when it said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub ended_at: DateTime<Utc>,
+    /// How it ended.
+    pub outcome: AttemptEnd,
+    /// Why it failed; empty when it did not.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json_without_empty_fields() {
+        let attempt = Attempt {
+            attempt: 2,
+            worker_id: "w-1".into(),
+            started_at: None,
+            ended_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            outcome: AttemptEnd::LeaseExpired,
+            error: String::new(),
+        };
+        let text = serde_json::to_string(&attempt).unwrap();
+        assert!(!text.contains("started_at") && !text.contains("error"));
+        assert!(text.contains(r#""outcome":"lease_expired""#));
+        assert_eq!(serde_json::from_str::<Attempt>(&text).unwrap(), attempt);
+    }
+}

@@ -1,0 +1,74 @@
+// The dashboard shell: hash routes to pages, one live stream shared by all of
+// them, and the navigation state. Each page module exports
+// `render(main, context)` and returns a function that stops its timers.
+
+import { follow } from "./api.js";
+import { h, replace } from "./dom.js";
+
+/** Every page hears each closed second here (`second` and `resync` events). */
+export const live = new EventTarget();
+
+const PAGES = {
+  overview: () => import("./pages/overview.js"),
+  tasks: () => import("./pages/tasks.js"),
+  task: () => import("./pages/task.js"),
+  workers: () => import("./pages/workers.js"),
+  pipelines: () => import("./pages/pipelines.js"),
+  health: () => import("./pages/health.js"),
+};
+
+const main = document.getElementById("main");
+const liveBadge = document.getElementById("live");
+let stop = null;
+let generation = 0;
+
+/** `#/tasks?status=failed` as `{section: "tasks", id: "", params}`. */
+function parseHash() {
+  const hash = location.hash.replace(/^#\/?/, "");
+  const [path, search = ""] = hash.split("?");
+  const [section = "overview", id = ""] = path.split("/");
+  return { section: PAGES[section] ? section : "overview", id: decodeURIComponent(id), params: new URLSearchParams(search) };
+}
+
+async function route() {
+  const mine = ++generation;
+  const { section, id, params } = parseHash();
+  stop?.();
+  stop = null;
+  for (const link of document.querySelectorAll("nav a")) {
+    const current = link.dataset.section === (section === "task" ? "tasks" : section);
+    if (current) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  try {
+    const page = await PAGES[section]();
+    if (mine !== generation) return;
+    replace(main);
+    stop = (await page.render(main, { id, params, live })) || null;
+    if (mine !== generation) stop?.();
+  } catch (error) {
+    if (mine !== generation) return;
+    replace(main, h("div", { class: "panel error", role: "alert" },
+      h("h2", {}, "This page could not load"),
+      h("p", {}, error.message || String(error))));
+  }
+}
+
+/** Navigates to `hash` (e.g. `#/tasks?status=failed`). */
+export function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+window.addEventListener("hashchange", () => {
+  route();
+  main.focus({ preventScroll: true });
+});
+follow(
+  (event, data) => live.dispatchEvent(new CustomEvent(event, { detail: data })),
+  (state) => {
+    liveBadge.textContent = state;
+    liveBadge.dataset.state = state;
+  },
+);
+route();

@@ -1,0 +1,206 @@
+//! The dashboard's data: the overview at first paint, window summaries for
+//! zoomed charts, the live stream of closed seconds and a filtered slice of
+//! the metric registry for the operator panels.
+
+use super::{Second, Timeline};
+use crate::AppState;
+use crate::api::error::ApiError;
+use crate::api::extract::ApiQuery;
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+
+/// Seconds the "now" figures beside each chart cover.
+const RECENT_SECONDS: i64 = 60;
+
+/// The seconds as columns (`{"t": [...], "queue_depth": [...], ...}`): a third
+/// the size of one object per second, and what charts draw from.
+fn columns(seconds: &[Arc<Second>]) -> Value {
+    let mut columns: Map<String, Value> = Map::new();
+    for second in seconds {
+        let Ok(Value::Object(row)) = serde_json::to_value(&**second) else {
+            continue;
+        };
+        for (key, value) in row {
+            match columns.get_mut(&key) {
+                Some(Value::Array(column)) => column.push(value),
+                _ => {
+                    columns.insert(key, Value::Array(vec![value]));
+                }
+            }
+        }
+    }
+    Value::Object(columns)
+}
+
+/// Query of the overview.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverviewParams {
+    /// Unix time of the first second wanted; defaults to all that is kept.
+    since: Option<i64>,
+}
+
+/// `GET /api/dashboard/overview`: everything the overview draws first.
+pub async fn overview(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<OverviewParams>,
+) -> Json<Value> {
+    let now = Utc::now().timestamp();
+    let seconds = state.timeline.since(params.since.unwrap_or(i64::MIN));
+    let counts = state.store.counts();
+    Json(json!({
+        "now": now,
+        "timeline": columns(&seconds),
+        "recent": state.timeline.summary(now - RECENT_SECONDS, now),
+        "queue_length": state.store.queue_length(),
+        "tasks_by_status": counts.by_status(),
+        "tasks_by_type": counts.by_type(),
+        "autoscaler": state.pool.as_ref().map(|pool| pool.decision()),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// Query of a window summary: unix times, both ends included.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryParams {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn unix_time(value: Option<String>, field: &'static str) -> Result<Option<i64>, ApiError> {
+    let Some(text) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    text.parse::<i64>().map(Some).map_err(|_| {
+        ApiError::bad_field(
+            "invalid_time",
+            field,
+            format!("{field} must be a Unix time in seconds, got {text:?}"),
+        )
+    })
+}
+
+/// `GET /api/dashboard/summary?from=&to=`: totals and quantiles of a window;
+/// defaults to the last minute.
+pub async fn summary(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<SummaryParams>,
+) -> Result<Json<super::Summary>, ApiError> {
+    let to = unix_time(params.to, "to")?.unwrap_or_else(|| Utc::now().timestamp());
+    let from = unix_time(params.from, "from")?.unwrap_or(to - RECENT_SECONDS);
+    if from > to {
+        return Err(ApiError::bad_field(
+            "invalid_time",
+            "from",
+            format!("from ({from}) must not be after to ({to})"),
+        ));
+    }
+    Ok(Json(state.timeline.summary(from, to)))
+}
+
+/// One stream message: the second that closed and the last minute up to it.
+fn second_event(timeline: &Timeline, second: &Second) -> Result<Event, axum::Error> {
+    let recent = timeline.summary(second.t - RECENT_SECONDS, second.t);
+    Event::default()
+        .event("second")
+        .json_data(json!({ "second": second, "recent": recent }))
+}
+
+/// `GET /api/dashboard/stream`: server-sent events, one `second` event each
+/// second; `resync` when this client fell behind and should reload the
+/// overview. Ends when the orchestrator shuts down.
+pub async fn stream(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, axum::Error>>> {
+    let updates = state.timeline.subscribe();
+    let context = (state.timeline.clone(), state.shutdown.clone());
+    let events = futures_util::stream::unfold(
+        (updates, context),
+        |(mut updates, (timeline, shutdown))| async move {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                next = updates.recv() => next,
+            };
+            let event = match next {
+                Ok(second) => second_event(&timeline, &second),
+                Err(RecvError::Lagged(_)) => Ok(Event::default().event("resync").data("")),
+                Err(RecvError::Closed) => return None,
+            };
+            Some((event, (updates, (timeline, shutdown))))
+        },
+    );
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// Query of the metrics slice.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsParams {
+    /// Comma-separated metric family names, e.g. `mimir_store_call_duration_seconds`.
+    family: String,
+}
+
+/// `GET /api/dashboard/metrics?family=a,b`: those families of the registry in
+/// Prometheus text, the same values `/metrics` serves, behind the API token
+/// rather than the scrape credentials.
+pub async fn metrics(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<MetricsParams>,
+) -> Result<Response, ApiError> {
+    let families: Vec<&str> = params
+        .family
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .collect();
+    if families.is_empty() || families.iter().any(|f| !f.starts_with("mimir_")) {
+        return Err(ApiError::bad_field(
+            "invalid_family",
+            "family",
+            "family must list metric names starting with mimir_, separated by commas",
+        ));
+    }
+    crate::telemetry::scrape::refresh_gauges(&state);
+    let text = mimir_telemetry::render(
+        state.metrics.registry(),
+        mimir_telemetry::Format::Prometheus,
+    );
+    let mut body = String::new();
+    for line in text.lines() {
+        let name = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+            .unwrap_or(line);
+        let name = name.split([' ', '{']).next().unwrap_or_default();
+        let wanted = families.iter().any(|f| {
+            name.strip_prefix(f).is_some_and(|rest| {
+                matches!(
+                    rest,
+                    "" | "_bucket" | "_sum" | "_count" | "_total" | "_created"
+                )
+            })
+        });
+        if wanted {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}

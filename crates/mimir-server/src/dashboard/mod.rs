@@ -1,0 +1,35 @@
+//! The built-in dashboard: a page at `/` whose HTML, CSS and JavaScript are
+//! compiled into the binary, and the data it reads under `/api/dashboard/`.
+//!
+//! Nothing here needs another service: the overview's charts come from the
+//! in-memory [`Timeline`] (the last hour, second by second), live updates from
+//! a server-sent event stream of each closed second, and the operator panels
+//! from the same metric registry `/metrics` serves.
+
+mod assets;
+mod data;
+pub mod log_histogram;
+pub mod sampler;
+pub mod timeline;
+
+use crate::AppState;
+use axum::Router;
+use axum::routing::get;
+
+pub use timeline::{Gauges, Occurrence, Second, Summary, Timeline};
+
+/// The page and its static files; open, so the page can ask for a token.
+pub fn page_routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/dashboard/{*path}", get(assets::file))
+}
+
+/// What the page reads; behind the API token like the rest of the user API.
+pub fn data_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/dashboard/overview", get(data::overview))
+        .route("/api/dashboard/summary", get(data::summary))
+        .route("/api/dashboard/stream", get(data::stream))
+        .route("/api/dashboard/metrics", get(data::metrics))
+}

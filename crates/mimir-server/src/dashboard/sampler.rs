@@ -1,0 +1,50 @@
+//! Closes the timeline's open second once a second, with the gauges read at
+//! that moment: queue depth, running tasks, live and wanted workers.
+
+use super::Gauges;
+use crate::AppState;
+use chrono::Utc;
+use mimir_core::WorkTaskStatus;
+use std::time::Duration;
+
+/// The gauges now.
+pub fn gauges(state: &AppState) -> Gauges {
+    let counts = state.store.counts().by_status();
+    let running = [
+        WorkTaskStatus::Scheduled,
+        WorkTaskStatus::Spawned,
+        WorkTaskStatus::Executing,
+    ]
+    .iter()
+    .map(|s| counts.get(s).copied().unwrap_or_default())
+    .sum();
+    let workers = state.workers.active(state.lease_ttl) as u64;
+    let desired_workers = state
+        .pool
+        .as_ref()
+        .map_or(workers, |pool| u64::from(pool.decision().desired));
+    Gauges {
+        queue_depth: state.store.queue_length() as u64,
+        running,
+        workers,
+        desired_workers,
+    }
+}
+
+/// Runs until the task is dropped, closing each second on the wall clock's
+/// second boundary so every dashboard sees the same seconds.
+pub async fn run(state: AppState) {
+    let into_second = Utc::now().timestamp_subsec_millis();
+    tokio::time::sleep(Duration::from_millis(u64::from(
+        1000 - into_second.min(999),
+    )))
+    .await;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // Rounded, so a tick a few milliseconds early still names its second.
+        let t = (Utc::now().timestamp_millis() + 500).div_euclid(1000);
+        state.timeline.close(t, gauges(&state));
+    }
+}

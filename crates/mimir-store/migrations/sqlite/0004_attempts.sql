@@ -1,0 +1,3 @@
+-- Ended attempts as a JSON array (mimir_core::Attempt), appended by the same
+-- UPDATE that ends each attempt, so the history costs no extra write.
+ALTER TABLE worktasks ADD COLUMN attempts TEXT NOT NULL DEFAULT '[]';
