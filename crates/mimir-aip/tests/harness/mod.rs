@@ -121,6 +121,15 @@ impl Orchestrator {
         }
     }
 
+    /// SIGTERM, as a service manager stops it; waits for it to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the orchestrator runs");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().expect("wait for the orchestrator")
+    }
+
     /// Starts it again on the same directory, port and arguments.
     pub fn restart(&mut self) {
         self.kill9();
