@@ -238,6 +238,16 @@ impl Loki {
     }
 }
 
+/// A task cancelled while queued: one info line (`event: cancelled`).
+async fn submit_and_cancel(client: &mimir_client::Client) -> Uuid {
+    let task = client
+        .submit(&json!({"type": "ml_inference", "project_id": "p"}))
+        .await
+        .expect("submit");
+    client.cancel(task.worktask_id).await.expect("cancel");
+    task.worktask_id
+}
+
 fn now_ns() -> i128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -274,19 +284,7 @@ async fn orchestrator_and_workers_push_labelled_batched_lines_with_task_metadata
 
     // One traced task, then a burst of 30 more: more lines than one batch holds.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let task: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/api/pipelines/{pipeline}/execute",
-            orchestrator.url
-        ))
-        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("execute")
-        .json()
-        .await
-        .expect("task");
+    let task = harness::pipelines::execute_traced(&orchestrator.url, &pipeline, trace_id).await;
     let traced: Uuid = task["worktask_id"]
         .as_str()
         .expect("id")
@@ -392,16 +390,8 @@ async fn orchestrator_and_workers_push_labelled_batched_lines_with_task_metadata
     );
 
     // Sent lines are counted.
-    let metrics = reqwest::get(format!("{}/metrics", orchestrator.url))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
-    let sent: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("mimir_loki_lines_sent_total "))
-        .and_then(|v| v.parse().ok())
+    let metrics = harness::scrape_text(&orchestrator.url).await;
+    let sent = harness::sample(&metrics, "mimir_loki_lines_sent_total")
         .expect("mimir_loki_lines_sent_total");
     assert!(sent >= 62.0, "{sent}");
     assert!(metrics.contains("mimir_loki_lines_dropped_total{reason=\"queue_full\"} 0"));
@@ -419,11 +409,7 @@ async fn json_encoding_and_the_last_lines_are_flushed_on_shutdown() {
         &["--max-workers", "0"],
     );
     let client = orchestrator.client();
-    let task = client
-        .submit(&json!({"type": "ml_inference", "project_id": "p"}))
-        .await
-        .expect("submit");
-    client.cancel(task.worktask_id).await.expect("cancel");
+    let task = submit_and_cancel(&client).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         loki.pushes().is_empty(),
@@ -435,7 +421,7 @@ async fn json_encoding_and_the_last_lines_are_flushed_on_shutdown() {
     let cancelled = loki
         .line_where("the cancelled line, flushed at shutdown", |l| {
             l.line["event"] == "cancelled"
-                && l.metadata.get("worktask_id") == Some(&task.worktask_id.to_string())
+                && l.metadata.get("worktask_id") == Some(&task.to_string())
         })
         .await;
     assert_eq!(
@@ -458,11 +444,7 @@ async fn lines_that_cannot_be_pushed_are_dropped_and_counted_without_stalling_th
     let client = orchestrator.client();
     let started = Instant::now();
     for _ in 0..20 {
-        let task = client
-            .submit(&json!({"type": "ml_inference", "project_id": "p"}))
-            .await
-            .expect("submit");
-        client.cancel(task.worktask_id).await.expect("cancel");
+        submit_and_cancel(&client).await;
     }
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -470,17 +452,12 @@ async fn lines_that_cannot_be_pushed_are_dropped_and_counted_without_stalling_th
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let metrics = reqwest::get(format!("{}/metrics", orchestrator.url))
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("text");
-        let dropped: f64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("mimir_loki_lines_dropped_total{reason=\"push_failed\"} "))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
+        let metrics = harness::scrape_text(&orchestrator.url).await;
+        let dropped = harness::sample(
+            &metrics,
+            "mimir_loki_lines_dropped_total{reason=\"push_failed\"}",
+        )
+        .unwrap_or(0.0);
         if dropped >= 20.0 {
             break;
         }

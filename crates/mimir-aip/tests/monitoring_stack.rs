@@ -8,7 +8,7 @@
 
 mod harness;
 
-use harness::pipelines::{create_pipeline, one_step, wait_until_done};
+use harness::pipelines::{create_pipeline, one_step, post_task, wait_until_done};
 use harness::{Orchestrator, bin, cli_in, free_port, processes_mentioning, stdout_ok};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -17,7 +17,6 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use uuid::Uuid;
 
 /// The repository's root.
 fn repo() -> PathBuf {
@@ -734,19 +733,12 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_a_kn
     )
     .await;
     let sleeper = one_step(&client, "long", "core.sleep", json!({"ms": 60000})).await;
-    let doomed: Value = client
-        .call(
-            Method::POST,
-            "/api/worktasks",
-            Some(&json!({"type": "ml_training", "project_id": "e2e", "max_retries": 0, "task_spec": {"pipeline_id": sleeper}})),
-        )
-        .await
-        .expect("submit");
-    let doomed: Uuid = doomed["worktask_id"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("uuid");
+    let doomed = post_task(
+        &client,
+        "/api/worktasks",
+        json!({"type": "ml_training", "project_id": "e2e", "max_retries": 0, "task_spec": {"pipeline_id": sleeper}}),
+    )
+    .await;
     let holder = loop {
         let workers: Value = client
             .call(Method::GET, "/api/workers", None)
@@ -786,36 +778,22 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_a_kn
                     .worktask_id,
             );
         }
-        let failing: Value = client
-            .call(
-                Method::POST,
-                &format!("/api/pipelines/{boom}/execute"),
-                Some(&json!({"max_retries": 1})),
-            )
-            .await
-            .expect("execute");
         ids.push(
-            failing["worktask_id"]
-                .as_str()
-                .expect("id")
-                .parse()
-                .expect("uuid"),
+            post_task(
+                &client,
+                &format!("/api/pipelines/{boom}/execute"),
+                json!({"max_retries": 1}),
+            )
+            .await,
         );
         for _ in 0..2 {
-            let inference: Value = client
-                .call(
-                    Method::POST,
-                    "/api/worktasks",
-                    Some(&json!({"type": "ml_inference", "project_id": "e2e", "task_spec": {"pipeline_id": greet}})),
-                )
-                .await
-                .expect("submit");
             ids.push(
-                inference["worktask_id"]
-                    .as_str()
-                    .expect("id")
-                    .parse()
-                    .expect("uuid"),
+                post_task(
+                    &client,
+                    "/api/worktasks",
+                    json!({"type": "ml_inference", "project_id": "e2e", "task_spec": {"pipeline_id": greet}}),
+                )
+                .await,
             );
         }
         tokio::time::sleep(Duration::from_millis(1000)).await;

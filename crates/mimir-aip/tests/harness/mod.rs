@@ -207,6 +207,24 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     pids
 }
 
+/// The value of one sample line of a text exposition, e.g.
+/// `mimir_tasks_total{status="completed",type="pipeline_execution"}`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// `GET {url}/metrics` as text (no credentials).
+pub async fn scrape_text(url: &str) -> String {
+    reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// Writes a config file into the orchestrator's directory and returns its path.
 pub fn config_file(dir: &Path, yaml: &str) -> String {
     let path = dir.join("mimir.yaml");
