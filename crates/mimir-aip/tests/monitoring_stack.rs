@@ -199,6 +199,62 @@ fn promtool_accepts_every_variant_of_the_installed_files_and_their_rule_tests_pa
     assert!(basic.contains("password_file: secrets/metrics-password"));
 }
 
+/// Every file below `dir`, relative, `/`-separated.
+fn tree(dir: &Path) -> BTreeSet<String> {
+    let mut files = BTreeSet::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).expect("inside");
+                files.insert(relative.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn install_writes_exactly_the_versioned_files() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("stack");
+    install(&dir, &[]);
+    let deploy = repo().join("deploy/monitoring");
+    let mut expected: BTreeSet<String> = tree(&deploy)
+        .into_iter()
+        // The template is rendered; the kustomization is for Kubernetes only.
+        .filter(|f| f != "prometheus.yml.tmpl" && f != "kustomization.yaml")
+        .collect();
+    for rendered in [
+        "prometheus.yml",
+        "targets/workers.yml",
+        "runbook.md",
+        mimir_monitoring::MANIFEST_FILE,
+    ] {
+        expected.insert(rendered.to_string());
+    }
+    assert_eq!(
+        tree(&dir),
+        expected,
+        "install writes every versioned file, and only those"
+    );
+    for file in tree(&deploy) {
+        if file.ends_with(".tmpl") || file == "kustomization.yaml" {
+            continue;
+        }
+        let versioned = std::fs::read(deploy.join(&file)).expect("read");
+        assert!(
+            std::fs::read(dir.join(&file)).expect("installed") == versioned,
+            "{file} is installed exactly as versioned"
+        );
+    }
+    let runbook = std::fs::read(repo().join("docs/runbook.md")).expect("runbook");
+    assert!(std::fs::read(dir.join("runbook.md")).expect("installed") == runbook);
+}
+
 #[test]
 fn every_alert_fires_and_stays_quiet_in_the_unit_tests_and_has_a_runbook_section() {
     let scratch = tempfile::tempdir().expect("tempdir");
