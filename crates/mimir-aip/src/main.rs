@@ -34,6 +34,8 @@ enum Command {
     Pipeline(commands::pipeline::PipelineArgs),
     /// Inspect the queue.
     Queue(commands::queue::QueueArgs),
+    /// Install and run the monitoring stack (Prometheus, Grafana, Loki, Tempo).
+    Metrics(commands::metrics::MetricsArgs),
     /// Load generator: throughput and latency percentiles of a running orchestrator.
     Bench(bench::BenchArgs),
 }
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
             Command::Task(args) => commands::task::run(args).await,
             Command::Pipeline(args) => commands::pipeline::run(args).await,
             Command::Queue(args) => commands::queue::run(args).await,
+            Command::Metrics(args) => commands::metrics::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });

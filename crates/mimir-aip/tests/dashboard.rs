@@ -9,29 +9,12 @@ mod harness;
 
 use harness::Orchestrator;
 use harness::browser::Browser;
-use harness::pipelines::{one_step, wait_until_done};
-use reqwest::Method;
-use serde_json::{Value, json};
+use harness::pipelines::{one_step, post_task, wait_until_done};
+use serde_json::json;
 use std::time::Duration;
-use uuid::Uuid;
 
 /// Fast retries keep the workload short.
 const FAST_RETRIES: &str = "retry:\n  backoffBaseMs: 20\n  backoffCapMs: 50\n";
-
-async fn execute(client: &mimir_client::Client, pipeline: &str, body: Value) -> Uuid {
-    let task: Value = client
-        .call(
-            Method::POST,
-            &format!("/api/pipelines/{pipeline}/execute"),
-            Some(&body),
-        )
-        .await
-        .expect("execute");
-    task["worktask_id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .expect("a task id")
-}
 
 /// Fails the test with the messages when the page logged errors.
 async fn no_console_errors(browser: &Browser, page: &str) {
@@ -54,11 +37,18 @@ async fn dashboard_pages_show_a_known_workload() {
     .await;
     let mut ids = Vec::new();
     for _ in 0..12 {
-        ids.push(execute(&client, &ok, json!({})).await);
+        ids.push(post_task(&client, &format!("/api/pipelines/{ok}/execute"), json!({})).await);
     }
     let mut failed = Vec::new();
     for _ in 0..3 {
-        failed.push(execute(&client, &bad, json!({"max_retries": 2})).await);
+        failed.push(
+            post_task(
+                &client,
+                &format!("/api/pipelines/{bad}/execute"),
+                json!({"max_retries": 2}),
+            )
+            .await,
+        );
     }
     for id in ids.iter().chain(&failed) {
         wait_until_done(&client, *id, Duration::from_secs(60)).await;

@@ -5,13 +5,12 @@
 mod harness;
 
 use axum::body::Bytes;
-use harness::Orchestrator;
 use harness::pipelines::{create_pipeline, one_step, wait_until_done};
+use harness::{Orchestrator, sample};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -21,14 +20,6 @@ use uuid::Uuid;
 
 /// Fast retries keep the workload short.
 const FAST_RETRIES: &str = "retry:\n  backoffBaseMs: 20\n  backoffCapMs: 50\n";
-
-/// The value of one sample line of a text exposition, e.g.
-/// `mimir_tasks_total{status="completed",type="pipeline_execution"}`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-}
 
 async fn scrape(url: &str, accept: Option<&str>) -> (String, String) {
     let mut request = reqwest::Client::new().get(format!("{url}/metrics"));
@@ -145,36 +136,22 @@ async fn metrics_match_a_known_workload_in_the_exposition_and_in_prometheus() {
     let mut ids = Vec::new();
     for round in 0..5 {
         for _ in 0..10 {
-            let task: Value = client
-                .call(
-                    Method::POST,
-                    &format!("/api/pipelines/{ok}/execute"),
-                    Some(&json!({})),
-                )
-                .await
-                .expect("execute");
             ids.push(
-                task["worktask_id"]
-                    .as_str()
-                    .expect("id")
-                    .parse::<Uuid>()
-                    .expect("uuid"),
+                harness::pipelines::post_task(
+                    &client,
+                    &format!("/api/pipelines/{ok}/execute"),
+                    json!({}),
+                )
+                .await,
             );
         }
-        let task: Value = client
-            .call(
-                Method::POST,
-                &format!("/api/pipelines/{bad}/execute"),
-                Some(&json!({"max_retries": 2})),
-            )
-            .await
-            .expect("execute");
         ids.push(
-            task["worktask_id"]
-                .as_str()
-                .expect("id")
-                .parse()
-                .expect("uuid"),
+            harness::pipelines::post_task(
+                &client,
+                &format!("/api/pipelines/{bad}/execute"),
+                json!({"max_retries": 2}),
+            )
+            .await,
         );
         if round < 4 {
             tokio::time::sleep(Duration::from_millis(700)).await;
@@ -452,19 +429,7 @@ async fn one_trace_follows_a_task_from_submission_through_its_worker_and_onward(
     .await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let task: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/api/pipelines/{pipeline}/execute",
-            orchestrator.url
-        ))
-        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("execute")
-        .json()
-        .await
-        .expect("task");
+    let task = harness::pipelines::execute_traced(&orchestrator.url, &pipeline, trace_id).await;
     let id: Uuid = task["worktask_id"]
         .as_str()
         .expect("id")

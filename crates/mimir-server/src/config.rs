@@ -122,13 +122,140 @@ pub struct LoggingConfig {
     /// Most warn/error lines one call site writes per second; the rest are
     /// dropped and counted. Defaults to 50; 0 turns the limit off.
     pub rate_limit: u32,
+    /// Push logs to Grafana Loki. Defaults to off.
+    pub loki: LokiConfig,
 }
 
 impl Default for LoggingConfig {
     fn default() -> Self {
         LoggingConfig {
             rate_limit: mimir_telemetry::rate_limit::DEFAULT_BURST,
+            loki: LokiConfig::default(),
         }
+    }
+}
+
+/// `logging.loki.*`: push logs to Loki's push API, labelled `service` and
+/// `level`, with task, pipeline, worker and trace ids as structured metadata.
+/// Local workers push with the same settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct LokiConfig {
+    /// Loki's base URL, e.g. `http://127.0.0.1:3100`. Defaults to empty: off.
+    pub url: String,
+    /// `X-Scope-OrgID` for a multi-tenant Loki. Defaults to empty (none sent).
+    pub tenant: String,
+    /// Bearer token for a Loki behind authentication. Defaults to empty.
+    pub bearer_token: String,
+    /// With `password`: HTTP basic auth (e.g. Grafana Cloud). Defaults to empty.
+    pub username: String,
+    /// The basic-auth password.
+    pub password: String,
+    /// Further static stream labels, e.g. `{env: prod}`. Keep them few and
+    /// fixed: every distinct set is a stream. Defaults to none.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `protobuf` (snappy-compressed, Loki's native format) or `json`.
+    /// Defaults to `protobuf`.
+    pub encoding: String,
+    /// Most lines per push. Defaults to 1000.
+    pub batch_size: usize,
+    /// Longest a line waits for its batch, in milliseconds. Defaults to 1000.
+    pub batch_wait_ms: u64,
+    /// Lines that may wait to be pushed; more are dropped and counted in
+    /// `mimir_loki_lines_dropped_total`. Defaults to 10000.
+    pub queue_capacity: usize,
+}
+
+impl Default for LokiConfig {
+    fn default() -> Self {
+        use mimir_telemetry::loki;
+        LokiConfig {
+            url: String::new(),
+            tenant: String::new(),
+            bearer_token: String::new(),
+            username: String::new(),
+            password: String::new(),
+            labels: Default::default(),
+            encoding: "protobuf".into(),
+            batch_size: loki::DEFAULT_BATCH_SIZE,
+            batch_wait_ms: loki::DEFAULT_BATCH_WAIT.as_millis() as u64,
+            queue_capacity: loki::DEFAULT_QUEUE_CAPACITY,
+        }
+    }
+}
+
+impl LokiConfig {
+    /// The sink's settings for `service`, or `None` when no URL is set.
+    pub fn settings(&self, service: &str) -> Option<mimir_telemetry::loki::LokiSettings> {
+        use mimir_telemetry::loki::{Auth, LokiSettings};
+        if self.url.is_empty() {
+            return None;
+        }
+        let mut settings = LokiSettings::new(&self.url, service);
+        settings.tenant = self.tenant.clone();
+        settings.auth = if !self.bearer_token.is_empty() {
+            Some(Auth::Bearer(self.bearer_token.clone()))
+        } else if !self.username.is_empty() {
+            Some(Auth::Basic {
+                username: self.username.clone(),
+                password: self.password.clone(),
+            })
+        } else {
+            None
+        };
+        settings.labels = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        settings.encoding = self.encoding.parse().unwrap_or_default();
+        settings.batch_size = self.batch_size;
+        settings.batch_wait = Duration::from_millis(self.batch_wait_ms);
+        settings.queue_capacity = self.queue_capacity;
+        Some(settings)
+    }
+
+    /// Checks the keys; errors name them.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.url.is_empty() {
+            return Ok(());
+        }
+        if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
+            return Err(ConfigError(format!(
+                "logging.loki.url: {:?} is not an http(s) URL such as http://127.0.0.1:3100",
+                self.url
+            )));
+        }
+        if let Err(e) = self.encoding.parse::<mimir_telemetry::loki::Encoding>() {
+            return Err(ConfigError(format!("logging.loki.encoding: {e}")));
+        }
+        if self.username.is_empty() != self.password.is_empty() {
+            return Err(ConfigError(
+                "logging.loki.username and logging.loki.password must be set together".into(),
+            ));
+        }
+        for name in self.labels.keys() {
+            let valid = name
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            if !valid || name.is_empty() {
+                return Err(ConfigError(format!(
+                    "logging.loki.labels.{name}: a label name is letters, digits and _, not starting with a digit"
+                )));
+            }
+            if name == "service" || name == "level" {
+                return Err(ConfigError(format!(
+                    "logging.loki.labels.{name}: set by Mimir AIP itself"
+                )));
+            }
+        }
+        if self.batch_size == 0 || self.queue_capacity == 0 {
+            return Err(ConfigError(
+                "logging.loki.batchSize and logging.loki.queueCapacity must be at least 1".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -424,6 +551,7 @@ impl Config {
                 self.tracing.endpoint
             )));
         }
+        self.logging.loki.validate()?;
         if self.api.max_body_bytes < 1024 {
             return Err(ConfigError("api.maxBodyBytes must be at least 1024".into()));
         }
@@ -522,6 +650,52 @@ mod tests {
                 .to_string()
                 .starts_with("listen:")
         );
+    }
+
+    #[test]
+    fn loki_keys_are_read_and_checked() {
+        let config = Config::from_yaml(
+            "logging:\n  loki:\n    url: http://127.0.0.1:3100\n    tenant: team-a\n    labels: {env: prod}\n    encoding: json\n    batchWaitMs: 200\n",
+        )
+        .expect("valid");
+        config.validate().expect("valid loki settings");
+        let settings = config
+            .logging
+            .loki
+            .settings("mimir-aip")
+            .expect("a URL turns the sink on");
+        assert_eq!(settings.tenant, "team-a");
+        assert_eq!(
+            settings.labels,
+            vec![("env".to_string(), "prod".to_string())]
+        );
+        assert_eq!(settings.encoding, mimir_telemetry::loki::Encoding::Json);
+        assert_eq!(settings.batch_wait, Duration::from_millis(200));
+        assert!(Config::default().logging.loki.settings("x").is_none());
+        for (yaml, key) in [
+            (
+                "logging:\n  loki:\n    url: localhost:3100\n",
+                "logging.loki.url",
+            ),
+            (
+                "logging:\n  loki:\n    url: http://l\n    encoding: xml\n",
+                "logging.loki.encoding",
+            ),
+            (
+                "logging:\n  loki:\n    url: http://l\n    labels: {level: x}\n",
+                "logging.loki.labels.level",
+            ),
+            (
+                "logging:\n  loki:\n    url: http://l\n    labels: {9a: x}\n",
+                "logging.loki.labels.9a",
+            ),
+        ] {
+            let error = Config::from_yaml(yaml)
+                .expect("parses")
+                .validate()
+                .expect_err(yaml);
+            assert!(error.to_string().contains(key), "{error}");
+        }
     }
 
     #[test]

@@ -203,7 +203,7 @@ async fn reap(
 }
 
 /// Environment for local workers: trace export configured by keys rather
-/// than `OTEL_*` variables (which children inherit anyway).
+/// than `OTEL_*` variables (which children inherit anyway), and the Loki sink.
 fn worker_env(config: &Config) -> Vec<(String, String)> {
     let mut env = Vec::new();
     let set = |key: &str| std::env::var(key).is_ok_and(|v| !v.is_empty());
@@ -218,6 +218,32 @@ fn worker_env(config: &Config) -> Vec<(String, String)> {
             "MIMIR_DEPLOYMENT_ENVIRONMENT".to_string(),
             config.tracing.environment.clone(),
         ));
+    }
+    // Local workers push their logs to the same Loki (read by `worker`'s
+    // --loki-* flags; secrets stay out of the command line).
+    let loki = &config.logging.loki;
+    if !loki.url.is_empty() {
+        let labels: Vec<String> = loki
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for (key, value) in [
+            ("MIMIR_LOKI_URL", loki.url.clone()),
+            ("MIMIR_LOKI_TENANT", loki.tenant.clone()),
+            ("MIMIR_LOKI_BEARER_TOKEN", loki.bearer_token.clone()),
+            ("MIMIR_LOKI_USERNAME", loki.username.clone()),
+            ("MIMIR_LOKI_PASSWORD", loki.password.clone()),
+            ("MIMIR_LOKI_LABELS", labels.join(",")),
+            ("MIMIR_LOKI_ENCODING", loki.encoding.clone()),
+            ("MIMIR_LOKI_BATCH_SIZE", loki.batch_size.to_string()),
+            ("MIMIR_LOKI_BATCH_WAIT_MS", loki.batch_wait_ms.to_string()),
+            ("MIMIR_LOKI_QUEUE_CAPACITY", loki.queue_capacity.to_string()),
+        ] {
+            if !value.is_empty() {
+                env.push((key.to_string(), value));
+            }
+        }
     }
     env
 }

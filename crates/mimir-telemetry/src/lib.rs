@@ -1,10 +1,11 @@
 //! Observability of Mimir AIP: the metric catalog ([`Metrics`]), exposition in
 //! OpenMetrics or Prometheus text, process metrics, log set-up with a
-//! per-call-site rate limit, OpenTelemetry traces over OTLP and W3C trace
-//! context propagation.
+//! per-call-site rate limit, a Loki push sink, OpenTelemetry traces over OTLP
+//! and W3C trace context propagation.
 
 pub mod exposition;
 pub mod logging;
+pub mod loki;
 pub mod metrics;
 pub mod otel;
 pub mod process;

@@ -174,6 +174,13 @@ pub struct LevelLabel {
     pub level: &'static str,
 }
 
+/// `reason`: why log lines were dropped.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `queue_full` or `push_failed`.
+    pub reason: &'static str,
+}
+
 /// `version`, `commit`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
@@ -518,7 +525,9 @@ impl Metrics {
     }
 }
 
-/// `mimir_log_messages_dropped_total{level}`, read from the log rate limit.
+/// `mimir_log_messages_dropped_total{level}`, read from the log rate limit,
+/// and the Loki sink's `mimir_loki_lines_sent_total` and
+/// `mimir_loki_lines_dropped_total{reason}` (at zero when the sink is off).
 #[derive(Debug)]
 struct DroppedLogLines;
 
@@ -539,6 +548,24 @@ impl prometheus_client::collector::Collector for DroppedLogLines {
         for (level, value) in [("warn", warn), ("error", error)] {
             let labels = LevelLabel { level };
             ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+        }
+        let sent = ConstCounter::new(crate::loki::sent());
+        sent.encode(encoder.encode_descriptor(
+            "mimir_loki_lines_sent",
+            "Log lines pushed to Loki",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?)?;
+        let (queue_full, push_failed) = crate::loki::dropped();
+        let mut dropped = encoder.encode_descriptor(
+            "mimir_loki_lines_dropped",
+            "Log lines not delivered to Loki: the sink's queue was full, or the push failed after retries",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (reason, value) in [("queue_full", queue_full), ("push_failed", push_failed)] {
+            let labels = ReasonLabel { reason };
+            ConstCounter::new(value).encode(dropped.encode_family(&labels)?)?;
         }
         Ok(())
     }

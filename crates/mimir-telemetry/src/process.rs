@@ -62,6 +62,27 @@ fn parse_stat(stat: &str, proc_stat: &str) -> Option<Sample> {
     })
 }
 
+/// CPU time and resident memory of another process on this machine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    /// User and system CPU time, in seconds.
+    pub cpu_seconds: f64,
+    /// Resident memory, in bytes.
+    pub resident_bytes: f64,
+}
+
+/// Reads `/proc/<pid>/stat`; `None` when the process is gone (or elsewhere
+/// than Linux).
+pub fn usage(pid: u32) -> Option<Usage> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let boot = std::fs::read_to_string("/proc/stat").ok()?;
+    let sample = parse_stat(&stat, &boot)?;
+    Some(Usage {
+        cpu_seconds: sample.cpu_seconds,
+        resident_bytes: sample.resident_bytes,
+    })
+}
+
 fn parse_max_fds(limits: &str) -> Option<f64> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()
@@ -129,6 +150,13 @@ mod tests {
     fn parses_the_open_files_limit() {
         let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n";
         assert_eq!(parse_max_fds(limits), Some(1024.0));
+    }
+
+    #[test]
+    fn reads_another_process_by_pid() {
+        let this = usage(std::process::id()).expect("this process is alive");
+        assert!(this.resident_bytes > 0.0);
+        assert_eq!(usage(u32::MAX), None, "no such process");
     }
 
     #[test]

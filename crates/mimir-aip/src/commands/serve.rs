@@ -61,11 +61,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         instance_id: format!("{}:{}", mimir_telemetry::hostname(), config.listen),
         environment: config.tracing.environment.clone(),
     };
+    // Checked before logging starts, so a bad key fails before any sink runs.
+    config.validate()?;
+    let loki = config.logging.loki.settings(&config.tracing.service_name);
     let _telemetry = logging::init(
         config.log_level,
         config.log_format,
         config.logging.rate_limit,
         traces,
+        loki,
     )?;
     let worker_args = vec![
         "--log-level".to_string(),

@@ -57,6 +57,75 @@ pub struct WorkerArgs {
     /// Serve this worker's own metrics on `ADDR/metrics` (e.g. 127.0.0.1:9465).
     #[arg(long, env = "MIMIR_WORKER_METRICS_LISTEN")]
     metrics_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    loki: LokiArgs,
+}
+
+/// Where the worker pushes its logs, as `logging.loki.*` does for `serve`
+/// (which passes its settings to local workers through these variables).
+#[derive(Debug, Args)]
+struct LokiArgs {
+    /// Push logs to this Loki (base URL, e.g. http://127.0.0.1:3100).
+    #[arg(long, env = "MIMIR_LOKI_URL")]
+    loki_url: Option<String>,
+    /// `X-Scope-OrgID` sent to Loki.
+    #[arg(long, env = "MIMIR_LOKI_TENANT", default_value = "")]
+    loki_tenant: String,
+    /// Bearer token for Loki.
+    #[arg(long, env = "MIMIR_LOKI_BEARER_TOKEN", hide_env_values = true)]
+    loki_bearer_token: Option<String>,
+    /// Basic-auth user for Loki (with MIMIR_LOKI_PASSWORD).
+    #[arg(long, env = "MIMIR_LOKI_USERNAME")]
+    loki_username: Option<String>,
+    /// Basic-auth password for Loki.
+    #[arg(long, env = "MIMIR_LOKI_PASSWORD", hide_env_values = true)]
+    loki_password: Option<String>,
+    /// Static stream labels, `name=value`, comma separated.
+    #[arg(long, env = "MIMIR_LOKI_LABELS", value_delimiter = ',')]
+    loki_labels: Vec<String>,
+    /// `protobuf` or `json`.
+    #[arg(long, env = "MIMIR_LOKI_ENCODING", default_value = "protobuf", value_parser = str::parse::<mimir_telemetry::loki::Encoding>)]
+    loki_encoding: mimir_telemetry::loki::Encoding,
+    /// Most lines per push.
+    #[arg(long, env = "MIMIR_LOKI_BATCH_SIZE", default_value_t = mimir_telemetry::loki::DEFAULT_BATCH_SIZE)]
+    loki_batch_size: usize,
+    /// Longest a line waits for its batch, in milliseconds.
+    #[arg(long, env = "MIMIR_LOKI_BATCH_WAIT_MS", default_value_t = 1000)]
+    loki_batch_wait_ms: u64,
+    /// Lines that may wait to be pushed; more are dropped and counted.
+    #[arg(long, env = "MIMIR_LOKI_QUEUE_CAPACITY", default_value_t = mimir_telemetry::loki::DEFAULT_QUEUE_CAPACITY)]
+    loki_queue_capacity: usize,
+}
+
+impl LokiArgs {
+    /// The sink's settings, or `None` without a URL.
+    fn settings(&self) -> anyhow::Result<Option<mimir_telemetry::loki::LokiSettings>> {
+        use mimir_telemetry::loki::{Auth, LokiSettings};
+        let Some(url) = self.loki_url.as_ref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        let mut settings = LokiSettings::new(url, "mimir-aip-worker");
+        settings.tenant = self.loki_tenant.clone();
+        settings.auth = match (&self.loki_bearer_token, &self.loki_username) {
+            (Some(token), _) if !token.is_empty() => Some(Auth::Bearer(token.clone())),
+            (_, Some(username)) if !username.is_empty() => Some(Auth::Basic {
+                username: username.clone(),
+                password: self.loki_password.clone().unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        for label in &self.loki_labels {
+            let (name, value) = label
+                .split_once('=')
+                .with_context(|| format!("--loki-labels: {label:?} is not name=value"))?;
+            settings.labels.push((name.to_string(), value.to_string()));
+        }
+        settings.encoding = self.loki_encoding;
+        settings.batch_size = self.loki_batch_size.max(1);
+        settings.batch_wait = Duration::from_millis(self.loki_batch_wait_ms);
+        settings.queue_capacity = self.loki_queue_capacity.max(1);
+        Ok(Some(settings))
+    }
 }
 
 /// Runs the worker until SIGINT/SIGTERM or the orchestrator asks it to stop.
@@ -75,7 +144,14 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         instance_id: instance,
         environment: std::env::var("MIMIR_DEPLOYMENT_ENVIRONMENT").unwrap_or_default(),
     };
-    let _telemetry = logging::init(args.log_level, args.log_format, args.log_rate_limit, traces)?;
+    let loki = args.loki.settings()?;
+    let _telemetry = logging::init(
+        args.log_level,
+        args.log_format,
+        args.log_rate_limit,
+        traces,
+        loki,
+    )?;
     let metrics = match args.metrics_listen {
         Some(addr) => {
             let metrics = Arc::new(mimir_telemetry::Metrics::new());

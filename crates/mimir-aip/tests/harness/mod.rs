@@ -122,6 +122,15 @@ impl Orchestrator {
         }
     }
 
+    /// SIGTERM, as a service manager stops it; waits for it to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the orchestrator runs");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().expect("wait for the orchestrator")
+    }
+
     /// Starts it again on the same directory, port and arguments.
     pub fn restart(&mut self) {
         self.kill9();
@@ -197,6 +206,24 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// The value of one sample line of a text exposition, e.g.
+/// `mimir_tasks_total{status="completed",type="pipeline_execution"}`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// `GET {url}/metrics` as text (no credentials).
+pub async fn scrape_text(url: &str) -> String {
+    reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text")
 }
 
 /// Writes a config file into the orchestrator's directory and returns its path.

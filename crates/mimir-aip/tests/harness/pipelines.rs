@@ -43,6 +43,36 @@ pub async fn execute(client: &mimir_client::Client, pipeline: &str, parameters: 
         .expect("execute")
 }
 
+/// `POST path` with `body` (a submission or an execution); the new task's id.
+pub async fn post_task(client: &mimir_client::Client, path: &str, body: Value) -> Uuid {
+    let task: Value = client
+        .call(Method::POST, path, Some(&body))
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    task["worktask_id"]
+        .as_str()
+        .expect("worktask_id")
+        .parse()
+        .expect("uuid")
+}
+
+/// Executes `pipeline` continuing the trace `trace_id` (a `traceparent`
+/// header); the task as the API answered it.
+pub async fn execute_traced(orchestrator_url: &str, pipeline: &str, trace_id: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!(
+            "{orchestrator_url}/api/pipelines/{pipeline}/execute"
+        ))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("execute")
+        .json()
+        .await
+        .expect("task")
+}
+
 pub async fn wait_until_done(
     client: &mimir_client::Client,
     id: Uuid,

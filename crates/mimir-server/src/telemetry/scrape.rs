@@ -80,8 +80,8 @@ pub(crate) fn refresh_gauges(state: &AppState) {
         .set(state.workers.active(state.lease_ttl) as i64);
 }
 
-/// Per-worker counts and heartbeat age, read from the registry at scrape time
-/// (series end with their worker).
+/// Per-worker counts and heartbeat age, read from the registry at scrape time,
+/// and local workers' CPU and memory (series end with their worker).
 #[derive(Debug)]
 pub struct WorkerCollector {
     /// The registry.
@@ -118,6 +118,37 @@ impl Collector for WorkerCollector {
                 };
                 ConstCounter::new(n).encode(tasks.encode_family(&labels)?)?;
             }
+        }
+        // Local workers run on this machine: read their CPU and memory from
+        // /proc, so the pool's resource use shows without scraping each one.
+        let usage: Vec<(String, mimir_telemetry::process::Usage)> = views
+            .iter()
+            .filter(|v| v.local && v.pid > 0)
+            .filter_map(|v| Some((v.worker_id.clone(), mimir_telemetry::process::usage(v.pid)?)))
+            .collect();
+        let mut cpu = encoder.encode_descriptor(
+            "mimir_worker_cpu_seconds",
+            "User and system CPU time of each local worker process, in seconds",
+            None,
+            MetricType::Counter,
+        )?;
+        for (worker, u) in &usage {
+            let labels = WorkerLabel {
+                worker: worker.clone(),
+            };
+            ConstCounter::new(u.cpu_seconds).encode(cpu.encode_family(&labels)?)?;
+        }
+        let mut memory = encoder.encode_descriptor(
+            "mimir_worker_resident_memory_bytes",
+            "Resident memory of each local worker process, in bytes",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (worker, u) in &usage {
+            let labels = WorkerLabel {
+                worker: worker.clone(),
+            };
+            ConstGauge::new(u.resident_bytes).encode(memory.encode_family(&labels)?)?;
         }
         let mut age = encoder.encode_descriptor(
             "mimir_worker_heartbeat_age_seconds",

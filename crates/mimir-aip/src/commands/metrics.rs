@@ -1,0 +1,208 @@
+//! `mimir-aip metrics install | view`: the monitoring stack (Prometheus,
+//! alert and recording rules, Grafana dashboards, Loki, Tempo).
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use mimir_monitoring::view::{self, ViewOptions};
+use mimir_monitoring::{ScrapeAuth, Settings, Status};
+use mimir_server::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Defaults to `./mimir-monitoring`.
+const DEFAULT_DIR: &str = "./mimir-monitoring";
+
+/// `metrics` subcommands.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    #[command(subcommand)]
+    command: MetricsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum MetricsCommand {
+    /// Write the monitoring stack: Prometheus config and rules, Grafana
+    /// dashboards, Loki, Tempo, docker-compose.yml. Never overwrites a file
+    /// you changed unless --force.
+    Install(InstallArgs),
+    /// Run the installed Prometheus (and Grafana, Loki, Tempo when installed)
+    /// on 127.0.0.1 and print their links; Ctrl-C stops them.
+    View(ViewArgs),
+}
+
+#[derive(Debug, Args)]
+struct InstallArgs {
+    /// Directory to write the stack into.
+    #[arg(long, env = "MIMIR_MONITORING_DIR", default_value = DEFAULT_DIR)]
+    dir: PathBuf,
+    /// The orchestrator's config file: its `listen` address and `metrics.*`
+    /// credentials are the defaults of the flags below.
+    #[arg(long, env = "MIMIR_CONFIG")]
+    config: Option<PathBuf>,
+    /// URL Prometheus scrapes the orchestrator at [default: from --config's
+    /// listen, else http://127.0.0.1:8080].
+    #[arg(long, env = "MIMIR_ORCHESTRATOR_URL")]
+    orchestrator: Option<String>,
+    /// Bearer token /metrics requires [default: metrics.bearerToken].
+    #[arg(long, env = "MIMIR_METRICS_BEARER_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Basic-auth user /metrics requires [default: metrics.username].
+    #[arg(long, requires = "metrics_password")]
+    metrics_username: Option<String>,
+    /// Basic-auth password /metrics requires [default: metrics.password].
+    #[arg(long, env = "MIMIR_METRICS_PASSWORD", hide_env_values = true)]
+    metrics_password: Option<String>,
+    /// A worker started with --metrics-listen ADDR to scrape as well (repeat
+    /// for several; edit targets/workers.yml later to add more).
+    #[arg(long = "worker", value_name = "HOST:PORT")]
+    workers: Vec<String>,
+    /// Time between scrapes and rule evaluations.
+    #[arg(long, default_value = mimir_monitoring::assets::DEFAULT_SCRAPE_INTERVAL)]
+    scrape_interval: String,
+    /// Overwrite files you changed since the last install.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+struct ViewArgs {
+    /// The directory `metrics install` wrote.
+    #[arg(long, env = "MIMIR_MONITORING_DIR", default_value = DEFAULT_DIR)]
+    dir: PathBuf,
+    /// Port of Prometheus on 127.0.0.1.
+    #[arg(long, default_value_t = view::DEFAULT_PROMETHEUS_PORT)]
+    prometheus_port: u16,
+    /// Port of Grafana on 127.0.0.1.
+    #[arg(long, default_value_t = view::DEFAULT_GRAFANA_PORT)]
+    grafana_port: u16,
+}
+
+/// Runs a `metrics` subcommand.
+pub async fn run(args: MetricsArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        MetricsCommand::Install(args) => install(args),
+        MetricsCommand::View(args) => view(args).await,
+    }
+}
+
+/// The settings: flags, else the config file, else the defaults `serve` uses.
+fn settings(args: &InstallArgs) -> anyhow::Result<Settings> {
+    let config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    let orchestrator = match &args.orchestrator {
+        Some(url) => url.clone(),
+        None => {
+            // Prometheus runs next to the orchestrator: an address on every
+            // interface is scraped on loopback.
+            let listen = config
+                .listen
+                .replace("0.0.0.0:", "127.0.0.1:")
+                .replace("[::]:", "[::1]:");
+            format!("http://{listen}")
+        }
+    };
+    let m = &config.metrics;
+    let auth = if let Some(token) = args.metrics_token.clone().filter(|t| !t.is_empty()) {
+        Some(ScrapeAuth::Bearer(token))
+    } else if let Some(username) = &args.metrics_username {
+        Some(ScrapeAuth::Basic {
+            username: username.clone(),
+            password: args.metrics_password.clone().unwrap_or_default(),
+        })
+    } else if !m.bearer_token.is_empty() {
+        Some(ScrapeAuth::Bearer(m.bearer_token.clone()))
+    } else if !m.username.is_empty() {
+        Some(ScrapeAuth::Basic {
+            username: m.username.clone(),
+            password: m.password.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(Settings {
+        orchestrator,
+        auth,
+        scrape_interval: args.scrape_interval.clone(),
+        workers: args.workers.clone(),
+    })
+}
+
+fn install(args: InstallArgs) -> anyhow::Result<ExitCode> {
+    let settings = settings(&args)?;
+    let outcomes =
+        mimir_monitoring::install(&args.dir, &settings, args.force).with_context(|| {
+            format!(
+                "cannot install the monitoring stack in {}",
+                args.dir.display()
+            )
+        })?;
+    let width = outcomes
+        .iter()
+        .map(|o| o.status.as_str().len())
+        .max()
+        .unwrap_or(0);
+    let mut kept = 0;
+    for outcome in &outcomes {
+        let note = match outcome.status {
+            Status::Kept => {
+                kept += 1;
+                "   (changed by you; --force overwrites)"
+            }
+            _ => "",
+        };
+        println!(
+            "{:<width$}  {}{note}",
+            outcome.status.as_str(),
+            outcome.path
+        );
+    }
+    let dir = args.dir.display();
+    println!(
+        "\nMonitoring stack for {} in {dir}{}.",
+        settings.orchestrator,
+        if kept > 0 {
+            format!(" ({kept} of your changes kept)")
+        } else {
+            String::new()
+        }
+    );
+    println!("  Run it:      mimir-aip metrics view --dir {dir}");
+    println!("  Or:          cd {dir} && docker compose up -d");
+    println!(
+        "  Check it:    promtool check config {dir}/prometheus.yml && promtool test rules {dir}/rules/tests/*.yml"
+    );
+    println!(
+        "  Logs:        logging.loki.url: http://127.0.0.1:3100   Traces: tracing.endpoint: http://127.0.0.1:4318"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
+    let mut options = ViewOptions::new(&args.dir);
+    options.prometheus_port = args.prometheus_port;
+    options.grafana_port = args.grafana_port;
+    let mut stack = tokio::task::spawn_blocking(move || view::start(&options))
+        .await
+        .context("the view task failed")??;
+    print!("{}", stack.report);
+    let shutdown = super::serve::shutdown_signal();
+    tokio::pin!(shutdown);
+    let code = loop {
+        tokio::select! {
+            _ = &mut shutdown => break ExitCode::SUCCESS,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                if let Some(stopped) = stack.exited() {
+                    eprintln!("error: {stopped}");
+                    break ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    println!("stopping the monitoring stack");
+    tokio::task::spawn_blocking(move || stack.stop())
+        .await
+        .context("the view task failed")?;
+    Ok(code)
+}

@@ -1,0 +1,1138 @@
+//! The monitoring stack `mimir-aip metrics install` writes, proved against
+//! the real tools: promtool checks the configuration and runs the rule unit
+//! tests; `metrics view` runs a real Prometheus on the installed files against
+//! an orchestrator under a known workload, and every PromQL expression of every
+//! shipped dashboard is evaluated through Prometheus's HTTP API; `kubectl
+//! kustomize` renders the Kubernetes manifests. (The test command installs
+//! prometheus and kubectl when missing.)
+
+mod harness;
+
+use harness::pipelines::{create_pipeline, one_step, post_task, wait_until_done};
+use harness::{Orchestrator, bin, cli_in, free_port, processes_mentioning, stdout_ok};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository's root.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs a tool, or fails saying the test command installs it.
+fn run(program: &str, args: &[&str], dir: &Path) -> Output {
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program} ({e}); ./scripts/test installs it"))
+}
+
+fn succeeded(output: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed ({})\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// `metrics install --dir DIR ARGS`, from a scratch directory.
+fn install(dir: &Path, args: &[&str]) -> String {
+    let dir = dir.display().to_string();
+    stdout_ok(&cli_in(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        &[&["metrics", "install", "--dir", &dir], args].concat(),
+    ))
+}
+
+fn yaml(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every (dashboard file, panel title, expression) of the shipped dashboards.
+fn dashboard_expressions(dir: &Path) -> Vec<(String, String, String)> {
+    fn walk(value: &Value, title: &str, file: &str, out: &mut Vec<(String, String, String)>) {
+        match value {
+            Value::Object(map) => {
+                let title = map.get("title").and_then(Value::as_str).unwrap_or(title);
+                if let Some(expr) = map.get("expr").and_then(Value::as_str) {
+                    out.push((file.to_string(), title.to_string(), expr.to_string()));
+                }
+                for v in map.values() {
+                    walk(v, title, file, out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, title, file, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (file, dashboard) in dashboards(dir) {
+        walk(&dashboard["panels"], "", &file, &mut out);
+    }
+    out
+}
+
+/// The dashboards' JSON by file name.
+fn dashboards(dir: &Path) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir.join("grafana/dashboards")).expect("dashboards") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let json: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        out.insert(
+            path.file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned(),
+            json,
+        );
+    }
+    out
+}
+
+/// What Grafana substitutes before sending a query: the test's choices for
+/// the built-in interval variables (windows that span the whole workload, so
+/// a slow machine cannot age its events out) and the dashboards' "All" values.
+fn substitute(expr: &str) -> String {
+    let expr = expr
+        .replace("$__rate_interval", "5m")
+        .replace("$__interval", "15s")
+        .replace("$__range", "5m")
+        .replace("$instance", ".+")
+        .replace("$pipeline", ".*");
+    assert!(
+        !expr.contains('$'),
+        "a variable the test does not know: {expr}"
+    );
+    expr
+}
+
+/// The alert and recording rules of an install.
+fn rules(dir: &Path, file: &str) -> Vec<Value> {
+    let rules = yaml(&dir.join("rules").join(file));
+    rules["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn promtool_accepts_every_variant_of_the_installed_files_and_their_rule_tests_pass() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let variants: [(&str, &[&str]); 4] = [
+        ("defaults", &[]),
+        (
+            "bearer",
+            &["--metrics-token", "s3cret", "--worker", "127.0.0.1:9465"],
+        ),
+        (
+            "basic",
+            &[
+                "--metrics-username",
+                "prom",
+                "--metrics-password",
+                "pw",
+                "--orchestrator",
+                "https://mimir.example:8443",
+                "--scrape-interval",
+                "30s",
+            ],
+        ),
+        (
+            "workers",
+            &["--worker", "10.0.0.7:9465", "--worker", "10.0.0.8:9465"],
+        ),
+    ];
+    for (name, args) in variants {
+        let dir = scratch.path().join(name);
+        install(&dir, args);
+        let check = run("promtool", &["check", "config", "prometheus.yml"], &dir);
+        let out = succeeded(&check, &format!("promtool check config ({name})"));
+        assert!(out.contains("SUCCESS: 2 rule files found"), "{out}");
+        let targets = yaml(&dir.join("targets/workers.yml"));
+        assert!(targets.is_array(), "file_sd targets of {name}: {targets:?}");
+    }
+    let dir = scratch.path().join("defaults");
+    let check = run(
+        "promtool",
+        &[
+            "check",
+            "rules",
+            "rules/mimir-alerts.rules.yml",
+            "rules/mimir-recording.rules.yml",
+        ],
+        &dir,
+    );
+    succeeded(&check, "promtool check rules");
+    let test = run(
+        "promtool",
+        &[
+            "test",
+            "rules",
+            "rules/tests/mimir-alerts.test.yml",
+            "rules/tests/mimir-recording.test.yml",
+        ],
+        &dir,
+    );
+    let out = succeeded(&test, "promtool test rules");
+    assert_eq!(out.matches("SUCCESS").count(), 2, "{out}");
+
+    // Credentials: in owner-only files, referenced from the config.
+    let bearer = scratch.path().join("bearer");
+    let config = std::fs::read_to_string(bearer.join("prometheus.yml")).expect("config");
+    assert!(!config.contains("s3cret"));
+    assert!(config.contains("credentials_file: secrets/metrics-bearer-token"));
+    let basic =
+        std::fs::read_to_string(scratch.path().join("basic/prometheus.yml")).expect("config");
+    assert!(basic.contains("scheme: https") && basic.contains("'mimir.example:8443'"));
+    assert!(basic.contains("password_file: secrets/metrics-password"));
+}
+
+/// Every file below `dir`, relative, `/`-separated.
+fn tree(dir: &Path) -> BTreeSet<String> {
+    let mut files = BTreeSet::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).expect("inside");
+                files.insert(relative.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn install_writes_exactly_the_versioned_files() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("stack");
+    install(&dir, &[]);
+    let deploy = repo().join("deploy/monitoring");
+    let mut expected: BTreeSet<String> = tree(&deploy)
+        .into_iter()
+        // The template is rendered; the kustomization is for Kubernetes only.
+        .filter(|f| f != "prometheus.yml.tmpl" && f != "kustomization.yaml")
+        .collect();
+    for rendered in [
+        "prometheus.yml",
+        "targets/workers.yml",
+        "runbook.md",
+        mimir_monitoring::MANIFEST_FILE,
+    ] {
+        expected.insert(rendered.to_string());
+    }
+    assert_eq!(
+        tree(&dir),
+        expected,
+        "install writes every versioned file, and only those"
+    );
+    for file in tree(&deploy) {
+        if file.ends_with(".tmpl") || file == "kustomization.yaml" {
+            continue;
+        }
+        let versioned = std::fs::read(deploy.join(&file)).expect("read");
+        assert!(
+            std::fs::read(dir.join(&file)).expect("installed") == versioned,
+            "{file} is installed exactly as versioned"
+        );
+    }
+    let runbook = std::fs::read(repo().join("docs/runbook.md")).expect("runbook");
+    assert!(std::fs::read(dir.join("runbook.md")).expect("installed") == runbook);
+}
+
+#[test]
+fn every_alert_fires_and_stays_quiet_in_the_unit_tests_and_has_a_runbook_section() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path();
+    install(dir, &[]);
+    let alerts = rules(dir, "mimir-alerts.rules.yml");
+    let runbook = std::fs::read_to_string(dir.join("runbook.md")).expect("runbook");
+    let headings: BTreeSet<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| h.trim().to_lowercase())
+        .collect();
+    let tests = yaml(&dir.join("rules/tests/mimir-alerts.test.yml"));
+    let mut fired = BTreeSet::new();
+    let mut quiet = BTreeSet::new();
+    for test in tests["tests"].as_array().expect("tests") {
+        for case in test["alert_rule_test"].as_array().into_iter().flatten() {
+            let name = case["alertname"].as_str().expect("alertname").to_string();
+            if case["exp_alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+                fired.insert(name);
+            } else {
+                quiet.insert(name);
+            }
+        }
+    }
+    assert!(alerts.len() >= 9, "the issue's alerts: {}", alerts.len());
+    for alert in &alerts {
+        let name = alert["alert"].as_str().expect("an alert rule");
+        for key in ["summary", "description", "runbook_url"] {
+            assert!(
+                alert["annotations"][key]
+                    .as_str()
+                    .is_some_and(|v| !v.is_empty()),
+                "{name} has no {key}"
+            );
+        }
+        assert!(
+            ["critical", "warning"].contains(&alert["labels"]["severity"].as_str().unwrap_or("")),
+            "{name} has a severity"
+        );
+        let url = alert["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap_or_default();
+        let anchor = url.rsplit_once("#").map(|(_, a)| a).unwrap_or_default();
+        assert!(url.contains("docs/runbook.md#"), "{name}: {url}");
+        assert_eq!(
+            anchor,
+            name.to_lowercase(),
+            "{name}'s link names its section"
+        );
+        assert!(headings.contains(anchor), "no runbook section for {name}");
+        assert!(fired.contains(name), "no unit test fires {name}");
+        assert!(quiet.contains(name), "no unit test keeps {name} quiet");
+    }
+    // Every recording rule has its own expression test.
+    let recording_tests = yaml(&dir.join("rules/tests/mimir-recording.test.yml"));
+    let tested: BTreeSet<String> = recording_tests["tests"][0]["promql_expr_test"]
+        .as_array()
+        .expect("expression tests")
+        .iter()
+        .filter_map(|t| t["expr"].as_str())
+        .map(|e| e.split('{').next().unwrap_or(e).to_string())
+        .collect();
+    for rule in rules(dir, "mimir-recording.rules.yml") {
+        let record = rule["record"].as_str().expect("a recording rule");
+        assert!(tested.contains(record), "no test for {record}");
+    }
+}
+
+#[test]
+fn install_reports_each_file_and_keeps_user_changes_unless_forced() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("stack");
+    let first = install(&dir, &[]);
+    assert!(
+        first.lines().any(|l| l == "written  prometheus.yml"),
+        "{first}"
+    );
+    let again = install(&dir, &[]);
+    let statuses: BTreeSet<&str> = again
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(statuses, BTreeSet::from(["unchanged"]), "{again}");
+
+    let dashboard = dir.join("grafana/dashboards/mimir-overview.json");
+    std::fs::write(&dashboard, "{}\n").expect("edit");
+    let kept = install(&dir, &["--orchestrator", "http://127.0.0.1:9999"]);
+    assert!(
+        kept.contains("kept       grafana/dashboards/mimir-overview.json   (changed by you; --force overwrites)"),
+        "{kept}"
+    );
+    assert!(kept.contains("updated    prometheus.yml"), "{kept}");
+    assert_eq!(std::fs::read_to_string(&dashboard).expect("read"), "{}\n");
+    let forced = install(
+        &dir,
+        &["--orchestrator", "http://127.0.0.1:9999", "--force"],
+    );
+    assert!(
+        forced.contains("overwritten  grafana/dashboards/mimir-overview.json"),
+        "{forced}"
+    );
+    assert_ne!(std::fs::read_to_string(&dashboard).expect("read"), "{}\n");
+
+    // Settings that cannot work are refused, naming the value.
+    let bad = cli_in(
+        scratch.path(),
+        &[
+            "metrics",
+            "install",
+            "--dir",
+            "x",
+            "--orchestrator",
+            "localhost:8080",
+        ],
+    );
+    let stderr = harness::stderr_failed(&bad);
+    assert!(stderr.contains("localhost:8080"), "{stderr}");
+}
+
+#[test]
+fn view_without_prometheus_says_how_to_install_it_and_points_at_the_builtin_dashboard() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("stack");
+    install(&dir, &["--orchestrator", "http://127.0.0.1:8123"]);
+    let empty = scratch.path().join("empty-bin");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let output = Command::new(bin())
+        .args(["metrics", "view", "--dir", &dir.display().to_string()])
+        .env("PATH", &empty)
+        .output()
+        .expect("run view");
+    let stderr = harness::stderr_failed(&output);
+    assert!(stderr.contains("prometheus is not on PATH"), "{stderr}");
+    assert!(stderr.contains("apt-get install prometheus"), "{stderr}");
+    assert!(
+        stderr.contains("http://127.0.0.1:8123/"),
+        "the built-in dashboard: {stderr}"
+    );
+
+    let nowhere = cli_in(
+        scratch.path(),
+        &["metrics", "view", "--dir", "nothing-here"],
+    );
+    let stderr = harness::stderr_failed(&nowhere);
+    assert!(
+        stderr.contains("metrics install --dir nothing-here"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn grafana_provisioning_dashboards_and_compose_fit_together() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path();
+    install(dir, &[]);
+    let datasources = yaml(&dir.join("grafana/provisioning/datasources/mimir.yml"));
+    let uids: BTreeMap<String, Value> = datasources["datasources"]
+        .as_array()
+        .expect("datasources")
+        .iter()
+        .map(|d| (d["uid"].as_str().expect("uid").to_string(), d.clone()))
+        .collect();
+    assert_eq!(
+        uids.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["mimir-loki", "mimir-prometheus", "mimir-tempo"]
+    );
+    let tempo = &uids["mimir-tempo"]["jsonData"];
+    assert_eq!(
+        tempo["tracesToLogsV2"]["datasourceUid"], "mimir-loki",
+        "trace to logs"
+    );
+    assert_eq!(
+        uids["mimir-loki"]["jsonData"]["derivedFields"][0]["datasourceUid"],
+        "mimir-tempo"
+    );
+    assert_eq!(
+        uids["mimir-prometheus"]["jsonData"]["exemplarTraceIdDestinations"][0]["datasourceUid"],
+        "mimir-tempo"
+    );
+
+    // Every variable the provisioning reads is set by `view` and by compose.
+    let mut referenced = BTreeSet::new();
+    for file in [
+        "grafana/provisioning/datasources/mimir.yml",
+        "grafana/provisioning/dashboards/mimir.yml",
+        "grafana/grafana.ini",
+    ] {
+        let text = std::fs::read_to_string(dir.join(file)).expect("read");
+        for part in text.split("MIMIR_").skip(1) {
+            let name: String = part
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect();
+            referenced.insert(format!("MIMIR_{name}"));
+        }
+    }
+    let view_env: BTreeSet<String> =
+        mimir_monitoring::view::grafana_env(dir, 3000, "http://127.0.0.1:9090")
+            .into_iter()
+            .map(|(k, _)| k.to_string())
+            .collect();
+    let compose = yaml(&dir.join("docker-compose.yml"));
+    let compose_env: BTreeSet<String> = compose["services"]["grafana"]["environment"]
+        .as_object()
+        .expect("grafana environment")
+        .keys()
+        .cloned()
+        .collect();
+    assert!(!referenced.is_empty());
+    for name in &referenced {
+        assert!(view_env.contains(name), "view does not set {name}");
+        assert!(
+            compose_env.contains(name),
+            "docker-compose.yml does not set {name}"
+        );
+    }
+
+    // Compose mounts this directory and names only files that exist in it.
+    for (service, spec) in compose["services"].as_object().expect("services") {
+        let volumes = spec["volumes"].as_array().expect("volumes");
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v.as_str() == Some(".:/etc/mimir-monitoring:ro")),
+            "{service:?} mounts the install directory"
+        );
+        let text = serde_json::to_string(spec).expect("json");
+        for part in text.split("/etc/mimir-monitoring/").skip(1) {
+            let path: String = part
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "/._-".contains(*c))
+                .collect();
+            assert!(
+                dir.join(&path).exists(),
+                "{service:?} names {path}, which install does not write"
+            );
+        }
+    }
+
+    // Dashboards: unique uids, the data source variable, the issue's panels.
+    let mut titles: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut dashboard_uids = BTreeSet::new();
+    for (file, dashboard) in dashboards(dir) {
+        assert!(dashboard_uids.insert(dashboard["uid"].as_str().expect("uid").to_string()));
+        let variables = dashboard["templating"]["list"]
+            .as_array()
+            .expect("variables");
+        assert!(
+            variables
+                .iter()
+                .any(|v| v["type"] == "datasource" && v["query"] == "prometheus")
+        );
+        let panels = dashboard["panels"].as_array().expect("panels");
+        for panel in panels {
+            if panel["type"] != "row" {
+                assert_eq!(
+                    panel["datasource"]["uid"], "${datasource}",
+                    "{file}: {}",
+                    panel["title"]
+                );
+            }
+        }
+        titles.insert(
+            file,
+            panels
+                .iter()
+                .filter_map(|p| p["title"].as_str().map(str::to_string))
+                .collect(),
+        );
+    }
+    for (file, wanted) in [
+        (
+            "mimir-overview.json",
+            &[
+                "Queue depth",
+                "Active workers",
+                "Task completion rate",
+                "Task failure rate",
+                "Local worker CPU",
+            ][..],
+        ),
+        (
+            "mimir-pipelines.json",
+            &[
+                "Execution time by pipeline (p95)",
+                "Step time (mean) by step",
+                "Plugin comparison (p95)",
+                "Error rate by pipeline",
+            ][..],
+        ),
+        (
+            "mimir-storage.json",
+            &["Latency by operation", "Throughput", "Errors"][..],
+        ),
+        (
+            "mimir-operator-health.json",
+            &[
+                "HTTP P99 by route and method",
+                "Store P99 by method",
+                "Autoscaler decisions",
+                "Lease expiries",
+                "Per-worker load",
+            ][..],
+        ),
+    ] {
+        for title in wanted {
+            assert!(
+                titles[file].contains(*title),
+                "{file} has no panel {title:?}"
+            );
+        }
+    }
+    let home = std::fs::read_to_string(dir.join("grafana/grafana.ini")).expect("ini");
+    assert!(home.contains("$__env{MIMIR_GRAFANA_DASHBOARDS}/mimir-overview.json"));
+    assert!(dir.join("grafana/dashboards/mimir-overview.json").exists());
+}
+
+/// Stops a child on drop (SIGINT first, so it can stop its own children).
+struct Reaped(Option<Child>, String);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(15) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Whatever is left of the tools started for this directory.
+        for pid in processes_mentioning(&self.1) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+/// The result vector of an instant query, or the error Prometheus gave.
+async fn query(prometheus: &str, promql: &str) -> Result<Vec<Value>, String> {
+    let response: Value = reqwest::Client::new()
+        .get(format!("{prometheus}/api/v1/query"))
+        .query(&[("query", promql)])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    if response["status"] != "success" {
+        return Err(format!("{}: {}", response["errorType"], response["error"]));
+    }
+    Ok(response["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// Whether a result holds a sample that is a number (not NaN).
+fn has_a_number(result: &[Value]) -> bool {
+    result.iter().any(|r| {
+        r["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| !v.is_nan())
+    })
+}
+
+/// Polls `promql` until it returns a number, for up to `within`.
+async fn wait_for_data(prometheus: &str, promql: &str, within: Duration) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let last = match query(prometheus, promql).await {
+            Ok(result) if has_a_number(&result) => return Ok(()),
+            Ok(result) => format!("no number in {result:?}"),
+            // A parse error does not go away by waiting.
+            Err(error) if error.contains("bad_data") => return Err(error),
+            Err(error) => error,
+        };
+        if started.elapsed() > within {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_a_known_workload() {
+    // An orchestrator whose /metrics needs a token, short leases (a killed
+    // worker's lease expires quickly) and fast retries.
+    let orchestrator = Orchestrator::start_with_config(
+        "metrics:\n  bearerToken: s3cret\norchestrator:\n  leaseTtlMs: 2000\nretry:\n  backoffBaseMs: 20\n  backoffCapMs: 50\n",
+        &["--min-workers", "1", "--max-workers", "2"],
+    );
+    let client = orchestrator.client();
+    let config = orchestrator.dir.path().join("mimir.yaml");
+
+    // An external worker serving its own metrics (job mimir-workers), for
+    // ml_inference only, so the local pool runs everything else.
+    let worker_port = free_port();
+    let worker = Command::new(bin())
+        .args([
+            "worker",
+            "--orchestrator",
+            &orchestrator.url,
+            "--worker-id",
+            "external-1",
+            "--types",
+            "ml_inference",
+            "--metrics-listen",
+            &format!("127.0.0.1:{worker_port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a worker");
+    let _worker = Reaped(
+        Some(worker),
+        format!("--metrics-listen 127.0.0.1:{worker_port}"),
+    );
+
+    // Install against the orchestrator's own config file (its token), scraping
+    // every second so the test is short; run it with `metrics view` on a PATH
+    // that holds prometheus only.
+    let stack = tempfile::tempdir().expect("tempdir");
+    let dir = stack.path().join("monitoring");
+    install(
+        &dir,
+        &[
+            "--config",
+            &config.display().to_string(),
+            "--orchestrator",
+            &orchestrator.url,
+            "--worker",
+            &format!("127.0.0.1:{worker_port}"),
+            "--scrape-interval",
+            "1s",
+        ],
+    );
+    let tools = stack.path().join("bin");
+    std::fs::create_dir_all(&tools).expect("mkdir");
+    let prometheus_bin = harness_which("prometheus");
+    std::os::unix::fs::symlink(&prometheus_bin, tools.join("prometheus")).expect("symlink");
+    let prometheus_port = free_port();
+    let mut view = Command::new(bin())
+        .args([
+            "metrics",
+            "view",
+            "--dir",
+            &dir.display().to_string(),
+            "--prometheus-port",
+            &prometheus_port.to_string(),
+            "--grafana-port",
+            &free_port().to_string(),
+        ])
+        .env("PATH", &tools)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run metrics view");
+    let stdout = view.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let view_pid = view.id();
+    let mut view = Reaped(Some(view), dir.display().to_string());
+    let mut printed = Vec::new();
+    let started = Instant::now();
+    while !printed.iter().any(|l: &String| l.contains("Press Ctrl-C")) {
+        match lines_rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) => printed.push(line),
+            Err(_) if started.elapsed() < Duration::from_secs(60) => {}
+            Err(_) => panic!("view printed no links within 60 s: {printed:#?}"),
+        }
+    }
+    let printed = printed.join("\n");
+    let prometheus = format!("http://127.0.0.1:{prometheus_port}");
+    assert!(
+        printed.contains(&format!("Prometheus  {prometheus}")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("{}/", orchestrator.url)),
+        "built-in dashboard: {printed}"
+    );
+    for missing in [
+        "Grafana is not running",
+        "Loki is not running",
+        "Tempo is not running",
+    ] {
+        assert!(printed.contains(missing), "{missing}: {printed}");
+    }
+    assert!(
+        printed.contains("apt.grafana.com"),
+        "how to install Grafana: {printed}"
+    );
+
+    // Both targets are scraped: the orchestrator with the token from its
+    // config, the worker from targets/workers.yml.
+    for target in [
+        "up{job=\"mimir-orchestrator\"} == 1",
+        "up{job=\"mimir-workers\"} == 1",
+    ] {
+        wait_for_data(&prometheus, target, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{target}: {e}\n{}", orchestrator.log()));
+    }
+
+    // The workload: a worker killed in the middle of a task (lease expiry,
+    // failed worker), pipelines that complete, one that fails and is retried,
+    // a three-step pipeline over three plugins, ml_inference tasks for the
+    // external worker.
+    let greet = one_step(&client, "greet", "core.log", json!({"message": "hello"})).await;
+    let boom = one_step(&client, "boom", "core.fail", json!({"message": "broken"})).await;
+    let etl = create_pipeline(
+        &client,
+        json!([
+            {"name": "note", "plugin": "core", "action": "log", "parameters": {"message": "etl"}},
+            {"name": "nap", "plugin": "core", "action": "sleep", "parameters": {"ms": 20}},
+            {"name": "shape", "plugin": "transform", "action": "jq", "parameters": {"program": "{n: 1}", "input": "$.params"}}
+        ]),
+    )
+    .await;
+    let sleeper = one_step(&client, "long", "core.sleep", json!({"ms": 60000})).await;
+    let doomed = post_task(
+        &client,
+        "/api/worktasks",
+        json!({"type": "ml_training", "project_id": "e2e", "max_retries": 0, "task_spec": {"pipeline_id": sleeper}}),
+    )
+    .await;
+    let holder = loop {
+        let workers: Value = client
+            .call(Method::GET, "/api/workers", None)
+            .await
+            .expect("workers");
+        let held = workers["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|w| w["current_task"].as_str() == Some(doomed.to_string().as_str()));
+        if let Some(w) = held {
+            break w["pid"].as_u64().expect("pid");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the long task never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = Command::new("kill")
+        .args(["-9", &holder.to_string()])
+        .status();
+
+    let mut ids = vec![doomed];
+    for round in 0..8 {
+        for _ in 0..5 {
+            ids.push(
+                harness::pipelines::execute(&client, &greet, json!({}))
+                    .await
+                    .worktask_id,
+            );
+        }
+        for _ in 0..2 {
+            ids.push(
+                harness::pipelines::execute(&client, &etl, json!({"round": round}))
+                    .await
+                    .worktask_id,
+            );
+        }
+        ids.push(
+            post_task(
+                &client,
+                &format!("/api/pipelines/{boom}/execute"),
+                json!({"max_retries": 1}),
+            )
+            .await,
+        );
+        for _ in 0..2 {
+            ids.push(
+                post_task(
+                    &client,
+                    "/api/worktasks",
+                    json!({"type": "ml_inference", "project_id": "e2e", "task_spec": {"pipeline_id": greet}}),
+                )
+                .await,
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    for id in &ids {
+        wait_until_done(&client, *id, Duration::from_secs(90)).await;
+    }
+    let doomed = client.get(doomed).await.expect("get");
+    assert_eq!(
+        doomed.status.as_str(),
+        "failed",
+        "the killed attempt ended the task: {doomed:?}"
+    );
+
+    // Every rule group loaded and evaluates without error.
+    let rules: Value = reqwest::get(format!("{prometheus}/api/v1/rules"))
+        .await
+        .expect("rules")
+        .json()
+        .await
+        .expect("json");
+    let mut counts = BTreeMap::new();
+    for group in rules["data"]["groups"].as_array().expect("groups") {
+        for rule in group["rules"].as_array().expect("rules") {
+            *counts
+                .entry(rule["type"].as_str().unwrap_or("?").to_string())
+                .or_insert(0) += 1;
+            assert_eq!(rule["health"], "ok", "{rule}");
+        }
+    }
+    let alerts = self::rules(&dir, "mimir-alerts.rules.yml").len();
+    let recordings = self::rules(&dir, "mimir-recording.rules.yml");
+    assert_eq!(counts.get("alerting"), Some(&alerts));
+    assert_eq!(counts.get("recording"), Some(&recordings.len()));
+
+    // Every expression of every panel, and every recorded series, parses and
+    // returns data.
+    let expressions = dashboard_expressions(&dir);
+    let mut failures = Vec::new();
+    for (file, title, expr) in &expressions {
+        let promql = substitute(expr);
+        if let Err(why) = wait_for_data(&prometheus, &promql, Duration::from_secs(30)).await {
+            failures.push(format!("{file} / {title}: {promql}\n    {why}"));
+        }
+    }
+    for rule in &recordings {
+        let record = rule["record"].as_str().expect("record");
+        if let Err(why) = wait_for_data(&prometheus, record, Duration::from_secs(30)).await {
+            failures.push(format!("recording rule {record}\n    {why}"));
+        }
+    }
+    // The dashboards' variables list values.
+    for (file, dashboard) in dashboards(&dir) {
+        for variable in dashboard["templating"]["list"]
+            .as_array()
+            .expect("variables")
+        {
+            let Some(definition) = variable["definition"].as_str() else {
+                continue;
+            };
+            let inner = definition
+                .strip_prefix("label_values(")
+                .and_then(|d| d.strip_suffix(')'))
+                .expect("label_values(selector, label)");
+            let (selector, label) = inner.rsplit_once(',').expect("selector, label");
+            let values: Value = reqwest::Client::new()
+                .get(format!("{prometheus}/api/v1/label/{}/values", label.trim()))
+                .query(&[("match[]", selector.trim())])
+                .send()
+                .await
+                .expect("label values")
+                .json()
+                .await
+                .expect("json");
+            if values["data"].as_array().is_none_or(|v| v.is_empty()) {
+                failures.push(format!(
+                    "{file} variable {}: {definition} lists nothing",
+                    variable["name"]
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} dashboard expressions and recorded series returned no data:\n{}",
+        failures.len(),
+        expressions.len() + recordings.len(),
+        failures.join("\n")
+    );
+    assert!(expressions.len() >= 40, "{} expressions", expressions.len());
+    eprintln!(
+        "evaluated {} panel expressions and {} recorded series through Prometheus",
+        expressions.len(),
+        recordings.len()
+    );
+
+    // Ctrl-C stops view and the Prometheus it started.
+    let _ = Command::new("kill")
+        .args(["-INT", &view_pid.to_string()])
+        .status();
+    let mut child = view.0.take().expect("view runs");
+    let status = child.wait().expect("wait for view");
+    assert!(status.success(), "view exited with {status}");
+    let started = Instant::now();
+    while !processes_mentioning(&format!("--storage.tsdb.path={}", dir.display())).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "prometheus outlived view"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `program` on this process's PATH.
+fn harness_which(program: &str) -> PathBuf {
+    mimir_monitoring::tools::which(program, &std::env::var_os("PATH").unwrap_or_default())
+        .unwrap_or_else(|| panic!("{program} is not installed; ./scripts/test installs it"))
+}
+
+#[test]
+fn kubectl_kustomize_renders_the_manifests_and_the_servicemonitor_scrapes_the_metrics_port() {
+    let base = repo().join("deploy/kubernetes/base");
+    let rendered = run(
+        "kubectl",
+        &["kustomize", &base.display().to_string()],
+        &repo(),
+    );
+    let text = succeeded(&rendered, "kubectl kustomize");
+    let mut objects: BTreeMap<(String, String), Value> = BTreeMap::new();
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let object: Value = serde::Deserialize::deserialize(document).expect("a manifest");
+        let kind = object["kind"].as_str().expect("kind").to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
+        assert_eq!(
+            object["metadata"]["namespace"]
+                .as_str()
+                .or(object["metadata"]["name"]
+                    .as_str()
+                    .filter(|_| kind == "Namespace")),
+            Some("mimir-aip"),
+            "{kind} {name} is in the namespace"
+        );
+        objects.insert((kind, name), object);
+    }
+    let get = |kind: &str, name: &str| -> &Value {
+        objects
+            .get(&(kind.to_string(), name.to_string()))
+            .unwrap_or_else(|| panic!("no {kind} {name} in:\n{text}"))
+    };
+    for (kind, name) in [
+        ("Deployment", "mimir-orchestrator"),
+        ("ServiceAccount", "mimir-orchestrator"),
+        ("Role", "mimir-orchestrator"),
+        ("RoleBinding", "mimir-orchestrator"),
+    ] {
+        get(kind, name);
+    }
+
+    // ServiceMonitor -> Service port -> container port of the orchestrator,
+    // whose configured listen address serves /metrics.
+    let monitor = get("ServiceMonitor", "mimir-orchestrator");
+    let service = get("Service", "mimir-orchestrator");
+    let deployment = get("Deployment", "mimir-orchestrator");
+    let service_labels = service["metadata"]["labels"].as_object().expect("labels");
+    for (key, value) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("selector")
+    {
+        assert_eq!(
+            service_labels.get(key),
+            Some(value),
+            "the ServiceMonitor selects the Service"
+        );
+    }
+    let endpoints = monitor["spec"]["endpoints"].as_array().expect("endpoints");
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["path"], "/metrics");
+    let port_name = endpoints[0]["port"].as_str().expect("a named port");
+    let service_port = service["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["name"] == port_name)
+        .unwrap_or_else(|| panic!("the Service has no port {port_name}"));
+    let pod = &deployment["spec"]["template"];
+    for (key, value) in service["spec"]["selector"].as_object().expect("selector") {
+        assert_eq!(
+            pod["metadata"]["labels"][key], *value,
+            "the Service selects the pods"
+        );
+    }
+    let container = &pod["spec"]["containers"][0];
+    let container_port = container["ports"]
+        .as_array()
+        .expect("container ports")
+        .iter()
+        .find(|p| match &service_port["targetPort"] {
+            Value::String(name) => p["name"] == *name,
+            number => p["containerPort"] == *number,
+        })
+        .expect("the Service's targetPort is a container port");
+    let config_text = get("ConfigMap", "mimir-orchestrator")["data"]["mimir.yaml"]
+        .as_str()
+        .expect("mimir.yaml");
+    let config = mimir_server::config::Config::from_yaml(config_text).expect("the binary reads it");
+    let valid = config.validate().expect("and accepts it");
+    assert_eq!(
+        Some(u64::from(valid.listen.port())),
+        container_port["containerPort"].as_u64(),
+        "the orchestrator listens (and serves /metrics) on the port the ServiceMonitor scrapes"
+    );
+    assert!(
+        valid.listen.ip().is_unspecified(),
+        "reachable from Prometheus: {}",
+        valid.listen
+    );
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(args, ["serve", "--config", "/etc/mimir/mimir.yaml"]);
+    assert_eq!(
+        service["metadata"]["name"], "mimir-orchestrator",
+        "the Service's name becomes the job label the alerts select"
+    );
+
+    // The PrometheusRule holds exactly the rule files `metrics install` writes.
+    let rules_dir = repo().join("deploy/monitoring/rules");
+    let mut groups = Vec::new();
+    for file in ["mimir-recording.rules.yml", "mimir-alerts.rules.yml"] {
+        groups.extend(
+            yaml(&rules_dir.join(file))["groups"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    let golden = base.join("prometheusrule.yaml");
+    if std::env::var_os("MIMIR_BLESS").is_some() {
+        let rule = json!({
+            "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": {"name": "mimir-aip", "labels": {"app.kubernetes.io/name": "mimir-aip"}},
+            "spec": {"groups": groups}
+        });
+        let header = std::fs::read_to_string(&golden)
+            .unwrap_or_default()
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>();
+        let body = serde_yaml_ng::to_string(&rule).expect("yaml");
+        std::fs::write(&golden, format!("{header}{body}")).expect("bless");
+    }
+    let prometheus_rule = get("PrometheusRule", "mimir-aip");
+    assert_eq!(
+        prometheus_rule["spec"]["groups"],
+        Value::Array(groups),
+        "deploy/kubernetes/base/prometheusrule.yaml differs from deploy/monitoring/rules: \
+         run this test with MIMIR_BLESS=1"
+    );
+
+    // The dashboards as ConfigMaps, byte for byte the shipped JSON.
+    let shipped = repo().join("deploy/monitoring/grafana/dashboards");
+    let mut found = 0;
+    for ((kind, _), object) in &objects {
+        if kind != "ConfigMap" || object["metadata"]["labels"]["grafana_dashboard"] != "1" {
+            continue;
+        }
+        for (file, contents) in object["data"].as_object().expect("data") {
+            let original =
+                std::fs::read_to_string(shipped.join(file)).expect("a shipped dashboard");
+            assert_eq!(contents.as_str(), Some(original.as_str()), "{file}");
+            found += 1;
+        }
+    }
+    assert_eq!(
+        found,
+        std::fs::read_dir(&shipped).expect("dashboards").count()
+    );
+}
