@@ -383,6 +383,22 @@ pub async fn lease_and_complete(store: &dyn Store) {
     assert_eq!(done.status, WorkTaskStatus::Completed);
     assert_eq!(done.result, Some(serde_json::json!({"answer": 42})));
     assert!(done.completed_at.is_some());
+    let attempts = store
+        .attempts(high.worktask_id)
+        .await
+        .expect("attempts")
+        .expect("present");
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(
+        (
+            attempts[0].attempt,
+            attempts[0].worker_id.as_str(),
+            attempts[0].outcome
+        ),
+        (1, "w1", AttemptEnd::Completed)
+    );
+    assert_eq!(Some(attempts[0].ended_at), done.completed_at);
+    assert_eq!(attempts[0].started_at, done.started_at);
     let twice = store
         .finish(
             high.worktask_id,
@@ -535,6 +551,38 @@ pub async fn expired_leases_retry(store: &dyn Store) {
     );
     store.forfeit("alive");
     assert_eq!(store.expire_leases(Utc::now()).await.expect("expire"), 1);
+
+    // Run again and completed: the history holds both attempts, in order.
+    tokio::time::sleep(TEST_RETRY.cap + std::time::Duration::from_millis(20)).await;
+    let again = store
+        .lease(lease_request("again", 10))
+        .await
+        .expect("lease");
+    assert!(again.iter().any(|x| x.worktask_id == t.worktask_id));
+    store
+        .finish(
+            t.worktask_id,
+            Some("again".into()),
+            report(AttemptOutcome::Completed, None, ""),
+            Utc::now(),
+        )
+        .await
+        .expect("finish");
+    let attempts = store
+        .attempts(t.worktask_id)
+        .await
+        .expect("attempts")
+        .expect("present");
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.attempt, a.worker_id.as_str(), a.outcome))
+            .collect::<Vec<_>>(),
+        [
+            (1, "gone", AttemptEnd::LeaseExpired),
+            (2, "again", AttemptEnd::Completed)
+        ]
+    );
 }
 
 /// Released tasks keep their queue place; cancelling a running task tells its worker.

@@ -3,6 +3,7 @@
 //! Writes go through one writer thread ([`writer`]); reads use a small pool of
 //! read-only connections, which WAL lets run beside the writer.
 
+mod attempts;
 mod catalog;
 mod row;
 mod schema;
@@ -20,7 +21,7 @@ use mimir_core::{
 use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
 use row::TASK_COLUMNS;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
+use rusqlite::{Connection, OpenFlags, params_from_iter};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -210,18 +211,7 @@ impl Store for SqliteStore {
     }
 
     async fn attempts(&self, id: Uuid) -> Result<Option<Vec<Attempt>>, StoreError> {
-        self.read(move |conn| {
-            let text: Option<String> = conn
-                .prepare_cached("SELECT attempts FROM worktasks WHERE id = ?1")?
-                .query_row([id.as_bytes()], |r| r.get(0))
-                .optional()?;
-            text.map(|t| {
-                serde_json::from_str(&t)
-                    .map_err(|e| StoreError::Corrupt(format!("attempts of task {id}: {e}")))
-            })
-            .transpose()
-        })
-        .await
+        self.read(move |conn| attempts::select(conn, id)).await
     }
 
     async fn cancel(&self, id: Uuid, at: DateTime<Utc>) -> Result<WorkTask, StoreError> {

@@ -546,21 +546,15 @@ impl Core {
             });
         }
         if target == WorkTaskStatus::Completed {
+            // The completing attempt is not appended to `attempts`: the row
+            // itself holds it (worker, start, end), so the success path stays
+            // one plain UPDATE. `SqliteStore::attempts` adds it back.
             let result = row::to_json(&report.stored_result())?;
-            let started_at = report.started_at.or(control.started_at);
-            let ended = control.ended(started_at, at, AttemptEnd::Completed, String::new());
             conn.prepare_cached(
                 "UPDATE worktasks SET status = 'completed', completed_at = ?2, \
-                 started_at = coalesce(?3, started_at, ?2), result = ?4, error_message = '', \
-                 attempts = json_insert(attempts, '$[#]', json(?5)) WHERE id = ?1",
+                 started_at = coalesce(?3, started_at, ?2), result = ?4, error_message = '' WHERE id = ?1",
             )?
-            .execute(params![
-                id.as_bytes(),
-                row::micros(at),
-                started_us,
-                result,
-                ended
-            ])?;
+            .execute(params![id.as_bytes(), row::micros(at), started_us, result])?;
             fx.event(id, control.entry.task_type, at, || {
                 TaskEventKind::Completed {
                     worker_id: control.worker_id.clone(),
