@@ -80,7 +80,13 @@ pub async fn run(
             source,
         })?;
     let addr = listener.local_addr()?;
-    let token = Some(config.orchestrator.worker_auth_token.clone()).filter(|t| !t.is_empty());
+    // Workers present the worker token; with only an API token set, that one
+    // guards the worker protocol too, so leasing tasks is never left open
+    // while reading them is closed.
+    let api_token = Some(config.api.token.clone()).filter(|t| !t.is_empty());
+    let token = Some(config.orchestrator.worker_auth_token.clone())
+        .filter(|t| !t.is_empty())
+        .or_else(|| api_token.clone());
     let o = &config.orchestrator;
     let pool = (o.max_workers > 0).then(|| {
         let host = if addr.ip().is_unspecified() {
@@ -122,7 +128,7 @@ pub async fn run(
         type_limits: valid.type_limits.clone(),
         lease_ttl: valid.lease_ttl,
         worker_token: token,
-        api_token: Some(config.api.token.clone()).filter(|t| !t.is_empty()),
+        api_token,
         plugins: Arc::new(mimir_pipeline::Registry::builtin()),
         progress: Arc::default(),
         metrics: metrics.clone(),

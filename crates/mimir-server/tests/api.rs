@@ -372,6 +372,16 @@ async fn listing_filters_by_priority_and_submission_time() {
     assert!(priorities(&page).is_empty());
 
     for (query, code, field) in [
+        (
+            "min_priority=6&max_priority=5",
+            "invalid_priority",
+            "min_priority",
+        ),
+        (
+            "since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
+            "invalid_time",
+            "since",
+        ),
         ("min_priority=0", "invalid_priority", "min_priority"),
         ("max_priority=eleven", "invalid_priority", "max_priority"),
         ("since=yesterday", "invalid_time", "since"),
@@ -413,6 +423,7 @@ async fn the_api_token_guards_user_endpoints_only() {
     let store = SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open");
     let mut state = AppState::new(Arc::new(store));
     state.api_token = Some("s3cret".into());
+    state.worker_token = Some("w0rker".into());
     let app = api::app(state);
     let call = |uri: &str, token: Option<&str>| {
         let mut request = Request::get(uri);
@@ -442,6 +453,81 @@ async fn the_api_token_guards_user_endpoints_only() {
     for uri in ["/health", "/ready", "/metrics", "/", "/dashboard/app.js"] {
         assert_eq!(call(uri, None).await, StatusCode::OK, "{uri} stays open");
     }
+    let write = Request::post("/api/worktasks")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"type":"ml_inference","project_id":"p"}"#))
+        .expect("request");
+    let refused = app.clone().oneshot(write).await.expect("response");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "writes too");
+    assert_eq!(
+        call("/api/pipelines/01890a5d-ac96-774b-bcce-b302099a8057", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(
+            "/api/pipelines/01890a5d-ac96-774b-bcce-b302099a8057",
+            Some("s3cret")
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "pipeline definitions with the API token"
+    );
+    assert_eq!(
+        call(
+            "/api/pipelines/01890a5d-ac96-774b-bcce-b302099a8057",
+            Some("w0rker")
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "and with the worker token: workers run pipelines"
+    );
+    assert_eq!(
+        call("/api/worktasks", Some("w0rker")).await,
+        StatusCode::UNAUTHORIZED,
+        "the worker token is no API token"
+    );
+}
+
+#[tokio::test]
+async fn an_open_api_refuses_changes_from_other_web_sites() {
+    let api = Api::new();
+    let task = api
+        .submit(json!({"type":"ml_inference","project_id":"p"}))
+        .await;
+    let cancel = format!(
+        "/api/worktasks/{}/cancel",
+        task["worktask_id"].as_str().expect("id")
+    );
+    let from = |origin: &str| {
+        Request::post(cancel.as_str())
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::ORIGIN, origin)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let response = api
+        .app
+        .clone()
+        .oneshot(from("https://evil.example"))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        api.get("/api/metrics").await.1["tasks_by_status"]["queued"],
+        1,
+        "nothing changed"
+    );
+    let response = api
+        .app
+        .clone()
+        .oneshot(from("http://127.0.0.1:8080"))
+        .await
+        .expect("response");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the dashboard's own origin"
+    );
 }
 
 #[tokio::test]
@@ -504,6 +590,18 @@ async fn dashboard_page_and_data() {
         "invalid_time",
         Some("from"),
     );
+    let (status, body) = api.get("/api/dashboard/overview?since=yesterday").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_time",
+        Some("since"),
+    );
+    let (status, body) = api
+        .get("/api/dashboard/summary?to=-9223372036854775808")
+        .await;
+    assert_eq!(status, StatusCode::OK, "no overflow at the edge: {body}");
     let (status, body) = api.get("/api/dashboard/summary?from=soon").await;
     assert_error(
         status,

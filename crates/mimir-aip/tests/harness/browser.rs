@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub struct Browser {
     pub client: Client,
     driver: Child,
+    _profile: tempfile::TempDir,
     driver_url: String,
     session: String,
 }
@@ -35,7 +36,7 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let profile = tempfile::tempdir().expect("profile dir").keep();
+        let profile = tempfile::tempdir().expect("profile dir");
         let capabilities = json!({
             "browserName": "chrome",
             "goog:loggingPrefs": { "browser": "ALL" },
@@ -45,7 +46,7 @@ impl Browser {
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync",
-                    format!("--user-data-dir={}", profile.display()),
+                    format!("--user-data-dir={}", profile.path().display()),
                     format!("--window-size={width},{height}"),
                 ],
             },
@@ -68,6 +69,7 @@ impl Browser {
         Browser {
             client,
             driver,
+            _profile: profile,
             driver_url,
             session,
         }

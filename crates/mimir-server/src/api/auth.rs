@@ -44,7 +44,31 @@ pub async fn require_worker_token(
     }
 }
 
-/// Refuses user calls without the configured API token.
+/// Refuses calls without either token: what both users and workers read
+/// (pipeline definitions, which workers fetch to run a pipeline).
+pub async fn require_any_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let configured: Vec<&String> = [&state.api_token, &state.worker_token]
+        .into_iter()
+        .flatten()
+        .collect();
+    // Open only when no token is configured; else either one will do.
+    let allowed =
+        configured.is_empty() || configured.iter().any(|t| presents(request.headers(), t));
+    if allowed {
+        next.run(request).await
+    } else {
+        refuse("this endpoint needs the API token or the worker token (Authorization: Bearer ...)")
+    }
+}
+
+/// Refuses user calls without the configured API token. Without one, the
+/// API is open to whoever reaches the port, but not to other web sites: a
+/// change whose `Origin` is not this server is refused, so a page in the
+/// user's browser cannot submit or cancel tasks behind their back.
 pub async fn require_api_token(
     State(state): State<AppState>,
     request: Request,
@@ -54,6 +78,25 @@ pub async fn require_api_token(
         Some(token) if !presents(request.headers(), token) => refuse(
             "this endpoint needs the API token (Authorization: Bearer ...; the CLI's --token or MIMIR_TOKEN)",
         ),
+        None if !request.method().is_safe() && !same_origin(request.headers()) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "changes from another web site's page are refused; set api.token to use the API from other origins",
+        )
+        .into_response(),
         _ => next.run(request).await,
     }
+}
+
+/// Whether a request's `Origin`, when it has one, names the host it was sent to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        // Not from a browser page (curl, the CLI, workers): nothing to check.
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }

@@ -58,9 +58,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/api/pipelines/{id}",
-            get(catalog::get_pipeline)
-                .put(catalog::update_pipeline)
-                .delete(catalog::delete_pipeline),
+            axum::routing::put(catalog::update_pipeline).delete(catalog::delete_pipeline),
         )
         .route("/api/pipelines/{id}/execute", post(catalog::execute))
         .route("/api/metrics", get(health::summary))
@@ -82,9 +80,17 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::require_api_token,
         ));
+    // Workers fetch the definitions of the pipelines they run.
+    let shared_routes = Router::new()
+        .route("/api/pipelines/{id}", get(catalog::get_pipeline))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_any_token,
+        ));
     let router = Router::new()
         .merge(worker_routes)
         .merge(user_routes)
+        .merge(shared_routes)
         .merge(crate::dashboard::page_routes())
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))

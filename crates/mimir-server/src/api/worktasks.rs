@@ -265,6 +265,24 @@ pub async fn list(
             .map(decode_cursor)
             .transpose()?,
     };
+    if let (Some(min), Some(max)) = (query.min_priority, query.max_priority)
+        && min > max
+    {
+        return Err(ApiError::bad_field(
+            "invalid_priority",
+            "min_priority",
+            format!("min_priority ({min}) must not be above max_priority ({max})"),
+        ));
+    }
+    if let (Some(since), Some(until)) = (query.submitted_from, query.submitted_until)
+        && since >= until
+    {
+        return Err(ApiError::bad_field(
+            "invalid_time",
+            "since",
+            format!("since ({since}) must be before until ({until})"),
+        ));
+    }
     let page = state.store.list(query).await?;
     Ok(Json(Page {
         worktasks: &page.tasks,
@@ -295,23 +313,11 @@ pub async fn high_priority(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<UrgentParams>,
 ) -> Result<Response, ApiError> {
-    let min = match non_empty(params.min_priority) {
-        None => DEFAULT_MIN_PRIORITY,
-        Some(text) => text.parse::<i64>().map_err(|_| {
-            ApiError::bad_field(
-                "invalid_priority",
-                "min_priority",
-                format!("min_priority must be 1 to 10, got {text:?}"),
-            )
-        })?,
+    let min = match parse_priority(params.min_priority, "min_priority")? {
+        Some(min) => min,
+        None => Priority::new(DEFAULT_MIN_PRIORITY)
+            .ok_or_else(|| ApiError::internal("the default minimum priority is out of range"))?,
     };
-    let min = Priority::new(min).ok_or_else(|| {
-        ApiError::bad_field(
-            "invalid_priority",
-            "min_priority",
-            format!("min_priority must be 1 to 10, got {min}"),
-        )
-    })?;
     let limit = parse_limit(params.limit, DEFAULT_URGENT_LIMIT)?;
     let (total, tasks) = state.store.most_urgent(min, limit).await?;
     Ok(Json(Urgent {

@@ -21,6 +21,11 @@ use tokio::sync::broadcast::error::RecvError;
 /// Seconds the "now" figures beside each chart cover.
 const RECENT_SECONDS: i64 = 60;
 
+/// The first second of the `RECENT_SECONDS` ending with `to` (both included).
+fn recent_from(to: i64) -> i64 {
+    to.saturating_sub(RECENT_SECONDS - 1)
+}
+
 /// The seconds as columns (`{"t": [...], "queue_depth": [...], ...}`): a third
 /// the size of one object per second, and what charts draw from.
 fn columns(seconds: &[Arc<Second>]) -> Value {
@@ -46,27 +51,28 @@ fn columns(seconds: &[Arc<Second>]) -> Value {
 #[serde(deny_unknown_fields)]
 pub struct OverviewParams {
     /// Unix time of the first second wanted; defaults to all that is kept.
-    since: Option<i64>,
+    since: Option<String>,
 }
 
 /// `GET /api/dashboard/overview`: everything the overview draws first.
 pub async fn overview(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<OverviewParams>,
-) -> Json<Value> {
+) -> Result<Json<Value>, ApiError> {
     let now = Utc::now().timestamp();
-    let seconds = state.timeline.since(params.since.unwrap_or(i64::MIN));
+    let since = unix_time(params.since, "since")?.unwrap_or(i64::MIN);
+    let seconds = state.timeline.since(since);
     let counts = state.store.counts();
-    Json(json!({
+    Ok(Json(json!({
         "now": now,
         "timeline": columns(&seconds),
-        "recent": state.timeline.summary(now - RECENT_SECONDS, now),
+        "recent": state.timeline.summary(recent_from(now), now),
         "queue_length": state.store.queue_length(),
         "tasks_by_status": counts.by_status(),
         "tasks_by_type": counts.by_type(),
         "autoscaler": state.pool.as_ref().map(|pool| pool.decision()),
         "version": env!("CARGO_PKG_VERSION"),
-    }))
+    })))
 }
 
 /// Query of a window summary: unix times, both ends included.
@@ -97,7 +103,7 @@ pub async fn summary(
     ApiQuery(params): ApiQuery<SummaryParams>,
 ) -> Result<Json<super::Summary>, ApiError> {
     let to = unix_time(params.to, "to")?.unwrap_or_else(|| Utc::now().timestamp());
-    let from = unix_time(params.from, "from")?.unwrap_or(to - RECENT_SECONDS);
+    let from = unix_time(params.from, "from")?.unwrap_or(recent_from(to));
     if from > to {
         return Err(ApiError::bad_field(
             "invalid_time",
@@ -110,7 +116,7 @@ pub async fn summary(
 
 /// One stream message: the second that closed and the last minute up to it.
 fn second_event(timeline: &Timeline, second: &Second) -> Result<Event, axum::Error> {
-    let recent = timeline.summary(second.t - RECENT_SECONDS, second.t);
+    let recent = timeline.summary(recent_from(second.t), second.t);
     Event::default()
         .event("second")
         .json_data(json!({ "second": second, "recent": recent }))

@@ -191,8 +191,13 @@ impl Timeline {
     }
 
     /// Closes the open second at unix time `t` with `gauges`, keeps it and
-    /// sends it to subscribers.
+    /// sends it to subscribers. Seconds stay in order even when the wall
+    /// clock steps back: such a second is numbered after the last one.
     pub fn close(&self, t: i64, gauges: Gauges) -> Arc<Second> {
+        let t = match self.closed.lock().back() {
+            Some(last) if t <= last.t => last.t + 1,
+            _ => t,
+        };
         let fresh = Tally::default();
         let mut tally = std::mem::replace(&mut *self.open.lock(), fresh);
         let waits = tally.waits.take();
@@ -309,6 +314,16 @@ mod tests {
                 .is_some_and(|d| (d / 2.0 - 1.0).abs() < 0.05)
         );
         assert_eq!(second.gauges.queue_depth, 0);
+    }
+
+    #[test]
+    fn seconds_stay_in_order_when_the_clock_steps_back() {
+        let timeline = Timeline::new(10);
+        timeline.close(100, gauges(0));
+        timeline.close(90, gauges(0));
+        timeline.close(100, gauges(0));
+        let kept: Vec<i64> = timeline.since(0).iter().map(|s| s.t).collect();
+        assert_eq!(kept, [100, 101, 102]);
     }
 
     #[test]

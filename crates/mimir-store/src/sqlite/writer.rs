@@ -21,6 +21,10 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
+/// Longest error kept per attempt in the history, in bytes: a retry storm of
+/// large messages must not grow one row without bound.
+const MAX_ATTEMPT_ERROR: usize = 4096;
+
 /// Most commands one transaction takes.
 pub(crate) const MAX_GROUP: usize = 4096;
 
@@ -376,7 +380,8 @@ impl Core {
         let ended = control
             .status
             .is_running()
-            .then(|| control.ended(control.started_at, at, AttemptEnd::Cancelled, String::new()));
+            .then(|| control.ended(control.started_at, at, AttemptEnd::Cancelled, String::new()))
+            .transpose()?;
         conn.prepare_cached(
             "UPDATE worktasks SET status = ?2, completed_at = ?3, not_before = NULL, \
              attempts = CASE WHEN ?4 IS NULL THEN attempts ELSE json_insert(attempts, '$[#]', json(?4)) END \
@@ -456,7 +461,7 @@ impl Core {
         }
         fx.popped.extend(taken.iter().copied());
         let mut update = conn.prepare_cached(&format!(
-            "UPDATE worktasks SET status = 'scheduled', attempt = attempt + 1, worker_id = ?2, not_before = NULL \
+            "UPDATE worktasks SET status = 'scheduled', attempt = attempt + 1, worker_id = ?2, not_before = NULL, started_at = NULL \
              WHERE id = ?1 AND status = 'queued' RETURNING {TASK_COLUMNS}"
         ))?;
         let mut leased = Vec::with_capacity(taken.len());
@@ -616,7 +621,7 @@ impl Core {
         let id = control.entry.id;
         let reason = failure.reason.as_str();
         let started_at = failure.started_at.or(control.started_at);
-        let ended = control.ended(started_at, at, failure.end, failure.reason.clone());
+        let ended = control.ended(started_at, at, failure.end, failure.reason.clone())?;
         let decision = self.retry.decide(
             control.retry_count,
             control.max_retries,
@@ -829,7 +834,17 @@ impl Control {
         at: DateTime<Utc>,
         outcome: AttemptEnd,
         error: String,
-    ) -> String {
+    ) -> Result<String, StoreError> {
+        let mut error = error;
+        if error.len() > MAX_ATTEMPT_ERROR {
+            // Cut on a character boundary; the full message stays in the row.
+            let mut end = MAX_ATTEMPT_ERROR;
+            while !error.is_char_boundary(end) {
+                end -= 1;
+            }
+            error.truncate(end);
+            error.push('…');
+        }
         let attempt = Attempt {
             attempt: self.attempt,
             worker_id: self.worker_id.clone(),
@@ -838,8 +853,7 @@ impl Control {
             outcome,
             error,
         };
-        // A struct of strings, numbers and times always serializes.
-        serde_json::to_string(&attempt).unwrap_or_else(|_| "null".into())
+        Ok(row::to_json(&attempt)?)
     }
 
     fn load(conn: &Connection, id: Uuid) -> Result<Option<Control>, StoreError> {

@@ -26,6 +26,8 @@ function askToken(rejected) {
   const form = document.getElementById("token-form");
   const input = document.getElementById("token-input");
   document.getElementById("token-error").textContent = rejected ? "That token was not accepted." : "";
+  // Escape would close the dialog with every request still waiting on it.
+  dialog.addEventListener("cancel", (event) => event.preventDefault(), { once: true });
   asking = new Promise((resolve) => {
     form.addEventListener("submit", () => {
       token = input.value.trim();
@@ -42,13 +44,15 @@ function askToken(rejected) {
 
 async function request(method, path, { body, text = false } = {}) {
   for (;;) {
+    const sentWith = token;
     const response = await fetch(path, {
       method,
       headers: headers(body ? { "Content-Type": "application/json" } : {}),
       body: body ? JSON.stringify(body) : undefined,
     });
     if (response.status === 401) {
-      await askToken(Boolean(token));
+      // A token entered since this request left is tried before asking again.
+      if (token === sentWith) await askToken(Boolean(token));
       continue;
     }
     if (!response.ok) {
@@ -87,6 +91,7 @@ export function query(params) {
 export function follow(on, status) {
   const controller = new AbortController();
   let delay = 1000;
+  let reconnected = false;
   (async () => {
     while (!controller.signal.aborted) {
       try {
@@ -98,8 +103,19 @@ export function follow(on, status) {
         }
         if (!response.ok || !response.body) throw new Error(`stream answered ${response.status}`);
         status("live");
-        delay = 1000;
-        await readEvents(response.body, on);
+        let first = true;
+        await readEvents(response.body, (event, data) => {
+          // The backoff resets only once the stream delivers, so a server
+          // that accepts and closes at once (shutting down) is not hammered.
+          if (first) {
+            first = false;
+            delay = 1000;
+            // Seconds missed while away are fetched again by the pages.
+            if (reconnected) on("resync", "");
+            reconnected = true;
+          }
+          on(event, data);
+        });
       } catch (error) {
         if (controller.signal.aborted) return;
       }
@@ -118,7 +134,8 @@ async function readEvents(body, on) {
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
-    buffer += value;
+    // Line ends may be CRLF or CR; a CR at the very end may be half of a CRLF.
+    buffer = (buffer + value).replace(/\r\n|\r(?!$)/g, "\n");
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const block = buffer.slice(0, end);

@@ -27,7 +27,11 @@ function parseHash() {
   const hash = location.hash.replace(/^#\/?/, "");
   const [path, search = ""] = hash.split("?");
   const [section = "overview", id = ""] = path.split("/");
-  return { section: PAGES[section] ? section : "overview", id: decodeURIComponent(id), params: new URLSearchParams(search) };
+  let decoded = id;
+  try {
+    decoded = decodeURIComponent(id);
+  } catch (_) { /* a malformed address: use it as typed */ }
+  return { section: PAGES[section] ? section : "overview", id: decoded, params: new URLSearchParams(search) };
 }
 
 async function route() {
@@ -44,8 +48,14 @@ async function route() {
     const page = await PAGES[section]();
     if (mine !== generation) return;
     replace(main);
-    stop = (await page.render(main, { id, params, live })) || null;
-    if (mine !== generation) stop?.();
+    // A page that finishes rendering after the user moved on stops at once
+    // and must not become the current page's stop function.
+    const stopped = (await page.render(main, { id, params, live, current: () => mine === generation })) || null;
+    if (mine !== generation) {
+      stopped?.();
+      return;
+    }
+    stop = stopped;
   } catch (error) {
     if (mine !== generation) return;
     replace(main, h("div", { class: "panel error", role: "alert" },

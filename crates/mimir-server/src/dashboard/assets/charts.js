@@ -233,6 +233,10 @@ export class LineChart {
       this.selection.setAttribute("width", 0);
       if (b - a >= 2) this.onZoom?.(Math.floor(a), Math.ceil(b));
     });
+    this.svg.addEventListener("pointercancel", () => {
+      dragFrom = null;
+      this.selection.setAttribute("width", 0);
+    });
     this.svg.addEventListener("pointerleave", () => {
       this.readout.textContent = "";
       this.guide?.setAttribute("x1", -10);

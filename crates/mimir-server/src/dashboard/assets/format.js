@@ -22,8 +22,12 @@ export function seconds(s) {
   if (s < 1e-3) return `${nf2.format(s * 1e6)} µs`;
   if (s < 1) return `${nf2.format(s * 1e3)} ms`;
   if (s < 60) return `${nf2.format(s)} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} m ${String(Math.round(s % 60)).padStart(2, "0")} s`;
-  return `${Math.floor(s / 3600)} h ${String(Math.round((s % 3600) / 60)).padStart(2, "0")} m`;
+  if (s < 3600) {
+    const whole = Math.round(s);
+    return `${Math.floor(whole / 60)} m ${String(whole % 60).padStart(2, "0")} s`;
+  }
+  const minutes = Math.round(s / 60);
+  return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")} m`;
 }
 
 /** A share: 12.5%. */

@@ -13,7 +13,7 @@ export function parse(text) {
     if (m[3]) {
       const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
       let l;
-      while ((l = re.exec(m[3]))) labels[l[1]] = l[2].replace(/\\"/g, "\"").replace(/\\n/g, "\n").replace(/\\\\/g, "\\");
+      while ((l = re.exec(m[3]))) labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
     }
     samples.push({ name: m[1], labels, value: Number(m[4]) });
   }

@@ -103,9 +103,16 @@ export async function render(main, { live }) {
   await load();
   const onSecond = (event) => {
     const { second } = event.detail;
+    if (t.length && second.t <= t[t.length - 1]) return;
     t.push(second.t);
     columns.desired_workers.push(second.desired_workers);
     columns.workers.push(second.workers);
+    // The last hour, as the server keeps.
+    if (t.length > 3600) {
+      t.shift();
+      columns.desired_workers.shift();
+      columns.workers.shift();
+    }
     redraw();
   };
   live.addEventListener("second", onSecond);

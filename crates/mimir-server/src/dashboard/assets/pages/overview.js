@@ -32,7 +32,6 @@ export async function render(main, { live }) {
     state.t = timeline.t || [];
     state.columns = {};
     for (const chart of CHARTS) for (const s of chart.series) state.columns[s.key] = timeline[s.key] || [];
-    state.columns.lease_expired = timeline.lease_expired || [];
   };
   columnsOf(data.timeline);
 
@@ -85,9 +84,12 @@ export async function render(main, { live }) {
   }
 
   async function loadSummary() {
-    if (!state.zoom) return;
-    const [from, to] = state.zoom;
-    state.summary = await get(`/api/dashboard/summary${query({ from, to })}`);
+    const range = state.zoom;
+    if (!range) return;
+    const summary = await get(`/api/dashboard/summary${query({ from: range[0], to: range[1] })}`);
+    // Only for the range still shown: the user may have zoomed again or reset.
+    if (state.zoom !== range) return;
+    state.summary = summary;
     drawFigures();
   }
 
@@ -98,6 +100,13 @@ export async function render(main, { live }) {
   }
 
   function setZoom(range) {
+    // Never wider than the history kept, never narrower than two seconds.
+    if (range) {
+      const newest = state.t.length ? state.t[state.t.length - 1] : data.now;
+      const from = Math.max(range[0], newest - KEEP + 1);
+      const to = Math.min(range[1], newest);
+      range = to - from >= 2 ? [from, to] : null;
+    }
     state.zoom = range;
     reset.hidden = !range;
     if (!range) state.summary = state.lastRecent || state.summary;
@@ -131,9 +140,11 @@ export async function render(main, { live }) {
     drawCharts();
   };
   const onResync = async () => {
-    const fresh = await get("/api/dashboard/overview");
-    columnsOf(fresh.timeline);
-    drawCharts();
+    try {
+      const fresh = await get("/api/dashboard/overview");
+      columnsOf(fresh.timeline);
+      drawCharts();
+    } catch (_) { /* the stream badge shows connection trouble */ }
   };
   live.addEventListener("second", onSecond);
   live.addEventListener("resync", onResync);

@@ -17,9 +17,12 @@ function json(value) {
   return h("pre", { class: "json", tabindex: "0" }, JSON.stringify(value, null, 2));
 }
 
-export async function render(main, { id }) {
+export async function render(main, { id, current }) {
   let timer = null;
+  let stopped = false;
+  const live = () => !stopped && current();
   async function load() {
+    clearTimeout(timer);
     let task;
     let attempts;
     try {
@@ -28,6 +31,7 @@ export async function render(main, { id }) {
         get(`/api/worktasks/${encodeURIComponent(id)}/attempts`),
       ]);
     } catch (error) {
+      if (!live()) return;
       if (error instanceof ApiError && (error.status === 404 || error.status === 400)) {
         replace(main, h("div", { class: "panel error", role: "alert" },
           h("h1", {}, "No such task"), h("p", {}, error.message), h("a", { href: "#/tasks" }, "Back to the task list")));
@@ -35,6 +39,7 @@ export async function render(main, { id }) {
       }
       throw error;
     }
+    if (!live()) return;
     draw(task, attempts);
     if (!ENDED.has(task.status)) timer = setTimeout(() => load().catch(() => {}), 2000);
   }
@@ -52,10 +57,10 @@ export async function render(main, { id }) {
           event.target.disabled = true;
           try {
             await post(`/api/worktasks/${encodeURIComponent(task.worktask_id)}/cancel`);
-          } finally {
-            clearTimeout(timer);
-            await load();
+          } catch (error) {
+            alert(`Could not cancel: ${error.message}`);
           }
+          await load().catch(() => {});
         } }, "Cancel task")
       : null;
     replace(main,
@@ -105,5 +110,8 @@ export async function render(main, { id }) {
   }
 
   await load();
-  return () => clearTimeout(timer);
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }

@@ -65,8 +65,14 @@ export async function render(main, { params }) {
     const took = performance.now() - started;
     if (answer.next_cursor) cursors[page + 1] = answer.next_cursor;
     const rows = answer.worktasks;
-    const older = h("button", { type: "button", disabled: !answer.next_cursor, onclick: () => { page += 1; load(); } }, "Older →");
-    const newer = h("button", { type: "button", disabled: page === 0, onclick: () => { page -= 1; load(); } }, "← Newer");
+    // One page load at a time: both buttons go quiet until it is done.
+    const turn = (step) => (event) => {
+      for (const b of event.target.parentElement.querySelectorAll("button")) b.disabled = true;
+      page += step;
+      load().catch((error) => replace(results, h("p", { class: "error", role: "alert" }, error.message)));
+    };
+    const older = h("button", { type: "button", disabled: !answer.next_cursor, onclick: turn(1) }, "Older →");
+    const newer = h("button", { type: "button", disabled: page === 0, onclick: turn(-1) }, "← Newer");
     replace(results,
       h("div", { class: "toolbar" },
         newer, older,
