@@ -1,7 +1,7 @@
 //! Log and trace set-up for every `mimir-aip` process.
 //!
 //! One `tracing` subscriber: a formatter (JSON lines or compact text, on
-//! stderr) filtered by level or `RUST_LOG` and by the per-call-site
+//! stderr through [`crate::log_writer`]) filtered by level or `RUST_LOG` and by the per-call-site
 //! [`RateLimit`], plus the OpenTelemetry layer when traces are exported and
 //! the Loki sink when logs are pushed to Loki (same filter as the formatter).
 
@@ -65,7 +65,7 @@ pub fn init(settings: &LogSettings) -> Result<TelemetryGuard, SetupError> {
     }
     let ansi = std::io::stderr().is_terminal();
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(crate::log_writer::LogWriter)
         .with_ansi(ansi);
     let fmt = if settings.json {
         fmt.json()

@@ -39,9 +39,12 @@ impl TaskEventRecorder {
             .name("mimir-task-events".into())
             .spawn(move || {
                 while let Ok(batch) = receiver.recv() {
-                    for event in batch {
-                        recorder.record(event);
-                    }
+                    // One commit's lines, written together.
+                    mimir_telemetry::log_writer::batched(|| {
+                        for event in batch {
+                            recorder.record(event);
+                        }
+                    });
                 }
             });
         Arc::new(TaskEventRecorder { events })
