@@ -122,32 +122,44 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// Throughput with telemetry off and on, alternating so drift of the machine
 /// affects both alike; prints each round and the medians.
 async fn compare(args: &RunArgs) -> anyhow::Result<()> {
-    let mut off = Vec::new();
-    let mut quiet = Vec::new();
-    let mut on = Vec::new();
+    // Per mode: throughput, and CPU time of the orchestrator and its workers
+    // per 1,000 tasks (steadier than throughput on a shared machine).
+    let mut rates: [Vec<f64>; 3] = Default::default();
+    let mut cpu: [Vec<f64>; 3] = Default::default();
+    let modes = [Telemetry::Off, Telemetry::Quiet, Telemetry::On];
     for round in 1..=args.rounds {
-        for mode in [Telemetry::Off, Telemetry::Quiet, Telemetry::On] {
+        for (i, mode) in modes.into_iter().enumerate() {
             let (orchestrator, client, pipeline_id) = prepare(args, mode).await?;
+            let cpu_before = orchestrator.cpu_seconds();
             let per_second = throughput(args, &client, &pipeline_id).await?;
+            let used = cpu_before
+                .zip(orchestrator.cpu_seconds())
+                .map(|(before, after)| (after - before) * 1000.0 / args.tasks as f64 * 1000.0);
             drop(orchestrator);
-            println!("round {round} telemetry {mode:?}: {per_second:.0} tasks/s");
-            match mode {
-                Telemetry::Off => off.push(per_second),
-                Telemetry::Quiet => quiet.push(per_second),
-                Telemetry::On => on.push(per_second),
-            }
+            println!(
+                "round {round} telemetry {mode:?}: {per_second:.0} tasks/s, {} CPU ms per 1,000 tasks",
+                used.map_or("?".to_string(), |ms| format!("{ms:.0}"))
+            );
+            rates[i].push(per_second);
+            cpu[i].extend(used);
         }
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    let (off, quiet, on) = (median(&mut off), median(&mut quiet), median(&mut on));
+    let [off, quiet, on] = rates.map(|mut v| median(&mut v));
+    let [cpu_off, cpu_quiet, cpu_on] = cpu.map(|mut v| median(&mut v));
     println!(
         "median of {} rounds: telemetry off {off:.0} tasks/s; metrics only {quiet:.0} tasks/s (cost {:.1}%); metrics + info logs {on:.0} tasks/s (cost {:.1}%)",
         args.rounds,
         (1.0 - quiet / off) * 100.0,
         (1.0 - on / off) * 100.0
+    );
+    println!(
+        "CPU per 1,000 tasks (orchestrator and workers): off {cpu_off:.0} ms; metrics only {cpu_quiet:.0} ms ({:+.1}%); metrics + info logs {cpu_on:.0} ms ({:+.1}%)",
+        (cpu_quiet / cpu_off - 1.0) * 100.0,
+        (cpu_on / cpu_off - 1.0) * 100.0
     );
     Ok(())
 }

@@ -124,6 +124,40 @@ impl Orchestrator {
         self.child.as_ref().and_then(Child::id)
     }
 
+    /// CPU time a spawned orchestrator and its live children (local
+    /// workers) have used so far, in seconds (Linux; `USER_HZ` is 100).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let root = self.pid()?;
+        let mut ticks = 0u64;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // Fields after the command name (which may hold spaces): state is
+            // field 3, ppid 4, utime 14, stime 15.
+            let Some((head, rest)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            let pid: u32 = head
+                .split(' ')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            let fields: Vec<&str> = rest.split(' ').collect();
+            let ppid: u32 = fields.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+            if pid == root || ppid == root {
+                let time = |i: usize| {
+                    fields
+                        .get(i)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                ticks += time(11) + time(12);
+            }
+        }
+        Some(ticks as f64 / 100.0)
+    }
+
     /// Resident and peak memory of a spawned orchestrator, in bytes (Linux).
     pub fn memory(&self) -> Option<(u64, u64)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
