@@ -361,3 +361,38 @@ async fn first_paint_with_a_million_tasks() {
     }
     browser.quit().await;
 }
+
+/// A dashboard left open does not hold up a shutdown: its live stream ends and
+/// the orchestrator exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_live_stream_ends_at_shutdown() {
+    let mut orchestrator = Orchestrator::start(&["--max-workers", "0"]);
+    let mut stream = reqwest::get(format!("{}/api/dashboard/stream", orchestrator.url))
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/event-stream")
+    );
+    // A second closes within a second or two and arrives as an event.
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.chunk())
+        .await
+        .expect("an event within 5 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(first.as_deref().unwrap_or_default()).to_string();
+    assert!(text.contains("event: second"), "{text}");
+    let stopped = tokio::task::spawn_blocking(move || orchestrator.terminate());
+    let status = tokio::time::timeout(Duration::from_secs(20), stopped)
+        .await
+        .expect("the orchestrator exits with a stream open")
+        .expect("join");
+    assert!(status.success(), "{status:?}");
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(rest.is_ok(), "the stream ended");
+}

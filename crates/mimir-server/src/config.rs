@@ -536,6 +536,16 @@ impl Config {
                 o.min_workers, o.max_workers
             )));
         }
+        for (key, token) in [
+            ("api.token", &self.api.token),
+            ("orchestrator.workerAuthToken", &o.worker_auth_token),
+        ] {
+            if token.trim() != token.as_str() {
+                return Err(ConfigError(format!(
+                    "{key} must not begin or end with white space (it is compared exactly)"
+                )));
+            }
+        }
         let m = &self.metrics;
         if m.username.is_empty() != m.password.is_empty() {
             return Err(ConfigError(
@@ -696,6 +706,25 @@ mod tests {
                 .expect_err(yaml);
             assert!(error.to_string().contains(key), "{error}");
         }
+    }
+
+    #[test]
+    fn tokens_with_surrounding_white_space_are_refused() {
+        for (yaml, key) in [
+            ("api:\n  token: \" s3cret\"\n", "api.token"),
+            (
+                "orchestrator:\n  workerAuthToken: \"w \"\n",
+                "orchestrator.workerAuthToken",
+            ),
+        ] {
+            let error = Config::from_yaml(yaml)
+                .expect("parses")
+                .validate()
+                .expect_err(yaml);
+            assert!(error.to_string().contains(key), "{error}");
+        }
+        let config = Config::from_yaml("api:\n  token: s3cret\n").expect("parses");
+        config.validate().expect("a plain token is fine");
     }
 
     #[test]

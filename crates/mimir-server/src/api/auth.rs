@@ -16,8 +16,10 @@ pub(crate) fn presents(headers: &HeaderMap, token: &str) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|p| super::constant_time_eq(p.trim().as_bytes(), token.as_bytes()))
+        .and_then(|v| v.split_once(' '))
+        // The scheme is case-insensitive (RFC 9110).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .is_some_and(|(_, p)| constant_time_eq(p.trim().as_bytes(), token.as_bytes()))
 }
 
 fn refuse(message: &'static str) -> Response {
@@ -99,4 +101,29 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"));
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
+/// Compares secrets in time independent of where they differ and of their
+/// lengths: the SHA-256 digests are compared, always all 32 bytes.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let digest = |bytes: &[u8]| ring::digest::digest(&ring::digest::SHA256, bytes);
+    let (a, b) = (digest(a), digest(b));
+    a.as_ref()
+        .iter()
+        .zip(b.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn secrets_match_only_when_equal() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cres"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cret "));
+        assert!(!constant_time_eq(b"", b"s3cret"));
+    }
 }

@@ -40,12 +40,15 @@ impl ScrapeAuth {
             return false;
         };
         if let (Some(token), Some(bearer)) = (&self.bearer_token, given.strip_prefix("Bearer ")) {
-            return crate::api::constant_time_eq(token.as_bytes(), bearer.trim().as_bytes());
+            return crate::api::auth::constant_time_eq(token.as_bytes(), bearer.trim().as_bytes());
         }
         if let (Some((user, password)), Some(basic)) = (&self.basic, given.strip_prefix("Basic ")) {
             let expected =
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-            return crate::api::constant_time_eq(expected.as_bytes(), basic.trim().as_bytes());
+            return crate::api::auth::constant_time_eq(
+                expected.as_bytes(),
+                basic.trim().as_bytes(),
+            );
         }
         false
     }
