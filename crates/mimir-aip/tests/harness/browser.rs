@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// A chromedriver process and one browser session.
 pub struct Browser {
     pub client: Client,
-    driver: Child,
+    _driver: Driver,
     _profile: tempfile::TempDir,
     driver_url: String,
     session: String,
@@ -21,12 +21,17 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium of `width` × `height`.
     pub async fn start(width: u32, height: u32) -> Browser {
         let port = super::free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (Debian package chromium-driver; ./scripts/test installs it)");
+        // Owned from the start, so a failure below still stops it.
+        let driver = Driver(
+            Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect(
+                    "chromedriver (Debian package chromium-driver; ./scripts/test installs it)",
+                ),
+        );
         let driver_url = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -68,7 +73,7 @@ impl Browser {
             .expect("a session");
         Browser {
             client,
-            driver,
+            _driver: driver,
             _profile: profile,
             driver_url,
             session,
@@ -160,9 +165,12 @@ impl Browser {
     }
 }
 
-impl Drop for Browser {
+/// The chromedriver process, stopped when dropped.
+struct Driver(Child);
+
+impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
