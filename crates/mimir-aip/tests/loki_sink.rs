@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
-/// Loki's `pkg/push/push.proto`, as the stand-in decodes it.
+/// Loki's `pkg/push/push.proto`, as the stand-in decodes it: written out
+/// again from Loki's file rather than imported from the sink, so a wrong tag
+/// in the sink's copy fails these tests.
 mod logproto {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct PushRequest {

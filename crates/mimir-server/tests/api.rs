@@ -34,7 +34,7 @@ impl Api {
             .header(header::CONTENT_TYPE, "application/json")
             .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
             .expect("request");
-        let response = self.app.clone().oneshot(request).await.expect("response");
+        let response = self.raw(request).await;
         let status = response.status();
         let bytes = response
             .into_body()
@@ -48,6 +48,11 @@ impl Api {
             serde_json::from_slice(&bytes).expect("JSON body")
         };
         (status, value)
+    }
+
+    /// Sends `request` as built; the whole response (headers, non-JSON bodies).
+    async fn raw(&self, request: Request<Body>) -> axum::response::Response {
+        self.app.clone().oneshot(request).await.expect("response")
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, Value) {
@@ -505,24 +510,14 @@ async fn an_open_api_refuses_changes_from_other_web_sites() {
             .body(Body::empty())
             .expect("request")
     };
-    let response = api
-        .app
-        .clone()
-        .oneshot(from("https://evil.example"))
-        .await
-        .expect("response");
+    let response = api.raw(from("https://evil.example")).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         api.get("/api/metrics").await.1["tasks_by_status"]["queued"],
         1,
         "nothing changed"
     );
-    let response = api
-        .app
-        .clone()
-        .oneshot(from("http://127.0.0.1:8080"))
-        .await
-        .expect("response");
+    let response = api.raw(from("http://127.0.0.1:8080")).await;
     assert_eq!(
         response.status(),
         StatusCode::OK,
@@ -534,11 +529,8 @@ async fn an_open_api_refuses_changes_from_other_web_sites() {
 async fn dashboard_page_and_data() {
     let api = Api::new();
     let response = api
-        .app
-        .clone()
-        .oneshot(Request::get("/").body(Body::empty()).expect("request"))
-        .await
-        .expect("response");
+        .raw(Request::get("/").body(Body::empty()).expect("request"))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let headers = response.headers().clone();
     assert!(
@@ -555,16 +547,13 @@ async fn dashboard_page_and_data() {
     );
     let etag = headers[header::ETAG].clone();
     let again = api
-        .app
-        .clone()
-        .oneshot(
+        .raw(
             Request::get("/dashboard/charts.js")
                 .header(header::IF_NONE_MATCH, etag)
                 .body(Body::empty())
                 .expect("request"),
         )
-        .await
-        .expect("response");
+        .await;
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     let (status, body) = api.get("/dashboard/nothing.js").await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found", None);
@@ -620,15 +609,12 @@ async fn dashboard_page_and_data() {
     );
 
     let response = api
-        .app
-        .clone()
-        .oneshot(
+        .raw(
             Request::get("/api/dashboard/metrics?family=mimir_queue_length,mimir_tasks")
                 .body(Body::empty())
                 .expect("request"),
         )
-        .await
-        .expect("response");
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let text = String::from_utf8(
         response

@@ -20,10 +20,14 @@ thread_local! {
 /// Runs `work`, writing the log lines it produces on this thread to stderr
 /// together when it ends (or every [`FLUSH_AT`] bytes).
 pub fn batched<R>(work: impl FnOnce() -> R) -> R {
-    let outer = BATCH.with(|b| b.borrow_mut().replace(Vec::new()));
-    // A nested batch joins the outer one.
-    if let Some(outer) = outer {
-        BATCH.with(|b| *b.borrow_mut() = Some(outer));
+    let nested = BATCH.with(|b| {
+        let mut batch = b.borrow_mut();
+        let open = batch.is_some();
+        batch.get_or_insert_with(Vec::new);
+        open
+    });
+    // A nested batch joins the outer one, which writes.
+    if nested {
         return work();
     }
     let result = work();

@@ -71,13 +71,23 @@ impl Browser {
             .await
             .expect("session id")
             .expect("a session");
-        Browser {
+        let browser = Browser {
             client,
             _driver: driver,
             _profile: profile,
             driver_url,
             session,
-        }
+        };
+        // The console check sees errors: one logged on purpose is reported.
+        browser
+            .eval("console.error('mimir-console-probe') || true")
+            .await;
+        let probe = browser.console_errors().await;
+        assert!(
+            probe.iter().any(|m| m.contains("mimir-console-probe")),
+            "the browser log does not report console errors: {probe:?}"
+        );
+        browser
     }
 
     /// Evaluates `expression` in the page.
@@ -129,10 +139,12 @@ impl Browser {
             .json()
             .await
             .expect("browser log json");
-        answer["value"]
+        // A driver that cannot read the log must fail the test, not pass it.
+        let entries = answer["value"]
             .as_array()
-            .into_iter()
-            .flatten()
+            .unwrap_or_else(|| panic!("chromedriver gave no browser log: {answer}"));
+        entries
+            .iter()
             .filter(|entry| entry["level"] == "SEVERE")
             .map(|entry| entry["message"].as_str().unwrap_or_default().to_string())
             .collect()

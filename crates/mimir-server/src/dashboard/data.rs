@@ -2,7 +2,8 @@
 //! zoomed charts, the live stream of closed seconds and a filtered slice of
 //! the metric registry for the operator panels.
 
-use super::{Second, Timeline};
+use super::Second;
+use super::timeline::recent_from;
 use crate::AppState;
 use crate::api::error::ApiError;
 use crate::api::extract::ApiQuery;
@@ -17,14 +18,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
-
-/// Seconds the "now" figures beside each chart cover.
-const RECENT_SECONDS: i64 = 60;
-
-/// The first second of the `RECENT_SECONDS` ending with `to` (both included).
-fn recent_from(to: i64) -> i64 {
-    to.saturating_sub(RECENT_SECONDS - 1)
-}
 
 /// The seconds as columns (`{"t": [...], "queue_depth": [...], ...}`): a third
 /// the size of one object per second, and what charts draw from.
@@ -114,14 +107,6 @@ pub async fn summary(
     Ok(Json(state.timeline.summary(from, to)))
 }
 
-/// One stream message: the second that closed and the last minute up to it.
-fn second_event(timeline: &Timeline, second: &Second) -> Result<Event, axum::Error> {
-    let recent = timeline.summary(recent_from(second.t), second.t);
-    Event::default()
-        .event("second")
-        .json_data(json!({ "second": second, "recent": recent }))
-}
-
 /// `GET /api/dashboard/stream`: server-sent events, one `second` event each
 /// second; `resync` when this client fell behind and should reload the
 /// overview. Ends when the orchestrator shuts down.
@@ -129,20 +114,19 @@ pub async fn stream(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, axum::Error>>> {
     let updates = state.timeline.subscribe();
-    let context = (state.timeline.clone(), state.shutdown.clone());
     let events = futures_util::stream::unfold(
-        (updates, context),
-        |(mut updates, (timeline, shutdown))| async move {
+        (updates, state.shutdown.clone()),
+        |(mut updates, shutdown)| async move {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return None,
                 next = updates.recv() => next,
             };
             let event = match next {
-                Ok(second) => second_event(&timeline, &second),
+                Ok(tick) => Event::default().event("second").json_data(&*tick),
                 Err(RecvError::Lagged(_)) => Ok(Event::default().event("resync").data("")),
                 Err(RecvError::Closed) => return None,
             };
-            Some((event, (updates, (timeline, shutdown))))
+            Some((event, (updates, shutdown)))
         },
     );
     Sse::new(events).keep_alive(KeepAlive::default())

@@ -16,7 +16,7 @@ use crate::AppState;
 use axum::Router;
 use axum::routing::get;
 
-pub use timeline::{Gauges, Occurrence, Second, Summary, Timeline};
+pub use timeline::{Gauges, Occurrence, Second, Summary, Tick, Timeline};
 
 /// The page and its static files; open, so the page can ask for a token.
 pub fn page_routes() -> Router<AppState> {

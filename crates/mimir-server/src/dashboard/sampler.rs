@@ -4,20 +4,18 @@
 use super::Gauges;
 use crate::AppState;
 use chrono::Utc;
-use mimir_core::WorkTaskStatus;
 use std::time::Duration;
 
 /// The gauges now.
 pub fn gauges(state: &AppState) -> Gauges {
-    let counts = state.store.counts().by_status();
-    let running = [
-        WorkTaskStatus::Scheduled,
-        WorkTaskStatus::Spawned,
-        WorkTaskStatus::Executing,
-    ]
-    .iter()
-    .map(|s| counts.get(s).copied().unwrap_or_default())
-    .sum();
+    let running = state
+        .store
+        .counts()
+        .by_status()
+        .into_iter()
+        .filter(|(status, _)| status.is_running())
+        .map(|(_, n)| n)
+        .sum();
     let workers = state.workers.active(state.lease_ttl) as u64;
     let desired_workers = state
         .pool

@@ -14,6 +14,30 @@ use tokio::sync::broadcast;
 /// Defaults to 3600: seconds of history kept (one hour at one-second resolution).
 pub const DEFAULT_HISTORY_SECONDS: usize = 3600;
 
+/// Seconds the "recent" summary sent with each closed second covers.
+pub const RECENT_SECONDS: i64 = 60;
+
+/// The first second of the [`RECENT_SECONDS`] ending with `to` (both included).
+pub fn recent_from(to: i64) -> i64 {
+    to.saturating_sub(RECENT_SECONDS - 1)
+}
+
+/// What subscribers get each second: the second that closed and the summary
+/// of the last minute up to it, computed once for all of them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tick {
+    /// The second.
+    #[serde(serialize_with = "shared")]
+    pub second: Arc<Second>,
+    /// The last [`RECENT_SECONDS`], this one included.
+    pub recent: Summary,
+}
+
+/// Serializes a shared second as the second itself.
+fn shared<S: serde::Serializer>(second: &Arc<Second>, serializer: S) -> Result<S::Ok, S::Error> {
+    second.as_ref().serialize(serializer)
+}
+
 /// Something that happened to a task, as the timeline counts it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Occurrence {
@@ -134,7 +158,7 @@ pub struct Timeline {
     open: Mutex<Tally>,
     closed: Mutex<VecDeque<Arc<Second>>>,
     capacity: usize,
-    updates: broadcast::Sender<Arc<Second>>,
+    updates: broadcast::Sender<Arc<Tick>>,
 }
 
 impl std::fmt::Debug for Timeline {
@@ -194,12 +218,13 @@ impl Timeline {
     /// sends it to subscribers. Seconds stay in order even when the wall
     /// clock steps back: such a second is numbered after the last one.
     pub fn close(&self, t: i64, gauges: Gauges) -> Arc<Second> {
-        let t = match self.closed.lock().back() {
+        let fresh = Tally::default();
+        let mut tally = std::mem::replace(&mut *self.open.lock(), fresh);
+        let mut closed = self.closed.lock();
+        let t = match closed.back() {
             Some(last) if t <= last.t => last.t + 1,
             _ => t,
         };
-        let fresh = Tally::default();
-        let mut tally = std::mem::replace(&mut *self.open.lock(), fresh);
         let waits = tally.waits.take();
         let durations = tally.durations.take();
         let second = Arc::new(Second {
@@ -219,15 +244,19 @@ impl Timeline {
             waits,
             durations,
         });
-        {
-            let mut closed = self.closed.lock();
-            if closed.len() == self.capacity {
-                closed.pop_front();
-            }
-            closed.push_back(second.clone());
+        if closed.len() == self.capacity {
+            closed.pop_front();
         }
-        // Nobody listening is fine.
-        let _ = self.updates.send(second.clone());
+        closed.push_back(second.clone());
+        drop(closed);
+        if self.updates.receiver_count() > 0 {
+            let recent = self.summary(recent_from(t), t);
+            // A subscriber leaving meanwhile is fine.
+            let _ = self.updates.send(Arc::new(Tick {
+                second: second.clone(),
+                recent,
+            }));
+        }
         second
     }
 
@@ -274,7 +303,7 @@ impl Timeline {
 
     /// Each second as it closes. A subscriber that falls behind misses
     /// seconds and is told so by the channel; it can read [`Timeline::since`].
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Second>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Tick>> {
         self.updates.subscribe()
     }
 }
@@ -368,6 +397,14 @@ mod tests {
         timeline.record(Occurrence::Cancelled);
         timeline.close(7, gauges(3));
         let got = updates.recv().await.unwrap();
-        assert_eq!((got.t, got.cancelled, got.gauges.queue_depth), (7, 1, 3));
+        let second = &got.second;
+        assert_eq!(
+            (second.t, second.cancelled, second.gauges.queue_depth),
+            (7, 1, 3)
+        );
+        assert_eq!(
+            (got.recent.from, got.recent.to, got.recent.cancelled),
+            (-52, 7, 1)
+        );
     }
 }
