@@ -4,6 +4,7 @@
 //! and W3C trace context propagation.
 
 pub mod exposition;
+pub mod json_lines;
 pub mod log_writer;
 pub mod logging;
 pub mod loki;

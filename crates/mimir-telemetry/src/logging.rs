@@ -1,10 +1,12 @@
 //! Log and trace set-up for every `mimir-aip` process.
 //!
-//! One `tracing` subscriber: a formatter (JSON lines or compact text, on
+//! One `tracing` subscriber: a formatter ([`JsonLines`] or compact text, on
 //! stderr through [`crate::log_writer`]) filtered by level or `RUST_LOG` and by the per-call-site
 //! [`RateLimit`], plus the OpenTelemetry layer when traces are exported and
 //! the Loki sink when logs are pushed to Loki (same filter as the formatter).
 
+use crate::json_lines::JsonLines;
+use crate::log_writer::LogWriter;
 use crate::loki::{self, LokiGuard, LokiSettings};
 use crate::otel::{self, TraceGuard, TraceSettings, TraceSetupError};
 use crate::rate_limit::RateLimit;
@@ -63,18 +65,14 @@ pub fn init(settings: &LogSettings) -> Result<TelemetryGuard, SetupError> {
     if settings.rate_limit > 0 {
         limit.spawn_reporter();
     }
-    let ansi = std::io::stderr().is_terminal();
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(crate::log_writer::LogWriter)
-        .with_ansi(ansi);
     let fmt = if settings.json {
-        fmt.json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .boxed()
+        JsonLines::new(LogWriter).boxed()
     } else {
-        fmt.compact().boxed()
+        tracing_subscriber::fmt::layer()
+            .with_writer(LogWriter)
+            .with_ansi(std::io::stderr().is_terminal())
+            .compact()
+            .boxed()
     };
     let traces = otel::start(&settings.traces)?;
     let (otel_layer, guard) = match traces {

@@ -123,12 +123,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// affects both alike; prints each round and the medians.
 async fn compare(args: &RunArgs) -> anyhow::Result<()> {
     // Per mode: throughput, and CPU time of the orchestrator and its workers
-    // per 1,000 tasks (steadier than throughput on a shared machine).
+    // per 1,000 tasks.
     let mut rates: [Vec<f64>; 3] = Default::default();
     let mut cpu: [Vec<f64>; 3] = Default::default();
     let modes = [Telemetry::Off, Telemetry::Quiet, Telemetry::On];
     for round in 1..=args.rounds {
-        for (i, mode) in modes.into_iter().enumerate() {
+        // Each round starts with the next mode, so no mode always runs right
+        // after a given other one.
+        for i in (0..modes.len()).map(|k| (k + round - 1) % modes.len()) {
+            let mode = modes[i];
+            settle().await;
             let (orchestrator, client, pipeline_id) = prepare(args, mode).await?;
             let cpu_before = orchestrator.cpu_seconds();
             let per_second = throughput(args, &client, &pipeline_id).await?;
@@ -148,6 +152,17 @@ async fn compare(args: &RunArgs) -> anyhow::Result<()> {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
+    // The machine drifts over minutes; a round's modes run back to back, so
+    // each round's own ratio is the steadier estimate of the cost.
+    let paired = |mode: usize| {
+        let mut costs: Vec<f64> = rates[mode]
+            .iter()
+            .zip(&rates[0])
+            .map(|(with, without)| (1.0 - with / without) * 100.0)
+            .collect();
+        median(&mut costs)
+    };
+    let (paired_quiet, paired_on) = (paired(1), paired(2));
     let [off, quiet, on] = rates.map(|mut v| median(&mut v));
     let [cpu_off, cpu_quiet, cpu_on] = cpu.map(|mut v| median(&mut v));
     println!(
@@ -161,7 +176,18 @@ async fn compare(args: &RunArgs) -> anyhow::Result<()> {
         (cpu_quiet / cpu_off - 1.0) * 100.0,
         (cpu_on / cpu_off - 1.0) * 100.0
     );
+    println!(
+        "median of each round's own cost: metrics only {paired_quiet:.1}%; metrics + info logs {paired_on:.1}%"
+    );
     Ok(())
+}
+
+/// Lets the kernel write out what the previous run left dirty (its store, its
+/// log) before the next run starts, so that write-back, which competes for
+/// the same cores, is charged to neither.
+async fn settle() {
+    let _ = tokio::process::Command::new("sync").status().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Everything submitted in batches, timed until the last completes; tasks/s.

@@ -78,10 +78,13 @@ macro_rules! lifecycle {
         let (trace_id, span_id) = $c
             .and_then(|c: &Correlation| propagation::ids(&c.traceparent))
             .unwrap_or_default();
+        // As text, not `%`: a formatter writes a `&str` without `fmt`.
+        let mut id = Uuid::encode_buffer();
+        let worktask_id: &str = $e.id.hyphenated().encode_lower(&mut id);
         tracing::event!(
             target: "mimir::task",
             $level,
-            worktask_id = %$e.id,
+            worktask_id,
             r#type = $e.task_type.as_str(),
             event = $e.kind.name(),
             worker_id = $worker,
