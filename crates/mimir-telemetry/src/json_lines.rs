@@ -56,16 +56,16 @@ impl Visit for SpanFields {
         string(self.slot(field), value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        number(self.slot(field), value);
+        literal(self.slot(field), value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        number(self.slot(field), value);
+        literal(self.slot(field), value);
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
         float(self.slot(field), value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        number(self.slot(field), value);
+        literal(self.slot(field), value);
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         debug(self.slot(field), value);
@@ -118,12 +118,12 @@ impl Visit for Encoder<'_> {
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         if let Some(out) = self.key(field) {
-            number(out, value);
+            literal(out, value);
         }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
         if let Some(out) = self.key(field) {
-            number(out, value);
+            literal(out, value);
         }
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -133,7 +133,7 @@ impl Visit for Encoder<'_> {
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         if let Some(out) = self.key(field) {
-            number(out, value);
+            literal(out, value);
         }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
@@ -167,7 +167,7 @@ fn needs_escape(bytes: &[u8]) -> bool {
 }
 
 /// An integer or boolean: its `Display` form is its JSON form.
-fn number(out: &mut Vec<u8>, value: impl std::fmt::Display) {
+fn literal(out: &mut Vec<u8>, value: impl std::fmt::Display) {
     let _ = write!(out, "{value}");
 }
 
