@@ -7,11 +7,13 @@
 
 use crate::json_lines::JsonLines;
 use crate::log_writer::LogWriter;
-use crate::loki::{self, LokiGuard, LokiSettings};
+use crate::loki::{self, LokiGuard, LokiLayer, LokiSettings};
 use crate::otel::{self, TraceGuard, TraceSettings, TraceSetupError};
 use crate::rate_limit::RateLimit;
+use opentelemetry_sdk::trace::SdkTracer;
 use std::io::IsTerminal;
 use std::time::Duration;
+use tracing::Subscriber;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
@@ -60,7 +62,29 @@ fn env_filter(settings: &LogSettings) -> EnvFilter {
 
 /// Installs the global subscriber. A second call (tests) keeps the first.
 pub fn init(settings: &LogSettings) -> Result<TelemetryGuard, SetupError> {
-    let filter = env_filter(settings);
+    let traces = otel::start(&settings.traces)?;
+    let (tracer, guard) = traces.unzip();
+    let (loki_layer, loki_guard) = match &settings.loki {
+        Some(loki) => {
+            let (layer, guard) = loki::start(loki.clone())?;
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    let _ = subscriber(settings, tracer, loki_layer).try_init();
+    Ok(TelemetryGuard {
+        _traces: guard,
+        _loki: loki_guard,
+    })
+}
+
+/// The subscriber [`init`] installs: the formatter, and the trace and Loki
+/// layers when given, each behind its own filter; the rate limit over all.
+fn subscriber(
+    settings: &LogSettings,
+    tracer: Option<SdkTracer>,
+    loki_layer: Option<LokiLayer>,
+) -> impl Subscriber + Send + Sync + 'static {
     let limit = RateLimit::new(settings.rate_limit, Duration::from_secs(1));
     if settings.rate_limit > 0 {
         limit.spawn_reporter();
@@ -74,33 +98,57 @@ pub fn init(settings: &LogSettings) -> Result<TelemetryGuard, SetupError> {
             .compact()
             .boxed()
     };
-    let traces = otel::start(&settings.traces)?;
-    let (otel_layer, guard) = match traces {
-        Some((tracer, guard)) => (
-            Some(
-                tracing_opentelemetry::layer()
-                    .with_tracer(tracer)
-                    .with_filter(LevelFilter::INFO),
-            ),
-            Some(guard),
-        ),
-        None => (None, None),
-    };
-    let (loki_layer, loki_guard) = match &settings.loki {
-        Some(loki) => {
-            let (layer, guard) = loki::start(loki.clone())?;
-            (Some(layer.with_filter(env_filter(settings))), Some(guard))
-        }
-        None => (None, None),
-    };
-    let _ = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
+    let otel_layer = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(LevelFilter::INFO)
+    });
+    let loki_layer = loki_layer.map(|layer| layer.with_filter(env_filter(settings)));
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(env_filter(settings)))
         .with(otel_layer)
         .with(loki_layer)
-        .with(limit)
-        .try_init();
-    Ok(TelemetryGuard {
-        _traces: guard,
-        _loki: loki_guard,
-    })
+        // Behind its own level filter: it only ever vetoes warnings and
+        // errors, and as an unfiltered layer it would make every call site
+        // "sometimes" interesting, so that even disabled debug events were
+        // dispatched, to be dropped by each layer's filter in turn.
+        .with(limit.with_filter(LevelFilter::WARN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(filter: &str) -> LogSettings {
+        LogSettings {
+            filter: filter.into(),
+            json: true,
+            rate_limit: 0,
+            traces: TraceSettings::default(),
+            loki: None,
+        }
+    }
+
+    /// `tracing`'s macros skip an event above the subscribers' most verbose
+    /// level before doing anything else; that needs every layer to say how
+    /// verbose it is.
+    #[test]
+    fn the_stack_says_how_verbose_it_is() {
+        if std::env::var_os("RUST_LOG").is_some() {
+            return; // RUST_LOG wins over the configured filter.
+        }
+        for (filter, level) in [
+            ("warn", LevelFilter::WARN),
+            ("info", LevelFilter::INFO),
+            ("warn,mimir::task=debug", LevelFilter::DEBUG),
+            // The rate limit's own filter never raises the level.
+            ("error", LevelFilter::WARN),
+        ] {
+            assert_eq!(
+                subscriber(&settings(filter), None, None).max_level_hint(),
+                Some(level),
+                "{filter}"
+            );
+        }
+    }
 }
