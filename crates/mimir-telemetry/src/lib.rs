@@ -14,6 +14,7 @@ pub mod process;
 pub mod propagation;
 pub mod rate;
 pub mod rate_limit;
+pub mod series;
 
 pub use exposition::{Format, render};
 pub use logging::{LogSettings, TelemetryGuard};

@@ -10,6 +10,8 @@
 //! adds.
 
 use crate::process::ProcessCollector;
+use crate::series::{PipelineSeries, TaskSeries};
+use mimir_core::WorkTaskType;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
@@ -428,20 +430,6 @@ impl Metrics {
             "Autoscaler decisions by action and reason",
             m.autoscaler_decisions.clone(),
         );
-        // Every task series exists from the start at zero, so `rate()`,
-        // `increase()` and alerts see the first event as an increase.
-        for t in mimir_core::WorkTaskType::ALL {
-            let r#type = t.as_str();
-            for status in ["completed", "failed", "timeout", "cancelled"] {
-                let _ = m.tasks.get_or_create(&StatusTypeLabels { status, r#type });
-            }
-            let label = TypeLabel { r#type };
-            let _ = m.task_retries.get_or_create(&label);
-            let _ = m.lease_expiries.get_or_create(&label);
-            let _ = m.queue_wait_time.get_or_create(&label);
-            let _ = m.task_duration.get_or_create(&label);
-            let _ = m.task_start_latency.get_or_create(&label);
-        }
         let build: Family<BuildLabels, Gauge> = Family::default();
         build
             .get_or_create(&BuildLabels {
@@ -456,59 +444,18 @@ impl Metrics {
         );
         r.register_collector(Box::new(ProcessCollector));
         r.register_collector(Box::new(DroppedLogLines));
+        // Every task series exists from the start at zero, so `rate()`,
+        // `increase()` and alerts see the first event as an increase.
+        for t in WorkTaskType::ALL {
+            let _ = TaskSeries::new(&m, t);
+        }
         m
     }
 
-    /// Records a finished pipeline execution from its step records
-    /// (`[{name, plugin, action, status, duration_ms}]`, as workers report them):
-    /// step times, plugin errors, the execution's time (its steps) and outcome.
+    /// Records a finished execution of `pipeline`; see [`PipelineSeries::record`].
+    /// A recorder that sees many executions keeps a [`PipelineSeries`] instead.
     pub fn record_pipeline(&self, pipeline: &str, completed: bool, steps: &[serde_json::Value]) {
-        let text = |step: &serde_json::Value, key: &str| {
-            step.get(key)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        let mut total_ms = 0.0;
-        for step in steps {
-            let status = text(step, "status");
-            if status != "completed" && status != "failed" {
-                continue;
-            }
-            let ms = step
-                .get("duration_ms")
-                .and_then(|d| d.as_f64())
-                .unwrap_or_default();
-            total_ms += ms;
-            let (plugin, action) = (text(step, "plugin"), text(step, "action"));
-            if status == "failed" {
-                self.plugin_errors
-                    .get_or_create(&ActionLabels {
-                        plugin: plugin.clone(),
-                        action: action.clone(),
-                    })
-                    .inc();
-            }
-            self.step_duration
-                .get_or_create(&StepLabels {
-                    step: text(step, "name"),
-                    plugin,
-                    action,
-                })
-                .observe(ms / 1000.0);
-        }
-        let status = if completed { "completed" } else { "failed" };
-        self.pipeline_executions
-            .get_or_create(&PipelineStatusLabels {
-                pipeline: pipeline.to_string(),
-                status,
-            })
-            .inc();
-        self.pipeline_duration
-            .get_or_create(&PipelineLabel {
-                pipeline: pipeline.to_string(),
-            })
-            .observe(total_ms / 1000.0);
+        PipelineSeries::new(self, pipeline).record(self, completed, steps);
     }
 
     /// The registry, for custom collectors and encoding.

@@ -9,11 +9,13 @@
 
 use crate::dashboard::{Occurrence, Timeline};
 use chrono::{DateTime, Utc};
+use mimir_core::WorkTaskType;
 use mimir_core::{TaskEvent, TaskEventKind};
 use mimir_store::EventSink;
 use mimir_telemetry::Metrics;
-use mimir_telemetry::metrics::{StatusTypeLabels, TraceExemplar, TypeLabel};
+use mimir_telemetry::metrics::{StatusTypeLabels, TraceExemplar};
 use mimir_telemetry::propagation;
+use mimir_telemetry::series::{PipelineSeries, TaskSeries};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -31,6 +33,8 @@ impl TaskEventRecorder {
     pub fn start(metrics: Arc<Metrics>, timeline: Option<Arc<Timeline>>) -> Arc<TaskEventRecorder> {
         let (events, receiver) = mpsc::channel::<Vec<TaskEvent>>();
         let mut recorder = Recording {
+            types: WorkTaskType::ALL.map(|t| TaskSeries::new(&metrics, t)),
+            pipelines: HashMap::new(),
             metrics,
             timeline,
             running: HashMap::new(),
@@ -68,33 +72,41 @@ struct Correlation {
 
 struct Recording {
     metrics: Arc<Metrics>,
+    /// Each task type's series, by position in [`WorkTaskType::ALL`].
+    types: [TaskSeries; 3],
+    /// Each pipeline's series, kept once it has run.
+    pipelines: HashMap<String, PipelineSeries>,
     timeline: Option<Arc<Timeline>>,
     running: HashMap<Uuid, Correlation>,
 }
 
-/// One lifecycle line, at a level known at compile time.
+/// One lifecycle line, at a level known at compile time. Its correlation
+/// fields are worked out only when the line is written.
 macro_rules! lifecycle {
     ($level:expr, $e:expr, $c:expr, $worker:expr, $attempt:expr, $message:literal $(, $($rest:tt)*)?) => {{
-        let (trace_id, span_id) = $c
-            .and_then(|c: &Correlation| propagation::ids(&c.traceparent))
-            .unwrap_or_default();
-        // As text, not `%`: a formatter writes a `&str` without `fmt`.
-        let mut id = Uuid::encode_buffer();
-        let worktask_id: &str = $e.id.hyphenated().encode_lower(&mut id);
-        tracing::event!(
-            target: "mimir::task",
-            $level,
-            worktask_id,
-            r#type = $e.task_type.as_str(),
-            event = $e.kind.name(),
-            worker_id = $worker,
-            attempt = $attempt,
-            pipeline_id = $c.map(|c: &Correlation| c.pipeline_id.as_str()).unwrap_or_default(),
-            trace_id,
-            span_id,
-            $($($rest)*,)?
-            $message
-        )
+        if tracing::enabled!(target: "mimir::task", $level) {
+            // Fields not known (no trace, not a pipeline) are left out.
+            let ids = $c.and_then(|c: &Correlation| propagation::ids(&c.traceparent));
+            // As text, not `%`: a formatter writes a `&str` without `fmt`.
+            let mut id = Uuid::encode_buffer();
+            let worktask_id: &str = $e.id.hyphenated().encode_lower(&mut id);
+            tracing::event!(
+                target: "mimir::task",
+                $level,
+                worktask_id,
+                r#type = $e.task_type.as_str(),
+                event = $e.kind.name(),
+                worker_id = $worker,
+                attempt = $attempt,
+                pipeline_id = $c
+                    .map(|c: &Correlation| c.pipeline_id.as_str())
+                    .filter(|p| !p.is_empty()),
+                trace_id = ids.map(|(trace, _)| trace),
+                span_id = ids.map(|(_, span)| span),
+                $($($rest)*,)?
+                $message
+            )
+        }
     }};
 }
 
@@ -107,9 +119,8 @@ impl Recording {
 
     fn record(&mut self, e: TaskEvent) {
         let m = &*self.metrics;
-        let type_label = TypeLabel {
-            r#type: e.task_type.as_str(),
-        };
+        // `ALL` lists the types in declaration order.
+        let series = &self.types[e.task_type as usize];
         match &e.kind {
             TaskEventKind::Submitted { priority } => {
                 m.queue_enqueued.inc();
@@ -136,11 +147,9 @@ impl Recording {
                 m.queue_dequeued.inc();
                 let waited = seconds(e.at, *waiting_since);
                 self.count(Occurrence::Dequeued { waited });
-                m.queue_wait_time.get_or_create(&type_label).observe(
-                    waited,
-                    exemplar(traceparent),
-                    None,
-                );
+                series
+                    .queue_wait
+                    .observe(waited, exemplar(traceparent), None);
                 self.running.insert(
                     e.id,
                     Correlation {
@@ -165,7 +174,7 @@ impl Recording {
                 if *attempt == 1
                     && let Some(c) = c
                 {
-                    m.task_start_latency.get_or_create(&type_label).observe(
+                    series.start_latency.observe(
                         seconds(e.at, c.submitted_at),
                         exemplar(&c.traceparent),
                         None,
@@ -194,7 +203,7 @@ impl Recording {
                 );
             }
             TaskEventKind::LeaseExpired { worker_id, attempt } => {
-                m.lease_expiries.get_or_create(&type_label).inc();
+                series.lease_expiries.inc();
                 self.count(Occurrence::LeaseExpired);
                 let c = self.running.get(&e.id);
                 lifecycle!(
@@ -216,12 +225,12 @@ impl Recording {
                 result,
                 ..
             } => {
-                m.task_retries.get_or_create(&type_label).inc();
+                series.retries.inc();
                 m.queue_enqueued.inc();
                 self.count(Occurrence::Retried);
                 self.count(Occurrence::Enqueued);
                 let c = self.running.get(&e.id);
-                self.pipeline_attempt(c, false, result.as_ref());
+                pipeline_attempt(&mut self.pipelines, m, c, false, result.as_ref());
                 let backoff_s = seconds(*not_before, e.at);
                 lifecycle!(
                     tracing::Level::WARN,
@@ -284,13 +293,8 @@ impl Recording {
                 );
             }
             TaskEventKind::Cancelled { from } => {
+                series.cancelled.inc();
                 self.count(Occurrence::Cancelled);
-                m.tasks
-                    .get_or_create(&StatusTypeLabels {
-                        status: "cancelled",
-                        r#type: e.task_type.as_str(),
-                    })
-                    .inc();
                 let c = self.running.remove(&e.id);
                 lifecycle!(
                     tracing::Level::INFO,
@@ -307,7 +311,7 @@ impl Recording {
 
     /// Metrics of a task that reached a final status through an attempt.
     fn finished(
-        &self,
+        &mut self,
         e: &TaskEvent,
         status: &'static str,
         started_at: Option<DateTime<Utc>>,
@@ -315,49 +319,54 @@ impl Recording {
         c: Option<&Correlation>,
     ) {
         let m = &*self.metrics;
-        m.tasks
-            .get_or_create(&StatusTypeLabels {
-                status,
-                r#type: e.task_type.as_str(),
-            })
-            .inc();
+        let series = &self.types[e.task_type as usize];
+        match series.finished(status) {
+            Some(counter) => counter.inc(),
+            None => m
+                .tasks
+                .get_or_create(&StatusTypeLabels {
+                    status,
+                    r#type: e.task_type.as_str(),
+                })
+                .inc(),
+        };
         let ran = started_at.map(|s| seconds(e.at, s));
+        if let Some(ran) = ran {
+            series
+                .duration
+                .observe(ran, c.and_then(|c| exemplar(&c.traceparent)), None);
+        }
         self.count(if status == "completed" {
             Occurrence::Completed { ran }
         } else {
             Occurrence::Failed { ran }
         });
-        if let Some(started_at) = started_at {
-            m.task_duration
-                .get_or_create(&TypeLabel {
-                    r#type: e.task_type.as_str(),
-                })
-                .observe(
-                    seconds(e.at, started_at),
-                    c.and_then(|c| exemplar(&c.traceparent)),
-                    None,
-                );
-        }
-        self.pipeline_attempt(c, status == "completed", result);
+        pipeline_attempt(&mut self.pipelines, m, c, status == "completed", result);
     }
+}
 
-    /// Pipeline and step metrics of one attempt that ran steps.
-    fn pipeline_attempt(
-        &self,
-        c: Option<&Correlation>,
-        completed: bool,
-        result: Option<&serde_json::Value>,
-    ) {
-        let steps = result
-            .and_then(|r| r.get("steps"))
-            .and_then(|s| s.as_array())
-            .filter(|steps| !steps.is_empty());
-        if let Some(steps) = steps {
-            let pipeline = c
-                .map(|c| c.pipeline_id.as_str())
-                .filter(|p| !p.is_empty())
-                .unwrap_or("unknown");
-            self.metrics.record_pipeline(pipeline, completed, steps);
+/// Pipeline and step metrics of one attempt that ran steps.
+fn pipeline_attempt(
+    pipelines: &mut HashMap<String, PipelineSeries>,
+    metrics: &Metrics,
+    c: Option<&Correlation>,
+    completed: bool,
+    result: Option<&serde_json::Value>,
+) {
+    let steps = result
+        .and_then(|r| r.get("steps"))
+        .and_then(|s| s.as_array())
+        .filter(|steps| !steps.is_empty());
+    if let Some(steps) = steps {
+        let pipeline = c
+            .map(|c| c.pipeline_id.as_str())
+            .filter(|p| !p.is_empty())
+            .unwrap_or("unknown");
+        if !pipelines.contains_key(pipeline) {
+            pipelines.insert(pipeline.to_string(), PipelineSeries::new(metrics, pipeline));
+        }
+        if let Some(series) = pipelines.get_mut(pipeline) {
+            series.record(metrics, completed, steps);
         }
     }
 }
