@@ -48,6 +48,12 @@ pub struct RunArgs {
     /// Rounds of each mode with --compare-telemetry.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// With --compare-telemetry: run the orchestrator and its workers under
+    /// valgrind (cachegrind) and compare the instructions they run per task,
+    /// which unlike throughput do not drift with the machine's load. About 50
+    /// times slower; 20,000 tasks take a minute a run.
+    #[arg(long, requires = "compare_telemetry")]
+    count_instructions: bool,
 }
 
 async fn completed(client: &Client) -> anyhow::Result<u64> {
@@ -69,7 +75,8 @@ async fn prepare(
         p = args.prefetch,
         c = args.concurrency
     );
-    let orchestrator = Orchestrator::start_with(&args.target, &config, telemetry).await?;
+    let orchestrator =
+        Orchestrator::start_with(&args.target, &config, telemetry, args.count_instructions).await?;
     let client = Client::new(&orchestrator.url);
     let steps = json!([{"name": "noop", "plugin": "core", "action": "log", "parameters": {"message": "noop", "level": "debug"}}]);
     let body = json!({"project_id": "bench", "name": "noop", "type": "processing", "steps": steps});
@@ -119,13 +126,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Throughput with telemetry off and on, alternating so drift of the machine
-/// affects both alike; prints each round and the medians.
+/// Throughput (or instructions) with telemetry off and on, alternating so
+/// drift of the machine affects both alike; prints each round and the medians.
 async fn compare(args: &RunArgs) -> anyhow::Result<()> {
-    // Per mode: throughput, and CPU time of the orchestrator and its workers
-    // per 1,000 tasks.
+    // Per mode: throughput, CPU time of the orchestrator and its workers per
+    // 1,000 tasks, and (counting) their instructions per task.
     let mut rates: [Vec<f64>; 3] = Default::default();
     let mut cpu: [Vec<f64>; 3] = Default::default();
+    let mut instructions: [Vec<f64>; 3] = Default::default();
     let modes = [Telemetry::Off, Telemetry::Quiet, Telemetry::On];
     for round in 1..=args.rounds {
         // Each round starts with the next mode, so no mode always runs right
@@ -139,6 +147,23 @@ async fn compare(args: &RunArgs) -> anyhow::Result<()> {
             let used = cpu_before
                 .zip(orchestrator.cpu_seconds())
                 .map(|(before, after)| (after - before) * 1000.0 / args.tasks as f64 * 1000.0);
+            if args.count_instructions {
+                let (total, processes) = orchestrator.instructions()?;
+                // The orchestrator and each local worker write one count when
+                // they exit; a missing one would make the figure too small.
+                if processes < args.workers as usize + 1 {
+                    bail!(
+                        "only {processes} of {} processes reported their instructions: one did not exit in time",
+                        args.workers + 1
+                    );
+                }
+                let per_task = total as f64 / args.tasks as f64;
+                println!(
+                    "round {round} telemetry {mode:?}: {per_task:.0} instructions per task ({processes} processes, start-up and shutdown included)"
+                );
+                instructions[i].push(per_task);
+                continue;
+            }
             drop(orchestrator);
             println!(
                 "round {round} telemetry {mode:?}: {per_second:.0} tasks/s, {} CPU ms per 1,000 tasks",
@@ -152,6 +177,16 @@ async fn compare(args: &RunArgs) -> anyhow::Result<()> {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
+    if args.count_instructions {
+        let [off, quiet, on] = instructions.map(|mut v| median(&mut v));
+        println!(
+            "median of {} rounds, instructions per task: telemetry off {off:.0}; metrics only {quiet:.0} (cost {:.1}%); metrics + info logs {on:.0} (cost {:.1}%)",
+            args.rounds,
+            (quiet / off - 1.0) * 100.0,
+            (on / off - 1.0) * 100.0
+        );
+        return Ok(());
+    }
     // The machine drifts over minutes; a round's modes run back to back, so
     // each round's own ratio is the steadier estimate of the cost.
     let paired = |mode: usize| {
@@ -207,13 +242,16 @@ async fn throughput(args: &RunArgs, client: &Client, pipeline_id: &str) -> anyho
         submitted += n;
     }
     let submit_time = started.elapsed();
+    // Each poll costs the orchestrator work too; when its instructions are
+    // counted, poll seldom, so that a slower run is not charged more polls.
+    let poll = Duration::from_millis(if args.count_instructions { 1000 } else { 5 });
     loop {
         let done = completed(client).await? - before;
         bar.set_position(done);
         if done >= args.tasks as u64 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(poll).await;
     }
     let elapsed = started.elapsed();
     bar.finish_and_clear();

@@ -29,15 +29,18 @@ impl Orchestrator {
     /// Connects to the target, starting an orchestrator first with `--spawn`.
     pub async fn start(target: &Target) -> anyhow::Result<Orchestrator> {
         let config = "orchestrator:\n  maxWorkers: 0\n  minWorkers: 0\n";
-        Orchestrator::start_with(target, config, Telemetry::Quiet).await
+        Orchestrator::start_with(target, config, Telemetry::Quiet, false).await
     }
 
     /// Like [`Orchestrator::start`], with this configuration and telemetry for
-    /// a spawned one.
+    /// a spawned one. With `count_instructions`, it runs under valgrind's
+    /// cachegrind (instruction counts only), its local workers too, so that
+    /// [`Orchestrator::instructions`] can tell the instructions they ran.
     pub async fn start_with(
         target: &Target,
         config: &str,
         telemetry: Telemetry,
+        count_instructions: bool,
     ) -> anyhow::Result<Orchestrator> {
         if !target.spawn {
             return Ok(Orchestrator {
@@ -70,7 +73,25 @@ impl Orchestrator {
                 ("info", std::process::Stdio::from(file))
             }
         };
-        let child = Command::new(exe)
+        let mut command = if count_instructions {
+            let mut valgrind = Command::new("valgrind");
+            valgrind
+                .args([
+                    "--tool=cachegrind",
+                    "--cache-sim=no",
+                    "--trace-children=yes",
+                    "--log-file=/dev/null",
+                ])
+                .arg(format!(
+                    "--cachegrind-out-file={}/instructions.%p",
+                    data_dir.path().display()
+                ))
+                .arg(exe);
+            valgrind
+        } else {
+            Command::new(exe)
+        };
+        let child = command
             .args([
                 "serve",
                 "--listen",
@@ -87,7 +108,13 @@ impl Orchestrator {
             .arg(data_dir.path().join("data"))
             .kill_on_drop(true)
             .spawn()
-            .context("cannot start the orchestrator")?;
+            .with_context(|| {
+                if count_instructions {
+                    "cannot start valgrind (Debian package valgrind)"
+                } else {
+                    "cannot start the orchestrator"
+                }
+            })?;
         let orchestrator = Orchestrator {
             url,
             child: Some(child),
@@ -158,6 +185,59 @@ impl Orchestrator {
         Some(ticks as f64 / 100.0)
     }
 
+    /// Stops a spawned orchestrator and its workers, then sums the
+    /// instructions each of those processes ran, start to exit (those started
+    /// with `count_instructions`): the total, and how many processes ran them.
+    pub fn instructions(mut self) -> anyhow::Result<(u64, usize)> {
+        self.stop();
+        let dir = self
+            ._data_dir
+            .as_ref()
+            .context("only a spawned orchestrator is counted")?;
+        let mut total = 0;
+        let mut processes = 0;
+        for entry in std::fs::read_dir(dir.path())?.flatten() {
+            if !entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("instructions.")
+            {
+                continue;
+            }
+            let profile = std::fs::read_to_string(entry.path())?;
+            // Cachegrind ends its profile with `summary: <Ir>`.
+            let summary = profile
+                .lines()
+                .find_map(|l| l.strip_prefix("summary:"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .with_context(|| format!("no summary in {}", entry.path().display()))?;
+            total += summary;
+            processes += 1;
+        }
+        Ok((total, processes))
+    }
+
+    /// Asks a spawned orchestrator to stop (it stops its local workers first)
+    /// and waits up to 15 s for it to exit.
+    fn stop(&mut self) {
+        let Some(pid) = self.pid() else { return };
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline
+            && std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+        {
+            if let Some(child) = self.child.as_mut()
+                && matches!(child.try_wait(), Ok(Some(_)))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = None;
+    }
+
     /// Resident and peak memory of a spawned orchestrator, in bytes (Linux).
     pub fn memory(&self) -> Option<(u64, u64)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
@@ -172,21 +252,6 @@ impl Orchestrator {
 
 impl Drop for Orchestrator {
     fn drop(&mut self) {
-        // SIGTERM lets the orchestrator stop its local workers before it exits.
-        let Some(pid) = self.pid() else { return };
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline
-            && std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
-        {
-            if let Some(child) = self.child.as_mut()
-                && matches!(child.try_wait(), Ok(Some(_)))
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.stop();
     }
 }
