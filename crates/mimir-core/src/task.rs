@@ -212,6 +212,14 @@ impl WorkTask {
 mod tests {
     use super::*;
 
+    /// Recorders keep per-type state in arrays indexed by `type as usize`.
+    #[test]
+    fn all_lists_the_types_in_declaration_order() {
+        for (i, t) in WorkTaskType::ALL.into_iter().enumerate() {
+            assert_eq!(t as usize, i, "{t:?}");
+        }
+    }
+
     #[test]
     fn types_round_trip_their_wire_names() {
         for t in WorkTaskType::ALL {

@@ -9,8 +9,7 @@
 
 use crate::dashboard::{Occurrence, Timeline};
 use chrono::{DateTime, Utc};
-use mimir_core::WorkTaskType;
-use mimir_core::{TaskEvent, TaskEventKind};
+use mimir_core::{TaskEvent, TaskEventKind, WorkTaskType};
 use mimir_store::EventSink;
 use mimir_telemetry::Metrics;
 use mimir_telemetry::metrics::{StatusTypeLabels, TraceExemplar};
