@@ -22,7 +22,8 @@ pub struct Orchestrator {
     /// Its base URL.
     pub url: String,
     child: Option<Child>,
-    _data_dir: Option<tempfile::TempDir>,
+    /// The temporary data directory (removed on drop) of a spawned one.
+    data_dir_guard: Option<tempfile::TempDir>,
 }
 
 impl Orchestrator {
@@ -46,7 +47,7 @@ impl Orchestrator {
             return Ok(Orchestrator {
                 url: target.orchestrator.trim_end_matches('/').into(),
                 child: None,
-                _data_dir: None,
+                data_dir_guard: None,
             });
         }
         let data_dir = tempfile::Builder::new()
@@ -118,7 +119,7 @@ impl Orchestrator {
         let orchestrator = Orchestrator {
             url,
             child: Some(child),
-            _data_dir: Some(data_dir),
+            data_dir_guard: Some(data_dir),
         };
         orchestrator.wait_healthy(Duration::from_secs(60)).await?;
         eprintln!(
@@ -191,7 +192,7 @@ impl Orchestrator {
     pub fn instructions(mut self) -> anyhow::Result<(u64, usize)> {
         self.stop();
         let dir = self
-            ._data_dir
+            .data_dir_guard
             .as_ref()
             .context("only a spawned orchestrator is counted")?;
         let mut total = 0;
