@@ -11,19 +11,18 @@ use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 
 fn lifecycle_line() {
+    // As the task event recorder writes it (no trace).
     tracing::event!(
         target: "mimir::task",
         tracing::Level::INFO,
-        worktask_id = %uuid_like(),
+        message = "task completed",
+        worktask_id = uuid_like(),
         r#type = "pipeline_execution",
         event = "completed",
         worker_id = "local-28a10001",
         attempt = 1u32,
         pipeline_id = "01a2001b-83be-7020-97a4-4274e6cfb605",
-        trace_id = "",
-        span_id = "",
         duration_s = 0.13110411,
-        "task completed"
     );
 }
 

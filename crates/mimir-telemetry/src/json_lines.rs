@@ -15,14 +15,17 @@
 //! writes two lines per task, tens of thousands a second, and that formatter
 //! costs ~1.2 µs a line (it serialises through `fmt::Write`, re-checking UTF-8
 //! on every small write, and formats the whole timestamp each time). This one
-//! writes bytes straight into a reused buffer, escapes with `serde_json`, and
+//! writes bytes straight into a reused buffer, encodes each call site's field
+//! names once, escapes only text that needs it (with `serde_json`), and
 //! formats the date and time once per second (`cargo bench -p mimir-telemetry`
 //! measures both).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
+use tracing::callsite::Identifier;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -56,16 +59,16 @@ impl Visit for SpanFields {
         string(self.slot(field), value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        literal(self.slot(field), value);
+        integer(self.slot(field), value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        literal(self.slot(field), value);
+        integer(self.slot(field), value);
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
         float(self.slot(field), value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        literal(self.slot(field), value);
+        boolean(self.slot(field), value);
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         debug(self.slot(field), value);
@@ -88,26 +91,56 @@ impl SpanFields {
     }
 }
 
-/// Writes visited fields as `,"name":value` into a line, remembering names.
+/// A call site's keys: for each of its fields, by index, `,"name":` as JSON,
+/// or `None` for a field left out (the `log.*` fields of a record from the
+/// `log` crate, whose metadata the line already shows). Worked out on a call
+/// site's first line, as the names never change: a key is then one copy.
+type Keys = Box<[Option<Box<[u8]>>]>;
+
+/// The keys of each call site a thread has logged from.
+type KeyCache = HashMap<Identifier, Keys, foldhash::fast::RandomState>;
+
+fn call_site_keys(event: &Event<'_>, from_log: bool) -> Keys {
+    event
+        .fields()
+        .map(|field| {
+            if from_log && field.name().starts_with("log.") {
+                return None;
+            }
+            let mut key = vec![b','];
+            string(&mut key, field.name());
+            key.push(b':');
+            Some(key.into_boxed_slice())
+        })
+        .collect()
+}
+
+/// Writes an event's visited fields as `,"name":value` into a line, and
+/// notes which it wrote (by their index in the event's field set).
 struct Encoder<'a> {
     line: &'a mut Vec<u8>,
-    names: &'a mut Vec<&'static str>,
+    keys: &'a Keys,
+    written: u64,
 }
 
 impl Encoder<'_> {
-    /// Writes `,"name":` and returns the line for the value; `None` for the
-    /// `log.*` fields of a record from the `log` crate, whose metadata the
-    /// line already shows.
+    /// Writes `,"name":` and returns the line for the value; `None` for a
+    /// field left out.
     fn key(&mut self, field: &Field) -> Option<&mut Vec<u8>> {
-        if field.name().starts_with("log.") {
-            return None;
-        }
-        self.names.push(field.name());
-        self.line.push(b',');
-        string(self.line, field.name());
-        self.line.push(b':');
+        let key = self.keys.get(field.index())?.as_deref()?;
+        // A call site has at most 32 fields.
+        self.written |= 1 << (field.index() % 64);
+        self.line.extend_from_slice(key);
         Some(self.line)
     }
+}
+
+/// Whether the event's field `name` is among those an [`Encoder`] wrote.
+fn event_wrote(event: &Event<'_>, written: u64, name: &str) -> bool {
+    event
+        .fields()
+        .find(|field| field.name() == name)
+        .is_some_and(|field| written & (1 << (field.index() % 64)) != 0)
 }
 
 impl Visit for Encoder<'_> {
@@ -118,12 +151,12 @@ impl Visit for Encoder<'_> {
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         if let Some(out) = self.key(field) {
-            literal(out, value);
+            integer(out, value);
         }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
         if let Some(out) = self.key(field) {
-            literal(out, value);
+            integer(out, value);
         }
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -133,7 +166,7 @@ impl Visit for Encoder<'_> {
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         if let Some(out) = self.key(field) {
-            literal(out, value);
+            boolean(out, value);
         }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
@@ -145,6 +178,7 @@ impl Visit for Encoder<'_> {
 
 /// `value` as a JSON string. Most text (every field name, ids, messages)
 /// needs no escaping and is copied whole; the rest goes through `serde_json`.
+#[inline]
 fn string(out: &mut Vec<u8>, value: &str) {
     if needs_escape(value.as_bytes()) {
         // Writing to a Vec cannot fail.
@@ -159,25 +193,41 @@ fn string(out: &mut Vec<u8>, value: &str) {
 
 /// Whether `bytes` hold a `"`, a `\\` or a control character, the bytes a
 /// JSON string must escape.
+///
+/// A line is mostly short names and ids, so the text is tested eight bytes
+/// at a time, each word with a few arithmetic instructions and no branch;
+/// the last word overlaps the one before it rather than being copied out and
+/// padded. Only a text shorter than a word is looked at byte by byte.
 fn needs_escape(bytes: &[u8]) -> bool {
-    // Sixteen bytes at a time with no branch inside, which compiles to a few
-    // vector instructions per block; a scan byte by byte costs several
-    // instructions per byte, and a line is mostly short names and ids. The
-    // last few bytes are padded to a block with spaces.
-    let special = |block: &[u8; 16]| {
-        block.iter().fold(false, |any, &b| {
-            any | (b < 0x20) | (b == b'"') | (b == b'\\')
-        })
+    let Some(last) = bytes.last_chunk::<8>() else {
+        return bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
     };
-    let (blocks, rest) = bytes.as_chunks::<16>();
-    let mut last = [b' '; 16];
-    last[..rest.len()].copy_from_slice(rest);
-    blocks.iter().any(special) || special(&last)
+    let (words, _) = bytes.as_chunks::<8>();
+    let found = words.iter().fold(special_bytes(last), |found, word| {
+        found | special_bytes(word)
+    });
+    found != 0
 }
 
-/// An integer or boolean: its `Display` form is its JSON form.
-fn literal(out: &mut Vec<u8>, value: impl std::fmt::Display) {
-    let _ = write!(out, "{value}");
+/// Nonzero when any of eight bytes is below `0x20`, `"` or `\\`: the classic
+/// tests for a byte below `n` and for a zero byte (after XOR with the byte
+/// sought), which are exact about whether there is any.
+fn special_bytes(word: &[u8; 8]) -> u64 {
+    const fn each(byte: u8) -> u64 {
+        u64::from_le_bytes([byte; 8])
+    }
+    let below = |word: u64, n: u8| word.wrapping_sub(each(n)) & !word & each(0x80);
+    let word = u64::from_le_bytes(*word);
+    below(word, 0x20) | below(word ^ each(b'"'), 1) | below(word ^ each(b'\\'), 1)
+}
+
+/// An integer, without going through `fmt`.
+fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+fn boolean(out: &mut Vec<u8>, value: bool) {
+    out.extend_from_slice(if value { b"true" } else { b"false" });
 }
 
 /// A float, in its shortest form that reads back the same; JSON has no NaN
@@ -200,9 +250,17 @@ fn debug(out: &mut Vec<u8>, value: &dyn std::fmt::Debug) {
     });
 }
 
+/// A thread's reused buffers.
+#[derive(Default)]
+struct Buffers {
+    line: Vec<u8>,
+    /// The names of span fields written to the line.
+    names: Vec<&'static str>,
+    keys: KeyCache,
+}
+
 thread_local! {
-    /// This thread's line buffer and the names written to it, reused.
-    static LINE: RefCell<(Vec<u8>, Vec<&'static str>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static LINE: RefCell<Buffers> = RefCell::new(Buffers::default());
     /// Scratch text for `Debug`/`Display` values.
     static TEXT: RefCell<String> = const { RefCell::new(String::new()) };
     /// The second this thread last formatted, and its `YYYY-MM-DDTHH:MM:SS`.
@@ -273,16 +331,16 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         LINE.with(|buffers| {
-            let mut owned = Default::default();
+            let mut owned = None;
             let mut borrowed = buffers.try_borrow_mut();
             // A nested event (a writer that logs) gets buffers of its own.
-            let (line, names) = match borrowed.as_deref_mut() {
+            let Buffers { line, names, keys } = match borrowed.as_deref_mut() {
                 Ok(buffers) => buffers,
-                Err(_) => &mut owned,
+                Err(_) => owned.insert(Buffers::default()),
             };
             line.clear();
             names.clear();
-            encode(line, names, event, &ctx);
+            encode(line, names, keys, event, &ctx);
             let _ = self
                 .make_writer
                 .make_writer_for(event.metadata())
@@ -299,6 +357,7 @@ where
 fn encode<S>(
     line: &mut Vec<u8>,
     names: &mut Vec<&'static str>,
+    keys: &mut KeyCache,
     event: &Event<'_>,
     ctx: &Context<'_, S>,
 ) where
@@ -312,7 +371,16 @@ fn encode<S>(
     line.extend_from_slice(b",\"level\":\"");
     line.extend_from_slice(meta.level().as_str().as_bytes());
     line.push(b'"');
-    event.record(&mut Encoder { line, names });
+    let keys = keys
+        .entry(event.metadata().callsite())
+        .or_insert_with(|| call_site_keys(event, normalized.is_some()));
+    let mut encoder = Encoder {
+        line,
+        keys,
+        written: 0,
+    };
+    event.record(&mut encoder);
+    let written = encoder.written;
     if let Some(scope) = ctx.event_scope(event) {
         for span in scope {
             let extensions = span.extensions();
@@ -320,7 +388,7 @@ fn encode<S>(
                 continue;
             };
             for (name, value) in fields {
-                if names.contains(name) {
+                if names.contains(name) || event_wrote(event, written, name) {
                     continue;
                 }
                 names.push(name);
@@ -433,7 +501,8 @@ mod tests {
             let _inner = inner.enter();
             inner.record("late", 7);
             inner.record("step", "read-2");
-            tracing::info!(attempt = 3, "step done");
+            // A field the event names but leaves empty is the span's.
+            tracing::info!(attempt = 3, worktask_id = None::<&str>, "step done");
         });
         let line = without_timestamp(lines[0].clone());
         assert_eq!(
@@ -450,6 +519,27 @@ mod tests {
         );
         let raw = serde_json::to_string(&lines[0]).expect("JSON");
         assert_eq!(raw.matches("\"attempt\"").count(), 1);
+    }
+
+    #[test]
+    fn each_call_site_writes_its_own_field_names() {
+        let lines = logged(|| {
+            for n in 0..2 {
+                tracing::info!(first = n, "one");
+                tracing::info!(second = n, "two");
+            }
+        });
+        let fields: Vec<Value> = lines.into_iter().map(without_timestamp).collect();
+        let target = "mimir_telemetry::json_lines::tests";
+        assert_eq!(
+            fields,
+            [
+                json!({"level": "INFO", "message": "one", "first": 0, "target": target}),
+                json!({"level": "INFO", "message": "two", "second": 0, "target": target}),
+                json!({"level": "INFO", "message": "one", "first": 1, "target": target}),
+                json!({"level": "INFO", "message": "two", "second": 1, "target": target}),
+            ]
+        );
     }
 
     #[test]
@@ -513,21 +603,27 @@ mod tests {
 
     #[test]
     fn every_byte_that_needs_escaping_is_found_wherever_it_is() {
-        // Two blocks of sixteen and a rest.
-        const LEN: usize = 40;
-        for position in 0..LEN {
+        // Every length up to two blocks of sixteen and a rest, so that each
+        // way of scanning and each overlap is tried.
+        for len in 1..=40 {
+            every_byte_is_found_in(len);
+        }
+    }
+
+    fn every_byte_is_found_in(len: usize) {
+        for position in 0..len {
             for byte in (0u8..0x20).chain([b'"', b'\\']) {
-                let mut text = vec![b'a'; LEN];
+                let mut text = vec![b'a'; len];
                 text[position] = byte;
-                assert!(needs_escape(&text), "{byte:#x} at {position}");
+                assert!(needs_escape(&text), "{byte:#x} at {position} of {len}");
             }
-            let mut text = vec![b'a'; LEN];
+            let mut text = vec![b'a'; len];
             // Neighbours of the escaped bytes, and bytes with the top bit set.
             for (i, byte) in [0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xff]
                 .into_iter()
                 .enumerate()
             {
-                text[(position + i) % LEN] = byte;
+                text[(position + i) % len] = byte;
             }
             assert!(!needs_escape(&text), "{text:?}");
         }
