@@ -33,10 +33,10 @@ impl TaskEventRecorder {
         let (events, receiver) = mpsc::channel::<Vec<TaskEvent>>();
         let mut recorder = Recording {
             types: WorkTaskType::ALL.map(|t| TaskSeries::new(&metrics, t)),
-            pipelines: HashMap::new(),
+            pipelines: FastMap::default(),
             metrics,
             timeline,
-            running: HashMap::new(),
+            running: FastMap::default(),
         };
         let _ = std::thread::Builder::new()
             .name("mimir-task-events".into())
@@ -69,43 +69,54 @@ struct Correlation {
     submitted_at: DateTime<Utc>,
 }
 
+/// What every event tells, besides what happened.
+struct Header {
+    id: Uuid,
+    task_type: WorkTaskType,
+    at: DateTime<Utc>,
+    /// The event's name in log lines.
+    name: &'static str,
+}
+
 struct Recording {
     metrics: Arc<Metrics>,
     /// Each task type's series, by position in [`WorkTaskType::ALL`].
     types: [TaskSeries; 3],
     /// Each pipeline's series, kept once it has run.
-    pipelines: HashMap<String, PipelineSeries>,
+    pipelines: FastMap<String, PipelineSeries>,
     timeline: Option<Arc<Timeline>>,
-    running: HashMap<Uuid, Correlation>,
+    running: FastMap<Uuid, Correlation>,
 }
 
-/// One lifecycle line, at a level known at compile time. Its correlation
-/// fields are worked out only when the line is written.
+/// The recorder's maps are looked up several times per task, keyed by task
+/// ids the orchestrator made and by ids of stored pipelines: a fast hash with
+/// a per-process random seed is enough there, where the default SipHash costs
+/// more than the rest of a lookup.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// One lifecycle line, at a level known at compile time. `tracing` works out
+/// the field values only when the line will be written; fields not known (no
+/// trace, not a pipeline) are left out.
 macro_rules! lifecycle {
     ($level:expr, $e:expr, $c:expr, $worker:expr, $attempt:expr, $message:literal $(, $($rest:tt)*)?) => {{
-        if tracing::enabled!(target: "mimir::task", $level) {
-            // Fields not known (no trace, not a pipeline) are left out.
-            let ids = $c.and_then(|c: &Correlation| propagation::ids(&c.traceparent));
-            // As text, not `%`: a formatter writes a `&str` without `fmt`.
-            let mut id = Uuid::encode_buffer();
-            let worktask_id: &str = $e.id.hyphenated().encode_lower(&mut id);
-            tracing::event!(
-                target: "mimir::task",
-                $level,
-                worktask_id,
-                r#type = $e.task_type.as_str(),
-                event = $e.kind.name(),
-                worker_id = $worker,
-                attempt = $attempt,
-                pipeline_id = $c
-                    .map(|c: &Correlation| c.pipeline_id.as_str())
-                    .filter(|p| !p.is_empty()),
-                trace_id = ids.map(|(trace, _)| trace),
-                span_id = ids.map(|(_, span)| span),
-                $($($rest)*,)?
-                $message
-            )
-        }
+        let c: Option<&Correlation> = $c;
+        let ids = || c.and_then(|c| propagation::ids(&c.traceparent));
+        tracing::event!(
+            target: "mimir::task",
+            $level,
+            // Text fields, not a format string or `%`: a formatter writes a
+            // `&str` without going through `fmt`.
+            message = $message,
+            worktask_id = &*$e.id.hyphenated().encode_lower(&mut Uuid::encode_buffer()),
+            r#type = $e.task_type.as_str(),
+            event = $e.name,
+            worker_id = $worker,
+            attempt = $attempt,
+            pipeline_id = c.map(|c| c.pipeline_id.as_str()).filter(|p| !p.is_empty()),
+            trace_id = ids().map(|(trace, _)| trace),
+            span_id = ids().map(|(_, span)| span),
+            $($($rest)*,)?
+        )
     }};
 }
 
@@ -116,19 +127,32 @@ impl Recording {
         }
     }
 
-    fn record(&mut self, e: TaskEvent) {
+    fn record(&mut self, event: TaskEvent) {
+        let TaskEvent {
+            id,
+            task_type,
+            at,
+            kind,
+        } = event;
+        // The rest of the event is taken apart: a leased task's pipeline and
+        // trace are kept, not copied.
+        let e = Header {
+            id,
+            task_type,
+            at,
+            name: kind.name(),
+        };
         let m = &*self.metrics;
         // `ALL` lists the types in declaration order.
         let series = &self.types[e.task_type as usize];
-        match &e.kind {
+        match kind {
             TaskEventKind::Submitted { priority } => {
                 m.queue_enqueued.inc();
                 self.count(Occurrence::Enqueued);
-                let none: Option<&Correlation> = None;
                 lifecycle!(
                     tracing::Level::DEBUG,
                     e,
-                    none,
+                    None,
                     "",
                     0,
                     "task submitted",
@@ -144,17 +168,17 @@ impl Recording {
                 traceparent,
             } => {
                 m.queue_dequeued.inc();
-                let waited = seconds(e.at, *waiting_since);
+                let waited = seconds(e.at, waiting_since);
                 self.count(Occurrence::Dequeued { waited });
                 series
                     .queue_wait
-                    .observe(waited, exemplar(traceparent), None);
+                    .observe(waited, exemplar(&traceparent), None);
                 self.running.insert(
                     e.id,
                     Correlation {
-                        pipeline_id: pipeline_id.clone(),
-                        traceparent: traceparent.clone(),
-                        submitted_at: *submitted_at,
+                        pipeline_id,
+                        traceparent,
+                        submitted_at,
                     },
                 );
                 let c = self.running.get(&e.id);
@@ -163,14 +187,14 @@ impl Recording {
                     e,
                     c,
                     worker_id.as_str(),
-                    *attempt,
+                    attempt,
                     "task leased",
                     queue_wait_s = waited
                 );
             }
             TaskEventKind::Started { worker_id, attempt } => {
                 let c = self.running.get(&e.id);
-                if *attempt == 1
+                if attempt == 1
                     && let Some(c) = c
                 {
                     series.start_latency.observe(
@@ -184,7 +208,7 @@ impl Recording {
                     e,
                     c,
                     worker_id.as_str(),
-                    *attempt,
+                    attempt,
                     "task started"
                 );
             }
@@ -210,7 +234,7 @@ impl Recording {
                     e,
                     c,
                     worker_id.as_str(),
-                    *attempt,
+                    attempt,
                     "lease expired: the worker went silent"
                 );
             }
@@ -230,16 +254,16 @@ impl Recording {
                 self.count(Occurrence::Enqueued);
                 let c = self.running.get(&e.id);
                 pipeline_attempt(&mut self.pipelines, m, c, false, result.as_ref());
-                let backoff_s = seconds(*not_before, e.at);
+                let backoff_s = seconds(not_before, e.at);
                 lifecycle!(
                     tracing::Level::WARN,
                     e,
                     c,
                     worker_id.as_str(),
-                    *attempt,
+                    attempt,
                     "task retried",
-                    retry_count = *retry_count,
-                    max_retries = *max_retries,
+                    retry_count = retry_count,
+                    max_retries = max_retries,
                     backoff_s,
                     reason = reason.as_str()
                 );
@@ -251,13 +275,13 @@ impl Recording {
                 result,
             } => {
                 let c = self.running.remove(&e.id);
-                self.finished(&e, "completed", *started_at, result.as_ref(), c.as_ref());
+                self.finished(&e, "completed", started_at, result.as_ref(), c.as_ref());
                 lifecycle!(
                     tracing::Level::INFO,
                     e,
                     c.as_ref(),
                     worker_id.as_str(),
-                    *attempt,
+                    attempt,
                     "task completed",
                     duration_s = started_at.map(|s| seconds(e.at, s)).unwrap_or_default()
                 );
@@ -272,22 +296,16 @@ impl Recording {
                 result,
             } => {
                 let c = self.running.remove(&e.id);
-                self.finished(
-                    &e,
-                    status.as_str(),
-                    *started_at,
-                    result.as_ref(),
-                    c.as_ref(),
-                );
+                self.finished(&e, status.as_str(), started_at, result.as_ref(), c.as_ref());
                 lifecycle!(
                     tracing::Level::ERROR,
                     e,
                     c.as_ref(),
                     worker_id.as_str(),
-                    *attempt,
+                    attempt,
                     "task failed",
                     status = status.as_str(),
-                    retry_count = *retry_count,
+                    retry_count = retry_count,
                     reason = reason.as_str()
                 );
             }
@@ -311,7 +329,7 @@ impl Recording {
     /// Metrics of a task that reached a final status through an attempt.
     fn finished(
         &mut self,
-        e: &TaskEvent,
+        e: &Header,
         status: &'static str,
         started_at: Option<DateTime<Utc>>,
         result: Option<&serde_json::Value>,
@@ -346,7 +364,7 @@ impl Recording {
 
 /// Pipeline and step metrics of one attempt that ran steps.
 fn pipeline_attempt(
-    pipelines: &mut HashMap<String, PipelineSeries>,
+    pipelines: &mut FastMap<String, PipelineSeries>,
     metrics: &Metrics,
     c: Option<&Correlation>,
     completed: bool,
@@ -361,18 +379,28 @@ fn pipeline_attempt(
             .map(|c| c.pipeline_id.as_str())
             .filter(|p| !p.is_empty())
             .unwrap_or("unknown");
-        if !pipelines.contains_key(pipeline) {
-            pipelines.insert(pipeline.to_string(), PipelineSeries::new(metrics, pipeline));
-        }
-        if let Some(series) = pipelines.get_mut(pipeline) {
-            series.record(metrics, completed, steps);
+        match pipelines.get_mut(pipeline) {
+            Some(series) => series.record(metrics, completed, steps),
+            None => {
+                let mut series = PipelineSeries::new(metrics, pipeline);
+                series.record(metrics, completed, steps);
+                pipelines.insert(pipeline.to_string(), series);
+            }
         }
     }
 }
 
 /// `later - earlier` in seconds, never negative (clocks of different hosts).
 fn seconds(later: DateTime<Utc>, earlier: DateTime<Utc>) -> f64 {
-    (later - earlier)
+    let (later, earlier) = (later.naive_utc(), earlier.naive_utc());
+    // Most spans lie within one day, where the calendar arithmetic of a full
+    // subtraction is not needed.
+    let elapsed = if later.date() == earlier.date() {
+        later.time() - earlier.time()
+    } else {
+        later - earlier
+    };
+    elapsed
         .to_std()
         .map(|d| d.as_secs_f64())
         .unwrap_or_default()
@@ -382,4 +410,29 @@ fn exemplar(traceparent: &str) -> Option<TraceExemplar> {
     propagation::ids(traceparent).map(|(trace_id, _)| TraceExemplar {
         trace_id: trace_id.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_between_two_times_on_one_day_or_across_midnight() {
+        let at = |text: &str| text.parse::<DateTime<Utc>>().expect("a time");
+        let cases = [
+            ("2026-11-22T10:00:01.250Z", "2026-11-22T10:00:00Z", 1.25),
+            ("2026-11-23T00:00:00.5Z", "2026-11-22T23:59:59Z", 1.5),
+            ("2027-01-01T00:00:00Z", "2026-12-31T00:00:00Z", 86_400.0),
+            // A later start (another host's clock) counts as no time.
+            ("2026-11-22T10:00:00Z", "2026-11-22T10:00:01Z", 0.0),
+            ("2026-11-22T10:00:00Z", "2026-11-23T10:00:00Z", 0.0),
+        ];
+        for (later, earlier, expected) in cases {
+            assert_eq!(
+                seconds(at(later), at(earlier)),
+                expected,
+                "{later} - {earlier}"
+            );
+        }
+    }
 }
