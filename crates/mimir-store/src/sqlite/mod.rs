@@ -125,6 +125,7 @@ impl SqliteStore {
                 next_seq,
                 events: options.events.clone(),
             },
+            events_capacity: 0,
         };
         std::thread::Builder::new()
             .name("mimir-store-writer".into())

@@ -84,6 +84,9 @@ pub(crate) struct Command {
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
     pub(crate) core: Core,
+    /// How many events the last commit had: the next one's list starts with
+    /// room for as many, rather than growing (and copying) by doubling.
+    pub(crate) events_capacity: usize,
 }
 
 /// What operations read and change besides the database.
@@ -145,7 +148,11 @@ impl Writer {
 
     fn commit_group(&mut self, group: &mut Vec<Command>) {
         let mut effects = Effects {
-            events: self.core.events.as_ref().map(|_| Vec::new()),
+            events: self
+                .core
+                .events
+                .as_ref()
+                .map(|_| Vec::with_capacity(self.events_capacity)),
             ..Effects::default()
         };
         let mut done = Vec::with_capacity(group.len());
@@ -230,6 +237,7 @@ impl Writer {
         if let (Some(sink), Some(events)) = (&self.core.events, effects.events)
             && !events.is_empty()
         {
+            self.events_capacity = events.len();
             sink.publish(events);
         }
         for (reply, result) in done {
