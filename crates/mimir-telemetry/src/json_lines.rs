@@ -178,7 +178,6 @@ impl Visit for Encoder<'_> {
 
 /// `value` as a JSON string. Most text (every field name, ids, messages)
 /// needs no escaping and is copied whole; the rest goes through `serde_json`.
-#[inline]
 fn string(out: &mut Vec<u8>, value: &str) {
     if needs_escape(value.as_bytes()) {
         // Writing to a Vec cannot fail.

@@ -262,8 +262,8 @@ impl Recording {
                     worker_id.as_str(),
                     attempt,
                     "task retried",
-                    retry_count = retry_count,
-                    max_retries = max_retries,
+                    retry_count,
+                    max_retries,
                     backoff_s,
                     reason = reason.as_str()
                 );
@@ -305,7 +305,7 @@ impl Recording {
                     attempt,
                     "task failed",
                     status = status.as_str(),
-                    retry_count = retry_count,
+                    retry_count,
                     reason = reason.as_str()
                 );
             }
