@@ -256,25 +256,37 @@ struct Buffers {
     /// The names of span fields written to the line.
     names: Vec<&'static str>,
     keys: KeyCache,
+    clock: Clock,
 }
 
 thread_local! {
     static LINE: RefCell<Buffers> = RefCell::new(Buffers::default());
     /// Scratch text for `Debug`/`Display` values.
     static TEXT: RefCell<String> = const { RefCell::new(String::new()) };
-    /// The second this thread last formatted, and its `YYYY-MM-DDTHH:MM:SS`.
-    static CLOCK: RefCell<(u64, [u8; 19])> = const { RefCell::new((u64::MAX, *b"1970-01-01T00:00:00")) };
 }
 
-/// Appends `"YYYY-MM-DDTHH:MM:SS.ffffffZ"` for `now` (UTC, microseconds).
-fn timestamp(line: &mut Vec<u8>, now: SystemTime) {
-    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since_epoch.as_secs();
-    let micros = since_epoch.subsec_micros();
-    line.push(b'"');
-    CLOCK.with(|clock| {
-        let mut clock = clock.borrow_mut();
-        if clock.0 != secs {
+/// The second a thread last formatted, and its `YYYY-MM-DDTHH:MM:SS`: the
+/// date and time are worked out once a second, not once a line.
+struct Clock {
+    second: u64,
+    text: [u8; 19],
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock {
+            second: u64::MAX,
+            text: *b"1970-01-01T00:00:00",
+        }
+    }
+}
+
+impl Clock {
+    /// Appends `"YYYY-MM-DDTHH:MM:SS.ffffffZ"` for `now` (UTC, microseconds).
+    fn write(&mut self, line: &mut Vec<u8>, now: SystemTime) {
+        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since_epoch.as_secs();
+        if self.second != secs {
             let formatted = i64::try_from(secs)
                 .ok()
                 .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
@@ -282,21 +294,20 @@ fn timestamp(line: &mut Vec<u8>, now: SystemTime) {
                 .format("%Y-%m-%dT%H:%M:%S")
                 .to_string();
             // Past the year 9999 the text is longer: keep the last second.
-            if let Ok(bytes) = <[u8; 19]>::try_from(formatted.as_bytes()) {
-                *clock = (secs, bytes);
+            if let Ok(text) = <[u8; 19]>::try_from(formatted.as_bytes()) {
+                *self = Clock { second: secs, text };
             }
         }
-        line.extend_from_slice(&clock.1);
-    });
-    line.push(b'.');
-    let mut digits = [b'0'; 6];
-    let mut rest = micros;
-    for digit in digits.iter_mut().rev() {
-        *digit = b'0' + (rest % 10) as u8;
-        rest /= 10;
+        let mut digits = *b".000000Z\"";
+        let mut rest = since_epoch.subsec_micros();
+        for digit in digits[1..7].iter_mut().rev() {
+            *digit = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        line.push(b'"');
+        line.extend_from_slice(&self.text);
+        line.extend_from_slice(&digits);
     }
-    line.extend_from_slice(&digits);
-    line.extend_from_slice(b"Z\"");
 }
 
 impl<S, W> Layer<S> for JsonLines<W>
@@ -333,13 +344,18 @@ where
             let mut owned = None;
             let mut borrowed = buffers.try_borrow_mut();
             // A nested event (a writer that logs) gets buffers of its own.
-            let Buffers { line, names, keys } = match borrowed.as_deref_mut() {
+            let Buffers {
+                line,
+                names,
+                keys,
+                clock,
+            } = match borrowed.as_deref_mut() {
                 Ok(buffers) => buffers,
                 Err(_) => owned.insert(Buffers::default()),
             };
             line.clear();
             names.clear();
-            encode(line, names, keys, event, &ctx);
+            encode(line, names, keys, clock, event, &ctx);
             let _ = self
                 .make_writer
                 .make_writer_for(event.metadata())
@@ -357,6 +373,7 @@ fn encode<S>(
     line: &mut Vec<u8>,
     names: &mut Vec<&'static str>,
     keys: &mut KeyCache,
+    clock: &mut Clock,
     event: &Event<'_>,
     ctx: &Context<'_, S>,
 ) where
@@ -366,7 +383,7 @@ fn encode<S>(
     let normalized = event.normalized_metadata();
     let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
     line.extend_from_slice(b"{\"timestamp\":");
-    timestamp(line, SystemTime::now());
+    clock.write(line, SystemTime::now());
     line.extend_from_slice(b",\"level\":\"");
     line.extend_from_slice(meta.level().as_str().as_bytes());
     line.push(b'"');
@@ -560,9 +577,10 @@ mod tests {
 
     #[test]
     fn the_timestamp_is_rfc3339_utc_with_microseconds() {
-        let at = |secs: u64, micros: u64| {
+        let mut clock = Clock::default();
+        let mut at = |secs: u64, micros: u64| {
             let mut line = Vec::new();
-            timestamp(
+            clock.write(
                 &mut line,
                 UNIX_EPOCH + std::time::Duration::from_micros(secs * 1_000_000 + micros),
             );

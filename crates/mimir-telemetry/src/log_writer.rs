@@ -12,28 +12,37 @@ use tracing_subscriber::fmt::MakeWriter;
 /// Bytes a batch gathers before writing early, bounding what it holds.
 const FLUSH_AT: usize = 256 * 1024;
 
+/// A thread's batch: whether one is open, and its lines. The buffer is kept
+/// from one batch to the next, so a batch does not grow it again from empty.
+struct Batch {
+    open: bool,
+    lines: Vec<u8>,
+}
+
 thread_local! {
-    /// The open batch of this thread, if any.
-    static BATCH: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+    static BATCH: RefCell<Batch> = const {
+        RefCell::new(Batch {
+            open: false,
+            lines: Vec::new(),
+        })
+    };
 }
 
 /// Runs `work`, writing the log lines it produces on this thread to stderr
 /// together when it ends (or every [`FLUSH_AT`] bytes).
 pub fn batched<R>(work: impl FnOnce() -> R) -> R {
-    let nested = BATCH.with(|b| {
-        let mut batch = b.borrow_mut();
-        let open = batch.is_some();
-        batch.get_or_insert_with(Vec::new);
-        open
-    });
+    let nested = BATCH.with(|b| std::mem::replace(&mut b.borrow_mut().open, true));
     // A nested batch joins the outer one, which writes.
     if nested {
         return work();
     }
     let result = work();
-    if let Some(lines) = BATCH.with(|b| b.borrow_mut().take()) {
-        write_stderr(&lines);
-    }
+    BATCH.with(|b| {
+        let mut batch = b.borrow_mut();
+        write_stderr(&batch.lines);
+        batch.lines.clear();
+        batch.open = false;
+    });
     result
 }
 
@@ -63,10 +72,10 @@ impl<'a> MakeWriter<'a> for LogWriter {
 impl Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let unbatched = BATCH.with(|b| {
-            let mut batch = b.borrow_mut();
-            let Some(lines) = batch.as_mut() else {
+            let Batch { open, lines } = &mut *b.borrow_mut();
+            if !*open {
                 return true;
-            };
+            }
             lines.extend_from_slice(buf);
             if lines.len() >= FLUSH_AT {
                 write_stderr(lines);
@@ -90,7 +99,10 @@ mod tests {
     use super::*;
 
     fn batch_len() -> Option<usize> {
-        BATCH.with(|b| b.borrow().as_ref().map(Vec::len))
+        BATCH.with(|b| {
+            let batch = b.borrow();
+            batch.open.then_some(batch.lines.len())
+        })
     }
 
     #[test]

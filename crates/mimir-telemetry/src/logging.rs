@@ -78,18 +78,59 @@ pub fn init(settings: &LogSettings) -> Result<TelemetryGuard, SetupError> {
     })
 }
 
-/// The subscriber [`init`] installs: the formatter, and the trace and Loki
-/// layers when given, each behind its own filter; the rate limit over all.
+/// The subscriber [`init`] installs: the formatter and the Loki layer when
+/// given, behind the configured filter, the trace layer when given, and over
+/// all the rate limit, which vetoes excess warnings for every layer.
 fn subscriber(
     settings: &LogSettings,
     tracer: Option<SdkTracer>,
     loki_layer: Option<LokiLayer>,
-) -> impl Subscriber + Send + Sync + 'static {
+) -> Box<dyn Subscriber + Send + Sync + 'static> {
     let limit = RateLimit::new(settings.rate_limit, Duration::from_secs(1));
     if settings.rate_limit > 0 {
         limit.spawn_reporter();
     }
-    let fmt = if settings.json {
+    let registry = tracing_subscriber::registry();
+    let Some(tracer) = tracer else {
+        // Without traces every layer wants the same events, so the filter is
+        // global. Each call site is then simply on or off: the macros skip a
+        // disabled one at once and dispatch an enabled one without asking the
+        // filters again, where per-layer filters that disagree (the rate
+        // limit's and the formatter's) would have every line run them all.
+        return Box::new(
+            registry
+                .with(env_filter(settings))
+                .with(formatter(settings))
+                .with(loki_layer)
+                .with(limit),
+        );
+    };
+    // Spans go to the trace exporter at info whatever the log level, so each
+    // layer has its own filter.
+    let otel_layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(LevelFilter::INFO);
+    let loki_layer = loki_layer.map(|layer| layer.with_filter(env_filter(settings)));
+    Box::new(
+        registry
+            .with(formatter(settings).with_filter(env_filter(settings)))
+            .with(otel_layer)
+            .with(loki_layer)
+            // Behind its own level filter: it only ever vetoes warnings and
+            // errors, and as an unfiltered layer it would make every call
+            // site "sometimes" interesting, so that even disabled debug
+            // events were dispatched, to be dropped by each layer's filter
+            // in turn.
+            .with(limit.with_filter(LevelFilter::WARN)),
+    )
+}
+
+/// JSON lines or compact text, on stderr.
+fn formatter<S>(settings: &LogSettings) -> Box<dyn Layer<S> + Send + Sync + 'static>
+where
+    S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    if settings.json {
         JsonLines::new(LogWriter).boxed()
     } else {
         tracing_subscriber::fmt::layer()
@@ -97,22 +138,7 @@ fn subscriber(
             .with_ansi(std::io::stderr().is_terminal())
             .compact()
             .boxed()
-    };
-    let otel_layer = tracer.map(|tracer| {
-        tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_filter(LevelFilter::INFO)
-    });
-    let loki_layer = loki_layer.map(|layer| layer.with_filter(env_filter(settings)));
-    tracing_subscriber::registry()
-        .with(fmt.with_filter(env_filter(settings)))
-        .with(otel_layer)
-        .with(loki_layer)
-        // Behind its own level filter: it only ever vetoes warnings and
-        // errors, and as an unfiltered layer it would make every call site
-        // "sometimes" interesting, so that even disabled debug events were
-        // dispatched, to be dropped by each layer's filter in turn.
-        .with(limit.with_filter(LevelFilter::WARN))
+    }
 }
 
 #[cfg(test)]
@@ -141,8 +167,7 @@ mod tests {
             ("warn", LevelFilter::WARN),
             ("info", LevelFilter::INFO),
             ("warn,mimir::task=debug", LevelFilter::DEBUG),
-            // The rate limit's own filter never raises the level.
-            ("error", LevelFilter::WARN),
+            ("error", LevelFilter::ERROR),
         ] {
             assert_eq!(
                 subscriber(&settings(filter), None, None).max_level_hint(),
@@ -150,5 +175,26 @@ mod tests {
                 "{filter}"
             );
         }
+    }
+
+    /// Without traces, an enabled call site is always dispatched, so no
+    /// filter runs again per line, and a disabled one never is.
+    #[test]
+    fn each_call_site_is_on_or_off() {
+        if std::env::var_os("RUST_LOG").is_some() {
+            return;
+        }
+        use tracing::metadata::Kind;
+        use tracing::{Callsite, Level};
+        let info =
+            tracing::callsite!(name: "info", kind: Kind::EVENT, level: Level::INFO, fields: []);
+        let warn =
+            tracing::callsite!(name: "warn", kind: Kind::EVENT, level: Level::WARN, fields: []);
+        let debug =
+            tracing::callsite!(name: "debug", kind: Kind::EVENT, level: Level::DEBUG, fields: []);
+        let stack = subscriber(&settings("info"), None, None);
+        assert!(stack.register_callsite(info.metadata()).is_always());
+        assert!(stack.register_callsite(warn.metadata()).is_always());
+        assert!(stack.register_callsite(debug.metadata()).is_never());
     }
 }

@@ -188,29 +188,37 @@ impl Timeline {
 
     /// Counts one occurrence into the open second.
     pub fn record(&self, what: Occurrence) {
+        self.record_all(std::slice::from_ref(&what));
+    }
+
+    /// Counts occurrences into the open second, under one lock: the task
+    /// event recorder hands over a whole commit's.
+    pub fn record_all(&self, occurrences: &[Occurrence]) {
         let mut open = self.open.lock();
         let ended = |open: &mut Tally, ran: Option<f64>| {
             if let Some(ran) = ran {
                 open.durations.observe(ran);
             }
         };
-        match what {
-            Occurrence::Enqueued => open.enqueued += 1,
-            Occurrence::Dequeued { waited } => {
-                open.dequeued += 1;
-                open.waits.observe(waited);
+        for what in occurrences {
+            match *what {
+                Occurrence::Enqueued => open.enqueued += 1,
+                Occurrence::Dequeued { waited } => {
+                    open.dequeued += 1;
+                    open.waits.observe(waited);
+                }
+                Occurrence::Completed { ran } => {
+                    open.completed += 1;
+                    ended(&mut open, ran);
+                }
+                Occurrence::Failed { ran } => {
+                    open.failed += 1;
+                    ended(&mut open, ran);
+                }
+                Occurrence::Retried => open.retried += 1,
+                Occurrence::LeaseExpired => open.lease_expired += 1,
+                Occurrence::Cancelled => open.cancelled += 1,
             }
-            Occurrence::Completed { ran } => {
-                open.completed += 1;
-                ended(&mut open, ran);
-            }
-            Occurrence::Failed { ran } => {
-                open.failed += 1;
-                ended(&mut open, ran);
-            }
-            Occurrence::Retried => open.retried += 1,
-            Occurrence::LeaseExpired => open.lease_expired += 1,
-            Occurrence::Cancelled => open.cancelled += 1,
         }
     }
 

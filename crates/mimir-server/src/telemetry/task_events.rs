@@ -35,7 +35,10 @@ impl TaskEventRecorder {
             types: WorkTaskType::ALL.map(|t| TaskSeries::new(&metrics, t)),
             pipelines: FastMap::default(),
             metrics,
-            timeline,
+            timeline: TimelineCounts {
+                timeline,
+                pending: Vec::new(),
+            },
             running: FastMap::default(),
         };
         let _ = std::thread::Builder::new()
@@ -48,6 +51,7 @@ impl TaskEventRecorder {
                             recorder.record(event);
                         }
                     });
+                    recorder.timeline.hand_over();
                 }
             });
         Arc::new(TaskEventRecorder { events })
@@ -84,7 +88,7 @@ struct Recording {
     types: [TaskSeries; 3],
     /// Each pipeline's series, kept once it has run.
     pipelines: FastMap<String, PipelineSeries>,
-    timeline: Option<Arc<Timeline>>,
+    timeline: TimelineCounts,
     running: FastMap<Uuid, Correlation>,
 }
 
@@ -120,13 +124,29 @@ macro_rules! lifecycle {
     }};
 }
 
-impl Recording {
-    fn count(&self, what: Occurrence) {
-        if let Some(timeline) = &self.timeline {
-            timeline.record(what);
+/// The dashboard timeline's counts of one commit's events, handed over
+/// together (one lock for the commit, not one per event).
+struct TimelineCounts {
+    timeline: Option<Arc<Timeline>>,
+    pending: Vec<Occurrence>,
+}
+
+impl TimelineCounts {
+    fn count(&mut self, what: Occurrence) {
+        if self.timeline.is_some() {
+            self.pending.push(what);
         }
     }
 
+    fn hand_over(&mut self) {
+        if let Some(timeline) = &self.timeline {
+            timeline.record_all(&self.pending);
+        }
+        self.pending.clear();
+    }
+}
+
+impl Recording {
     fn record(&mut self, event: TaskEvent) {
         let TaskEvent {
             id,
@@ -148,7 +168,7 @@ impl Recording {
         match kind {
             TaskEventKind::Submitted { priority } => {
                 m.queue_enqueued.inc();
-                self.count(Occurrence::Enqueued);
+                self.timeline.count(Occurrence::Enqueued);
                 lifecycle!(
                     tracing::Level::DEBUG,
                     e,
@@ -169,7 +189,7 @@ impl Recording {
             } => {
                 m.queue_dequeued.inc();
                 let waited = seconds(e.at, waiting_since);
-                self.count(Occurrence::Dequeued { waited });
+                self.timeline.count(Occurrence::Dequeued { waited });
                 series
                     .queue_wait
                     .observe(waited, exemplar(&traceparent), None);
@@ -214,7 +234,7 @@ impl Recording {
             }
             TaskEventKind::Released { worker_id } => {
                 m.queue_enqueued.inc();
-                self.count(Occurrence::Enqueued);
+                self.timeline.count(Occurrence::Enqueued);
                 let c = self.running.remove(&e.id);
                 lifecycle!(
                     tracing::Level::DEBUG,
@@ -227,7 +247,7 @@ impl Recording {
             }
             TaskEventKind::LeaseExpired { worker_id, attempt } => {
                 series.lease_expiries.inc();
-                self.count(Occurrence::LeaseExpired);
+                self.timeline.count(Occurrence::LeaseExpired);
                 let c = self.running.get(&e.id);
                 lifecycle!(
                     tracing::Level::WARN,
@@ -250,8 +270,8 @@ impl Recording {
             } => {
                 series.retries.inc();
                 m.queue_enqueued.inc();
-                self.count(Occurrence::Retried);
-                self.count(Occurrence::Enqueued);
+                self.timeline.count(Occurrence::Retried);
+                self.timeline.count(Occurrence::Enqueued);
                 let c = self.running.get(&e.id);
                 pipeline_attempt(&mut self.pipelines, m, c, false, result.as_ref());
                 let backoff_s = seconds(not_before, e.at);
@@ -311,7 +331,7 @@ impl Recording {
             }
             TaskEventKind::Cancelled { from } => {
                 series.cancelled.inc();
-                self.count(Occurrence::Cancelled);
+                self.timeline.count(Occurrence::Cancelled);
                 let c = self.running.remove(&e.id);
                 lifecycle!(
                     tracing::Level::INFO,
@@ -353,7 +373,7 @@ impl Recording {
                 .duration
                 .observe(ran, c.and_then(|c| exemplar(&c.traceparent)), None);
         }
-        self.count(if status == "completed" {
+        self.timeline.count(if status == "completed" {
             Occurrence::Completed { ran }
         } else {
             Occurrence::Failed { ran }

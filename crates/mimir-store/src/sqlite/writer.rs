@@ -523,7 +523,7 @@ impl Core {
         at: DateTime<Utc>,
         fx: &mut Effects,
     ) -> Result<WorkTaskStatus, StoreError> {
-        let control = Control::load(conn, id)?.ok_or(StoreError::NotFound(id))?;
+        let mut control = Control::load(conn, id)?.ok_or(StoreError::NotFound(id))?;
         let target = match report.status {
             AttemptOutcome::Completed => WorkTaskStatus::Completed,
             AttemptOutcome::Failed => WorkTaskStatus::Failed,
@@ -570,7 +570,8 @@ impl Core {
             .execute(params![id.as_bytes(), row::micros(at), started_us, result])?;
             fx.event(id, control.entry.task_type, at, || {
                 TaskEventKind::Completed {
-                    worker_id: control.worker_id.clone(),
+                    // The task's last event: its worker is not needed after.
+                    worker_id: std::mem::take(&mut control.worker_id),
                     attempt: control.attempt,
                     started_at: report.started_at.or(control.started_at),
                     result: report.result,
