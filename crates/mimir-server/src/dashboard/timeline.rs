@@ -334,8 +334,11 @@ mod tests {
         timeline.record(Occurrence::Enqueued);
         timeline.record(Occurrence::Dequeued { waited: 0.5 });
         let first = timeline.close(100, gauges(1));
-        timeline.record(Occurrence::Completed { ran: Some(2.0) });
-        timeline.record(Occurrence::Failed { ran: None });
+        // A commit's occurrences, handed over together.
+        timeline.record_all(&[
+            Occurrence::Completed { ran: Some(2.0) },
+            Occurrence::Failed { ran: None },
+        ]);
         let second = timeline.close(101, gauges(0));
         assert_eq!((first.enqueued, first.dequeued, first.completed), (2, 1, 0));
         assert!(first.wait_p50.is_some_and(|w| (w / 0.5 - 1.0).abs() < 0.05));
