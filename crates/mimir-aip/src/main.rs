@@ -38,6 +38,9 @@ enum Command {
     Metrics(commands::metrics::MetricsArgs),
     /// Load generator: throughput and latency percentiles of a running orchestrator.
     Bench(bench::BenchArgs),
+    /// The sandboxed process a worker runs pipeline attempts in.
+    #[command(hide = true)]
+    Executor(commands::executor::ExecutorArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             Command::Queue(args) => commands::queue::run(args).await,
             Command::Metrics(args) => commands::metrics::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Executor(args) => commands::executor::run(args).await,
         }
     });
     match result {

@@ -37,6 +37,10 @@ pub struct Attempt {
     /// Why it failed; empty when it did not.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
+    /// Whether the failure could be retried, as the worker classified it;
+    /// absent when the attempt did not fail or was not classified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<crate::ErrorClass>,
 }
 
 #[cfg(test)]
@@ -52,6 +56,7 @@ mod tests {
             ended_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             outcome: AttemptEnd::LeaseExpired,
             error: String::new(),
+            error_class: None,
         };
         let text = serde_json::to_string(&attempt).unwrap();
         assert!(!text.contains("started_at") && !text.contains("error"));

@@ -6,6 +6,7 @@
 
 pub mod attempt;
 pub mod autoscale;
+pub mod error_class;
 pub mod event;
 pub mod pipeline;
 pub mod priority;
@@ -17,6 +18,7 @@ pub mod submission;
 pub mod task;
 
 pub use attempt::{Attempt, AttemptEnd};
+pub use error_class::ErrorClass;
 pub use event::{TaskEvent, TaskEventKind};
 pub use pipeline::{Pipeline, PipelineType, Project};
 pub use priority::Priority;
@@ -24,5 +26,5 @@ pub use queue::{Aging, QueueEntry, QueueIndex};
 pub use report::{AttemptOutcome, WorkTaskResult};
 pub use retry::{RetryDecision, RetryPolicy};
 pub use status::{InvalidTransition, WorkTaskStatus};
-pub use submission::{Submission, ValidationError};
+pub use submission::{Submission, ValidationError, memory_bytes};
 pub use task::{DataAccess, ResourceRequirements, TaskSpec, WorkTask, WorkTaskType};

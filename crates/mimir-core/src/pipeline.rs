@@ -68,6 +68,10 @@ pub struct Pipeline {
     pub description: String,
     /// The steps, `{name, plugin, action, parameters, output}` each.
     pub steps: Vec<serde_json::Value>,
+    /// The timeout of every step that sets no `timeout_ms` of its own, in
+    /// milliseconds. Defaults to none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_timeout_ms: Option<u64>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it was last changed.

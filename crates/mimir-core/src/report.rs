@@ -45,6 +45,10 @@ pub struct WorkTaskResult {
     /// Structured result (a pipeline's steps and context).
     #[serde(default)]
     pub result: Option<serde_json::Value>,
+    /// Whether retrying a failed attempt can help; a `permanent` failure ends
+    /// the task at once. Absent means `transient`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<crate::ErrorClass>,
 }
 
 impl WorkTaskResult {

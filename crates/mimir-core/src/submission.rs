@@ -11,6 +11,10 @@ use serde::Deserialize;
 /// Largest `max_retries` a submission may ask for; more is a mistake, not a policy.
 pub const MAX_RETRIES_LIMIT: i64 = 100;
 
+/// Longest `task_spec.timeout_ms`: 30 days. A task meant to run longer
+/// sets none.
+pub const MAX_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
+
 /// Longest `project_id`, in bytes.
 pub const PROJECT_ID_MAX_LEN: usize = 256;
 
@@ -140,6 +144,15 @@ impl Submission {
             }
         };
         let mut task_spec = self.task_spec.unwrap_or_default();
+        if let Some(ms) = task_spec.timeout_ms
+            && !(1..=MAX_TIMEOUT_MS).contains(&ms)
+        {
+            return Err(ValidationError::new(
+                "invalid_value",
+                "task_spec.timeout_ms",
+                format!("task_spec.timeout_ms must be between 1 and {MAX_TIMEOUT_MS}, got {ms}"),
+            ));
+        }
         if task_spec.project_id.is_empty() {
             task_spec.project_id = project_id.clone();
         }
@@ -199,13 +212,33 @@ fn is_cpu_quantity(s: &str) -> bool {
 }
 
 fn is_memory_quantity(s: &str) -> bool {
-    matches!(
-        split_number(s),
-        Some((
-            _,
-            "" | "k" | "K" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei"
-        ))
-    )
+    memory_bytes(s).is_some()
+}
+
+/// The bytes a Kubernetes memory quantity (`"512Mi"`, `"2Gi"`, `"1.5G"`,
+/// `"1000"`) stands for; `None` when it is not one.
+pub fn memory_bytes(quantity: &str) -> Option<u64> {
+    let (number, suffix) = split_number(quantity)?;
+    let unit: u64 = match suffix {
+        "" => 1,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "P" => 1_000_000_000_000_000,
+        "E" => 1_000_000_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "Pi" => 1 << 50,
+        "Ei" => 1 << 60,
+        _ => return None,
+    };
+    let value: f64 = number.parse().ok()?;
+    let bytes = value * unit as f64;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    (bytes.is_finite() && bytes <= u64::MAX as f64).then_some(bytes as u64)
 }
 
 #[cfg(test)]
@@ -310,6 +343,11 @@ mod tests {
         for ok in ["1Gi", "512Mi", "1000", "1.5G"] {
             assert!(is_memory_quantity(ok), "{ok}");
         }
+        assert_eq!(memory_bytes("1Gi"), Some(1 << 30));
+        assert_eq!(memory_bytes("512Mi"), Some(512 << 20));
+        assert_eq!(memory_bytes("1.5G"), Some(1_500_000_000));
+        assert_eq!(memory_bytes("1000"), Some(1000));
+        assert_eq!(memory_bytes("1GB"), None);
         for bad in ["Gi", "1GB", "1 Gi"] {
             assert!(!is_memory_quantity(bad), "{bad}");
         }

@@ -98,6 +98,10 @@ pub struct TaskSpec {
     pub parameters: serde_json::Map<String, serde_json::Value>,
     /// A cluster the task should run on, if any.
     pub preferred_cluster: String,
+    /// The longest one attempt may run, in milliseconds; an attempt still
+    /// running then is stopped and ends as `timeout`. Defaults to none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 /// CPU, memory and GPU a worker for the task requests (Kubernetes quantities).

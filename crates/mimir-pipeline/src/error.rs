@@ -1,5 +1,6 @@
 //! Why an action failed.
 
+use mimir_core::ErrorClass;
 use std::path::PathBuf;
 
 /// Why an action failed; the engine records its text as the step's error.
@@ -79,6 +80,10 @@ pub enum ActionError {
     /// The action failed for its own reason (e.g. `core.fail`).
     #[error("{0}")]
     Failed(String),
+    /// The action failed in a way running it again cannot fix (e.g.
+    /// `core.fail` with `permanent: true`): the task fails without retries.
+    #[error("{0}")]
+    Permanent(String),
 }
 
 impl ActionError {
@@ -93,6 +98,33 @@ impl ActionError {
     /// A [`ActionError::Failed`] error.
     pub fn failed(message: impl Into<String>) -> ActionError {
         ActionError::Failed(message.into())
+    }
+
+    /// Whether retrying can help. Bad parameters, unparsable data and jq
+    /// errors fail the same way every time; network trouble, timeouts and a
+    /// plugin's own [`ActionError::Failed`] may not. A missing file or one
+    /// without permission is permanent; other I/O errors (a full disk) are not.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ActionError::Parameter { .. }
+            | ActionError::Parse { .. }
+            | ActionError::Encode { .. }
+            | ActionError::JqCompile(_)
+            | ActionError::JqRuntime(_)
+            | ActionError::Permanent(_) => ErrorClass::Permanent,
+            ActionError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound
+                | std::io::ErrorKind::PermissionDenied
+                | std::io::ErrorKind::InvalidInput
+                | std::io::ErrorKind::IsADirectory
+                | std::io::ErrorKind::NotADirectory => ErrorClass::Permanent,
+                _ => ErrorClass::Transient,
+            },
+            ActionError::Http { .. }
+            | ActionError::Timeout { .. }
+            | ActionError::Cancelled
+            | ActionError::Failed(_) => ErrorClass::Transient,
+        }
     }
 }
 

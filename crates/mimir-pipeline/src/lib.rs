@@ -110,8 +110,9 @@ pub mod validate;
 
 pub use action::Action;
 pub use context::{DEFAULT_CONTEXT_CAP_BYTES, human_bytes};
-pub use engine::Engine;
+pub use engine::{Engine, Watcher};
 pub use error::ActionError;
+pub use mimir_core::ErrorClass;
 pub use record::{Execution, StepRecord, StepStatus};
 pub use reference::{Reference, is_reference};
 pub use registry::Registry;

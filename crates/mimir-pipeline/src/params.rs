@@ -62,6 +62,15 @@ pub fn required_string<'a>(
     string(params, name)?.ok_or_else(|| ActionError::parameter(name, "is required"))
 }
 
+/// An optional boolean parameter.
+pub fn boolean(params: &Map<String, Value>, name: &str) -> Result<Option<bool>, ActionError> {
+    match params.get(name) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(wrong_type(name, "true or false", other)),
+    }
+}
+
 /// An optional whole number of 0 or more (`100` or `100.0`).
 pub fn count(params: &Map<String, Value>, name: &str) -> Result<Option<u64>, ActionError> {
     let Some(value) = params.get(name) else {

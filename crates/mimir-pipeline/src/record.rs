@@ -56,6 +56,10 @@ pub struct Execution {
     /// True when the run stopped because it was cancelled, so callers can tell
     /// a cancellation (not retried) from a failure.
     pub cancelled: bool,
+    /// True when a step ran past its deadline: the attempt ends as `timeout`.
+    pub timed_out: bool,
+    /// Whether retrying the failed step can help; `None` when nothing failed.
+    pub error_class: Option<mimir_core::ErrorClass>,
 }
 
 impl Execution {
@@ -90,6 +94,8 @@ mod tests {
             context,
             error: None,
             cancelled: false,
+            timed_out: false,
+            error_class: None,
         };
         assert!(execution.succeeded());
         assert_eq!(

@@ -1,5 +1,7 @@
 //! What an action knows about the run it belongs to.
 
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The run a pipeline belongs to: identity for logs, the attempt number for
@@ -26,6 +28,11 @@ pub struct RunContext {
     pub traceparent: Option<String>,
     /// The step being run. Set by the engine; empty outside a step.
     pub step: String,
+    /// When the whole run must end (the task's `timeout_ms`), if ever.
+    pub deadline: Option<Instant>,
+    /// The longest a step without its own `timeout_ms` may run (the
+    /// pipeline's `step_timeout_ms`), if any.
+    pub step_timeout: Option<Duration>,
 }
 
 impl RunContext {
@@ -48,6 +55,18 @@ impl RunContext {
     /// The same context, cancelled by `cancel`.
     pub fn with_cancel(mut self, cancel: CancellationToken) -> RunContext {
         self.cancel = cancel;
+        self
+    }
+
+    /// The same context, ending the run at `deadline`.
+    pub fn with_deadline(mut self, deadline: Instant) -> RunContext {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The same context, with steps that set no `timeout_ms` limited to `timeout`.
+    pub fn with_step_timeout(mut self, timeout: Duration) -> RunContext {
+        self.step_timeout = Some(timeout);
         self
     }
 

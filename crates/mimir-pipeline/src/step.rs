@@ -27,6 +27,12 @@ pub struct Step {
     /// `$.result.path` (a part of R). Without it the context entry is R itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Map<String, Value>>,
+    /// The longest the step may run, in milliseconds; without it the
+    /// pipeline's `step_timeout_ms`, if any, applies. A step over its time is
+    /// stopped (within a second, whatever it is doing) and the attempt ends
+    /// as `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 impl Step {
@@ -65,6 +71,7 @@ mod tests {
             action: "log".into(),
             parameters: Map::new(),
             output: None,
+            timeout_ms: None,
         };
         let json = serde_json::to_value(&step).expect("serializes");
         assert!(json.get("output").is_none());

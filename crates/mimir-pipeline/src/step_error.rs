@@ -2,6 +2,7 @@
 
 use crate::ActionError;
 use crate::context::human_bytes;
+use mimir_core::ErrorClass;
 
 /// Why a step failed; its text is the step record's `error`.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,30 @@ pub enum StepError {
     /// The run was cancelled before or during the step.
     #[error("cancelled")]
     Cancelled,
+    /// The step ran past its deadline: its own `timeout_ms`, the pipeline's
+    /// `step_timeout_ms`, or what was left of the task's `timeout_ms`.
+    #[error("timed out after {after_ms} ms ({limit})")]
+    Timeout {
+        /// How long it was allowed.
+        after_ms: u64,
+        /// Which limit it reached, e.g. `the step's timeout_ms`.
+        limit: &'static str,
+    },
+}
+
+impl StepError {
+    /// Whether retrying can help: bad pipelines and bad input cannot be fixed
+    /// by running again; timeouts and what the action says is transient can.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StepError::UnknownAction { .. }
+            | StepError::Reference { .. }
+            | StepError::Output { .. }
+            | StepError::ContextCap { .. } => ErrorClass::Permanent,
+            StepError::Action(error) => error.class(),
+            StepError::Cancelled | StepError::Timeout { .. } => ErrorClass::Transient,
+        }
+    }
 }
 
 impl From<ActionError> for StepError {

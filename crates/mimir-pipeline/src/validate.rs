@@ -42,8 +42,8 @@ impl InvalidPipeline {
 /// referenced), the reserved name `params`, or a repeated one; an unknown
 /// plugin or action; a reference that is malformed or names an unknown, the
 /// same or a later step; an `output` value that is not `$.result` or
-/// `$.result.path`; and whatever the action's own [`crate::Action::check`]
-/// refuses.
+/// `$.result.path`; a `timeout_ms` of 0 or over [`MAX_STEP_TIMEOUT_MS`];
+/// and whatever the action's own [`crate::Action::check`] refuses.
 pub fn validate(steps: &[Step], registry: &Registry) -> Result<(), InvalidPipeline> {
     if steps.is_empty() {
         return Err(InvalidPipeline::new(
@@ -63,8 +63,24 @@ pub fn validate(steps: &[Step], registry: &Registry) -> Result<(), InvalidPipeli
         check_action(i, step, registry)?;
         check_references(i, step, steps, &positions)?;
         check_output(i, step)?;
+        check_timeout(i, step)?;
     }
     Ok(())
+}
+
+/// Longest step timeout: 30 days, as for a task's.
+pub const MAX_STEP_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
+
+fn check_timeout(i: usize, step: &Step) -> Result<(), InvalidPipeline> {
+    match step.timeout_ms {
+        Some(ms) if !(1..=MAX_STEP_TIMEOUT_MS).contains(&ms) => Err(InvalidPipeline::new(
+            "invalid_timeout",
+            Some(&step.name),
+            format!("steps[{i}].timeout_ms"),
+            format!("timeout_ms must be between 1 and {MAX_STEP_TIMEOUT_MS}, got {ms}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_name(

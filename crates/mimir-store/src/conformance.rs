@@ -7,8 +7,8 @@
 use crate::{LeaseRequest, ListQuery, Store, StoreError};
 use chrono::{Duration, SubsecRound, Utc};
 use mimir_core::{
-    AttemptEnd, AttemptOutcome, Priority, RetryPolicy, Submission, WorkTask, WorkTaskResult,
-    WorkTaskStatus, WorkTaskType,
+    AttemptEnd, AttemptOutcome, ErrorClass, Priority, RetryPolicy, Submission, WorkTask,
+    WorkTaskResult, WorkTaskStatus, WorkTaskType,
 };
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -44,6 +44,7 @@ fn report(status: AttemptOutcome, attempt: Option<u32>, error: &str) -> WorkTask
         attempt,
         started_at: None,
         result: Some(serde_json::json!({"answer": 42})),
+        error_class: None,
     }
 }
 
@@ -495,6 +496,44 @@ pub async fn failures_retry_then_fail(store: &dyn Store) {
     );
 }
 
+/// A permanent failure ends the task at once, with retries left, and its
+/// attempt says why it was not retried.
+pub async fn permanent_failures_are_not_retried(store: &dyn Store) {
+    let mut t = task(WorkTaskType::PipelineExecution, 5, "p");
+    t.max_retries = 3;
+    store.submit(vec![t.clone()]).await.expect("submit");
+    assert_eq!(
+        store
+            .lease(lease_request("w", 10))
+            .await
+            .expect("lease")
+            .len(),
+        1
+    );
+    let mut permanent = report(
+        AttemptOutcome::Failed,
+        Some(1),
+        "parameter \"url\" is required",
+    );
+    permanent.error_class = Some(ErrorClass::Permanent);
+    let failed = store
+        .finish(t.worktask_id, None, permanent, Utc::now())
+        .await
+        .expect("finish");
+    assert_eq!(
+        (failed.status, failed.retry_count),
+        (WorkTaskStatus::Failed, 0)
+    );
+    assert_eq!(store.queue_length(), 0);
+    let attempts = store
+        .attempts(t.worktask_id)
+        .await
+        .expect("attempts")
+        .expect("present");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].error_class, Some(ErrorClass::Permanent));
+}
+
 /// A lease not renewed expires: the attempt ends as a lost worker and the task
 /// is retried; the lost worker's late result is refused.
 pub async fn expired_leases_retry(store: &dyn Store) {
@@ -719,6 +758,7 @@ pub async fn catalog_round_trips(store: &dyn Store) {
         ],
         created_at: now,
         updated_at: now,
+        step_timeout_ms: Some(30_000),
     };
     assert_eq!(
         store
@@ -774,6 +814,7 @@ pub const CHECKS: &[&str] = &[
     "cancel_queued",
     "lease_and_complete",
     "failures_retry_then_fail",
+    "permanent_failures_are_not_retried",
     "expired_leases_retry",
     "release_and_cancel_running",
     "lease_types_and_limits",

@@ -40,6 +40,7 @@ conformance_tests!(
     cancel_queued,
     lease_and_complete,
     failures_retry_then_fail,
+    permanent_failures_are_not_retried,
     expired_leases_retry,
     release_and_cancel_running,
     lease_types_and_limits,

@@ -1,7 +1,7 @@
 //! What runs a task: the seam between the runtime and the work itself.
 
 use async_trait::async_trait;
-use mimir_core::{AttemptOutcome, WorkTask};
+use mimir_core::{AttemptOutcome, ErrorClass, WorkTask};
 use tokio_util::sync::CancellationToken;
 
 /// How an attempt ended, as the executor tells it.
@@ -13,6 +13,9 @@ pub struct Finished {
     pub error: String,
     /// Structured result (a pipeline's steps and context).
     pub result: Option<serde_json::Value>,
+    /// Whether retrying a failure can help; `None` for a success or an
+    /// unclassified failure (retried).
+    pub error_class: Option<ErrorClass>,
 }
 
 impl Finished {
@@ -22,6 +25,7 @@ impl Finished {
             outcome: AttemptOutcome::Completed,
             error: String::new(),
             result: Some(result),
+            error_class: None,
         }
     }
 
@@ -31,7 +35,19 @@ impl Finished {
             outcome: AttemptOutcome::Failed,
             error: error.into(),
             result,
+            error_class: None,
         }
+    }
+
+    /// The same failure, classified.
+    pub fn classed(mut self, class: ErrorClass) -> Finished {
+        self.error_class = Some(class);
+        self
+    }
+
+    /// The same failure, which retrying cannot fix.
+    pub fn permanent(self) -> Finished {
+        self.classed(ErrorClass::Permanent)
     }
 }
 

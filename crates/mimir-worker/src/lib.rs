@@ -16,7 +16,8 @@ mod executor;
 pub mod metrics;
 mod pipeline_executor;
 mod runtime;
+pub mod sandbox;
 
 pub use executor::{Executor, Finished};
 pub use pipeline_executor::PipelineExecutor;
-pub use runtime::{DEFAULT_WAIT, WorkerConfig, WorkerError, run};
+pub use runtime::{DEFAULT_SHUTDOWN_GRACE, DEFAULT_WAIT, WorkerConfig, WorkerError, run};

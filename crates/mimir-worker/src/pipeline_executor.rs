@@ -4,12 +4,16 @@
 //! ML training and inference tasks run the pipeline that trains or serves their
 //! model, named the same way. Definitions are fetched from the orchestrator and
 //! kept for a few seconds, so a burst of executions costs one fetch.
+//!
+//! The steps run in a sandboxed executor process ([`crate::sandbox`]), under
+//! the task's memory limit and deadlines.
 
+use crate::sandbox::{Sandboxes, protocol::Job};
 use crate::{Executor, Finished};
 use async_trait::async_trait;
 use mimir_client::Client;
-use mimir_core::{Pipeline, WorkTask, WorkTaskType};
-use mimir_pipeline::{Engine, RunContext, Step};
+use mimir_core::{AttemptOutcome, ErrorClass, Pipeline, WorkTask, WorkTaskType};
+use mimir_pipeline::Step;
 use parking_lot::Mutex;
 use reqwest::Method;
 use std::collections::HashMap;
@@ -23,50 +27,75 @@ const PROGRESS_AFTER: Duration = Duration::from_millis(250);
 /// How long a fetched definition is reused.
 const DEFINITION_TTL: Duration = Duration::from_secs(2);
 
+/// A pipeline's steps and their default timeout, as fetched.
+#[derive(Debug)]
+struct Definition {
+    steps: Vec<Step>,
+    step_timeout_ms: Option<u64>,
+}
+
 /// A definition and when it was fetched.
-type Fetched = (Instant, Arc<Vec<Step>>);
+type Fetched = (Instant, Arc<Definition>);
 
 /// Runs tasks' pipelines.
 pub struct PipelineExecutor {
     client: Client,
-    engine: Engine,
+    sandboxes: Arc<Sandboxes>,
     definitions: Mutex<HashMap<String, Fetched>>,
 }
 
 impl PipelineExecutor {
-    /// An executor fetching definitions through `client`.
-    pub fn new(client: Client, engine: Engine) -> PipelineExecutor {
+    /// An executor fetching definitions through `client` and running them in
+    /// `sandboxes`.
+    pub fn new(client: Client, sandboxes: Arc<Sandboxes>) -> PipelineExecutor {
         PipelineExecutor {
             client,
-            engine,
+            sandboxes,
             definitions: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn steps(&self, pipeline_id: &str) -> Result<Arc<Vec<Step>>, String> {
-        if let Some((fetched, steps)) = self.definitions.lock().get(pipeline_id)
+    /// Fetches (or reuses) a definition; a failure says whether retrying can help.
+    async fn definition(&self, pipeline_id: &str) -> Result<Arc<Definition>, (String, ErrorClass)> {
+        if let Some((fetched, definition)) = self.definitions.lock().get(pipeline_id)
             && fetched.elapsed() < DEFINITION_TTL
         {
-            return Ok(steps.clone());
+            return Ok(definition.clone());
         }
         let path = format!("/api/pipelines/{pipeline_id}");
         let pipeline: Pipeline = self
             .client
             .call(Method::GET, &path, None)
             .await
-            .map_err(|e| format!("cannot load pipeline {pipeline_id}: {e}"))?;
+            .map_err(|e| {
+                // A pipeline that is gone stays gone; an unreachable
+                // orchestrator may answer next time.
+                let class = match &e {
+                    mimir_client::ClientError::Api { status, .. } if *status == 404 => {
+                        ErrorClass::Permanent
+                    }
+                    _ => ErrorClass::Transient,
+                };
+                (format!("cannot load pipeline {pipeline_id}: {e}"), class)
+            })?;
         let mut steps = Vec::with_capacity(pipeline.steps.len());
         for (i, step) in pipeline.steps.into_iter().enumerate() {
-            steps.push(
-                serde_json::from_value(step)
-                    .map_err(|e| format!("pipeline {pipeline_id} step {i} is invalid: {e}"))?,
-            );
+            steps.push(serde_json::from_value(step).map_err(|e| {
+                (
+                    format!("pipeline {pipeline_id} step {i} is invalid: {e}"),
+                    ErrorClass::Permanent,
+                )
+            })?);
         }
-        let steps = Arc::new(steps);
-        self.definitions
-            .lock()
-            .insert(pipeline_id.to_string(), (Instant::now(), steps.clone()));
-        Ok(steps)
+        let definition = Arc::new(Definition {
+            steps,
+            step_timeout_ms: pipeline.step_timeout_ms,
+        });
+        self.definitions.lock().insert(
+            pipeline_id.to_string(),
+            (Instant::now(), definition.clone()),
+        );
+        Ok(definition)
     }
 }
 
@@ -79,21 +108,31 @@ impl Executor for PipelineExecutor {
                 WorkTaskType::PipelineExecution => "task_spec.pipeline_id is empty: a pipeline_execution task names the pipeline to run".to_string(),
                 other => format!("{other} tasks run the pipeline that does the work: set task_spec.pipeline_id"),
             };
-            return Finished::failed(why, None);
+            return Finished::failed(why, None).permanent();
         }
-        let steps = match self.steps(pipeline_id).await {
-            Ok(steps) => steps,
-            Err(why) => return Finished::failed(why, None),
+        let started = Instant::now();
+        let definition = match self.definition(pipeline_id).await {
+            Ok(definition) => definition,
+            Err((why, class)) => return Finished::failed(why, None).classed(class),
         };
-        let mut run = RunContext::new(task.worktask_id.to_string(), pipeline_id)
-            .with_attempt(task.retry_count)
-            .with_cancel(cancel);
         // The attempt span's context when traced, else the submission's.
         let traceparent = mimir_telemetry::propagation::traceparent_of(&tracing::Span::current())
             .unwrap_or_else(|| task.traceparent.clone());
-        if !traceparent.is_empty() {
-            run = run.with_traceparent(traceparent);
-        }
+        let job = Job {
+            worktask_id: task.worktask_id.to_string(),
+            pipeline_id: pipeline_id.to_string(),
+            attempt: task.retry_count,
+            traceparent: (!traceparent.is_empty()).then_some(traceparent),
+            steps: definition.steps.clone(),
+            parameters: task.task_spec.parameters.clone(),
+            step_timeout_ms: definition.step_timeout_ms,
+            remaining_ms: task
+                .task_spec
+                .timeout_ms
+                .map(|ms| ms.saturating_sub(started.elapsed().as_millis() as u64)),
+        };
+        let memory = mimir_core::memory_bytes(&task.resource_requirements.memory)
+            .or_else(|| mimir_core::memory_bytes(&task.task_type.default_resources().memory));
         // Executions that run long report their steps as they finish, so users
         // following them see progress; quick ones cost no extra call.
         let (progress, mut updates) =
@@ -117,7 +156,6 @@ impl Executor for PipelineExecutor {
                 }
             }
         });
-        let started = Instant::now();
         let mut done_steps: Vec<serde_json::Value> = Vec::new();
         let mut on_step = |record: &mimir_pipeline::StepRecord| {
             tracing::debug!(
@@ -131,15 +169,24 @@ impl Executor for PipelineExecutor {
                 let _ = progress.send(done_steps.clone());
             }
         };
-        let execution = self
-            .engine
-            .run(&steps, &task.task_spec.parameters, &run, &mut on_step)
+        let ended = self
+            .sandboxes
+            .run(&job, memory, &cancel, &mut on_step)
             .await;
         reporter.abort();
-        let result = execution.result_json();
-        match execution.error {
+        let result = serde_json::json!({"steps": ended.steps, "context": ended.context});
+        match ended.error {
             None => Finished::completed(result),
-            Some(error) => Finished::failed(error, Some(result)),
+            Some(error) => Finished {
+                outcome: if ended.timed_out {
+                    AttemptOutcome::Timeout
+                } else {
+                    AttemptOutcome::Failed
+                },
+                error,
+                result: Some(result),
+                error_class: ended.error_class,
+            },
         }
     }
 }

@@ -20,10 +20,16 @@ use uuid::Uuid;
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 /// A task running this long has its start reported before the next regular heartbeat.
 const START_REPORT_AFTER: Duration = Duration::from_millis(100);
+/// While it runs tasks a worker beats at least this often, so a cancelled
+/// task stops within a second; an idle worker beats only to keep its leases.
+const BUSY_BEAT: Duration = Duration::from_millis(400);
 /// Prefetch only while tasks typically take less than this.
 const PREFETCH_BELOW_MS: f64 = 50.0;
 /// Most results sent in one call.
 const REPORT_BATCH: usize = 256;
+/// Defaults to 30 s: how long a stopping worker lets running attempts finish
+/// before it stops them and hands them back as failed (transient).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -50,6 +56,9 @@ pub struct WorkerConfig {
     pub only: Option<Uuid>,
     /// Where this worker records its own metrics (`--metrics-listen`), if anywhere.
     pub metrics: Option<Arc<mimir_telemetry::Metrics>>,
+    /// How long a stopping worker waits for running attempts before it stops
+    /// them. Defaults to [`DEFAULT_SHUTDOWN_GRACE`].
+    pub shutdown_grace: Duration,
 }
 
 /// Why a worker stopped with an error.
@@ -93,6 +102,9 @@ struct Shared {
     registering: tokio::sync::Mutex<()>,
     /// Moving average of recent task durations, in milliseconds.
     typical_ms: Mutex<Option<f64>>,
+    /// Set once the shutdown grace ran out: running attempts were stopped by
+    /// the worker itself, and are reported as failed so they are retried.
+    abandoning: std::sync::atomic::AtomicBool,
     metrics: Option<Arc<mimir_telemetry::Metrics>>,
 }
 
@@ -249,6 +261,7 @@ pub async fn run(
         unreachable_since: Mutex::new(None),
         registering: tokio::sync::Mutex::new(()),
         typical_ms: Mutex::new(None),
+        abandoning: std::sync::atomic::AtomicBool::new(false),
     });
     let heartbeat_every = shared.register().await?;
     let (results, reports) = mpsc::unbounded_channel();
@@ -267,7 +280,21 @@ pub async fn run(
         }
     });
     let (mut runners, unstarted) = leased?;
-    while runners.join_next().await.is_some() {}
+    let grace = tokio::time::sleep(shared.config.shutdown_grace);
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            next = runners.join_next() => if next.is_none() { break },
+            () = &mut grace, if !shared.abandoning.load(std::sync::atomic::Ordering::Relaxed) => {
+                shared.abandoning.store(true, std::sync::atomic::Ordering::Relaxed);
+                let held = shared.held.lock();
+                tracing::warn!(running = held.len(), grace_s = shared.config.shutdown_grace.as_secs(), "stopping the attempts still running after the shutdown grace");
+                for task in held.values() {
+                    task.cancel.cancel();
+                }
+            }
+        }
+    }
     let unstarted: Vec<(Uuid, u32)> = unstarted.lock().drain(..).collect();
     if !unstarted.is_empty() {
         let tasks: Vec<Value> = unstarted
@@ -375,13 +402,20 @@ async fn execute(
     let span = attempt_span(&task, &shared.id());
     span.in_scope(|| tracing::debug!("task running"));
     let Finished {
-        outcome,
-        error,
+        mut outcome,
+        mut error,
         result,
+        mut error_class,
     } = executor
         .execute(&task, cancel.clone())
         .instrument(span.clone())
         .await;
+    let abandoned = shared.abandoning.load(std::sync::atomic::Ordering::Relaxed);
+    if abandoned && cancel.is_cancelled() {
+        outcome = mimir_core::AttemptOutcome::Failed;
+        error = "the worker stopped before the attempt finished".into();
+        error_class = Some(mimir_core::ErrorClass::Transient);
+    }
     if !error.is_empty() {
         span.in_scope(|| tracing::debug!(%error, ?outcome, "attempt ended"));
     }
@@ -389,7 +423,7 @@ async fn execute(
         crate::metrics::record_attempt(metrics, &task, outcome, started_at, result.as_ref());
     }
     shared.observe((Utc::now() - started_at).to_std().unwrap_or_default());
-    if cancel.is_cancelled() {
+    if cancel.is_cancelled() && !abandoned {
         // Cancelled or lost: the orchestrator has moved on and would refuse it.
         tracing::info!(worktask_id = %task.worktask_id, "task stopped: cancelled or its lease was lost");
         shared.held.lock().remove(&task.worktask_id);
@@ -405,6 +439,7 @@ async fn execute(
         attempt: Some(task.attempt),
         started_at: Some(started_at),
         result,
+        error_class,
     };
     // The reporter outlives every runner, so the send cannot fail while it matters.
     let _ = results.send(report);
@@ -492,7 +527,8 @@ async fn beat(shared: Arc<Shared>, every: Duration) {
     let mut last_beat = tokio::time::Instant::now();
     loop {
         look.tick().await;
-        let due = last_beat.elapsed() >= every;
+        let busy = !shared.held.lock().is_empty();
+        let due = last_beat.elapsed() >= if busy { every.min(BUSY_BEAT) } else { every };
         let unreported_start = shared.held.lock().values().any(|h| {
             !h.start_reported
                 && h.started_at.is_some_and(|t| {

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use mimir_client::DEFAULT_ORCHESTRATOR_URL;
 use mimir_server::config::{LogFormat, LogLevel};
+use mimir_worker::sandbox::{SandboxConfig, Sandboxes};
 use mimir_worker::{PipelineExecutor, WorkerConfig};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -54,6 +55,10 @@ pub struct WorkerArgs {
     /// Most warn/error lines one call site writes per second; 0 for no limit.
     #[arg(long, env = "MIMIR_LOG_RATE_LIMIT", default_value_t = mimir_telemetry::rate_limit::DEFAULT_BURST)]
     log_rate_limit: u32,
+    /// Seconds a stopping worker lets running attempts finish before it stops
+    /// them and hands them back to be retried.
+    #[arg(long, env = "MIMIR_WORKER_SHUTDOWN_GRACE", default_value_t = mimir_worker::DEFAULT_SHUTDOWN_GRACE.as_secs())]
+    shutdown_grace: u64,
     /// Serve this worker's own metrics on `ADDR/metrics` (e.g. 127.0.0.1:9465).
     #[arg(long, env = "MIMIR_WORKER_METRICS_LISTEN")]
     metrics_listen: Option<std::net::SocketAddr>,
@@ -190,11 +195,24 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         give_up_after: args.give_up_after.map(Duration::from_secs),
         only,
         metrics,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
     let client = mimir_client::Client::new(&args.orchestrator).with_token(args.token);
-    let engine = mimir_pipeline::Engine::new(Arc::new(mimir_pipeline::Registry::builtin()))
-        .with_context_cap(args.context_cap);
-    let executor = Arc::new(PipelineExecutor::new(client, engine));
-    mimir_worker::run(config, executor, super::serve::shutdown_signal()).await?;
+    let sandboxes = Arc::new(Sandboxes::new(SandboxConfig {
+        program: std::env::current_exe().context("cannot find this program to start executors")?,
+        args: vec![
+            "executor".into(),
+            format!("--context-cap={}", args.context_cap),
+            format!("--log-level={}", args.log_level.as_str()),
+            format!("--log-format={}", args.log_format.as_str()),
+            format!("--log-rate-limit={}", args.log_rate_limit),
+        ],
+        env: SandboxConfig::inherited_env(),
+        max_idle: config.concurrency,
+    }));
+    let executor = Arc::new(PipelineExecutor::new(client, sandboxes.clone()));
+    let result = mimir_worker::run(config, executor, super::serve::shutdown_signal()).await;
+    sandboxes.close().await;
+    result?;
     Ok(ExitCode::SUCCESS)
 }

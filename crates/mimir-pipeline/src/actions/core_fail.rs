@@ -1,11 +1,11 @@
 //! `core.fail`: fails on purpose, for testing retries and error reporting.
 
-use crate::params::{count, literals, reject_unknown, string};
+use crate::params::{boolean, count, literals, reject_unknown, string};
 use crate::{Action, ActionError, RunContext};
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-const KNOWN: &[&str] = &["message", "times"];
+const KNOWN: &[&str] = &["message", "times", "permanent"];
 
 /// The message when none is given.
 pub const DEFAULT_FAIL_MESSAGE: &str = "failed on purpose";
@@ -13,7 +13,8 @@ pub const DEFAULT_FAIL_MESSAGE: &str = "failed on purpose";
 /// `core.fail`: fails with `message` (default "failed on purpose") while the
 /// attempt number is below `times`; without `times` it always fails. Returns
 /// `{}` when it does not fail, so `times: 2` fails attempts 0 and 1 and lets
-/// attempt 2 succeed.
+/// attempt 2 succeed. With `permanent: true` the failure is permanent, so the
+/// task fails without retries.
 #[derive(Debug, Default)]
 pub struct CoreFail;
 
@@ -32,6 +33,7 @@ impl Action for CoreFail {
         let literals = literals(params);
         string(&literals, "message")?;
         count(&literals, "times")?;
+        boolean(&literals, "permanent")?;
         Ok(())
     }
 
@@ -46,10 +48,12 @@ impl Action for CoreFail {
             None => true,
             Some(times) => u64::from(run.attempt) < times,
         };
-        if fails {
-            Err(ActionError::failed(message))
-        } else {
+        if !fails {
             Ok(json!({}))
+        } else if boolean(&params, "permanent")?.unwrap_or(false) {
+            Err(ActionError::Permanent(message.to_string()))
+        } else {
+            Err(ActionError::failed(message))
         }
     }
 }

@@ -112,6 +112,7 @@ pub struct PipelineBody {
     #[serde(default)]
     description: String,
     steps: Option<Vec<Value>>,
+    step_timeout_ms: Option<u64>,
 }
 
 impl PipelineBody {
@@ -133,6 +134,18 @@ impl PipelineBody {
         let steps = self
             .steps
             .ok_or_else(|| ApiError::bad_field("missing_field", "steps", "steps is required"))?;
+        if let Some(ms) = self.step_timeout_ms
+            && !(1..=mimir_pipeline::validate::MAX_STEP_TIMEOUT_MS).contains(&ms)
+        {
+            return Err(ApiError::bad_field(
+                "invalid_timeout",
+                "step_timeout_ms",
+                format!(
+                    "step_timeout_ms must be between 1 and {}, got {ms}",
+                    mimir_pipeline::validate::MAX_STEP_TIMEOUT_MS
+                ),
+            ));
+        }
         let parsed: Vec<mimir_pipeline::Step> = steps
             .iter()
             .enumerate()
@@ -162,6 +175,7 @@ impl PipelineBody {
             steps,
             created_at,
             updated_at: now,
+            step_timeout_ms: self.step_timeout_ms,
         })
     }
 }

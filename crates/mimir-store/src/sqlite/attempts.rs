@@ -42,6 +42,7 @@ pub(crate) fn select(conn: &Connection, id: Uuid) -> Result<Option<Vec<Attempt>>
             ended_at,
             outcome: AttemptEnd::Completed,
             error: String::new(),
+            error_class: None,
         });
     }
     Ok(Some(attempts))

@@ -30,7 +30,7 @@ fn time(column: usize, us: i64) -> rusqlite::Result<DateTime<chrono::Utc>> {
 
 const PROJECT_COLUMNS: &str = "id, name, description, created_at";
 const PIPELINE_COLUMNS: &str =
-    "id, project_id, name, type, description, steps, created_at, updated_at";
+    "id, project_id, name, type, description, steps, created_at, updated_at, step_timeout_ms";
 
 fn project(row: &Row<'_>) -> rusqlite::Result<Project> {
     Ok(Project {
@@ -53,6 +53,7 @@ fn pipeline(row: &Row<'_>) -> rusqlite::Result<Pipeline> {
         steps: serde_json::from_str(&steps).map_err(|e| conversion(5, e.to_string()))?,
         created_at: time(6, row.get(6)?)?,
         updated_at: time(7, row.get(7)?)?,
+        step_timeout_ms: row.get(8)?,
     })
 }
 
@@ -88,15 +89,15 @@ pub(crate) fn write(conn: &Connection, write: CatalogWrite) -> Result<(), StoreE
             let steps = to_json(&p.steps)?;
             let changed = if create {
                 conn.prepare_cached(
-                    "INSERT INTO pipelines (id, project_id, name, type, description, steps, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO pipelines (id, project_id, name, type, description, steps, created_at, updated_at, step_timeout_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
-                .execute(params![p.id, p.project_id, p.name, p.pipeline_type.as_str(), p.description, steps, micros(p.created_at), micros(p.updated_at)])?
+                .execute(params![p.id, p.project_id, p.name, p.pipeline_type.as_str(), p.description, steps, micros(p.created_at), micros(p.updated_at), p.step_timeout_ms])?
             } else {
                 conn.prepare_cached(
-                    "UPDATE pipelines SET project_id = ?2, name = ?3, type = ?4, description = ?5, steps = ?6, updated_at = ?7 WHERE id = ?1",
+                    "UPDATE pipelines SET project_id = ?2, name = ?3, type = ?4, description = ?5, steps = ?6, updated_at = ?7, step_timeout_ms = ?8 WHERE id = ?1",
                 )?
-                .execute(params![p.id, p.project_id, p.name, p.pipeline_type.as_str(), p.description, steps, micros(p.updated_at)])?
+                .execute(params![p.id, p.project_id, p.name, p.pipeline_type.as_str(), p.description, steps, micros(p.updated_at), p.step_timeout_ms])?
             };
             if changed == 0 {
                 return Err(StoreError::Missing {

@@ -26,6 +26,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_attempts",
         include_str!("../../migrations/sqlite/0004_attempts.sql"),
     ),
+    (
+        "0005_step_timeout",
+        include_str!("../../migrations/sqlite/0005_step_timeout.sql"),
+    ),
 ];
 
 /// Settings of the write connection.

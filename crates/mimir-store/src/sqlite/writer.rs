@@ -12,8 +12,8 @@ use crate::live::{Change, Live};
 use crate::{EventSink, LeaseRequest, StoreError};
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    Attempt, AttemptEnd, AttemptOutcome, InvalidTransition, QueueEntry, RetryDecision, RetryPolicy,
-    TaskEvent, TaskEventKind, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
+    Attempt, AttemptEnd, AttemptOutcome, ErrorClass, InvalidTransition, QueueEntry, RetryDecision,
+    RetryPolicy, TaskEvent, TaskEventKind, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -326,6 +326,8 @@ impl Core {
                         result: None,
                         started_at: None,
                         end: AttemptEnd::LeaseExpired,
+                        // A lost worker may do better elsewhere.
+                        class: Some(ErrorClass::Transient),
                     };
                     self.attempt_failed(conn, &control, failed, WorkTaskStatus::Failed, at, fx)?;
                 }
@@ -388,7 +390,15 @@ impl Core {
         let ended = control
             .status
             .is_running()
-            .then(|| control.ended(control.started_at, at, AttemptEnd::Cancelled, String::new()))
+            .then(|| {
+                control.ended(
+                    control.started_at,
+                    at,
+                    AttemptEnd::Cancelled,
+                    String::new(),
+                    None,
+                )
+            })
             .transpose()?;
         conn.prepare_cached(
             "UPDATE worktasks SET status = ?2, completed_at = ?3, not_before = NULL, \
@@ -610,6 +620,7 @@ impl Core {
                 } else {
                     AttemptEnd::Failed
                 },
+                class: report.error_class,
             };
             return self.attempt_failed(conn, &control, failed, target, at, fx);
         }
@@ -630,12 +641,23 @@ impl Core {
         let id = control.entry.id;
         let reason = failure.reason.as_str();
         let started_at = failure.started_at.or(control.started_at);
-        let ended = control.ended(started_at, at, failure.end, failure.reason.clone())?;
-        let decision = self.retry.decide(
-            control.retry_count,
-            control.max_retries,
-            rand::random::<f64>(),
-        );
+        let ended = control.ended(
+            started_at,
+            at,
+            failure.end,
+            failure.reason.clone(),
+            failure.class,
+        )?;
+        let decision = if ErrorClass::retryable(failure.class) {
+            self.retry.decide(
+                control.retry_count,
+                control.max_retries,
+                rand::random::<f64>(),
+            )
+        } else {
+            // Every retry would fail the same way.
+            RetryDecision::Fail
+        };
         let status = match decision {
             RetryDecision::Retry { retry_count, delay } => {
                 let seq = self.take_seq();
@@ -812,6 +834,8 @@ struct Failure {
     result: Option<serde_json::Value>,
     started_at: Option<DateTime<Utc>>,
     end: AttemptEnd,
+    /// A permanent failure is not retried.
+    class: Option<ErrorClass>,
 }
 
 /// Columns [`Control::from_row`] reads.
@@ -843,6 +867,7 @@ impl Control {
         at: DateTime<Utc>,
         outcome: AttemptEnd,
         error: String,
+        error_class: Option<ErrorClass>,
     ) -> Result<String, StoreError> {
         let mut error = error;
         if error.len() > MAX_ATTEMPT_ERROR {
@@ -861,6 +886,7 @@ impl Control {
             ended_at: at,
             outcome,
             error,
+            error_class,
         };
         Ok(row::to_json(&attempt)?)
     }

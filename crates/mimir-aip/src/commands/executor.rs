@@ -1,0 +1,54 @@
+//! `mimir-aip executor` (hidden): the sandboxed process a worker runs its
+//! pipeline attempts in, one at a time, reading jobs on stdin and reporting
+//! on stdout. Workers start it; people never need to.
+
+use crate::logging;
+use clap::Args;
+use mimir_server::config::{LogFormat, LogLevel};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Flags of `executor`, set by the worker that starts it.
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// Pipeline context cap in bytes.
+    #[arg(long, default_value_t = mimir_pipeline::DEFAULT_CONTEXT_CAP_BYTES)]
+    context_cap: usize,
+    /// Log level.
+    #[arg(long, default_value = "info", value_parser = str::parse::<LogLevel>)]
+    log_level: LogLevel,
+    /// Log format.
+    #[arg(long, default_value = "pretty", value_parser = str::parse::<LogFormat>)]
+    log_format: LogFormat,
+    /// Most warn/error lines one call site writes per second; 0 for no limit.
+    #[arg(long, default_value_t = mimir_telemetry::rate_limit::DEFAULT_BURST)]
+    log_rate_limit: u32,
+}
+
+/// Runs jobs until the worker closes stdin.
+pub async fn run(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
+    let traces = mimir_telemetry::TraceSettings {
+        endpoint: None,
+        service_name: "mimir-aip-worker".into(),
+        instance_id: format!(
+            "executor-{}@{}",
+            std::process::id(),
+            mimir_telemetry::hostname()
+        ),
+        environment: std::env::var("MIMIR_DEPLOYMENT_ENVIRONMENT").unwrap_or_default(),
+    };
+    let _telemetry = logging::init(
+        args.log_level,
+        args.log_format,
+        args.log_rate_limit,
+        traces,
+        None,
+    )?;
+    // An interrupt at a terminal reaches the whole process group: the worker
+    // decides what becomes of a running attempt, so the executor ignores it.
+    tokio::spawn(async { while tokio::signal::ctrl_c().await.is_ok() {} });
+    let engine = mimir_pipeline::Engine::new(Arc::new(mimir_pipeline::Registry::builtin()))
+        .with_context_cap(args.context_cap);
+    mimir_worker::sandbox::child::serve(engine).await?;
+    Ok(ExitCode::SUCCESS)
+}

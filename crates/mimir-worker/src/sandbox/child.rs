@@ -1,0 +1,147 @@
+//! The executor process's side: runs jobs from stdin, one at a time, and
+//! reports on stdout. `mimir-aip executor` calls [`serve`]; nothing else runs
+//! in that process, so a step that loops, allocates without bound or crashes
+//! takes down only the executor, which its worker replaces.
+
+use super::protocol::{Event, Job, Outcome};
+use mimir_pipeline::{Engine, RunContext, Step, StepRecord, Watcher};
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+/// Runs jobs until stdin closes. Each job's events are written to stdout,
+/// batched: a step's record is flushed as soon as it exists unless the job's
+/// last event follows at once, so a supervisor that sees the process die
+/// knows which step was running, and a one-step job costs one write.
+pub async fn serve(engine: Engine) -> std::io::Result<()> {
+    die_with_worker()?;
+    let (lines, mut jobs) = tokio::sync::mpsc::channel::<String>(1);
+    // Stdin is read on a thread of its own, so the runtime stays free for the
+    // steps (and the trace exporter) while the executor waits for work.
+    std::thread::Builder::new()
+        .name("executor-stdin".into())
+        .spawn(move || {
+            let stdin = std::io::stdin();
+            let mut stdin = stdin.lock();
+            loop {
+                let mut line = String::new();
+                match stdin.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        if lines.blocking_send(line).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })?;
+    while let Some(line) = jobs.recv().await {
+        let mut reporter = Reporter::default();
+        match serde_json::from_str::<Job>(&line) {
+            Ok(job) => run(&engine, job, &mut reporter).await,
+            Err(error) => reporter.finish(Outcome {
+                error: Some(format!("the executor got a malformed job: {error}")),
+                ..Outcome::default()
+            }),
+        }
+        reporter.flush()?;
+    }
+    Ok(())
+}
+
+/// An executor must not outlive its worker (a worker killed with `kill -9`
+/// would leave a runaway step running): the kernel kills it when the worker
+/// exits, and it exits at once if the worker is already gone.
+fn die_with_worker() -> std::io::Result<()> {
+    use rustix::process::{Signal, getppid, set_parent_process_death_signal};
+    set_parent_process_death_signal(Some(Signal::KILL))?;
+    let worker = std::env::var(PARENT_ENV)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok());
+    let parent = getppid().map(|p| p.as_raw_nonzero().get());
+    if worker.is_some() && worker != parent {
+        return Err(std::io::Error::other(
+            "the worker that started this executor is gone",
+        ));
+    }
+    Ok(())
+}
+
+/// The variable a worker sets to its own pid for the executors it starts.
+pub const PARENT_ENV: &str = "MIMIR_EXECUTOR_PARENT";
+
+async fn run(engine: &Engine, job: Job, reporter: &mut Reporter) {
+    let mut run = RunContext::new(job.worktask_id, job.pipeline_id).with_attempt(job.attempt);
+    if let Some(traceparent) = job.traceparent {
+        run = run.with_traceparent(traceparent);
+    }
+    if let Some(ms) = job.step_timeout_ms {
+        run = run.with_step_timeout(Duration::from_millis(ms));
+    }
+    if let Some(ms) = job.remaining_ms {
+        run = run.with_deadline(tokio::time::Instant::now() + Duration::from_millis(ms));
+    }
+    reporter.left = job.steps.len();
+    let execution = engine
+        .run_watched(&job.steps, &job.parameters, &run, reporter)
+        .await;
+    reporter.finish(Outcome {
+        context: execution.context,
+        error: execution.error,
+        error_class: execution.error_class,
+        timed_out: execution.timed_out,
+    });
+}
+
+/// Buffers a job's events and writes them when the supervisor needs them.
+#[derive(Default)]
+struct Reporter {
+    buffer: Vec<u8>,
+    /// Steps whose record is still to come.
+    left: usize,
+}
+
+impl Reporter {
+    fn push(&mut self, event: &Event) {
+        // Serializing our own types into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.buffer, event);
+        self.buffer.push(b'\n');
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        self.push(&Event::Finished(outcome));
+    }
+
+    /// Writes what is buffered in one call (stdout flushes at each newline,
+    /// and writes everything up to the last one at once).
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&self.buffer)?;
+        stdout.flush()?;
+        self.buffer.clear();
+        Ok(())
+    }
+}
+
+impl Watcher for Reporter {
+    fn step_started(&mut self, step: &Step, deadline: Option<tokio::time::Instant>) {
+        let Some(deadline) = deadline else { return };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.push(&Event::Started {
+            step: step.name.clone(),
+            deadline_ms: left.as_millis() as u64,
+        });
+        // The supervisor arms its timer now; a lost write means it has gone.
+        let _ = self.flush();
+    }
+
+    fn step_done(&mut self, record: &StepRecord) {
+        self.push(&Event::Done(record.clone()));
+        self.left = self.left.saturating_sub(1);
+        if self.left > 0 {
+            let _ = self.flush();
+        }
+    }
+}

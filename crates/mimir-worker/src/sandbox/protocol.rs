@@ -1,0 +1,65 @@
+//! What a worker and its executor processes say to each other: one JSON
+//! object a line, a [`Job`] down the executor's stdin, [`Event`]s up its
+//! stdout.
+
+use mimir_pipeline::{ErrorClass, Step, StepRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One attempt to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    /// The task, for logs and the steps' run context.
+    pub worktask_id: String,
+    /// The pipeline.
+    pub pipeline_id: String,
+    /// 0 on the first attempt (the task's `retry_count`).
+    pub attempt: u32,
+    /// The trace context the steps continue, if traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The steps.
+    pub steps: Vec<Step>,
+    /// The execution's parameters.
+    pub parameters: Map<String, Value>,
+    /// Timeout of the steps that set none (the pipeline's `step_timeout_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_timeout_ms: Option<u64>,
+    /// Time left for the whole attempt (the task's `timeout_ms`), in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_ms: Option<u64>,
+}
+
+/// What an executor reports about the job it runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// A step with a deadline started; it must end within `deadline_ms`.
+    /// Steps without one are not announced: the supervisor has nothing to arm.
+    Started {
+        /// The step's name.
+        step: String,
+        /// Milliseconds from now until its deadline.
+        deadline_ms: u64,
+    },
+    /// A step's record.
+    Done(StepRecord),
+    /// The job ended; every step's record came before.
+    Finished(Outcome),
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The completed steps' context entries.
+    pub context: Map<String, Value>,
+    /// The run's error, when a step failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether retrying can help, when a step failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
+    /// A step ran past its deadline.
+    #[serde(default)]
+    pub timed_out: bool,
+}
