@@ -120,7 +120,7 @@ impl Engine {
             // A span per step costs a few microseconds: it exists for traces,
             // and for debug logs; warnings name the step themselves.
             let span = if mimir_telemetry::otel::enabled() {
-                tracing::info_span!(
+                let span = tracing::info_span!(
                     "pipeline_step",
                     otel.name = %format_args!("step {}", step.name),
                     step = %step.name,
@@ -128,7 +128,15 @@ impl Engine {
                     worktask_id = %run.worktask_id,
                     pipeline_id = %run.pipeline_id,
                     attempt = run.attempt,
-                )
+                );
+                // Run in a process of its own (an executor), the step joins
+                // the attempt's trace through the context it was handed.
+                if let Some(traceparent) = &run.traceparent
+                    && outer_span_is_none()
+                {
+                    mimir_telemetry::propagation::set_parent(&span, traceparent);
+                }
+                span
             } else {
                 tracing::debug_span!(
                     "pipeline_step",
@@ -240,6 +248,11 @@ impl Engine {
         context.insert(&step.name, entry, sized);
         Ok(())
     }
+}
+
+/// True when no span encloses the run here.
+fn outer_span_is_none() -> bool {
+    tracing::Span::current().is_none()
 }
 
 /// Which limit a step's deadline comes from, and how long it allowed.

@@ -204,7 +204,15 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             "executor".into(),
             format!("--context-cap={}", args.context_cap),
             format!("--log-level={}", args.log_level.as_str()),
-            format!("--log-format={}", args.log_format.as_str()),
+            // The worker forwards JSON lines to its Loki sink.
+            format!(
+                "--log-format={}",
+                if mimir_telemetry::loki::enabled() {
+                    "json"
+                } else {
+                    args.log_format.as_str()
+                }
+            ),
             format!("--log-rate-limit={}", args.log_rate_limit),
         ],
         env: SandboxConfig::inherited_env(),

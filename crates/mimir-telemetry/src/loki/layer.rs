@@ -25,6 +25,57 @@ impl LokiLayer {
     pub(super) fn new(queue: SyncSender<Entry>) -> LokiLayer {
         LokiLayer { queue }
     }
+
+    /// Queues a JSON log line another process wrote in our format (an
+    /// executor's), as if logged here. Other lines are ignored.
+    pub fn forward(&self, json_line: &str) {
+        let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(json_line) else {
+            return;
+        };
+        // The entry is stamped on arrival, a few milliseconds late at most.
+        fields.remove("timestamp");
+        let level = match fields.get("level").and_then(Value::as_str) {
+            Some("ERROR") => tracing::Level::ERROR,
+            Some("WARN") => tracing::Level::WARN,
+            Some("INFO") => tracing::Level::INFO,
+            Some("DEBUG") => tracing::Level::DEBUG,
+            Some("TRACE") => tracing::Level::TRACE,
+            _ => return,
+        };
+        self.queue_entry(level, fields);
+    }
+
+    fn queue_entry(&self, level: tracing::Level, mut fields: Map<String, Value>) {
+        let timestamp_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or_default();
+        let mut metadata = Vec::new();
+        for key in METADATA_FIELDS {
+            let Some(value) = fields.remove(key) else {
+                continue;
+            };
+            let value = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            if !value.is_empty() {
+                metadata.push((key, value));
+            }
+        }
+        let entry = Entry {
+            timestamp_ns,
+            level,
+            line: Value::Object(fields).to_string(),
+            metadata,
+        };
+        match self.queue.try_send(entry) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                DROPPED_QUEUE_FULL.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// The fields of a span, kept so that events inside it carry them.
@@ -83,10 +134,6 @@ where
         if OWN_TARGETS.iter().any(|t| meta.target().starts_with(t)) {
             return;
         }
-        let timestamp_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i128)
-            .unwrap_or_default();
         let mut fields = Map::new();
         fields.insert("level".into(), Value::from(meta.level().as_str()));
         fields.insert("target".into(), Value::from(meta.target()));
@@ -104,31 +151,7 @@ where
                 }
             }
         }
-        let mut metadata = Vec::new();
-        for key in METADATA_FIELDS {
-            let Some(value) = fields.remove(key) else {
-                continue;
-            };
-            let value = match value {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            if !value.is_empty() {
-                metadata.push((key, value));
-            }
-        }
-        let entry = Entry {
-            timestamp_ns,
-            level: *meta.level(),
-            line: Value::Object(fields).to_string(),
-            metadata,
-        };
-        match self.queue.try_send(entry) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                DROPPED_QUEUE_FULL.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.queue_entry(*meta.level(), fields);
     }
 }
 
@@ -167,6 +190,27 @@ mod tests {
             serde_json::json!({"level": "WARN", "target": "mimir::task", "message": "task retried", "event": "retried", "attempt": 2})
         );
         assert!(entry.timestamp_ns > 1_600_000_000_000_000_000);
+    }
+
+    #[test]
+    fn forwarded_lines_keep_their_fields_and_correlation_ids() {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(16);
+        let layer = LokiLayer::new(sender);
+        layer.forward(r#"{"timestamp":"2026-01-01T00:00:00.000000Z","level":"INFO","message":"hello from a step","worktask_id":"t-1","step":"say","target":"mimir_pipeline::log"}"#);
+        layer.forward("not json");
+        layer.forward(r#"{"message":"no level"}"#);
+        let entries: Vec<Entry> = receiver.try_iter().collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(entries[0].level, tracing::Level::INFO);
+        assert_eq!(
+            entries[0].metadata,
+            vec![("worktask_id", "t-1".to_string())]
+        );
+        let line: Value = serde_json::from_str(&entries[0].line).expect("JSON line");
+        assert_eq!(
+            line,
+            serde_json::json!({"level": "INFO", "message": "hello from a step", "step": "say", "target": "mimir_pipeline::log"})
+        );
     }
 
     #[test]

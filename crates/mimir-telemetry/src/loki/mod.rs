@@ -126,7 +126,25 @@ impl std::fmt::Debug for Auth {
 /// flushes on drop.
 pub fn start(settings: LokiSettings) -> std::io::Result<(LokiLayer, LokiGuard)> {
     let (sender, guard) = sink::spawn(&settings)?;
-    Ok((LokiLayer::new(sender), guard))
+    let layer = LokiLayer::new(sender);
+    let _ = FORWARDER.set(layer.clone());
+    Ok((layer, guard))
+}
+
+/// The running sink, for lines of other processes.
+static FORWARDER: std::sync::OnceLock<LokiLayer> = std::sync::OnceLock::new();
+
+/// Whether this process pushes logs to Loki.
+pub fn enabled() -> bool {
+    FORWARDER.get().is_some()
+}
+
+/// Pushes a JSON log line written by another process in our format (a
+/// worker's executor), with this process's labels; a no-op without a sink.
+pub fn forward(json_line: &str) {
+    if let Some(layer) = FORWARDER.get() {
+        layer.forward(json_line);
+    }
 }
 
 static SENT: AtomicU64 = AtomicU64::new(0);

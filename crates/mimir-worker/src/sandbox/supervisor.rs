@@ -408,6 +408,8 @@ async fn forward_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<Std
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 let _ = std::io::stderr().lock().write_all(line.as_bytes());
+                // The worker's Loki sink carries its executors' lines too.
+                mimir_telemetry::loki::forward(line.trim_end());
                 let mut tail = tail.lock();
                 tail.allocation_failed |= line.contains(ALLOCATION_FAILED);
                 tail.last.clear();
