@@ -655,6 +655,8 @@ impl Config {
         } else {
             p.file_roots.clone()
         };
+        let data_dir = std::path::absolute(&self.data_dir)
+            .map_err(|e| ConfigError(format!("dataDir: {e}")))?;
         let mut file_roots = Vec::with_capacity(roots.len());
         for (index, root) in roots.iter().enumerate() {
             let key = format!("pipelines.fileRoots[{index}]");
@@ -670,6 +672,16 @@ impl Config {
             }
             let absolute =
                 std::path::absolute(root).map_err(|e| ConfigError(format!("{key}: {e}")))?;
+            // The store holds webhook secrets and, with storage connectors,
+            // credentials: no step may read it.
+            if data_dir.starts_with(&absolute) {
+                return Err(ConfigError(format!(
+                    "{key}: {} holds the data directory {}, which steps must not reach; use a folder of its own, such as {}",
+                    absolute.display(),
+                    data_dir.display(),
+                    data_dir.join(DEFAULT_FILE_ROOT).display()
+                )));
+            }
             file_roots.push(absolute);
         }
         let confinement = mimir_pipeline::Confinement {
@@ -870,6 +882,11 @@ mod tests {
                 "pipelines.fileRoots[1]",
             ),
             ("pipelines:\n  fileRoots: ['']\n", "pipelines.fileRoots[0]"),
+            (
+                "dataDir: /srv/mimir/data\npipelines:\n  fileRoots: [/srv/other, /srv/mimir]\n",
+                "pipelines.fileRoots[1]",
+            ),
+            ("pipelines:\n  fileRoots: [/]\n", "pipelines.fileRoots[0]"),
         ] {
             let error = Config::from_yaml(yaml)
                 .expect("parses")
