@@ -2,6 +2,8 @@
 //! actions: files only inside the roots (temp dirs), HTTP only where the
 //! allow and deny lists say (real servers on 127.0.0.1), and no secrets.
 
+#![cfg(unix)]
+
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
@@ -242,6 +244,17 @@ async fn relative_paths_and_symlinks_inside_the_roots_work() {
             .is_symlink(),
         "a write through a link inside the roots updates its target"
     );
+}
+
+#[tokio::test]
+async fn a_root_itself_is_not_a_file_to_write() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let confinement = in_roots(&[root.path()]);
+    for path in ["", ".", "a/..", root.path().to_str().expect("utf-8")] {
+        let error = refusal(&write(&confinement, path).await, "save");
+        assert!(error.contains("names a directory"), "{path:?}: {error}");
+    }
+    assert!(listing(root.path()).is_empty());
 }
 
 #[tokio::test]

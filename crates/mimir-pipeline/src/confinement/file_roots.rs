@@ -66,7 +66,9 @@ impl FileRoots {
     pub fn write_target(&self, path: &str) -> Result<PathBuf, ActionError> {
         let roots = self.real_roots();
         let lexical = self.lexical(path, &roots)?;
-        let (Some(parent), Some(name)) = (lexical.parent(), lexical.file_name()) else {
+        let is_root = self.roots.iter().chain(&roots).any(|root| *root == lexical);
+        let (Some(parent), Some(name), false) = (lexical.parent(), lexical.file_name(), is_root)
+        else {
             return Err(ActionError::parameter(
                 "path",
                 format!("\"{path}\" names a directory, not a file"),
