@@ -49,7 +49,6 @@ async fn the_local_pool_runs_a_pipeline_end_to_end() {
     let orchestrator =
         Orchestrator::start_with_config(FAST, &["--max-workers", "2", "--min-workers", "1"]);
     let client = orchestrator.client();
-    let dir = orchestrator.dir.path().join("out");
     let steps = json!([
         {"name": "say", "plugin": "core", "action": "log", "parameters": {"message": "$.params.greeting"}},
         {"name": "write", "plugin": "file", "action": "write",
@@ -58,13 +57,15 @@ async fn the_local_pool_runs_a_pipeline_end_to_end() {
         {"name": "shout", "plugin": "transform", "action": "jq", "parameters": {"program": ".data.greeting | ascii_upcase", "input": "$.read.doc"}}
     ]);
     let pipeline = create_pipeline(&client, steps).await;
-    let path = dir.join("greeting.json");
+    // A relative path lands in the default file root, `files/` under the
+    // data directory, which `serve` made.
     let task = execute(
         &client,
         &pipeline,
-        json!({"greeting": "hello", "path": path}),
+        json!({"greeting": "hello", "path": "out/greeting.json"}),
     )
     .await;
+    let path = orchestrator.dir.path().join("data/files/out/greeting.json");
     let done = wait_until_done(&client, task.worktask_id, Duration::from_secs(60)).await;
     assert_eq!(done.status, WorkTaskStatus::Completed, "{done:?}");
     let result = done.result.expect("a result");
@@ -89,6 +90,73 @@ async fn the_local_pool_runs_a_pipeline_end_to_end() {
         .sum();
     assert_eq!(done_by_workers, 1);
     assert!(workers["workers"][0]["last_heartbeat_age_ms"].is_u64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_read_of_proc_self_environ_is_refused_by_local_workers() {
+    // The worker token is in every local worker's environment.
+    let config = format!("{FAST}  workerAuthToken: w0rker-t0ken\napi:\n  token: api-t0ken\n");
+    let orchestrator = Orchestrator::start_with_config(&config, &["--max-workers", "1"]);
+    let client = orchestrator
+        .client()
+        .with_token(Some("api-t0ken".to_string()));
+    let steps = json!([
+        {"name": "peek", "plugin": "file", "action": "read",
+         "parameters": {"path": "$.params.path", "format": "text"}}
+    ]);
+    let pipeline = create_pipeline(&client, steps).await;
+    for path in [
+        "/proc/self/environ",
+        "../../../../../../../../proc/self/environ",
+    ] {
+        let task = execute(&client, &pipeline, json!({"path": path})).await;
+        let done = wait_until_done(&client, task.worktask_id, Duration::from_secs(60)).await;
+        assert_eq!(done.status, WorkTaskStatus::Failed, "{done:?}");
+        let roots = orchestrator.dir.path().join("data/files");
+        let expected = format!(
+            "path \"{path}\" is outside the file roots ({})",
+            std::path::absolute(&roots).expect("absolute").display()
+        );
+        assert!(
+            done.error_message.contains(&expected),
+            "{}",
+            done.error_message
+        );
+        let everything = serde_json::to_string(&done).expect("task JSON");
+        assert!(!everything.contains("t0ken"), "{everything}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_confinement_settings_reach_local_workers() {
+    let config = format!(
+        "{FAST}pipelines:\n  fileRoots: [shared]\n  http:\n    deny: [127.0.0.0/8, '::1']\n"
+    );
+    let orchestrator = Orchestrator::start_with_config(&config, &["--max-workers", "1"]);
+    let client = orchestrator.client();
+    let shared = orchestrator.dir.path().join("shared");
+    assert!(shared.is_dir(), "serve creates the configured root");
+    let steps = json!([
+        {"name": "save", "plugin": "file", "action": "write",
+         "parameters": {"path": "note.txt", "format": "text", "data": "kept"}},
+        {"name": "call", "plugin": "http", "action": "request",
+         "parameters": {"url": "$.params.url", "timeout_ms": 2000}}
+    ]);
+    let pipeline = create_pipeline(&client, steps).await;
+    let url = format!("{}/health", orchestrator.url);
+    let task = execute(&client, &pipeline, json!({"url": url})).await;
+    let done = wait_until_done(&client, task.worktask_id, Duration::from_secs(60)).await;
+    assert_eq!(done.status, WorkTaskStatus::Failed, "{done:?}");
+    assert_eq!(
+        std::fs::read_to_string(shared.join("note.txt")).expect("written in the configured root"),
+        "kept"
+    );
+    assert!(
+        done.error_message
+            .contains("refused: 127.0.0.1 is denied by \"127.0.0.0/8\""),
+        "{}",
+        done.error_message
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

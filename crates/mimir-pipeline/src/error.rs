@@ -28,6 +28,28 @@ pub enum ActionError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// A file path resolves outside the file roots (`pipelines.fileRoots`).
+    #[error("{}", outside_roots(path, resolved.as_deref(), roots))]
+    OutsideRoots {
+        /// The path as the step gave it.
+        path: String,
+        /// Where it leads once symlinks are followed, when that is what lies
+        /// outside.
+        resolved: Option<PathBuf>,
+        /// The roots, absolute.
+        roots: Vec<PathBuf>,
+    },
+    /// An HTTP request was not sent, or a redirect not followed, because
+    /// the HTTP allow or deny list refuses where it leads.
+    #[error("{method} {url}: refused: {reason}")]
+    HttpRefused {
+        /// The request method.
+        method: String,
+        /// The request URL, without any password.
+        url: String,
+        /// The host or address and the list entry that refused it.
+        reason: String,
+    },
     /// A file's content does not parse in the expected format.
     #[error("{} is not valid {format}: {message}", path.display())]
     Parse {
@@ -86,6 +108,23 @@ pub enum ActionError {
     Permanent(String),
 }
 
+fn outside_roots(path: &str, resolved: Option<&std::path::Path>, roots: &[PathBuf]) -> String {
+    if roots.is_empty() {
+        return format!(
+            "path \"{path}\" is refused: no file roots are configured (pipelines.fileRoots)"
+        );
+    }
+    let roots: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+    let roots = roots.join(", ");
+    match resolved {
+        Some(real) => format!(
+            "path \"{path}\" resolves to {}, outside the file roots ({roots})",
+            real.display()
+        ),
+        None => format!("path \"{path}\" is outside the file roots ({roots})"),
+    }
+}
+
 impl ActionError {
     /// A [`ActionError::Parameter`] error.
     pub fn parameter(name: &str, message: impl Into<String>) -> ActionError {
@@ -100,8 +139,8 @@ impl ActionError {
         ActionError::Failed(message.into())
     }
 
-    /// Whether retrying can help. Bad parameters, unparsable data and jq
-    /// errors fail the same way every time; network trouble, timeouts and a
+    /// Whether retrying can help. Bad parameters, unparsable data, jq errors
+    /// and what the confinement refuses fail the same way every time; network trouble, timeouts and a
     /// plugin's own [`ActionError::Failed`] may not. A missing file or one
     /// without permission is permanent; other I/O errors (a full disk) are not.
     pub fn class(&self) -> ErrorClass {
@@ -111,6 +150,8 @@ impl ActionError {
             | ActionError::Encode { .. }
             | ActionError::JqCompile(_)
             | ActionError::JqRuntime(_)
+            | ActionError::OutsideRoots { .. }
+            | ActionError::HttpRefused { .. }
             | ActionError::Permanent(_) => ErrorClass::Permanent,
             ActionError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound
@@ -146,5 +187,23 @@ mod tests {
             "GET http://127.0.0.1:1/x: no response within 50 ms"
         );
         assert_eq!(ActionError::Cancelled.to_string(), "cancelled");
+        let e = ActionError::OutsideRoots {
+            path: "../x".into(),
+            resolved: None,
+            roots: vec!["/data/files".into(), "/srv".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "path \"../x\" is outside the file roots (/data/files, /srv)"
+        );
+        let e = ActionError::OutsideRoots {
+            path: "link".into(),
+            resolved: Some("/etc/passwd".into()),
+            roots: vec!["/data/files".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "path \"link\" resolves to /etc/passwd, outside the file roots (/data/files)"
+        );
     }
 }

@@ -32,7 +32,9 @@
 //! ([`actions::FileRead`]), `file.write` ([`actions::FileWrite`]),
 //! `transform.jq` ([`actions::TransformJq`]), `core.log`
 //! ([`actions::CoreLog`]), `core.sleep` ([`actions::CoreSleep`]) and
-//! `core.fail` ([`actions::CoreFail`]); [`Registry::builtin`] has them all.
+//! `core.fail` ([`actions::CoreFail`]); [`Registry::confined`] has them all,
+//! with the file and HTTP actions confined to what a [`Confinement`] allows:
+//! file roots, and hosts allowed and denied (see [`confinement`]).
 //!
 //! # Adding a plugin
 //!
@@ -44,7 +46,7 @@
 //!
 //! ```
 //! use async_trait::async_trait;
-//! use mimir_pipeline::{params, Action, ActionError, Engine, Registry, RunContext, Step};
+//! use mimir_pipeline::{params, Action, ActionError, Confinement, Engine, Registry, RunContext, Step};
 //! use serde_json::{json, Map, Value};
 //! use std::sync::Arc;
 //!
@@ -72,7 +74,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let mut registry = Registry::builtin();
+//! let mut registry = Registry::confined(&Confinement::default()).unwrap();
 //! registry.register(Arc::new(Upper));
 //! let steps: Vec<Step> = serde_json::from_value(json!([
 //!     {"name": "shout", "plugin": "text", "action": "upper",
@@ -94,6 +96,7 @@
 pub mod action;
 pub mod actions;
 pub mod cir;
+pub mod confinement;
 mod context;
 pub mod engine;
 pub mod error;
@@ -109,6 +112,7 @@ pub mod step_error;
 pub mod validate;
 
 pub use action::Action;
+pub use confinement::{Confinement, ConfinementError, HttpPolicy};
 pub use context::{DEFAULT_CONTEXT_CAP_BYTES, human_bytes};
 pub use engine::{Engine, Watcher};
 pub use error::ActionError;

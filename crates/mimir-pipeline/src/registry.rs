@@ -2,6 +2,7 @@
 
 use crate::Action;
 use crate::actions;
+use crate::confinement::{Confinement, ConfinementError};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -19,13 +20,17 @@ impl Registry {
     }
 
     /// A registry with every built-in action: `http.request`, `file.read`,
-    /// `file.write`, `transform.jq`, `core.log`, `core.sleep`, `core.fail`.
-    pub fn builtin() -> Registry {
+    /// `file.write`, `transform.jq`, `core.log`, `core.sleep`, `core.fail`,
+    /// the file and HTTP actions confined by `confinement`.
+    ///
+    /// This is the only way to get the built-in actions: there is no
+    /// unconfined registry. `Confinement::default()` reaches no file at all.
+    pub fn confined(confinement: &Confinement) -> Result<Registry, ConfinementError> {
         let mut registry = Registry::new();
-        for action in actions::builtin() {
+        for action in actions::builtin(confinement)? {
             registry.register(action);
         }
-        registry
+        Ok(registry)
     }
 
     /// Adds `action`, replacing any action registered under the same name.
@@ -80,7 +85,7 @@ mod tests {
 
     #[test]
     fn builtin_lists_every_action_sorted() {
-        let registry = Registry::builtin();
+        let registry = Registry::confined(&Confinement::default()).unwrap_or_default();
         assert_eq!(
             registry.names(),
             [

@@ -7,8 +7,8 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::any;
 use mimir_pipeline::{
-    CancellationToken, Engine, Execution, Registry, RunContext, Step, StepRecord, StepStatus,
-    validate,
+    CancellationToken, Confinement, Engine, Execution, Registry, RunContext, Step, StepRecord,
+    StepStatus, validate,
 };
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -25,8 +25,21 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
+/// An engine whose file steps are confined to nothing.
 fn engine() -> Engine {
-    Engine::new(Arc::new(Registry::builtin()))
+    let registry = Registry::confined(&Confinement::default()).expect("the default confinement");
+    Engine::new(Arc::new(registry))
+}
+
+/// An engine whose file steps work in `root`, as `pipelines.fileRoots` would
+/// have it.
+fn engine_in(root: &std::path::Path) -> Engine {
+    let confinement = Confinement {
+        file_roots: vec![root.to_path_buf()],
+        ..Confinement::default()
+    };
+    let registry = Registry::confined(&confinement).expect("a valid confinement");
+    Engine::new(Arc::new(registry))
 }
 
 /// Validates and runs `pipeline`, returning the execution and the records
@@ -52,6 +65,18 @@ async fn run_with(
 async fn run(pipeline: Value, params: Value) -> Execution {
     run_with(
         &engine(),
+        pipeline,
+        params,
+        &RunContext::new("task-1", "pipe-1"),
+    )
+    .await
+    .0
+}
+
+/// [`run`] with file steps confined to `root`.
+async fn run_in(root: &std::path::Path, pipeline: Value, params: Value) -> Execution {
+    run_with(
+        &engine_in(root),
         pipeline,
         params,
         &RunContext::new("task-1", "pipe-1"),
@@ -108,7 +133,8 @@ async fn output_mapping_stores_the_result_under_names_like_the_seed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("items.json");
     std::fs::write(&path, r#"[{"id": 1}, {"id": 2}, {"id": 3}]"#).expect("write fixture");
-    let execution = run(
+    let execution = run_in(
+        dir.path(),
         json!([
             {"name": "load_once", "plugin": "file", "action": "read",
              "parameters": {"path": "$.params.path"},
@@ -366,7 +392,8 @@ async fn an_unregistered_action_fails_at_run_time_without_panicking() {
 /// returns the CIR document read.
 async fn round_trip(dir: &std::path::Path, name: &str, format: &str, data: Value) -> Value {
     let path = dir.join("nested/deeper").join(name);
-    let execution = run(
+    let execution = run_in(
+        dir,
         json!([
             {"name": "save", "plugin": "file", "action": "write",
              "parameters": {"path": "$.params.path", "format": format, "data": "$.params.data"}},
@@ -436,7 +463,8 @@ async fn a_csv_document_written_back_keeps_its_column_order_and_format_follows_t
     let input = dir.path().join("in.csv");
     let output = dir.path().join("out.csv");
     std::fs::write(&input, "zeta,alpha,mid\n1,007,x\n2,,y\n").expect("write fixture");
-    let execution = run(
+    let execution = run_in(
+        dir.path(),
         json!([
             {"name": "load", "plugin": "file", "action": "read",
              "parameters": {"path": "$.params.input"}},
@@ -464,7 +492,8 @@ async fn file_errors_name_the_file() {
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{not json").expect("write fixture");
     for (path, expected) in [(&missing, "cannot read"), (&bad, "is not valid json")] {
-        let execution = run(
+        let execution = run_in(
+            dir.path(),
             json!([{"name": "load", "plugin": "file", "action": "read",
                     "parameters": {"path": "$.params.path"}}]),
             json!({"path": path.to_str()}),
@@ -481,7 +510,8 @@ async fn jq_transforms_cir_data_and_reports_runtime_errors() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("orders.csv");
     std::fs::write(&path, "id,total,status\n1,10.5,paid\n2,3,open\n3,7,paid\n").expect("fixture");
-    let execution = run(
+    let execution = run_in(
+        dir.path(),
         json!([
             {"name": "load", "plugin": "file", "action": "read",
              "parameters": {"path": "$.params.path"}},

@@ -123,6 +123,51 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// OpenTelemetry trace export.
     pub tracing: TracingConfig,
+    /// What pipeline steps may reach.
+    pub pipelines: PipelinesConfig,
+}
+
+/// The folder under the data directory that is the file root unless
+/// `pipelines.fileRoots` names others: `files`.
+pub const DEFAULT_FILE_ROOT: &str = "files";
+
+/// `pipelines.*`: what pipeline steps may reach. Local workers get these
+/// settings; external workers take them as `worker` flags.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct PipelinesConfig {
+    /// Directories `file.read` and `file.write` work in (created at start);
+    /// a relative step path is taken from the first, and a path that leads
+    /// outside all of them fails the step. Defaults to `files/` under
+    /// `dataDir`.
+    pub file_roots: Vec<PathBuf>,
+    /// Hosts `http.request` may call.
+    pub http: PipelinesHttpConfig,
+}
+
+/// `pipelines.http.*`: host names (`api.example.com`, `*.example.com`), IP
+/// addresses and CIDR blocks (`10.0.0.0/8`), checked after DNS resolution and
+/// at every redirect. `deny` wins over `allow`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct PipelinesHttpConfig {
+    /// When not empty, the only hosts requests may go to. Defaults to empty:
+    /// any host not denied.
+    pub allow: Vec<String>,
+    /// Hosts requests never go to. Defaults to link-local and cloud metadata
+    /// addresses: `[169.254.0.0/16, fe80::/10, fd00:ec2::254]`. A list set
+    /// here replaces the default, so keep those entries in it.
+    pub deny: Vec<String>,
+}
+
+impl Default for PipelinesHttpConfig {
+    fn default() -> Self {
+        let policy = mimir_pipeline::HttpPolicy::default();
+        PipelinesHttpConfig {
+            allow: policy.allow,
+            deny: policy.deny,
+        }
+    }
 }
 
 /// `logging.*`.
@@ -432,6 +477,7 @@ impl Default for Config {
             logging: LoggingConfig::default(),
             metrics: MetricsConfig::default(),
             tracing: TracingConfig::default(),
+            pipelines: PipelinesConfig::default(),
         }
     }
 }
@@ -461,6 +507,12 @@ pub struct Overrides {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(String);
+
+impl From<mimir_pipeline::ConfinementError> for ConfigError {
+    fn from(error: mimir_pipeline::ConfinementError) -> ConfigError {
+        ConfigError(format!("pipelines: {error}"))
+    }
+}
 
 impl Config {
     /// Reads a YAML or JSON file (JSON is YAML too).
@@ -587,6 +639,7 @@ impl Config {
                 .map_err(|e| ConfigError(format!("orchestrator.typeConcurrency.{name}: {e}")))?;
             type_limits.insert(t, *limit);
         }
+        let confinement = self.confinement()?;
         let retry = self.retry.policy().map_err(ConfigError)?;
         let aging = (self.queue.aging_interval_ms > 0).then(|| Aging {
             interval: Duration::from_millis(self.queue.aging_interval_ms),
@@ -598,7 +651,65 @@ impl Config {
             type_limits,
             lease_ttl: Duration::from_millis(o.lease_ttl_ms),
             idle_timeout: Duration::from_millis(o.idle_timeout_ms),
+            confinement,
         })
+    }
+
+    /// What pipeline steps may reach, with the file roots absolute (the
+    /// default one under `dataDir`); errors name the key.
+    fn confinement(&self) -> Result<mimir_pipeline::Confinement, ConfigError> {
+        use mimir_pipeline::ConfinementError;
+        let p = &self.pipelines;
+        let roots = if p.file_roots.is_empty() {
+            vec![self.data_dir.join(DEFAULT_FILE_ROOT)]
+        } else {
+            p.file_roots.clone()
+        };
+        let data_dir = std::path::absolute(&self.data_dir)
+            .map_err(|e| ConfigError(format!("dataDir: {e}")))?;
+        let mut file_roots = Vec::with_capacity(roots.len());
+        for (index, root) in roots.iter().enumerate() {
+            let key = format!("pipelines.fileRoots[{index}]");
+            if root.as_os_str().is_empty() {
+                return Err(ConfigError(format!("{key}: a root must not be empty")));
+            }
+            // Local workers get the roots as one comma-separated variable.
+            if root.to_string_lossy().contains(',') {
+                return Err(ConfigError(format!(
+                    "{key}: {:?} contains a comma, which cannot be passed to workers",
+                    root.display()
+                )));
+            }
+            let absolute =
+                std::path::absolute(root).map_err(|e| ConfigError(format!("{key}: {e}")))?;
+            // The store holds webhook secrets and, with storage connectors,
+            // credentials: no step may read it.
+            if data_dir.starts_with(&absolute) {
+                return Err(ConfigError(format!(
+                    "{key}: {} holds the data directory {}, which steps must not reach; use a folder of its own, such as {}",
+                    absolute.display(),
+                    data_dir.display(),
+                    data_dir.join(DEFAULT_FILE_ROOT).display()
+                )));
+            }
+            file_roots.push(absolute);
+        }
+        let confinement = mimir_pipeline::Confinement {
+            file_roots,
+            http: mimir_pipeline::HttpPolicy {
+                allow: p.http.allow.clone(),
+                deny: p.http.deny.clone(),
+            },
+        };
+        confinement.validate().map_err(|e| match e {
+            ConfinementError::HttpRule {
+                list,
+                index,
+                reason,
+            } => ConfigError(format!("pipelines.http.{list}[{index}]: {reason}")),
+            other => ConfigError(format!("pipelines: {other}")),
+        })?;
+        Ok(confinement)
     }
 }
 
@@ -617,6 +728,8 @@ pub struct ValidConfig {
     pub lease_ttl: Duration,
     /// Idle time before a surplus worker stops.
     pub idle_timeout: Duration,
+    /// What pipeline steps may reach, file roots absolute.
+    pub confinement: mimir_pipeline::Confinement,
 }
 
 #[cfg(test)]
@@ -735,6 +848,64 @@ mod tests {
         }
         let config = Config::from_yaml("api:\n  token: s3cret\n").expect("parses");
         config.validate().expect("a plain token is fine");
+    }
+
+    #[test]
+    fn pipeline_confinement_defaults_to_files_under_the_data_dir() {
+        let config = Config::from_yaml("dataDir: /srv/mimir\n").expect("valid");
+        let valid = config.validate().expect("valid");
+        assert_eq!(
+            valid.confinement.file_roots,
+            [PathBuf::from("/srv/mimir/files")]
+        );
+        assert_eq!(
+            valid.confinement.http,
+            mimir_pipeline::HttpPolicy::default()
+        );
+        let config = Config::from_yaml(
+            "pipelines:\n  fileRoots: [/a, b]\n  http:\n    allow: ['*.example.com']\n    deny: []\n",
+        )
+        .expect("valid");
+        let valid = config.validate().expect("valid");
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(
+            valid.confinement.file_roots,
+            [PathBuf::from("/a"), cwd.join("b")]
+        );
+        assert_eq!(valid.confinement.http.allow, ["*.example.com"]);
+        assert!(valid.confinement.http.deny.is_empty());
+    }
+
+    #[test]
+    fn bad_pipeline_confinement_keys_are_named() {
+        for (yaml, key) in [
+            (
+                "pipelines:\n  http:\n    deny: [10.0.0.0/8, 'not a host']\n",
+                "pipelines.http.deny[1]",
+            ),
+            (
+                "pipelines:\n  http:\n    allow: [1.2.3.4/99]\n",
+                "pipelines.http.allow[0]",
+            ),
+            (
+                "pipelines:\n  fileRoots: [/ok, '/a,b']\n",
+                "pipelines.fileRoots[1]",
+            ),
+            ("pipelines:\n  fileRoots: ['']\n", "pipelines.fileRoots[0]"),
+            (
+                "dataDir: /srv/mimir/data\npipelines:\n  fileRoots: [/srv/other, /srv/mimir]\n",
+                "pipelines.fileRoots[1]",
+            ),
+            ("pipelines:\n  fileRoots: [/]\n", "pipelines.fileRoots[0]"),
+        ] {
+            let error = Config::from_yaml(yaml)
+                .expect("parses")
+                .validate()
+                .expect_err(yaml);
+            assert!(error.to_string().starts_with(key), "{error}");
+        }
+        let error = Config::from_yaml("pipelines:\n  fileRoot: [/a]\n").expect_err("typo");
+        assert!(error.to_string().contains("pipelines.fileRoot"), "{error}");
     }
 
     #[test]

@@ -28,6 +28,14 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// A file root (`pipelines.fileRoots`) could not be created.
+    #[error("cannot create the pipeline file root {} (pipelines.fileRoots): {source}", path.display())]
+    FileRoot {
+        /// The root.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The server failed while running.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -68,6 +76,14 @@ pub async fn run(
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, options))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
+    for root in &valid.confinement.file_roots {
+        std::fs::create_dir_all(root).map_err(|source| ServeError::FileRoot {
+            path: root.clone(),
+            source,
+        })?;
+    }
+    let plugins =
+        mimir_pipeline::Registry::confined(&valid.confinement).map_err(ConfigError::from)?;
     let store: Arc<dyn Store> = if recording {
         Arc::new(MeteredStore::new(Arc::new(store), &metrics))
     } else {
@@ -115,7 +131,7 @@ pub async fn run(
                 ]
                 .concat(),
                 fresh: valid.lease_ttl,
-                env: worker_env(&config),
+                env: worker_env(&config, &valid.confinement),
             },
             metrics.clone(),
         ))
@@ -129,7 +145,7 @@ pub async fn run(
         lease_ttl: valid.lease_ttl,
         worker_token: token,
         api_token,
-        plugins: Arc::new(mimir_pipeline::Registry::builtin()),
+        plugins: Arc::new(plugins),
         progress: Arc::default(),
         metrics: metrics.clone(),
         record_metrics: recording,
@@ -208,10 +224,28 @@ async fn reap(
     }
 }
 
-/// Environment for local workers: trace export configured by keys rather
-/// than `OTEL_*` variables (which children inherit anyway), and the Loki sink.
-fn worker_env(config: &Config) -> Vec<(String, String)> {
-    let mut env = Vec::new();
+/// Environment for local workers: what pipeline steps may reach, trace
+/// export configured by keys rather than `OTEL_*` variables (which children
+/// inherit anyway), and the Loki sink.
+fn worker_env(config: &Config, confinement: &mimir_pipeline::Confinement) -> Vec<(String, String)> {
+    // Read by `worker`'s --file-root, --http-allow and --http-deny; set even
+    // when empty, so the worker's defaults never stand in for the server's.
+    let roots: Vec<String> = confinement
+        .file_roots
+        .iter()
+        .map(|r| r.display().to_string())
+        .collect();
+    let mut env = vec![
+        ("MIMIR_PIPELINE_FILE_ROOTS".to_string(), roots.join(",")),
+        (
+            "MIMIR_PIPELINE_HTTP_ALLOW".to_string(),
+            confinement.http.allow.join(","),
+        ),
+        (
+            "MIMIR_PIPELINE_HTTP_DENY".to_string(),
+            confinement.http.deny.join(","),
+        ),
+    ];
     let set = |key: &str| std::env::var(key).is_ok_and(|v| !v.is_empty());
     if !config.tracing.endpoint.is_empty() && !set("OTEL_EXPORTER_OTLP_ENDPOINT") {
         env.push((

@@ -54,7 +54,11 @@ impl AppState {
             lease_ttl: mimir_store::sqlite::DEFAULT_LEASE_TTL,
             worker_token: None,
             api_token: None,
-            plugins: Arc::new(mimir_pipeline::Registry::builtin()),
+            // Validation only: checks do not touch files or the network.
+            plugins: Arc::new(
+                mimir_pipeline::Registry::confined(&mimir_pipeline::Confinement::default())
+                    .unwrap_or_default(),
+            ),
             progress: Arc::default(),
             metrics: Arc::new(mimir_telemetry::Metrics::new()),
             record_metrics: true,

@@ -3,6 +3,7 @@
 //! on stdout. Workers start it; people never need to.
 
 use crate::logging;
+use anyhow::Context;
 use clap::Args;
 use mimir_server::config::{LogFormat, LogLevel};
 use std::process::ExitCode;
@@ -23,6 +24,10 @@ pub struct ExecutorArgs {
     /// Most warn/error lines one call site writes per second; 0 for no limit.
     #[arg(long, default_value_t = mimir_telemetry::rate_limit::DEFAULT_BURST)]
     log_rate_limit: u32,
+    /// What steps may reach (`mimir_pipeline::Confinement` as JSON), as the
+    /// worker's flags say.
+    #[arg(long)]
+    confinement: String,
 }
 
 /// Runs jobs until the worker closes stdin.
@@ -47,8 +52,11 @@ pub async fn run(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
     // An interrupt at a terminal reaches the whole process group: the worker
     // decides what becomes of a running attempt, so the executor ignores it.
     tokio::spawn(async { while tokio::signal::ctrl_c().await.is_ok() {} });
-    let engine = mimir_pipeline::Engine::new(Arc::new(mimir_pipeline::Registry::builtin()))
-        .with_context_cap(args.context_cap);
+    let confinement: mimir_pipeline::Confinement = serde_json::from_str(&args.confinement)
+        .context("--confinement is not a confinement policy")?;
+    let registry = mimir_pipeline::Registry::confined(&confinement)
+        .context("--confinement names roots or hosts that cannot be used")?;
+    let engine = mimir_pipeline::Engine::new(Arc::new(registry)).with_context_cap(args.context_cap);
     mimir_worker::sandbox::child::serve(engine).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -8,9 +8,10 @@ use crate::logging;
 use anyhow::Context;
 use clap::Args;
 use mimir_client::DEFAULT_ORCHESTRATOR_URL;
-use mimir_server::config::{LogFormat, LogLevel};
+use mimir_server::config::{DEFAULT_DATA_DIR, DEFAULT_FILE_ROOT, LogFormat, LogLevel};
 use mimir_worker::sandbox::{SandboxConfig, Sandboxes};
 use mimir_worker::{PipelineExecutor, WorkerConfig};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,22 @@ pub struct WorkerArgs {
     /// Pipeline context cap in bytes.
     #[arg(long, default_value_t = mimir_pipeline::DEFAULT_CONTEXT_CAP_BYTES, env = "MIMIR_PIPELINE_CONTEXT_CAP")]
     context_cap: usize,
+    /// A directory `file.read` and `file.write` may use; repeat for more. A
+    /// relative step path is taken from the first [default: mimir-data/files].
+    #[arg(
+        long = "file-root",
+        env = "MIMIR_PIPELINE_FILE_ROOTS",
+        value_delimiter = ','
+    )]
+    file_roots: Vec<PathBuf>,
+    /// Hosts `http.request` may only call, comma separated: names, `*.name`,
+    /// IPs, CIDR blocks [default: any host not denied].
+    #[arg(long, env = "MIMIR_PIPELINE_HTTP_ALLOW", value_delimiter = ',')]
+    http_allow: Vec<String>,
+    /// Hosts `http.request` never calls, comma separated; `""` for none
+    /// [default: 169.254.0.0/16,fe80::/10,fd00:ec2::254].
+    #[arg(long, env = "MIMIR_PIPELINE_HTTP_DENY", value_delimiter = ',')]
+    http_deny: Option<Vec<String>>,
     /// Log level.
     #[arg(long, env = "MIMIR_LOG_LEVEL", default_value = "info", value_parser = str::parse::<LogLevel>)]
     log_level: LogLevel,
@@ -100,6 +117,36 @@ struct LokiArgs {
     /// Lines that may wait to be pushed; more are dropped and counted.
     #[arg(long, env = "MIMIR_LOKI_QUEUE_CAPACITY", default_value_t = mimir_telemetry::loki::DEFAULT_QUEUE_CAPACITY)]
     loki_queue_capacity: usize,
+}
+
+impl WorkerArgs {
+    /// What pipeline steps may reach, from `--file-root`, `--http-allow` and
+    /// `--http-deny`; empty entries are dropped.
+    fn confinement(&self) -> mimir_pipeline::Confinement {
+        let mut file_roots: Vec<PathBuf> = self
+            .file_roots
+            .iter()
+            .filter(|r| !r.as_os_str().is_empty())
+            .cloned()
+            .collect();
+        if file_roots.is_empty() {
+            file_roots.push(Path::new(DEFAULT_DATA_DIR).join(DEFAULT_FILE_ROOT));
+        }
+        let entries = |list: &[String]| -> Vec<String> {
+            list.iter()
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty())
+                .collect()
+        };
+        let mut http = mimir_pipeline::HttpPolicy {
+            allow: entries(&self.http_allow),
+            ..mimir_pipeline::HttpPolicy::default()
+        };
+        if let Some(deny) = &self.http_deny {
+            http.deny = entries(deny);
+        }
+        mimir_pipeline::Confinement { file_roots, http }
+    }
 }
 
 impl LokiArgs {
@@ -157,6 +204,23 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         traces,
         loki,
     )?;
+    let confinement = args.confinement();
+    // Checked here, so a bad flag stops the worker rather than each executor.
+    mimir_pipeline::Registry::confined(&confinement)
+        .context("--file-root, --http-allow or --http-deny")?;
+    for root in &confinement.file_roots {
+        // Local workers get roots the orchestrator made; an external worker
+        // makes its own, or says why file steps will fail.
+        if let Err(error) = std::fs::create_dir_all(root) {
+            tracing::warn!(root = %root.display(), %error, "cannot create a pipeline file root; file steps there will fail");
+        }
+    }
+    tracing::info!(
+        file_roots = ?confinement.file_roots,
+        http_allow = ?confinement.http.allow,
+        http_deny = ?confinement.http.deny,
+        "pipeline steps confined"
+    );
     let metrics = match args.metrics_listen {
         Some(addr) => {
             let metrics = Arc::new(mimir_telemetry::Metrics::new());
@@ -214,6 +278,10 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 }
             ),
             format!("--log-rate-limit={}", args.log_rate_limit),
+            format!(
+                "--confinement={}",
+                serde_json::to_string(&confinement).context("cannot encode the confinement")?
+            ),
         ],
         env: SandboxConfig::inherited_env(),
         max_idle: config.concurrency,
@@ -223,4 +291,52 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     sandboxes.close().await;
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        worker: WorkerArgs,
+    }
+
+    fn confinement(args: &[&str]) -> mimir_pipeline::Confinement {
+        let cli = Cli::try_parse_from(std::iter::once("worker").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        cli.worker.confinement()
+    }
+
+    #[test]
+    fn confinement_flags_default_to_files_under_the_data_dir_and_the_metadata_deny_list() {
+        let c = confinement(&[]);
+        assert_eq!(c.file_roots, [PathBuf::from("./mimir-data/files")]);
+        assert_eq!(c.http, mimir_pipeline::HttpPolicy::default());
+        let c = confinement(&[
+            "--file-root",
+            "/a",
+            "--file-root",
+            "/b,/c",
+            "--http-allow",
+            "*.example.com,10.0.0.0/8",
+            "--http-deny",
+            "",
+        ]);
+        assert_eq!(
+            c.file_roots,
+            [
+                PathBuf::from("/a"),
+                PathBuf::from("/b"),
+                PathBuf::from("/c")
+            ]
+        );
+        assert_eq!(c.http.allow, ["*.example.com", "10.0.0.0/8"]);
+        assert!(
+            c.http.deny.is_empty(),
+            "an empty --http-deny denies nothing"
+        );
+    }
 }

@@ -1,11 +1,14 @@
 //! `file.read`: reads a file into a CIR document.
 
 use super::FileFormat;
+use crate::confinement::FileRoots;
 use crate::params::{literals, reject_unknown, require, required_string, string};
 use crate::{Action, ActionError, RunContext, cir};
 use async_trait::async_trait;
 use serde_json::{Map, Number, Value};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const KNOWN: &[&str] = &["path", "format"];
 
@@ -18,10 +21,22 @@ const KNOWN: &[&str] = &["path", "format"];
 /// keep their digits); for ndjson, an array of the lines' values (blank lines
 /// are skipped); for json, the value; for text, the string.
 ///
-/// Relative paths are relative to the worker's working directory. The whole
-/// file is held in memory; the pipeline context cap bounds what a step keeps.
-#[derive(Debug, Default)]
-pub struct FileRead;
+/// Only files inside the file roots can be read: a relative path is taken
+/// from the first root, and one that leads outside every root (by `..`, an
+/// absolute path or a symlink) fails the step naming the path and the roots
+/// (see [`crate::confinement`]). The whole file is held in memory; the
+/// pipeline context cap bounds what a step keeps.
+#[derive(Debug)]
+pub struct FileRead {
+    roots: Arc<FileRoots>,
+}
+
+impl FileRead {
+    /// The action, confined to `roots`.
+    pub fn new(roots: Arc<FileRoots>) -> FileRead {
+        FileRead { roots }
+    }
+}
 
 #[async_trait]
 impl Action for FileRead {
@@ -51,14 +66,18 @@ impl Action for FileRead {
         let path = required_string(&params, "path")?.to_string();
         let format = FileFormat::from_params(&params, Some(&path))?
             .ok_or_else(|| ActionError::parameter("format", "is required"))?;
-        let file = PathBuf::from(&path);
+        let roots = self.roots.clone();
+        let shown = path.clone();
         let (data, bytes, columns) = tokio::task::spawn_blocking(move || {
-            let content = std::fs::read(&file).map_err(|source| ActionError::Io {
-                op: "read",
-                path: file.clone(),
-                source,
-            })?;
-            let (data, columns) = decode(&file, format, &content)?;
+            let mut file = roots.open_read(&shown)?;
+            let mut content = Vec::new();
+            file.read_to_end(&mut content)
+                .map_err(|source| ActionError::Io {
+                    op: "read",
+                    path: PathBuf::from(&shown),
+                    source,
+                })?;
+            let (data, columns) = decode(Path::new(&shown), format, &content)?;
             Ok::<_, ActionError>((data, content.len(), columns))
         })
         .await

@@ -1,6 +1,7 @@
 //! `file.write`: writes data to a file, atomically.
 
 use super::FileFormat;
+use crate::confinement::FileRoots;
 use crate::params::{literals, reject_unknown, require, required_string, string, wrong_type};
 use crate::reference::kind;
 use crate::{Action, ActionError, RunContext, cir};
@@ -8,6 +9,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const KNOWN: &[&str] = &["path", "format", "data", "columns"];
 
@@ -22,11 +24,24 @@ const KNOWN: &[&str] = &["path", "format", "data", "columns"];
 /// each element of an array on its own line (any other value as one line),
 /// json writes the value pretty-printed, text writes a string.
 ///
-/// Missing parent directories are created. The content goes to a temporary
-/// file in the same directory, is flushed to disk, then renamed over `path`,
-/// so readers and crashes never see half a file.
-#[derive(Debug, Default)]
-pub struct FileWrite;
+/// Only files inside the file roots can be written: a relative path is taken
+/// from the first root, and one that leads outside every root (by `..`, an
+/// absolute path or a symlink) fails the step naming the path and the roots
+/// (see [`crate::confinement`]). Missing parent directories are created. The
+/// content goes to a temporary file in the same directory, is flushed to
+/// disk, then renamed over `path`, so readers and crashes never see half a
+/// file.
+#[derive(Debug)]
+pub struct FileWrite {
+    roots: Arc<FileRoots>,
+}
+
+impl FileWrite {
+    /// The action, confined to `roots`.
+    pub fn new(roots: Arc<FileRoots>) -> FileWrite {
+        FileWrite { roots }
+    }
+}
 
 #[async_trait]
 impl Action for FileWrite {
@@ -72,10 +87,14 @@ impl Action for FileWrite {
                 .and_then(|doc| doc.remove("data"))
                 .unwrap_or(Value::Null);
         }
-        let file = PathBuf::from(&path);
+        let roots = self.roots.clone();
+        let shown = path.clone();
         let bytes = tokio::task::spawn_blocking(move || {
             let content = encode(format, &data, columns.as_deref())?;
-            write_atomically(&file, &content)?;
+            let target = roots.write_target(&shown)?;
+            write_atomically(&target, &shown, &content, &|temp| {
+                roots.verify_opened(&shown, temp)
+            })?;
             Ok::<_, ActionError>(content.len())
         })
         .await
@@ -187,19 +206,25 @@ fn encode_csv(data: &Value, columns: Option<&[String]>) -> Result<Vec<u8>, Strin
     writer.into_inner().map_err(|e| e.to_string())
 }
 
-/// Writes `content` to `path` through a temporary file in the same directory
-/// and a rename, creating missing parent directories.
-pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> Result<(), ActionError> {
+/// Writes `content` to `target` (already checked and with its directory
+/// made) through a temporary file in the same directory and a rename. `verify`
+/// sees the temporary file once created. Errors name `shown`, the path as
+/// the step gave it.
+pub(crate) fn write_atomically(
+    target: &Path,
+    shown: &str,
+    content: &[u8],
+    verify: &dyn Fn(&std::fs::File) -> Result<(), ActionError>,
+) -> Result<(), ActionError> {
     let io = |op: &'static str, source: std::io::Error| ActionError::Io {
         op,
-        path: path.to_path_buf(),
+        path: PathBuf::from(shown),
         source,
     };
-    let dir = match path.parent() {
+    let dir = match target.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir).map_err(|e| io("create the directory of", e))?;
     let mut builder = tempfile::Builder::new();
     builder.prefix(".mimir-write-").suffix(".tmp");
     // Temporary files are private (0600) by default; ask for 0666 so the
@@ -210,11 +235,13 @@ pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> Result<(), Action
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
     let mut temp = builder.tempfile_in(dir).map_err(|e| io("write", e))?;
+    // Dropping `temp` on an error removes it.
+    verify(temp.as_file())?;
     temp.write_all(content).map_err(|e| io("write", e))?;
     // Flush to disk before the rename so a crash leaves the old file or the
     // new one, never a truncated new one.
     temp.as_file().sync_all().map_err(|e| io("write", e))?;
-    temp.persist(path).map_err(|e| io("replace", e.error))?;
+    temp.persist(target).map_err(|e| io("replace", e.error))?;
     Ok(())
 }
 

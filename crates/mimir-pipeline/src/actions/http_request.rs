@@ -1,5 +1,6 @@
 //! `http.request`: calls an HTTP endpoint.
 
+use crate::confinement::{ConfinedResolver, ConfinementError, HttpPolicy, HttpRules, Refused};
 use crate::params::{
     count, literals, reject_unknown, require, required_string, string, wrong_type,
 };
@@ -8,6 +9,7 @@ use async_trait::async_trait;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -41,32 +43,50 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 /// error; connection failures, `timeout_ms` (default 30000, the whole
 /// exchange) and bodies over `max_body_bytes` (default 16 MiB) are errors.
 /// The run's `traceparent` is sent unless `headers` sets one.
+///
+/// Where a request may go is decided by the [`HttpPolicy`] the action was
+/// built with, checked on the URL, on every address a host name resolves to
+/// and on every redirect (at most 10); a refusal fails the step naming the
+/// host or address and the entry that refused it (see
+/// [`crate::confinement`]). Request headers are never part of the result,
+/// and a password in the URL never appears in an error or a span.
 #[derive(Debug)]
 pub struct HttpRequest {
     client: Result<reqwest::Client, String>,
+    rules: Arc<HttpRules>,
 }
 
+/// Most redirects followed, as reqwest's own default.
+const MAX_REDIRECTS: usize = 10;
+
 impl HttpRequest {
-    /// The action with its own HTTP client (connection pool, rustls, the
-    /// `HTTP(S)_PROXY` / `NO_PROXY` variables honoured).
-    pub fn new() -> HttpRequest {
+    /// The action under `policy`, with its own HTTP client (connection pool,
+    /// rustls, no proxy, DNS answers filtered by the policy).
+    pub fn new(policy: &HttpPolicy) -> Result<HttpRequest, ConfinementError> {
+        let rules = Arc::new(HttpRules::new(policy)?);
+        let redirect_rules = rules.clone();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            match redirect_rules.check_url(attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(refused) => {
+                    let hop = shown_url(attempt.url());
+                    attempt.error(Refused(format!("redirect to {hop}: {refused}")))
+                }
+            }
+        });
         let client = reqwest::Client::builder()
             .user_agent(concat!("mimir-aip/", env!("CARGO_PKG_VERSION")))
+            // Through a proxy, the address finally reached could not be checked.
+            .no_proxy()
+            .dns_resolver(Arc::new(ConfinedResolver::new(rules.clone())))
+            .redirect(redirects)
             .build()
             // Kept, not panicked on: the error is reported by the steps that need HTTP.
             .map_err(|e| error_chain(&e));
-        HttpRequest { client }
-    }
-
-    /// The action with a client of the caller's choosing.
-    pub fn with_client(client: reqwest::Client) -> HttpRequest {
-        HttpRequest { client: Ok(client) }
-    }
-}
-
-impl Default for HttpRequest {
-    fn default() -> HttpRequest {
-        HttpRequest::new()
+        Ok(HttpRequest { client, rules })
     }
 }
 
@@ -183,9 +203,16 @@ impl Action for HttpRequest {
         run: &RunContext,
     ) -> Result<Value, ActionError> {
         let request = Request::parse(params)?;
+        if let Err(refused) = self.rules.check_url(&request.url) {
+            return Err(ActionError::HttpRefused {
+                method: request.method.to_string(),
+                url: shown_url(&request.url),
+                reason: refused.0,
+            });
+        }
         let client = self.client.as_ref().map_err(|reason| ActionError::Http {
             method: request.method.to_string(),
-            url: request.url.to_string(),
+            url: shown_url(&request.url),
             message: format!("no HTTP client: {reason}"),
         })?;
         // With tracing on, the call is a client span of its own and carries
@@ -211,7 +238,7 @@ fn client_span(request: &Request) -> tracing::Span {
         otel.name = %format_args!("{} {}", request.method, request.url.host_str().unwrap_or_default()),
         otel.kind = "client",
         http.request.method = %request.method,
-        url.full = %request.url,
+        url.full = %shown_url(&request.url),
     )
 }
 
@@ -221,8 +248,17 @@ async fn send(
     traceparent: Option<&str>,
 ) -> Result<Value, ActionError> {
     let method = request.method.to_string();
-    let url_text = request.url.to_string();
+    let url_text = shown_url(&request.url);
     let failed = |error: reqwest::Error| {
+        if let Some(refused) = refusal(&error) {
+            return ActionError::HttpRefused {
+                method: method.clone(),
+                url: url_text.clone(),
+                reason: refused.0.clone(),
+            };
+        }
+        // reqwest's text repeats the URL, password and all; ours names it once.
+        let error = error.without_url();
         if error.is_timeout() {
             ActionError::Timeout {
                 method: method.clone(),
@@ -301,6 +337,34 @@ async fn send(
     Ok(json!({"status": status, "headers": response_headers, "body": body}))
 }
 
+/// The policy's refusal behind a client error: the redirect policy's, or the
+/// resolver's when a name resolved to denied addresses only.
+fn refusal(error: &reqwest::Error) -> Option<&Refused> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            return Some(refused);
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// `url` with any user name and password replaced by `***`, for errors,
+/// spans and logs.
+fn shown_url(url: &Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    // Only URLs that cannot have credentials refuse these, and those have none.
+    let _ = shown.set_username("***");
+    if url.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
+}
+
 /// `application/json`, `application/problem+json`, ... with any parameters.
 fn is_json_type(content_type: &str) -> bool {
     let essence = content_type
@@ -335,7 +399,7 @@ mod tests {
 
     #[test]
     fn check_refuses_bad_urls_methods_headers_and_timeouts() {
-        let action = HttpRequest::new();
+        let action = HttpRequest::new(&HttpPolicy::default()).unwrap_or_else(|e| panic!("{e}"));
         let ok = params(json!({"url": "https://example.invalid/x", "method": "post",
                                "headers": {"x-a": "1", "x-b": "$.params.b"}, "timeout_ms": 10}));
         action.check(&ok).unwrap();
@@ -357,6 +421,17 @@ mod tests {
                 other => panic!("{bad}: expected a parameter error, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn credentials_in_urls_are_not_shown() {
+        let url =
+            Url::parse("https://user:s3cret@example.com/x?a=1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shown_url(&url), "https://***:***@example.com/x?a=1");
+        let url = Url::parse("https://t0ken@example.com/").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shown_url(&url), "https://***@example.com/");
+        let url = Url::parse("http://example.com/").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shown_url(&url), "http://example.com/");
     }
 
     #[test]

@@ -19,17 +19,19 @@ pub use http_request::{DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, HttpRequ
 pub use transform_jq::TransformJq;
 
 use crate::Action;
+use crate::confinement::{Confinement, ConfinementError, FileRoots};
 use std::sync::Arc;
 
-/// One instance of every built-in action.
-pub(crate) fn builtin() -> Vec<Arc<dyn Action>> {
-    vec![
-        Arc::new(HttpRequest::new()),
-        Arc::new(FileRead),
-        Arc::new(FileWrite),
+/// One instance of every built-in action, confined by `confinement`.
+pub(crate) fn builtin(confinement: &Confinement) -> Result<Vec<Arc<dyn Action>>, ConfinementError> {
+    let roots = Arc::new(FileRoots::new(&confinement.file_roots)?);
+    Ok(vec![
+        Arc::new(HttpRequest::new(&confinement.http)?),
+        Arc::new(FileRead::new(roots.clone())),
+        Arc::new(FileWrite::new(roots)),
         Arc::new(TransformJq),
         Arc::new(CoreLog),
         Arc::new(CoreSleep),
         Arc::new(CoreFail),
-    ]
+    ])
 }
