@@ -25,6 +25,7 @@ use rusqlite::{Connection, OpenFlags, params_from_iter};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::sync::{mpsc, oneshot};
@@ -78,6 +79,8 @@ pub struct SqliteStore {
     readers: r2d2::Pool<SqliteConnectionManager>,
     live: Arc<Mutex<Live>>,
     queue_signal: Arc<Notify>,
+    /// Set by the writer while commits fail for want of space.
+    storage_full: Arc<AtomicBool>,
 }
 
 impl SqliteStore {
@@ -116,6 +119,7 @@ impl SqliteStore {
 
         let (commands, receiver) = mpsc::channel(writer::MAX_GROUP);
         let queue_signal = Arc::new(Notify::new());
+        let storage_full = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             conn,
             core: Core {
@@ -126,6 +130,8 @@ impl SqliteStore {
                 events: options.events.clone(),
             },
             events_capacity: 0,
+            storage_full: storage_full.clone(),
+            full: false,
         };
         std::thread::Builder::new()
             .name("mimir-store-writer".into())
@@ -137,6 +143,7 @@ impl SqliteStore {
             readers,
             live,
             queue_signal,
+            storage_full,
         })
     }
 
@@ -457,6 +464,11 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if self.storage_full.load(Ordering::Relaxed) {
+            // Writes failed for want of space: one small write tells whether
+            // they succeed again (and clears the flag when they do).
+            self.write(Op::Probe).await?;
+        }
         self.read(schema::check_current).await
     }
 }

@@ -18,6 +18,7 @@ use mimir_core::{
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -63,6 +64,9 @@ pub(crate) enum Op {
         at: DateTime<Utc>,
     },
     Catalog(CatalogWrite),
+    /// A one-page write, to learn whether writes succeed again after the disk
+    /// was full.
+    Probe,
 }
 
 /// What a command produced.
@@ -87,6 +91,11 @@ pub(crate) struct Writer {
     /// How many events the last commit had: the next one's list starts with
     /// room for as many, rather than growing (and copying) by doubling.
     pub(crate) events_capacity: usize,
+    /// Set while writes fail for want of space (shared with readiness).
+    pub(crate) storage_full: Arc<AtomicBool>,
+    /// This thread's copy of `storage_full`, so a commit only touches the
+    /// shared flag when the state changes.
+    pub(crate) full: bool,
 }
 
 /// What operations read and change besides the database.
@@ -146,6 +155,21 @@ impl Writer {
         tracing::debug!("store writer stopped");
     }
 
+    /// Notes whether the last commit failed for want of space; the shared flag
+    /// is only touched when that changes.
+    fn note_full(&mut self, full: bool) {
+        if full == self.full {
+            return;
+        }
+        self.full = full;
+        self.storage_full.store(full, Ordering::Relaxed);
+        if full {
+            tracing::error!("the store's disk is full: writes are refused until space is freed");
+        } else {
+            tracing::info!("the store writes again: space was freed");
+        }
+    }
+
     fn commit_group(&mut self, group: &mut Vec<Command>) {
         let mut effects = Effects {
             events: self
@@ -173,10 +197,7 @@ impl Writer {
                 let mark = effects.changes.len();
                 match self.core.apply_op(&tx, command.op, &mut effects) {
                     Err(StoreError::Sqlite(error)) => {
-                        done.push((
-                            command.reply,
-                            Err(StoreError::CommitFailed(error.to_string())),
-                        ));
+                        done.push((command.reply, Err(StoreError::commit_failed(&error))));
                         return Err(error);
                     }
                     Ok(outcome) if is_lease => {
@@ -212,9 +233,13 @@ impl Writer {
             drop(live);
             for (reply, _) in done {
                 // A caller that went away no longer needs its answer.
-                let _ = reply.send(Err(StoreError::CommitFailed(error.to_string())));
+                let _ = reply.send(Err(StoreError::commit_failed(&error)));
             }
+            self.note_full(crate::error::is_disk_full(&error));
             return;
+        }
+        if self.full {
+            self.note_full(false);
         }
         let mut enqueued = false;
         {
@@ -337,6 +362,13 @@ impl Core {
             }
             Op::Catalog(write) => {
                 catalog::write(conn, write)?;
+                Ok(Outcome::Done)
+            }
+            Op::Probe => {
+                // Rewriting the header's user version dirties one page, so
+                // the commit must append to the WAL.
+                let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                conn.pragma_update(None, "user_version", version)?;
                 Ok(Outcome::Done)
             }
         }
