@@ -180,6 +180,11 @@ pub async fn run(
     if let Some(task) = pool_task {
         task.abort();
     }
+    // Every answer is given: commit what is pending and fold the WAL into
+    // `mimir.db`, so the file alone is a complete copy.
+    if let Err(error) = store.close().await {
+        tracing::error!(%error, "the store did not close cleanly; it recovers from its WAL at the next start");
+    }
     tracing::info!("orchestrator stopped");
     Ok(())
 }

@@ -65,6 +65,11 @@ impl Orchestrator {
         orchestrator
     }
 
+    /// Its data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     fn spawn(&mut self) {
         let extra = self.extra.clone();
         let data = self.dir.path().join("data");

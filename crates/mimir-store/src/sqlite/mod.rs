@@ -471,6 +471,10 @@ impl Store for SqliteStore {
         }
         self.read(schema::check_current).await
     }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.write(Op::Close).await.map(drop)
+    }
 }
 
 /// How far submission times may run out of arrival order: times are taken

@@ -67,6 +67,9 @@ pub(crate) enum Op {
     /// A one-page write, to learn whether writes succeed again after the disk
     /// was full.
     Probe,
+    /// Commit everything before it, checkpoint the WAL into the database
+    /// file and stop: the store's clean shutdown.
+    Close,
 }
 
 /// What a command produced.
@@ -139,20 +142,54 @@ impl Effects {
 }
 
 impl Writer {
-    /// Runs until every sender is gone.
+    /// Runs until every sender is gone or a [`Op::Close`] arrives.
     pub(crate) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut group = Vec::with_capacity(64);
+        let mut close = None;
         while let Some(first) = commands.blocking_recv() {
+            if matches!(first.op, Op::Close) {
+                close = Some(first);
+                break;
+            }
             group.push(first);
             while group.len() < MAX_GROUP {
                 match commands.try_recv() {
+                    Ok(command) if matches!(command.op, Op::Close) => {
+                        close = Some(command);
+                        break;
+                    }
                     Ok(command) => group.push(command),
                     Err(_) => break,
                 }
             }
             self.commit_group(&mut group);
+            if close.is_some() {
+                break;
+            }
+        }
+        if let Some(close) = close {
+            // Later commands find the channel closed: the store is shut.
+            drop(commands);
+            let _ = close.reply.send(self.checkpoint().map(|()| Outcome::Done));
         }
         tracing::debug!("store writer stopped");
+    }
+
+    /// Copies the WAL into the database file and truncates it, so the file
+    /// alone holds every commit.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let (busy, wal_pages, copied): (i64, i64, i64) =
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+        if busy != 0 {
+            return Err(StoreError::CommitFailed(format!(
+                "the WAL checkpoint was blocked by a reader ({copied} of {wal_pages} pages copied)"
+            )));
+        }
+        tracing::info!(pages = copied, "store checkpointed");
+        Ok(())
     }
 
     /// Notes whether the last commit failed for want of space; the shared flag
@@ -371,6 +408,8 @@ impl Core {
                 conn.pragma_update(None, "user_version", version)?;
                 Ok(Outcome::Done)
             }
+            // `run` takes it out before a group is formed.
+            Op::Close => Ok(Outcome::Done),
         }
     }
 
