@@ -1,12 +1,18 @@
 //! The orchestrator keeps its data safe: a clean shutdown leaves `mimir.db`
-//! complete on its own — through the real binary.
+//! complete on its own and `backup` copies a live store consistently — all
+//! through the real binary.
 
 mod harness;
 
-use harness::Orchestrator;
+use harness::{Orchestrator, cli_in, stderr_failed, stdout_ok};
+use mimir_core::WorkTaskStatus;
+use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 async fn submit_batch(client: &mimir_client::Client, n: usize) -> Vec<Uuid> {
@@ -61,4 +67,143 @@ async fn sigterm_checkpoints_the_wal_so_mimir_db_alone_holds_every_task() {
     let stored = task_ids(&alone.path().join("mimir.db"));
     assert_eq!(stored.len(), ids.len());
     assert!(ids.iter().all(|id| stored.contains(id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_of_a_live_store_holds_every_task_acknowledged_before_it_began() {
+    let orchestrator = Orchestrator::start(&["--max-workers", "0"]);
+    let client = orchestrator.client();
+    let mut before: Vec<Uuid> = Vec::new();
+    for _ in 0..3 {
+        before.extend(submit_batch(&client, 100).await);
+    }
+    // Submissions keep running through the backup; each batch notes when it
+    // was acknowledged.
+    let stop = Arc::new(AtomicBool::new(false));
+    let batches = Arc::new(AtomicUsize::new(0));
+    let submitter = {
+        let (client, stop, batches) = (client.clone(), stop.clone(), batches.clone());
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let ids = submit_batch(&client, 50).await;
+                acknowledged.push((Instant::now(), ids));
+                batches.fetch_add(1, Ordering::SeqCst);
+            }
+            acknowledged
+        })
+    };
+    while batches.load(Ordering::SeqCst) < 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let dest = orchestrator
+        .dir
+        .path()
+        .join("backups")
+        .join("mimir-backup.db");
+    let data = orchestrator.data_dir();
+    let began = Instant::now();
+    let output = {
+        let (dir, dest, data) = (
+            orchestrator.dir.path().to_path_buf(),
+            dest.clone(),
+            data.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            cli_in(
+                &dir,
+                &[
+                    "backup",
+                    dest.to_str().expect("utf-8"),
+                    "--data-dir",
+                    data.to_str().expect("utf-8"),
+                ],
+            )
+        })
+        .await
+        .expect("join")
+    };
+    let during = batches.load(Ordering::SeqCst);
+    // Let a few more land after it, then stop.
+    while batches.load(Ordering::SeqCst) < during + 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let acknowledged = submitter.await.expect("submitter");
+    let printed = stdout_ok(&output);
+
+    let copied = task_ids(&dest);
+    let mut expected: HashSet<Uuid> = before.into_iter().collect();
+    let mut all = expected.clone();
+    for (at, ids) in &acknowledged {
+        if *at < began {
+            expected.extend(ids.iter().copied());
+        }
+        all.extend(ids.iter().copied());
+    }
+    let missing = expected.difference(&copied).count();
+    assert_eq!(
+        missing, 0,
+        "{missing} acknowledged tasks missing from the backup"
+    );
+    assert!(copied.is_subset(&all), "the backup holds only real tasks");
+    assert!(
+        printed.contains(&format!("backed up {} tasks", copied.len())),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("bytes") && printed.contains(dest.to_str().expect("utf-8")),
+        "{printed}"
+    );
+    assert!(
+        !std::fs::read_dir(dest.parent().expect("parent"))
+            .expect("list")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().contains("partial")),
+        "no partial file is left beside the copy"
+    );
+
+    // An existing destination is kept unless --force.
+    let kept = std::fs::read(&dest).expect("read the copy");
+    let dest_arg = dest.to_str().expect("utf-8");
+    let data_arg = data.to_str().expect("utf-8");
+    let refused = cli_in(
+        orchestrator.dir.path(),
+        &["backup", dest_arg, "--data-dir", data_arg],
+    );
+    let message = stderr_failed(&refused);
+    assert!(
+        message.contains(dest_arg) && message.contains("--force"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read(&dest).expect("read"),
+        kept,
+        "the refused backup changed nothing"
+    );
+    let forced = cli_in(
+        orchestrator.dir.path(),
+        &["backup", dest_arg, "--data-dir", data_arg, "--force"],
+    );
+    stdout_ok(&forced);
+    assert!(task_ids(&dest).is_superset(&copied));
+    // Restore the first copy: a data directory holding it serves every task.
+    std::fs::write(&dest, &kept).expect("put the first copy back");
+
+    let restored = Orchestrator::start_with_data(
+        |data| {
+            std::fs::copy(&dest, data.join("mimir.db")).expect("restore");
+        },
+        &["--max-workers", "0"],
+    );
+    let restored_client = restored.client();
+    let summary: Value = restored_client
+        .call(Method::GET, "/api/metrics", None)
+        .await
+        .expect("summary");
+    assert_eq!(summary["queue"]["length"], copied.len(), "{summary}");
+    for id in &expected {
+        let task = restored_client.get(*id).await.expect("a backed-up task");
+        assert_eq!(task.status, WorkTaskStatus::Queued);
+    }
 }

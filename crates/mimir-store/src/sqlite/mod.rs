@@ -4,10 +4,13 @@
 //! read-only connections, which WAL lets run beside the writer.
 
 mod attempts;
+mod backup;
 mod catalog;
 mod row;
 mod schema;
 mod writer;
+
+pub use backup::{BackupError, BackupReport, DEFAULT_BACKUP_WAIT, backup};
 
 use crate::live::Live;
 use crate::{LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts};
