@@ -1,10 +1,12 @@
 //! The orchestrator keeps its data safe: a clean shutdown leaves `mimir.db`
-//! complete on its own and `backup` copies a live store consistently — all
+//! complete on its own, `backup` copies a live store consistently, and the
+//! workers a killed orchestrator left are adopted by the next one — all
 //! through the real binary.
 
 mod harness;
 
-use harness::{Orchestrator, cli_in, stderr_failed, stdout_ok};
+use harness::pipelines::one_step;
+use harness::{Orchestrator, cli_in, processes_mentioning, stderr_failed, stdout_ok};
 use mimir_core::WorkTaskStatus;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -206,4 +208,114 @@ async fn backup_of_a_live_store_holds_every_task_acknowledged_before_it_began() 
         let task = restored_client.get(*id).await.expect("a backed-up task");
         assert_eq!(task.status, WorkTaskStatus::Queued);
     }
+}
+
+/// Worker processes of the orchestrator at `url`.
+fn live_workers(url: &str) -> usize {
+    processes_mentioning(url)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| c.split(|b| *b == 0).nth(1) == Some(b"worker".as_slice()))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_left_by_a_killed_orchestrator_are_adopted_and_the_pool_never_exceeds_max_workers()
+{
+    // Leases long enough to outlast the restart: the old workers' attempts
+    // stay theirs.
+    let mut orchestrator = Orchestrator::start_with_config(
+        "orchestrator:\n  leaseTtlMs: 20000\n",
+        &["--max-workers", "2", "--min-workers", "2"],
+    );
+    let client = orchestrator.client();
+    let pipeline = one_step(&client, "nap", "core.sleep", json!({"ms": 3000})).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let task = harness::pipelines::execute(&client, &pipeline, json!({})).await;
+        ids.push(task.worktask_id);
+    }
+    let started = Instant::now();
+    let running = loop {
+        let mut running = Vec::new();
+        for id in &ids {
+            if client.get(*id).await.expect("get").status == WorkTaskStatus::Executing {
+                running.push(*id);
+            }
+        }
+        if running.len() == 2 {
+            break running;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "two tasks never ran at once"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    // Count worker processes all along, from before the crash to the end.
+    let stop = Arc::new(AtomicBool::new(false));
+    let most = Arc::new(AtomicUsize::new(0));
+    let watcher = {
+        let (url, stop, most) = (orchestrator.url.clone(), stop.clone(), most.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                most.fetch_max(live_workers(&url), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    orchestrator.kill9();
+    assert_eq!(
+        live_workers(&orchestrator.url),
+        2,
+        "the workers outlive the crash"
+    );
+    orchestrator.restart();
+    let client = orchestrator.client();
+
+    // The old workers finish their attempts and the new orchestrator takes
+    // their results; then the rest of the queue runs.
+    let started = Instant::now();
+    for id in &ids {
+        loop {
+            let task = client.get(*id).await.expect("get");
+            if task.status == WorkTaskStatus::Completed {
+                if running.contains(id) {
+                    assert_eq!(
+                        task.retry_count, 0,
+                        "the old worker's result was taken: {task:?}"
+                    );
+                }
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "task {id} did not complete: {task:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    watcher.join().expect("watcher");
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        most <= 2,
+        "{most} worker processes ran at once with maxWorkers 2"
+    );
+    assert!(
+        orchestrator
+            .log()
+            .contains("adopted a worker left running by the previous orchestrator"),
+        "{}",
+        orchestrator.log()
+    );
+    let summary: Value = client
+        .call(Method::GET, "/api/metrics", None)
+        .await
+        .expect("summary");
+    assert_eq!(summary["tasks_by_status"]["completed"], 4, "{summary}");
 }

@@ -116,6 +116,7 @@ pub async fn run(
                 .concat(),
                 fresh: valid.lease_ttl,
                 env: worker_env(&config),
+                pid_dir: Some(config.data_dir.join("workers")),
             },
             metrics.clone(),
         ))
