@@ -1,17 +1,19 @@
-//! The orchestrator keeps its data safe: a clean shutdown leaves `mimir.db`
-//! complete on its own, `backup` copies a live store consistently, and the
-//! workers a killed orchestrator left are adopted by the next one — all
-//! through the real binary.
+//! The orchestrator keeps its data safe: a worker's result survives a full
+//! disk, a clean shutdown leaves `mimir.db` complete on its own, `backup`
+//! copies a live store consistently, and the workers a killed orchestrator
+//! left are adopted by the next one — all through the real binary.
 
 mod harness;
 
-use harness::pipelines::one_step;
-use harness::{Orchestrator, cli_in, processes_mentioning, stderr_failed, stdout_ok};
+use harness::pipelines::{execute, one_step};
+use harness::{Orchestrator, bin, cli_in, processes_mentioning, stderr_failed, stdout_ok};
 use mimir_core::WorkTaskStatus;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -43,6 +45,147 @@ fn task_ids(db: &Path) -> HashSet<Uuid> {
         .expect("query")
         .map(|id| Uuid::from_slice(&id.expect("id")).expect("a uuid"))
         .collect()
+}
+
+/// A small tmpfs mounted on a directory, unmounted when dropped.
+struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts one on `path`, or says why not and answers `None`.
+    fn mount(path: &Path, size: &str) -> Option<SmallDisk> {
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output();
+        match output {
+            Ok(output) if output.status.success() => Some(SmallDisk {
+                path: path.to_path_buf(),
+            }),
+            Ok(output) => {
+                eprintln!(
+                    "SKIPPED: cannot mount a tmpfs to fill ({}); run as root to test a full disk",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+                None
+            }
+            Err(error) => {
+                eprintln!("SKIPPED: cannot run mount ({error}); run as root to test a full disk");
+                None
+            }
+        }
+    }
+
+    /// Writes a file until the disk refuses more; returns it.
+    fn fill(&self) -> PathBuf {
+        let path = self.path.join("filler");
+        let mut file = std::fs::File::create(&path).expect("filler");
+        for chunk in [64 * 1024, 4096, 512, 1] {
+            let block = vec![7u8; chunk];
+            while file.write_all(&block).is_ok() {}
+        }
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+async fn readiness(url: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("{url}/ready")).await.expect("ready");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_result_survives_a_full_disk_and_is_taken_once_space_is_freed() {
+    // Declared first, so it is unmounted after the orchestrator stops.
+    let mut disk = None;
+    let orchestrator = Orchestrator::start_with_data(
+        |data| disk = SmallDisk::mount(data, "8m"),
+        &["--max-workers", "0"],
+    );
+    let Some(disk) = &disk else {
+        return;
+    };
+    let client = orchestrator.client();
+    let pipeline = one_step(&client, "nap", "core.sleep", json!({"ms": 1000})).await;
+    let task = execute(&client, &pipeline, json!({})).await;
+    let worker_log =
+        std::fs::File::create(orchestrator.dir.path().join("worker.log")).expect("log");
+    let mut worker = Command::new(bin())
+        .args([
+            "worker",
+            "--orchestrator",
+            &orchestrator.url,
+            "--worker-id",
+            "patient",
+        ])
+        .args(["--log-format", "json"])
+        .stdout(Stdio::null())
+        .stderr(worker_log)
+        .spawn()
+        .expect("start a worker");
+    let started = Instant::now();
+    while client.get(task.worktask_id).await.expect("get").status != WorkTaskStatus::Executing {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the task never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The result meets a full disk: refused with 507, and the orchestrator
+    // says it is not ready.
+    let filler = disk.fill();
+    let started = Instant::now();
+    let ready = loop {
+        let (status, ready) = readiness(&orchestrator.url).await;
+        if status == 503 {
+            break ready;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never unready: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ready["checks"]["store"], "full", "{ready}");
+    let waiting = client.get(task.worktask_id).await.expect("get");
+    assert_eq!(
+        waiting.status,
+        WorkTaskStatus::Executing,
+        "nothing was stored"
+    );
+    assert!(
+        orchestrator.log().contains("storage_full"),
+        "{}",
+        orchestrator.log()
+    );
+
+    // Space freed: ready again, and the worker's kept result is taken.
+    std::fs::remove_file(filler).expect("free the space");
+    let started = Instant::now();
+    loop {
+        let done = client.get(task.worktask_id).await.expect("get");
+        if done.status == WorkTaskStatus::Completed {
+            assert_eq!(done.retry_count, 0, "the first attempt's result: {done:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the result was not taken: {done:?}\nworker log:\n{}",
+            std::fs::read_to_string(orchestrator.dir.path().join("worker.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(readiness(&orchestrator.url).await.0, 200);
+    let _ = worker.kill();
+    let _ = worker.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
