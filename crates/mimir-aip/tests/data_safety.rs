@@ -332,6 +332,26 @@ async fn backup_of_a_live_store_holds_every_task_acknowledged_before_it_began() 
     );
     stdout_ok(&forced);
     assert!(task_ids(&dest).is_superset(&copied));
+    // A data directory without a store is refused by name, writing nothing.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let nowhere = orchestrator.dir.path().join("nowhere.db");
+    let refused = cli_in(
+        orchestrator.dir.path(),
+        &[
+            "backup",
+            nowhere.to_str().expect("utf-8"),
+            "--data-dir",
+            empty.path().to_str().expect("utf-8"),
+        ],
+    );
+    let message = stderr_failed(&refused);
+    assert!(
+        message.contains("no store at") && message.contains(empty.path().to_str().expect("utf-8")),
+        "{message}"
+    );
+    assert!(!nowhere.exists());
+    assert_eq!(std::fs::read_dir(empty.path()).expect("list").count(), 0);
+
     // Restore the first copy: a data directory holding it serves every task.
     std::fs::write(&dest, &kept).expect("put the first copy back");
 
