@@ -437,6 +437,14 @@ async fn workers_left_by_a_killed_orchestrator_are_adopted_and_the_pool_never_ex
         2,
         "the workers outlive the crash"
     );
+    // A pid reused by another process, and one that is gone, are not adopted.
+    let pid_dir = orchestrator.data_dir().join("workers");
+    std::fs::write(
+        pid_dir.join("local-reused.pid"),
+        format!("{}\n", std::process::id()),
+    )
+    .expect("a pid file");
+    std::fs::write(pid_dir.join("local-gone.pid"), "4194999\n").expect("a pid file");
     orchestrator.restart();
     let client = orchestrator.client();
 
@@ -481,4 +489,12 @@ async fn workers_left_by_a_killed_orchestrator_are_adopted_and_the_pool_never_ex
         .await
         .expect("summary");
     assert_eq!(summary["tasks_by_status"]["completed"], 4, "{summary}");
+    // One pid file per live worker: the adopted ones, nothing spawned beside them.
+    let pid_files = std::fs::read_dir(orchestrator.data_dir().join("workers"))
+        .expect("the pid files")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".pid"))
+        .count();
+    assert_eq!(pid_files, live_workers(&orchestrator.url));
+    assert_eq!(pid_files, 2);
 }
