@@ -36,6 +36,8 @@ enum Command {
     Queue(commands::queue::QueueArgs),
     /// Install and run the monitoring stack (Prometheus, Grafana, Loki, Tempo).
     Metrics(commands::metrics::MetricsArgs),
+    /// Copy the store of a data directory, live or not, to a file.
+    Backup(commands::backup::BackupArgs),
     /// Load generator: throughput and latency percentiles of a running orchestrator.
     Bench(bench::BenchArgs),
     /// The sandboxed process a worker runs pipeline attempts in.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
             Command::Pipeline(args) => commands::pipeline::run(args).await,
             Command::Queue(args) => commands::queue::run(args).await,
             Command::Metrics(args) => commands::metrics::run(args).await,
+            Command::Backup(args) => commands::backup::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Executor(args) => commands::executor::run(args).await,
         }

@@ -132,6 +132,7 @@ pub async fn run(
                 .concat(),
                 fresh: valid.lease_ttl,
                 env: worker_env(&config, &valid.confinement),
+                pid_dir: Some(config.data_dir.join("workers")),
             },
             metrics.clone(),
         ))
@@ -195,6 +196,11 @@ pub async fn run(
     sampler.abort();
     if let Some(task) = pool_task {
         task.abort();
+    }
+    // Every answer is given: commit what is pending and fold the WAL into
+    // `mimir.db`, so the file alone is a complete copy.
+    if let Err(error) = store.close().await {
+        tracing::error!(%error, "the store did not close cleanly; it recovers from its WAL at the next start");
     }
     tracing::info!("orchestrator stopped");
     Ok(())

@@ -805,6 +805,26 @@ pub async fn catalog_round_trips(store: &dyn Store) {
     assert!(store.list_projects().await.expect("list").is_empty());
 }
 
+/// Closing commits the writes asked for before it; later writes are refused
+/// with [`StoreError::WriterGone`] and store nothing, and reads still answer.
+pub async fn close_commits_then_refuses_writes(store: &dyn Store) {
+    let first = task(WorkTaskType::PipelineExecution, 5, "p1");
+    let (submitted, closed) = tokio::join!(store.submit(vec![first.clone()]), store.close());
+    submitted.expect("a write asked for before the close is committed");
+    closed.expect("close");
+    let late = task(WorkTaskType::PipelineExecution, 5, "p1");
+    match store.submit(vec![late.clone()]).await {
+        Err(StoreError::WriterGone) => {}
+        other => panic!("a write after close: {other:?}"),
+    }
+    assert_eq!(store.get(late.worktask_id).await.expect("get"), None);
+    assert_eq!(
+        store.get(first.worktask_id).await.expect("get"),
+        Some(first)
+    );
+    assert_eq!(store.counts().total(), 1);
+}
+
 /// The names of every check, for backends to prove they ran them all.
 pub const CHECKS: &[&str] = &[
     "submit_then_get",
@@ -819,5 +839,6 @@ pub const CHECKS: &[&str] = &[
     "release_and_cancel_running",
     "lease_types_and_limits",
     "catalog_round_trips",
+    "close_commits_then_refuses_writes",
     "concurrent_submits_all_land",
 ];

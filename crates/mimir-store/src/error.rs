@@ -64,6 +64,11 @@ pub enum StoreError {
     /// The transaction holding this write could not commit; nothing was stored.
     #[error("the store could not commit: {0}")]
     CommitFailed(String),
+    /// The disk holding the store is full (or the database reached its size
+    /// limit): nothing of this write was stored. Writes succeed again by
+    /// themselves once space is freed.
+    #[error("no space left for the store: {0}")]
+    StorageFull(String),
     /// The writer stopped (shutdown or a fatal error).
     #[error("the store writer has stopped")]
     WriterGone,
@@ -73,6 +78,26 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The error of a write whose transaction failed: [`StoreError::StorageFull`]
+    /// when SQLite ran out of space (`SQLITE_FULL`, which its file layer also
+    /// answers for `ENOSPC` and short writes), else [`StoreError::CommitFailed`].
+    pub(crate) fn commit_failed(error: &rusqlite::Error) -> StoreError {
+        if is_disk_full(error) {
+            StoreError::StorageFull(error.to_string())
+        } else {
+            StoreError::CommitFailed(error.to_string())
+        }
+    }
+
+    /// True when the store failed for want of space, however it surfaced.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::StorageFull(_) => true,
+            StoreError::Sqlite(error) => is_disk_full(error),
+            _ => false,
+        }
+    }
+
     /// True when the backend failed (I/O, database, corrupt data), false for
     /// a refusal that is a normal answer (not found, wrong status, stale
     /// attempt, taken id).
@@ -86,4 +111,9 @@ impl StoreError {
                 | StoreError::StaleAttempt { .. }
         )
     }
+}
+
+/// Whether SQLite answered `SQLITE_FULL`.
+pub(crate) fn is_disk_full(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
 }

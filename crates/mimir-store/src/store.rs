@@ -151,4 +151,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the store answers a query and its migrations are applied.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Commits every write already asked for, then stops taking writes (later
+    /// ones fail with [`StoreError::WriterGone`]) and leaves the data compact
+    /// on disk: for SQLite, the WAL checkpointed into the database file.
+    async fn close(&self) -> Result<(), StoreError>;
 }

@@ -45,6 +45,7 @@ conformance_tests!(
     release_and_cancel_running,
     lease_types_and_limits,
     catalog_round_trips,
+    close_commits_then_refuses_writes,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -166,7 +166,11 @@ impl Shared {
                 seconds: since.elapsed().as_secs(),
             });
         }
-        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot reach the orchestrator; retrying");
+        if is_storage_full(error) {
+            tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "the orchestrator's disk is full; retrying");
+        } else {
+            tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot reach the orchestrator; retrying");
+        }
         tokio::time::sleep(*delay).await;
         *delay = (*delay * 2).min(Duration::from_secs(30));
         Ok(())
@@ -227,6 +231,12 @@ impl Shared {
                 }
                 Err(ClientError::Api { code, .. }) if code == "unknown_worker" => {
                     self.register().await?;
+                }
+                // The orchestrator's disk is full: it stored nothing and
+                // writes again once space is freed, so results are kept and
+                // sent again rather than dropped.
+                Err(error @ ClientError::Api { .. }) if is_storage_full(&error) => {
+                    self.backoff(&error, &mut delay).await?
                 }
                 Err(error @ ClientError::Api { .. }) => return Err(error.into()),
                 Err(error) => self.backoff(&error, &mut delay).await?,
@@ -477,6 +487,11 @@ fn attempt_span(task: &WorkTask, worker_id: &str) -> tracing::Span {
     );
     mimir_telemetry::propagation::set_parent(&span, &task.traceparent);
     span
+}
+
+/// Whether the orchestrator refused a call because its disk is full (507).
+fn is_storage_full(error: &ClientError) -> bool {
+    matches!(error, ClientError::Api { code, .. } if code == "storage_full")
 }
 
 /// Sends finished attempts in batches, retrying until the orchestrator has them.

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod backup;
 pub mod executor;
 pub mod metrics;
 pub mod pipeline;

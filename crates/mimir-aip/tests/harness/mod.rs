@@ -65,6 +65,32 @@ impl Orchestrator {
         orchestrator
     }
 
+    /// Starts `serve` after `prepare` has put files into its empty data
+    /// directory (a store to restore, for instance).
+    pub fn start_with_data(prepare: impl FnOnce(&Path), extra: &[&str]) -> Orchestrator {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        prepare(&data);
+        let port = free_port();
+        let mut orchestrator = Orchestrator {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            child: None,
+            args: Vec::new(),
+            log: dir.path().join("orchestrator.log"),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        orchestrator.spawn();
+        orchestrator
+    }
+
+    /// Its data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     fn spawn(&mut self) {
         let extra = self.extra.clone();
         let data = self.dir.path().join("data");

@@ -76,6 +76,17 @@ impl From<ValidationError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        if e.is_storage_full() {
+            return ApiError {
+                cause: Some(e.to_string()),
+                ..ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the orchestrator's disk is full, so nothing was stored; \
+                     writes succeed again once space is freed",
+                )
+            };
+        }
         match e {
             StoreError::NotFound(id) => ApiError::not_found(format!("work task {id} not found")),
             StoreError::Transition { id, source } => ApiError::new(

@@ -14,7 +14,8 @@ pub async fn health() -> Json<serde_json::Value> {
 }
 
 /// `GET /ready`: 200 when the store answers a query (it opens only with its
-/// migrations applied) and the autoscaler polls, else 503 with the reason.
+/// migrations applied), can write (after writes failed on a full disk) and
+/// the autoscaler polls, else 503 with the reason.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let autoscaler = match &state.pool {
         None => "off",
@@ -24,8 +25,16 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     // The ping also checks the schema is at this build's last migration.
     let store = state.store.ping().await;
     let checks = json!({
-        "store": if store.is_ok() { "ok" } else { "failing" },
-        "migrations": if store.is_ok() { "applied" } else { "unknown" },
+        "store": match &store {
+            Ok(()) => "ok",
+            Err(error) if error.is_storage_full() => "full",
+            Err(_) => "failing",
+        },
+        "migrations": match &store {
+            Ok(()) => "applied",
+            Err(error) if error.is_storage_full() => "applied",
+            Err(_) => "unknown",
+        },
         "autoscaler": autoscaler,
     });
     let problem = match store {

@@ -317,4 +317,7 @@ impl Store for MeteredStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.measure(Method::Ping, self.inner.ping()).await
     }
+    async fn close(&self) -> Result<(), StoreError> {
+        self.inner.close().await
+    }
 }

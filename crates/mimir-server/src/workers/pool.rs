@@ -5,10 +5,17 @@
 //! workers are spawned up to `desired`; idle workers above it are asked to stop
 //! (their next lease answers `stop`) once idle for the idle timeout; a worker
 //! that dies without being asked is counted as failed, its leases are forfeited
-//! at once and it is replaced. Workers left running by an orchestrator that
-//! crashed register again and are counted, so a restart does not double the pool.
+//! at once and it is replaced.
+//!
+//! Workers outlive an orchestrator that crashed (they reconnect for a while),
+//! so each child's pid is kept in a file under the data directory
+//! (`workers/<worker_id>.pid`). A restarted orchestrator reads those files
+//! before it first scales and adopts every worker whose process still runs
+//! (checked by its `/proc` entry and command line): they count against
+//! `maxWorkers` from the first poll, before they even register again, so a
+//! restart never runs more workers than allowed.
 
-use super::Registry;
+use super::{Registry, pid_file};
 use mimir_core::autoscale::desired_workers;
 use mimir_store::Store;
 use mimir_telemetry::Metrics;
@@ -52,6 +59,9 @@ pub struct PoolConfig {
     pub fresh: Duration,
     /// Environment variables set for each worker.
     pub env: Vec<(String, String)>,
+    /// Where each local worker's pid file is kept, so a restarted
+    /// orchestrator adopts the workers its predecessor left; `None` keeps none.
+    pub pid_dir: Option<PathBuf>,
 }
 
 /// The last scaling decision, for operators.
@@ -76,6 +86,9 @@ pub struct Decision {
 pub struct Pool {
     config: PoolConfig,
     children: Mutex<HashMap<String, Child>>,
+    /// Workers a previous orchestrator started that still run, by id, with
+    /// their pids: not our children, so watched through `/proc`.
+    adopted: Mutex<HashMap<String, u32>>,
     stopping: Mutex<HashSet<String>>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
@@ -95,6 +108,7 @@ impl Pool {
         Pool {
             config,
             children: Mutex::new(HashMap::new()),
+            adopted: Mutex::new(HashMap::new()),
             stopping: Mutex::new(HashSet::new()),
             next_id: AtomicU64::new(first),
             metrics,
@@ -133,6 +147,7 @@ impl Pool {
         {
             let mut stopping = self.stopping.lock();
             stopping.extend(self.children.lock().keys().cloned());
+            stopping.extend(self.adopted.lock().keys().cloned());
             stopping.extend(
                 registry
                     .local_workers(self.config.fresh)
@@ -144,7 +159,7 @@ impl Pool {
         let deadline = tokio::time::Instant::now() + grace;
         while tokio::time::Instant::now() < deadline {
             self.reap(None, registry);
-            if self.children.lock().is_empty() {
+            if self.children.lock().is_empty() && self.adopted.lock().is_empty() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -157,6 +172,7 @@ impl Pool {
 
     /// Runs the pool until the task is dropped.
     pub async fn run(self: Arc<Self>, store: Arc<dyn Store>, registry: Arc<Registry>) {
+        self.adopt();
         let mut tick = tokio::time::interval(self.config.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -173,20 +189,74 @@ impl Pool {
         }
     }
 
-    /// Collects exited children; one that was not asked to stop has failed.
+    /// Takes on the workers a previous orchestrator left running (their pid
+    /// files name processes that still run as those workers) and removes the
+    /// files of the others.
+    fn adopt(&self) {
+        let Some(dir) = &self.config.pid_dir else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".pid"))
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let pid = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| text.trim().parse::<u32>().ok());
+            match pid {
+                Some(pid) if pid_file::runs_worker(pid, &id) => {
+                    tracing::info!(worker_id = %id, pid, "adopted a worker left running by the previous orchestrator");
+                    self.adopted.lock().insert(id, pid);
+                }
+                _ => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+    }
+
+    /// Collects exited children and adopted workers; one that was not asked
+    /// to stop has failed.
     fn reap(&self, store: Option<&dyn Store>, registry: &Registry) {
         let mut exited = Vec::new();
         for (id, child) in self.children.lock().iter_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                exited.push((id.clone(), status));
+                exited.push((id.clone(), status.success()));
             }
         }
-        for (id, status) in exited {
+        let adopted: Vec<(String, u32)> = self
+            .adopted
+            .lock()
+            .iter()
+            .map(|(id, pid)| (id.clone(), *pid))
+            .collect();
+        for (id, pid) in adopted {
+            if !pid_file::runs_worker(pid, &id) {
+                // Its exit status went to its new parent; a worker asked to
+                // stop is taken to have stopped cleanly.
+                let asked = self.stopping.lock().contains(&id);
+                exited.push((id, asked));
+            }
+        }
+        for (id, success) in exited {
             self.children.lock().remove(&id);
+            self.adopted.lock().remove(&id);
+            if let Some(dir) = &self.config.pid_dir {
+                pid_file::remove(dir, &id);
+            }
             let asked = self.stopping.lock().remove(&id);
-            if !asked || !status.success() {
+            if !asked || !success {
                 self.metrics.workers_failed.inc();
-                tracing::warn!(worker_id = %id, %status, "worker died; its tasks will be retried and it will be replaced");
+                tracing::warn!(worker_id = %id, "worker died; its tasks will be retried and it will be replaced");
             } else {
                 tracing::info!(worker_id = %id, "worker stopped");
             }
@@ -207,6 +277,7 @@ impl Pool {
         let desired = desired_workers(queue_length, c.threshold, c.min, c.max);
         let registered = registry.local_workers(c.fresh);
         let mut active: HashSet<String> = self.children.lock().keys().cloned().collect();
+        active.extend(self.adopted.lock().keys().cloned());
         active.extend(registered.iter().map(|(id, _, _)| id.clone()));
         let stopping: HashSet<String> = self.stopping.lock().clone();
         let staying = active.iter().filter(|id| !stopping.contains(*id)).count() as u32;
@@ -304,7 +375,13 @@ impl Pool {
         command.envs(self.config.env.iter().map(|(k, v)| (k, v)));
         match command.spawn() {
             Ok(child) => {
-                tracing::info!(worker_id = %worker_id, pid = child.id().unwrap_or_default(), "worker spawned");
+                let pid = child.id().unwrap_or_default();
+                tracing::info!(worker_id = %worker_id, pid, "worker spawned");
+                if let Some(dir) = &self.config.pid_dir
+                    && let Err(error) = pid_file::write(dir, &worker_id, pid)
+                {
+                    tracing::warn!(%error, worker_id = %worker_id, dir = %dir.display(), "cannot write the worker's pid file; a restarted orchestrator will not count it until it registers again");
+                }
                 self.metrics.workers_spawned.inc();
                 self.children.lock().insert(worker_id, child);
             }

@@ -4,10 +4,13 @@
 //! read-only connections, which WAL lets run beside the writer.
 
 mod attempts;
+mod backup;
 mod catalog;
 mod row;
 mod schema;
 mod writer;
+
+pub use backup::{BackupError, BackupReport, DEFAULT_BACKUP_WAIT, backup};
 
 use crate::live::Live;
 use crate::{LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts};
@@ -25,6 +28,7 @@ use rusqlite::{Connection, OpenFlags, params_from_iter};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::sync::{mpsc, oneshot};
@@ -78,6 +82,8 @@ pub struct SqliteStore {
     readers: r2d2::Pool<SqliteConnectionManager>,
     live: Arc<Mutex<Live>>,
     queue_signal: Arc<Notify>,
+    /// Set by the writer while commits fail for want of space.
+    storage_full: Arc<AtomicBool>,
 }
 
 impl SqliteStore {
@@ -116,6 +122,7 @@ impl SqliteStore {
 
         let (commands, receiver) = mpsc::channel(writer::MAX_GROUP);
         let queue_signal = Arc::new(Notify::new());
+        let storage_full = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             conn,
             core: Core {
@@ -126,6 +133,8 @@ impl SqliteStore {
                 events: options.events.clone(),
             },
             events_capacity: 0,
+            storage_full: storage_full.clone(),
+            full: false,
         };
         std::thread::Builder::new()
             .name("mimir-store-writer".into())
@@ -137,6 +146,7 @@ impl SqliteStore {
             readers,
             live,
             queue_signal,
+            storage_full,
         })
     }
 
@@ -457,7 +467,16 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if self.storage_full.load(Ordering::Relaxed) {
+            // Writes failed for want of space: one small write tells whether
+            // they succeed again (and clears the flag when they do).
+            self.write(Op::Probe).await?;
+        }
         self.read(schema::check_current).await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.write(Op::Close).await.map(drop)
     }
 }
 

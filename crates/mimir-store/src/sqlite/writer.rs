@@ -18,6 +18,7 @@ use mimir_core::{
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -63,6 +64,12 @@ pub(crate) enum Op {
         at: DateTime<Utc>,
     },
     Catalog(CatalogWrite),
+    /// A one-page write, to learn whether writes succeed again after the disk
+    /// was full.
+    Probe,
+    /// Commit everything before it, checkpoint the WAL into the database
+    /// file and stop: the store's clean shutdown.
+    Close,
 }
 
 /// What a command produced.
@@ -87,6 +94,11 @@ pub(crate) struct Writer {
     /// How many events the last commit had: the next one's list starts with
     /// room for as many, rather than growing (and copying) by doubling.
     pub(crate) events_capacity: usize,
+    /// Set while writes fail for want of space (shared with readiness).
+    pub(crate) storage_full: Arc<AtomicBool>,
+    /// This thread's copy of `storage_full`, so a commit only touches the
+    /// shared flag when the state changes.
+    pub(crate) full: bool,
 }
 
 /// What operations read and change besides the database.
@@ -130,20 +142,70 @@ impl Effects {
 }
 
 impl Writer {
-    /// Runs until every sender is gone.
+    /// Runs until every sender is gone or a [`Op::Close`] arrives.
     pub(crate) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut group = Vec::with_capacity(64);
+        let mut close = None;
         while let Some(first) = commands.blocking_recv() {
+            if matches!(first.op, Op::Close) {
+                close = Some(first);
+                break;
+            }
             group.push(first);
             while group.len() < MAX_GROUP {
                 match commands.try_recv() {
+                    Ok(command) if matches!(command.op, Op::Close) => {
+                        close = Some(command);
+                        break;
+                    }
                     Ok(command) => group.push(command),
                     Err(_) => break,
                 }
             }
             self.commit_group(&mut group);
+            if close.is_some() {
+                break;
+            }
+        }
+        if let Some(close) = close {
+            // Later commands find the channel closed: the store is shut.
+            drop(commands);
+            let _ = close.reply.send(self.checkpoint().map(|()| Outcome::Done));
         }
         tracing::debug!("store writer stopped");
+    }
+
+    /// Copies the WAL into the database file and truncates it, so the file
+    /// alone holds every commit.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let (busy, wal_pages, copied): (i64, i64, i64) =
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+        if busy != 0 {
+            return Err(StoreError::CommitFailed(format!(
+                "the WAL checkpoint was blocked by a reader ({copied} of {wal_pages} pages copied)"
+            )));
+        }
+        // After TRUNCATE both counts read 0: the WAL is empty.
+        tracing::info!("store checkpointed");
+        Ok(())
+    }
+
+    /// Notes whether the last commit failed for want of space; the shared flag
+    /// is only touched when that changes.
+    fn note_full(&mut self, full: bool) {
+        if full == self.full {
+            return;
+        }
+        self.full = full;
+        self.storage_full.store(full, Ordering::Relaxed);
+        if full {
+            tracing::error!("the store's disk is full: writes are refused until space is freed");
+        } else {
+            tracing::info!("the store writes again: space was freed");
+        }
     }
 
     fn commit_group(&mut self, group: &mut Vec<Command>) {
@@ -173,10 +235,7 @@ impl Writer {
                 let mark = effects.changes.len();
                 match self.core.apply_op(&tx, command.op, &mut effects) {
                     Err(StoreError::Sqlite(error)) => {
-                        done.push((
-                            command.reply,
-                            Err(StoreError::CommitFailed(error.to_string())),
-                        ));
+                        done.push((command.reply, Err(StoreError::commit_failed(&error))));
                         return Err(error);
                     }
                     Ok(outcome) if is_lease => {
@@ -212,9 +271,13 @@ impl Writer {
             drop(live);
             for (reply, _) in done {
                 // A caller that went away no longer needs its answer.
-                let _ = reply.send(Err(StoreError::CommitFailed(error.to_string())));
+                let _ = reply.send(Err(StoreError::commit_failed(&error)));
             }
+            self.note_full(crate::error::is_disk_full(&error));
             return;
+        }
+        if self.full {
+            self.note_full(false);
         }
         let mut enqueued = false;
         {
@@ -341,6 +404,15 @@ impl Core {
                 catalog::write(conn, write)?;
                 Ok(Outcome::Done)
             }
+            Op::Probe => {
+                // Rewriting the header's user version dirties one page, so
+                // the commit must append to the WAL.
+                let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                conn.pragma_update(None, "user_version", version)?;
+                Ok(Outcome::Done)
+            }
+            // `run` takes it out before a group is formed.
+            Op::Close => Ok(Outcome::Done),
         }
     }
 
