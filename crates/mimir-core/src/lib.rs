@@ -7,6 +7,7 @@
 pub mod attempt;
 pub mod autoscale;
 pub mod event;
+pub mod label;
 pub mod pipeline;
 pub mod priority;
 pub mod queue;
@@ -18,6 +19,7 @@ pub mod task;
 
 pub use attempt::{Attempt, AttemptEnd};
 pub use event::{TaskEvent, TaskEventKind};
+pub use label::{LABEL_MAX_LEN, check_label, check_optional_label};
 pub use pipeline::{Pipeline, PipelineType, Project};
 pub use priority::Priority;
 pub use queue::{Aging, QueueEntry, QueueIndex};

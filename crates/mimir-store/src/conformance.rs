@@ -42,6 +42,7 @@ fn report(status: AttemptOutcome, attempt: Option<u32>, error: &str) -> WorkTask
         metadata: serde_json::Value::Null,
         error_message: error.into(),
         attempt,
+        worker_id: None,
         started_at: None,
         result: Some(serde_json::json!({"answer": 42})),
     }
@@ -53,6 +54,10 @@ pub fn task(task_type: WorkTaskType, priority: i64, project: &str) -> WorkTask {
         task_type: Some(task_type.as_str().into()),
         priority: Some(priority),
         project_id: Some(project.into()),
+        task_spec: Some(mimir_core::TaskSpec {
+            pipeline_id: "noop".into(),
+            ..mimir_core::TaskSpec::default()
+        }),
         ..Submission::default()
     }
     .validate()
@@ -347,6 +352,9 @@ pub async fn lease_and_complete(store: &dyn Store) {
     assert_eq!(running.status, WorkTaskStatus::Executing);
     assert!(running.started_at.is_some());
 
+    assert!(store.holds("w1", high.worktask_id, 1));
+    assert!(!store.holds("w2", high.worktask_id, 1));
+    assert!(!store.holds("w1", high.worktask_id, 2));
     let stale = store
         .finish(
             high.worktask_id,
@@ -368,7 +376,7 @@ pub async fn lease_and_complete(store: &dyn Store) {
         )
         .await;
     assert!(
-        matches!(wrong_worker, Err(StoreError::StaleAttempt { .. })),
+        matches!(wrong_worker, Err(StoreError::NotLeaseHolder { .. })),
         "{wrong_worker:?}"
     );
     let done = store
@@ -418,6 +426,7 @@ pub async fn lease_and_complete(store: &dyn Store) {
         1
     );
     assert!(store.leases_by_worker().is_empty());
+    assert!(!store.holds("w1", high.worktask_id, 1));
 }
 
 /// A failed attempt goes back to the queue after its backoff, then fails for
@@ -707,7 +716,18 @@ pub async fn catalog_round_trips(store: &dyn Store) {
         store.get_project("p1").await.expect("get"),
         Some(project.clone())
     );
-    assert_eq!(store.list_projects().await.expect("list"), vec![project]);
+    assert_eq!(
+        store.list_projects(None, 10).await.expect("list"),
+        vec![project.clone()]
+    );
+    let after = Some((project.created_at, project.id.clone()));
+    assert!(
+        store
+            .list_projects(after, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     let mut pipeline = mimir_core::Pipeline {
         id: Uuid::now_v7().to_string(),
         project_id: "p1".into(),
@@ -762,7 +782,13 @@ pub async fn catalog_round_trips(store: &dyn Store) {
         Err(StoreError::Missing { .. })
     ));
     store.delete_project("p1").await.expect("delete project");
-    assert!(store.list_projects().await.expect("list").is_empty());
+    assert!(
+        store
+            .list_projects(None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
 
 /// The names of every check, for backends to prove they ran them all.

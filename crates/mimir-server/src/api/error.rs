@@ -38,6 +38,11 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message).with_field(field)
     }
 
+    /// 409 for a worker call about an attempt whose lease the worker does not hold.
+    pub fn not_lease_holder(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "not_lease_holder", message)
+    }
+
     /// 404 for something that does not exist.
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
@@ -68,6 +73,13 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
 impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> ApiError {
         ApiError::bad_field(e.code, e.field, e.message)
@@ -85,6 +97,9 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::StaleAttempt { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "stale_attempt", e.to_string())
+            }
+            StoreError::NotLeaseHolder { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "not_lease_holder", e.to_string())
             }
             StoreError::WriterGone => ApiError {
                 cause: Some(e.to_string()),
