@@ -771,6 +771,15 @@ async fn ids_names_and_labels_are_bounded_and_refuse_control_characters() {
         assert_eq!(answer["error"]["field"], field, "{uri}: {answer}");
     }
     for uri in [
+        format!("/api/worktasks?project_id={long}"),
+        "/api/worktasks?project_id=a%0Ab".to_string(),
+        "/api/pipelines?project_id=a%1Bb".to_string(),
+    ] {
+        let (status, answer) = api.get(&uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {answer}");
+        assert_eq!(answer["error"]["field"], "project_id", "{uri}: {answer}");
+    }
+    for uri in [
         format!("/api/projects/{long}"),
         format!("/api/pipelines/{long}"),
         "/api/projects/a%0Ab".to_string(),

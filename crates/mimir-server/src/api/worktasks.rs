@@ -299,7 +299,13 @@ pub async fn list(
     let query = ListQuery {
         status,
         task_type,
-        project_id: non_empty(params.project_id),
+        project_id: match non_empty(params.project_id) {
+            Some(project) => {
+                mimir_core::check_label("project_id", &project)?;
+                Some(project)
+            }
+            None => None,
+        },
         min_priority: parse_priority(params.min_priority, "min_priority")?,
         max_priority: parse_priority(params.max_priority, "max_priority")?,
         submitted_from: parse_time(params.since, "since")?,
