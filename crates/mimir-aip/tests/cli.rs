@@ -23,9 +23,24 @@ fn json(output: &std::process::Output) -> Value {
     serde_json::from_str(&stdout_ok(output)).expect("JSON output")
 }
 
+/// Creates a one-step pipeline whose log line reads `$.params.<param>`; its id.
+fn pipeline_reading(orchestrator: &Orchestrator, param: &str) -> String {
+    let text = format!(
+        "project_id: p\nname: train\nsteps:\n  - {{name: say, plugin: core, action: log, parameters: {{message: \"$.params.{param}\"}}}}\n"
+    );
+    let created = json(&create_from_file(
+        orchestrator,
+        &format!("reads-{param}.yaml"),
+        &text,
+        &["-o", "json"],
+    ));
+    created["id"].as_str().expect("id").to_string()
+}
+
 #[test]
 fn submit_get_list_cancel_and_wait() {
     let orchestrator = Orchestrator::start(&["--max-workers", "0"]);
+    let pipeline = pipeline_reading(&orchestrator, "epochs");
     let submitted = json(&orchestrator.cli(&[
         "task",
         "submit",
@@ -35,6 +50,8 @@ fn submit_get_list_cancel_and_wait() {
         "vision",
         "--priority",
         "7",
+        "--pipeline",
+        &pipeline,
         "--model",
         "resnet",
         "--param",
@@ -56,7 +73,7 @@ fn submit_get_list_cancel_and_wait() {
     let file = orchestrator.dir.path().join("task.json");
     std::fs::write(
         &file,
-        r#"{"type":"pipeline_execution","project_id":"etl","priority":10}"#,
+        format!(r#"{{"type":"pipeline_execution","project_id":"etl","priority":10,"task_spec":{{"pipeline_id":"{pipeline}","parameters":{{"epochs":1}}}}}}"#),
     )
     .expect("write");
     let from_file = json(&orchestrator.cli(&[
@@ -114,6 +131,8 @@ fn bad_input_gets_a_message_naming_the_problem() {
         "ml_cooking",
         "--project",
         "p",
+        "--pipeline",
+        "any",
     ]));
     assert!(
         stderr.contains("type") && stderr.contains("ml_cooking"),
@@ -128,10 +147,48 @@ fn bad_input_gets_a_message_naming_the_problem() {
         "p",
         "--priority",
         "12",
+        "--pipeline",
+        "any",
     ]));
     assert!(stderr.contains("priority"), "{stderr}");
     let stderr = stderr_failed(&orchestrator.cli(&["task", "submit", "--type", "ml_training"]));
     assert!(stderr.contains("--project"), "{stderr}");
+    let stderr = stderr_failed(&orchestrator.cli(&[
+        "task",
+        "submit",
+        "--type",
+        "ml_training",
+        "--project",
+        "p",
+    ]));
+    assert!(stderr.contains("--pipeline"), "{stderr}");
+    let stderr = stderr_failed(&orchestrator.cli(&[
+        "task",
+        "submit",
+        "--type",
+        "ml_training",
+        "--project",
+        "p",
+        "--pipeline",
+        "0191d1a4-0000-7000-8000-00000000beef",
+    ]));
+    assert!(
+        stderr.contains("0191d1a4-0000-7000-8000-00000000beef")
+            && stderr.contains("task_spec.pipeline_id"),
+        "{stderr}"
+    );
+    let pipeline = pipeline_reading(&orchestrator, "url");
+    let stderr = stderr_failed(&orchestrator.cli(&[
+        "task",
+        "submit",
+        "--type",
+        "pipeline_execution",
+        "--project",
+        "p",
+        "--pipeline",
+        &pipeline,
+    ]));
+    assert!(stderr.contains("task_spec.parameters.url"), "{stderr}");
     let stderr =
         stderr_failed(&orchestrator.cli(&["task", "get", "0191d1a4-0000-7000-8000-000000000000"]));
     assert!(stderr.contains("not found"), "{stderr}");

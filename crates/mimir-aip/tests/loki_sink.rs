@@ -242,8 +242,9 @@ impl Loki {
 
 /// A task cancelled while queued: one info line (`event: cancelled`).
 async fn submit_and_cancel(client: &mimir_client::Client) -> Uuid {
+    let pipeline = harness::pipelines::noop(client).await;
     let task = client
-        .submit(&json!({"type": "ml_inference", "project_id": "p"}))
+        .submit(&json!({"type": "ml_inference", "project_id": "p", "task_spec": {"pipeline_id": pipeline}}))
         .await
         .expect("submit");
     client.cancel(task.worktask_id).await.expect("cancel");

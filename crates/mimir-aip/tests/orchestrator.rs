@@ -14,17 +14,18 @@ use uuid::Uuid;
 async fn a_restart_finds_every_acknowledged_task_in_order() {
     let mut orchestrator = Orchestrator::start(&["--max-workers", "0"]);
     let client = orchestrator.client();
+    let pipeline = harness::pipelines::noop(&client).await;
     // (priority, arrival) of every acknowledged task.
     let mut acknowledged = Vec::new();
     for i in 0..60i64 {
         let task = client
-            .submit(&json!({"type":"ml_inference","project_id":"p","priority": 1 + (i * 7) % 10}))
+            .submit(&json!({"type":"ml_inference","project_id":"p","priority": 1 + (i * 7) % 10, "task_spec": {"pipeline_id": pipeline}}))
             .await
             .expect("submit");
         acknowledged.push(task);
     }
     let batch: Vec<_> = (0..140i64)
-        .map(|i| json!({"type":"ml_training","project_id":"q","priority": 1 + (i * 3) % 10}))
+        .map(|i| json!({"type":"ml_training","project_id":"q","priority": 1 + (i * 3) % 10, "task_spec": {"pipeline_id": pipeline}}))
         .collect();
     acknowledged.extend(client.submit_batch(&batch).await.expect("batch"));
     let cancelled = acknowledged.remove(5);
@@ -71,16 +72,18 @@ async fn a_restart_finds_every_acknowledged_task_in_order() {
 async fn kill_9_under_load_loses_no_acknowledged_task() {
     let mut orchestrator = Orchestrator::start(&["--max-workers", "0"]);
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let pipeline = harness::pipelines::noop(&orchestrator.client()).await;
     let mut writers = Vec::new();
     for w in 0..6 {
         let client = orchestrator.client();
         let acknowledged = acknowledged.clone();
+        let pipeline = pipeline.clone();
         writers.push(tokio::spawn(async move {
             for i in 0.. {
                 let result = if w % 2 == 0 {
-                    client.submit(&json!({"type":"pipeline_execution","project_id":"crash","priority": 1 + i % 10})).await.map(|t| vec![t])
+                    client.submit(&json!({"type":"pipeline_execution","project_id":"crash","priority": 1 + i % 10, "task_spec": {"pipeline_id": pipeline}})).await.map(|t| vec![t])
                 } else {
-                    let batch: Vec<_> = (0..20).map(|_| json!({"type":"ml_inference","project_id":"crash"})).collect();
+                    let batch: Vec<_> = (0..20).map(|_| json!({"type":"ml_inference","project_id":"crash","task_spec": {"pipeline_id": pipeline}})).collect();
                     client.submit_batch(&batch).await
                 };
                 match result {

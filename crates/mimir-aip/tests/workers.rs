@@ -519,3 +519,73 @@ async fn sigterm_lets_a_worker_finish_its_task_then_exit() {
     );
     assert!(workers(&client).await.is_empty(), "it left the registry");
 }
+
+/// Today any holder of the worker token could set the result of any leased
+/// task, and the real worker's result was then dropped: a result from
+/// anyone but the lease holder is now refused, and the real worker's lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_forged_with_the_worker_token_is_refused_and_the_real_worker_completes() {
+    let orchestrator = Orchestrator::start_with_config(FAST, &["--max-workers", "0"]);
+    let client = orchestrator.client();
+    let pipeline = one_step(&client, "nap", "core.sleep", json!({"ms": 1500})).await;
+    let mut worker = external_worker(&orchestrator, "real");
+    let task = execute(&client, &pipeline, json!({})).await;
+    wait_for_status(&client, task.worktask_id, WorkTaskStatus::Executing).await;
+    let running = client.get(task.worktask_id).await.expect("get");
+    assert_eq!(running.worker_id, "real");
+
+    let intruder: Value = client
+        .call(
+            Method::POST,
+            "/api/workers/register",
+            Some(&json!({"worker_id": "intruder"})),
+        )
+        .await
+        .expect("register");
+    assert_eq!(intruder["worker_id"], "intruder");
+    let id = task.worktask_id;
+    let forged = [
+        (
+            "/api/worktasks/{id}".replace("{id}", &id.to_string()),
+            json!({"worktask_id": id, "status": "failed", "error_message": "forged"}),
+        ),
+        (
+            "/api/worktasks/{id}".replace("{id}", &id.to_string()),
+            json!({"worktask_id": id, "status": "completed", "worker_id": "intruder", "attempt": running.attempt}),
+        ),
+        (
+            "/api/workers/intruder/results".to_string(),
+            json!({"results": [{"worktask_id": id, "status": "failed", "attempt": running.attempt}]}),
+        ),
+    ];
+    for (path, body) in forged {
+        let refused = client
+            .call::<Value>(Method::POST, &path, Some(&body))
+            .await
+            .expect_err("forged result");
+        assert!(
+            matches!(&refused, mimir_client::ClientError::Api { status, code, .. }
+                if *status == reqwest::StatusCode::CONFLICT && code == "not_lease_holder"),
+            "{path}: {refused}"
+        );
+    }
+    let after = client.get(id).await.expect("get");
+    assert_eq!(
+        (
+            after.status,
+            after.attempt,
+            after.retry_count,
+            after.result.is_some()
+        ),
+        (WorkTaskStatus::Executing, running.attempt, 0, false),
+        "the forged results changed nothing"
+    );
+    let done = wait_until_done(&client, id, Duration::from_secs(30)).await;
+    assert_eq!(done.status, WorkTaskStatus::Completed, "{done:?}");
+    assert_eq!(
+        done.attempt, running.attempt,
+        "the real worker's attempt completed it"
+    );
+    let _ = worker.kill();
+    let _ = worker.wait();
+}

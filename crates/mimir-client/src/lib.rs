@@ -116,12 +116,15 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<T, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let mut request = self.http.request(method, &url);
+        let mut request = self.http.request(method.clone(), &url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
             request = request.json(body);
+        } else if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+            // The orchestrator takes changes only as JSON, even without a body.
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
         }
         let transport = |source| ClientError::Transport {
             url: url.clone(),

@@ -35,10 +35,14 @@ pub struct WorkTaskResult {
     /// Why the attempt failed.
     #[serde(default)]
     pub error_message: String,
-    /// The attempt (lease) this result is for; a result for an older attempt is
-    /// refused. Without it, the result applies to the current attempt.
+    /// The attempt (lease) this result is for. Required: a result for any
+    /// attempt but the current one is refused.
     #[serde(default)]
     pub attempt: Option<u32>,
+    /// The worker reporting, which must hold the attempt's lease. Required on
+    /// `POST /api/worktasks/{id}`; the batch route takes it from its path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
     /// When the attempt started running on the worker.
     #[serde(default)]
     pub started_at: Option<DateTime<Utc>>,

@@ -16,7 +16,7 @@ pub const MAX_RETRIES_LIMIT: i64 = 100;
 pub const MAX_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// Longest `project_id`, in bytes.
-pub const PROJECT_ID_MAX_LEN: usize = 256;
+pub const PROJECT_ID_MAX_LEN: usize = crate::LABEL_MAX_LEN;
 
 /// The body of `POST /api/worktasks`, and one entry of a batch.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -71,7 +71,8 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
-    fn new(code: &'static str, field: &str, message: impl Into<String>) -> ValidationError {
+    /// An error of `field`.
+    pub fn new(code: &'static str, field: &str, message: impl Into<String>) -> ValidationError {
         ValidationError {
             code,
             field: field.to_string(),
@@ -115,23 +116,8 @@ impl Submission {
                 )
             })?,
         };
-        let project_id = match self.project_id {
-            Some(id) if !id.trim().is_empty() => id,
-            _ => {
-                return Err(ValidationError::new(
-                    "missing_field",
-                    "project_id",
-                    "project_id is required and must not be empty",
-                ));
-            }
-        };
-        if project_id.len() > PROJECT_ID_MAX_LEN {
-            return Err(ValidationError::new(
-                "invalid_value",
-                "project_id",
-                format!("project_id is longer than {PROJECT_ID_MAX_LEN} bytes"),
-            ));
-        }
+        let project_id = self.project_id.unwrap_or_default();
+        crate::check_label("project_id", &project_id)?;
         let max_retries = match self.max_retries {
             None => task_type.default_max_retries(),
             Some(n) if (0..=MAX_RETRIES_LIMIT).contains(&n) => n as u32,
@@ -153,6 +139,24 @@ impl Submission {
                 format!("task_spec.timeout_ms must be between 1 and {MAX_TIMEOUT_MS}, got {ms}"),
             ));
         }
+        // Every type runs a pipeline (ML tasks the one that trains or serves
+        // their model): without one the task could only fail, after its retries.
+        crate::check_label("task_spec.pipeline_id", &task_spec.pipeline_id).map_err(|e| {
+            if e.code == "missing_field" {
+                ValidationError::new(
+                    "missing_field",
+                    "task_spec.pipeline_id",
+                    format!(
+                        "a {task_type} task names the pipeline it runs in task_spec.pipeline_id"
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+        crate::check_optional_label("task_spec.model_id", &task_spec.model_id)?;
+        crate::check_optional_label("task_spec.project_id", &task_spec.project_id)?;
+        crate::check_optional_label("task_spec.preferred_cluster", &task_spec.preferred_cluster)?;
         if task_spec.project_id.is_empty() {
             task_spec.project_id = project_id.clone();
         }
@@ -252,7 +256,7 @@ mod tests {
     #[test]
     fn the_seed_example_is_accepted_with_defaults() {
         let task = submission(
-            r#"{"type":"pipeline_execution","project_id":"p1","priority":10,"max_retries":3}"#,
+            r#"{"type":"pipeline_execution","project_id":"p1","priority":10,"max_retries":3,"task_spec":{"pipeline_id":"etl"}}"#,
         )
         .validate()
         .expect("valid");
@@ -265,9 +269,11 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_type() {
-        let task = submission(r#"{"type":"ml_training","project_id":"p"}"#)
-            .validate()
-            .expect("valid");
+        let task = submission(
+            r#"{"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"t"}}"#,
+        )
+        .validate()
+        .expect("valid");
         assert_eq!(task.priority.get(), 1);
         assert_eq!(task.max_retries, 2);
         assert_eq!(task.resource_requirements.memory, "8Gi");
@@ -294,6 +300,26 @@ mod tests {
             ),
             (r#"{"type":"ml_inference"}"#, "project_id", "missing_field"),
             (
+                r#"{"type":"pipeline_execution","project_id":"p"}"#,
+                "task_spec.pipeline_id",
+                "missing_field",
+            ),
+            (
+                r#"{"type":"ml_training","project_id":"p","task_spec":{"model_id":"m"}}"#,
+                "task_spec.pipeline_id",
+                "missing_field",
+            ),
+            (
+                r#"{"type":"ml_inference","project_id":"p\u001b[2J"}"#,
+                "project_id",
+                "invalid_value",
+            ),
+            (
+                r#"{"type":"ml_inference","project_id":"p","task_spec":{"pipeline_id":"a\nb"}}"#,
+                "task_spec.pipeline_id",
+                "invalid_value",
+            ),
+            (
                 r#"{"type":"ml_inference","project_id":"  "}"#,
                 "project_id",
                 "missing_field",
@@ -309,12 +335,12 @@ mod tests {
                 "invalid_max_retries",
             ),
             (
-                r#"{"type":"ml_inference","project_id":"p","resource_requirements":{"cpu":"lots"}}"#,
+                r#"{"type":"ml_inference","project_id":"p","task_spec":{"pipeline_id":"i"},"resource_requirements":{"cpu":"lots"}}"#,
                 "resource_requirements.cpu",
                 "invalid_quantity",
             ),
             (
-                r#"{"type":"ml_inference","project_id":"p","resource_requirements":{"memory":"1.Gi"}}"#,
+                r#"{"type":"ml_inference","project_id":"p","task_spec":{"pipeline_id":"i"},"resource_requirements":{"memory":"1.Gi"}}"#,
                 "resource_requirements.memory",
                 "invalid_quantity",
             ),

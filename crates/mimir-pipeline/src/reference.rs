@@ -138,10 +138,42 @@ pub fn for_each_reference(value: &Value, at: &str, visit: &mut dyn FnMut(&str, &
     }
 }
 
+/// The execution parameters `steps` read (`x` of every `$.params.x...`
+/// anywhere in their parameters), sorted and without repeats: what an
+/// execution must pass for its references to resolve.
+pub fn required_params(steps: &[crate::Step]) -> Vec<String> {
+    let mut keys = std::collections::BTreeSet::new();
+    for step in steps {
+        for value in step.parameters.values() {
+            for_each_reference(value, "", &mut |_, text| {
+                if let Ok(Some(reference)) = Reference::parse(text)
+                    && reference.root == PARAMS_ROOT
+                    && let Some(first) = reference.keys.first()
+                {
+                    keys.insert((*first).to_string());
+                }
+            });
+        }
+    }
+    keys.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn required_params_are_the_first_keys_under_params_anywhere() {
+        let steps: Vec<crate::Step> = serde_json::from_value(json!([
+            {"name": "a", "plugin": "http", "action": "request",
+             "parameters": {"url": "$.params.url", "headers": {"x": ["$.params.token.value"]}}},
+            {"name": "b", "plugin": "core", "action": "log",
+             "parameters": {"message": "$.a.body", "all": "$.params", "level": "$.params.url"}}
+        ]))
+        .expect("steps");
+        assert_eq!(required_params(&steps), ["token", "url"]);
+    }
 
     #[test]
     fn parses_only_whole_string_references() {

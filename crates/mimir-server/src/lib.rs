@@ -7,6 +7,7 @@ pub mod api;
 pub mod config;
 pub mod dashboard;
 pub mod progress;
+pub mod requirements;
 pub mod serve;
 mod state;
 pub mod telemetry;

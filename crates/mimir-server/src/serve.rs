@@ -148,6 +148,8 @@ pub async fn run(
         api_token,
         plugins: Arc::new(plugins),
         progress: Arc::default(),
+        requirements: Arc::default(),
+        loopback_only: addr.ip().is_loopback(),
         metrics: metrics.clone(),
         record_metrics: recording,
         scrape_auth: ScrapeAuth {
@@ -162,12 +164,7 @@ pub async fn run(
         timeline,
         shutdown: tokio_util::sync::CancellationToken::new(),
     };
-    let reaper = tokio::spawn(reap(
-        store.clone(),
-        workers.clone(),
-        metrics.clone(),
-        valid.lease_ttl * 2,
-    ));
+    let reaper = tokio::spawn(reap(state.clone(), valid.lease_ttl * 2));
     let rates = tokio::spawn(crate::telemetry::rates::sample_queue_rates(metrics.clone()));
     let sampler = tokio::spawn(crate::dashboard::sampler::run(state.clone()));
     let streams = state.shutdown.clone();
@@ -206,27 +203,38 @@ pub async fn run(
     Ok(())
 }
 
-/// Ends attempts whose workers stopped renewing their leases, and forgets
-/// workers silent for `forget_after` (counted as failed).
-async fn reap(
-    store: Arc<dyn Store>,
-    workers: Arc<Registry>,
-    metrics: Arc<Metrics>,
-    forget_after: Duration,
-) {
+/// Runs [`reap_once`] every [`REAPER_INTERVAL`].
+async fn reap(state: AppState, forget_after: Duration) {
     let mut tick = tokio::time::interval(REAPER_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = store.expire_leases(chrono::Utc::now()).await {
-            tracing::error!(%error, "cannot expire leases");
-        }
-        for (worker_id, lifetime) in workers.remove_silent(forget_after) {
-            store.forfeit(&worker_id);
-            metrics.workers_failed.inc();
-            metrics.worker_duration.observe(lifetime.as_secs_f64());
-            tracing::warn!(worker_id = %worker_id, silent_s = forget_after.as_secs(), "worker went silent; forgotten and counted as failed");
-        }
+        reap_once(&state, forget_after).await;
+    }
+}
+
+/// Ends attempts whose workers stopped renewing their leases, drops the
+/// progress of attempts no longer held, and forgets workers silent for
+/// `forget_after` (counted as failed).
+pub async fn reap_once(state: &AppState, forget_after: Duration) {
+    let store = &state.store;
+    if let Err(error) = store.expire_leases(chrono::Utc::now()).await {
+        tracing::error!(%error, "cannot expire leases");
+    }
+    // Progress of attempts that ended or lost their lease goes with them.
+    if !state.progress.is_empty() {
+        state
+            .progress
+            .retain_held(|worker_id, id, attempt| store.holds(worker_id, id, attempt));
+    }
+    for (worker_id, lifetime) in state.workers.remove_silent(forget_after) {
+        store.forfeit(&worker_id);
+        state.metrics.workers_failed.inc();
+        state
+            .metrics
+            .worker_duration
+            .observe(lifetime.as_secs_f64());
+        tracing::warn!(worker_id = %worker_id, silent_s = forget_after.as_secs(), "worker went silent; forgotten and counted as failed");
     }
 }
 

@@ -30,6 +30,11 @@ pub struct AppState {
     pub plugins: Arc<mimir_pipeline::Registry>,
     /// Live step progress of running tasks.
     pub progress: Arc<crate::progress::Progress>,
+    /// The parameters each pipeline reads, for checking submissions.
+    pub requirements: Arc<crate::requirements::PipelineRequirements>,
+    /// The server listens on a loopback address only: requests must name a
+    /// loopback host (`Host`), so a web page cannot reach it by DNS rebinding.
+    pub loopback_only: bool,
     /// Every metric of the orchestrator.
     pub metrics: Arc<mimir_telemetry::Metrics>,
     /// Whether requests, store calls and task events are measured.
@@ -60,6 +65,8 @@ impl AppState {
                     .unwrap_or_default(),
             ),
             progress: Arc::default(),
+            requirements: Arc::default(),
+            loopback_only: false,
             metrics: Arc::new(mimir_telemetry::Metrics::new()),
             record_metrics: true,
             scrape_auth: crate::telemetry::ScrapeAuth::default(),

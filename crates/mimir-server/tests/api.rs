@@ -15,11 +15,37 @@ struct Api {
     _dir: tempfile::TempDir,
 }
 
+/// The pipeline every test task runs: one step that logs.
+const NOOP: &str = "noop";
+
 impl Api {
-    fn new() -> Api {
+    async fn new() -> Api {
+        Api::with(|_| {}).await
+    }
+
+    /// An API whose state `adjust` changes first.
+    async fn with(adjust: impl FnOnce(&mut AppState)) -> Api {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open");
+        let now = chrono::Utc::now();
+        let noop = mimir_core::Pipeline {
+            id: NOOP.into(),
+            project_id: "p".into(),
+            name: "noop".into(),
+            pipeline_type: mimir_core::PipelineType::Processing,
+            description: String::new(),
+            steps: vec![
+                json!({"name": "log", "plugin": "core", "action": "log", "parameters": {"message": "hi"}}),
+            ],
+            created_at: now,
+            updated_at: now,
+            step_timeout_ms: None,
+        };
+        mimir_store::Store::put_pipeline(&store, noop, true)
+            .await
+            .expect("noop pipeline");
         let mut state = AppState::new(Arc::new(store));
+        adjust(&mut state);
         state.max_body_bytes = 64 * 1024;
         Api {
             app: api::app(state),
@@ -103,10 +129,10 @@ fn assert_error(
 
 #[tokio::test]
 async fn the_seed_example_submits_and_reads_back() {
-    let api = Api::new();
+    let api = Api::new().await;
     let task = api
         .submit(
-            json!({"type":"pipeline_execution","project_id":"p1","priority":10,"max_retries":3}),
+            json!({"type":"pipeline_execution","project_id":"p1","task_spec":{"pipeline_id":"noop"},"priority":10,"max_retries":3}),
         )
         .await;
     assert_eq!(task["status"], "queued");
@@ -131,27 +157,27 @@ async fn the_seed_example_submits_and_reads_back() {
 
 #[tokio::test]
 async fn bad_submissions_are_refused_and_change_nothing() {
-    let api = Api::new();
-    api.submit(json!({"type":"ml_training","project_id":"p"}))
+    let api = Api::new().await;
+    api.submit(json!({"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"noop"}}))
         .await;
     let cases: &[(&str, StatusCode, &str, Option<&str>)] = &[
         ("{not json", StatusCode::BAD_REQUEST, "invalid_json", None),
         ("", StatusCode::BAD_REQUEST, "invalid_json", None),
         ("[1,2]", StatusCode::BAD_REQUEST, "invalid_json", None),
         (
-            r#"{"type":"ml_training","project_id":"p"} trailing"#,
+            r#"{"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"noop"}} trailing"#,
             StatusCode::BAD_REQUEST,
             "invalid_json",
             None,
         ),
         (
-            r#"{"type":"ml_training","project_id":"p","prority":3}"#,
+            r#"{"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"noop"},"prority":3}"#,
             StatusCode::BAD_REQUEST,
             "unknown_field",
             Some("prority"),
         ),
         (
-            r#"{"type":"ml_training","project_id":"p","task_spec":{"pipeline":"x"}}"#,
+            r#"{"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"noop","pipeline":"x"}}"#,
             StatusCode::BAD_REQUEST,
             "unknown_field",
             Some("task_spec.pipeline"),
@@ -163,19 +189,19 @@ async fn bad_submissions_are_refused_and_change_nothing() {
             Some("type"),
         ),
         (
-            r#"{"type":"ml_training","project_id":"p","priority":0}"#,
+            r#"{"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"noop"},"priority":0}"#,
             StatusCode::BAD_REQUEST,
             "invalid_priority",
             Some("priority"),
         ),
         (
-            r#"{"type":"ml_training","project_id":"p","priority":11}"#,
+            r#"{"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"noop"},"priority":11}"#,
             StatusCode::BAD_REQUEST,
             "invalid_priority",
             Some("priority"),
         ),
         (
-            r#"{"type":"ml_training","project_id":"p","priority":"high"}"#,
+            r#"{"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"noop"},"priority":"high"}"#,
             StatusCode::BAD_REQUEST,
             "invalid_value",
             Some("priority"),
@@ -187,13 +213,13 @@ async fn bad_submissions_are_refused_and_change_nothing() {
             Some("project_id"),
         ),
         (
-            r#"{"type":"ml_training","project_id":"p","max_retries":-1}"#,
+            r#"{"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"noop"},"max_retries":-1}"#,
             StatusCode::BAD_REQUEST,
             "invalid_max_retries",
             Some("max_retries"),
         ),
         (
-            r#"{"type":"ml_training","project_id":"p","max_retries":99999999999}"#,
+            r#"{"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"noop"},"max_retries":99999999999}"#,
             StatusCode::BAD_REQUEST,
             "invalid_max_retries",
             Some("max_retries"),
@@ -203,7 +229,7 @@ async fn bad_submissions_are_refused_and_change_nothing() {
         let (got_status, got) = api.post("/api/worktasks", body).await;
         assert_error(got_status, &got, *status, code, *field);
     }
-    let huge = json!({"type":"ml_training","project_id":"p","task_spec":{"parameters":{"blob":"x".repeat(70_000)}}});
+    let huge = json!({"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"noop","parameters":{"blob":"x".repeat(70_000)}}});
     let (status, body) = api.post("/api/worktasks", &huge.to_string()).await;
     assert_error(
         status,
@@ -221,11 +247,11 @@ async fn bad_submissions_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn a_batch_commits_whole_or_not_at_all() {
-    let api = Api::new();
+    let api = Api::new().await;
     let batch = json!({"worktasks": [
-        {"type":"ml_inference","project_id":"p","priority":2},
-        {"type":"ml_training","project_id":"p","priority":9},
-        {"type":"pipeline_execution","project_id":"q"},
+        {"type":"ml_inference","project_id":"p","task_spec":{"pipeline_id":"noop"},"priority":2},
+        {"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"noop"},"priority":9},
+        {"type":"pipeline_execution","project_id":"q","task_spec":{"pipeline_id":"noop"}},
     ]});
     let (status, body) = api.post("/api/worktasks/batch", &batch.to_string()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -238,10 +264,10 @@ async fn a_batch_commits_whole_or_not_at_all() {
     assert_eq!(types, ["ml_inference", "ml_training", "pipeline_execution"]);
 
     let bad = json!({"worktasks": [
-        {"type":"ml_inference","project_id":"p"},
-        {"type":"ml_inference","project_id":"p"},
-        {"type":"ml_inference","project_id":"p"},
-        {"type":"ml_inference","project_id":"p","priority":42},
+        {"type":"ml_inference","project_id":"p","task_spec":{"pipeline_id":"noop"}},
+        {"type":"ml_inference","project_id":"p","task_spec":{"pipeline_id":"noop"}},
+        {"type":"ml_inference","project_id":"p","task_spec":{"pipeline_id":"noop"}},
+        {"type":"ml_inference","project_id":"p","task_spec":{"pipeline_id":"noop"},"priority":42},
     ]});
     let (status, body) = api.post("/api/worktasks/batch", &bad.to_string()).await;
     assert_error(
@@ -251,7 +277,7 @@ async fn a_batch_commits_whole_or_not_at_all() {
         "invalid_priority",
         Some("worktasks[3].priority"),
     );
-    let typo = json!({"worktasks": [{"type":"ml_inference","project_id":"p"}, {"type":"ml_inference","projectid":"p"}]});
+    let typo = json!({"worktasks": [{"type":"ml_inference","project_id":"p","task_spec":{"pipeline_id":"noop"}}, {"type":"ml_inference","projectid":"p"}]});
     let (status, body) = api.post("/api/worktasks/batch", &typo.to_string()).await;
     assert_error(
         status,
@@ -275,10 +301,10 @@ async fn a_batch_commits_whole_or_not_at_all() {
 
 #[tokio::test]
 async fn listing_filters_and_pages_with_a_cursor() {
-    let api = Api::new();
+    let api = Api::new().await;
     for i in 0..7 {
         let project = if i % 2 == 0 { "even" } else { "odd" };
-        api.submit(json!({"type":"ml_inference","project_id":project,"priority":1 + i}))
+        api.submit(json!({"type":"ml_inference","project_id":project,"task_spec":{"pipeline_id":"noop"},"priority":1 + i}))
             .await;
     }
     let (status, page) = api
@@ -349,9 +375,9 @@ async fn listing_filters_and_pages_with_a_cursor() {
 
 #[tokio::test]
 async fn listing_filters_by_priority_and_submission_time() {
-    let api = Api::new();
+    let api = Api::new().await;
     for priority in [2, 9, 5, 10] {
-        api.submit(json!({"type":"ml_inference","project_id":"p","priority":priority}))
+        api.submit(json!({"type":"ml_inference","project_id":"p","task_spec":{"pipeline_id":"noop"},"priority":priority}))
             .await;
     }
     let priorities = |page: &Value| -> Vec<u64> {
@@ -399,9 +425,9 @@ async fn listing_filters_by_priority_and_submission_time() {
 
 #[tokio::test]
 async fn attempts_of_a_task() {
-    let api = Api::new();
+    let api = Api::new().await;
     let task = api
-        .submit(json!({"type":"ml_inference","project_id":"p"}))
+        .submit(json!({"type":"ml_inference","project_id":"p","task_spec":{"pipeline_id":"noop"}}))
         .await;
     let id = task["worktask_id"].as_str().expect("id");
     let (status, body) = api.get(&format!("/api/worktasks/{id}/attempts")).await;
@@ -460,7 +486,9 @@ async fn the_api_token_guards_user_endpoints_only() {
     }
     let write = Request::post("/api/worktasks")
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(r#"{"type":"ml_inference","project_id":"p"}"#))
+        .body(Body::from(
+            r#"{"type":"ml_inference","project_id":"p","task_spec":{"pipeline_id":"noop"}}"#,
+        ))
         .expect("request");
     let refused = app.clone().oneshot(write).await.expect("response");
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "writes too");
@@ -495,9 +523,9 @@ async fn the_api_token_guards_user_endpoints_only() {
 
 #[tokio::test]
 async fn an_open_api_refuses_changes_from_other_web_sites() {
-    let api = Api::new();
+    let api = Api::new().await;
     let task = api
-        .submit(json!({"type":"ml_inference","project_id":"p"}))
+        .submit(json!({"type":"ml_inference","project_id":"p","task_spec":{"pipeline_id":"noop"}}))
         .await;
     let cancel = format!(
         "/api/worktasks/{}/cancel",
@@ -507,6 +535,7 @@ async fn an_open_api_refuses_changes_from_other_web_sites() {
         Request::post(cancel.as_str())
             .header(header::HOST, "127.0.0.1:8080")
             .header(header::ORIGIN, origin)
+            .header(header::CONTENT_TYPE, "application/json")
             .body(Body::empty())
             .expect("request")
     };
@@ -527,7 +556,7 @@ async fn an_open_api_refuses_changes_from_other_web_sites() {
 
 #[tokio::test]
 async fn dashboard_page_and_data() {
-    let api = Api::new();
+    let api = Api::new().await;
     let response = api
         .raw(Request::get("/").body(Body::empty()).expect("request"))
         .await;
@@ -558,7 +587,7 @@ async fn dashboard_page_and_data() {
     let (status, body) = api.get("/dashboard/nothing.js").await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found", None);
 
-    api.submit(json!({"type":"ml_inference","project_id":"p"}))
+    api.submit(json!({"type":"ml_inference","project_id":"p","task_spec":{"pipeline_id":"noop"}}))
         .await;
     let (status, overview) = api.get("/api/dashboard/overview").await;
     assert_eq!(status, StatusCode::OK, "{overview}");
@@ -636,9 +665,9 @@ async fn dashboard_page_and_data() {
 
 #[tokio::test]
 async fn high_priority_lists_the_most_urgent_first() {
-    let api = Api::new();
+    let api = Api::new().await;
     for priority in [3, 9, 5, 10, 9] {
-        api.submit(json!({"type":"ml_training","project_id":"p","priority":priority}))
+        api.submit(json!({"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"noop"},"priority":priority}))
             .await;
     }
     let (status, body) = api.get("/api/worktasks/high-priority?min_priority=5").await;
@@ -667,9 +696,9 @@ async fn high_priority_lists_the_most_urgent_first() {
 
 #[tokio::test]
 async fn cancelling_a_queued_task() {
-    let api = Api::new();
+    let api = Api::new().await;
     let task = api
-        .submit(json!({"type":"ml_training","project_id":"p"}))
+        .submit(json!({"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"noop"}}))
         .await;
     let id = task["worktask_id"].as_str().expect("id");
     let (status, cancelled) = api.post(&format!("/api/worktasks/{id}/cancel"), "").await;
@@ -705,8 +734,8 @@ async fn cancelling_a_queued_task() {
 
 #[tokio::test]
 async fn health_readiness_summary_and_unknown_routes() {
-    let api = Api::new();
-    api.submit(json!({"type":"ml_training","project_id":"p"}))
+    let api = Api::new().await;
+    api.submit(json!({"type":"ml_training","project_id":"p","task_spec":{"pipeline_id":"noop"}}))
         .await;
     assert_eq!(
         api.get("/health").await,

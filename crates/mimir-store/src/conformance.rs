@@ -42,6 +42,7 @@ fn report(status: AttemptOutcome, attempt: Option<u32>, error: &str) -> WorkTask
         metadata: serde_json::Value::Null,
         error_message: error.into(),
         attempt,
+        worker_id: None,
         started_at: None,
         result: Some(serde_json::json!({"answer": 42})),
         error_class: None,
@@ -54,6 +55,10 @@ pub fn task(task_type: WorkTaskType, priority: i64, project: &str) -> WorkTask {
         task_type: Some(task_type.as_str().into()),
         priority: Some(priority),
         project_id: Some(project.into()),
+        task_spec: Some(mimir_core::TaskSpec {
+            pipeline_id: "noop".into(),
+            ..mimir_core::TaskSpec::default()
+        }),
         ..Submission::default()
     }
     .validate()
@@ -348,6 +353,9 @@ pub async fn lease_and_complete(store: &dyn Store) {
     assert_eq!(running.status, WorkTaskStatus::Executing);
     assert!(running.started_at.is_some());
 
+    assert!(store.holds("w1", high.worktask_id, 1));
+    assert!(!store.holds("w2", high.worktask_id, 1));
+    assert!(!store.holds("w1", high.worktask_id, 2));
     let stale = store
         .finish(
             high.worktask_id,
@@ -369,7 +377,7 @@ pub async fn lease_and_complete(store: &dyn Store) {
         )
         .await;
     assert!(
-        matches!(wrong_worker, Err(StoreError::StaleAttempt { .. })),
+        matches!(wrong_worker, Err(StoreError::NotLeaseHolder { .. })),
         "{wrong_worker:?}"
     );
     let done = store
@@ -419,6 +427,7 @@ pub async fn lease_and_complete(store: &dyn Store) {
         1
     );
     assert!(store.leases_by_worker().is_empty());
+    assert!(!store.holds("w1", high.worktask_id, 1));
 }
 
 /// A failed attempt goes back to the queue after its backoff, then fails for
@@ -746,7 +755,18 @@ pub async fn catalog_round_trips(store: &dyn Store) {
         store.get_project("p1").await.expect("get"),
         Some(project.clone())
     );
-    assert_eq!(store.list_projects().await.expect("list"), vec![project]);
+    assert_eq!(
+        store.list_projects(None, 10).await.expect("list"),
+        vec![project.clone()]
+    );
+    let after = Some((project.created_at, project.id.clone()));
+    assert!(
+        store
+            .list_projects(after, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     let mut pipeline = mimir_core::Pipeline {
         id: Uuid::now_v7().to_string(),
         project_id: "p1".into(),
@@ -802,7 +822,13 @@ pub async fn catalog_round_trips(store: &dyn Store) {
         Err(StoreError::Missing { .. })
     ));
     store.delete_project("p1").await.expect("delete project");
-    assert!(store.list_projects().await.expect("list").is_empty());
+    assert!(
+        store
+            .list_projects(None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
 
 /// Closing commits the writes asked for before it; later writes are refused

@@ -47,6 +47,14 @@ pub enum StoreError {
         /// The task's current attempt.
         current: u32,
     },
+    /// A result for an attempt another worker holds.
+    #[error("work task {id}: worker {worker_id:?} does not hold its lease")]
+    NotLeaseHolder {
+        /// The task.
+        id: Uuid,
+        /// The worker that claimed it.
+        worker_id: String,
+    },
     /// The store could not be opened (path, permissions, corrupt file).
     #[error("cannot open the store at {}: {reason}", path.display())]
     Open {
@@ -109,6 +117,7 @@ impl StoreError {
                 | StoreError::AlreadyExists { .. }
                 | StoreError::Transition { .. }
                 | StoreError::StaleAttempt { .. }
+                | StoreError::NotLeaseHolder { .. }
         )
     }
 }

@@ -122,6 +122,10 @@ pub trait Store: Send + Sync + 'static {
     /// Lets every lease of a worker known to be gone expire now.
     fn forfeit(&self, worker_id: &str);
 
+    /// Whether `worker_id` holds the lease of attempt `attempt` of task `id`
+    /// (in memory: no disk read).
+    fn holds(&self, worker_id: &str, id: Uuid, attempt: u32) -> bool;
+
     /// Tasks held under a lease, by worker.
     fn leases_by_worker(&self) -> HashMap<String, Vec<Uuid>>;
 
@@ -135,8 +139,13 @@ pub trait Store: Send + Sync + 'static {
     async fn create_project(&self, project: Project) -> Result<Project, StoreError>;
     /// One project.
     async fn get_project(&self, id: &str) -> Result<Option<Project>, StoreError>;
-    /// Every project, oldest first.
-    async fn list_projects(&self) -> Result<Vec<Project>, StoreError>;
+    /// Up to `limit` projects, oldest first, after the one created at the
+    /// given time with the given id (the last of the previous page).
+    async fn list_projects(
+        &self,
+        after: Option<(DateTime<Utc>, String)>,
+        limit: usize,
+    ) -> Result<Vec<Project>, StoreError>;
     /// Removes a project's registration (its tasks and pipelines stay).
     async fn delete_project(&self, id: &str) -> Result<(), StoreError>;
     /// Stores a new pipeline, or replaces one when `create` is false.

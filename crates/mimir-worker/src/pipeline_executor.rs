@@ -141,12 +141,14 @@ impl Executor for PipelineExecutor {
             let client = self.client.clone();
             let path = format!("/api/worktasks/{}/progress", task.worktask_id);
             let attempt = task.attempt;
+            // Only the lease holder's report of its attempt is taken.
+            let worker_id = task.worker_id.clone();
             async move {
                 while let Some(mut steps) = updates.recv().await {
                     while let Ok(newer) = updates.try_recv() {
                         steps = newer;
                     }
-                    let body = serde_json::json!({ "attempt": attempt, "steps": steps });
+                    let body = serde_json::json!({ "worker_id": worker_id, "attempt": attempt, "steps": steps });
                     if let Err(error) = client
                         .call::<serde_json::Value>(Method::POST, &path, Some(&body))
                         .await

@@ -447,6 +447,7 @@ async fn execute(
         metadata: Value::Null,
         error_message: error,
         attempt: Some(task.attempt),
+        worker_id: Some(task.worker_id.clone()),
         started_at: Some(started_at),
         result,
         error_class,
@@ -508,9 +509,18 @@ async fn report(
                 Err(_) => break,
             }
         }
-        let answer: Value = shared
-            .call("/results", &json!({ "results": batch }))
-            .await?;
+        let answer: Value = match shared.call("/results", &json!({ "results": batch })).await {
+            Ok(answer) => answer,
+            // None of them was this worker's to report (their leases were
+            // lost): the orchestrator moved on, so they are dropped.
+            Err(WorkerError::Client(ClientError::Api {
+                status, message, ..
+            })) if status == reqwest::StatusCode::CONFLICT => {
+                tracing::warn!(count = batch.len(), %message, "results refused: their leases were lost");
+                Value::Null
+            }
+            Err(error) => return Err(error),
+        };
         for refused in answer["results"]
             .as_array()
             .into_iter()
@@ -566,6 +576,20 @@ async fn beat(shared: Arc<Shared>, every: Duration) {
         let answer: HeartbeatAnswer =
             match shared.call("/heartbeat", &json!({ "tasks": tasks })).await {
                 Ok(answer) => answer,
+                // None of the leases is this worker's any more: stop them all.
+                Err(WorkerError::Client(ClientError::Api { status, .. }))
+                    if status == reqwest::StatusCode::CONFLICT =>
+                {
+                    HeartbeatAnswer {
+                        cancel: Vec::new(),
+                        lost: tasks
+                            .iter()
+                            .filter_map(|t| t["worktask_id"].as_str())
+                            .filter_map(|id| id.parse().ok())
+                            .collect(),
+                        stop: false,
+                    }
+                }
                 Err(error) => {
                     tracing::error!(%error, "heartbeat failed");
                     continue;

@@ -164,6 +164,7 @@ async fn seed(client: &Client, total: usize) -> anyhow::Result<(String, String)>
         .as_str()
         .context("no worker id")?
         .to_string();
+    let pipeline_id = super::noop_pipeline(client).await?;
     let started = Instant::now();
     let mut middle = None;
     let mut stored = 0;
@@ -176,6 +177,7 @@ async fn seed(client: &Client, total: usize) -> anyhow::Result<(String, String)>
                     "project_id": format!("project-{}", (i / 7) % PROJECTS),
                     "priority": 1 + (i * 7919) % 10,
                     "max_retries": 0,
+                    "task_spec": {"pipeline_id": pipeline_id},
                 })
             })
             .collect();

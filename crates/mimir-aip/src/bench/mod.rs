@@ -49,6 +49,21 @@ enum Scenario {
 }
 
 /// Runs a scenario.
+/// Creates the one-step pipeline (a debug log line) the load generator's
+/// tasks run: every task names an existing pipeline. Answers its id.
+async fn noop_pipeline(client: &mimir_client::Client) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let steps = serde_json::json!([{"name": "noop", "plugin": "core", "action": "log", "parameters": {"message": "noop", "level": "debug"}}]);
+    let body = serde_json::json!({"project_id": "bench", "name": "noop", "type": "processing", "steps": steps});
+    let pipeline: serde_json::Value = client
+        .call(reqwest::Method::POST, "/api/pipelines", Some(&body))
+        .await?;
+    Ok(pipeline["id"]
+        .as_str()
+        .context("no pipeline id in the answer")?
+        .to_string())
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.scenario {
         Scenario::Submit(args) => submit::run(args).await?,

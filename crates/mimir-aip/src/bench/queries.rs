@@ -46,7 +46,9 @@ pub async fn run(args: QueriesArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_position(queued);
-        let chunk = body(1000);
+        let pipeline_id =
+            super::noop_pipeline(&mimir_client::Client::new(&orchestrator.url)).await?;
+        let chunk = body(1000, &pipeline_id);
         // Two requests in flight keep the orchestrator busy without a crowd.
         while queued < args.queued {
             let send = || {

@@ -4,7 +4,7 @@
 use super::Target;
 use super::report::{self, histogram, latency_line};
 use super::spawn::{Orchestrator, Telemetry};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use mimir_client::{Client, ListFilter};
@@ -78,15 +78,7 @@ async fn prepare(
     let orchestrator =
         Orchestrator::start_with(&args.target, &config, telemetry, args.count_instructions).await?;
     let client = Client::new(&orchestrator.url);
-    let steps = json!([{"name": "noop", "plugin": "core", "action": "log", "parameters": {"message": "noop", "level": "debug"}}]);
-    let body = json!({"project_id": "bench", "name": "noop", "type": "processing", "steps": steps});
-    let pipeline: Value = client
-        .call(Method::POST, "/api/pipelines", Some(&body))
-        .await?;
-    let pipeline_id = pipeline["id"]
-        .as_str()
-        .context("no pipeline id")?
-        .to_string();
+    let pipeline_id = super::noop_pipeline(&client).await?;
     if args.target.spawn {
         let started = Instant::now();
         loop {

@@ -28,8 +28,8 @@ pub struct SubmitArgs {
     batch: usize,
 }
 
-/// A request body with `n` tasks of random type and priority.
-pub fn body(n: usize) -> Vec<u8> {
+/// A request body with `n` tasks of random type and priority, running `pipeline_id`.
+pub fn body(n: usize, pipeline_id: &str) -> Vec<u8> {
     let mut rng = rand::rng();
     let types = ["pipeline_execution", "ml_training", "ml_inference"];
     let task = |rng: &mut rand::rngs::ThreadRng| {
@@ -37,7 +37,7 @@ pub fn body(n: usize) -> Vec<u8> {
             "type": types[rng.random_range(0..types.len())],
             "project_id": "bench",
             "priority": rng.random_range(1..=10),
-            "task_spec": {"parameters": {"n": rng.random_range(0..1000)}},
+            "task_spec": {"pipeline_id": pipeline_id, "parameters": {"n": rng.random_range(0..1000)}},
         })
     };
     let value = if n == 1 {
@@ -68,7 +68,9 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.clients)
         .build()?;
     // A few distinct bodies per client keep priorities mixed without costing CPU per request.
-    let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..16).map(|_| body(args.batch)).collect());
+    let pipeline_id = super::noop_pipeline(&mimir_client::Client::new(&orchestrator.url)).await?;
+    let bodies: Arc<Vec<Vec<u8>>> =
+        Arc::new((0..16).map(|_| body(args.batch, &pipeline_id)).collect());
 
     let bar = ProgressBar::new(requests * args.batch as u64);
     bar.set_style(

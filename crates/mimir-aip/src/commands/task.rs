@@ -200,6 +200,16 @@ fn submission(args: SubmitArgs) -> anyhow::Result<Value> {
     if !body.contains_key("project_id") {
         bail!("the project is missing: pass --project NAME");
     }
+    let pipeline = body
+        .get("task_spec")
+        .and_then(|spec| spec.get("pipeline_id"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if pipeline.is_empty() {
+        bail!(
+            "the pipeline is missing: pass --pipeline ID (every task runs a pipeline; `mimir-aip pipeline create -f FILE` makes one)"
+        );
+    }
     Ok(Value::Object(body))
 }
 

@@ -16,6 +16,18 @@ pub async fn create_pipeline(client: &mimir_client::Client, steps: Value) -> Str
     pipeline["id"].as_str().expect("id").to_string()
 }
 
+/// A pipeline of one step that logs a line at debug level: what tests run
+/// when the work does not matter (every task names an existing pipeline).
+pub async fn noop(client: &mimir_client::Client) -> String {
+    one_step(
+        client,
+        "noop",
+        "core.log",
+        json!({"message": "noop", "level": "debug"}),
+    )
+    .await
+}
+
 /// A pipeline of one step `name` running `plugin_action` (e.g. `core.sleep`).
 pub async fn one_step(
     client: &mimir_client::Client,

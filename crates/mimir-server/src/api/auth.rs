@@ -32,18 +32,30 @@ fn refuse(message: &'static str) -> Response {
     response
 }
 
-/// Refuses worker calls without the configured worker token.
+/// Refuses worker calls without the configured worker token, and every
+/// change from a web page of another origin: workers are programs, never
+/// pages, so nothing is lost, and a page cannot register a worker and lease
+/// (and so fail) the queue.
 pub async fn require_worker_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
+    if !request.method().is_safe() && !same_origin(request.headers()) {
+        return cross_origin(
+            "changes from another web site's page are refused on the worker protocol",
+        );
+    }
     match &state.worker_token {
         Some(token) if !presents(request.headers(), token) => {
             refuse("worker endpoints need the worker token (Authorization: Bearer ...)")
         }
         _ => next.run(request).await,
     }
+}
+
+fn cross_origin(message: &'static str) -> Response {
+    ApiError::new(StatusCode::FORBIDDEN, "cross_origin", message).into_response()
 }
 
 /// Refuses calls without either token: what both users and workers read
@@ -80,12 +92,9 @@ pub async fn require_api_token(
         Some(token) if !presents(request.headers(), token) => refuse(
             "this endpoint needs the API token (Authorization: Bearer ...; the CLI's --token or MIMIR_TOKEN)",
         ),
-        None if !request.method().is_safe() && !same_origin(request.headers()) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
+        None if !request.method().is_safe() && !same_origin(request.headers()) => cross_origin(
             "changes from another web site's page are refused; set api.token to use the API from other origins",
-        )
-        .into_response(),
+        ),
         _ => next.run(request).await,
     }
 }

@@ -27,14 +27,16 @@ fn catalog_error(error: StoreError) -> ApiError {
     }
 }
 
+/// A required id or name: present, bounded, printable.
 fn required(value: Option<String>, field: &str) -> Result<String, ApiError> {
-    value.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-        ApiError::bad_field(
-            "missing_field",
-            field,
-            format!("{field} is required and must not be empty"),
-        )
-    })
+    let value = value.unwrap_or_default();
+    label(field, &value)?;
+    Ok(value)
+}
+
+/// An id or name (also one from the path) under the one label rule.
+fn label(field: &str, value: &str) -> Result<(), ApiError> {
+    mimir_core::check_label(field, value).map_err(ApiError::from)
 }
 
 /// Body of `POST /api/projects`.
@@ -53,10 +55,13 @@ pub async fn create_project(
     ApiJson(body): ApiJson<ProjectBody>,
 ) -> Result<Response, ApiError> {
     let name = required(body.name, "name")?;
-    let id = body
-        .id
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| Uuid::now_v7().to_string());
+    let id = match body.id.filter(|id| !id.is_empty()) {
+        Some(id) => {
+            label("id", &id)?;
+            id
+        }
+        None => Uuid::now_v7().to_string(),
+    };
     let project = Project {
         id,
         name,
@@ -71,10 +76,59 @@ pub async fn create_project(
     Ok((StatusCode::CREATED, Json(project)).into_response())
 }
 
-/// `GET /api/projects`.
-pub async fn list_projects(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let projects = state.store.list_projects().await.map_err(catalog_error)?;
-    Ok(Json(json!({ "projects": projects })))
+/// Query of `GET /api/projects`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/projects?limit=&cursor=`: oldest first, a page at a time.
+pub async fn list_projects(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = super::worktasks::parse_limit(q.limit, super::worktasks::DEFAULT_LIST_LIMIT)?;
+    let after = match q.cursor.filter(|c| !c.is_empty()) {
+        Some(cursor) => Some(decode_project_cursor(&cursor)?),
+        None => None,
+    };
+    let projects = state
+        .store
+        .list_projects(after, limit)
+        .await
+        .map_err(catalog_error)?;
+    let next_cursor = (projects.len() == limit)
+        .then(|| projects.last().map(encode_project_cursor))
+        .flatten();
+    Ok(Json(
+        json!({ "projects": projects, "next_cursor": next_cursor }),
+    ))
+}
+
+/// Opaque cursor: the listing position (creation time, id) of a page's last project.
+fn encode_project_cursor(project: &Project) -> String {
+    use base64::Engine;
+    let key = json!([project.created_at.timestamp_micros(), project.id]);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.to_string())
+}
+
+fn decode_project_cursor(text: &str) -> Result<(chrono::DateTime<Utc>, String), ApiError> {
+    use base64::Engine;
+    let refuse = || {
+        ApiError::bad_field(
+            "invalid_cursor",
+            "cursor",
+            "cursor is not one this API returned; start again without it",
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| refuse())?;
+    let (micros, id): (i64, String) = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
+    let at = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(refuse)?;
+    Ok((at, id))
 }
 
 /// `GET /api/projects/{id}`.
@@ -82,6 +136,7 @@ pub async fn get_project(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Project>, ApiError> {
+    label("id", &id)?;
     let project = state.store.get_project(&id).await.map_err(catalog_error)?;
     project
         .map(Json)
@@ -93,6 +148,7 @@ pub async fn delete_project(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    label("id", &id)?;
     state
         .store
         .delete_project(&id)
@@ -145,6 +201,11 @@ impl PipelineBody {
                     mimir_pipeline::validate::MAX_STEP_TIMEOUT_MS
                 ),
             ));
+        }
+        for (i, step) in steps.iter().enumerate() {
+            if let Some(name) = step.get("name").and_then(Value::as_str) {
+                label(&format!("steps[{i}].name"), name)?;
+            }
         }
         let parsed: Vec<mimir_pipeline::Step> = steps
             .iter()
@@ -218,6 +279,9 @@ pub async fn list_pipelines(
     ApiQuery(q): ApiQuery<PipelineQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let project = q.project_id.filter(|p| !p.is_empty());
+    if let Some(project) = &project {
+        label("project_id", project)?;
+    }
     let pipelines = state
         .store
         .list_pipelines(project)
@@ -227,6 +291,7 @@ pub async fn list_pipelines(
 }
 
 async fn load(state: &AppState, id: &str) -> Result<Pipeline, ApiError> {
+    label("id", id)?;
     let pipeline = state.store.get_pipeline(id).await.map_err(catalog_error)?;
     pipeline.ok_or_else(|| ApiError::not_found(format!("pipeline {id} not found")))
 }
@@ -248,11 +313,10 @@ pub async fn update_pipeline(
 ) -> Result<Json<Pipeline>, ApiError> {
     let existing = load(&state, &id).await?;
     let pipeline = body.into_pipeline(&state, id, existing.created_at)?;
-    let pipeline = state
-        .store
-        .put_pipeline(pipeline, false)
-        .await
-        .map_err(catalog_error)?;
+    let pipeline = state.store.put_pipeline(pipeline, false).await;
+    // Forgotten whether or not the write went through: the store is the truth.
+    state.requirements.forget(&existing.id);
+    let pipeline = pipeline.map_err(catalog_error)?;
     Ok(Json(pipeline))
 }
 
@@ -261,11 +325,10 @@ pub async fn delete_pipeline(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .store
-        .delete_pipeline(&id)
-        .await
-        .map_err(catalog_error)?;
+    label("id", &id)?;
+    let deleted = state.store.delete_pipeline(&id).await;
+    state.requirements.forget(&id);
+    deleted.map_err(catalog_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -305,7 +368,19 @@ pub async fn execute(
         max_retries: body.max_retries,
         ..Submission::default()
     };
-    let task = WorkTask::new(Uuid::now_v7(), Utc::now(), submission.validate()?);
+    let new = submission.validate()?;
+    let required = state
+        .requirements
+        .of(state.store.as_ref(), &pipeline.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("pipeline {id} not found")))?;
+    super::worktasks::check_parameters(
+        &pipeline.id,
+        &required,
+        &new.task_spec.parameters,
+        "parameters",
+    )?;
+    let task = WorkTask::new(Uuid::now_v7(), Utc::now(), new);
     let route = "/api/pipelines/{id}/execute";
     let task = super::worktasks::submit_one(&state, &headers, route, task).await?;
     Ok((StatusCode::CREATED, Json(task)).into_response())

@@ -38,6 +38,11 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message).with_field(field)
     }
 
+    /// 409 for a worker call about an attempt whose lease the worker does not hold.
+    pub fn not_lease_holder(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "not_lease_holder", message)
+    }
+
     /// 404 for something that does not exist.
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
@@ -65,6 +70,13 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+}
+
+impl ApiError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 }
 
@@ -96,6 +108,9 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::StaleAttempt { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "stale_attempt", e.to_string())
+            }
+            StoreError::NotLeaseHolder { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "not_lease_holder", e.to_string())
             }
             StoreError::WriterGone => ApiError {
                 cause: Some(e.to_string()),

@@ -5,6 +5,7 @@ pub mod auth;
 mod catalog;
 pub mod error;
 pub mod extract;
+mod guard;
 mod health;
 mod workers;
 mod worktasks;
@@ -37,7 +38,12 @@ pub fn app(state: AppState) -> Router {
         .route("/api/workers/{worker_id}/results", post(workers::results))
         .route("/api/workers/{worker_id}/release", post(workers::release))
         .route("/api/worktasks/{id}", post(worktasks::report))
-        .route("/api/worktasks/{id}/progress", post(worktasks::progress))
+        .route(
+            "/api/worktasks/{id}/progress",
+            post(worktasks::progress).layer(DefaultBodyLimit::max(
+                max_body.min(crate::progress::MAX_PROGRESS_BYTES),
+            )),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_worker_token,
@@ -98,6 +104,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state);
     if !record_http {
         return router;

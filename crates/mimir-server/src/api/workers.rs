@@ -32,15 +32,44 @@ pub async fn register(
     State(state): State<AppState>,
     ApiJson(registration): ApiJson<Registration>,
 ) -> Result<Response, ApiError> {
-    for (i, t) in registration.types.iter().enumerate() {
-        t.parse::<WorkTaskType>()
-            .map_err(|m| ApiError::bad_field("invalid_type", format!("types[{i}]"), m))?;
-    }
+    check_registration(&registration)?;
     let worker_id = state.workers.register(registration);
     tracing::info!(worker_id = %worker_id, "worker registered");
     let ttl = state.lease_ttl.as_millis() as u64;
     Ok((StatusCode::CREATED, Json(json!({ "worker_id": worker_id, "lease_ttl_ms": ttl, "heartbeat_interval_ms": ttl / 3 })))
         .into_response())
+}
+
+/// Most task types a worker may name.
+const MAX_TYPES: usize = 16;
+
+/// Every name a worker gives of itself is a label: bounded, printable.
+fn check_registration(registration: &Registration) -> Result<(), ApiError> {
+    mimir_core::check_optional_label("worker_id", &registration.worker_id)?;
+    mimir_core::check_optional_label("hostname", &registration.hostname)?;
+    mimir_core::check_optional_label("version", &registration.version)?;
+    parse_types(&registration.types)?;
+    Ok(())
+}
+
+/// A worker's list of task types: known names, at most [`MAX_TYPES`].
+fn parse_types(types: &[String]) -> Result<Vec<WorkTaskType>, ApiError> {
+    if types.len() > MAX_TYPES {
+        return Err(ApiError::bad_field(
+            "invalid_value",
+            "types",
+            format!("at most {MAX_TYPES} types, got {}", types.len()),
+        ));
+    }
+    let mut parsed = Vec::with_capacity(types.len());
+    for (i, t) in types.iter().enumerate() {
+        mimir_core::check_label(&format!("types[{i}]"), t)?;
+        parsed.push(
+            t.parse::<WorkTaskType>()
+                .map_err(|m| ApiError::bad_field("invalid_type", format!("types[{i}]"), m))?,
+        );
+    }
+    Ok(parsed)
 }
 
 /// Body of a lease call.
@@ -69,6 +98,7 @@ struct Leased {
 }
 
 fn known(state: &AppState, worker_id: &str, busy: bool) -> Result<(), ApiError> {
+    mimir_core::check_label("worker_id", worker_id)?;
     if state.workers.touch(worker_id, busy) {
         Ok(())
     } else {
@@ -94,13 +124,7 @@ pub async fn lease(
             format!("max must be from 1 to {MAX_LEASE}"),
         ));
     }
-    let mut types = Vec::new();
-    for (i, t) in body.types.iter().enumerate() {
-        types.push(
-            t.parse::<WorkTaskType>()
-                .map_err(|m| ApiError::bad_field("invalid_type", format!("types[{i}]"), m))?,
-        );
-    }
+    let types = parse_types(&body.types)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(body.wait_ms).min(MAX_WAIT);
     let signal = state.store.queue_signal();
     loop {
@@ -208,10 +232,17 @@ pub async fn heartbeat(
         .pool
         .as_ref()
         .is_some_and(|p| p.should_stop(&worker_id));
-    Ok(
-        Json(json!({ "cancel": renewal.cancelled, "lost": renewal.lost, "stop": stop }))
-            .into_response(),
-    )
+    let mut answer = json!({ "cancel": renewal.cancelled, "lost": renewal.lost, "stop": stop });
+    if !body.tasks.is_empty() && renewal.lost.len() == body.tasks.len() {
+        // Not one lease is this worker's: nothing was renewed or started.
+        // `lost` still tells a real worker what to stop.
+        answer["error"] = ApiError::not_lease_holder(format!(
+            "worker {worker_id} holds none of the leases it named; stop the tasks listed in lost"
+        ))
+        .body();
+        return Ok((StatusCode::CONFLICT, Json(answer)).into_response());
+    }
+    Ok(Json(answer).into_response())
 }
 
 /// Body of a batch of results.
@@ -229,8 +260,13 @@ pub async fn results(
     ApiJson(body): ApiJson<ResultsBody>,
 ) -> Result<Response, ApiError> {
     known(&state, &worker_id, true)?;
+    // Each result names its task and attempt, and no other worker: those that
+    // do not are refused here, the rest by the store unless this worker holds
+    // the attempt's lease.
+    let mut answers: Vec<Option<serde_json::Value>> = Vec::with_capacity(body.results.len());
     let mut ids = Vec::with_capacity(body.results.len());
-    for (index, report) in body.results.iter().enumerate() {
+    let mut reports = Vec::with_capacity(body.results.len());
+    for (index, report) in body.results.into_iter().enumerate() {
         let Some(id) = report.worktask_id else {
             return Err(ApiError::bad_field(
                 "missing_field",
@@ -238,23 +274,66 @@ pub async fn results(
                 "each result names its worktask_id",
             ));
         };
-        ids.push((id, report.status));
+        let refusal = if report.attempt.is_none() {
+            Some("a result names the attempt it ends")
+        } else if report.worker_id.as_deref().is_some_and(|w| w != worker_id) {
+            Some("a result names the worker of the path or none")
+        } else {
+            None
+        };
+        match refusal {
+            Some(why) => {
+                let error = ApiError::not_lease_holder(why).with_field(format!("results[{index}]"));
+                answers.push(Some(
+                    json!({ "worktask_id": id, "accepted": false, "error": error.body() }),
+                ));
+            }
+            None => {
+                answers.push(None);
+                ids.push(id);
+                reports.push(report);
+            }
+        }
     }
     let statuses = state
         .store
-        .finish_many(&worker_id, body.results, Utc::now())
+        .finish_many(&worker_id, reports, Utc::now())
         .await?;
-    let mut answers = Vec::with_capacity(statuses.len());
-    for ((id, _reported), status) in ids.into_iter().zip(statuses) {
-        answers.push(match status {
+    let mut accepted = 0;
+    let mut stored = ids.into_iter().zip(statuses);
+    for answer in &mut answers {
+        if answer.is_some() {
+            continue;
+        }
+        let Some((id, status)) = stored.next() else {
+            return Err(ApiError::internal(
+                "the store answered fewer results than sent",
+            ));
+        };
+        *answer = Some(match status {
             Ok(status) => {
+                accepted += 1;
                 state.progress.forget(id);
                 let completed = status == mimir_core::WorkTaskStatus::Completed;
                 state.workers.count(&worker_id, completed);
                 json!({ "worktask_id": id, "accepted": true, "status": status })
             }
-            Err(error) => json!({ "worktask_id": id, "accepted": false, "error": ApiError::from(error).body() }),
+            Err(error) => {
+                json!({ "worktask_id": id, "accepted": false, "error": ApiError::from(error).body() })
+            }
         });
+    }
+    let answers: Vec<serde_json::Value> = answers.into_iter().flatten().collect();
+    if accepted == 0 && !answers.is_empty() {
+        // Not one result was this worker's to give: nothing changed.
+        let error = ApiError::not_lease_holder(format!(
+            "none of these results is for an attempt worker {worker_id} holds"
+        ));
+        return Ok((
+            StatusCode::CONFLICT,
+            Json(json!({ "error": error.body(), "results": answers })),
+        )
+            .into_response());
     }
     Ok(Json(json!({ "results": answers })).into_response())
 }

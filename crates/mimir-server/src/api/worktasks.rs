@@ -30,7 +30,9 @@ pub async fn submit(
     headers: HeaderMap,
     ApiJson(submission): ApiJson<Submission>,
 ) -> Result<Response, ApiError> {
-    let task = WorkTask::new(Uuid::now_v7(), Utc::now(), submission.validate()?);
+    let new = submission.validate()?;
+    check_runnable(&state, &new.task_spec, "task_spec").await?;
+    let task = WorkTask::new(Uuid::now_v7(), Utc::now(), new);
     let task = submit_one(&state, &headers, "/api/worktasks", task).await?;
     let location = format!("/api/worktasks/{}", task.worktask_id);
     Ok((
@@ -39,6 +41,49 @@ pub async fn submit(
         Json(task),
     )
         .into_response())
+}
+
+/// Refuses a task that could only fail: its pipeline does not exist, or reads
+/// a parameter (`$.params.x`) the task does not pass. `at` is where the spec
+/// sits in the request (`task_spec`, `worktasks[3].task_spec`); a parameter
+/// is named `<at>.parameters.x`. Answered from a cache of each pipeline's
+/// parameters, so a known pipeline costs no store read.
+pub(crate) async fn check_runnable(
+    state: &AppState,
+    spec: &mimir_core::TaskSpec,
+    at: &str,
+) -> Result<(), ApiError> {
+    let id = spec.pipeline_id.as_str();
+    let Some(required) = state.requirements.of(state.store.as_ref(), id).await? else {
+        return Err(ApiError::bad_field(
+            "unknown_pipeline",
+            format!("{at}.pipeline_id"),
+            format!("pipeline {id:?} does not exist; create it first (POST /api/pipelines)"),
+        ));
+    };
+    check_parameters(id, &required, &spec.parameters, &format!("{at}.parameters"))
+}
+
+/// Refuses parameters that lack one of `required`, naming it under `at`.
+pub(crate) fn check_parameters(
+    pipeline_id: &str,
+    required: &[String],
+    parameters: &serde_json::Map<String, serde_json::Value>,
+    at: &str,
+) -> Result<(), ApiError> {
+    match required
+        .iter()
+        .find(|key| !parameters.contains_key(key.as_str()))
+    {
+        None => Ok(()),
+        Some(key) => Err(ApiError::bad_field(
+            "missing_parameter",
+            format!("{at}.{key}"),
+            format!(
+                "pipeline {pipeline_id} reads \"$.params.{key}\"; pass {key} in the parameters"
+            ),
+        )),
+    }
 }
 
 /// Stores `tasks` under a submit span, each carrying the trace context its
@@ -112,9 +157,9 @@ pub async fn submit_batch(
     let now = Utc::now();
     let mut tasks = Vec::with_capacity(batch.worktasks.len());
     for (index, submission) in batch.worktasks.into_iter().enumerate() {
-        let new = submission
-            .validate()
-            .map_err(|e| e.within(&format!("worktasks[{index}]")))?;
+        let prefix = format!("worktasks[{index}]");
+        let new = submission.validate().map_err(|e| e.within(&prefix))?;
+        check_runnable(&state, &new.task_spec, &format!("{prefix}.task_spec")).await?;
         tasks.push(WorkTask::new(Uuid::now_v7(), now, new));
     }
     let stored = submit_traced(&state, &headers, "/api/worktasks/batch", tasks).await?;
@@ -205,7 +250,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
 }
 
-fn parse_limit(value: Option<String>, default: usize) -> Result<usize, ApiError> {
+pub(crate) fn parse_limit(value: Option<String>, default: usize) -> Result<usize, ApiError> {
     let Some(text) = non_empty(value) else {
         return Ok(default);
     };
@@ -254,7 +299,13 @@ pub async fn list(
     let query = ListQuery {
         status,
         task_type,
-        project_id: non_empty(params.project_id),
+        project_id: match non_empty(params.project_id) {
+            Some(project) => {
+                mimir_core::check_label("project_id", &project)?;
+                Some(project)
+            }
+            None => None,
+        },
         min_priority: parse_priority(params.min_priority, "min_priority")?,
         max_priority: parse_priority(params.max_priority, "max_priority")?,
         submitted_from: parse_time(params.since, "since")?,
@@ -379,24 +430,68 @@ pub async fn get(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressBody {
-    attempt: u32,
+    /// The worker holding the attempt's lease.
+    #[serde(default)]
+    worker_id: Option<String>,
+    /// The attempt the steps belong to.
+    #[serde(default)]
+    attempt: Option<u32>,
     steps: Vec<serde_json::Value>,
 }
 
+/// The worker and attempt a report names, which must be the lease holder's.
+fn holder(
+    state: &AppState,
+    id: Uuid,
+    worker_id: Option<&str>,
+    attempt: Option<u32>,
+) -> Result<(), ApiError> {
+    let (Some(worker_id), Some(attempt)) = (worker_id, attempt) else {
+        return Err(ApiError::not_lease_holder(
+            "a worker's report names its worker_id and the attempt it holds",
+        ));
+    };
+    if state.store.holds(worker_id, id, attempt) {
+        Ok(())
+    } else {
+        Err(ApiError::not_lease_holder(format!(
+            "worker {worker_id:?} does not hold the lease of attempt {attempt} of work task {id}"
+        )))
+    }
+}
+
 /// `POST /api/worktasks/{id}/progress`: a worker tells the steps a running
-/// attempt has finished so far.
+/// attempt has finished so far. Only the lease holder's current attempt is
+/// kept, at most [`crate::progress::MAX_PROGRESS_STEPS`] steps.
 pub async fn progress(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ProgressBody>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    state.progress.record(id, body.attempt, body.steps);
+    holder(&state, id, body.worker_id.as_deref(), body.attempt)?;
+    let max = crate::progress::MAX_PROGRESS_STEPS;
+    if body.steps.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "a progress report holds at most {max} steps, got {}",
+                body.steps.len()
+            ),
+        )
+        .with_field("steps"));
+    }
+    let (Some(worker_id), Some(attempt)) = (body.worker_id, body.attempt) else {
+        return Err(ApiError::internal("holder checked without a worker"));
+    };
+    state.progress.record(id, &worker_id, attempt, body.steps);
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /api/worktasks/{id}`: a worker reports how the current attempt ended.
-/// 409 when the attempt is no longer current or the task already finished.
+/// 409 unless it names the worker holding the lease and its current attempt,
+/// or when the task already finished; a refusal changes nothing.
 pub async fn report(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -410,7 +505,15 @@ pub async fn report(
             "worktask_id differs from the id in the path",
         ));
     }
-    let task = state.store.finish(id, None, report, Utc::now()).await?;
+    let (Some(worker_id), Some(_)) = (report.worker_id.clone(), report.attempt) else {
+        return Err(ApiError::not_lease_holder(
+            "a result names the worker_id holding the task's lease and its attempt",
+        ));
+    };
+    let task = state
+        .store
+        .finish(id, Some(worker_id), report, Utc::now())
+        .await?;
     state.progress.forget(id);
     super::workers::record_finish(&state, &task.worker_id, &task);
     Ok(Json(task))
@@ -423,6 +526,7 @@ pub async fn cancel(
 ) -> Result<Json<WorkTask>, ApiError> {
     let id = parse_id(&id)?;
     let task = state.store.cancel(id, Utc::now()).await?;
+    state.progress.forget(id);
     Ok(Json(task))
 }
 

@@ -267,6 +267,9 @@ impl Store for MeteredStore {
     fn forfeit(&self, worker_id: &str) {
         self.inner.forfeit(worker_id)
     }
+    fn holds(&self, worker_id: &str, id: Uuid, attempt: u32) -> bool {
+        self.inner.holds(worker_id, id, attempt)
+    }
     fn leases_by_worker(&self) -> HashMap<String, Vec<Uuid>> {
         self.inner.leases_by_worker()
     }
@@ -284,8 +287,12 @@ impl Store for MeteredStore {
         self.measure(Method::GetProject, self.inner.get_project(id))
             .await
     }
-    async fn list_projects(&self) -> Result<Vec<Project>, StoreError> {
-        self.measure(Method::ListProjects, self.inner.list_projects())
+    async fn list_projects(
+        &self,
+        after: Option<(DateTime<Utc>, String)>,
+        limit: usize,
+    ) -> Result<Vec<Project>, StoreError> {
+        self.measure(Method::ListProjects, self.inner.list_projects(after, limit))
             .await
     }
     async fn delete_project(&self, id: &str) -> Result<(), StoreError> {

@@ -130,10 +130,23 @@ pub(crate) fn get_project(conn: &Connection, id: &str) -> Result<Option<Project>
         .optional()?)
 }
 
-pub(crate) fn list_projects(conn: &Connection) -> Result<Vec<Project>, StoreError> {
-    let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects ORDER BY created_at, id");
+pub(crate) fn list_projects(
+    conn: &Connection,
+    after: Option<(DateTime<chrono::Utc>, String)>,
+    limit: usize,
+) -> Result<Vec<Project>, StoreError> {
+    // Keyset pagination on the listing order, so a page costs its own rows.
+    let (after_us, after_id) = match after {
+        Some((at, id)) => (micros(at), id),
+        None => (i64::MIN, String::new()),
+    };
+    let sql = format!(
+        "SELECT {PROJECT_COLUMNS} FROM projects WHERE (created_at, id) > (?1, ?2) \
+         ORDER BY created_at, id LIMIT ?3"
+    );
     let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map([], project)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = statement.query_map(params![after_us, after_id, limit], project)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 

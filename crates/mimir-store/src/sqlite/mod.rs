@@ -391,6 +391,14 @@ impl Store for SqliteStore {
         }
     }
 
+    fn holds(&self, worker_id: &str, id: Uuid, attempt: u32) -> bool {
+        self.live
+            .lock()
+            .leases
+            .get(&id)
+            .is_some_and(|lease| lease.worker_id == worker_id && lease.attempt == attempt)
+    }
+
     fn leases_by_worker(&self) -> HashMap<String, Vec<Uuid>> {
         let mut by_worker: HashMap<String, Vec<Uuid>> = HashMap::new();
         for (id, lease) in &self.live.lock().leases {
@@ -425,8 +433,13 @@ impl Store for SqliteStore {
         self.read(move |conn| catalog::get_project(conn, &id)).await
     }
 
-    async fn list_projects(&self) -> Result<Vec<Project>, StoreError> {
-        self.read(catalog::list_projects).await
+    async fn list_projects(
+        &self,
+        after: Option<(DateTime<Utc>, String)>,
+        limit: usize,
+    ) -> Result<Vec<Project>, StoreError> {
+        self.read(move |conn| catalog::list_projects(conn, after, limit))
+            .await
     }
 
     async fn delete_project(&self, id: &str) -> Result<(), StoreError> {

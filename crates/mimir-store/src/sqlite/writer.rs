@@ -620,9 +620,15 @@ impl Core {
                 },
             });
         }
-        let stale_attempt = report.attempt.is_some_and(|a| a != control.attempt);
-        let other_worker = worker_id.is_some_and(|w| w != control.worker_id);
-        if stale_attempt || other_worker {
+        if let Some(worker_id) = worker_id
+            && worker_id != control.worker_id
+        {
+            return Err(StoreError::NotLeaseHolder {
+                id,
+                worker_id: worker_id.to_string(),
+            });
+        }
+        if report.attempt.is_some_and(|a| a != control.attempt) {
             return Err(StoreError::StaleAttempt {
                 id,
                 attempt: report.attempt.unwrap_or(control.attempt),

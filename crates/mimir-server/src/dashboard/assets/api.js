@@ -47,7 +47,8 @@ async function request(method, path, { body, text = false } = {}) {
     const sentWith = token;
     const response = await fetch(path, {
       method,
-      headers: headers(body ? { "Content-Type": "application/json" } : {}),
+      // The orchestrator takes every change as JSON, with or without a body.
+      headers: headers(method === "GET" ? {} : { "Content-Type": "application/json" }),
       body: body ? JSON.stringify(body) : undefined,
     });
     if (response.status === 401) {
