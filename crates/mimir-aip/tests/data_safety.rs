@@ -19,11 +19,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+/// Submits `n` tasks of a one-step pipeline, made on first use and kept per
+/// orchestrator (tasks must name a pipeline that exists).
 async fn submit_batch(client: &mimir_client::Client, n: usize) -> Vec<Uuid> {
+    let pipeline =
+        harness::pipelines::one_step(client, "note", "core.log", json!({"message": "hi"})).await;
     let batch: Vec<Value> = (0..n)
-        .map(
-            |i| json!({"type": "pipeline_execution", "project_id": "safe", "priority": 1 + i % 10}),
-        )
+        .map(|i| {
+            json!({"type": "pipeline_execution", "project_id": "safe", "priority": 1 + i % 10,
+                   "task_spec": {"pipeline_id": pipeline}})
+        })
         .collect();
     client
         .submit_batch(&batch)

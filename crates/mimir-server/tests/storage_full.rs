@@ -95,7 +95,30 @@ async fn send(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (St
 /// A submission large enough that each one grows the WAL.
 fn bulky(n: usize) -> Value {
     json!({"type": "pipeline_execution", "project_id": "full", "task_spec": {
-        "parameters": {"n": n, "padding": "x".repeat(48 * 1024)}}})
+        "pipeline_id": NOOP, "parameters": {"n": n, "padding": "x".repeat(48 * 1024)}}})
+}
+
+/// The pipeline the tasks name (a task must name one that exists).
+const NOOP: &str = "00000000-0000-7000-8000-000000000001";
+
+async fn put_noop(store: &SqliteStore) {
+    let now = chrono::Utc::now();
+    let noop = mimir_core::Pipeline {
+        id: NOOP.into(),
+        project_id: "full".into(),
+        name: "noop".into(),
+        pipeline_type: mimir_core::PipelineType::Processing,
+        description: String::new(),
+        steps: vec![
+            json!({"name": "log", "plugin": "core", "action": "log", "parameters": {"message": "hi"}}),
+        ],
+        created_at: now,
+        updated_at: now,
+        step_timeout_ms: None,
+    };
+    mimir_store::Store::put_pipeline(store, noop, true)
+        .await
+        .expect("noop pipeline");
 }
 
 async fn stored_tasks(app: &Router) -> usize {
@@ -110,6 +133,7 @@ async fn a_full_disk_answers_507_storage_full_and_not_ready_until_space_is_freed
         return;
     };
     let store = SqliteStore::open(disk.path(), SqliteOptions::default()).expect("open");
+    put_noop(&store).await;
     let app = api::app(AppState::new(Arc::new(store)));
     let (status, _) = send(&app, "POST", "/api/worktasks", Some(bulky(0))).await;
     assert_eq!(status, StatusCode::CREATED);

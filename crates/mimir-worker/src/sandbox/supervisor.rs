@@ -477,3 +477,63 @@ fn record(step: &mimir_pipeline::Step, status: StepStatus, error: String) -> Ste
         error,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(steps: &[&str]) -> Job {
+        Job {
+            worktask_id: "t".into(),
+            pipeline_id: "p".into(),
+            attempt: 0,
+            traceparent: None,
+            steps: steps
+                .iter()
+                .map(|name| {
+                    serde_json::from_value(json!({"name": name, "plugin": "core", "action": "log"}))
+                        .expect("step")
+                })
+                .collect(),
+            parameters: serde_json::Map::new(),
+            step_timeout_ms: None,
+            remaining_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_stopped_attempt_blames_the_first_step_without_a_record_and_skips_the_rest() {
+        let job = job(&["a", "b", "c"]);
+        let done = [record(&job.steps[0], StepStatus::Completed, String::new())];
+        let ended = failed(&job, &done, "cancelled".into(), ErrorClass::Transient);
+        let statuses: Vec<_> = ended
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("a", StepStatus::Completed),
+                ("b", StepStatus::Failed),
+                ("c", StepStatus::Skipped)
+            ]
+        );
+        assert_eq!(
+            ended.error.as_deref(),
+            Some("step \"b\" (core.log) failed: cancelled")
+        );
+        assert_eq!(ended.error_class, Some(ErrorClass::Transient));
+    }
+
+    #[test]
+    fn a_finished_attempt_missing_records_gets_them_as_skipped() {
+        let job = job(&["a", "b"]);
+        let done = vec![record(&job.steps[0], StepStatus::Completed, String::new())];
+        let ended = finished(&job, done, Outcome::default());
+        assert_eq!(ended.steps.len(), 2);
+        assert_eq!(ended.steps[1].status, StepStatus::Skipped);
+        assert_eq!(ended.error, None);
+    }
+}
