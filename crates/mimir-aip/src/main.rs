@@ -47,14 +47,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // An executor runs one attempt at a time: one thread serves it, and a
-    // worker's many executors do not each start a thread per core.
-    let mut builder = if matches!(cli.command, Command::Executor(_)) {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    let runtime = match builder.enable_all().build() {
+    if let Command::Executor(args) = cli.command {
+        // Not async at heart: it runs its own runtime between reads of stdin.
+        return report(commands::executor::main(args));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -71,9 +71,14 @@ fn main() -> ExitCode {
             Command::Metrics(args) => commands::metrics::run(args).await,
             Command::Backup(args) => commands::backup::run(args).await,
             Command::Bench(args) => bench::run(args).await,
-            Command::Executor(args) => commands::executor::run(args).await,
+            Command::Executor(_) => unreachable!("handled before the runtime starts"),
         }
     });
+    report(result)
+}
+
+/// The exit code of a command, printing its error.
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {

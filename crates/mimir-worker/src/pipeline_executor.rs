@@ -16,6 +16,7 @@ use mimir_core::{AttemptOutcome, ErrorClass, Pipeline, WorkTask, WorkTaskType};
 use mimir_pipeline::Step;
 use parking_lot::Mutex;
 use reqwest::Method;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -123,8 +124,8 @@ impl Executor for PipelineExecutor {
             pipeline_id: pipeline_id.to_string(),
             attempt: task.retry_count,
             traceparent: (!traceparent.is_empty()).then_some(traceparent),
-            steps: definition.steps.clone(),
-            parameters: task.task_spec.parameters.clone(),
+            steps: Cow::Borrowed(&definition.steps),
+            parameters: Cow::Borrowed(&task.task_spec.parameters),
             step_timeout_ms: definition.step_timeout_ms,
             remaining_ms: task
                 .task_spec

@@ -31,7 +31,17 @@ pub struct ExecutorArgs {
 }
 
 /// Runs jobs until the worker closes stdin.
-pub async fn run(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
+pub fn main(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
+    // One thread runs the runtime's timers and background work (the trace
+    // exporter) while the main thread waits for jobs and drives each one, so
+    // a job starts without a hand-over between threads, and a worker's many
+    // executors do not each start a thread per core.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the executor's runtime")?;
+    let _context = runtime.enter();
     let traces = mimir_telemetry::TraceSettings {
         endpoint: None,
         service_name: "mimir-aip-worker".into(),
@@ -51,12 +61,12 @@ pub async fn run(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
     )?;
     // An interrupt at a terminal reaches the whole process group: the worker
     // decides what becomes of a running attempt, so the executor ignores it.
-    tokio::spawn(async { while tokio::signal::ctrl_c().await.is_ok() {} });
+    runtime.spawn(async { while tokio::signal::ctrl_c().await.is_ok() {} });
     let confinement: mimir_pipeline::Confinement = serde_json::from_str(&args.confinement)
         .context("--confinement is not a confinement policy")?;
     let registry = mimir_pipeline::Registry::confined(&confinement)
         .context("--confinement names roots or hosts that cannot be used")?;
     let engine = mimir_pipeline::Engine::new(Arc::new(registry)).with_context_cap(args.context_cap);
-    mimir_worker::sandbox::child::serve(engine).await?;
+    mimir_worker::sandbox::child::serve(&runtime, &engine)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -8,36 +8,24 @@ use mimir_pipeline::{Engine, RunContext, Step, StepRecord, Watcher};
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
-/// Runs jobs until stdin closes. Each job's events are written to stdout,
-/// batched: a step's record is flushed as soon as it exists unless the job's
-/// last event follows at once, so a supervisor that sees the process die
-/// knows which step was running, and a one-step job costs one write.
-pub async fn serve(engine: Engine) -> std::io::Result<()> {
+/// Runs jobs until stdin closes, each driven to its end by `runtime` on the
+/// calling thread. Each job's events are written to stdout, batched: a step's
+/// record is flushed as soon as it exists unless the job's last event follows
+/// at once, so a supervisor that sees the process die knows which step was
+/// running, and a one-step job costs one write.
+pub fn serve(runtime: &tokio::runtime::Runtime, engine: &Engine) -> std::io::Result<()> {
     die_with_worker()?;
-    let (lines, mut jobs) = tokio::sync::mpsc::channel::<String>(1);
-    // Stdin is read on a thread of its own, so the runtime stays free for the
-    // steps (and the trace exporter) while the executor waits for work.
-    std::thread::Builder::new()
-        .name("executor-stdin".into())
-        .spawn(move || {
-            let stdin = std::io::stdin();
-            let mut stdin = stdin.lock();
-            loop {
-                let mut line = String::new();
-                match stdin.read_line(&mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {
-                        if lines.blocking_send(line).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        })?;
-    while let Some(line) = jobs.recv().await {
+    let stdin = std::io::stdin();
+    let mut stdin = stdin.lock();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stdin.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
         let mut reporter = Reporter::default();
         match serde_json::from_str::<Job>(&line) {
-            Ok(job) => run(&engine, job, &mut reporter).await,
+            Ok(job) => runtime.block_on(run(engine, job, &mut reporter)),
             Err(error) => reporter.finish(Outcome {
                 error: Some(format!("the executor got a malformed job: {error}")),
                 ..Outcome::default()
@@ -45,7 +33,6 @@ pub async fn serve(engine: Engine) -> std::io::Result<()> {
         }
         reporter.flush()?;
     }
-    Ok(())
 }
 
 /// An executor must not outlive its worker (a worker killed with `kill -9`
@@ -69,7 +56,7 @@ fn die_with_worker() -> std::io::Result<()> {
 /// The variable a worker sets to its own pid for the executors it starts.
 pub const PARENT_ENV: &str = "MIMIR_EXECUTOR_PARENT";
 
-async fn run(engine: &Engine, job: Job, reporter: &mut Reporter) {
+async fn run(engine: &Engine, job: Job<'_>, reporter: &mut Reporter) {
     let mut run = RunContext::new(job.worktask_id, job.pipeline_id).with_attempt(job.attempt);
     if let Some(traceparent) = job.traceparent {
         run = run.with_traceparent(traceparent);

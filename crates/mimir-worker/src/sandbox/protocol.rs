@@ -5,10 +5,12 @@
 use mimir_pipeline::{ErrorClass, Step, StepRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
-/// One attempt to run.
+/// One attempt to run. The worker sends its definition's steps and the
+/// task's parameters without copying them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Job {
+pub struct Job<'a> {
     /// The task, for logs and the steps' run context.
     pub worktask_id: String,
     /// The pipeline.
@@ -19,9 +21,9 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
     /// The steps.
-    pub steps: Vec<Step>,
+    pub steps: Cow<'a, [Step]>,
     /// The execution's parameters.
-    pub parameters: Map<String, Value>,
+    pub parameters: Cow<'a, Map<String, Value>>,
     /// Timeout of the steps that set none (the pipeline's `step_timeout_ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_timeout_ms: Option<u64>,

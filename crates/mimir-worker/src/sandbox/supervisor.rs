@@ -112,7 +112,7 @@ impl Sandboxes {
     /// each step's record as the executor reports it.
     pub async fn run(
         &self,
-        job: &Job,
+        job: &Job<'_>,
         memory: Option<u64>,
         cancel: &CancellationToken,
         on_step: &mut (dyn FnMut(&StepRecord) + Send),
@@ -425,7 +425,7 @@ async fn forward_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<Std
 }
 
 /// The attempt as the executor ran it.
-fn finished(job: &Job, mut steps: Vec<StepRecord>, outcome: Outcome) -> Ended {
+fn finished(job: &Job<'_>, mut steps: Vec<StepRecord>, outcome: Outcome) -> Ended {
     // The executor reports every step; a short list means it lost count.
     for step in &job.steps[steps.len().min(job.steps.len())..] {
         steps.push(record(step, StepStatus::Skipped, String::new()));
@@ -442,7 +442,7 @@ fn finished(job: &Job, mut steps: Vec<StepRecord>, outcome: Outcome) -> Ended {
 
 /// The attempt stopped from outside (or never started): the first step
 /// without a record failed with `why`, the rest were skipped.
-fn failed(job: &Job, done: &[StepRecord], why: String, class: ErrorClass) -> Ended {
+fn failed(job: &Job<'_>, done: &[StepRecord], why: String, class: ErrorClass) -> Ended {
     let mut steps = done.to_vec();
     let mut error = None;
     for step in &job.steps[done.len().min(job.steps.len())..] {
@@ -483,7 +483,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn job(steps: &[&str]) -> Job {
+    fn job(steps: &[&str]) -> Job<'static> {
         Job {
             worktask_id: "t".into(),
             pipeline_id: "p".into(),
@@ -495,8 +495,9 @@ mod tests {
                     serde_json::from_value(json!({"name": name, "plugin": "core", "action": "log"}))
                         .expect("step")
                 })
-                .collect(),
-            parameters: serde_json::Map::new(),
+                .collect::<Vec<_>>()
+                .into(),
+            parameters: std::borrow::Cow::Owned(serde_json::Map::new()),
             step_timeout_ms: None,
             remaining_ms: None,
         }
