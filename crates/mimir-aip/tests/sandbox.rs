@@ -4,7 +4,7 @@
 
 mod harness;
 
-use harness::pipelines::{create_pipeline, post_task, wait_until_done};
+use harness::pipelines::{create_pipeline, post_task, wait_for_status, wait_until_done};
 use harness::{Orchestrator, bin, processes_mentioning};
 use mimir_core::WorkTaskStatus;
 use reqwest::Method;
@@ -64,15 +64,22 @@ async fn submit(client: &mimir_client::Client, body: Value) -> Uuid {
     post_task(client, "/api/worktasks", body).await
 }
 
-async fn wait_for(client: &mimir_client::Client, id: Uuid, status: WorkTaskStatus) {
-    let started = Instant::now();
-    while client.get(id).await.expect("get").status != status {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "task {id} never became {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Runs a one-step pipeline that succeeds; the task once done.
+async fn run_a_task_that_succeeds(client: &mimir_client::Client) -> (Uuid, mimir_core::WorkTask) {
+    let ok = create_pipeline(
+        client,
+        json!([{"name": "hi", "plugin": "core", "action": "log", "parameters": {"message": "hi"}}]),
+    )
+    .await;
+    let id = submit(
+        client,
+        json!({"type": "pipeline_execution", "project_id": "e2e", "task_spec": {"pipeline_id": ok}}),
+    )
+    .await;
+    (
+        id,
+        wait_until_done(client, id, Duration::from_secs(30)).await,
+    )
 }
 
 async fn attempts(client: &mimir_client::Client, id: Uuid) -> Vec<Value> {
@@ -119,17 +126,7 @@ async fn a_jq_program_that_never_ends_is_stopped_at_its_step_timeout() {
         );
     }
     // The worker carries on.
-    let ok = create_pipeline(
-        &client,
-        json!([{"name": "hi", "plugin": "core", "action": "log", "parameters": {"message": "hi"}}]),
-    )
-    .await;
-    let id = submit(
-        &client,
-        json!({"type": "pipeline_execution", "project_id": "e2e", "task_spec": {"pipeline_id": ok}}),
-    )
-    .await;
-    let task = wait_until_done(&client, id, Duration::from_secs(30)).await;
+    let (_, task) = run_a_task_that_succeeds(&client).await;
     assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
 }
 
@@ -149,7 +146,7 @@ async fn cancel_stops_a_running_step_within_one_second() {
         json!({"type": "pipeline_execution", "project_id": "e2e", "task_spec": {"pipeline_id": pipeline}}),
     )
     .await;
-    wait_for(&client, id, WorkTaskStatus::Executing).await;
+    wait_for_status(&client, id, WorkTaskStatus::Executing).await;
     // The spinning executor: the one burning CPU.
     let started = Instant::now();
     let spinning = loop {
@@ -224,17 +221,7 @@ async fn a_step_over_its_memory_limit_fails_that_attempt_and_the_worker_survives
     assert_eq!(tried[0]["error_class"], "permanent", "{tried:?}");
 
     // The same worker takes the next task.
-    let ok = create_pipeline(
-        &client,
-        json!([{"name": "hi", "plugin": "core", "action": "log", "parameters": {"message": "hi"}}]),
-    )
-    .await;
-    let next = submit(
-        &client,
-        json!({"type": "pipeline_execution", "project_id": "e2e", "task_spec": {"pipeline_id": ok}}),
-    )
-    .await;
-    let done = wait_until_done(&client, next, Duration::from_secs(30)).await;
+    let (next, done) = run_a_task_that_succeeds(&client).await;
     assert_eq!(done.status, WorkTaskStatus::Completed, "{done:?}");
     // The attempt that hit the limit and the next one ran on the same worker.
     let next_tried = attempts(&client, next).await;
@@ -350,7 +337,7 @@ async fn steps_run_without_the_worker_token_in_their_environment() {
         json!({"type": "pipeline_execution", "project_id": "e2e", "task_spec": {"pipeline_id": pipeline}}),
     )
     .await;
-    wait_for(&client, id, WorkTaskStatus::Executing).await;
+    wait_for_status(&client, id, WorkTaskStatus::Executing).await;
     let running = executors(&orchestrator);
     assert!(!running.is_empty(), "no executor found");
     for (pid, _) in running {
@@ -394,7 +381,7 @@ async fn a_worker_stops_on_sigterm_even_with_a_runaway_step() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start a worker");
-    wait_for(&client, id, WorkTaskStatus::Executing).await;
+    wait_for_status(&client, id, WorkTaskStatus::Executing).await;
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &worker.id().to_string()])
         .status();

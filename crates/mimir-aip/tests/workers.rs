@@ -3,7 +3,7 @@
 
 mod harness;
 
-use harness::pipelines::{create_pipeline, execute, one_step, wait_until_done};
+use harness::pipelines::{create_pipeline, execute, one_step, wait_for_status, wait_until_done};
 use harness::{Orchestrator, bin};
 use mimir_core::WorkTaskStatus;
 use reqwest::Method;
@@ -15,17 +15,6 @@ use uuid::Uuid;
 /// Fast retries and short leases keep these tests quick.
 const FAST: &str =
     "retry:\n  backoffBaseMs: 50\n  backoffCapMs: 200\norchestrator:\n  leaseTtlMs: 1500\n";
-
-async fn wait_for_status(client: &mimir_client::Client, id: Uuid, status: WorkTaskStatus) {
-    let started = Instant::now();
-    while client.get(id).await.expect("get").status != status {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "task {id} never became {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn external_worker(orchestrator: &Orchestrator, id: &str) -> Child {
     Command::new(bin())

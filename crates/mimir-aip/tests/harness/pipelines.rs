@@ -104,3 +104,19 @@ pub async fn wait_until_done(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits until task `id` is `status` (30 s at most).
+pub async fn wait_for_status(
+    client: &mimir_client::Client,
+    id: Uuid,
+    status: mimir_core::WorkTaskStatus,
+) {
+    let started = Instant::now();
+    while client.get(id).await.expect("get").status != status {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "task {id} never became {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
