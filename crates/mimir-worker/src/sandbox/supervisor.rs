@@ -133,7 +133,7 @@ impl Sandboxes {
         // is tried once before giving up.
         let mut executor = None;
         for _ in 0..2 {
-            let mut candidate = match self.acquire() {
+            let mut candidate = match self.acquire(memory).await {
                 Ok(candidate) => candidate,
                 Err(error) => {
                     return failed(
@@ -246,11 +246,19 @@ impl Sandboxes {
         }
     }
 
-    fn acquire(&self) -> std::io::Result<Executor> {
-        if let Some(executor) = self.idle.lock().pop() {
-            return Ok(executor);
+    /// An idle executor fit for an attempt limited to `memory`, else a new one.
+    async fn acquire(&self, memory: Option<u64>) -> std::io::Result<Executor> {
+        loop {
+            let Some(executor) = self.idle.lock().pop() else {
+                return Executor::spawn(&self.config);
+            };
+            if !executor.too_big_for(memory) {
+                return Ok(executor);
+            }
+            // Memory an earlier, larger attempt left mapped would count
+            // against this one's smaller limit.
+            executor.kill().await;
         }
-        Executor::spawn(&self.config)
     }
 
     fn release(&self, executor: Executor) {
@@ -337,6 +345,15 @@ impl Executor {
         Ok(())
     }
 
+    /// Whether this executor, limited to more than `memory` until now, holds
+    /// so much already that `memory` would leave the next attempt too little.
+    fn too_big_for(&self, memory: Option<u64>) -> bool {
+        let (Some(memory), Some(current)) = (memory, self.memory_limit) else {
+            return false;
+        };
+        memory < current && data_bytes(self.pid).is_none_or(|used| used > memory / 2)
+    }
+
     async fn kill(mut self) {
         let _ = self.child.kill().await;
         self.stderr_done.abort();
@@ -385,6 +402,15 @@ impl Executor {
             let _ = child.kill().await;
         }
     }
+}
+
+/// A process's data and heap in use (`VmData`), from `/proc/PID/status`.
+fn data_bytes(pid: Option<rustix::process::Pid>) -> Option<u64> {
+    let pid = pid?.as_raw_nonzero().get();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmData:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn describe(status: ExitStatus) -> String {
