@@ -50,6 +50,18 @@ pub enum ActionError {
         /// The host or address and the list entry that refused it.
         reason: String,
     },
+    /// An HTTP request with `fail_on_status` got a 4xx or 5xx answer.
+    #[error("{method} {url}: answered {status}: {body}")]
+    HttpStatus {
+        /// The request method.
+        method: String,
+        /// The request URL, without any password.
+        url: String,
+        /// The answer's status.
+        status: u16,
+        /// The start of the answer's body.
+        body: String,
+    },
     /// A file's content does not parse in the expected format.
     #[error("{} is not valid {format}: {message}", path.display())]
     Parse {
@@ -153,6 +165,12 @@ impl ActionError {
             | ActionError::OutsideRoots { .. }
             | ActionError::HttpRefused { .. }
             | ActionError::Permanent(_) => ErrorClass::Permanent,
+            // The server may answer differently later: a timeout, too many
+            // requests, a server error. Any other 4xx will be the same.
+            ActionError::HttpStatus { status, .. } => match status {
+                408 | 429 | 500.. => ErrorClass::Transient,
+                _ => ErrorClass::Permanent,
+            },
             ActionError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound
                 | std::io::ErrorKind::PermissionDenied

@@ -7,8 +7,8 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::any;
 use mimir_pipeline::{
-    CancellationToken, Confinement, Engine, Execution, Registry, RunContext, Step, StepRecord,
-    StepStatus, validate,
+    CancellationToken, Confinement, Engine, ErrorClass, Execution, Registry, RunContext, Step,
+    StepRecord, StepStatus, validate,
 };
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -579,6 +579,17 @@ async fn serve() -> String {
             }),
         )
         .route(
+            "/status/{code}",
+            any(
+                |axum::extract::Path(code): axum::extract::Path<u16>| async move {
+                    (
+                        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                        "no",
+                    )
+                },
+            ),
+        )
+        .route(
             "/slow",
             any(|| async {
                 tokio::time::sleep(Duration::from_secs(5)).await;
@@ -666,6 +677,38 @@ async fn http_request_returns_error_statuses_and_sends_string_bodies_as_is() {
 }
 
 #[tokio::test]
+async fn http_request_with_fail_on_status_fails_4xx_permanently_and_5xx_429_transiently() {
+    let base = serve().await;
+    for (code, class) in [
+        (404, ErrorClass::Permanent),
+        (400, ErrorClass::Permanent),
+        (429, ErrorClass::Transient),
+        (503, ErrorClass::Transient),
+    ] {
+        let execution = run(
+            json!([{"name": "call", "plugin": "http", "action": "request",
+                    "parameters": {"url": "$.params.url", "fail_on_status": true}}]),
+            json!({"url": format!("{base}/status/{code}")}),
+        )
+        .await;
+        let error = execution.error.clone().unwrap_or_default();
+        assert!(
+            error.contains(&format!("answered {code}")),
+            "{code}: {error}"
+        );
+        assert_eq!(execution.error_class, Some(class), "{code}: {error}");
+    }
+    // Without it, an error status is a result.
+    let execution = run(
+        json!([{"name": "call", "plugin": "http", "action": "request",
+                "parameters": {"url": "$.params.url"}}]),
+        json!({"url": format!("{base}/status/404")}),
+    )
+    .await;
+    assert!(execution.succeeded(), "{:?}", execution.error);
+}
+
+#[tokio::test]
 async fn http_request_times_out_and_connection_errors_fail_the_step() {
     let base = serve().await;
     let started = Instant::now();
@@ -734,4 +777,68 @@ async fn cancellation_stops_a_pending_http_request_promptly() {
     );
     assert!(execution.cancelled);
     assert_eq!(execution.steps[0].error, "cancelled");
+}
+
+#[tokio::test]
+async fn a_step_past_its_timeout_fails_as_timed_out_and_the_pipeline_default_applies() {
+    let started = std::time::Instant::now();
+    let execution = run(
+        json!([
+            {"name": "quick", "plugin": "core", "action": "sleep", "parameters": {"ms": 1}, "timeout_ms": 5000},
+            {"name": "nap", "plugin": "core", "action": "sleep", "parameters": {"ms": 60000}, "timeout_ms": 100}
+        ]),
+        json!({}),
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(execution.timed_out);
+    assert_eq!(execution.error_class, Some(ErrorClass::Transient));
+    assert_eq!(
+        statuses(&execution),
+        [StepStatus::Completed, StepStatus::Failed]
+    );
+    assert_eq!(
+        execution.steps[1].error,
+        "timed out after 100 ms (the step's timeout_ms)"
+    );
+
+    // A pipeline default for steps without their own, and the run's deadline.
+    let run_ctx = RunContext::new("t", "p").with_step_timeout(Duration::from_millis(50));
+    let (execution, _) = run_with(
+        &engine(),
+        json!([{"name": "nap", "plugin": "core", "action": "sleep", "parameters": {"ms": 60000}}]),
+        json!({}),
+        &run_ctx,
+    )
+    .await;
+    assert_eq!(
+        execution.steps[0].error,
+        "timed out after 50 ms (the pipeline's step_timeout_ms)"
+    );
+    let run_ctx = RunContext::new("t", "p")
+        .with_deadline(tokio::time::Instant::now() + Duration::from_millis(80));
+    let (execution, _) = run_with(
+        &engine(),
+        json!([{"name": "nap", "plugin": "core", "action": "sleep", "parameters": {"ms": 60000}, "timeout_ms": 30000}]),
+        json!({}),
+        &run_ctx,
+    )
+    .await;
+    assert!(execution.timed_out);
+    assert!(
+        execution.steps[0]
+            .error
+            .contains("what was left of the task's timeout_ms"),
+        "{}",
+        execution.steps[0].error
+    );
+}
+
+#[test]
+fn a_step_timeout_of_zero_is_refused_naming_the_field() {
+    let pipeline = steps(json!([
+        {"name": "nap", "plugin": "core", "action": "sleep", "parameters": {"ms": 1}, "timeout_ms": 0}
+    ]));
+    let error = validate(&pipeline, engine().registry()).expect_err("refused");
+    assert_eq!(error.field, "steps[0].timeout_ms");
 }

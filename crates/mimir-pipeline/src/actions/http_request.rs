@@ -2,7 +2,7 @@
 
 use crate::confinement::{ConfinedResolver, ConfinementError, HttpPolicy, HttpRules, Refused};
 use crate::params::{
-    count, literals, reject_unknown, require, required_string, string, wrong_type,
+    boolean, count, literals, reject_unknown, require, required_string, string, wrong_type,
 };
 use crate::{Action, ActionError, RunContext};
 use async_trait::async_trait;
@@ -20,6 +20,7 @@ const KNOWN: &[&str] = &[
     "body",
     "timeout_ms",
     "max_body_bytes",
+    "fail_on_status",
 ];
 
 /// How long a request may take, headers to last body byte, unless
@@ -40,7 +41,9 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 /// headers are joined with `, `); the response body is parsed when its
 /// content type is JSON (`application/json` or `+json`) and valid, and is a
 /// string otherwise. Any status, 4xx and 5xx included, is a result, not an
-/// error; connection failures, `timeout_ms` (default 30000, the whole
+/// error, unless `fail_on_status` is true: then a 4xx or 5xx answer fails the
+/// step, permanently for a 4xx (but 408 and 429) and transiently (retried)
+/// for those and a 5xx. Connection failures, `timeout_ms` (default 30000, the whole
 /// exchange) and bodies over `max_body_bytes` (default 16 MiB) are errors.
 /// The run's `traceparent` is sent unless `headers` sets one.
 ///
@@ -98,6 +101,7 @@ struct Request {
     body: Option<Value>,
     timeout_ms: u64,
     max_body_bytes: u64,
+    fail_on_status: bool,
 }
 
 fn method(params: &Map<String, Value>) -> Result<Method, ActionError> {
@@ -168,6 +172,7 @@ impl Request {
             headers: headers(&params)?,
             timeout_ms: timeout_ms(&params)?,
             max_body_bytes: count(&params, "max_body_bytes")?.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            fail_on_status: boolean(&params, "fail_on_status")?.unwrap_or(false),
             body: params.remove("body").filter(|b| !b.is_null()),
         })
     }
@@ -194,6 +199,7 @@ impl Action for HttpRequest {
         headers(&literals)?;
         timeout_ms(&literals)?;
         count(&literals, "max_body_bytes")?;
+        boolean(&literals, "fail_on_status")?;
         Ok(())
     }
 
@@ -334,7 +340,28 @@ async fn send(
         None
     };
     let body = parsed.unwrap_or_else(|| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    if request.fail_on_status && status >= 400 {
+        return Err(ActionError::HttpStatus {
+            method,
+            url: url_text,
+            status,
+            body: excerpt(&body),
+        });
+    }
     Ok(json!({"status": status, "headers": response_headers, "body": body}))
+}
+
+/// The start of a response body, for an error message.
+fn excerpt(body: &Value) -> String {
+    let text = match body {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 /// The policy's refusal behind a client error: the redirect policy's, or the
