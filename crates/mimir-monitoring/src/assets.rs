@@ -87,6 +87,39 @@ pub struct Settings {
     pub scrape_interval: String,
     /// `host:port` of workers started with `--metrics-listen`.
     pub workers: Vec<String>,
+    /// How an `https` orchestrator is verified (and Prometheus's client
+    /// certificate, for mutual TLS). `None` for the system's roots.
+    pub tls: Option<ScrapeTls>,
+    /// Scrape workers over `https` (started with `--tls-cert`), verified so.
+    pub workers_tls: Option<ScrapeTls>,
+}
+
+/// Prometheus's `tls_config` of a scrape job: absolute paths.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScrapeTls {
+    /// CA the target's certificate must be signed by.
+    pub ca_file: Option<String>,
+    /// Client certificate Prometheus presents.
+    pub cert_file: Option<String>,
+    /// Its key.
+    pub key_file: Option<String>,
+}
+
+impl ScrapeTls {
+    /// The `tls_config` block.
+    fn block(&self) -> String {
+        let mut block = String::from("tls_config:\n");
+        for (key, value) in [
+            ("ca_file", &self.ca_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+        ] {
+            if let Some(value) = value {
+                block.push_str(&format!("  {key}: {}\n", yaml_string(value)));
+            }
+        }
+        block
+    }
 }
 
 /// How Prometheus authenticates to `/metrics` (`metrics.bearerToken`, or
@@ -210,6 +243,8 @@ impl Settings {
             auth: None,
             scrape_interval: DEFAULT_SCRAPE_INTERVAL.into(),
             workers: Vec::new(),
+            tls: None,
+            workers_tls: None,
         }
     }
 
@@ -251,6 +286,20 @@ impl Settings {
                 )
             }
         };
+        let tls_block = match (&self.tls, target.scheme.as_str()) {
+            (Some(tls), "https") => tls.block(),
+            _ => String::new(),
+        };
+        let workers_scheme = if self.workers_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let workers_tls_block = self
+            .workers_tls
+            .as_ref()
+            .map(ScrapeTls::block)
+            .unwrap_or_default();
         files.push(File {
             path: "prometheus.yml".into(),
             contents: render(
@@ -260,6 +309,9 @@ impl Settings {
                     ("orchestrator_scheme", &target.scheme),
                     ("orchestrator_target", &target.address),
                     ("orchestrator_auth", &auth_block),
+                    ("orchestrator_tls", &tls_block),
+                    ("workers_scheme", workers_scheme),
+                    ("workers_tls", &workers_tls_block),
                 ],
             )?,
             secret: false,
@@ -434,6 +486,45 @@ mod tests {
                 .to_string()
                 .contains("nowhere")
         );
+    }
+
+    #[test]
+    fn an_https_orchestrator_is_scraped_with_its_ca() {
+        let mut settings = Settings::new("https://127.0.0.1:8443");
+        settings.tls = Some(ScrapeTls {
+            ca_file: Some("/etc/mimir/ca.pem".into()),
+            ..ScrapeTls::default()
+        });
+        settings.workers_tls = Some(ScrapeTls {
+            ca_file: Some("/etc/mimir/workers-ca.pem".into()),
+            ..ScrapeTls::default()
+        });
+        let files = settings.files().expect("renders");
+        let config = &files
+            .iter()
+            .find(|f| f.path == "prometheus.yml")
+            .expect("prometheus.yml")
+            .contents;
+        assert!(
+            config.contains("scheme: https\n    tls_config:\n      ca_file: \"/etc/mimir/ca.pem\""),
+            "{config}"
+        );
+        assert!(
+            config.contains(
+                "scheme: https\n    tls_config:\n      ca_file: \"/etc/mimir/workers-ca.pem\""
+            ),
+            "{config}"
+        );
+        let plain = Settings::new("http://127.0.0.1:8080")
+            .files()
+            .expect("renders");
+        let config = &plain
+            .iter()
+            .find(|f| f.path == "prometheus.yml")
+            .expect("file")
+            .contents;
+        assert!(!config.contains("tls_config"), "{config}");
+        assert!(!config.contains("scheme: https"), "{config}");
     }
 
     #[test]

@@ -113,6 +113,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// OpenTelemetry trace export.
     pub tracing: TracingConfig,
+    /// Connection limits of the API port.
+    pub server: crate::listener::ServerConfig,
+    /// HTTPS for the API port. Defaults to off.
+    pub tls: crate::listener::TlsConfig,
 }
 
 /// `logging.*`.
@@ -422,6 +426,8 @@ impl Default for Config {
             logging: LoggingConfig::default(),
             metrics: MetricsConfig::default(),
             tracing: TracingConfig::default(),
+            server: Default::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -451,6 +457,12 @@ pub struct Overrides {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(String);
+
+impl ConfigError {
+    pub(crate) fn new(message: String) -> ConfigError {
+        ConfigError(message)
+    }
+}
 
 impl Config {
     /// Reads a YAML or JSON file (JSON is YAML too).
@@ -562,6 +574,8 @@ impl Config {
             )));
         }
         self.logging.loki.validate()?;
+        let limits = self.server.limits()?;
+        let tls = self.tls.validate()?;
         if self.api.max_body_bytes < 1024 {
             return Err(ConfigError("api.maxBodyBytes must be at least 1024".into()));
         }
@@ -588,6 +602,8 @@ impl Config {
             type_limits,
             lease_ttl: Duration::from_millis(o.lease_ttl_ms),
             idle_timeout: Duration::from_millis(o.idle_timeout_ms),
+            limits,
+            tls,
         })
     }
 }
@@ -607,6 +623,10 @@ pub struct ValidConfig {
     pub lease_ttl: Duration,
     /// Idle time before a surplus worker stops.
     pub idle_timeout: Duration,
+    /// Connection limits of the API port.
+    pub limits: mimir_http::Limits,
+    /// HTTPS, when on.
+    pub tls: Option<crate::listener::ValidTls>,
 }
 
 #[cfg(test)]

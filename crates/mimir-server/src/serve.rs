@@ -20,6 +20,9 @@ pub enum ServeError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A TLS file cannot be used.
+    #[error("tls: {0}")]
+    Tls(#[from] mimir_http::TlsError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -46,6 +49,12 @@ pub async fn run(
     worker_args: Vec<String>,
 ) -> Result<(), ServeError> {
     let valid = config.validate()?;
+    // Before anything opens files: connections are capped below this limit.
+    mimir_http::raise_fd_limit();
+    let tls = match &valid.tls {
+        Some(tls) => Some(mimir_http::TlsServer::new(&tls.server)?),
+        None => None,
+    };
     let data_dir = config.data_dir.clone();
     let workers = Arc::new(Registry::default());
     let mut metrics = Metrics::new();
@@ -88,6 +97,7 @@ pub async fn run(
         .filter(|t| !t.is_empty())
         .or_else(|| api_token.clone());
     let o = &config.orchestrator;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let pool = (o.max_workers > 0).then(|| {
         let host = if addr.ip().is_unspecified() {
             "127.0.0.1".to_string()
@@ -97,7 +107,7 @@ pub async fn run(
         Arc::new(Pool::new(
             PoolConfig {
                 exe: std::env::current_exe().unwrap_or_else(|_| "mimir-aip".into()),
-                orchestrator_url: format!("http://{host}:{}", addr.port()),
+                orchestrator_url: format!("{scheme}://{host}:{}", addr.port()),
                 token: token.clone(),
                 min: o.min_workers,
                 max: o.max_workers,
@@ -115,7 +125,7 @@ pub async fn run(
                 ]
                 .concat(),
                 fresh: valid.lease_ttl,
-                env: worker_env(&config),
+                env: worker_env(&config, valid.tls.as_ref()),
             },
             metrics.clone(),
         ))
@@ -157,7 +167,7 @@ pub async fn run(
     let pool_task = pool
         .clone()
         .map(|pool| tokio::spawn(pool.run(store.clone(), workers.clone())));
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), max_workers = o.max_workers, "orchestrator listening");
+    tracing::info!(%addr, scheme, data_dir = %config.data_dir.display(), max_workers = o.max_workers, max_connections = valid.limits.connection_cap(), "orchestrator listening");
     on_listening(addr);
 
     // On shutdown, let local workers finish what they run while the API still answers.
@@ -171,9 +181,7 @@ pub async fn run(
             pool.stop_all(&drain_workers, Duration::from_secs(30)).await;
         }
     };
-    axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(graceful)
-        .await?;
+    mimir_http::serve(listener, api::app(state), valid.limits, tls, graceful).await?;
     reaper.abort();
     rates.abort();
     sampler.abort();
@@ -210,8 +218,23 @@ async fn reap(
 
 /// Environment for local workers: trace export configured by keys rather
 /// than `OTEL_*` variables (which children inherit anyway), and the Loki sink.
-fn worker_env(config: &Config) -> Vec<(String, String)> {
+fn worker_env(config: &Config, tls: Option<&crate::listener::ValidTls>) -> Vec<(String, String)> {
     let mut env = Vec::new();
+    // Local workers verify the orchestrator with its CA, and present the
+    // client certificate mutual TLS asks for.
+    if let Some(tls) = tls {
+        let path = |p: &std::path::Path| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .display()
+                .to_string()
+        };
+        env.push(("MIMIR_CA_CERT".to_string(), path(&tls.ca_file)));
+        if let Some((cert, key)) = &tls.worker_identity {
+            env.push(("MIMIR_CLIENT_CERT".to_string(), path(cert)));
+            env.push(("MIMIR_CLIENT_KEY".to_string(), path(key)));
+        }
+    }
     let set = |key: &str| std::env::var(key).is_ok_and(|v| !v.is_empty());
     if !config.tracing.endpoint.is_empty() && !set("OTEL_EXPORTER_OTLP_ENDPOINT") {
         env.push((

@@ -32,12 +32,26 @@ fn refuse(message: &'static str) -> Response {
     response
 }
 
-/// Refuses worker calls without the configured worker token.
+/// Refuses worker calls without the configured worker token, and, where
+/// client certificates are optional (`tls.clientAuth: optional`), from a
+/// client that presented none.
 pub async fn require_worker_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
+    if request
+        .extensions()
+        .get::<mimir_http::NoClientCertificate>()
+        .is_some()
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "client_certificate_required",
+            "worker endpoints need a client certificate signed by tls.clientCaFile",
+        )
+        .into_response();
+    }
     match &state.worker_token {
         Some(token) if !presents(request.headers(), token) => {
             refuse("worker endpoints need the worker token (Authorization: Bearer ...)")
