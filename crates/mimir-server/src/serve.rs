@@ -20,8 +20,8 @@ pub enum ServeError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A TLS file cannot be used.
-    #[error("tls: {0}")]
+    /// A TLS file cannot be used (the message names it).
+    #[error(transparent)]
     Tls(#[from] mimir_http::TlsError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
