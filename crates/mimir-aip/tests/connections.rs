@@ -100,6 +100,17 @@ fn closed_after(mut stream: TcpStream) -> Option<Duration> {
 #[test]
 fn eleven_hundred_idle_connections_do_not_stop_a_new_request() {
     let server = Limited::start("");
+    // A live stream is a request in progress: it is never the one closed.
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    stream
+        .write_all(b"GET /api/dashboard/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("send");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 65536];
+    let n = stream.read(&mut buf).expect("the stream answers");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     let mut idle = Vec::new();
     for _ in 0..1100 {
         idle.push(TcpStream::connect(("127.0.0.1", server.port)).expect("connect"));
@@ -109,6 +120,25 @@ fn eleven_hundred_idle_connections_do_not_stop_a_new_request() {
     assert!(took < Duration::from_secs(2), "answered after {took:?}");
     let (status, _) = server.get("/api/worktasks/queue/length");
     assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
+    // The stream still delivers events: what was sent before is drained,
+    // then a new one must come.
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    while let Ok(n) = stream.read(&mut buf) {
+        assert!(n > 0, "the stream was closed");
+    }
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut events = String::new();
+    let started = Instant::now();
+    while !events.contains("event: second") {
+        let n = stream.read(&mut buf).expect("the stream is still open");
+        assert!(n > 0, "the stream was closed");
+        events.push_str(&String::from_utf8_lossy(&buf[..n]));
+        assert!(started.elapsed() < Duration::from_secs(5), "{events}");
+    }
     let log = server.log();
     assert!(log.contains("connection cap reached"), "{log}");
     // The cap came from the open-file limit, below it.

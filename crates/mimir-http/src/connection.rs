@@ -5,8 +5,8 @@
 use axum::body::Body;
 use bytes::Bytes;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -34,36 +34,43 @@ pub(crate) enum Why {
 /// accept loop (which closes the longest-idle connection at the cap).
 #[derive(Debug)]
 pub(crate) struct Conn {
-    epoch: Instant,
     in_flight: AtomicUsize,
     served: AtomicU64,
-    /// Milliseconds since `epoch` at which the connection last went idle.
+    /// Milliseconds since [`epoch`] at which the connection last went idle
+    /// (comparable across connections, to find the longest idle).
     idle_since: AtomicU64,
-    /// Milliseconds since `epoch` (plus one, so 0 means none) at which the
+    /// Milliseconds since [`epoch`] (plus one, so 0 means none) at which the
     /// first byte of a request head arrived while idle.
     head_since: AtomicU64,
     /// Cancelled to close the connection (at the cap, the longest idle).
     pub(crate) evict: CancellationToken,
 }
 
+/// The instant connection times count from, shared by all connections.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
 impl Conn {
     pub(crate) fn new() -> Arc<Conn> {
-        Arc::new(Conn {
-            epoch: Instant::now(),
+        let conn = Conn {
             in_flight: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
             evict: CancellationToken::new(),
-        })
+        };
+        conn.idle_since.store(conn.now_ms(), Ordering::Release);
+        Arc::new(conn)
     }
 
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        epoch().elapsed().as_millis() as u64
     }
 
     fn at(&self, ms: u64) -> Instant {
-        self.epoch + Duration::from_millis(ms)
+        epoch() + Duration::from_millis(ms)
     }
 
     /// Bytes arrived from the client.
@@ -243,5 +250,15 @@ mod tests {
             conn.deadline(HEADER, IDLE),
             Deadline::At(_, Why::HeaderRead)
         ));
+    }
+
+    #[test]
+    fn idle_times_compare_across_connections() {
+        let older = Conn::new();
+        std::thread::sleep(Duration::from_millis(5));
+        let newer = Conn::new();
+        assert!(older.idle_since() < newer.idle_since());
+        drop(older.begin());
+        assert!(older.idle_since() >= newer.idle_since());
     }
 }
