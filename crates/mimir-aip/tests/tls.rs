@@ -495,7 +495,10 @@ async fn a_real_prometheus_scrapes_the_orchestrator_and_a_worker_over_tls() {
     let worker_cert = ca.issue("worker-metrics");
     let orchestrator = https_orchestrator(
         &server,
-        "metrics:\n  bearerToken: s3cret\n",
+        &format!(
+            "  caFile: {}\nmetrics:\n  bearerToken: s3cret\n",
+            path(&ca.cert)
+        ),
         &["--max-workers", "0"],
     );
     let config = orchestrator.dir.path().join("mimir.yaml");
@@ -550,8 +553,12 @@ async fn a_real_prometheus_scrapes_the_orchestrator_and_a_worker_over_tls() {
     harness::stdout_ok(&installed);
     let prometheus_yml = std::fs::read_to_string(dir.join("prometheus.yml")).expect("config");
     assert!(
-        prometheus_yml.contains(&format!("ca_file: \"{}\"", path(&ca.cert))),
+        prometheus_yml.contains("ca_file: \"tls/orchestrator-ca.pem\""),
         "{prometheus_yml}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("tls/orchestrator-ca.pem")).expect("CA copied"),
+        std::fs::read_to_string(&ca.cert).expect("CA")
     );
     let tools = stack.path().join("bin");
     std::fs::create_dir_all(&tools).expect("mkdir");

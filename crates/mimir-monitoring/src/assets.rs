@@ -94,23 +94,30 @@ pub struct Settings {
     pub workers_tls: Option<ScrapeTls>,
 }
 
-/// Prometheus's `tls_config` of a scrape job: absolute paths.
+/// Where the orchestrator's CA is written for its scrape job.
+pub const ORCHESTRATOR_CA_FILE: &str = "tls/orchestrator-ca.pem";
+/// Where the workers' CA is written for their scrape job.
+pub const WORKERS_CA_FILE: &str = "tls/workers-ca.pem";
+
+/// Prometheus's `tls_config` of a scrape job.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScrapeTls {
-    /// CA the target's certificate must be signed by.
-    pub ca_file: Option<String>,
-    /// Client certificate Prometheus presents.
+    /// PEM of the CA the target's certificate must be signed by: copied into
+    /// the install (so the container of docker-compose.yml sees it too).
+    pub ca_pem: Option<String>,
+    /// Client certificate Prometheus presents (an absolute path).
     pub cert_file: Option<String>,
-    /// Its key.
+    /// Its key (an absolute path).
     pub key_file: Option<String>,
 }
 
 impl ScrapeTls {
-    /// The `tls_config` block.
-    fn block(&self) -> String {
+    /// The `tls_config` block, the CA read from `ca_file` in the install.
+    fn block(&self, ca_file: &str) -> String {
         let mut block = String::from("tls_config:\n");
+        let ca_file = self.ca_pem.as_ref().map(|_| ca_file.to_string());
         for (key, value) in [
-            ("ca_file", &self.ca_file),
+            ("ca_file", &ca_file),
             ("cert_file", &self.cert_file),
             ("key_file", &self.key_file),
         ] {
@@ -287,9 +294,17 @@ impl Settings {
             }
         };
         let tls_block = match (&self.tls, target.scheme.as_str()) {
-            (Some(tls), "https") => tls.block(),
+            (Some(tls), "https") => {
+                if let Some(pem) = &tls.ca_pem {
+                    files.push(plain(ORCHESTRATOR_CA_FILE, pem));
+                }
+                tls.block(ORCHESTRATOR_CA_FILE)
+            }
             _ => String::new(),
         };
+        if let Some(pem) = self.workers_tls.as_ref().and_then(|t| t.ca_pem.as_ref()) {
+            files.push(plain(WORKERS_CA_FILE, pem));
+        }
         let workers_scheme = if self.workers_tls.is_some() {
             "https"
         } else {
@@ -298,7 +313,7 @@ impl Settings {
         let workers_tls_block = self
             .workers_tls
             .as_ref()
-            .map(ScrapeTls::block)
+            .map(|tls| tls.block(WORKERS_CA_FILE))
             .unwrap_or_default();
         files.push(File {
             path: "prometheus.yml".into(),
@@ -323,6 +338,14 @@ impl Settings {
         });
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
+    }
+}
+
+fn plain(path: &str, value: &str) -> File {
+    File {
+        path: path.into(),
+        contents: value.to_string(),
+        secret: false,
     }
 }
 
@@ -492,11 +515,11 @@ mod tests {
     fn an_https_orchestrator_is_scraped_with_its_ca() {
         let mut settings = Settings::new("https://127.0.0.1:8443");
         settings.tls = Some(ScrapeTls {
-            ca_file: Some("/etc/mimir/ca.pem".into()),
+            ca_pem: Some("ORCHESTRATOR CA".into()),
             ..ScrapeTls::default()
         });
         settings.workers_tls = Some(ScrapeTls {
-            ca_file: Some("/etc/mimir/workers-ca.pem".into()),
+            ca_pem: Some("WORKERS CA".into()),
             ..ScrapeTls::default()
         });
         let files = settings.files().expect("renders");
@@ -506,15 +529,27 @@ mod tests {
             .expect("prometheus.yml")
             .contents;
         assert!(
-            config.contains("scheme: https\n    tls_config:\n      ca_file: \"/etc/mimir/ca.pem\""),
-            "{config}"
-        );
-        assert!(
             config.contains(
-                "scheme: https\n    tls_config:\n      ca_file: \"/etc/mimir/workers-ca.pem\""
+                "scheme: https\n    tls_config:\n      ca_file: \"tls/orchestrator-ca.pem\""
             ),
             "{config}"
         );
+        assert!(
+            config
+                .contains("scheme: https\n    tls_config:\n      ca_file: \"tls/workers-ca.pem\""),
+            "{config}"
+        );
+        let ca = |path: &str| {
+            files
+                .iter()
+                .find(|f| f.path == path)
+                .map(|f| f.contents.clone())
+        };
+        assert_eq!(
+            ca("tls/orchestrator-ca.pem").as_deref(),
+            Some("ORCHESTRATOR CA")
+        );
+        assert_eq!(ca("tls/workers-ca.pem").as_deref(), Some("WORKERS CA"));
         let plain = Settings::new("http://127.0.0.1:8080")
             .files()
             .expect("renders");

@@ -56,8 +56,8 @@ struct InstallArgs {
     /// for several; edit targets/workers.yml later to add more).
     #[arg(long = "worker", value_name = "HOST:PORT")]
     workers: Vec<String>,
-    /// CA an https orchestrator's certificate is signed by [default:
-    /// tls.caFile, else tls.certFile, when --config has TLS].
+    /// CA an https orchestrator's certificate is signed by, copied into the
+    /// install [default: tls.caFile, else tls.certFile, when --config has TLS].
     #[arg(long, env = "MIMIR_CA_CERT")]
     ca_cert: Option<PathBuf>,
     /// Client certificate Prometheus presents (tls.clientCaFile with clientAuth: required).
@@ -143,19 +143,29 @@ fn settings(args: &InstallArgs) -> anyhow::Result<Settings> {
             .with_context(|| format!("cannot resolve {}", path.display()))?;
         Ok(path.display().to_string())
     };
-    let ca_file = match (&args.ca_cert, &tls) {
-        (Some(path), _) => Some(absolute(path)?),
-        (None, Some(tls)) => Some(absolute(&tls.ca_file)?),
+    let read = |path: &PathBuf| -> anyhow::Result<String> {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+        anyhow::ensure!(
+            pem.contains("-----BEGIN CERTIFICATE-----"),
+            "{} holds no PEM certificate",
+            path.display()
+        );
+        Ok(pem)
+    };
+    let ca_pem = match (&args.ca_cert, &tls) {
+        (Some(path), _) => Some(read(path)?),
+        (None, Some(tls)) => Some(read(&tls.ca_file)?),
         (None, None) => None,
     };
     let scrape_tls = ScrapeTls {
-        ca_file,
+        ca_pem,
         cert_file: args.client_cert.as_ref().map(absolute).transpose()?,
         key_file: args.client_key.as_ref().map(absolute).transpose()?,
     };
     let workers_tls = match &args.worker_ca_cert {
         Some(path) => Some(ScrapeTls {
-            ca_file: Some(absolute(path)?),
+            ca_pem: Some(read(path)?),
             ..ScrapeTls::default()
         }),
         None => None,
