@@ -58,7 +58,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "MIMIR_WORKER_METRICS_LISTEN")]
     metrics_listen: Option<std::net::SocketAddr>,
     /// Serve --metrics-listen over HTTPS with this PEM certificate chain (re-read when it changes).
-    #[arg(long, env = "MIMIR_WORKER_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "MIMIR_WORKER_TLS_CERT", requires_all = ["tls_key", "metrics_listen"])]
     tls_cert: Option<std::path::PathBuf>,
     /// PEM private key of --tls-cert.
     #[arg(long, env = "MIMIR_WORKER_TLS_KEY", requires = "tls_cert")]
