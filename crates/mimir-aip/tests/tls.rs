@@ -702,3 +702,39 @@ async fn headless_chromium_loads_the_dashboard_over_https_with_the_test_certific
     assert!(errors.is_empty(), "console errors: {errors:?}");
     browser.quit().await;
 }
+
+#[test]
+fn serve_refuses_a_certificate_its_local_workers_would_not_trust() {
+    let pki = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new(pki.path(), "main");
+    let other = Ca::new(pki.path(), "other");
+    let server = ca.issue("server");
+    let config = harness::config_file(
+        pki.path(),
+        &format!(
+            "tls:\n  certFile: {}\n  keyFile: {}\n  caFile: {}\n",
+            path(&server.cert),
+            path(&server.key),
+            path(&other.cert)
+        ),
+    );
+    let output = harness::cli_in(
+        pki.path(),
+        &[
+            "serve",
+            "--config",
+            &config,
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "data",
+            "--max-workers",
+            "1",
+        ],
+    );
+    let stderr = harness::stderr_failed(&output);
+    assert!(
+        stderr.contains("tls.caFile") && stderr.contains("UnknownIssuer"),
+        "{stderr}"
+    );
+}

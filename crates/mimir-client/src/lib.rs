@@ -352,6 +352,11 @@ fn tls_problem(error: &reqwest::Error) -> Option<String> {
     use rustls::{AlertDescription, Error};
     let tls = rustls_error(error)?;
     let advice = match tls {
+        // openssl req -x509 makes CA certificates; webpki refuses one as a
+        // server's own even when it is the trusted CA.
+        Error::InvalidCertificate(_) if tls.to_string().contains("CaUsedAsEndEntity") => {
+            "the orchestrator's certificate is a CA certificate, which cannot be a server's own; make one with basicConstraints CA:FALSE (openssl req -x509 ... -addext basicConstraints=critical,CA:FALSE) or have a CA sign it"
+        }
         Error::InvalidCertificate(_) => {
             "the orchestrator's certificate does not verify; pass the CA that signed it with --ca-cert (MIMIR_CA_CERT), and check that it names this host"
         }

@@ -18,4 +18,7 @@ pub use limits::{
     raise_fd_limit,
 };
 pub use server::serve;
-pub use tls::{ClientAuth, NoClientCertificate, PeerCertificate, TlsError, TlsServer, TlsSettings};
+pub use tls::{
+    ClientAuth, NoClientCertificate, PeerCertificate, TlsError, TlsServer, TlsSettings,
+    check_trusted,
+};

@@ -221,6 +221,31 @@ fn load_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Certi
     })
 }
 
+/// Checks that a client trusting `ca_file` accepts the certificate of
+/// `cert_file` for `host` (a name or an IP address): what a local worker
+/// will do. The error says why not.
+pub fn check_trusted(cert_file: &Path, ca_file: &Path, host: &str) -> Result<(), String> {
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{ServerName, UnixTime};
+    let chain = read_certs(cert_file).map_err(|e| e.to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certs(ca_file).map_err(|e| e.to_string())? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: not a usable CA certificate: {e}", ca_file.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{host}: {e}"))?;
+    verifier
+        .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// What identifies a version of a file: replaced or rewritten, one of these changes.
 type Stamp = Option<(SystemTime, u64, u64)>;
 
@@ -306,7 +331,10 @@ mod tests {
 
     fn pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         let key = rcgen::KeyPair::generate().expect("key");
-        let params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
         let cert = params.self_signed(&key).expect("cert");
         let cert_path = dir.join(format!("{name}.crt"));
         let key_path = dir.join(format!("{name}.key"));
@@ -343,6 +371,21 @@ mod tests {
         std::fs::write(&cert, "").expect("write");
         let error = ReloadingResolver::new(&cert, &key, provider()).expect_err("empty");
         assert!(error.to_string().contains("no PEM certificate"), "{error}");
+    }
+
+    #[test]
+    fn a_self_signed_certificate_is_trusted_for_its_names_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, _) = pair(dir.path(), "localhost");
+        check_trusted(&cert, &cert, "localhost").expect("trusted");
+        let error = check_trusted(&cert, &cert, "127.0.0.1").expect_err("not its name");
+        assert!(
+            error.contains("NotValidForName") || error.contains("not valid for name"),
+            "{error}"
+        );
+        let (other, _) = pair(dir.path(), "other");
+        let error = check_trusted(&cert, &other, "localhost").expect_err("another CA");
+        assert!(error.contains("UnknownIssuer"), "{error}");
     }
 
     #[test]

@@ -98,12 +98,21 @@ pub async fn run(
         .or_else(|| api_token.clone());
     let o = &config.orchestrator;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    // Local workers would fail one after another: say why now.
+    if let Some(tls) = valid.tls.as_ref().filter(|_| o.max_workers > 0) {
+        mimir_http::check_trusted(&tls.server.cert_file, &tls.ca_file, &host).map_err(|why| {
+            ConfigError::new(format!(
+                "tls.caFile: local workers trusting {} would refuse tls.certFile for {host}: {why}",
+                tls.ca_file.display()
+            ))
+        })?;
+    }
     let pool = (o.max_workers > 0).then(|| {
-        let host = if addr.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else {
-            addr.ip().to_string()
-        };
         Arc::new(Pool::new(
             PoolConfig {
                 exe: std::env::current_exe().unwrap_or_else(|_| "mimir-aip".into()),
