@@ -296,18 +296,29 @@ fn a_worker_refuses_a_server_whose_certificate_does_not_verify() {
 async fn local_workers_reach_the_orchestrator_over_https_and_run_tasks() {
     let pki = tempfile::tempdir().expect("tempdir");
     let ca = Ca::new(pki.path(), "main");
+    let clients = Ca::new(pki.path(), "clients");
     let server = ca.issue("server");
-    // caFile: the CA local workers are given to trust.
+    let local = clients.issue("local-workers");
+    let user = clients.issue("user");
+    // caFile: the CA local workers are given to trust; with client
+    // certificates required, they present workerCertFile.
     let orchestrator = https_orchestrator(
         &server,
-        &format!("  caFile: {}\n", path(&ca.cert)),
+        &format!(
+            "  caFile: {}\n  clientCaFile: {}\n  workerCertFile: {}\n  workerKeyFile: {}\n",
+            path(&ca.cert),
+            path(&clients.cert),
+            path(&local.cert),
+            path(&local.key)
+        ),
         &["--min-workers", "1", "--max-workers", "1"],
     );
     let client = mimir_client::Client::with_tls(
         &orchestrator.url,
         &mimir_client::TlsOptions {
             ca_cert: Some(ca.cert.clone()),
-            ..Default::default()
+            client_cert: Some(user.cert.clone()),
+            client_key: Some(user.key.clone()),
         },
     )
     .expect("client");
@@ -315,6 +326,46 @@ async fn local_workers_reach_the_orchestrator_over_https_and_run_tasks() {
     let task = pipelines::execute(&client, &pipeline, json!({})).await;
     let done = pipelines::wait_until_done(&client, task.worktask_id, Duration::from_secs(30)).await;
     assert_eq!(done.status.as_str(), "completed", "{done:?}");
+    let local_workers = workers(&orchestrator, &ca.cert, Some(&user));
+    assert!(
+        local_workers.iter().any(|w| w["local"] == json!(true)),
+        "{local_workers:?}"
+    );
+}
+
+#[test]
+fn with_client_certificates_local_workers_need_one() {
+    let pki = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new(pki.path(), "main");
+    let server = ca.issue("server");
+    let config = harness::config_file(
+        pki.path(),
+        &format!(
+            "tls:\n  certFile: {}\n  keyFile: {}\n  caFile: {}\n  clientCaFile: {}\n",
+            path(&server.cert),
+            path(&server.key),
+            path(&ca.cert),
+            path(&ca.cert)
+        ),
+    );
+    let serve = |max_workers: &str| {
+        harness::cli_in(
+            pki.path(),
+            &[
+                "serve",
+                "--config",
+                &config,
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                "data",
+                "--max-workers",
+                max_workers,
+            ],
+        )
+    };
+    let stderr = harness::stderr_failed(&serve("1"));
+    assert!(stderr.contains("tls.workerCertFile"), "{stderr}");
 }
 
 #[test]

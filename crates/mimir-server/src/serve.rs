@@ -111,6 +111,12 @@ pub async fn run(
                 tls.ca_file.display()
             ))
         })?;
+        if tls.server.client_ca_file.is_some() && tls.worker_identity.is_none() {
+            return Err(ConfigError::new(
+                "tls.workerCertFile: with tls.clientCaFile, local workers need a client certificate (tls.workerCertFile and tls.workerKeyFile), or set orchestrator.maxWorkers: 0".into(),
+            )
+            .into());
+        }
     }
     let pool = (o.max_workers > 0).then(|| {
         Arc::new(Pool::new(
