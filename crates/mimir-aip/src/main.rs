@@ -27,7 +27,7 @@ enum Command {
     /// Run the orchestrator (HTTP API, store, queue).
     Serve(commands::serve::ServeArgs),
     /// Lease and run tasks from an orchestrator.
-    Worker(commands::worker::WorkerArgs),
+    Worker(Box<commands::worker::WorkerArgs>),
     /// Submit, inspect, cancel and wait for work tasks.
     Task(commands::task::TaskArgs),
     /// Define, list and run pipelines.
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => commands::serve::run(args).await,
-            Command::Worker(args) => commands::worker::run(args).await,
+            Command::Worker(args) => commands::worker::run(*args).await,
             Command::Task(args) => commands::task::run(args).await,
             Command::Pipeline(args) => commands::pipeline::run(args).await,
             Command::Queue(args) => commands::queue::run(args).await,

@@ -8,6 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::path::PathBuf;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -36,6 +37,25 @@ pub enum ClientError {
         url: String,
         /// Why.
         source: reqwest::Error,
+    },
+    /// TLS failed for a reason retrying will not cure: the orchestrator's
+    /// certificate does not verify, or it refused this client's.
+    #[error("TLS with the orchestrator at {url} failed: {message}")]
+    Tls {
+        /// The URL tried.
+        url: String,
+        /// The certificate problem and what to do about it.
+        message: String,
+    },
+    /// A TLS option names a file that cannot be used.
+    #[error("{option} {}: {message}", path.display())]
+    TlsFile {
+        /// The flag, e.g. `--ca-cert`.
+        option: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
     },
     /// The answer was not what the API promises.
     #[error("unexpected answer from {url}: {message}")]
@@ -73,6 +93,18 @@ pub struct ListFilter {
     pub cursor: Option<String>,
 }
 
+/// How a client verifies the orchestrator and proves who it is over HTTPS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM CA certificates the orchestrator's certificate must be signed by
+    /// (`--ca-cert`, `MIMIR_CA_CERT`); `None` trusts the system's roots.
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (`--client-cert`, `MIMIR_CLIENT_CERT`).
+    pub client_cert: Option<PathBuf>,
+    /// Its PEM private key (`--client-key`, `MIMIR_CLIENT_KEY`).
+    pub client_key: Option<PathBuf>,
+}
+
 /// A client of one orchestrator.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -82,19 +114,80 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the orchestrator at `base` (e.g. `http://127.0.0.1:8080`).
+    /// A client of the orchestrator at `base` (e.g. `http://127.0.0.1:8080`),
+    /// trusting the system's roots for `https`.
     pub fn new(base: &str) -> Client {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default();
+        let http = builder().build().unwrap_or_default();
         Client {
             base: base.trim_end_matches('/').to_string(),
             http,
             token: None,
         }
+    }
+
+    /// A client verifying the orchestrator and presenting a certificate as
+    /// `tls` says; errors name the option and file at fault.
+    pub fn with_tls(base: &str, tls: &TlsOptions) -> Result<Client, ClientError> {
+        if tls == &TlsOptions::default() {
+            return Ok(Client::new(base));
+        }
+        let read = |option: &'static str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| ClientError::TlsFile {
+                option,
+                path: path.clone(),
+                message: format!("cannot read: {e}"),
+            })
+        };
+        let mut builder = builder();
+        if let Some(path) = &tls.ca_cert {
+            let pem = read("--ca-cert", path)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|certs| !certs.is_empty())
+                .ok_or_else(|| ClientError::TlsFile {
+                    option: "--ca-cert",
+                    path: path.clone(),
+                    message: "holds no PEM certificate".into(),
+                })?;
+            // Like curl's --cacert: this CA, not the system's roots.
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        match (&tls.client_cert, &tls.client_key) {
+            (None, None) => {}
+            (Some(cert), Some(key)) => {
+                let mut pem = read("--client-cert", cert)?;
+                pem.push(b'\n');
+                pem.extend(read("--client-key", key)?);
+                let identity =
+                    reqwest::Identity::from_pem(&pem).map_err(|e| ClientError::TlsFile {
+                        option: "--client-cert",
+                        path: cert.clone(),
+                        message: format!("with --client-key {}: {}", key.display(), chain(&e)),
+                    })?;
+                builder = builder.identity(identity);
+            }
+            (Some(path), None) | (None, Some(path)) => {
+                return Err(ClientError::TlsFile {
+                    option: "--client-cert/--client-key",
+                    path: path.clone(),
+                    message: "a client certificate needs both --client-cert and --client-key"
+                        .into(),
+                });
+            }
+        }
+        let http = builder.build().map_err(|e| ClientError::TlsFile {
+            option: "--ca-cert",
+            path: tls.ca_cert.clone().unwrap_or_default(),
+            message: chain(&e),
+        })?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+            token: None,
+        })
     }
 
     /// Sends `Authorization: Bearer TOKEN` with every request.
@@ -126,9 +219,15 @@ impl Client {
             // The orchestrator takes changes only as JSON, even without a body.
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
         }
-        let transport = |source| ClientError::Transport {
-            url: url.clone(),
-            source,
+        let transport = |source: reqwest::Error| match tls_problem(&source) {
+            Some(message) => ClientError::Tls {
+                url: url.clone(),
+                message,
+            },
+            None => ClientError::Transport {
+                url: url.clone(),
+                source,
+            },
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
@@ -207,6 +306,78 @@ impl Client {
                 message: "no queue_length in the answer".into(),
             })
     }
+}
+
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+}
+
+/// An error and its causes, `: `-separated (reqwest's own message leaves
+/// out why, e.g. which certificate check failed).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let next = error.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = error.source();
+    }
+    text
+}
+
+/// The rustls error behind a failed request, if TLS failed.
+fn rustls_error(error: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        // io::Error hides the error it wraps from source(), and may wrap
+        // another io::Error.
+        cause = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    None
+}
+
+/// What went wrong with TLS, and what to do, when retrying will not help.
+fn tls_problem(error: &reqwest::Error) -> Option<String> {
+    use rustls::{AlertDescription, Error};
+    let tls = rustls_error(error)?;
+    let advice = match tls {
+        // openssl req -x509 makes CA certificates; webpki refuses one as a
+        // server's own even when it is the trusted CA.
+        Error::InvalidCertificate(_) if tls.to_string().contains("CaUsedAsEndEntity") => {
+            "the orchestrator's certificate is a CA certificate, which cannot be a server's own; make one with basicConstraints CA:FALSE (openssl req -x509 ... -addext basicConstraints=critical,CA:FALSE) or have a CA sign it"
+        }
+        Error::InvalidCertificate(_) => {
+            "the orchestrator's certificate does not verify; pass the CA that signed it with --ca-cert (MIMIR_CA_CERT), and check that it names this host"
+        }
+        Error::AlertReceived(
+            AlertDescription::CertificateRequired
+            | AlertDescription::BadCertificate
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::AccessDenied,
+        ) => {
+            "the orchestrator refused this client's certificate or its absence; pass one signed by its tls.clientCaFile with --client-cert and --client-key"
+        }
+        _ => return None,
+    };
+    Some(format!("{tls} ({advice})"))
 }
 
 fn encode_query(pairs: &[(&str, String)]) -> String {

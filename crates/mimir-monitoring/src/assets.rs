@@ -87,6 +87,46 @@ pub struct Settings {
     pub scrape_interval: String,
     /// `host:port` of workers started with `--metrics-listen`.
     pub workers: Vec<String>,
+    /// How an `https` orchestrator is verified (and Prometheus's client
+    /// certificate, for mutual TLS). `None` for the system's roots.
+    pub tls: Option<ScrapeTls>,
+    /// Scrape workers over `https` (started with `--tls-cert`), verified so.
+    pub workers_tls: Option<ScrapeTls>,
+}
+
+/// Where the orchestrator's CA is written for its scrape job.
+pub const ORCHESTRATOR_CA_FILE: &str = "tls/orchestrator-ca.pem";
+/// Where the workers' CA is written for their scrape job.
+pub const WORKERS_CA_FILE: &str = "tls/workers-ca.pem";
+
+/// Prometheus's `tls_config` of a scrape job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScrapeTls {
+    /// PEM of the CA the target's certificate must be signed by: copied into
+    /// the install (so the container of docker-compose.yml sees it too).
+    pub ca_pem: Option<String>,
+    /// Client certificate Prometheus presents (an absolute path).
+    pub cert_file: Option<String>,
+    /// Its key (an absolute path).
+    pub key_file: Option<String>,
+}
+
+impl ScrapeTls {
+    /// The `tls_config` block, the CA read from `ca_file` in the install.
+    fn block(&self, ca_file: &str) -> String {
+        let mut block = String::from("tls_config:\n");
+        let ca_file = self.ca_pem.as_ref().map(|_| ca_file.to_string());
+        for (key, value) in [
+            ("ca_file", &ca_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+        ] {
+            if let Some(value) = value {
+                block.push_str(&format!("  {key}: {}\n", yaml_string(value)));
+            }
+        }
+        block
+    }
 }
 
 /// How Prometheus authenticates to `/metrics` (`metrics.bearerToken`, or
@@ -210,6 +250,8 @@ impl Settings {
             auth: None,
             scrape_interval: DEFAULT_SCRAPE_INTERVAL.into(),
             workers: Vec::new(),
+            tls: None,
+            workers_tls: None,
         }
     }
 
@@ -251,6 +293,28 @@ impl Settings {
                 )
             }
         };
+        let tls_block = match (&self.tls, target.scheme.as_str()) {
+            (Some(tls), "https") => {
+                if let Some(pem) = &tls.ca_pem {
+                    files.push(plain(ORCHESTRATOR_CA_FILE, pem));
+                }
+                tls.block(ORCHESTRATOR_CA_FILE)
+            }
+            _ => String::new(),
+        };
+        if let Some(pem) = self.workers_tls.as_ref().and_then(|t| t.ca_pem.as_ref()) {
+            files.push(plain(WORKERS_CA_FILE, pem));
+        }
+        let workers_scheme = if self.workers_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let workers_tls_block = self
+            .workers_tls
+            .as_ref()
+            .map(|tls| tls.block(WORKERS_CA_FILE))
+            .unwrap_or_default();
         files.push(File {
             path: "prometheus.yml".into(),
             contents: render(
@@ -260,6 +324,9 @@ impl Settings {
                     ("orchestrator_scheme", &target.scheme),
                     ("orchestrator_target", &target.address),
                     ("orchestrator_auth", &auth_block),
+                    ("orchestrator_tls", &tls_block),
+                    ("workers_scheme", workers_scheme),
+                    ("workers_tls", &workers_tls_block),
                 ],
             )?,
             secret: false,
@@ -271,6 +338,14 @@ impl Settings {
         });
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
+    }
+}
+
+fn plain(path: &str, value: &str) -> File {
+    File {
+        path: path.into(),
+        contents: value.to_string(),
+        secret: false,
     }
 }
 
@@ -434,6 +509,57 @@ mod tests {
                 .to_string()
                 .contains("nowhere")
         );
+    }
+
+    #[test]
+    fn an_https_orchestrator_is_scraped_with_its_ca() {
+        let mut settings = Settings::new("https://127.0.0.1:8443");
+        settings.tls = Some(ScrapeTls {
+            ca_pem: Some("ORCHESTRATOR CA".into()),
+            ..ScrapeTls::default()
+        });
+        settings.workers_tls = Some(ScrapeTls {
+            ca_pem: Some("WORKERS CA".into()),
+            ..ScrapeTls::default()
+        });
+        let files = settings.files().expect("renders");
+        let config = &files
+            .iter()
+            .find(|f| f.path == "prometheus.yml")
+            .expect("prometheus.yml")
+            .contents;
+        assert!(
+            config.contains(
+                "scheme: https\n    tls_config:\n      ca_file: \"tls/orchestrator-ca.pem\""
+            ),
+            "{config}"
+        );
+        assert!(
+            config
+                .contains("scheme: https\n    tls_config:\n      ca_file: \"tls/workers-ca.pem\""),
+            "{config}"
+        );
+        let ca = |path: &str| {
+            files
+                .iter()
+                .find(|f| f.path == path)
+                .map(|f| f.contents.clone())
+        };
+        assert_eq!(
+            ca("tls/orchestrator-ca.pem").as_deref(),
+            Some("ORCHESTRATOR CA")
+        );
+        assert_eq!(ca("tls/workers-ca.pem").as_deref(), Some("WORKERS CA"));
+        let plain = Settings::new("http://127.0.0.1:8080")
+            .files()
+            .expect("renders");
+        let config = &plain
+            .iter()
+            .find(|f| f.path == "prometheus.yml")
+            .expect("file")
+            .contents;
+        assert!(!config.contains("tls_config"), "{config}");
+        assert!(!config.contains("scheme: https"), "{config}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod manifest;
 pub mod tools;
 pub mod view;
 
-pub use assets::{ScrapeAuth, Settings};
+pub use assets::{ScrapeAuth, ScrapeTls, Settings};
 pub use error::MonitoringError;
 pub use install::{Outcome, Status, install};
 pub use manifest::MANIFEST_FILE;

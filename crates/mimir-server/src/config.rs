@@ -125,6 +125,10 @@ pub struct Config {
     pub tracing: TracingConfig,
     /// What pipeline steps may reach.
     pub pipelines: PipelinesConfig,
+    /// Connection limits of the API port.
+    pub server: crate::listener::ServerConfig,
+    /// HTTPS for the API port. Defaults to off.
+    pub tls: crate::listener::TlsConfig,
 }
 
 /// The folder under the data directory that is the file root unless
@@ -478,6 +482,8 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             tracing: TracingConfig::default(),
             pipelines: PipelinesConfig::default(),
+            server: Default::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -511,6 +517,12 @@ pub struct ConfigError(String);
 impl From<mimir_pipeline::ConfinementError> for ConfigError {
     fn from(error: mimir_pipeline::ConfinementError) -> ConfigError {
         ConfigError(format!("pipelines: {error}"))
+    }
+}
+
+impl ConfigError {
+    pub(crate) fn new(message: String) -> ConfigError {
+        ConfigError(message)
     }
 }
 
@@ -624,6 +636,8 @@ impl Config {
             )));
         }
         self.logging.loki.validate()?;
+        let limits = self.server.limits()?;
+        let tls = self.tls.validate()?;
         if self.api.max_body_bytes < 1024 {
             return Err(ConfigError("api.maxBodyBytes must be at least 1024".into()));
         }
@@ -652,6 +666,8 @@ impl Config {
             lease_ttl: Duration::from_millis(o.lease_ttl_ms),
             idle_timeout: Duration::from_millis(o.idle_timeout_ms),
             confinement,
+            limits,
+            tls,
         })
     }
 
@@ -730,6 +746,10 @@ pub struct ValidConfig {
     pub idle_timeout: Duration,
     /// What pipeline steps may reach, file roots absolute.
     pub confinement: mimir_pipeline::Confinement,
+    /// Connection limits of the API port.
+    pub limits: mimir_http::Limits,
+    /// HTTPS, when on.
+    pub tls: Option<crate::listener::ValidTls>,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod dashboard;
+pub mod listener;
 pub mod progress;
 pub mod requirements;
 pub mod serve;

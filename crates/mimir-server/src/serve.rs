@@ -20,6 +20,9 @@ pub enum ServeError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A TLS file cannot be used (the message names it).
+    #[error(transparent)]
+    Tls(#[from] mimir_http::TlsError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -54,6 +57,12 @@ pub async fn run(
     worker_args: Vec<String>,
 ) -> Result<(), ServeError> {
     let valid = config.validate()?;
+    // Before anything opens files: connections are capped below this limit.
+    mimir_http::raise_fd_limit();
+    let tls = match &valid.tls {
+        Some(tls) => Some(mimir_http::TlsServer::new(&tls.server)?),
+        None => None,
+    };
     let data_dir = config.data_dir.clone();
     let workers = Arc::new(Registry::default());
     let mut metrics = Metrics::new();
@@ -104,16 +113,32 @@ pub async fn run(
         .filter(|t| !t.is_empty())
         .or_else(|| api_token.clone());
     let o = &config.orchestrator;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    // Local workers would fail one after another: say why now.
+    if let Some(tls) = valid.tls.as_ref().filter(|_| o.max_workers > 0) {
+        mimir_http::check_trusted(&tls.server.cert_file, &tls.ca_file, &host).map_err(|why| {
+            ConfigError::new(format!(
+                "tls.caFile: local workers trusting {} would refuse tls.certFile for {host}: {why}",
+                tls.ca_file.display()
+            ))
+        })?;
+        if tls.server.client_ca_file.is_some() && tls.worker_identity.is_none() {
+            return Err(ConfigError::new(
+                "tls.workerCertFile: with tls.clientCaFile, local workers need a client certificate (tls.workerCertFile and tls.workerKeyFile), or set orchestrator.maxWorkers: 0".into(),
+            )
+            .into());
+        }
+    }
     let pool = (o.max_workers > 0).then(|| {
-        let host = if addr.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else {
-            addr.ip().to_string()
-        };
         Arc::new(Pool::new(
             PoolConfig {
                 exe: std::env::current_exe().unwrap_or_else(|_| "mimir-aip".into()),
-                orchestrator_url: format!("http://{host}:{}", addr.port()),
+                orchestrator_url: format!("{scheme}://{host}:{}", addr.port()),
                 token: token.clone(),
                 min: o.min_workers,
                 max: o.max_workers,
@@ -131,7 +156,7 @@ pub async fn run(
                 ]
                 .concat(),
                 fresh: valid.lease_ttl,
-                env: worker_env(&config, &valid.confinement),
+                env: worker_env(&config, &valid.confinement, valid.tls.as_ref()),
                 pid_dir: Some(config.data_dir.join("workers")),
             },
             metrics.clone(),
@@ -171,7 +196,7 @@ pub async fn run(
     let pool_task = pool
         .clone()
         .map(|pool| tokio::spawn(pool.run(store.clone(), workers.clone())));
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), max_workers = o.max_workers, "orchestrator listening");
+    tracing::info!(%addr, scheme, data_dir = %config.data_dir.display(), max_workers = o.max_workers, max_connections = valid.limits.connection_cap(), "orchestrator listening");
     on_listening(addr);
 
     // On shutdown, let local workers finish what they run while the API still answers.
@@ -185,9 +210,7 @@ pub async fn run(
             pool.stop_all(&drain_workers, Duration::from_secs(30)).await;
         }
     };
-    axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(graceful)
-        .await?;
+    mimir_http::serve(listener, api::app(state), valid.limits, tls, graceful).await?;
     reaper.abort();
     rates.abort();
     sampler.abort();
@@ -238,10 +261,15 @@ pub async fn reap_once(state: &AppState, forget_after: Duration) {
     }
 }
 
-/// Environment for local workers: what pipeline steps may reach, trace
+/// Environment for local workers: what pipeline steps may reach, how to
+/// verify the orchestrator over HTTPS, trace
 /// export configured by keys rather than `OTEL_*` variables (which children
 /// inherit anyway), and the Loki sink.
-fn worker_env(config: &Config, confinement: &mimir_pipeline::Confinement) -> Vec<(String, String)> {
+fn worker_env(
+    config: &Config,
+    confinement: &mimir_pipeline::Confinement,
+    tls: Option<&crate::listener::ValidTls>,
+) -> Vec<(String, String)> {
     // Read by `worker`'s --file-root, --http-allow and --http-deny; set even
     // when empty, so the worker's defaults never stand in for the server's.
     let roots: Vec<String> = confinement
@@ -260,6 +288,21 @@ fn worker_env(config: &Config, confinement: &mimir_pipeline::Confinement) -> Vec
             confinement.http.deny.join(","),
         ),
     ];
+    // Local workers verify the orchestrator with its CA, and present the
+    // client certificate mutual TLS asks for.
+    if let Some(tls) = tls {
+        let path = |p: &std::path::Path| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .display()
+                .to_string()
+        };
+        env.push(("MIMIR_CA_CERT".to_string(), path(&tls.ca_file)));
+        if let Some((cert, key)) = &tls.worker_identity {
+            env.push(("MIMIR_CLIENT_CERT".to_string(), path(cert)));
+            env.push(("MIMIR_CLIENT_KEY".to_string(), path(key)));
+        }
+    }
     let set = |key: &str| std::env::var(key).is_ok_and(|v| !v.is_empty());
     if !config.tracing.endpoint.is_empty() && !set("OTEL_EXPORTER_OTLP_ENDPOINT") {
         env.push((

@@ -37,8 +37,12 @@ pub(crate) fn record_attempt(
     }
 }
 
-/// Serves `GET /metrics` on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
+/// Serves `GET /metrics` on `addr` (over TLS with `tls`) until the process ends.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    tls: Option<mimir_http::TlsServer>,
+) -> std::io::Result<SocketAddr> {
     use axum::http::header;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -56,7 +60,9 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<S
         }),
     );
     tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
+        let limits = mimir_http::Limits::default();
+        let forever = std::future::pending();
+        if let Err(error) = mimir_http::serve(listener, app, limits, tls, forever).await {
             tracing::error!(%error, "worker metrics endpoint stopped");
         }
     });

@@ -59,6 +59,9 @@ pub struct WorkerConfig {
     /// How long a stopping worker waits for running attempts before it stops
     /// them. Defaults to [`DEFAULT_SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
+    /// How the orchestrator is verified over HTTPS, and this worker's client
+    /// certificate. Defaults to the system's roots and no certificate.
+    pub tls: mimir_client::TlsOptions,
 }
 
 /// Why a worker stopped with an error.
@@ -154,6 +157,13 @@ impl Shared {
     /// Waits before retrying an unreachable orchestrator; errors once it has
     /// been unreachable for longer than the worker accepts.
     async fn backoff(&self, error: &ClientError, delay: &mut Duration) -> Result<(), WorkerError> {
+        // A certificate that does not verify will not verify on the next try.
+        if let ClientError::Tls { url, message } = error {
+            return Err(WorkerError::Client(ClientError::Tls {
+                url: url.clone(),
+                message: message.clone(),
+            }));
+        }
         let since = *self
             .unreachable_since
             .lock()
@@ -258,7 +268,8 @@ pub async fn run(
     executor: Arc<dyn Executor>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), WorkerError> {
-    let client = Client::new(&config.orchestrator).with_token(config.token.clone());
+    let client =
+        Client::with_tls(&config.orchestrator, &config.tls)?.with_token(config.token.clone());
     let shared = Arc::new(Shared {
         client,
         worker_id: Mutex::new(config.worker_id.clone().unwrap_or_default()),

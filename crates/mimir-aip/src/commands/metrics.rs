@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use mimir_monitoring::view::{self, ViewOptions};
-use mimir_monitoring::{ScrapeAuth, Settings, Status};
+use mimir_monitoring::{ScrapeAuth, ScrapeTls, Settings, Status};
 use mimir_server::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +24,7 @@ enum MetricsCommand {
     /// Write the monitoring stack: Prometheus config and rules, Grafana
     /// dashboards, Loki, Tempo, docker-compose.yml. Never overwrites a file
     /// you changed unless --force.
-    Install(InstallArgs),
+    Install(Box<InstallArgs>),
     /// Run the installed Prometheus (and Grafana, Loki, Tempo when installed)
     /// on 127.0.0.1 and print their links; Ctrl-C stops them.
     View(ViewArgs),
@@ -56,6 +56,20 @@ struct InstallArgs {
     /// for several; edit targets/workers.yml later to add more).
     #[arg(long = "worker", value_name = "HOST:PORT")]
     workers: Vec<String>,
+    /// CA an https orchestrator's certificate is signed by, copied into the
+    /// install [default: tls.caFile, else tls.certFile, when --config has TLS].
+    #[arg(long, env = "MIMIR_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// Client certificate Prometheus presents (tls.clientCaFile with clientAuth: required).
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// Private key of --client-cert.
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// Scrape the --worker targets over https, verified with this CA (workers
+    /// started with --tls-cert and --tls-key).
+    #[arg(long)]
+    worker_ca_cert: Option<PathBuf>,
     /// Time between scrapes and rule evaluations.
     #[arg(long, default_value = mimir_monitoring::assets::DEFAULT_SCRAPE_INTERVAL)]
     scrape_interval: String,
@@ -80,7 +94,7 @@ struct ViewArgs {
 /// Runs a `metrics` subcommand.
 pub async fn run(args: MetricsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        MetricsCommand::Install(args) => install(args),
+        MetricsCommand::Install(args) => install(*args),
         MetricsCommand::View(args) => view(args).await,
     }
 }
@@ -91,6 +105,7 @@ fn settings(args: &InstallArgs) -> anyhow::Result<Settings> {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
+    let tls = config.tls.validate()?;
     let orchestrator = match &args.orchestrator {
         Some(url) => url.clone(),
         None => {
@@ -100,7 +115,8 @@ fn settings(args: &InstallArgs) -> anyhow::Result<Settings> {
                 .listen
                 .replace("0.0.0.0:", "127.0.0.1:")
                 .replace("[::]:", "[::1]:");
-            format!("http://{listen}")
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{listen}")
         }
     };
     let m = &config.metrics;
@@ -121,11 +137,46 @@ fn settings(args: &InstallArgs) -> anyhow::Result<Settings> {
     } else {
         None
     };
+    // Prometheus may run elsewhere: paths are absolute.
+    let absolute = |path: &PathBuf| -> anyhow::Result<String> {
+        let path = std::path::absolute(path)
+            .with_context(|| format!("cannot resolve {}", path.display()))?;
+        Ok(path.display().to_string())
+    };
+    let read = |path: &PathBuf| -> anyhow::Result<String> {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+        anyhow::ensure!(
+            pem.contains("-----BEGIN CERTIFICATE-----"),
+            "{} holds no PEM certificate",
+            path.display()
+        );
+        Ok(pem)
+    };
+    let ca_pem = match (&args.ca_cert, &tls) {
+        (Some(path), _) => Some(read(path)?),
+        (None, Some(tls)) => Some(read(&tls.ca_file)?),
+        (None, None) => None,
+    };
+    let scrape_tls = ScrapeTls {
+        ca_pem,
+        cert_file: args.client_cert.as_ref().map(absolute).transpose()?,
+        key_file: args.client_key.as_ref().map(absolute).transpose()?,
+    };
+    let workers_tls = match &args.worker_ca_cert {
+        Some(path) => Some(ScrapeTls {
+            ca_pem: Some(read(path)?),
+            ..ScrapeTls::default()
+        }),
+        None => None,
+    };
     Ok(Settings {
         orchestrator,
         auth,
         scrape_interval: args.scrape_interval.clone(),
         workers: args.workers.clone(),
+        tls: (scrape_tls != ScrapeTls::default()).then_some(scrape_tls),
+        workers_tls,
     })
 }
 

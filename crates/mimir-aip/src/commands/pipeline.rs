@@ -58,7 +58,7 @@ enum PipelineCommand {
 
 /// Runs a `pipeline` subcommand.
 pub async fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
-    let client = args.remote.client();
+    let client = args.remote.client()?;
     let format = args.remote.output;
     match args.command {
         PipelineCommand::Create { file } => {

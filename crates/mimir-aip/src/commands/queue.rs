@@ -23,7 +23,7 @@ enum QueueCommand {
 pub async fn run(args: QueueArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         QueueCommand::Length => {
-            let length = args.remote.client().queue_length().await?;
+            let length = args.remote.client()?.queue_length().await?;
             match args.remote.output {
                 OutputFormat::Json => println!("{}", serde_json::json!({ "queue_length": length })),
                 OutputFormat::Table => println!("{length}"),

@@ -103,7 +103,7 @@ struct WaitArgs {
 
 /// Runs a `task` subcommand.
 pub async fn run(args: TaskArgs) -> anyhow::Result<ExitCode> {
-    let client = args.remote.client();
+    let client = args.remote.client()?;
     let format = args.remote.output;
     match args.command {
         TaskCommand::Submit(submit) => {

@@ -79,6 +79,14 @@ pub struct WorkerArgs {
     /// Serve this worker's own metrics on `ADDR/metrics` (e.g. 127.0.0.1:9465).
     #[arg(long, env = "MIMIR_WORKER_METRICS_LISTEN")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Serve --metrics-listen over HTTPS with this PEM certificate chain (re-read when it changes).
+    #[arg(long, env = "MIMIR_WORKER_TLS_CERT", requires_all = ["tls_key", "metrics_listen"])]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "MIMIR_WORKER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tls: super::TlsArgs,
     #[command(flatten)]
     loki: LokiArgs,
 }
@@ -223,11 +231,24 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     );
     let metrics = match args.metrics_listen {
         Some(addr) => {
+            let tls = match (&args.tls_cert, &args.tls_key) {
+                (Some(cert_file), Some(key_file)) => Some(
+                    mimir_http::TlsServer::new(&mimir_http::TlsSettings {
+                        cert_file: cert_file.clone(),
+                        key_file: key_file.clone(),
+                        client_ca_file: None,
+                        client_auth: mimir_http::ClientAuth::default(),
+                    })
+                    .context("--tls-cert/--tls-key")?,
+                ),
+                _ => None,
+            };
+            let scheme = if tls.is_some() { "https" } else { "http" };
             let metrics = Arc::new(mimir_telemetry::Metrics::new());
-            let bound = mimir_worker::metrics::serve(addr, metrics.clone())
+            let bound = mimir_worker::metrics::serve(addr, metrics.clone(), tls)
                 .await
                 .with_context(|| format!("cannot serve worker metrics on {addr}"))?;
-            tracing::info!(%bound, "worker metrics on /metrics");
+            tracing::info!(%bound, scheme, "worker metrics on /metrics");
             Some(metrics)
         }
         None => None,
@@ -260,8 +281,10 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         only,
         metrics,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        tls: args.tls.options(),
     };
-    let client = mimir_client::Client::new(&args.orchestrator).with_token(args.token);
+    let client =
+        mimir_client::Client::with_tls(&args.orchestrator, &config.tls)?.with_token(args.token);
     let sandboxes = Arc::new(Sandboxes::new(SandboxConfig {
         program: std::env::current_exe().context("cannot find this program to start executors")?,
         args: vec![

@@ -32,10 +32,11 @@ fn refuse(message: &'static str) -> Response {
     response
 }
 
-/// Refuses worker calls without the configured worker token, and every
-/// change from a web page of another origin: workers are programs, never
-/// pages, so nothing is lost, and a page cannot register a worker and lease
-/// (and so fail) the queue.
+/// Refuses worker calls without the configured worker token; every change
+/// from a web page of another origin (workers are programs, never pages, so
+/// nothing is lost, and a page cannot register a worker and lease, and so
+/// fail, the queue); and, where client certificates are optional
+/// (`tls.clientAuth: optional`), calls from a client that presented none.
 pub async fn require_worker_token(
     State(state): State<AppState>,
     request: Request,
@@ -45,6 +46,18 @@ pub async fn require_worker_token(
         return cross_origin(
             "changes from another web site's page are refused on the worker protocol",
         );
+    }
+    if request
+        .extensions()
+        .get::<mimir_http::NoClientCertificate>()
+        .is_some()
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "client_certificate_required",
+            "worker endpoints need a client certificate signed by tls.clientCaFile",
+        )
+        .into_response();
     }
     match &state.worker_token {
         Some(token) if !presents(request.headers(), token) => {
