@@ -231,19 +231,24 @@ fn the_cli_verifies_the_orchestrator_with_its_ca_and_names_the_certificate_probl
     let ca_file = path(&ca.cert);
     let output = orchestrator.cli(&["queue", "length", "--ca-cert", &ca_file]);
     assert_eq!(harness::stdout_ok(&output).trim(), "0");
-    let submitted = orchestrator.cli(&[
-        "task",
-        "submit",
-        "--type",
-        "pipeline_execution",
-        "--project",
-        "p1",
+    // A write through the CLI, too.
+    let definition = orchestrator.dir.path().join("hello.yaml");
+    std::fs::write(
+        &definition,
+        "project_id: p1\nname: hello\nsteps:\n  - {name: say, plugin: core, action: log, parameters: {message: hi}}\n",
+    )
+    .expect("write the pipeline");
+    let created = orchestrator.cli(&[
+        "pipeline",
+        "create",
+        "-f",
+        &definition.display().to_string(),
         "--ca-cert",
         &ca_file,
         "--output",
         "json",
     ]);
-    harness::stdout_ok(&submitted);
+    harness::stdout_ok(&created);
 
     // Another CA: refused, naming the certificate problem and the flag.
     let other = Ca::new(pki.path(), "other");
