@@ -1,5 +1,7 @@
 //! The HTTP API through `app()` with `oneshot`, over a real SQLite file.
 
+mod support;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -15,9 +17,6 @@ struct Api {
     _dir: tempfile::TempDir,
 }
 
-/// The pipeline every test task runs: one step that logs.
-const NOOP: &str = "noop";
-
 impl Api {
     async fn new() -> Api {
         Api::with(|_| {}).await
@@ -27,23 +26,7 @@ impl Api {
     async fn with(adjust: impl FnOnce(&mut AppState)) -> Api {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open");
-        let now = chrono::Utc::now();
-        let noop = mimir_core::Pipeline {
-            id: NOOP.into(),
-            project_id: "p".into(),
-            name: "noop".into(),
-            pipeline_type: mimir_core::PipelineType::Processing,
-            description: String::new(),
-            steps: vec![
-                json!({"name": "log", "plugin": "core", "action": "log", "parameters": {"message": "hi"}}),
-            ],
-            created_at: now,
-            updated_at: now,
-            step_timeout_ms: None,
-        };
-        mimir_store::Store::put_pipeline(&store, noop, true)
-            .await
-            .expect("noop pipeline");
+        support::put_noop(&store, "p").await;
         let mut state = AppState::new(Arc::new(store));
         adjust(&mut state);
         state.max_body_bytes = 64 * 1024;

@@ -3,6 +3,8 @@
 //! disk is a real, small tmpfs; where mounting is not permitted the test says
 //! so and passes without running.
 
+mod support;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -14,6 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use support::NOOP;
 use tower::ServiceExt;
 
 /// A tmpfs of a few MiB, unmounted when dropped.
@@ -98,29 +101,6 @@ fn bulky(n: usize) -> Value {
         "pipeline_id": NOOP, "parameters": {"n": n, "padding": "x".repeat(48 * 1024)}}})
 }
 
-/// The pipeline the tasks name (a task must name one that exists).
-const NOOP: &str = "00000000-0000-7000-8000-000000000001";
-
-async fn put_noop(store: &SqliteStore) {
-    let now = chrono::Utc::now();
-    let noop = mimir_core::Pipeline {
-        id: NOOP.into(),
-        project_id: "full".into(),
-        name: "noop".into(),
-        pipeline_type: mimir_core::PipelineType::Processing,
-        description: String::new(),
-        steps: vec![
-            json!({"name": "log", "plugin": "core", "action": "log", "parameters": {"message": "hi"}}),
-        ],
-        created_at: now,
-        updated_at: now,
-        step_timeout_ms: None,
-    };
-    mimir_store::Store::put_pipeline(store, noop, true)
-        .await
-        .expect("noop pipeline");
-}
-
 async fn stored_tasks(app: &Router) -> usize {
     let (status, page) = send(app, "GET", "/api/worktasks?limit=1000", None).await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -133,7 +113,7 @@ async fn a_full_disk_answers_507_storage_full_and_not_ready_until_space_is_freed
         return;
     };
     let store = SqliteStore::open(disk.path(), SqliteOptions::default()).expect("open");
-    put_noop(&store).await;
+    support::put_noop(&store, "full").await;
     let app = api::app(AppState::new(Arc::new(store)));
     let (status, _) = send(&app, "POST", "/api/worktasks", Some(bulky(0))).await;
     assert_eq!(status, StatusCode::CREATED);
