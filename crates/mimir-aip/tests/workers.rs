@@ -396,8 +396,9 @@ async fn workers(client: &mimir_client::Client) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_replaces_a_crashed_worker_and_scales_with_the_queue() {
+    // One task at a time per worker, so two tasks at once take two workers.
     let orchestrator = Orchestrator::start_with_config(
-        FAST,
+        &format!("{FAST}  workerConcurrency: 1\n"),
         &[
             "--max-workers",
             "2",
@@ -577,4 +578,38 @@ async fn a_result_forged_with_the_worker_token_is_refused_and_the_real_worker_co
     );
     let _ = worker.kill();
     let _ = worker.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_stops_at_once_on_sigint() {
+    let orchestrator = Orchestrator::start_with_config(FAST, &["--max-workers", "0"]);
+    let client = orchestrator.client();
+    let mut worker = external_worker(&orchestrator, "idle");
+    let started = Instant::now();
+    while workers(&client).await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let it settle into its long poll (10 s) for work.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Command::new("kill")
+        .args(["-INT", &worker.id().to_string()])
+        .status()
+        .expect("SIGINT");
+    let asked = Instant::now();
+    let status = tokio::task::spawn_blocking(move || worker.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    // It does not wait out its long poll for work.
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert!(status.success(), "{status}");
+    assert!(workers(&client).await.is_empty(), "it left the registry");
 }

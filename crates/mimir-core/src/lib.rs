@@ -14,6 +14,7 @@ pub mod priority;
 pub mod queue;
 pub mod report;
 pub mod retry;
+pub mod sizing;
 pub mod status;
 pub mod submission;
 pub mod task;

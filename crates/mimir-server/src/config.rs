@@ -393,12 +393,15 @@ pub struct OrchestratorConfig {
     pub idle_timeout_ms: u64,
     /// Most tasks of a type running at once, e.g. `{ml_training: 2}`. Defaults to none.
     pub type_concurrency: std::collections::BTreeMap<String, usize>,
-    /// Tasks each local worker runs at once. Defaults to 1, as the seed system does.
+    /// Most tasks each local worker runs at once. Defaults to 4 per CPU. A
+    /// worker starts at one per CPU and runs more only while tasks wait for a
+    /// slot and the machine has CPU and memory to spare; 1 runs one at a time.
     pub worker_concurrency: u32,
-    /// Tasks each local worker leases ahead of those it runs, so the next starts
-    /// without a round trip. Defaults to 4. Workers prefetch only while their
-    /// recent tasks took under 50 ms, so a long task never waits behind another
-    /// on a busy worker.
+    /// Most tasks each local worker leases ahead of those it runs, so the next
+    /// starts without a round trip. Defaults to 256. A worker leases ahead
+    /// only enough to stay busy for 25 ms, only while its tasks are short
+    /// (under 50 ms, counting how long the running ones have run so far), and
+    /// gives back what it has not started while another worker is idle.
     pub worker_prefetch: u32,
 }
 
@@ -416,8 +419,8 @@ impl Default for OrchestratorConfig {
             lease_ttl_ms: 15_000,
             idle_timeout_ms: 30_000,
             type_concurrency: Default::default(),
-            worker_concurrency: 1,
-            worker_prefetch: 4,
+            worker_concurrency: mimir_core::sizing::default_max_concurrency() as u32,
+            worker_prefetch: mimir_core::sizing::DEFAULT_MAX_PREFETCH as u32,
         }
     }
 }

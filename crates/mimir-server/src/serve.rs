@@ -166,6 +166,7 @@ pub async fn run(
         store: store.clone(),
         max_body_bytes: config.api.max_body_bytes,
         workers: workers.clone(),
+        idle_capacity: Arc::default(),
         pool: pool.clone(),
         type_limits: valid.type_limits.clone(),
         lease_ttl: valid.lease_ttl,

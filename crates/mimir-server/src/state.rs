@@ -16,6 +16,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Connected workers.
     pub workers: Arc<Registry>,
+    /// Free slots of workers waiting for work.
+    pub idle_capacity: Arc<crate::workers::IdleCapacity>,
     /// The local pool, when the orchestrator runs one.
     pub pool: Option<Arc<Pool>>,
     /// Most tasks of a type running at once.
@@ -54,6 +56,7 @@ impl AppState {
             store,
             max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
             workers: Arc::new(Registry::default()),
+            idle_capacity: Arc::default(),
             pool: None,
             type_limits: HashMap::new(),
             lease_ttl: mimir_store::sqlite::DEFAULT_LEASE_TTL,

@@ -340,11 +340,13 @@ pub async fn lease_and_complete(store: &dyn Store) {
         ),
         (high.worktask_id, WorkTaskStatus::Scheduled, 1, "w1")
     );
-    assert_eq!(store.queue_length(), 1);
+    // Leased but not started still waits.
+    assert_eq!(store.queue_length(), 2);
     store
         .start("w1", vec![(high.worktask_id, 1)], Utc::now())
         .await
         .expect("start");
+    assert_eq!(store.queue_length(), 1, "started: no longer waiting");
     let running = store
         .get(high.worktask_id)
         .await

@@ -62,7 +62,10 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels a task; a queued task leaves the queue at once.
     async fn cancel(&self, id: Uuid, at: DateTime<Utc>) -> Result<WorkTask, StoreError>;
 
-    /// Tasks waiting to run (including those in retry backoff).
+    /// Tasks waiting to run: queued (including those in retry backoff) and
+    /// leased by a worker that has not reported them started (`scheduled`).
+    /// The one figure the API, `mimir_queue_length`, the CLI and the
+    /// autoscaler mean by "waiting".
     fn queue_length(&self) -> usize;
 
     /// Waiting tasks whose priority is at least `min`, how many in all, and up

@@ -2,10 +2,13 @@
 //! leases alive with heartbeats, report how each attempt ended.
 //!
 //! Three loops share one table of held tasks:
-//! - the lease loop asks for as many tasks as there are free slots (concurrency
-//!   plus prefetch), long-polling when the queue is empty;
+//! - the lease loop asks for as many tasks as there are free slots (those it
+//!   runs at once plus, while tasks are short, those it leases ahead; both
+//!   adapt to what the worker measures: [`mimir_core::sizing`]), long-polling when the
+//!   queue is empty;
 //! - the heartbeat loop renews the leases of every held task and stops the ones
-//!   the orchestrator says were cancelled or lost;
+//!   the orchestrator says were cancelled or lost, and gives back unstarted
+//!   tasks while other workers are idle;
 //! - the reporter sends finished attempts in batches and retries until the
 //!   orchestrator has them, so an orchestrator restart loses no result.
 //!
@@ -13,6 +16,7 @@
 //! finishes the running ones, reports them and leaves.
 
 mod executor;
+mod machine_load;
 pub mod metrics;
 mod pipeline_executor;
 mod runtime;

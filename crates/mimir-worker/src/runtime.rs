@@ -1,8 +1,10 @@
 //! The worker's loops: lease, heartbeat, report.
 
+use crate::machine_load::{self, CpuBusy};
 use crate::{Executor, Finished};
 use chrono::{DateTime, Utc};
 use mimir_client::{Client, ClientError};
+use mimir_core::sizing::{Load, SHORT, Sizing, cpus};
 use mimir_core::{WorkTask, WorkTaskResult};
 use parking_lot::Mutex;
 use reqwest::Method;
@@ -11,7 +13,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -23,8 +25,8 @@ const START_REPORT_AFTER: Duration = Duration::from_millis(100);
 /// While it runs tasks a worker beats at least this often, so a cancelled
 /// task stops within a second; an idle worker beats only to keep its leases.
 const BUSY_BEAT: Duration = Duration::from_millis(400);
-/// Prefetch only while tasks typically take less than this.
-const PREFETCH_BELOW_MS: f64 = 50.0;
+/// How often the worker adjusts how many tasks it runs at once.
+const SIZING_PERIOD: Duration = Duration::from_millis(500);
 /// Most results sent in one call.
 const REPORT_BATCH: usize = 256;
 /// Defaults to 30 s: how long a stopping worker lets running attempts finish
@@ -42,9 +44,11 @@ pub struct WorkerConfig {
     pub worker_id: Option<String>,
     /// Task types to run; empty for all.
     pub types: Vec<String>,
-    /// Tasks run at once. Defaults to 1.
+    /// Most tasks run at once; the worker adapts within it (see
+    /// [`mimir_core::sizing`]). 1 runs one task at a time.
     pub concurrency: usize,
-    /// Tasks leased beyond those running, so the next starts without a round trip.
+    /// Most tasks leased beyond those running, so the next starts without a
+    /// round trip; the worker leases ahead only while tasks are short.
     pub prefetch: usize,
     /// Started by the orchestrator's local pool.
     pub local: bool,
@@ -83,7 +87,10 @@ pub enum WorkerError {
 #[derive(Debug)]
 struct Held {
     attempt: u32,
+    /// Set when it claimed a running slot.
     started_at: Option<DateTime<Utc>>,
+    /// Being given back to the orchestrator unstarted: it must not start.
+    returning: bool,
     /// The orchestrator was told it started.
     start_reported: bool,
     cancel: CancellationToken,
@@ -97,14 +104,14 @@ struct Shared {
     /// A slot came free (a result was reported).
     slot_freed: Notify,
     /// Limits the tasks running at once.
-    running: Semaphore,
+    slots: Slots,
     /// Fires when the worker should stop leasing.
     stop: CancellationToken,
     /// Since when the orchestrator has been unreachable.
     unreachable_since: Mutex<Option<Instant>>,
     registering: tokio::sync::Mutex<()>,
-    /// Moving average of recent task durations, in milliseconds.
-    typical_ms: Mutex<Option<f64>>,
+    /// How many tasks run at once and are leased ahead.
+    sizing: Mutex<Sizing>,
     /// Set once the shutdown grace ran out: running attempts were stopped by
     /// the worker itself, and are reported as failed so they are retried.
     abandoning: std::sync::atomic::AtomicBool,
@@ -128,6 +135,73 @@ struct HeartbeatAnswer {
     cancel: Vec<Uuid>,
     lost: Vec<Uuid>,
     stop: bool,
+    /// Free slots of idle workers: give back up to this many unstarted tasks.
+    #[serde(default)]
+    give_back: usize,
+}
+
+/// Running slots whose number changes while tasks wait for them.
+#[derive(Debug)]
+struct Slots {
+    state: Mutex<SlotState>,
+    freed: Notify,
+}
+
+#[derive(Debug)]
+struct SlotState {
+    running: usize,
+    limit: usize,
+}
+
+impl Slots {
+    fn new(limit: usize) -> Slots {
+        Slots {
+            state: Mutex::new(SlotState { running: 0, limit }),
+            freed: Notify::new(),
+        }
+    }
+
+    /// Waits for a free slot; first come, first served.
+    async fn claim(&self) {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut state = self.state.lock();
+                if state.running < state.limit {
+                    state.running += 1;
+                    return;
+                }
+            }
+            freed.await;
+        }
+    }
+
+    fn release(&self) {
+        self.state.lock().running -= 1;
+        self.freed.notify_one();
+    }
+
+    fn resize(&self, limit: usize) {
+        self.state.lock().limit = limit;
+        self.freed.notify_waiters();
+    }
+
+    /// Slots free now.
+    fn free(&self) -> usize {
+        let state = self.state.lock();
+        state.limit.saturating_sub(state.running)
+    }
+}
+
+/// A claimed slot, given back when dropped.
+struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
 }
 
 impl Shared {
@@ -135,23 +209,51 @@ impl Shared {
         self.worker_id.lock().clone()
     }
 
-    /// Tasks to hold at most. Prefetching pays only for short tasks: a long
-    /// task prefetched would wait behind another here while an idle worker
-    /// could run it. So the worker prefetches only once its recent tasks have
-    /// proved short.
+    /// Tasks to hold at most: those it runs at once and, while its tasks are
+    /// short, those it leases ahead. A long task held ahead would wait here
+    /// while an idle worker could run it.
     fn capacity(&self) -> usize {
-        let short = self
-            .typical_ms
+        let sizing = self.sizing.lock();
+        sizing.concurrency() + sizing.prefetch(self.running_long())
+    }
+
+    /// Running tasks that have already run at least [`SHORT`].
+    fn running_long(&self) -> usize {
+        let now = Utc::now();
+        self.held
             .lock()
-            .is_some_and(|ms| ms < PREFETCH_BELOW_MS);
-        self.config.concurrency.max(1) + if short { self.config.prefetch } else { 0 }
+            .values()
+            .filter_map(|h| h.started_at)
+            .filter(|t| (now - *t).to_std().unwrap_or_default() >= SHORT)
+            .count()
+    }
+
+    /// Unstarted tasks held beyond what the worker can run soon: while its
+    /// slots run long tasks it leases nothing ahead, so what it leased ahead
+    /// before is better in the queue, where any free worker can take it.
+    fn surplus(&self) -> usize {
+        let running_long = self.running_long();
+        let sizing = self.sizing.lock();
+        if sizing.prefetch(running_long) > 0 {
+            return 0;
+        }
+        let free = self.slots.free();
+        drop(sizing);
+        self.unstarted().saturating_sub(free)
+    }
+
+    /// Held tasks not started yet.
+    fn unstarted(&self) -> usize {
+        self.held
+            .lock()
+            .values()
+            .filter(|h| h.started_at.is_none())
+            .count()
     }
 
     /// Folds a finished task's duration into the typical duration.
     fn observe(&self, took: Duration) {
-        let ms = took.as_secs_f64() * 1000.0;
-        let mut typical = self.typical_ms.lock();
-        *typical = Some(typical.map_or(ms, |t| t * 0.8 + ms * 0.2));
+        self.sizing.lock().observe(took);
     }
 
     /// Waits before retrying an unreachable orchestrator; errors once it has
@@ -255,6 +357,43 @@ impl Shared {
     }
 }
 
+/// Adjusts how many tasks run at once to what the worker measures, every
+/// [`SIZING_PERIOD`].
+async fn size(shared: Arc<Shared>) {
+    let mut cpu = CpuBusy::default();
+    cpu.sample();
+    let mut look = tokio::time::interval(SIZING_PERIOD / 5);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut looks = 0;
+    let mut backlog = true;
+    loop {
+        look.tick().await;
+        // A task waiting for a slot at every look of the period.
+        backlog &= shared.unstarted() > 0 && shared.slots.free() == 0;
+        looks += 1;
+        if looks < 5 {
+            continue;
+        }
+        let load = Load {
+            backlog,
+            cpu_busy: cpu.sample(),
+            memory_available: machine_load::memory_available(),
+        };
+        (looks, backlog) = (0, true);
+        let changed = shared.sizing.lock().adjust(load);
+        if let Some(concurrency) = changed {
+            tracing::debug!(
+                concurrency,
+                backlog = load.backlog,
+                cpu_busy = load.cpu_busy,
+                "tasks run at once changed"
+            );
+            shared.slots.resize(concurrency);
+            shared.slot_freed.notify_one();
+        }
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -270,24 +409,26 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     let client =
         Client::with_tls(&config.orchestrator, &config.tls)?.with_token(config.token.clone());
+    let sizing = Sizing::new(config.concurrency, config.prefetch, cpus());
     let shared = Arc::new(Shared {
         client,
         worker_id: Mutex::new(config.worker_id.clone().unwrap_or_default()),
         metrics: config.metrics.clone(),
-        running: Semaphore::new(config.concurrency.max(1)),
+        slots: Slots::new(sizing.concurrency()),
+        sizing: Mutex::new(sizing),
         config,
         held: Mutex::new(HashMap::new()),
         slot_freed: Notify::new(),
         stop: CancellationToken::new(),
         unreachable_since: Mutex::new(None),
         registering: tokio::sync::Mutex::new(()),
-        typical_ms: Mutex::new(None),
         abandoning: std::sync::atomic::AtomicBool::new(false),
     });
     let heartbeat_every = shared.register().await?;
     let (results, reports) = mpsc::unbounded_channel();
     let reporter = tokio::spawn(report(shared.clone(), reports));
     let heartbeat = tokio::spawn(beat(shared.clone(), heartbeat_every));
+    let sizer = tokio::spawn(size(shared.clone()));
     let stop = shared.stop.clone();
     let stopper = async move {
         shutdown.await;
@@ -334,6 +475,7 @@ pub async fn run(
         message: e.to_string(),
     })??;
     heartbeat.abort();
+    sizer.abort();
     let leave = format!("/api/workers/{}", shared.id());
     let _ = shared
         .client
@@ -362,14 +504,22 @@ async fn lease_loop(
             }
             continue;
         }
-        let mut body = json!({ "max": free, "types": shared.config.types, "wait_ms": shared.config.wait.as_millis() as u64 });
+        // Of those, how many would start at once; the rest wait here, and
+        // the orchestrator withholds them while another worker is idle.
+        let idle = shared
+            .slots
+            .free()
+            .saturating_sub(shared.unstarted())
+            .min(free);
+        let mut body = json!({ "max": free, "idle": idle, "types": shared.config.types, "wait_ms": shared.config.wait.as_millis() as u64 });
         if let Some(only) = shared.config.only {
             body["worktask_id"] = json!(only);
             // One task, then stop: the loop ends once it is handed out.
             shared.stop.cancel();
         }
-        // The long poll is not abandoned on shutdown: tasks it brings are given back.
-        let answer: LeaseAnswer = shared.call("/lease", &body).await?;
+        let Some(answer) = lease(&shared, &body).await? else {
+            break;
+        };
         if answer.stop {
             tracing::info!("the orchestrator asked this worker to stop");
             shared.stop.cancel();
@@ -381,6 +531,7 @@ async fn lease_loop(
                 Held {
                     attempt: task.attempt,
                     started_at: None,
+                    returning: false,
                     start_reported: false,
                     cancel: cancel.clone(),
                 },
@@ -392,21 +543,71 @@ async fn lease_loop(
                 unstarted.clone(),
             );
             runners.spawn(async move {
-                let permit = tokio::select! {
+                let id = task.worktask_id;
+                tokio::select! {
                     biased;
-                    permit = shared.running.acquire() => permit,
-                    _ = shared.stop.cancelled(), if shared.config.only.is_none() => {
-                        shared.held.lock().remove(&task.worktask_id);
-                        unstarted.lock().push((task.worktask_id, task.attempt));
+                    () = shared.slots.claim() => {}
+                    _ = cancel.cancelled() => {
+                        // Cancelled, lost or given back before it started.
+                        shared.held.lock().remove(&id);
+                        shared.slot_freed.notify_one();
                         return;
                     }
+                    _ = shared.stop.cancelled(), if shared.config.only.is_none() => {
+                        shared.held.lock().remove(&id);
+                        unstarted.lock().push((id, task.attempt));
+                        return;
+                    }
+                }
+                let slot = Slot(&shared.slots);
+                // Starting and giving back decide under one lock: a task
+                // being given back never starts.
+                let started_at = Utc::now();
+                let claimed = match shared.held.lock().get_mut(&id) {
+                    Some(held) if !held.returning => {
+                        held.started_at = Some(started_at);
+                        true
+                    }
+                    _ => false,
                 };
-                let Ok(_permit) = permit else { return };
-                execute(&shared, executor.as_ref(), task, cancel, &results).await;
+                if !claimed {
+                    return;
+                }
+                execute(
+                    &shared,
+                    executor.as_ref(),
+                    task,
+                    cancel,
+                    started_at,
+                    &results,
+                )
+                .await;
+                drop(slot);
             });
         }
     }
     Ok((runners, unstarted))
+}
+
+/// One lease call. An idle worker asked to stop does not wait out the long
+/// poll: `None` then. (The orchestrator puts back any task a lease answer
+/// dropped this way carried when the worker leaves.) A busy one waits, and
+/// gives back what the answer brings.
+async fn lease(shared: &Shared, body: &Value) -> Result<Option<LeaseAnswer>, WorkerError> {
+    let call = shared.call::<LeaseAnswer>("/lease", body);
+    tokio::pin!(call);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            answer = &mut call => return answer.map(Some),
+            _ = shared.stop.cancelled(), if !stopping && shared.config.only.is_none() => {
+                if shared.held.lock().is_empty() {
+                    return Ok(None);
+                }
+                stopping = true;
+            }
+        }
+    }
 }
 
 async fn execute(
@@ -414,12 +615,9 @@ async fn execute(
     executor: &dyn Executor,
     task: WorkTask,
     cancel: CancellationToken,
+    started_at: DateTime<Utc>,
     results: &mpsc::UnboundedSender<WorkTaskResult>,
 ) {
-    let started_at = Utc::now();
-    if let Some(held) = shared.held.lock().get_mut(&task.worktask_id) {
-        held.started_at = Some(started_at);
-    }
     let span = attempt_span(&task, &shared.id());
     span.in_scope(|| tracing::debug!("task running"));
     let Finished {
@@ -571,6 +769,10 @@ async fn beat(shared: Arc<Shared>, every: Duration) {
                     (Utc::now() - t).to_std().unwrap_or_default() >= START_REPORT_AFTER
                 })
         });
+        let surplus = shared.surplus();
+        if surplus > 0 {
+            give_back(&shared, surplus).await;
+        }
         if !due && !unreported_start {
             continue;
         }
@@ -599,6 +801,7 @@ async fn beat(shared: Arc<Shared>, every: Duration) {
                             .filter_map(|id| id.parse().ok())
                             .collect(),
                         stop: false,
+                        give_back: 0,
                     }
                 }
                 Err(error) => {
@@ -606,15 +809,53 @@ async fn beat(shared: Arc<Shared>, every: Duration) {
                     continue;
                 }
             };
-        let held = shared.held.lock();
-        for id in answer.cancel.iter().chain(&answer.lost) {
-            if let Some(task) = held.get(id) {
-                tracing::info!(worktask_id = %id, "stopping a task the orchestrator no longer wants run");
-                task.cancel.cancel();
+        {
+            let held = shared.held.lock();
+            for id in answer.cancel.iter().chain(&answer.lost) {
+                if let Some(task) = held.get(id) {
+                    tracing::info!(worktask_id = %id, "stopping a task the orchestrator no longer wants run");
+                    task.cancel.cancel();
+                }
             }
+        }
+        if answer.give_back > 0 {
+            give_back(&shared, answer.give_back).await;
         }
         if answer.stop {
             shared.stop.cancel();
+        }
+    }
+}
+
+/// Gives back up to `n` held tasks that have not started, for idle workers
+/// to run: they return to their place in the queue.
+async fn give_back(shared: &Shared, n: usize) {
+    let tasks: Vec<Value> = {
+        let mut held = shared.held.lock();
+        held.iter_mut()
+            .filter(|(_, h)| h.started_at.is_none() && !h.returning)
+            .take(n)
+            .map(|(id, h)| {
+                h.returning = true;
+                h.cancel.cancel();
+                json!({ "worktask_id": id, "attempt": h.attempt })
+            })
+            .collect()
+    };
+    if tasks.is_empty() {
+        return;
+    }
+    match shared
+        .call::<Value>("/release", &json!({ "tasks": tasks }))
+        .await
+    {
+        Ok(_) => tracing::debug!(
+            count = tasks.len(),
+            "gave back unstarted tasks to idle workers"
+        ),
+        // Their leases expire and the tasks are retried.
+        Err(error) => {
+            tracing::warn!(%error, count = tasks.len(), "could not give back unstarted tasks")
         }
     }
 }

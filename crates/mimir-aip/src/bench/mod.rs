@@ -4,6 +4,7 @@
 //! with one command.
 
 mod dashboard;
+mod fair;
 mod metrics;
 mod queries;
 mod report;
@@ -42,13 +43,15 @@ enum Scenario {
     Queries(queries::QueriesArgs),
     /// Run tasks end to end with local workers: throughput and enqueue-to-start latency.
     Run(run::RunArgs),
+    /// A mixed load of no-op and slow tasks on default settings: how long
+    /// tasks waited while a worker sat idle.
+    Fair(fair::FairArgs),
     /// Time `GET /metrics` with many pipelines and workers registered.
     Metrics(metrics::MetricsArgs),
     /// Store many tasks, then time the dashboard's first paint and filtered task lists.
     Dashboard(dashboard::DashboardArgs),
 }
 
-/// Runs a scenario.
 /// Creates the one-step pipeline (a debug log line) the load generator's
 /// tasks run: every task names an existing pipeline. Answers its id.
 async fn noop_pipeline(client: &mimir_client::Client) -> anyhow::Result<String> {
@@ -64,11 +67,30 @@ async fn noop_pipeline(client: &mimir_client::Client) -> anyhow::Result<String> 
         .to_string())
 }
 
+/// Waits until `n` workers have registered.
+async fn wait_for_workers(client: &mimir_client::Client, n: u32) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let workers: serde_json::Value = client
+            .call(reqwest::Method::GET, "/api/workers", None)
+            .await?;
+        if workers["workers"].as_array().map_or(0, Vec::len) >= n as usize {
+            return Ok(());
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            anyhow::bail!("the workers did not register within 30s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs a scenario.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.scenario {
         Scenario::Submit(args) => submit::run(args).await?,
         Scenario::Queries(args) => queries::run(args).await?,
         Scenario::Run(args) => run::run(args).await?,
+        Scenario::Fair(args) => fair::run(args).await?,
         Scenario::Metrics(args) => metrics::run(args).await?,
         Scenario::Dashboard(args) => dashboard::run(args).await?,
     }

@@ -26,12 +26,14 @@ pub struct RunArgs {
     /// Local workers (with --spawn).
     #[arg(long, default_value_t = 2)]
     workers: u32,
-    /// Tasks each worker leases ahead (with --spawn).
-    #[arg(long, default_value_t = 256)]
-    prefetch: u32,
-    /// Tasks each worker runs at once (with --spawn).
-    #[arg(long, default_value_t = 64)]
-    concurrency: u32,
+    /// Most tasks each worker leases ahead (with --spawn) [default: the
+    /// orchestrator's, `orchestrator.workerPrefetch`].
+    #[arg(long)]
+    prefetch: Option<u32>,
+    /// Most tasks each worker runs at once (with --spawn) [default: the
+    /// orchestrator's, `orchestrator.workerConcurrency`].
+    #[arg(long)]
+    concurrency: Option<u32>,
     /// Tasks for the latency phase, submitted one by one at --rate.
     #[arg(long, default_value_t = 1000)]
     latency_tasks: usize,
@@ -69,28 +71,23 @@ async fn prepare(
     args: &RunArgs,
     telemetry: Telemetry,
 ) -> anyhow::Result<(Orchestrator, Client, String)> {
-    let config = format!(
-        "orchestrator:\n  minWorkers: {w}\n  maxWorkers: {w}\n  workerPrefetch: {p}\n  workerConcurrency: {c}\n",
-        w = args.workers,
-        p = args.prefetch,
-        c = args.concurrency
+    // Only what was asked for: the rest are the defaults a user gets.
+    let mut config = format!(
+        "orchestrator:\n  minWorkers: {w}\n  maxWorkers: {w}\n",
+        w = args.workers
     );
+    if let Some(p) = args.prefetch {
+        config.push_str(&format!("  workerPrefetch: {p}\n"));
+    }
+    if let Some(c) = args.concurrency {
+        config.push_str(&format!("  workerConcurrency: {c}\n"));
+    }
     let orchestrator =
         Orchestrator::start_with(&args.target, &config, telemetry, args.count_instructions).await?;
     let client = Client::new(&orchestrator.url);
     let pipeline_id = super::noop_pipeline(&client).await?;
     if args.target.spawn {
-        let started = Instant::now();
-        loop {
-            let workers: Value = client.call(Method::GET, "/api/workers", None).await?;
-            if workers["workers"].as_array().map_or(0, Vec::len) >= args.workers as usize {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                bail!("the workers did not register within 30s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        super::wait_for_workers(&client, args.workers).await?;
     }
     Ok((orchestrator, client, pipeline_id))
 }

@@ -29,11 +29,13 @@ pub struct WorkerArgs {
     /// Task types to run, comma separated [default: all].
     #[arg(long, value_delimiter = ',', env = "MIMIR_WORKER_TYPES")]
     types: Vec<String>,
-    /// Tasks run at once.
-    #[arg(long, default_value_t = 1, env = "MIMIR_WORKER_CONCURRENCY")]
-    concurrency: usize,
-    /// Tasks leased ahead of those running, so the next one starts without a round trip.
-    #[arg(long, default_value_t = 0, env = "MIMIR_WORKER_PREFETCH")]
+    /// Most tasks run at once. The worker starts at one per CPU and runs more
+    /// while tasks wait for a slot and CPU and memory are free [default: 4 per CPU].
+    #[arg(long, env = "MIMIR_WORKER_CONCURRENCY")]
+    concurrency: Option<usize>,
+    /// Most tasks leased ahead of those running, so the next one starts
+    /// without a round trip; only while tasks are short (under 50 ms).
+    #[arg(long, default_value_t = mimir_core::sizing::DEFAULT_MAX_PREFETCH, env = "MIMIR_WORKER_PREFETCH")]
     prefetch: usize,
     /// A stable worker id [default: one the orchestrator makes up].
     #[arg(long, env = "MIMIR_WORKER_ID")]
@@ -273,7 +275,10 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             .worker_id
             .or_else(|| only.map(|id| format!("task-{id}"))),
         types,
-        concurrency: args.concurrency.max(1),
+        concurrency: args
+            .concurrency
+            .unwrap_or_else(mimir_core::sizing::default_max_concurrency)
+            .max(1),
         prefetch: args.prefetch,
         local: args.local,
         wait: mimir_worker::DEFAULT_WAIT,

@@ -87,6 +87,10 @@ pub struct LeaseBody {
     /// Only this task (a one-task worker, e.g. a Kubernetes Job).
     #[serde(default)]
     worktask_id: Option<Uuid>,
+    /// Of `max`, how many the worker can start at once (free running slots);
+    /// the rest it would hold ahead. Defaults to `max`.
+    #[serde(default)]
+    idle: Option<usize>,
 }
 
 /// Answer of a lease call.
@@ -126,6 +130,7 @@ pub async fn lease(
     }
     let types = parse_types(&body.types)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(body.wait_ms).min(MAX_WAIT);
+    let startable = body.idle.unwrap_or(body.max).min(body.max);
     let signal = state.store.queue_signal();
     loop {
         let stop = state
@@ -144,15 +149,24 @@ pub async fn lease(
         let notified = signal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let request = LeaseRequest {
-            worker_id: worker_id.clone(),
-            max: body.max,
-            types: (!types.is_empty()).then(|| types.clone()),
-            limits: state.type_limits.clone(),
-            only: body.worktask_id,
-            at: Utc::now(),
+        // While another worker waits with free slots, this one gets only what
+        // it can start now: a task held ahead here would wait while that one
+        // idles.
+        let held_back = body.worktask_id.is_none() && state.idle_capacity.total() > 0;
+        let max = if held_back { startable } else { body.max };
+        let tasks = if max == 0 {
+            Vec::new()
+        } else {
+            let request = LeaseRequest {
+                worker_id: worker_id.clone(),
+                max,
+                types: (!types.is_empty()).then(|| types.clone()),
+                limits: state.type_limits.clone(),
+                only: body.worktask_id,
+                at: Utc::now(),
+            };
+            state.store.lease(request).await?
         };
-        let tasks = state.store.lease(request).await?;
         let now = tokio::time::Instant::now();
         if !tasks.is_empty() || now >= deadline || body.worktask_id.is_some() {
             state.workers.touch(&worker_id, !tasks.is_empty());
@@ -174,9 +188,13 @@ pub async fn lease(
                 None => std::future::pending().await,
             }
         };
+        // Counted as idle while it waits, so busy workers give back what
+        // they hold unstarted.
+        let _waiting = state.idle_capacity.wait(&worker_id, startable);
         tokio::select! {
             _ = &mut notified => {}
             _ = stop_requested => {}
+            _ = state.idle_capacity.filled(), if max == 0 => {}
             _ = tokio::time::sleep_until(wake) => {}
         }
     }
@@ -232,7 +250,10 @@ pub async fn heartbeat(
         .pool
         .as_ref()
         .is_some_and(|p| p.should_stop(&worker_id));
-    let mut answer = json!({ "cancel": renewal.cancelled, "lost": renewal.lost, "stop": stop });
+    // Free slots of workers waiting for work: this worker gives back up to
+    // that many tasks it holds but has not started.
+    let give_back = state.idle_capacity.besides(&worker_id);
+    let mut answer = json!({ "cancel": renewal.cancelled, "lost": renewal.lost, "stop": stop, "give_back": give_back });
     if !body.tasks.is_empty() && renewal.lost.len() == body.tasks.len() {
         // Not one lease is this worker's: nothing was renewed or started.
         // `lost` still tells a real worker what to stop.
@@ -375,6 +396,26 @@ pub async fn deregister(
     Path(worker_id): Path<String>,
 ) -> Result<Response, ApiError> {
     known(&state, &worker_id, false)?;
+    // Tasks leased but never started (say, in a lease answer the leaving
+    // worker stopped waiting for) go back to their place in the queue without
+    // costing an attempt; leases of anything else it held expire now.
+    let held = state
+        .store
+        .leases_by_worker()
+        .remove(&worker_id)
+        .unwrap_or_default();
+    let mut unstarted = Vec::new();
+    for id in held {
+        if let Some(task) = state.store.get(id).await?
+            && task.status == mimir_core::WorkTaskStatus::Scheduled
+        {
+            unstarted.push((id, task.attempt));
+        }
+    }
+    if !unstarted.is_empty() {
+        tracing::info!(worker_id = %worker_id, count = unstarted.len(), "a leaving worker's unstarted tasks go back to the queue");
+        state.store.release(&worker_id, unstarted).await?;
+    }
     state.store.forfeit(&worker_id);
     if let Some(lifetime) = state.workers.remove(&worker_id) {
         state

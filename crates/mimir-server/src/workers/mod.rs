@@ -1,7 +1,9 @@
 //! Workers: the registry of who is connected and the local autoscaled pool.
 
+pub mod idle_capacity;
 mod pid_file;
 pub mod pool;
 pub mod registry;
 
+pub use idle_capacity::IdleCapacity;
 pub use registry::{Registration, Registry, WorkerView};

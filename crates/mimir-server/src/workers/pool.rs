@@ -179,13 +179,8 @@ impl Pool {
             tick.tick().await;
             *self.last_poll.lock() = Some(Instant::now());
             self.reap(Some(store.as_ref()), &registry);
-            // Leased but not started tasks still wait for a worker slot.
-            let counts = store.counts();
-            let waiting: u64 = mimir_core::WorkTaskType::ALL
-                .into_iter()
-                .map(|t| counts.get(t, mimir_core::WorkTaskStatus::Scheduled))
-                .sum();
-            self.scale(store.queue_length() + waiting as usize, &registry);
+            // Queued, and leased but not started: both wait for a worker.
+            self.scale(store.queue_length(), &registry);
         }
     }
 

@@ -19,7 +19,7 @@ use catalog::CatalogWrite;
 use chrono::{DateTime, Utc};
 use mimir_core::{
     Aging, Attempt, Pipeline, Priority, Project, QueueIndex, RetryPolicy, WorkTask, WorkTaskResult,
-    WorkTaskStatus,
+    WorkTaskStatus, WorkTaskType,
 };
 use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -230,7 +230,12 @@ impl Store for SqliteStore {
     }
 
     fn queue_length(&self) -> usize {
-        self.live.lock().queue.len()
+        let live = self.live.lock();
+        let scheduled: u64 = WorkTaskType::ALL
+            .into_iter()
+            .map(|t| live.counts.get(t, WorkTaskStatus::Scheduled))
+            .sum();
+        live.queue.len() + scheduled as usize
     }
 
     async fn most_urgent(

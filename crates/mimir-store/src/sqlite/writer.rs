@@ -225,9 +225,11 @@ impl Writer {
         //
         // Leases are answered before the commit: a lease lost to a crash only
         // puts its task back in the queue, where the store still has it, and
-        // the attempt's late result is refused. Their in-memory leases are
-        // recorded at once so an early heartbeat finds them.
+        // the attempt's late result is refused. Their in-memory leases and
+        // counts are recorded at once, so an early heartbeat finds them and
+        // the queue length never misses a leased task.
         let mut early: Vec<Uuid> = Vec::new();
+        let mut early_moves: Vec<(WorkTaskType, WorkTaskStatus, WorkTaskStatus)> = Vec::new();
         let outcome = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
             for command in group.drain(..) {
@@ -240,11 +242,23 @@ impl Writer {
                     }
                     Ok(outcome) if is_lease => {
                         let mut live = self.core.live.lock();
-                        for change in &effects.changes[mark..] {
-                            if let Change::Leased { id, .. } = change {
-                                early.push(*id);
-                                live.apply(change.clone());
+                        let changes: Vec<Change> = effects.changes.drain(mark..).collect();
+                        for change in changes {
+                            match change {
+                                Change::Leased { id, .. } => early.push(id),
+                                Change::Moved {
+                                    task_type,
+                                    from,
+                                    to,
+                                    left: None,
+                                    entered: None,
+                                } => early_moves.push((task_type, from, to)),
+                                later => {
+                                    effects.changes.push(later);
+                                    continue;
+                                }
                             }
+                            live.apply(change);
                         }
                         drop(live);
                         let _ = command.reply.send(Ok(outcome));
@@ -265,15 +279,20 @@ impl Writer {
             for id in early {
                 live.leases.remove(&id);
             }
+            for (task_type, from, to) in early_moves {
+                live.counts.moved(task_type, to, from);
+            }
             for entry in effects.popped {
                 live.queue.insert(entry);
             }
             drop(live);
+            // Before anyone hears of the failure, so a caller that asks
+            // `/ready` next finds the store full.
+            self.note_full(crate::error::is_disk_full(&error));
             for (reply, _) in done {
                 // A caller that went away no longer needs its answer.
                 let _ = reply.send(Err(StoreError::commit_failed(&error)));
             }
-            self.note_full(crate::error::is_disk_full(&error));
             return;
         }
         if self.full {
