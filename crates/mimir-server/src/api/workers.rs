@@ -376,7 +376,7 @@ pub async fn deregister(
 ) -> Result<Response, ApiError> {
     known(&state, &worker_id, false)?;
     state.store.forfeit(&worker_id);
-    if let Some(lifetime) = state.workers.remove(&worker_id) {
+    if let Some(lifetime) = state.workers.leave(&worker_id) {
         state
             .metrics
             .worker_duration
