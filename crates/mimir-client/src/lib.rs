@@ -83,7 +83,7 @@ pub struct TaskPage {
 /// Filters of a listing; `None` means any.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
-    /// Status name.
+    /// A status, a group (`running`, `waiting`) or a comma list of them.
     pub status: Option<String>,
     /// Type name.
     pub task_type: Option<String>,

@@ -194,6 +194,7 @@ struct Urgent<'a> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// A status, a group or a comma list ([`mimir_core::StatusFilter`]).
     status: Option<String>,
     #[serde(rename = "type")]
     task_type: Option<String>,
