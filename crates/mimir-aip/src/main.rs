@@ -30,8 +30,10 @@ enum Command {
     Worker(Box<commands::worker::WorkerArgs>),
     /// Submit, inspect, cancel and wait for work tasks.
     Task(commands::task::TaskArgs),
-    /// Define, list and run pipelines.
+    /// Define, list, change, delete and run pipelines.
     Pipeline(commands::pipeline::PipelineArgs),
+    /// Register, list and delete projects.
+    Project(commands::project::ProjectArgs),
     /// Inspect the queue.
     Queue(commands::queue::QueueArgs),
     /// Install and run the monitoring stack (Prometheus, Grafana, Loki, Tempo).
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
             Command::Worker(args) => commands::worker::run(*args).await,
             Command::Task(args) => commands::task::run(args).await,
             Command::Pipeline(args) => commands::pipeline::run(args).await,
+            Command::Project(args) => commands::project::run(args).await,
             Command::Queue(args) => commands::queue::run(args).await,
             Command::Metrics(args) => commands::metrics::run(args).await,
             Command::Backup(args) => commands::backup::run(args).await,

@@ -22,10 +22,18 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints a list of tasks, one row each.
-pub fn tasks(tasks: &[WorkTask], format: OutputFormat) -> anyhow::Result<()> {
+/// Errors longer than this are cut in a task table unless it is wide.
+const ERROR_COLUMN_CHARS: usize = 60;
+
+/// Prints a list of tasks, one row each; `wide` shows whole error messages
+/// instead of their first 60 characters.
+pub fn tasks(tasks: &[WorkTask], format: OutputFormat, wide: bool) -> anyhow::Result<()> {
     if format == OutputFormat::Json {
         return json(&tasks);
+    }
+    if tasks.is_empty() {
+        println!("no tasks");
+        return Ok(());
     }
     let mut t = table();
     t.set_header([
@@ -47,11 +55,27 @@ pub fn tasks(tasks: &[WorkTask], format: OutputFormat) -> anyhow::Result<()> {
             task.project_id.clone(),
             time(Some(task.submitted_at)),
             format!("{}/{}", task.retry_count, task.max_retries),
-            task.error_message.chars().take(60).collect(),
+            error_cell(&task.error_message, wide),
         ]);
     }
     println!("{t}");
     Ok(())
+}
+
+/// An error message for a table cell: whole when `wide`, else its first
+/// characters with `…` marking the cut (and how to see the rest).
+fn error_cell(message: &str, wide: bool) -> String {
+    if wide || message.chars().count() <= ERROR_COLUMN_CHARS {
+        return message.to_string();
+    }
+    let mut cut: String = message.chars().take(ERROR_COLUMN_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// Prints `what` (e.g. "no pipelines") in place of an empty table.
+pub fn nothing(what: &str) {
+    println!("{what}");
 }
 
 /// Prints one task, a field per row.
@@ -69,6 +93,16 @@ pub fn task(task: &WorkTask, format: OutputFormat) -> anyhow::Result<()> {
         ("submitted", time(Some(task.submitted_at))),
         ("started", time(task.started_at)),
         ("completed", time(task.completed_at)),
+        (
+            "took",
+            match (task.started_at, task.completed_at) {
+                (Some(started), Some(ended)) => (ended - started)
+                    .to_std()
+                    .map(mimir_core::duration_text)
+                    .unwrap_or_default(),
+                _ => String::new(),
+            },
+        ),
         (
             "retries",
             format!("{} of {}", task.retry_count, task.max_retries),

@@ -210,6 +210,13 @@ fn an_unreachable_orchestrator_is_named() {
         &["queue", "length", "--orchestrator", &url],
     ));
     assert!(stderr.contains(&url), "{stderr}");
+    // Said once, with the OS error, not reqwest's wrapping twice over.
+    assert_eq!(stderr.matches(&url).count(), 1, "{stderr}");
+    assert!(!stderr.contains("error sending request"), "{stderr}");
+    assert!(
+        stderr.contains("Connection refused (os error 111)"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -266,4 +273,261 @@ fn follow_shows_steps_while_a_long_pipeline_runs() {
         "live step progress: {progress}"
     );
     assert!(progress.contains("executing"), "{progress}");
+}
+
+#[test]
+fn empty_lists_say_so_and_status_groups_filter() {
+    let orchestrator = Orchestrator::start(&["--max-workers", "0"]);
+    for (list, empty) in [
+        (&["task", "list"][..], "no tasks"),
+        (&["pipeline", "list"][..], "no pipelines"),
+        (&["project", "list"][..], "no projects"),
+    ] {
+        assert_eq!(stdout_ok(&orchestrator.cli(list)).trim(), empty, "{list:?}");
+    }
+    let pipeline = pipeline_reading(&orchestrator, "x");
+    let submitted = json(&orchestrator.cli(&[
+        "task",
+        "submit",
+        "--type",
+        "pipeline_execution",
+        "--project",
+        "p",
+        "--pipeline",
+        &pipeline,
+        "--param",
+        "x=1",
+        "-o",
+        "json",
+    ]));
+    let id = submitted["worktask_id"].as_str().expect("id");
+    let listed = |status: &str| stdout_ok(&orchestrator.cli(&["task", "list", "--status", status]));
+    assert_eq!(listed("running").trim(), "no tasks");
+    for status in ["queued", "waiting", "failed,queued", "running,waiting"] {
+        assert!(listed(status).contains(id), "--status {status}");
+    }
+    let stderr = stderr_failed(&orchestrator.cli(&["task", "list", "--status", "runing"]));
+    assert!(
+        stderr.contains("field: status") && stderr.contains("runing"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_failed_pipeline_shows_aligned_steps_human_durations_and_whole_errors_when_wide() {
+    let orchestrator = Orchestrator::start(&["--max-workers", "1"]);
+    let ending = "and this is where the message ends";
+    let message = format!("the upstream service answered with something nobody expected, {ending}");
+    let text = format!(
+        "project_id: p\nname: fails\nsteps:\n  - {{name: say, plugin: core, action: log, parameters: {{message: hi}}}}\n  - {{name: pick, plugin: transform, action: jq, parameters: {{program: \".\", input: \"$.params\"}}}}\n  - {{name: boom, plugin: core, action: fail, parameters: {{message: \"{message}\", permanent: true}}}}\n"
+    );
+    let created = json(&create_from_file(
+        &orchestrator,
+        "fails.yaml",
+        &text,
+        &["-o", "json"],
+    ));
+    let id = created["id"].as_str().expect("id");
+    let run = orchestrator.cli(&["pipeline", "run", id, "--follow"]);
+    assert!(!run.status.success(), "a failed execution exits non-zero");
+    let out = String::from_utf8_lossy(&run.stdout);
+    let line = |action: &str| {
+        out.lines()
+            .find(|l| l.contains(action))
+            .unwrap_or_else(|| panic!("no {action} line in {out}"))
+    };
+    let (log, jq, fail) = (line("core.log"), line("transform.jq"), line("core.fail"));
+    assert_eq!(log.find("core.log"), jq.find("transform.jq"), "{out}");
+    assert_eq!(jq.find("transform.jq"), fail.find("core.fail"), "{out}");
+    assert_eq!(log.find("completed"), fail.find("failed"), "{out}");
+    for step in [log, jq] {
+        let human = ["µs", "ms", " s"]
+            .iter()
+            .any(|unit| step.trim_end().ends_with(unit));
+        assert!(human, "a human duration ends the line: {step:?}");
+        assert!(!step.contains(".0 ms"), "{step:?}");
+    }
+
+    let narrow = stdout_ok(&orchestrator.cli(&["task", "list", "--status", "failed"]));
+    assert!(
+        narrow.contains("the upstream") && narrow.contains('…'),
+        "{narrow}"
+    );
+    assert!(!narrow.contains(ending), "cut at 60 characters: {narrow}");
+    let wide = stdout_ok(&orchestrator.cli(&["task", "list", "--status", "failed", "--wide"]));
+    assert!(wide.contains(ending), "{wide}");
+}
+
+#[test]
+fn pipeline_update_and_delete_refuse_bad_input() {
+    let orchestrator = Orchestrator::start(&["--max-workers", "0"]);
+    let id = pipeline_reading(&orchestrator, "who");
+    let file = |name: &str, text: &str| {
+        let path = orchestrator.dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.to_str().expect("utf-8").to_string()
+    };
+    let renamed = file(
+        "renamed.yaml",
+        "project_id: p\nname: renamed\nsteps:\n  - {name: only, plugin: core, action: log, parameters: {message: hi}}\n",
+    );
+    let updated =
+        json(&orchestrator.cli(&["pipeline", "update", &id, "-f", &renamed, "-o", "json"]));
+    assert_eq!(updated["id"], id.as_str());
+    assert_eq!(updated["name"], "renamed");
+    assert!(stdout_ok(&orchestrator.cli(&["pipeline", "get", &id])).contains("only core.log"));
+
+    let unknown_action = file(
+        "bad.yaml",
+        "project_id: p\nname: bad\nsteps:\n  - {name: a, plugin: core, action: nap}\n",
+    );
+    let stderr =
+        stderr_failed(&orchestrator.cli(&["pipeline", "update", &id, "-f", &unknown_action]));
+    assert!(
+        stderr.contains("nap") && stderr.contains("steps[0]"),
+        "{stderr}"
+    );
+    let not_a_mapping = file("list.yaml", "- just\n- a list\n");
+    let stderr =
+        stderr_failed(&orchestrator.cli(&["pipeline", "update", &id, "-f", &not_a_mapping]));
+    assert!(
+        stderr.contains("list.yaml") && stderr.contains("mapping"),
+        "{stderr}"
+    );
+    let stderr =
+        stderr_failed(&orchestrator.cli(&["pipeline", "update", &id, "-f", "missing.yaml"]));
+    assert!(stderr.contains("cannot read missing.yaml"), "{stderr}");
+    let stderr = stderr_failed(&orchestrator.cli(&[
+        "pipeline",
+        "update",
+        "0191d1a4-0000-7000-8000-00000000beef",
+        "-f",
+        &renamed,
+    ]));
+    assert!(stderr.contains("not found"), "{stderr}");
+    assert_eq!(
+        json(&orchestrator.cli(&["pipeline", "get", &id, "-o", "json"]))["name"],
+        "renamed",
+        "refused updates change nothing"
+    );
+
+    let deleted = stdout_ok(&orchestrator.cli(&["pipeline", "delete", &id]));
+    assert!(
+        deleted.contains(&format!("deleted pipeline {id}")),
+        "{deleted}"
+    );
+    let stderr = stderr_failed(&orchestrator.cli(&["pipeline", "get", &id]));
+    assert!(stderr.contains("not found"), "{stderr}");
+    let stderr = stderr_failed(&orchestrator.cli(&["pipeline", "delete", &id]));
+    assert!(stderr.contains("not found"), "{stderr}");
+    let too_long = "x".repeat(300);
+    let stderr = stderr_failed(&orchestrator.cli(&["pipeline", "delete", &too_long]));
+    assert!(stderr.contains("field: id"), "{stderr}");
+}
+
+#[test]
+fn project_commands_list_projects_in_use_and_refuse_bad_input() {
+    let orchestrator = Orchestrator::start(&["--max-workers", "0"]);
+    let pipeline = pipeline_reading(&orchestrator, "x");
+    for project in ["p1", "p2", "p2"] {
+        stdout_ok(&orchestrator.cli(&[
+            "task",
+            "submit",
+            "--type",
+            "pipeline_execution",
+            "--project",
+            project,
+            "--pipeline",
+            &pipeline,
+            "--param",
+            "x=1",
+        ]));
+    }
+    let listed = json(&orchestrator.cli(&["project", "list", "-o", "json"]));
+    let counts: Vec<(String, u64, u64, bool)> = listed["projects"]
+        .as_array()
+        .expect("projects")
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().expect("id").into(),
+                p["tasks"].as_u64().expect("tasks"),
+                p["pipelines"].as_u64().expect("pipelines"),
+                p["registered"].as_bool().expect("registered"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("p".into(), 0, 1, false),
+            ("p1".into(), 1, 0, false),
+            ("p2".into(), 2, 0, false)
+        ]
+    );
+    let table = stdout_ok(&orchestrator.cli(&["project", "list"]));
+    assert!(
+        table.contains("p2") && table.contains("(not registered)"),
+        "{table}"
+    );
+
+    let created = stdout_ok(&orchestrator.cli(&[
+        "project",
+        "create",
+        "--id",
+        "p2",
+        "--name",
+        "Vision",
+        "--description",
+        "image models",
+    ]));
+    assert!(created.contains("p2 Vision"), "{created}");
+    let shown = stdout_ok(&orchestrator.cli(&["project", "get", "p2"]));
+    assert!(
+        shown.contains("Vision") && shown.contains("image models"),
+        "{shown}"
+    );
+    let table = stdout_ok(&orchestrator.cli(&["project", "list"]));
+    let row = table
+        .lines()
+        .find(|l| l.contains("Vision"))
+        .expect("p2's row");
+    assert!(row.contains("p2") && row.contains('2'), "{table}");
+    let paged = stdout_ok(&orchestrator.cli(&["project", "list", "--limit", "1"]));
+    assert!(paged.contains("more: --cursor "), "{paged}");
+
+    let stderr =
+        stderr_failed(&orchestrator.cli(&["project", "create", "--id", "p2", "--name", "Again"]));
+    assert!(stderr.contains("already exists"), "{stderr}");
+    let stderr = stderr_failed(&orchestrator.cli(&["project", "create", "--name", " "]));
+    assert!(stderr.contains("--name"), "{stderr}");
+    let stderr = stderr_failed(&orchestrator.cli(&[
+        "project",
+        "create",
+        "--id",
+        &"x".repeat(300),
+        "--name",
+        "Long",
+    ]));
+    assert!(stderr.contains("field: id"), "{stderr}");
+    let stderr = stderr_failed(&orchestrator.cli(&["project", "create", "--id", "p9"]));
+    assert!(stderr.contains("--name"), "{stderr}");
+    let stderr = stderr_failed(&orchestrator.cli(&["project", "get", "nope"]));
+    assert!(stderr.contains("not found"), "{stderr}");
+    let stderr = stderr_failed(&orchestrator.cli(&["project", "list", "--limit", "0"]));
+    assert!(stderr.contains("field: limit"), "{stderr}");
+    let stderr = stderr_failed(&orchestrator.cli(&["project", "list", "--cursor", "junk"]));
+    assert!(stderr.contains("field: cursor"), "{stderr}");
+
+    let deleted = stdout_ok(&orchestrator.cli(&["project", "delete", "p2"]));
+    assert!(deleted.contains("deleted project p2"), "{deleted}");
+    let stderr = stderr_failed(&orchestrator.cli(&["project", "delete", "p2"]));
+    assert!(stderr.contains("not found"), "{stderr}");
+    // Its tasks still use it, so it is still listed, unregistered.
+    let table = stdout_ok(&orchestrator.cli(&["project", "list"]));
+    let row = table
+        .lines()
+        .find(|l| l.contains(" p2 "))
+        .expect("p2 still listed");
+    assert!(row.contains("(not registered)"), "{table}");
 }

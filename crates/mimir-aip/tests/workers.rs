@@ -510,6 +510,92 @@ async fn sigterm_lets_a_worker_finish_its_task_then_exit() {
     assert!(workers(&client).await.is_empty(), "it left the registry");
 }
 
+/// A local worker stopped by SIGTERM (an operator's `kill`, a service
+/// manager) says goodbye before it exits: that is a clean exit, not a death,
+/// and the lines it writes carry the worker's log target, not the
+/// orchestrator's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_worker_stopped_by_sigterm_exits_cleanly_and_logs_as_a_worker() {
+    let orchestrator =
+        Orchestrator::start_with_config(FAST, &["--max-workers", "1", "--min-workers", "1"]);
+    let client = orchestrator.client();
+    let started = Instant::now();
+    let first = loop {
+        if let Some(worker) = workers(&client).await.first().cloned() {
+            break worker;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no worker started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let failed_before = harness::sample(
+        &harness::scrape_text(&orchestrator.url).await,
+        "mimir_workers_failed_total",
+    );
+    assert_eq!(failed_before, Some(0.0));
+    let id = first["worker_id"].as_str().expect("worker id").to_string();
+    let pid = first["pid"].as_u64().expect("pid").to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("SIGTERM the worker");
+    // The pool collects its exit (and starts a replacement, min 1).
+    let reaped = format!("\"worker_id\":\"{id}\"");
+    let started = Instant::now();
+    let exit_line = loop {
+        let log = orchestrator.log();
+        let found = log
+            .lines()
+            .filter(|line| line.contains(&reaped))
+            .find(|line| line.contains("mimir_server::workers::pool") && !line.contains("spawned"))
+            .map(str::to_string);
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the worker's exit was never collected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        exit_line.contains("exited cleanly after deregistering") && exit_line.contains("\"INFO\""),
+        "a clean exit, not a death: {exit_line}"
+    );
+    assert_eq!(
+        harness::sample(
+            &harness::scrape_text(&orchestrator.url).await,
+            "mimir_workers_failed_total",
+        ),
+        Some(0.0),
+        "not counted as failed"
+    );
+    // What the worker process wrote: its own target, never the orchestrator's.
+    let log = orchestrator.log();
+    let signal_line = log
+        .lines()
+        .find(|line| line.contains("stop signal received"))
+        .unwrap_or_else(|| panic!("the worker logs the signal: {log}"));
+    assert!(
+        signal_line.contains("\"target\":\"mimir_worker\""),
+        "{signal_line}"
+    );
+    assert!(
+        !log.lines().any(|line| line.contains("shutdown requested")),
+        "the worker's signal does not read as the orchestrator shutting down: {log}"
+    );
+    let confined = log
+        .lines()
+        .find(|line| line.contains("pipeline steps confined"))
+        .expect("the worker's start-up line");
+    assert!(
+        confined.contains("\"target\":\"mimir_worker\""),
+        "{confined}"
+    );
+}
+
 /// Today any holder of the worker token could set the result of any leased
 /// task, and the real worker's result was then dropped: a result from
 /// anyone but the lease holder is now refused, and the real worker's lands.

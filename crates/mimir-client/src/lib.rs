@@ -31,12 +31,14 @@ pub enum ClientError {
         field: Option<String>,
     },
     /// The orchestrator could not be reached or answered nonsense.
-    #[error("cannot reach the orchestrator at {url}: {source}")]
+    #[error("cannot reach the orchestrator at {url}: {reason}")]
     Transport {
         /// The URL tried.
         url: String,
-        /// Why.
-        source: reqwest::Error,
+        /// Why, down to the OS error (`tcp connect error: Connection
+        /// refused (os error 111)`), without reqwest's own wrapping, which
+        /// repeats the URL.
+        reason: String,
     },
     /// TLS failed for a reason retrying will not cure: the orchestrator's
     /// certificate does not verify, or it refused this client's.
@@ -81,7 +83,7 @@ pub struct TaskPage {
 /// Filters of a listing; `None` means any.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
-    /// Status name.
+    /// A status, a group (`running`, `waiting`) or a comma list of them.
     pub status: Option<String>,
     /// Type name.
     pub task_type: Option<String>,
@@ -208,6 +210,26 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<T, ClientError> {
+        let (url, bytes) = self.send(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
+            url,
+            message: e.to_string(),
+        })
+    }
+
+    /// Sends a request whose success has no body (e.g. a `DELETE` answered
+    /// 204), or the API error.
+    pub async fn call_empty(&self, method: Method, path: &str) -> Result<(), ClientError> {
+        self.send(method, path, None).await.map(drop)
+    }
+
+    /// Sends a request; the URL and body of a success, else the API error.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(String, bytes::Bytes), ClientError> {
         let url = format!("{}{}", self.base, path);
         let mut request = self.http.request(method.clone(), &url);
         if let Some(token) = &self.token {
@@ -226,7 +248,7 @@ impl Client {
             },
             None => ClientError::Transport {
                 url: url.clone(),
-                source,
+                reason: transport_reason(&source),
             },
         };
         let response = request.send().await.map_err(transport)?;
@@ -235,10 +257,7 @@ impl Client {
         if !status.is_success() {
             return Err(api_error(status, &bytes, &url));
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
-            url,
-            message: e.to_string(),
-        })
+        Ok((url, bytes))
     }
 
     /// Submits one task (`POST /api/worktasks`).
@@ -329,6 +348,33 @@ fn chain(error: &dyn std::error::Error) -> String {
         cause = error.source();
     }
     text
+}
+
+/// Why a request failed, cause by cause, leaving out reqwest's layers (each
+/// says "error sending request for url (...)") and hyper's "client error
+/// (Connect)", which only repeat what the causes under them say.
+fn transport_reason(error: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        let text = error.to_string();
+        let wrapper = error.is::<reqwest::Error>() || text.starts_with("client error (");
+        if !wrapper && !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        cause = error.source();
+    }
+    if parts.is_empty() {
+        // Nothing under reqwest's own error: say what kind of failure it was.
+        return if error.is_timeout() {
+            "timed out".into()
+        } else if error.is_decode() || error.is_body() {
+            "the answer could not be read".into()
+        } else {
+            error.to_string()
+        };
+    }
+    parts.join(": ")
 }
 
 /// The rustls error behind a failed request, if TLS failed.

@@ -6,6 +6,7 @@
 
 pub mod attempt;
 pub mod autoscale;
+pub mod duration_text;
 pub mod error_class;
 pub mod event;
 pub mod label;
@@ -16,18 +17,21 @@ pub mod report;
 pub mod retry;
 pub mod sizing;
 pub mod status;
+pub mod status_filter;
 pub mod submission;
 pub mod task;
 
 pub use attempt::{Attempt, AttemptEnd};
+pub use duration_text::{duration_text, millis_text};
 pub use error_class::ErrorClass;
 pub use event::{TaskEvent, TaskEventKind};
 pub use label::{LABEL_MAX_LEN, check_label, check_optional_label};
-pub use pipeline::{Pipeline, PipelineType, Project};
+pub use pipeline::{Pipeline, PipelineType, Project, ProjectListing};
 pub use priority::Priority;
 pub use queue::{Aging, QueueEntry, QueueIndex};
 pub use report::{AttemptOutcome, WorkTaskResult};
 pub use retry::{RetryDecision, RetryPolicy};
 pub use status::{InvalidTransition, WorkTaskStatus};
+pub use status_filter::{STATUS_GROUPS, StatusFilter};
 pub use submission::{Submission, ValidationError, memory_bytes};
 pub use task::{DataAccess, ResourceRequirements, TaskSpec, WorkTask, WorkTaskType};

@@ -90,3 +90,19 @@ pub struct Project {
     /// When it was registered.
     pub created_at: DateTime<Utc>,
 }
+
+/// A project as listed: every `project_id` tasks or pipelines use is one,
+/// registered or not, with how much uses it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectListing {
+    /// The project: for one never registered, an empty name and description
+    /// and, as `created_at`, when a task or pipeline first used it.
+    #[serde(flatten)]
+    pub project: Project,
+    /// Whether it was registered through `/api/projects`.
+    pub registered: bool,
+    /// Tasks of the project.
+    pub tasks: u64,
+    /// Pipelines of the project.
+    pub pipelines: u64,
+}

@@ -749,3 +749,188 @@ async fn health_readiness_summary_and_unknown_routes() {
         None,
     );
 }
+
+#[tokio::test]
+async fn listing_by_status_groups_running_and_waiting() {
+    let api = Api::new().await;
+    let submit = || {
+        api.submit(json!({"type":"pipeline_execution","project_id":"p","task_spec":{"pipeline_id":"noop"}}))
+    };
+    let (first, second, third) = (submit().await, submit().await, submit().await);
+    let (status, body) = api
+        .post("/api/workers/register", r#"{"worker_id":"w"}"#)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The oldest task is leased (scheduled); the two others stay queued.
+    let (status, body) = api.post("/api/workers/w/lease", r#"{"max":1}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["worktasks"][0]["worktask_id"], first["worktask_id"]);
+    let leased = format!(
+        "/api/worktasks/{}",
+        first["worktask_id"].as_str().expect("id")
+    );
+    // A lease is answered before its commit is durable: wait until it reads back.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while api.get(&leased).await.1["status"] == "queued" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease never landed"
+        );
+        tokio::task::yield_now().await;
+    }
+    let ids = |page: &Value| -> Vec<Value> {
+        page["worktasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .map(|t| t["worktask_id"].clone())
+            .collect()
+    };
+    let listed = |filter: &'static str| {
+        let api = &api;
+        async move {
+            let (status, page) = api.get(&format!("/api/worktasks?status={filter}")).await;
+            assert_eq!(status, StatusCode::OK, "{filter}: {page}");
+            ids(&page)
+        }
+    };
+    let (one, two, three) = (
+        first["worktask_id"].clone(),
+        second["worktask_id"].clone(),
+        third["worktask_id"].clone(),
+    );
+    assert_eq!(listed("running").await, std::slice::from_ref(&one));
+    assert_eq!(listed("scheduled").await, std::slice::from_ref(&one));
+    assert_eq!(listed("queued").await, [three.clone(), two.clone()]);
+    assert_eq!(
+        listed("waiting").await,
+        [three.clone(), two.clone(), one.clone()]
+    );
+    assert_eq!(listed("queued,completed").await, [three, two]);
+    assert_eq!(listed("executing,spawned").await, Vec::<Value>::new());
+    for bad in [
+        "runing",
+        "running,",
+        "queued,,failed",
+        "Running",
+        "queued;failed",
+    ] {
+        let (status, body) = api
+            .get(&format!(
+                "/api/worktasks?status={}",
+                bad.replace(';', "%3B")
+            ))
+            .await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::BAD_REQUEST,
+            "invalid_status",
+            Some("status"),
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("running (scheduled, spawned, executing)")),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn projects_lists_every_project_in_use_with_counts() {
+    // `Api::new` stores the noop pipeline in project "p".
+    let api = Api::new().await;
+    for project in ["p1", "p2", "p2", "p3", "p3", "p3"] {
+        api.submit(json!({"type":"pipeline_execution","project_id":project,"task_spec":{"pipeline_id":"noop"}}))
+            .await;
+    }
+    let (status, page) = api.get("/api/projects").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let rows = |page: &Value| -> Vec<(String, bool, u64, u64)> {
+        page["projects"]
+            .as_array()
+            .expect("projects")
+            .iter()
+            .map(|p| {
+                (
+                    p["id"].as_str().expect("id").to_string(),
+                    p["registered"].as_bool().expect("registered"),
+                    p["tasks"].as_u64().expect("tasks"),
+                    p["pipelines"].as_u64().expect("pipelines"),
+                )
+            })
+            .collect()
+    };
+    let unregistered = |id: &str, tasks, pipelines| (id.to_string(), false, tasks, pipelines);
+    assert_eq!(
+        rows(&page),
+        [
+            unregistered("p", 0, 1),
+            unregistered("p1", 1, 0),
+            unregistered("p2", 2, 0),
+            unregistered("p3", 3, 0),
+        ],
+        "oldest first: {page}"
+    );
+    assert_eq!(page["next_cursor"], Value::Null);
+    assert_eq!(page["projects"][1]["name"], "");
+
+    // Registered projects keep their name and description and their counts.
+    let (status, body) = api
+        .post(
+            "/api/projects",
+            r#"{"id":"p2","name":"Vision","description":"image models"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, page) = api.get("/api/projects").await;
+    let p2 = &page["projects"]
+        .as_array()
+        .expect("projects")
+        .iter()
+        .find(|p| p["id"] == "p2")
+        .expect("p2 listed")
+        .clone();
+    assert_eq!(
+        (
+            &p2["name"],
+            &p2["description"],
+            &p2["registered"],
+            &p2["tasks"]
+        ),
+        (
+            &json!("Vision"),
+            &json!("image models"),
+            &json!(true),
+            &json!(2)
+        ),
+        "{page}"
+    );
+
+    // Pages of two, each project once.
+    let mut seen = Vec::new();
+    let mut uri = "/api/projects?limit=2".to_string();
+    loop {
+        let (status, page) = api.get(&uri).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let ids = rows(&page);
+        assert!(ids.len() <= 2);
+        seen.extend(ids.into_iter().map(|(id, ..)| id));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => uri = format!("/api/projects?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["p", "p1", "p2", "p3"]);
+
+    for (uri, code, field) in [
+        ("/api/projects?limit=0", "invalid_limit", "limit"),
+        ("/api/projects?cursor=junk", "invalid_cursor", "cursor"),
+        ("/api/projects?project=p1", "unknown_parameter", "project"),
+    ] {
+        let (status, body) = api.get(uri).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, code, Some(field));
+    }
+}

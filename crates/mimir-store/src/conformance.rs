@@ -152,7 +152,7 @@ pub async fn list_filters_and_pages(store: &dyn Store) {
     let query = ListQuery {
         project_id: Some("even".into()),
         task_type: Some(WorkTaskType::PipelineExecution),
-        status: Some(WorkTaskStatus::Queued),
+        status: Some(WorkTaskStatus::Queued.into()),
         limit: 100,
         ..ListQuery::default()
     };
@@ -164,6 +164,23 @@ pub async fn list_filters_and_pages(store: &dyn Store) {
             .iter()
             .all(|t| t.project_id == "even" && t.task_type == WorkTaskType::PipelineExecution)
     );
+
+    // Several statuses at once: every task here is queued, so "waiting"
+    // (queued, scheduled) finds them all and "running" none.
+    let with_status = |filter: &str| ListQuery {
+        status: Some(filter.parse().expect("a status filter")),
+        limit: 100,
+        ..ListQuery::default()
+    };
+    let waiting = store.list(with_status("waiting")).await.expect("list");
+    assert_eq!(waiting.tasks.len(), 25);
+    let running = store.list(with_status("running")).await.expect("list");
+    assert!(running.tasks.is_empty());
+    let either = store
+        .list(with_status("failed,queued"))
+        .await
+        .expect("list");
+    assert_eq!(either.tasks.len(), 25);
 }
 
 /// Priority and submission-time filters return exactly the matching tasks,
@@ -759,7 +776,12 @@ pub async fn catalog_round_trips(store: &dyn Store) {
     );
     assert_eq!(
         store.list_projects(None, 10).await.expect("list"),
-        vec![project.clone()]
+        vec![mimir_core::ProjectListing {
+            project: project.clone(),
+            registered: true,
+            tasks: 0,
+            pipelines: 0,
+        }]
     );
     let after = Some((project.created_at, project.id.clone()));
     assert!(
@@ -820,7 +842,7 @@ pub async fn catalog_round_trips(store: &dyn Store) {
         Err(StoreError::Missing { .. })
     ));
     assert!(matches!(
-        store.put_pipeline(pipeline, false).await,
+        store.put_pipeline(pipeline.clone(), false).await,
         Err(StoreError::Missing { .. })
     ));
     store.delete_project("p1").await.expect("delete project");
@@ -831,6 +853,51 @@ pub async fn catalog_round_trips(store: &dyn Store) {
             .expect("list")
             .is_empty()
     );
+
+    // Projects that tasks and pipelines use are listed whether or not they
+    // were registered, with their counts, oldest first.
+    let mut first = task(WorkTaskType::PipelineExecution, 1, "used");
+    first.submitted_at = now + chrono::Duration::seconds(1);
+    let mut other = task(WorkTaskType::MlTraining, 1, "other");
+    other.submitted_at = now + chrono::Duration::seconds(2);
+    let second = task(WorkTaskType::PipelineExecution, 1, "used");
+    store
+        .submit(vec![first.clone(), other, second])
+        .await
+        .expect("submit");
+    pipeline.id = Uuid::now_v7().to_string();
+    pipeline.project_id = "used".into();
+    store.put_pipeline(pipeline, true).await.expect("create");
+    let listed = store.list_projects(None, 10).await.expect("list");
+    let seen: Vec<(&str, bool, u64, u64)> = listed
+        .iter()
+        .map(|l| (l.project.id.as_str(), l.registered, l.tasks, l.pipelines))
+        .collect();
+    assert_eq!(seen, [("used", false, 2, 1), ("other", false, 1, 0)]);
+    // Its pipeline came before its first task.
+    assert_eq!(listed[0].project.created_at, now);
+    assert_eq!(listed[0].project.name, "");
+    let page = store.list_projects(None, 1).await.expect("list");
+    let after = Some((page[0].project.created_at, page[0].project.id.clone()));
+    let rest = store.list_projects(after, 10).await.expect("list");
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].project.id, "other");
+    // Registering one keeps its counts and adds its name.
+    let registered = mimir_core::Project {
+        id: "other".into(),
+        name: "Other".into(),
+        description: "registered late".into(),
+        created_at: now + chrono::Duration::seconds(3),
+    };
+    store
+        .create_project(registered.clone())
+        .await
+        .expect("create project");
+    let listed = store.list_projects(None, 10).await.expect("list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1].project, registered);
+    assert!(listed[1].registered);
+    assert_eq!((listed[1].tasks, listed[1].pipelines), (1, 0));
 }
 
 /// Closing commits the writes asked for before it; later writes are refused

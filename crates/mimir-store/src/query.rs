@@ -1,7 +1,7 @@
 //! Listing tasks: filters and cursor pagination.
 
 use chrono::{DateTime, Utc};
-use mimir_core::{Priority, WorkTask, WorkTaskStatus, WorkTaskType};
+use mimir_core::{Priority, StatusFilter, WorkTask, WorkTaskType};
 
 /// The most tasks one page may hold.
 pub const MAX_LIST_LIMIT: usize = 1000;
@@ -9,8 +9,8 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 /// Which tasks to list, newest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListQuery {
-    /// Only this status.
-    pub status: Option<WorkTaskStatus>,
+    /// Only these statuses.
+    pub status: Option<StatusFilter>,
     /// Only this type.
     pub task_type: Option<WorkTaskType>,
     /// Only this project.

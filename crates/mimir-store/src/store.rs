@@ -4,7 +4,8 @@ use crate::{ListPage, ListQuery, StoreError, TaskCounts};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    Attempt, Pipeline, Priority, Project, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
+    Attempt, Pipeline, Priority, Project, ProjectListing, WorkTask, WorkTaskResult, WorkTaskStatus,
+    WorkTaskType,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -143,12 +144,14 @@ pub trait Store: Send + Sync + 'static {
     /// One project.
     async fn get_project(&self, id: &str) -> Result<Option<Project>, StoreError>;
     /// Up to `limit` projects, oldest first, after the one created at the
-    /// given time with the given id (the last of the previous page).
+    /// given time with the given id (the last of the previous page): the
+    /// registered ones and every other `project_id` a task or pipeline
+    /// uses (created when first used), each with its task and pipeline counts.
     async fn list_projects(
         &self,
         after: Option<(DateTime<Utc>, String)>,
         limit: usize,
-    ) -> Result<Vec<Project>, StoreError>;
+    ) -> Result<Vec<ProjectListing>, StoreError>;
     /// Removes a project's registration (its tasks and pipelines stay).
     async fn delete_project(&self, id: &str) -> Result<(), StoreError>;
     /// Stores a new pipeline, or replaces one when `create` is false.

@@ -32,12 +32,12 @@ pub async fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("the backup thread failed")??;
     println!(
-        "backed up {} tasks ({} bytes) from {} to {} in {:.2}s",
+        "backed up {} tasks ({} bytes) from {} to {} in {}",
         report.tasks,
         report.bytes,
         report.source.display(),
         report.destination.display(),
-        report.elapsed.as_secs_f64()
+        mimir_core::duration_text(report.elapsed)
     );
     Ok(ExitCode::SUCCESS)
 }

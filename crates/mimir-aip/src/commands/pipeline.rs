@@ -40,6 +40,20 @@ enum PipelineCommand {
         /// Pipeline id.
         id: String,
     },
+    /// Replace a pipeline's definition from a JSON or YAML file (running
+    /// executions keep the version they started with).
+    Update {
+        /// Pipeline id.
+        id: String,
+        /// The new definition (`-` for stdin).
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+    },
+    /// Delete a pipeline.
+    Delete {
+        /// Pipeline id.
+        id: String,
+    },
     /// Execute a pipeline.
     Run {
         /// Pipeline id.
@@ -62,19 +76,31 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     let format = args.remote.output;
     match args.command {
         PipelineCommand::Create { file } => {
-            let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin()).context("cannot read stdin")?
-            } else {
-                std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?
-            };
-            // YAML is a superset of JSON, so one parser reads both.
-            let body: Value = serde_yaml_ng::from_str(&text)
-                .with_context(|| format!("{} is neither JSON nor YAML", file.display()))?;
+            let body = definition(&file)?;
             let pipeline: Pipeline = client
                 .call(Method::POST, "/api/pipelines", Some(&body))
                 .await?;
             print_pipeline(&pipeline, format)?;
+        }
+        PipelineCommand::Update { id, file } => {
+            let body = definition(&file)?;
+            let pipeline: Pipeline = client
+                .call(
+                    Method::PUT,
+                    &format!("/api/pipelines/{}", encode(&id)),
+                    Some(&body),
+                )
+                .await?;
+            print_pipeline(&pipeline, format)?;
+        }
+        PipelineCommand::Delete { id } => {
+            client
+                .call_empty(Method::DELETE, &format!("/api/pipelines/{}", encode(&id)))
+                .await?;
+            match format {
+                OutputFormat::Json => output::json(&json!({ "deleted": id }))?,
+                OutputFormat::Table => println!("deleted pipeline {id}"),
+            }
         }
         PipelineCommand::List { project } => {
             let path = match project {
@@ -85,6 +111,8 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
             let pipelines: Vec<Pipeline> = serde_json::from_value(list["pipelines"].clone())?;
             if format == OutputFormat::Json {
                 output::json(&pipelines)?;
+            } else if pipelines.is_empty() {
+                output::nothing("no pipelines");
             } else {
                 let mut t = comfy_table::Table::new();
                 t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
@@ -149,7 +177,26 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn encode(s: &str) -> String {
+/// A pipeline definition read from a JSON or YAML file (`-` for stdin).
+fn definition(file: &std::path::Path) -> anyhow::Result<Value> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read stdin")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    // YAML is a superset of JSON, so one parser reads both.
+    let body: Value = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("{} is neither JSON nor YAML", file.display()))?;
+    if !body.is_object() {
+        bail!(
+            "{} must hold a pipeline definition (a mapping with project_id, name and steps)",
+            file.display()
+        );
+    }
+    Ok(body)
+}
+
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -207,15 +254,12 @@ async fn follow_execution(
                 .unwrap_or_default();
             for step in steps.iter().skip(shown_steps) {
                 let line = format!(
-                    "  step {} {}.{} {} in {} ms",
+                    "  step {} {}.{} {} in {}",
                     step["name"].as_str().unwrap_or("?"),
                     step["plugin"].as_str().unwrap_or("?"),
                     step["action"].as_str().unwrap_or("?"),
                     step["status"].as_str().unwrap_or("?"),
-                    step["duration_ms"]
-                        .as_f64()
-                        .map(|ms| format!("{ms:.1}"))
-                        .unwrap_or_default(),
+                    step_duration(step),
                 );
                 if bar.is_hidden() {
                     eprintln!("{line}")
@@ -254,26 +298,14 @@ async fn follow_execution(
     if format == OutputFormat::Json {
         output::json(&task)?;
     } else {
-        for step in task
+        let steps = task
             .result
             .as_ref()
             .and_then(|r| r["steps"].as_array())
-            .into_iter()
-            .flatten()
-        {
-            let error = step["error"]
-                .as_str()
-                .filter(|e| !e.is_empty())
-                .map(|e| format!("  {e}"))
-                .unwrap_or_default();
-            println!(
-                "  {:<24} {}.{:<10} {:<9} {:>8} ms{error}",
-                step["name"].as_str().unwrap_or("?"),
-                step["plugin"].as_str().unwrap_or("?"),
-                step["action"].as_str().unwrap_or("?"),
-                step["status"].as_str().unwrap_or("?"),
-                step["duration_ms"],
-            );
+            .cloned()
+            .unwrap_or_default();
+        for line in step_table(&steps) {
+            println!("{line}");
         }
         println!("{} {}", task.worktask_id, task.status);
         if !task.error_message.is_empty() {
@@ -285,4 +317,84 @@ async fn follow_execution(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A step's `duration_ms` in the product's one duration format.
+fn step_duration(step: &Value) -> String {
+    step["duration_ms"]
+        .as_f64()
+        .and_then(mimir_core::millis_text)
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The finished steps, one line each, columns as wide as their widest cell
+/// (so `transform.jq` lines up with `core.log`), durations right-aligned.
+fn step_table(steps: &[Value]) -> Vec<String> {
+    let rows: Vec<[String; 5]> = steps
+        .iter()
+        .map(|step| {
+            [
+                step["name"].as_str().unwrap_or("?").to_string(),
+                format!(
+                    "{}.{}",
+                    step["plugin"].as_str().unwrap_or("?"),
+                    step["action"].as_str().unwrap_or("?")
+                ),
+                step["status"].as_str().unwrap_or("?").to_string(),
+                step_duration(step),
+                step["error"].as_str().unwrap_or_default().to_string(),
+            ]
+        })
+        .collect();
+    let width = |column: usize| {
+        rows.iter()
+            .map(|row| row[column].chars().count())
+            .max()
+            .unwrap_or_default()
+    };
+    let (name, action, status, took) = (width(0), width(1), width(2), width(3));
+    rows.iter()
+        .map(|[n, a, s, d, error]| {
+            let line = format!("  {n:<name$}  {a:<action$}  {s:<status$}  {d:>took$}  {error}");
+            line.trim_end().to_string()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_table_columns_line_up_whatever_the_action_names() {
+        let steps = vec![
+            json!({"name": "load", "plugin": "core", "action": "log", "status": "completed", "duration_ms": 0.0}),
+            json!({"name": "pick", "plugin": "transform", "action": "jq", "status": "completed", "duration_ms": 1.264351}),
+            json!({"name": "a_much_longer_step_name_here", "plugin": "http", "action": "request", "status": "failed", "duration_ms": 75000.0, "error": "refused"}),
+        ];
+        let lines = step_table(&steps);
+        assert_eq!(lines.len(), 3);
+        // Every column starts at the same place on every line.
+        let starts = |line: &str, cell: &str| line.find(cell).expect(cell);
+        assert_eq!(
+            starts(&lines[0], "core.log"),
+            starts(&lines[1], "transform.jq")
+        );
+        assert_eq!(
+            starts(&lines[1], "transform.jq"),
+            starts(&lines[2], "http.request")
+        );
+        assert_eq!(starts(&lines[0], "completed"), starts(&lines[2], "failed"));
+        // Durations are right-aligned, in the human format.
+        assert!(
+            lines[0].contains("0 µs") && lines[1].contains("1.26 ms"),
+            "{lines:?}"
+        );
+        assert!(lines[2].contains("1 m 15 s  refused"), "{lines:?}");
+        // In characters, as a terminal shows them ("µ" is two bytes).
+        let end = |line: &str, cell: &str| {
+            line[..line.find(cell).expect(cell)].chars().count() + cell.chars().count()
+        };
+        assert_eq!(end(&lines[0], "0 µs"), end(&lines[1], "1.26 ms"));
+    }
 }

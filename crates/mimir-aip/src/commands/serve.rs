@@ -87,6 +87,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn shutdown_signal() {
+    stop_signal().await;
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM.
+pub(crate) async fn stop_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -105,5 +111,4 @@ pub(crate) async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-    tracing::info!("shutdown requested; finishing in-flight requests");
 }

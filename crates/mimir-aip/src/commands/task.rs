@@ -72,7 +72,8 @@ struct SubmitArgs {
 
 #[derive(Debug, Args)]
 struct ListArgs {
-    /// Only this status.
+    /// Only these statuses: a status, `running` (scheduled, spawned,
+    /// executing), `waiting` (queued, scheduled), or a comma list of them.
     #[arg(long)]
     status: Option<String>,
     /// Only this type.
@@ -87,6 +88,9 @@ struct ListArgs {
     /// Continue from a previous page's cursor.
     #[arg(long)]
     cursor: Option<String>,
+    /// Show whole error messages instead of their first 60 characters.
+    #[arg(long)]
+    wide: bool,
 }
 
 #[derive(Debug, Args)]
@@ -128,7 +132,7 @@ pub async fn run(args: TaskArgs) -> anyhow::Result<ExitCode> {
                     "queue_length": page.queue_length,
                 }))?;
             } else {
-                output::tasks(&page.worktasks, format)?;
+                output::tasks(&page.worktasks, format, list.wide)?;
                 if let Some(cursor) = page.next_cursor {
                     println!("more: --cursor {cursor}");
                 }

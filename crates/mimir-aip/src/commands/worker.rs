@@ -17,6 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// The log target of what a worker process says itself, as the runtime's
+/// lines (`mimir_worker::...`) do: a local worker's lines reach the
+/// orchestrator's log, and must not read as the orchestrator's own.
+pub const WORKER_LOG_TARGET: &str = "mimir_worker";
+
 /// Flags of `worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -222,10 +227,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         // Local workers get roots the orchestrator made; an external worker
         // makes its own, or says why file steps will fail.
         if let Err(error) = std::fs::create_dir_all(root) {
-            tracing::warn!(root = %root.display(), %error, "cannot create a pipeline file root; file steps there will fail");
+            tracing::warn!(target: WORKER_LOG_TARGET, root = %root.display(), %error, "cannot create a pipeline file root; file steps there will fail");
         }
     }
     tracing::info!(
+        target: WORKER_LOG_TARGET,
         file_roots = ?confinement.file_roots,
         http_allow = ?confinement.http.allow,
         http_deny = ?confinement.http.deny,
@@ -250,7 +256,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             let bound = mimir_worker::metrics::serve(addr, metrics.clone(), tls)
                 .await
                 .with_context(|| format!("cannot serve worker metrics on {addr}"))?;
-            tracing::info!(%bound, scheme, "worker metrics on /metrics");
+            tracing::info!(target: WORKER_LOG_TARGET, %bound, scheme, "worker metrics on /metrics");
             Some(metrics)
         }
         None => None,
@@ -315,7 +321,14 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         max_idle: config.concurrency,
     }));
     let executor = Arc::new(PipelineExecutor::new(client, sandboxes.clone()));
-    let result = mimir_worker::run(config, executor, super::serve::shutdown_signal()).await;
+    let stop = async {
+        super::serve::stop_signal().await;
+        tracing::info!(
+            target: WORKER_LOG_TARGET,
+            "stop signal received; finishing running tasks"
+        );
+    };
+    let result = mimir_worker::run(config, executor, stop).await;
     sandboxes.close().await;
     result?;
     Ok(ExitCode::SUCCESS)

@@ -84,7 +84,8 @@ pub struct ProjectQuery {
     cursor: Option<String>,
 }
 
-/// `GET /api/projects?limit=&cursor=`: oldest first, a page at a time.
+/// `GET /api/projects?limit=&cursor=`: oldest first, a page at a time; every
+/// project tasks or pipelines use, registered or not, with their counts.
 pub async fn list_projects(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ProjectQuery>,
@@ -100,7 +101,11 @@ pub async fn list_projects(
         .await
         .map_err(catalog_error)?;
     let next_cursor = (projects.len() == limit)
-        .then(|| projects.last().map(encode_project_cursor))
+        .then(|| {
+            projects
+                .last()
+                .map(|last| encode_project_cursor(&last.project))
+        })
         .flatten();
     Ok(Json(
         json!({ "projects": projects, "next_cursor": next_cursor }),

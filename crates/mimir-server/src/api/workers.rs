@@ -417,7 +417,7 @@ pub async fn deregister(
         state.store.release(&worker_id, unstarted).await?;
     }
     state.store.forfeit(&worker_id);
-    if let Some(lifetime) = state.workers.remove(&worker_id) {
+    if let Some(lifetime) = state.workers.leave(&worker_id) {
         state
             .metrics
             .worker_duration

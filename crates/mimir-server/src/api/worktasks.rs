@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use mimir_core::{Priority, Submission, WorkTask, WorkTaskStatus, WorkTaskType};
+use mimir_core::{Priority, Submission, WorkTask, WorkTaskType};
 use mimir_store::{ListQuery, MAX_LIST_LIMIT};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -194,6 +194,7 @@ struct Urgent<'a> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// A status, a group or a comma list ([`mimir_core::StatusFilter`]).
     status: Option<String>,
     #[serde(rename = "type")]
     task_type: Option<String>,
@@ -289,7 +290,7 @@ pub async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
     let status = non_empty(params.status)
-        .map(|s| s.parse::<WorkTaskStatus>())
+        .map(|s| s.parse::<mimir_core::StatusFilter>())
         .transpose()
         .map_err(|m| ApiError::bad_field("invalid_status", "status", m))?;
     let task_type = non_empty(params.task_type)

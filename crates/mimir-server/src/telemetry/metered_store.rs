@@ -291,7 +291,7 @@ impl Store for MeteredStore {
         &self,
         after: Option<(DateTime<Utc>, String)>,
         limit: usize,
-    ) -> Result<Vec<Project>, StoreError> {
+    ) -> Result<Vec<mimir_core::ProjectListing>, StoreError> {
         self.measure(Method::ListProjects, self.inner.list_projects(after, limit))
             .await
     }

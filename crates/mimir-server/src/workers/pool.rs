@@ -4,7 +4,8 @@
 //! Every poll: `desired = clamp(ceil(queue_length / queueThreshold), min, max)`;
 //! workers are spawned up to `desired`; idle workers above it are asked to stop
 //! (their next lease answers `stop`) once idle for the idle timeout; a worker
-//! that dies without being asked is counted as failed, its leases are forfeited
+//! that dies without being asked (or without deregistering, as a worker
+//! stopped by a signal does) is counted as failed, its leases are forfeited
 //! at once and it is replaced.
 //!
 //! Workers outlive an orchestrator that crashed (they reconnect for a while),
@@ -219,13 +220,15 @@ impl Pool {
         }
     }
 
-    /// Collects exited children and adopted workers; one that was not asked
-    /// to stop has failed.
+    /// Collects exited children and adopted workers. One that exited
+    /// cleanly after it was asked to stop, or after it deregistered itself
+    /// (stopped by SIGINT or SIGTERM), stopped; any other has failed.
     fn reap(&self, store: Option<&dyn Store>, registry: &Registry) {
-        let mut exited = Vec::new();
+        // The exit status, when this process is the worker's parent.
+        let mut exited: Vec<(String, Option<bool>)> = Vec::new();
         for (id, child) in self.children.lock().iter_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                exited.push((id.clone(), status.success()));
+                exited.push((id.clone(), Some(status.success())));
             }
         }
         let adopted: Vec<(String, u32)> = self
@@ -236,10 +239,8 @@ impl Pool {
             .collect();
         for (id, pid) in adopted {
             if !pid_file::runs_worker(pid, &id) {
-                // Its exit status went to its new parent; a worker asked to
-                // stop is taken to have stopped cleanly.
-                let asked = self.stopping.lock().contains(&id);
-                exited.push((id, asked));
+                // Its exit status went to its new parent.
+                exited.push((id, None));
             }
         }
         for (id, success) in exited {
@@ -249,11 +250,14 @@ impl Pool {
                 pid_file::remove(dir, &id);
             }
             let asked = self.stopping.lock().remove(&id);
-            if !asked || !success {
+            let left = registry.take_departed(&id);
+            if !(asked || left) || success == Some(false) {
                 self.metrics.workers_failed.inc();
                 tracing::warn!(worker_id = %id, "worker died; its tasks will be retried and it will be replaced");
-            } else {
+            } else if asked {
                 tracing::info!(worker_id = %id, "worker stopped");
+            } else {
+                tracing::info!(worker_id = %id, "worker exited cleanly after deregistering (stopped by a signal); it will be replaced if needed");
             }
             if let Some(store) = store {
                 store.forfeit(&id);

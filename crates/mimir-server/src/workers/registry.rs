@@ -4,7 +4,7 @@
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// What a worker says of itself when it registers.
@@ -69,6 +69,9 @@ struct Record {
 #[derive(Debug, Default)]
 pub struct Registry {
     workers: Mutex<HashMap<String, Record>>,
+    /// Local workers that deregistered themselves and whose exit the pool
+    /// has not yet collected: their exit is a clean one, not a death.
+    departed: Mutex<HashSet<String>>,
 }
 
 impl Registry {
@@ -134,6 +137,22 @@ impl Registry {
             .lock()
             .remove(worker_id)
             .map(|r| r.registered_at.elapsed())
+    }
+
+    /// Forgets a worker that deregistered itself (a stopped worker says
+    /// goodbye); returns how long it was registered. A local one is
+    /// remembered until [`Registry::take_departed`] collects it.
+    pub fn leave(&self, worker_id: &str) -> Option<Duration> {
+        let record = self.workers.lock().remove(worker_id)?;
+        if record.registration.local {
+            self.departed.lock().insert(worker_id.to_string());
+        }
+        Some(record.registered_at.elapsed())
+    }
+
+    /// Whether a local worker deregistered itself before it exited; forgets it.
+    pub fn take_departed(&self, worker_id: &str) -> bool {
+        self.departed.lock().remove(worker_id)
     }
 
     /// Forgets workers silent for `after`; returns each with its lifetime.

@@ -4,7 +4,7 @@
 use super::row::{micros, to_json};
 use crate::StoreError;
 use chrono::DateTime;
-use mimir_core::{Pipeline, Project};
+use mimir_core::{Pipeline, Project, ProjectListing};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -134,19 +134,42 @@ pub(crate) fn list_projects(
     conn: &Connection,
     after: Option<(DateTime<chrono::Utc>, String)>,
     limit: usize,
-) -> Result<Vec<Project>, StoreError> {
-    // Keyset pagination on the listing order, so a page costs its own rows.
+) -> Result<Vec<ProjectListing>, StoreError> {
+    // Keyset pagination on the listing order. A project never registered is
+    // listed from when its first task (lowest seq, found through
+    // worktasks_by_project without reading the tasks) or pipeline was made.
     let (after_us, after_id) = match after {
         Some((at, id)) => (micros(at), id),
         None => (i64::MIN, String::new()),
     };
-    let sql = format!(
-        "SELECT {PROJECT_COLUMNS} FROM projects WHERE (created_at, id) > (?1, ?2) \
-         ORDER BY created_at, id LIMIT ?3"
-    );
-    let mut statement = conn.prepare_cached(&sql)?;
+    let sql = "WITH used (id, first_at, tasks, pipelines) AS ( \
+             SELECT w.project_id, (SELECT submitted_at FROM worktasks WHERE seq = w.first_seq), w.n, 0 \
+               FROM (SELECT project_id, MIN(seq) AS first_seq, COUNT(*) AS n \
+                     FROM worktasks GROUP BY project_id) AS w \
+             UNION ALL \
+             SELECT project_id, MIN(created_at), 0, COUNT(*) FROM pipelines GROUP BY project_id \
+             UNION ALL \
+             SELECT id, created_at, 0, 0 FROM projects \
+         ), listed AS ( \
+             SELECT u.id AS id, COALESCE(p.created_at, MIN(u.first_at)) AS created_at, \
+                    SUM(u.tasks) AS tasks, SUM(u.pipelines) AS pipelines \
+             FROM used AS u LEFT JOIN projects AS p ON p.id = u.id GROUP BY u.id \
+         ) \
+         SELECT l.id, COALESCE(p.name, ''), COALESCE(p.description, ''), l.created_at, \
+                p.id IS NOT NULL, l.tasks, l.pipelines \
+         FROM listed AS l LEFT JOIN projects AS p ON p.id = l.id \
+         WHERE (l.created_at, l.id) > (?1, ?2) \
+         ORDER BY l.created_at, l.id LIMIT ?3";
+    let mut statement = conn.prepare_cached(sql)?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = statement.query_map(params![after_us, after_id, limit], project)?;
+    let rows = statement.query_map(params![after_us, after_id, limit], |row| {
+        Ok(ProjectListing {
+            project: project(row)?,
+            registered: row.get(4)?,
+            tasks: row.get(5)?,
+            pipelines: row.get(6)?,
+        })
+    })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 

@@ -442,7 +442,7 @@ impl Store for SqliteStore {
         &self,
         after: Option<(DateTime<Utc>, String)>,
         limit: usize,
-    ) -> Result<Vec<Project>, StoreError> {
+    ) -> Result<Vec<mimir_core::ProjectListing>, StoreError> {
         self.read(move |conn| catalog::list_projects(conn, after, limit))
             .await
     }
@@ -556,9 +556,10 @@ fn seq_bound(conn: &Connection, at: DateTime<Utc>, bound: Bound) -> Result<i64, 
 fn list(conn: &Connection, query: &ListQuery) -> Result<ListPage, StoreError> {
     let mut sql = format!("SELECT {TASK_COLUMNS}, seq FROM worktasks WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    if let Some(status) = query.status {
-        sql.push_str(" AND status = ?");
-        args.push(status.as_str().to_string().into());
+    if let Some(statuses) = query.status {
+        let marks: Vec<&str> = statuses.statuses().map(|_| "?").collect();
+        sql.push_str(&format!(" AND status IN ({})", marks.join(", ")));
+        args.extend(statuses.statuses().map(|s| s.as_str().to_string().into()));
     }
     if let Some(task_type) = query.task_type {
         sql.push_str(" AND type = ?");
