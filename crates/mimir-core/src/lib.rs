@@ -6,6 +6,7 @@
 
 pub mod attempt;
 pub mod autoscale;
+pub mod duration_text;
 pub mod error_class;
 pub mod event;
 pub mod label;
