@@ -109,7 +109,9 @@ fn substitute(expr: &str) -> String {
         .replace("$__interval", "15s")
         .replace("$__range", "5m")
         .replace("$instance", ".+")
-        .replace("$pipeline", ".*");
+        .replace("$pipeline", ".*")
+        .replace("$worker_job", "mimir-workers")
+        .replace("$job", "mimir-orchestrator");
     assert!(
         !expr.contains('$'),
         "a variable the test does not know: {expr}"
