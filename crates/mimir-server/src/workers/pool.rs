@@ -309,6 +309,11 @@ impl Pool {
         let cooldown = c.idle_timeout.as_secs_f64();
         let why = match trend {
             Trend::Steady => format!("queue of {queue_length} calls for {desired} workers"),
+            Trend::Raised { .. }
+                if desired_workers(queue_length, c.threshold, 0, c.max) < desired =>
+            {
+                format!("minWorkers keeps {desired} workers: raised at once")
+            }
             Trend::Raised { .. } => {
                 format!("queue of {queue_length} calls for {desired} workers: raised at once")
             }
