@@ -105,6 +105,48 @@ impl DampedDesired {
     }
 }
 
+/// `1 worker`, `2 workers`.
+fn workers(n: u32) -> String {
+    if n == 1 {
+        "1 worker".to_string()
+    } else {
+        format!("{n} workers")
+    }
+}
+
+/// Why a poll left the desired count at `desired`, in words: `by_queue` is
+/// what the queue of `queue_length` alone calls for (before `minWorkers`),
+/// `cooldown` how long a fall must last.
+pub fn reason(
+    trend: Trend,
+    queue_length: usize,
+    by_queue: u32,
+    desired: u32,
+    cooldown: Duration,
+) -> String {
+    let cooldown = cooldown.as_secs_f64();
+    let queue = format!("queue of {queue_length} calls for {}", workers(by_queue));
+    match trend {
+        Trend::Steady | Trend::Raised { .. } if by_queue < desired => {
+            let kept = format!("{queue}; minWorkers keeps {desired}");
+            match trend {
+                Trend::Raised { .. } => format!("{kept}: raised at once"),
+                _ => kept,
+            }
+        }
+        Trend::Steady => queue,
+        Trend::Raised { .. } => format!("{queue}: raised at once"),
+        Trend::Holding { left, .. } => format!(
+            "{queue}: keeping {desired} until it has for {cooldown:.0} s ({:.0} s left)",
+            left.as_secs_f64().ceil()
+        ),
+        Trend::Lowered { .. } => format!(
+            "queue called for {} or fewer for {cooldown:.0} s: lowered",
+            workers(desired)
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +235,40 @@ mod tests {
                 wanted
             );
         }
+    }
+
+    #[test]
+    fn reasons_say_what_the_queue_called_for_and_what_was_done() {
+        let s = Duration::from_secs;
+        let said = |trend, queue, by_queue, desired| reason(trend, queue, by_queue, desired, s(30));
+        assert_eq!(
+            said(Trend::Raised { from: 1 }, 7, 2, 2),
+            "queue of 7 calls for 2 workers: raised at once"
+        );
+        assert_eq!(
+            said(Trend::Raised { from: 0 }, 0, 0, 1),
+            "queue of 0 calls for 0 workers; minWorkers keeps 1: raised at once"
+        );
+        assert_eq!(
+            said(Trend::Steady, 3, 1, 1),
+            "queue of 3 calls for 1 worker"
+        );
+        assert_eq!(
+            said(
+                Trend::Holding {
+                    wanted: 1,
+                    left: s(12)
+                },
+                2,
+                1,
+                2
+            ),
+            "queue of 2 calls for 1 worker: keeping 2 until it has for 30 s (12 s left)"
+        );
+        assert_eq!(
+            said(Trend::Lowered { from: 2 }, 0, 1, 1),
+            "queue called for 1 worker or fewer for 30 s: lowered"
+        );
     }
 
     proptest! {

@@ -20,7 +20,7 @@
 //! restart never runs more workers than allowed.
 
 use super::{Registry, pid_file};
-use mimir_core::autoscale::{DampedDesired, Trend, desired_workers};
+use mimir_core::autoscale::{self, DampedDesired, Trend, desired_workers};
 use mimir_store::Store;
 use mimir_telemetry::Metrics;
 use mimir_telemetry::metrics::DecisionLabels;
@@ -306,25 +306,8 @@ impl Pool {
         let c = &self.config;
         let called_for = desired_workers(queue_length, c.threshold, c.min, c.max);
         let (desired, trend) = self.damped.lock().update(called_for, Instant::now());
-        let cooldown = c.idle_timeout.as_secs_f64();
-        let why = match trend {
-            Trend::Steady => format!("queue of {queue_length} calls for {desired} workers"),
-            Trend::Raised { .. }
-                if desired_workers(queue_length, c.threshold, 0, c.max) < desired =>
-            {
-                format!("minWorkers keeps {desired} workers: raised at once")
-            }
-            Trend::Raised { .. } => {
-                format!("queue of {queue_length} calls for {desired} workers: raised at once")
-            }
-            Trend::Holding { wanted, left } => format!(
-                "queue of {queue_length} calls for {wanted} workers: keeping {desired} until it has for {cooldown:.0} s ({:.0} s left)",
-                left.as_secs_f64().ceil()
-            ),
-            Trend::Lowered { .. } => {
-                format!("queue called for {desired} workers or fewer for {cooldown:.0} s: lowered")
-            }
-        };
+        let by_queue = desired_workers(queue_length, c.threshold, 0, c.max);
+        let why = autoscale::reason(trend, queue_length, by_queue, desired, c.idle_timeout);
         if let Trend::Raised { from } | Trend::Lowered { from } = trend {
             let mut changes = self.changes.lock();
             if changes.len() == KEPT_CHANGES {
@@ -386,7 +369,10 @@ impl Pool {
                     self.stop_requested.notify_waiters();
                 }
             }
-            reason = format!("{why}; surplus workers stop after {cooldown:.0} s idle");
+            reason = format!(
+                "{why}; surplus workers stop after {} s idle",
+                c.idle_timeout.as_secs()
+            );
         }
         if action == "hold" && wanted > c.max {
             reason_code = "max_workers";
