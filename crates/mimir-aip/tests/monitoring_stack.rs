@@ -920,7 +920,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_a_kn
             let (selector, label) = inner.rsplit_once(',').expect("selector, label");
             let values: Value = reqwest::Client::new()
                 .get(format!("{prometheus}/api/v1/label/{}/values", label.trim()))
-                .query(&[("match[]", selector.trim())])
+                .query(&[("match[]", substitute(selector.trim()))])
                 .send()
                 .await
                 .expect("label values")
