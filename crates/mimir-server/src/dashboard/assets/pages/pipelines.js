@@ -31,7 +31,7 @@ export async function render(main) {
     replace(body,
       h("section", { class: "panel", "data-panel": "pipelines" },
         h("h2", {}, "Execution time by pipeline"),
-        h("p", { class: "muted" }, "An attempt's time is the sum of its steps' times."),
+        h("p", { class: "muted" }, "Each attempt is a run (a retried execution counts once per attempt); its time is the sum of its steps' times."),
         table([
           ["Pipeline", (r) => h("span", { title: r.pipeline }, pipelineName(r.pipeline))],
           ["Runs", (r) => fmt.count(r.completed + r.failed), "num"],
