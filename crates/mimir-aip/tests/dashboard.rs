@@ -396,3 +396,359 @@ async fn an_open_live_stream_ends_at_shutdown() {
     .await;
     assert!(rest.is_ok(), "the stream ended");
 }
+
+/// The `q`-quantile of `values` as the dashboard defines it: the smallest
+/// value with at least `q` of them at or below it.
+fn exact_quantile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);
+    sorted[rank - 1]
+}
+
+/// Asserts `shown` is within the dashboard's stated ±4.5% of `exact`.
+fn within_stated_error(what: &str, shown: f64, exact: f64) {
+    assert!(
+        (shown / exact - 1.0).abs() <= 0.045,
+        "{what}: the page shows {shown} s, the exact value is {exact} s"
+    );
+}
+
+/// The number of a `[number, text]` figure the page wrote.
+fn figure(pair: &serde_json::Value) -> f64 {
+    pair[0]
+        .as_str()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("not a figure: {pair}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_figures_match_a_workload_of_known_durations() {
+    let orchestrator = Orchestrator::start(&["--max-workers", "2"]);
+    let client = orchestrator.client();
+    // Pipelines of known durations, and one that fails at once.
+    let mut kinds = Vec::new();
+    for (step, ms, runs) in [("nap50", 50, 10), ("nap200", 200, 10), ("nap2000", 2000, 1)] {
+        let id = one_step(&client, step, "core.sleep", json!({ "ms": ms })).await;
+        kinds.push((id, step, runs, json!({})));
+    }
+    let boom = one_step(&client, "boom", "core.fail", json!({"message": "no"})).await;
+    kinds.push((boom, "boom", 3, json!({"max_retries": 0})));
+    let mut submitted = Vec::new();
+    for (pipeline, step, runs, body) in &kinds {
+        for _ in 0..*runs {
+            let path = format!("/api/pipelines/{pipeline}/execute");
+            submitted.push((
+                pipeline.clone(),
+                *step,
+                post_task(&client, &path, body.clone()).await,
+            ));
+        }
+    }
+    // The exact times, from what the workers reported and the store kept.
+    let mut step_times: std::collections::HashMap<&str, Vec<f64>> = Default::default();
+    let mut run_times = Vec::new();
+    for (_, step, id) in &submitted {
+        let task = wait_until_done(&client, *id, Duration::from_secs(60)).await;
+        let ms = task
+            .result
+            .as_ref()
+            .and_then(|r| r["steps"][0]["duration_ms"].as_f64());
+        step_times
+            .entry(step)
+            .or_default()
+            .push(ms.expect("the step's time") / 1000.0);
+        let ran = task.completed_at.expect("ended") - task.started_at.expect("started");
+        run_times.push(ran.num_microseconds().expect("short") as f64 / 1e6);
+    }
+    let sleep_times: Vec<f64> = ["nap50", "nap200", "nap2000"]
+        .iter()
+        .flat_map(|s| step_times[s].clone())
+        .collect();
+    // Each sleep took its time: never less, and more only by what a busy
+    // machine adds (the figures below are checked against these times).
+    for (step, ms) in [("nap50", 50.0), ("nap200", 200.0), ("nap2000", 2000.0)] {
+        for t in &step_times[step] {
+            assert!(
+                *t >= ms / 1000.0 && *t < ms / 1000.0 + 1.0,
+                "{step} took {t} s"
+            );
+        }
+    }
+
+    let browser = Browser::start(1400, 1000).await;
+    let url = &orchestrator.url;
+
+    // The page's duration format is the CLI's.
+    let values = [
+        0.0,
+        4e-7,
+        1.16e-5,
+        8.5e-4,
+        9.997e-4,
+        0.001264351,
+        0.051,
+        0.15,
+        1.264351,
+        12.34,
+        59.96,
+        75.0,
+        84.4,
+        3599.6,
+        7800.0,
+    ];
+    browser.client.goto(&format!("{url}/")).await.expect("open");
+    browser
+        .eval("(() => { import('/dashboard/format.js').then((m) => { window.fmtForTest = m; }); return true; })()")
+        .await;
+    browser.until("window.fmtForTest !== undefined").await;
+    let shown = browser
+        .eval(&format!(
+            "{values:?}.map((v) => window.fmtForTest.seconds(v))"
+        ))
+        .await;
+    let expected: Vec<String> = values
+        .iter()
+        .map(|v| mimir_core::duration_text::seconds_text(*v))
+        .collect();
+    assert_eq!(shown, json!(expected));
+
+    // Pipelines: each pipeline's p50, p99 and mean from the recorded step
+    // times, within the stated error (the mean exact), written as the CLI would.
+    browser
+        .client
+        .goto(&format!("{url}/#/pipelines"))
+        .await
+        .expect("open pipelines");
+    let read_rows = |panel: &str| {
+        format!(
+            "[...document.querySelectorAll('[data-panel={panel}] tbody tr')].map((tr) => ({{
+               key: tr.cells[0].querySelector('[title]')?.title || tr.cells[0].innerText,
+               plugin: tr.cells[1].innerText,
+               runs: tr.cells[{runs}].innerText,
+               figures: [...tr.querySelectorAll('[data-seconds]')].map((s) => [s.dataset.seconds, s.innerText]),
+             }}))",
+            runs = if panel == "steps" { 2 } else { 1 }
+        )
+    };
+    browser
+        .until("document.querySelectorAll('[data-panel=pipelines] tbody tr').length === 4 && document.body.innerText.includes('±4.5%')")
+        .await;
+    let rows = browser.eval(&read_rows("pipelines")).await;
+    for (pipeline, step, runs, _) in &kinds {
+        let row = rows
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["key"] == json!(pipeline)))
+            .unwrap_or_else(|| panic!("no row for {step}: {rows}"));
+        assert_eq!(row["runs"], json!(runs.to_string()), "{step}");
+        let figures = row["figures"].as_array().expect("figures");
+        let [p50, mean, p99] = [0, 1, 2].map(|i| {
+            let value = figure(&figures[i]);
+            assert_eq!(
+                figures[i][1],
+                json!(mimir_core::duration_text::seconds_text(value)),
+                "{step}: the figure's text"
+            );
+            value
+        });
+        let times = &step_times[step];
+        within_stated_error(&format!("{step} p50"), p50, exact_quantile(times, 0.5));
+        within_stated_error(&format!("{step} p99"), p99, exact_quantile(times, 0.99));
+        let exact_mean = times.iter().sum::<f64>() / times.len() as f64;
+        assert!(
+            (mean / exact_mean - 1.0).abs() < 1e-9,
+            "{step} mean {mean} vs {exact_mean}"
+        );
+        let least = times.iter().copied().fold(f64::INFINITY, f64::min);
+        let most = times.iter().copied().fold(0.0, f64::max);
+        assert!(
+            least <= p50 && p50 <= most && p99 <= most,
+            "{step}: within the times seen"
+        );
+    }
+    // Steps: each step's exact mean.
+    let steps = browser.eval(&read_rows("steps")).await;
+    for (step, times) in &step_times {
+        let row = steps
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["key"] == json!(step)))
+            .unwrap_or_else(|| panic!("no row for step {step}: {steps}"));
+        assert_eq!(row["runs"], json!(times.len().to_string()), "{step}");
+        let mean = figure(&row["figures"][0]);
+        let exact_mean = times.iter().sum::<f64>() / times.len() as f64;
+        assert!(
+            (mean / exact_mean - 1.0).abs() < 1e-9,
+            "step {step} mean {mean} vs {exact_mean}"
+        );
+    }
+    // Plugins: core.sleep over all three sleeping pipelines; core.fail's errors.
+    let plugins = browser.eval(&read_rows("plugins")).await;
+    let sleep = plugins
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["key"] == json!("core.sleep")))
+        .unwrap_or_else(|| panic!("no core.sleep row: {plugins}"));
+    assert_eq!(sleep["runs"], json!("21"));
+    let sleep_figures = sleep["figures"].as_array().expect("figures");
+    let (p50, p99) = (figure(&sleep_figures[0]), figure(&sleep_figures[2]));
+    within_stated_error("core.sleep p50", p50, exact_quantile(&sleep_times, 0.5));
+    within_stated_error("core.sleep p99", p99, exact_quantile(&sleep_times, 0.99));
+    let fail_errors = browser
+        .eval("[...document.querySelectorAll('[data-panel=plugins] tbody tr')].find((tr) => tr.cells[0].innerText === 'core.fail')?.cells[5].innerText")
+        .await;
+    assert_eq!(fail_errors, json!("3"));
+    browser.screenshot("pipelines-known-durations").await;
+    no_console_errors(&browser, "the pipelines page").await;
+
+    // A task's page: its step's time as recorded, in the one format.
+    let (_, _, slow) = submitted
+        .iter()
+        .find(|(_, step, _)| *step == "nap2000")
+        .expect("the slow task");
+    browser
+        .client
+        .goto(&format!("{url}/#/task/{slow}"))
+        .await
+        .expect("open task");
+    let step_time = browser
+        .until(
+            "[...document.querySelectorAll('section')].find((s) => s.querySelector('h2')?.innerText === 'Pipeline steps')
+               ?.querySelector('tbody tr .bar-label')?.innerText",
+        )
+        .await;
+    assert_eq!(
+        step_time,
+        json!(mimir_core::duration_text::seconds_text(
+            step_times["nap2000"][0]
+        ))
+    );
+    // Workers: every finished task counted once, on some worker.
+    browser
+        .client
+        .goto(&format!("{url}/#/workers"))
+        .await
+        .expect("open workers");
+    let finished = browser
+        .until(
+            "(() => { const rows = [...document.querySelectorAll('section')].find((s) => s.querySelector('h2')?.innerText.startsWith('Workers'))
+                 ?.querySelectorAll('tbody tr') || [];
+               const sum = (i) => [...rows].reduce((a, r) => a + Number(r.cells[i].innerText), 0);
+               return rows.length > 0 && [sum(4), sum(5)]; })()",
+        )
+        .await;
+    assert_eq!(finished, json!([21, 3]));
+
+    // Overview: the last minute's run-time figures match the tasks' recorded
+    // run times; the 2 s outlier leaves the bulk of the duration chart visible.
+    browser
+        .client
+        .goto(&format!("{url}/#/overview"))
+        .await
+        .expect("open");
+    browser
+        .until("[...document.querySelectorAll('[data-chart] svg')].every(s => Number(s.dataset.points) > 0)")
+        .await;
+    let duration = browser
+        .until("(() => { const b = [...document.querySelectorAll('[data-chart=duration] .now b')].map((b) => b.dataset.value);
+                 return b.length === 2 && b.every((v) => v !== '') && b; })()")
+        .await;
+    let duration: Vec<f64> = serde_json::from_value::<Vec<String>>(duration)
+        .expect("figures")
+        .iter()
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    within_stated_error(
+        "task duration p50",
+        duration[0],
+        exact_quantile(&run_times, 0.5),
+    );
+    within_stated_error(
+        "task duration p99",
+        duration[1],
+        exact_quantile(&run_times, 0.99),
+    );
+    // Waits and run times are drawn on a log scale.
+    let scales = browser
+        .eval("['wait', 'duration'].map((id) => document.querySelector(`[data-chart=${id}] svg`).dataset.scale)")
+        .await;
+    assert_eq!(scales, json!(["log", "log"]));
+    // On that scale, a minute of 50 ms runs with one 84 s outlier keeps the
+    // 50 ms line well above the axis (a linear axis puts it 0.06% above); a
+    // time label at the chart's right edge is drawn whole.
+    browser
+        .eval("(() => { import('/dashboard/charts.js').then((m) => { window.chartsForTest = m; }); return true; })()")
+        .await;
+    browser.until("window.chartsForTest !== undefined").await;
+    let drawn = browser
+        .eval(
+            "(() => {
+               const to = 1699999200, from = to - 59;
+               const t = [...Array(60).keys()].map((i) => from + i);
+               const chart = new window.chartsForTest.LineChart({ title: 'test', unit: 'seconds', scale: 'log', series: [{ key: 'v', label: 'v' }] });
+               document.body.append(chart.el);
+               chart.setData(t, { v: t.map((x) => (x === to - 30 ? 84 : 0.05)) }, from, to);
+               const svg = chart.svg;
+               const axis = Number(svg.querySelector('line.axis').getAttribute('y1'));
+               const heights = [...svg.querySelector('path.line').getAttribute('d').matchAll(/[ML]([0-9.]+),([0-9.]+)/g)]
+                 .map((m) => (axis - Number(m[2])) / (axis - 10)).sort((a, b) => a - b);
+               const labels = [...svg.querySelectorAll('text.time')].map((l) => l.getBBox());
+               const last = labels[labels.length - 1];
+               chart.el.remove();
+               return { median: heights[Math.floor(heights.length / 2)], width: chart.width, lastEnd: last.x + last.width, labels: labels.length };
+             })()",
+        )
+        .await;
+    let median = drawn["median"].as_f64().expect("median");
+    assert!(
+        median > 0.1,
+        "the bulk sits {median} of the height above the axis: {drawn}"
+    );
+    let (end, width) = (drawn["lastEnd"].as_f64(), drawn["width"].as_f64());
+    assert!(
+        end.zip(width)
+            .is_some_and(|(end, width)| end <= width + 0.5 && end > width - 40.0),
+        "the last time label, at the right edge, ends inside the chart: {drawn}"
+    );
+    // The status cards say what they count; the chart figures say their window.
+    let text = browser.eval("document.body.innerText").await;
+    let text = text.as_str().unwrap_or_default();
+    assert!(
+        text.contains("All tasks in the store, by status, now"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chart figures over the last minute"),
+        "{text}"
+    );
+    // Why the autoscaler wants the workers it wants.
+    let scaling = browser
+        .until("document.querySelector('.scaling')?.innerText.includes('raised at once') && document.querySelector('.scaling').innerText")
+        .await;
+    assert!(
+        scaling
+            .as_str()
+            .is_some_and(|s| s.contains("Desired ") && s.contains(" → ")),
+        "{scaling}"
+    );
+    let marks = browser
+        .eval("document.querySelectorAll('[data-chart=workers] .mark title').length")
+        .await;
+    assert!(marks.as_u64().is_some_and(|n| n >= 1), "{marks}");
+    // Active and desired workers: the same colours here and on Health.
+    let colours = "Object.fromEntries([...[...document.querySelectorAll('.legend')].filter((l) => l.innerText.includes('desired'))[0]
+                     .querySelectorAll('.key')].map((k) => [k.innerText, getComputedStyle(k, '::before').color]))";
+    let overview_colours = browser.eval(colours).await;
+    browser.screenshot("overview-known-durations").await;
+    browser
+        .client
+        .goto(&format!("{url}/#/health"))
+        .await
+        .expect("open health");
+    browser
+        .until("document.querySelector('[data-panel=scaling-changes]')?.innerText.includes('raised at once')")
+        .await;
+    let health_colours = browser.eval(colours).await;
+    assert_eq!(overview_colours, health_colours);
+    assert_ne!(overview_colours["active"], overview_colours["desired"]);
+    no_console_errors(&browser, "the overview and health pages").await;
+    browser.quit().await;
+}

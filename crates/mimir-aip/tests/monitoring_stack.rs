@@ -109,7 +109,9 @@ fn substitute(expr: &str) -> String {
         .replace("$__interval", "15s")
         .replace("$__range", "5m")
         .replace("$instance", ".+")
-        .replace("$pipeline", ".*");
+        .replace("$pipeline", ".*")
+        .replace("$worker_job", "mimir-workers")
+        .replace("$job", "mimir-orchestrator");
     assert!(
         !expr.contains('$'),
         "a variable the test does not know: {expr}"
@@ -918,7 +920,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_a_kn
             let (selector, label) = inner.rsplit_once(',').expect("selector, label");
             let values: Value = reqwest::Client::new()
                 .get(format!("{prometheus}/api/v1/label/{}/values", label.trim()))
-                .query(&[("match[]", selector.trim())])
+                .query(&[("match[]", substitute(selector.trim()))])
                 .send()
                 .await
                 .expect("label values")

@@ -1,15 +1,17 @@
-//! Durations as people read them: `850 µs`, `51 ms`, `1.26 s`, `1 m 15 s`.
+//! Durations as people read them: `850 µs`, `51 ms`, `1.26 s`, `1 m 15 s`,
+//! `2 h 10 m`. Three significant digits below a minute, whole seconds below an
+//! hour, whole minutes above; the unit is chosen after rounding, so a value
+//! just under a unit's end reads `1 ms`, never `1000 µs`.
 //!
-//! One format for every place the product prints a duration (the CLI's task
-//! and step tables, the dashboard), so the same time never reads two ways.
-//! Below a minute a figure keeps three significant digits, trailing zeros
-//! dropped; from a minute on it is whole units, the largest two.
+//! The CLI prints durations with this and the dashboard's `format.js` follows
+//! the same rules (its browser test compares the two), so a figure reads the
+//! same wherever it is shown.
 
 use std::time::Duration;
 
-/// `duration` in the product's one human format, e.g. `1.26 s`.
-pub fn duration_text(duration: Duration) -> String {
-    seconds_text(duration.as_secs_f64())
+/// `d` as text, e.g. `1.26 s`.
+pub fn duration_text(d: Duration) -> String {
+    seconds_text(d.as_secs_f64())
 }
 
 /// A duration given in milliseconds (as the API's `duration_ms` fields are);
@@ -18,43 +20,67 @@ pub fn millis_text(ms: f64) -> Option<String> {
     (ms.is_finite() && ms >= 0.0).then(|| seconds_text(ms / 1000.0))
 }
 
-fn seconds_text(seconds: f64) -> String {
-    if seconds <= 0.0 {
-        return "0 µs".into();
+/// `seconds` as text, e.g. `51 ms`; `–` when not a number, `0 s` for zero.
+/// Negative values read as their size with a minus sign.
+pub fn seconds_text(seconds: f64) -> String {
+    if seconds.is_nan() {
+        return "–".to_string();
     }
-    let micros = seconds * 1e6;
-    if micros < 1.0 {
-        // At least 0.1 µs, so a figure above zero never reads "0 µs".
-        return format!("{} µs", significant(micros.max(0.1)));
+    if seconds < 0.0 {
+        return format!("-{}", seconds_text(-seconds));
     }
-    // A figure that rounds up to 1000 (999.7 µs) is one of the next unit.
-    for (value, unit) in [(micros, "µs"), (seconds * 1e3, "ms")] {
-        let text = significant(value);
-        if rounded(&text) < 1000.0 {
-            return format!("{text} {unit}");
-        }
+    if seconds == 0.0 {
+        return "0 s".to_string();
     }
-    let text = significant(seconds);
-    if rounded(&text) < 60.0 {
-        return format!("{text} s");
+    let rounded = three_significant(seconds);
+    if rounded < 1e-3 {
+        return format!("{} µs", three_significant_text(seconds * 1e6));
     }
-    whole_units(seconds.round() as u64)
+    if rounded < 1.0 {
+        return format!("{} ms", three_significant_text(seconds * 1e3));
+    }
+    if rounded < 60.0 {
+        return format!("{} s", three_significant_text(seconds));
+    }
+    let whole = seconds.round();
+    if whole < 3600.0 {
+        let whole = whole as u64;
+        return match whole % 60 {
+            0 => format!("{} m", whole / 60),
+            s => format!("{} m {s} s", whole / 60),
+        };
+    }
+    if !seconds.is_finite() {
+        return "∞".to_string();
+    }
+    let minutes = (seconds / 60.0).round() as u64;
+    match minutes % 60 {
+        0 => format!("{} h", minutes / 60),
+        m => format!("{} h {m} m", minutes / 60),
+    }
 }
 
-fn rounded(text: &str) -> f64 {
-    text.parse().unwrap_or(f64::INFINITY)
+/// `x` rounded to three significant digits.
+fn three_significant(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(2 - x.abs().log10().floor() as i32);
+    (x * scale).round() / scale
 }
 
-/// Three significant digits, trailing zeros dropped (`1.26`, `51.3`, `850`).
-fn significant(value: f64) -> String {
-    let decimals = if value < 10.0 {
-        2
-    } else if value < 100.0 {
+/// `x` (at least 1 once rounded, below 1000) with three significant digits,
+/// trailing zeros dropped: `51`, `1.26`, `12.5`.
+fn three_significant_text(x: f64) -> String {
+    let rounded = three_significant(x);
+    let decimals = if rounded >= 100.0 {
+        0
+    } else if rounded >= 10.0 {
         1
     } else {
-        0
+        2
     };
-    let text = format!("{value:.decimals$}");
+    let text = format!("{rounded:.decimals$}");
     if text.contains('.') {
         text.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
@@ -62,73 +88,41 @@ fn significant(value: f64) -> String {
     }
 }
 
-/// The largest two whole units: `1 m 15 s`, `2 h 5 m`, `3 d 4 h`.
-fn whole_units(seconds: u64) -> String {
-    const UNITS: [(u64, &str, u64, &str); 3] = [
-        (86_400, "d", 3_600, "h"),
-        (3_600, "h", 60, "m"),
-        (60, "m", 1, "s"),
-    ];
-    for (size, unit, next_size, next_unit) in UNITS {
-        if seconds >= size {
-            let rest = (seconds % size) / next_size;
-            return format!("{} {unit} {rest} {next_unit}", seconds / size);
-        }
-    }
-    format!("{seconds} s")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ms(ms: f64) -> String {
-        millis_text(ms).expect("a duration")
+    /// The cases the dashboard's formatter is checked against too.
+    const CASES: &[(f64, &str)] = &[
+        (0.0, "0 s"),
+        (0.000_000_4, "0.4 µs"),
+        (0.000_011_6, "11.6 µs"),
+        (0.000_85, "850 µs"),
+        (0.000_999_7, "1 ms"),
+        (0.001_264_351, "1.26 ms"),
+        (0.051, "51 ms"),
+        (0.150, "150 ms"),
+        (1.264_351, "1.26 s"),
+        (12.34, "12.3 s"),
+        (59.96, "1 m"),
+        (75.0, "1 m 15 s"),
+        (84.4, "1 m 24 s"),
+        (3599.6, "1 h"),
+        (7800.0, "2 h 10 m"),
+    ];
+
+    #[test]
+    fn reads_as_people_write_durations() {
+        for (seconds, text) in CASES {
+            assert_eq!(seconds_text(*seconds), *text, "{seconds} s");
+        }
     }
 
     #[test]
-    fn the_issues_examples_read_as_people_write_them() {
-        assert_eq!(ms(1.264351), "1.26 ms");
-        assert_eq!(ms(0.0), "0 µs");
-        assert_eq!(ms(0.85), "850 µs");
-        assert_eq!(ms(51.0), "51 ms");
-        assert_eq!(ms(1264.0), "1.26 s");
-        assert_eq!(ms(75_000.0), "1 m 15 s");
-    }
-
-    #[test]
-    fn each_unit_keeps_three_significant_digits() {
-        assert_eq!(ms(0.0116), "11.6 µs");
-        assert_eq!(ms(0.0012), "1.2 µs");
-        assert_eq!(ms(0.0004), "0.4 µs");
-        assert_eq!(ms(12.34), "12.3 ms");
-        assert_eq!(ms(123.4), "123 ms");
-        assert_eq!(ms(30_000.0), "30 s");
-        assert_eq!(ms(12_345.0), "12.3 s");
-    }
-
-    #[test]
-    fn rounding_up_to_the_next_unit_moves_to_that_unit() {
-        assert_eq!(ms(0.9997), "1 ms");
-        assert_eq!(ms(999.7), "1 s");
-        assert_eq!(ms(59_990.0), "1 m 0 s");
-    }
-
-    #[test]
-    fn long_durations_show_the_two_largest_units() {
-        assert_eq!(duration_text(Duration::from_secs(7_500)), "2 h 5 m");
-        assert_eq!(
-            duration_text(Duration::from_secs(3 * 86_400 + 4 * 3_600)),
-            "3 d 4 h"
-        );
-        assert_eq!(duration_text(Duration::from_secs(3_600)), "1 h 0 m");
-        assert_eq!(duration_text(Duration::from_micros(850)), "850 µs");
-    }
-
-    #[test]
-    fn no_figure_is_no_duration() {
-        assert_eq!(millis_text(-1.0), None);
-        assert_eq!(millis_text(f64::NAN), None);
-        assert_eq!(millis_text(f64::INFINITY), None);
+    fn odd_values_still_read() {
+        assert_eq!(seconds_text(f64::NAN), "–");
+        assert_eq!(seconds_text(-0.051), "-51 ms");
+        assert_eq!(seconds_text(f64::INFINITY), "∞");
+        assert_eq!(duration_text(Duration::from_millis(1500)), "1.5 s");
     }
 }

@@ -73,13 +73,19 @@ pub async fn run(
     let metrics = Arc::new(metrics);
     let recording = config.metrics.enabled;
     let timeline = Arc::new(crate::dashboard::Timeline::default());
+    let pipeline_stats = Arc::new(crate::dashboard::PipelineStats::default());
     let options = SqliteOptions {
         aging: valid.aging,
         durable: config.store.durable,
         retry: valid.retry,
         lease_ttl: valid.lease_ttl,
-        events: recording
-            .then(|| TaskEventRecorder::start(metrics.clone(), Some(timeline.clone())) as _),
+        events: recording.then(|| {
+            TaskEventRecorder::start(
+                metrics.clone(),
+                Some(timeline.clone()),
+                Some(pipeline_stats.clone()),
+            ) as _
+        }),
         ..SqliteOptions::default()
     };
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, options))
@@ -188,6 +194,7 @@ pub async fn run(
             }),
         },
         timeline,
+        pipeline_stats,
         shutdown: tokio_util::sync::CancellationToken::new(),
     };
     let reaper = tokio::spawn(reap(state.clone(), valid.lease_ttl * 2));

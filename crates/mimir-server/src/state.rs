@@ -45,6 +45,8 @@ pub struct AppState {
     pub scrape_auth: crate::telemetry::ScrapeAuth,
     /// The dashboard's last hour, second by second.
     pub timeline: Arc<crate::dashboard::Timeline>,
+    /// The dashboard's pipeline run times since start.
+    pub pipeline_stats: Arc<crate::dashboard::PipelineStats>,
     /// Cancelled when the orchestrator shuts down, to end long-lived streams.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -74,6 +76,7 @@ impl AppState {
             record_metrics: true,
             scrape_auth: crate::telemetry::ScrapeAuth::default(),
             timeline: Arc::default(),
+            pipeline_stats: Arc::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }

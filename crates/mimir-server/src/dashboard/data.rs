@@ -68,6 +68,14 @@ pub async fn overview(
     })))
 }
 
+/// `GET /api/dashboard/pipelines`: run times per pipeline, step and plugin
+/// action since start, from the step times attempts reported.
+pub async fn pipelines(
+    State(state): State<AppState>,
+) -> Json<super::pipeline_stats::PipelinesView> {
+    Json(state.pipeline_stats.view())
+}
+
 /// Query of a window summary: unix times, both ends included.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -108,6 +108,29 @@ impl MergedHistogram {
         }
     }
 
+    /// Counts one observation, in seconds.
+    pub fn observe(&mut self, seconds: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS];
+        }
+        self.counts[bucket_of(seconds)] += 1;
+        self.total += 1;
+    }
+
+    /// Adds another merged histogram.
+    pub fn merge(&mut self, other: &MergedHistogram) {
+        if other.counts.is_empty() {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS];
+        }
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine += theirs;
+        }
+        self.total += other.total;
+    }
+
     /// How many observations it holds.
     pub fn count(&self) -> u64 {
         self.total

@@ -9,6 +9,7 @@
 mod assets;
 mod data;
 pub mod log_histogram;
+pub mod pipeline_stats;
 pub mod sampler;
 pub mod timeline;
 
@@ -16,6 +17,7 @@ use crate::AppState;
 use axum::Router;
 use axum::routing::get;
 
+pub use pipeline_stats::PipelineStats;
 pub use timeline::{Gauges, Occurrence, Second, Summary, Tick, Timeline};
 
 /// The page and its static files; open, so the page can ask for a token.
@@ -30,6 +32,7 @@ pub fn data_routes() -> Router<AppState> {
     Router::new()
         .route("/api/dashboard/overview", get(data::overview))
         .route("/api/dashboard/summary", get(data::summary))
+        .route("/api/dashboard/pipelines", get(data::pipelines))
         .route("/api/dashboard/stream", get(data::stream))
         .route("/api/dashboard/metrics", get(data::metrics))
 }

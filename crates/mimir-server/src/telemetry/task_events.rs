@@ -7,7 +7,7 @@
 //! completed, cancelled), `warn` for recoverable errors (retried, lease
 //! expired), `error` for failures (a task failed for good).
 
-use crate::dashboard::{Occurrence, Timeline};
+use crate::dashboard::{Occurrence, PipelineStats, Timeline};
 use chrono::{DateTime, Utc};
 use mimir_core::{TaskEvent, TaskEventKind, WorkTaskType};
 use mimir_store::EventSink;
@@ -28,12 +28,20 @@ pub struct TaskEventRecorder {
 
 impl TaskEventRecorder {
     /// Starts the recording thread; it ends when the recorder is dropped.
-    /// Events are counted into `timeline` too, when given.
-    pub fn start(metrics: Arc<Metrics>, timeline: Option<Arc<Timeline>>) -> Arc<TaskEventRecorder> {
+    /// Events are counted into `timeline` too, and pipeline attempts into
+    /// `pipeline_stats`, when given.
+    pub fn start(
+        metrics: Arc<Metrics>,
+        timeline: Option<Arc<Timeline>>,
+        pipeline_stats: Option<Arc<PipelineStats>>,
+    ) -> Arc<TaskEventRecorder> {
         let (events, receiver) = mpsc::channel::<Vec<TaskEvent>>();
         let mut recorder = Recording {
             types: WorkTaskType::ALL.map(|t| TaskSeries::new(&metrics, t)),
-            pipelines: FastMap::default(),
+            pipelines: Pipelines {
+                series: FastMap::default(),
+                stats: pipeline_stats,
+            },
             metrics,
             timeline: TimelineCounts {
                 timeline,
@@ -86,8 +94,7 @@ struct Recording {
     metrics: Arc<Metrics>,
     /// Each task type's series, by position in [`WorkTaskType::ALL`].
     types: [TaskSeries; 3],
-    /// Each pipeline's series, kept once it has run.
-    pipelines: FastMap<String, PipelineSeries>,
+    pipelines: Pipelines,
     timeline: TimelineCounts,
     running: FastMap<Uuid, Correlation>,
 }
@@ -382,9 +389,17 @@ impl Recording {
     }
 }
 
+/// Where pipeline attempts are recorded.
+struct Pipelines {
+    /// Each pipeline's series, kept once it has run.
+    series: FastMap<String, PipelineSeries>,
+    /// The dashboard's figures, when kept.
+    stats: Option<Arc<PipelineStats>>,
+}
+
 /// Pipeline and step metrics of one attempt that ran steps.
 fn pipeline_attempt(
-    pipelines: &mut FastMap<String, PipelineSeries>,
+    pipelines: &mut Pipelines,
     metrics: &Metrics,
     c: Option<&Correlation>,
     completed: bool,
@@ -399,13 +414,16 @@ fn pipeline_attempt(
             .map(|c| c.pipeline_id.as_str())
             .filter(|p| !p.is_empty())
             .unwrap_or("unknown");
-        match pipelines.get_mut(pipeline) {
+        match pipelines.series.get_mut(pipeline) {
             Some(series) => series.record(metrics, completed, steps),
             None => {
                 let mut series = PipelineSeries::new(metrics, pipeline);
                 series.record(metrics, completed, steps);
-                pipelines.insert(pipeline.to_string(), series);
+                pipelines.series.insert(pipeline.to_string(), series);
             }
+        }
+        if let Some(stats) = &pipelines.stats {
+            stats.record(pipeline, completed, steps);
         }
     }
 }

@@ -1,11 +1,15 @@
 //! The local worker pool: `mimir-aip worker` child processes, scaled from
 //! queue depth.
 //!
-//! Every poll: `desired = clamp(ceil(queue_length / queueThreshold), min, max)`;
-//! workers are spawned up to `desired`; idle workers above it are asked to stop
-//! (their next lease answers `stop`) once idle for the idle timeout; a worker
-//! that dies without being asked (or without deregistering, as a worker
-//! stopped by a signal does) is counted as failed, its leases are forfeited
+//! Every poll the queue calls for `clamp(ceil(queue_length / queueThreshold),
+//! min, max)` workers. The desired count follows a rise at once but a fall only
+//! once the queue has called for fewer for the idle timeout (a queue hovering
+//! at a threshold would otherwise flip it every few polls); each change is
+//! kept with its reason for the dashboard. Workers are spawned up to
+//! `desired`; idle workers above it are asked to stop (their next lease
+//! answers `stop`) once idle for the idle timeout; a worker that dies without
+//! being asked (or without deregistering, as a worker stopped by a signal
+//! does) is counted as failed, its leases are forfeited
 //! at once and it is replaced.
 //!
 //! Workers outlive an orchestrator that crashed (they reconnect for a while),
@@ -17,12 +21,12 @@
 //! restart never runs more workers than allowed.
 
 use super::{Registry, pid_file};
-use mimir_core::autoscale::desired_workers;
+use mimir_core::autoscale::{self, DampedDesired, Trend, desired_workers};
 use mimir_store::Store;
 use mimir_telemetry::Metrics;
 use mimir_telemetry::metrics::DecisionLabels;
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -32,7 +36,12 @@ use tokio::process::{Child, Command};
 
 /// Defaults to 250 ms: how often the pool looks at the queue.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(250);
-/// Defaults to 30 s: how long a surplus worker idles before it is stopped.
+/// Changes of the desired count kept for the dashboard.
+const KEPT_CHANGES: usize = 20;
+
+/// Defaults to 30 s: how long a surplus worker idles before it is stopped,
+/// and how long the queue must call for fewer workers before the desired
+/// count falls.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the pool runs.
@@ -79,8 +88,23 @@ pub struct Decision {
     /// `spawn`, `stop` or `hold`.
     pub action: &'static str,
     /// The reason as a fixed code: `queue_depth`, `min_workers`, `max_workers`,
-    /// `idle_surplus`, `busy_surplus` or `steady`.
+    /// `idle_surplus`, `busy_surplus`, `scale_down_cooldown` or `steady`.
     pub reason_code: &'static str,
+    /// The last changes of the desired count, oldest first.
+    pub changes: Vec<DesiredChange>,
+}
+
+/// One change of the desired worker count and why it was made.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DesiredChange {
+    /// Unix time of the change, in seconds.
+    pub at: f64,
+    /// Desired before.
+    pub from: u32,
+    /// Desired after.
+    pub to: u32,
+    /// Why, in words.
+    pub reason: String,
 }
 
 /// The pool.
@@ -94,6 +118,9 @@ pub struct Pool {
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
     decision: Mutex<Decision>,
+    /// The desired count, damped between polls.
+    damped: Mutex<DampedDesired>,
+    changes: Mutex<VecDeque<DesiredChange>>,
     /// When the autoscaler last polled, for readiness.
     last_poll: Mutex<Option<Instant>>,
     /// Wakes long-polling lease calls when workers are asked to stop.
@@ -106,6 +133,7 @@ impl Pool {
     /// A pool that has started nothing yet.
     pub fn new(config: PoolConfig, metrics: Arc<Metrics>) -> Pool {
         let first = u64::from(std::process::id()) << 16;
+        let damped = DampedDesired::new(config.idle_timeout);
         Pool {
             config,
             children: Mutex::new(HashMap::new()),
@@ -114,6 +142,8 @@ impl Pool {
             next_id: AtomicU64::new(first),
             metrics,
             decision: Mutex::new(Decision::default()),
+            damped: Mutex::new(damped),
+            changes: Mutex::new(VecDeque::with_capacity(KEPT_CHANGES)),
             last_poll: Mutex::new(None),
             stop_requested: tokio::sync::Notify::new(),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
@@ -273,15 +303,33 @@ impl Pool {
             return;
         }
         let c = &self.config;
-        let desired = desired_workers(queue_length, c.threshold, c.min, c.max);
+        let called_for = desired_workers(queue_length, c.threshold, c.min, c.max);
+        let (desired, trend) = self.damped.lock().update(called_for, Instant::now());
+        let by_queue = desired_workers(queue_length, c.threshold, 0, c.max);
+        let why = autoscale::reason(trend, queue_length, by_queue, desired, c.idle_timeout);
+        if let Trend::Raised { from } | Trend::Lowered { from } = trend {
+            let mut changes = self.changes.lock();
+            if changes.len() == KEPT_CHANGES {
+                changes.pop_front();
+            }
+            changes.push_back(DesiredChange {
+                at: chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
+                from,
+                to: desired,
+                reason: why.clone(),
+            });
+        }
         let registered = registry.local_workers(c.fresh);
         let mut active: HashSet<String> = self.children.lock().keys().cloned().collect();
         active.extend(self.adopted.lock().keys().cloned());
         active.extend(registered.iter().map(|(id, _, _)| id.clone()));
         let stopping: HashSet<String> = self.stopping.lock().clone();
         let staying = active.iter().filter(|id| !stopping.contains(*id)).count() as u32;
-        let mut reason = String::from("steady");
-        let (mut action, mut reason_code) = ("hold", "steady");
+        let mut reason = why.clone();
+        let (mut action, mut reason_code) = match trend {
+            Trend::Holding { .. } => ("hold", "scale_down_cooldown"),
+            _ => ("hold", "steady"),
+        };
         let wanted = desired_workers(queue_length, c.threshold, 0, u32::MAX);
         if staying < desired {
             action = "spawn";
@@ -304,8 +352,7 @@ impl Pool {
             for _ in 0..missing {
                 self.spawn();
             }
-            reason =
-                format!("queue of {queue_length} calls for {desired} workers: started {missing}");
+            reason = format!("{why}; started {missing}");
         } else if staying > desired {
             reason_code = "busy_surplus";
             let mut surplus = (staying - desired) as usize;
@@ -322,7 +369,7 @@ impl Pool {
                 }
             }
             reason = format!(
-                "queue of {queue_length} calls for {desired} workers: surplus workers stop after {}s idle",
+                "{why}; surplus workers stop after {} s idle",
                 c.idle_timeout.as_secs()
             );
         }
@@ -346,6 +393,7 @@ impl Pool {
             reason,
             action,
             reason_code,
+            changes: self.changes.lock().iter().cloned().collect(),
         };
     }
 

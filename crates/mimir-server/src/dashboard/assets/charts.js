@@ -27,6 +27,22 @@ function niceTicks(max, unit) {
   return [...new Set(ticks)];
 }
 
+/**
+ * Decades from below the least positive value to above the greatest, for a
+ * logarithmic axis: `[lo, hi, ticks]`. One long wait then takes one decade of
+ * the height instead of pressing every other value onto the axis.
+ */
+function logTicks(least, greatest) {
+  if (!(greatest > 0)) return [1e-3, 1, [1e-3, 1e-2, 1e-1, 1]];
+  const lowExp = Math.floor(Math.log10(least > 0 ? least : greatest));
+  let highExp = Math.ceil(Math.log10(greatest));
+  if (highExp <= lowExp) highExp = lowExp + 1;
+  const every = Math.ceil((highExp - lowExp) / 5);
+  const ticks = [];
+  for (let e = lowExp; e <= highExp; e += every) ticks.push(10 ** e);
+  return [10 ** lowExp, 10 ** highExp, ticks];
+}
+
 const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
 
 function timeTicks(from, to, width) {
@@ -54,10 +70,13 @@ export class LineChart {
   /**
    * `series`: `[{key, label}]`, drawn in order with the colours `--series-1…`.
    * `unit`: how values are written on the axis and in the readout.
+   * `scale`: `linear` (from 0) or `log` (decades; zero sits on the axis).
    */
-  constructor({ title, unit = "count", series, onZoom, onReset }) {
+  constructor({ title, unit = "count", scale = "linear", series, onZoom, onReset }) {
     this.title = title;
     this.unit = unit;
+    this.scale = scale;
+    this.marks = [];
     this.series = series;
     this.onZoom = onZoom;
     this.onReset = onReset;
@@ -100,9 +119,22 @@ export class LineChart {
     this.draw();
   }
 
-  /** The figures beside the title: `[[label, value]]`. */
-  setNow(pairs) {
-    replace(this.now, pairs.map(([label, value]) => h("span", { class: "figure" }, h("small", {}, label), " ", h("b", {}, value))));
+  /**
+   * Moments to mark on the time axis, `[{t, label}]`: a tick at each with its
+   * label as the tooltip (e.g. why the autoscaler changed its mind).
+   */
+  setMarks(marks) {
+    this.marks = marks;
+    this.draw();
+  }
+
+  /**
+   * The figures beside the title: `[[label, text, value?]]`; the value as a
+   * number goes on the element for whoever reads the page by program.
+   */
+  setNow(figures) {
+    replace(this.now, figures.map(([label, text, value]) =>
+      h("span", { class: "figure" }, h("small", {}, label), " ", h("b", { "data-value": value ?? "" }, text))));
   }
 
   x(t) {
@@ -128,22 +160,48 @@ export class LineChart {
     const plotH = HEIGHT - PAD.top - PAD.bottom;
     const [start, end] = this.visible();
     let max = 0;
+    let leastPositive = Infinity;
     for (const s of this.series) {
       const column = this.columns[s.key] || [];
-      for (let i = start; i < end; i++) if (column[i] > max) max = column[i];
+      for (let i = start; i < end; i++) {
+        if (column[i] > max) max = column[i];
+        if (column[i] > 0 && column[i] < leastPositive) leastPositive = column[i];
+      }
     }
-    const ticks = niceTicks(max, this.unit);
-    const top = ticks[ticks.length - 1] || 1;
-    const y = (v) => PAD.top + plotH - (v / top) * plotH;
+    let ticks;
+    let y;
+    const bottom = PAD.top + plotH;
+    if (this.scale === "log") {
+      const [lo, hi, decades] = logTicks(leastPositive, max);
+      ticks = decades;
+      const span = Math.log10(hi) - Math.log10(lo);
+      y = (v) => (v > 0 ? bottom - (Math.max(0, Math.log10(v) - Math.log10(lo)) / span) * plotH : bottom);
+    } else {
+      ticks = niceTicks(max, this.unit);
+      const top = ticks[ticks.length - 1] || 1;
+      y = (v) => bottom - (v / top) * plotH;
+    }
     const parts = [];
     for (const v of ticks) {
       parts.push(h("line", { class: "grid", x1: PAD.left, x2: w - PAD.right, y1: y(v), y2: y(v) }));
       parts.push(h("text", { class: "tick", x: PAD.left - 6, y: y(v) + 4, "text-anchor": "end" }, this.format(v)));
     }
     for (const t of timeTicks(this.from, this.to, w)) {
-      parts.push(h("text", { class: "tick", x: this.x(t), y: HEIGHT - 6, "text-anchor": "middle" }, fmt.clock(t)));
+      // A label at either edge is anchored inside the chart, not cut in half.
+      const x = this.x(t);
+      const anchor = x > w - 30 ? "end" : x < PAD.left + 30 ? "start" : "middle";
+      const at = anchor === "end" ? Math.min(x, w - 1) : x;
+      parts.push(h("text", { class: "tick time", x: at, y: HEIGHT - 6, "text-anchor": anchor }, fmt.clock(t)));
     }
-    parts.push(h("line", { class: "axis", x1: PAD.left, x2: w - PAD.right, y1: y(0), y2: y(0) }));
+    parts.push(h("line", { class: "axis", x1: PAD.left, x2: w - PAD.right, y1: bottom, y2: bottom }));
+    for (const mark of this.marks) {
+      if (mark.t < this.from || mark.t > this.to) continue;
+      const x = this.x(mark.t);
+      parts.push(h("g", { class: "mark" },
+        h("title", {}, mark.label),
+        h("line", { x1: x, x2: x, y1: PAD.top, y2: bottom }),
+        h("circle", { cx: x, cy: PAD.top + 3, r: 3 })));
+    }
     // One point per pixel column at most: the column's largest value, so
     // peaks survive on a narrow chart.
     const columnsPerPixel = (end - start) / Math.max(1, w - PAD.left - PAD.right);
@@ -193,6 +251,7 @@ export class LineChart {
     this.svg.setAttribute("height", HEIGHT);
     replace(this.svg, parts);
     this.svg.dataset.points = String(end - start);
+    this.svg.dataset.scale = this.scale;
   }
 
   /** The readout of the point nearest to time `t`. */

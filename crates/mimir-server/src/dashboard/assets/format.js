@@ -15,19 +15,39 @@ export function rate(n) {
   return `${n >= 100 ? nf.format(n) : nf2.format(n)}/s`;
 }
 
-/** A duration given in seconds: 850 µs, 12.3 ms, 1.25 s, 3 m 05 s, 2 h 10 m. */
+/** `x` rounded to three significant digits. */
+function threeSignificant(x) {
+  if (x === 0 || !Number.isFinite(x)) return x;
+  const scale = 10 ** (2 - Math.floor(Math.log10(Math.abs(x))));
+  return Math.round(x * scale) / scale;
+}
+
+/** `x` (1 to 999 once rounded) with three significant digits, no trailing zeros. */
+function threeSignificantText(x) {
+  const rounded = threeSignificant(x);
+  const decimals = rounded >= 100 ? 0 : rounded >= 10 ? 1 : 2;
+  const text = rounded.toFixed(decimals);
+  return text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
+}
+
+/**
+ * A duration given in seconds: 850 µs, 51 ms, 1.26 s, 1 m 15 s, 2 h 10 m.
+ * The same rules as the CLI's (`mimir_core::duration_text`); the browser test
+ * compares the two.
+ */
 export function seconds(s) {
   if (s === null || s === undefined || Number.isNaN(s)) return "–";
+  if (s < 0) return `-${seconds(-s)}`;
   if (s === 0) return "0 s";
-  if (s < 1e-3) return `${nf2.format(s * 1e6)} µs`;
-  if (s < 1) return `${nf2.format(s * 1e3)} ms`;
-  if (s < 60) return `${nf2.format(s)} s`;
-  if (s < 3600) {
-    const whole = Math.round(s);
-    return `${Math.floor(whole / 60)} m ${String(whole % 60).padStart(2, "0")} s`;
-  }
+  const rounded = threeSignificant(s);
+  if (rounded < 1e-3) return `${threeSignificantText(s * 1e6)} µs`;
+  if (rounded < 1) return `${threeSignificantText(s * 1e3)} ms`;
+  if (rounded < 60) return `${threeSignificantText(s)} s`;
+  const whole = Math.round(s);
+  if (whole < 3600) return whole % 60 ? `${Math.floor(whole / 60)} m ${whole % 60} s` : `${whole / 60} m`;
+  if (!Number.isFinite(s)) return "∞";
   const minutes = Math.round(s / 60);
-  return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")} m`;
+  return minutes % 60 ? `${Math.floor(minutes / 60)} h ${minutes % 60} m` : `${minutes / 60} h`;
 }
 
 /** A share: 12.5%. */

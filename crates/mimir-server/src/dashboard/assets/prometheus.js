@@ -70,8 +70,23 @@ export function histograms(samples, name, by) {
       mean: g.count ? g.sum / g.count : null,
       p50: quantile(0.5, buckets),
       p99: quantile(0.99, buckets),
+      p50Bound: bucketBound(0.5, buckets),
+      p99Bound: bucketBound(0.99, buckets),
     };
   });
+}
+
+/**
+ * The upper bound of the bucket the `q`-quantile lies in: exact, unlike the
+ * interpolated value, which guesses within the bucket.
+ */
+export function bucketBound(q, buckets) {
+  if (!buckets.length) return null;
+  const total = buckets[buckets.length - 1][1];
+  if (!total) return null;
+  const rank = Math.max(1, Math.ceil(q * total));
+  for (const [le, cumulative] of buckets) if (cumulative >= rank) return le;
+  return Infinity;
 }
 
 /** `histogram_quantile`: linear within the bucket the rank falls in. */

@@ -15,8 +15,10 @@ const CHARTS = [
   { id: "workers", title: "Workers", unit: "count", series: [{ key: "workers", label: "active" }, { key: "desired_workers", label: "desired" }] },
   { id: "flow", title: "Enqueue and dequeue rate", unit: "rate", series: [{ key: "enqueued", label: "enqueued" }, { key: "dequeued", label: "dequeued" }] },
   { id: "outcomes", title: "Completions, failures and retries", unit: "rate", series: [{ key: "completed", label: "completed" }, { key: "failed", label: "failed" }, { key: "retried", label: "retried" }] },
-  { id: "wait", title: "Queue wait", unit: "seconds", series: [{ key: "wait_p50", label: "p50" }, { key: "wait_p99", label: "p99" }] },
-  { id: "duration", title: "Task duration", unit: "seconds", series: [{ key: "duration_p50", label: "p50" }, { key: "duration_p99", label: "p99" }] },
+  // Waits and run times span decades (a 1 ms task beside an 84 s one): on a
+  // log scale the bulk stays visible next to an outlier.
+  { id: "wait", title: "Queue wait", unit: "seconds", scale: "log", series: [{ key: "wait_p50", label: "p50" }, { key: "wait_p99", label: "p99" }] },
+  { id: "duration", title: "Task duration", unit: "seconds", scale: "log", series: [{ key: "duration_p50", label: "p50" }, { key: "duration_p99", label: "p99" }] },
 ];
 
 export async function render(main, { live }) {
@@ -35,7 +37,8 @@ export async function render(main, { live }) {
   };
   columnsOf(data.timeline);
 
-  const statusStrip = h("dl", { class: "stats", "aria-label": "Tasks by status" });
+  const statusStrip = h("dl", { class: "stats", "aria-label": "All tasks in the store, by status, now" });
+  const scaling = h("p", { class: "muted scaling" });
   const windowButtons = WINDOWS.map(([span, label]) =>
     h("button", { type: "button", "aria-pressed": String(span === state.span), onclick: () => pickWindow(span) }, label));
   const reset = h("button", { type: "button", class: "reset", hidden: true, onclick: () => setZoom(null) }, "Reset zoom");
@@ -49,8 +52,26 @@ export async function render(main, { live }) {
     h("div", { class: "page-head" },
       h("h1", {}, "Overview"),
       h("div", { class: "toolbar", role: "group", "aria-label": "Time window" }, windowButtons, reset, windowLabel)),
+    h("h2", { class: "strip-title" }, "All tasks in the store, by status, now"),
     statusStrip,
     h("div", { class: "grid charts" }, charts.map((c) => c.el)));
+  const workersChart = charts[CHARTS.findIndex((c) => c.id === "workers")];
+  workersChart.el.append(scaling);
+
+  // Why the desired count last changed, on the chart (a mark per change,
+  // its reason as tooltip) and in words under it.
+  function drawScaling(autoscaler) {
+    if (!autoscaler) {
+      scaling.textContent = "No local worker pool: workers are external.";
+      return;
+    }
+    const changes = autoscaler.changes || [];
+    workersChart.setMarks(changes.map((c) => ({ t: c.at, label: `${fmt.clock(c.at)}: desired ${c.from} → ${c.to}: ${c.reason}` })));
+    const last = changes[changes.length - 1];
+    scaling.textContent = last
+      ? `Desired ${last.from} → ${last.to} at ${fmt.clock(last.at)}: ${last.reason}. Now: ${autoscaler.reason}.`
+      : `Desired ${autoscaler.desired}: ${autoscaler.reason}.`;
+  }
 
   const windowRange = () => state.zoom || liveWindow(state.t, state.span, data.now);
 
@@ -63,18 +84,18 @@ export async function render(main, { live }) {
     };
     const s = state.summary || {};
     const figures = {
-      queue: [["queued", fmt.count(last("queue_depth"))], ["running", fmt.count(last("running"))]],
-      workers: [["active", fmt.count(last("workers"))], ["desired", fmt.count(last("desired_workers"))]],
-      flow: [["in", fmt.rate(rate("enqueued"))], ["out", fmt.rate(rate("dequeued"))]],
-      outcomes: [["done", fmt.rate(rate("completed"))], ["failed", fmt.rate(rate("failed"))], ["retried", fmt.rate(rate("retried"))]],
-      wait: [["p50", fmt.seconds(s.wait_p50)], ["p99", fmt.seconds(s.wait_p99)]],
-      duration: [["p50", fmt.seconds(s.duration_p50)], ["p99", fmt.seconds(s.duration_p99)]],
+      queue: [["queued", fmt.count(last("queue_depth")), last("queue_depth")], ["running", fmt.count(last("running")), last("running")]],
+      workers: [["active", fmt.count(last("workers")), last("workers")], ["desired", fmt.count(last("desired_workers")), last("desired_workers")]],
+      flow: [["in", fmt.rate(rate("enqueued")), rate("enqueued")], ["out", fmt.rate(rate("dequeued")), rate("dequeued")]],
+      outcomes: [["done", fmt.rate(rate("completed")), rate("completed")], ["failed", fmt.rate(rate("failed")), rate("failed")], ["retried", fmt.rate(rate("retried")), rate("retried")]],
+      wait: [["p50", fmt.seconds(s.wait_p50), s.wait_p50], ["p99", fmt.seconds(s.wait_p99), s.wait_p99]],
+      duration: [["p50", fmt.seconds(s.duration_p50), s.duration_p50], ["p99", fmt.seconds(s.duration_p99), s.duration_p99]],
     };
     CHARTS.forEach((spec, i) => charts[i].setNow(figures[spec.id]));
     const [from, to] = windowRange();
     windowLabel.textContent = state.zoom
-      ? `${fmt.clock(from)} – ${fmt.clock(to)}; figures over this range`
-      : "figures over the last minute";
+      ? `${fmt.clock(from)} – ${fmt.clock(to)}; chart figures over this range`
+      : "chart figures over the last minute";
   }
 
   function drawCharts() {
@@ -124,6 +145,7 @@ export async function render(main, { live }) {
   }
   drawStatus(data.tasks_by_status, data.queue_length);
   drawCharts();
+  drawScaling(data.autoscaler);
   performance.mark("mimir:overview-drawn");
 
   const onSecond = (event) => {
@@ -138,6 +160,14 @@ export async function render(main, { live }) {
     state.lastRecent = recent;
     if (!state.zoom) state.summary = recent;
     drawCharts();
+    const desired = state.columns.desired_workers;
+    if (desired.length > 1 && desired[desired.length - 1] !== desired[desired.length - 2]) refreshScaling();
+  };
+  const refreshScaling = async () => {
+    try {
+      const fresh = await get(`/api/dashboard/overview${query({ since: Math.floor(Date.now() / 1000) + 1 })}`);
+      drawScaling(fresh.autoscaler);
+    } catch (_) { /* the stream badge shows connection trouble */ }
   };
   const onResync = async () => {
     try {
@@ -152,6 +182,7 @@ export async function render(main, { live }) {
     try {
       const summary = await get("/api/metrics");
       drawStatus(summary.tasks_by_status, summary.queue.length);
+      await refreshScaling();
     } catch (_) { /* the stream badge shows connection trouble */ }
   }, 5000);
   return () => {

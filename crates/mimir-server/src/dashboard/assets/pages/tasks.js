@@ -77,7 +77,7 @@ export async function render(main, { params }) {
       h("div", { class: "toolbar" },
         newer, older,
         h("span", { class: "muted", "data-rows": rows.length },
-          `page ${page + 1} · ${rows.length} task${rows.length === 1 ? "" : "s"} · ${Math.round(took)} ms`)),
+          `page ${page + 1} · ${rows.length} task${rows.length === 1 ? "" : "s"} · ${fmt.seconds(took / 1000)}`)),
       table([
         ["Task", (t) => h("a", { href: `#/task/${t.worktask_id}`, class: "mono" }, t.worktask_id.slice(0, 8) + "…")],
         ["Status", (t) => badge(t.status)],
