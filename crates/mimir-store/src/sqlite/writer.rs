@@ -228,9 +228,13 @@ impl Writer {
         // the attempt's late result is refused. Their in-memory leases are
         // recorded at once so an early heartbeat finds them.
         let mut early: Vec<Uuid> = Vec::new();
+        // Outside the transaction: when it aborts, the commands it never
+        // reached stay here and are answered with the commit's error, rather
+        // than dropped (a dropped answer reads as "the store has stopped").
+        let mut pending = group.drain(..);
         let outcome = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
-            for command in group.drain(..) {
+            for command in pending.by_ref() {
                 let is_lease = matches!(command.op, Op::Lease(_));
                 let mark = effects.changes.len();
                 match self.core.apply_op(&tx, command.op, &mut effects) {
@@ -254,13 +258,19 @@ impl Writer {
             }
             tx.commit()
         })();
+        let untried: Vec<Command> = pending.collect();
         if let Err(error) = outcome {
-            tracing::error!(%error, commands = done.len(), "store commit failed");
+            tracing::error!(
+                %error,
+                tried = done.len(),
+                untried = untried.len(),
+                "store commit failed"
+            );
             self.core.next_seq = seq_before;
-            let untried = group
-                .drain(..)
-                .map(|command| (command.reply, Ok(Outcome::Done)));
-            done.extend(untried.collect::<Vec<_>>());
+            let replies = done
+                .into_iter()
+                .map(|(reply, _)| reply)
+                .chain(untried.into_iter().map(|command| command.reply));
             let mut live = self.core.live.lock();
             for id in early {
                 live.leases.remove(&id);
@@ -269,13 +279,14 @@ impl Writer {
                 live.queue.insert(entry);
             }
             drop(live);
-            for (reply, _) in done {
+            for reply in replies {
                 // A caller that went away no longer needs its answer.
                 let _ = reply.send(Err(StoreError::commit_failed(&error)));
             }
             self.note_full(crate::error::is_disk_full(&error));
             return;
         }
+        debug_assert!(untried.is_empty(), "a committed group skipped commands");
         if self.full {
             self.note_full(false);
         }
@@ -987,3 +998,6 @@ pub(crate) fn select_task(conn: &Connection, id: Uuid) -> Result<Option<WorkTask
         .query_row([id.as_bytes()], row::task_from_row)
         .optional()?)
 }
+
+#[cfg(test)]
+mod tests;
