@@ -125,7 +125,7 @@ pub async fn list_filters_and_pages(store: &dyn Store) {
     let mut ids = Vec::new();
     for i in 0..25 {
         let t = task(
-            WorkTaskType::ALL[i % 3],
+            WorkTaskType::ALL[i % WorkTaskType::COUNT],
             1 + (i as i64 % 10),
             if i % 2 == 0 { "even" } else { "odd" },
         );
@@ -172,7 +172,11 @@ pub async fn list_filters_priority_and_time(store: &dyn Store) {
     let base = Utc::now().trunc_subsecs(0) - Duration::hours(10);
     let mut all = Vec::new();
     for i in 0..40i64 {
-        let mut t = task(WorkTaskType::ALL[i as usize % 3], 1 + i % 10, "p");
+        let mut t = task(
+            WorkTaskType::ALL[i as usize % WorkTaskType::COUNT],
+            1 + i % 10,
+            "p",
+        );
         // Ten seconds apart, every fourth one earlier than the one before it.
         let jitter = if i % 4 == 3 {
             -Duration::seconds(15)

@@ -12,8 +12,9 @@ use crate::live::{Change, Live};
 use crate::{EventSink, LeaseRequest, StoreError};
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    Attempt, AttemptEnd, AttemptOutcome, ErrorClass, InvalidTransition, QueueEntry, RetryDecision,
-    RetryPolicy, TaskEvent, TaskEventKind, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
+    Attempt, AttemptEnd, AttemptOutcome, ErrorClass, InvalidTransition, PerType, QueueEntry,
+    RetryDecision, RetryPolicy, TaskEvent, TaskEventKind, WorkTask, WorkTaskResult, WorkTaskStatus,
+    WorkTaskType,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -519,7 +520,7 @@ impl Core {
         fx: &mut Effects,
     ) -> Result<Vec<WorkTask>, StoreError> {
         let now_us = row::micros(request.at);
-        let mut running: [usize; 3] = [0; 3];
+        let mut running = PerType::<usize>::default();
         let mut taken = Vec::new();
         if let Some(id) = request.only {
             // One named task (a one-task worker): only if it is waiting.
@@ -537,7 +538,7 @@ impl Core {
         } else {
             let mut live = self.live.lock();
             for t in WorkTaskType::ALL {
-                running[type_index(t)] = (live.counts.get(t, WorkTaskStatus::Scheduled)
+                running[t] = (live.counts.get(t, WorkTaskStatus::Scheduled)
                     + live.counts.get(t, WorkTaskStatus::Spawned)
                     + live.counts.get(t, WorkTaskStatus::Executing))
                     as usize;
@@ -551,12 +552,12 @@ impl Core {
                         && request
                             .limits
                             .get(&t)
-                            .is_none_or(|limit| running[type_index(t)] < *limit)
+                            .is_none_or(|limit| running[t] < *limit)
                 };
                 let Some(entry) = live.queue.pop(now_us, accept) else {
                     break;
                 };
-                running[type_index(entry.task_type)] += 1;
+                running[entry.task_type] += 1;
                 taken.push(entry);
             }
         }
@@ -861,13 +862,6 @@ impl Core {
         }
         Ok(())
     }
-}
-
-fn type_index(t: WorkTaskType) -> usize {
-    WorkTaskType::ALL
-        .iter()
-        .position(|x| *x == t)
-        .unwrap_or_default()
 }
 
 fn start(
