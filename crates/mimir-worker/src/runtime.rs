@@ -198,7 +198,7 @@ impl Shared {
         loop {
             let body = json!({
                 "worker_id": self.id(),
-                "hostname": hostname(),
+                "hostname": mimir_telemetry::hostname(),
                 "pid": std::process::id(),
                 "types": self.config.types,
                 "concurrency": self.config.concurrency,
@@ -253,13 +253,6 @@ impl Shared {
             }
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_default()
 }
 
 /// Runs the worker until `shutdown` resolves or the orchestrator asks it to stop.
