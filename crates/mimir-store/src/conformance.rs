@@ -467,9 +467,20 @@ async fn failures_retry_then_fail(store: &dyn Store) {
             .is_empty(),
         "not before its backoff"
     );
-    assert!(store.next_eligible_at().is_some());
-    tokio::time::sleep(TEST_RETRY.cap + std::time::Duration::from_millis(20)).await;
-    let second = store.lease(lease_request("w", 10)).await.expect("lease");
+    // The lease names its time: just before the backoff ends nothing is
+    // eligible, at its end the task is.
+    let eligible = store.next_eligible_at().expect("a task in backoff");
+    assert_eq!(Some(eligible), retried.not_before);
+    let early = LeaseRequest {
+        at: eligible - Duration::milliseconds(1),
+        ..lease_request("w", 10)
+    };
+    assert!(store.lease(early).await.expect("lease").is_empty());
+    let due = LeaseRequest {
+        at: eligible,
+        ..lease_request("w", 10)
+    };
+    let second = store.lease(due).await.expect("lease");
     assert_eq!(second.iter().map(|t| t.attempt).collect::<Vec<_>>(), [2]);
     let failed = store
         .finish(
@@ -607,10 +618,14 @@ async fn expired_leases_retry(store: &dyn Store) {
     store.forfeit("alive");
     assert_eq!(store.expire_leases(Utc::now()).await.expect("expire"), 1);
 
-    // Run again and completed: the history holds both attempts, in order.
-    tokio::time::sleep(TEST_RETRY.cap + std::time::Duration::from_millis(20)).await;
+    // Run again, once its backoff is over, and completed: the history holds
+    // both attempts, in order.
+    let eligible = store.next_eligible_at().expect("a task in backoff");
     let again = store
-        .lease(lease_request("again", 10))
+        .lease(LeaseRequest {
+            at: eligible,
+            ..lease_request("again", 10)
+        })
         .await
         .expect("lease");
     assert!(again.iter().any(|x| x.worktask_id == t.worktask_id));
