@@ -208,6 +208,31 @@ async fn killing_a_worker_mid_task_retries_the_task_once() {
         "{}",
         done.retry_reason
     );
+    // Two attempts and no more: the killed one, then the one that completed.
+    let attempts: Value = client
+        .call(
+            Method::GET,
+            &format!("/api/worktasks/{}/attempts", task.worktask_id),
+            None,
+        )
+        .await
+        .expect("attempts");
+    let ended: Vec<(&str, &str)> = attempts["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| {
+            (
+                a["worker_id"].as_str().unwrap_or_default(),
+                a["outcome"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ended,
+        [("doomed", "lease_expired"), ("survivor", "completed")],
+        "{attempts}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
