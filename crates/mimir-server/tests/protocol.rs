@@ -1225,6 +1225,15 @@ async fn a_result_for_a_stale_attempt_is_refused_409_and_stores_nothing() {
         .as_u64()
         .expect("leased again");
     assert_eq!(second, first + 1);
+    // A lease is answered before its commit is durable: wait until it reads back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while api.task(&id).await["attempt"] != second {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease never landed"
+        );
+        tokio::task::yield_now().await;
+    }
     let before = leased_state(&api.task(&id).await);
     let attempts = api.attempts(&id).await;
 
