@@ -413,7 +413,20 @@ async fn json_encoding_and_the_last_lines_are_flushed_on_shutdown() {
     );
     let client = orchestrator.client();
     let task = submit_and_cancel(&client).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the cancelled line is in the local log, the sink has it too.
+    let logged = |log: &str| {
+        log.lines()
+            .any(|l| l.contains("\"event\":\"cancelled\"") && l.contains(&task.to_string()))
+    };
+    let started = Instant::now();
+    while !logged(&orchestrator.log()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the cancelled line was never logged\n{}",
+            orchestrator.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         loki.pushes().is_empty(),
         "nothing is due before the batch wait"

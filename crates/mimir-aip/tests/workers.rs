@@ -8,7 +8,9 @@ use harness::{Orchestrator, bin};
 use mimir_core::WorkTaskStatus;
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -206,6 +208,31 @@ async fn killing_a_worker_mid_task_retries_the_task_once() {
         "{}",
         done.retry_reason
     );
+    // Two attempts and no more: the killed one, then the one that completed.
+    let attempts: Value = client
+        .call(
+            Method::GET,
+            &format!("/api/worktasks/{}/attempts", task.worktask_id),
+            None,
+        )
+        .await
+        .expect("attempts");
+    let ended: Vec<(&str, &str)> = attempts["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| {
+            (
+                a["worker_id"].as_str().unwrap_or_default(),
+                a["outcome"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ended,
+        [("doomed", "lease_expired"), ("survivor", "completed")],
+        "{attempts}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,16 +255,87 @@ async fn a_cancelled_running_task_stops_on_its_worker() {
     );
 }
 
+/// Counts the runs of each task: every run of the pipeline below calls
+/// `/run/{n}` once, so the calls are the executions, whatever the store says.
+#[derive(Clone, Default)]
+struct Executions(Arc<Mutex<HashMap<u32, u32>>>);
+
+impl Executions {
+    /// Serves on a free loopback port; its base URL.
+    async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let counts = self.0.clone();
+        let app = axum::Router::new().route(
+            "/run/{n}",
+            axum::routing::post(move |axum::extract::Path(n): axum::extract::Path<u32>| {
+                let counts = counts.clone();
+                async move {
+                    *counts.lock().expect("lock").entry(n).or_default() += 1;
+                    "ok"
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        format!("http://{addr}")
+    }
+
+    fn counts(&self) -> HashMap<u32, u32> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+/// The ids of every completed task, read page by page.
+async fn completed_ids(client: &mimir_client::Client) -> HashSet<Uuid> {
+    let mut ids = HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = client
+            .call(
+                Method::GET,
+                &format!("/api/worktasks?status=completed&limit=1000&cursor={cursor}"),
+                None,
+            )
+            .await
+            .expect("list completed");
+        for task in page["worktasks"].as_array().expect("worktasks") {
+            ids.insert(
+                task["worktask_id"]
+                    .as_str()
+                    .expect("id")
+                    .parse()
+                    .expect("uuid"),
+            );
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => return ids,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_the_orchestrator_with_2000_tasks_and_every_task_completes_once() {
+    const TASKS: u32 = 2000;
+    let executions = Executions::default();
+    let base = executions.serve().await;
     let mut orchestrator =
         Orchestrator::start_with_config(FAST, &["--max-workers", "2", "--min-workers", "2"]);
     let client = orchestrator.client();
-    let pipeline = one_step(&client, "nap", "core.sleep", json!({"ms": 2})).await;
+    let pipeline = one_step(
+        &client,
+        "call",
+        "http.request",
+        json!({"method": "POST", "url": "$.params.url", "fail_on_status": true}),
+    )
+    .await;
     let mut ids = Vec::new();
-    for _ in 0..20 {
-        let batch: Vec<Value> = (0..100)
-            .map(|_| json!({"type": "pipeline_execution", "project_id": "crash", "task_spec": {"pipeline_id": pipeline}}))
+    for batch in 0..TASKS / 100 {
+        let batch: Vec<Value> = (batch * 100..(batch + 1) * 100)
+            .map(|n| json!({"type": "pipeline_execution", "project_id": "crash",
+                            "task_spec": {"pipeline_id": pipeline, "parameters": {"url": format!("{base}/run/{n}")}}}))
             .collect();
         ids.extend(
             client
@@ -268,8 +366,12 @@ async fn kill_9_the_orchestrator_with_2000_tasks_and_every_task_completes_once()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // What the store has already completed must never run again; what it has
+    // not may have been leased in the commit the crash cut short, which the
+    // worker runs while the store puts it back in the queue.
+    let completed_before = completed_ids(&client).await;
     orchestrator.kill9();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ran_before_the_crash = executions.counts().len();
     orchestrator.restart();
     let client = orchestrator.client();
     let started = Instant::now();
@@ -278,7 +380,7 @@ async fn kill_9_the_orchestrator_with_2000_tasks_and_every_task_completes_once()
             .call(Method::GET, "/api/metrics", None)
             .await
             .expect("summary");
-        if summary["tasks_by_status"]["completed"].as_u64() == Some(2000) {
+        if summary["tasks_by_status"]["completed"].as_u64() == Some(u64::from(TASKS)) {
             break;
         }
         assert!(
@@ -287,9 +389,22 @@ async fn kill_9_the_orchestrator_with_2000_tasks_and_every_task_completes_once()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for id in ids {
-        let task = client.get(id).await.expect("get");
+    for id in &ids {
+        let task = client.get(*id).await.expect("get");
         assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+        let attempts: Value = client
+            .call(Method::GET, &format!("/api/worktasks/{id}/attempts"), None)
+            .await
+            .expect("attempts");
+        // A lease that ran out while the orchestrator was down may add an
+        // ended attempt; only one attempt completes.
+        let completing = attempts["attempts"]
+            .as_array()
+            .expect("attempts")
+            .iter()
+            .filter(|a| a["outcome"] == "completed")
+            .count();
+        assert_eq!(completing, 1, "one attempt completed: {attempts}");
     }
     let summary: Value = client
         .call(Method::GET, "/api/metrics", None)
@@ -297,6 +412,38 @@ async fn kill_9_the_orchestrator_with_2000_tasks_and_every_task_completes_once()
         .expect("summary");
     assert_eq!(summary["tasks_by_status"]["failed"], 0, "{summary}");
     assert_eq!(summary["queue"]["length"], 0);
+
+    // Every task ran: a run lost in the crash shows as a missing count. A
+    // task completed before the crash ran exactly once; only one whose lease
+    // the crash lost may have run a second time, never more.
+    let counts = executions.counts();
+    let missing: Vec<u32> = (0..TASKS).filter(|n| !counts.contains_key(n)).collect();
+    assert!(missing.is_empty(), "tasks never run: {missing:?}");
+    let mut repeated = Vec::new();
+    for (n, runs) in counts {
+        let id = ids[n as usize];
+        if completed_before.contains(&id) {
+            assert_eq!(
+                runs, 1,
+                "task {n} ({id}) completed before the crash, then ran again"
+            );
+        } else {
+            assert!(runs <= 2, "task {n} ({id}) ran {runs} times");
+        }
+        if runs > 1 {
+            repeated.push(n);
+        }
+    }
+    eprintln!(
+        "executions: {TASKS} tasks, {} completed and {ran_before_the_crash} run before the crash, \
+         {} run twice (leased in the commit the crash cut short): {repeated:?}",
+        completed_before.len(),
+        repeated.len()
+    );
+    assert!(
+        completed_before.len() >= 200,
+        "the crash came after 200 completions"
+    );
     // The workers left by the killed orchestrator came back to the new one.
     let workers: Value = client
         .call(Method::GET, "/api/workers", None)
@@ -320,7 +467,11 @@ async fn bad_pipelines_and_worker_calls_are_refused() {
         .call::<Value>(Method::POST, "/api/pipelines", Some(&bad))
         .await
         .expect_err("later step");
-    assert!(refused.to_string().contains('a'), "{refused}");
+    let refused = refused.to_string();
+    assert!(
+        refused.contains("$.b.x") && refused.contains("runs later (steps[1])"),
+        "names the reference and the later step: {refused}"
+    );
     let unknown = json!({"project_id": "p", "name": "x", "steps": [{"name": "a", "plugin": "core", "action": "nap"}]});
     let refused = client
         .call::<Value>(Method::POST, "/api/pipelines", Some(&unknown))

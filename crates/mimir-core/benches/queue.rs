@@ -11,7 +11,7 @@ fn entries(n: u64) -> Vec<QueueEntry> {
     (0..n)
         .map(|seq| QueueEntry {
             id: Uuid::from_u128(u128::from(seq) * 7919),
-            task_type: WorkTaskType::ALL[(seq % 3) as usize],
+            task_type: WorkTaskType::ALL[seq as usize % WorkTaskType::COUNT],
             priority: Priority::new(1 + (seq * 2654435761 % 10) as i64).expect("1..=10"),
             seq,
             enqueued_at_us: seq as i64,

@@ -50,8 +50,6 @@ struct Slot {
     enqueued_at_us: i64,
 }
 
-const TYPES: usize = WorkTaskType::ALL.len();
-
 /// The queued tasks in dequeue order. Not thread-safe by itself: the store
 /// guards it and changes it only after the matching change is committed.
 #[derive(Debug)]
@@ -62,23 +60,15 @@ pub struct QueueIndex {
     len: usize,
 }
 
-fn type_index(t: WorkTaskType) -> usize {
-    match t {
-        WorkTaskType::PipelineExecution => 0,
-        WorkTaskType::MlTraining => 1,
-        WorkTaskType::MlInference => 2,
-    }
-}
-
 fn level(t: WorkTaskType, p: Priority) -> usize {
-    type_index(t) * Priority::LEVELS + p.index()
+    t.index() * Priority::LEVELS + p.index()
 }
 
 impl QueueIndex {
     /// An empty queue, with aging when `aging` is set.
     pub fn new(aging: Option<Aging>) -> QueueIndex {
         QueueIndex {
-            ready: (0..TYPES * Priority::LEVELS)
+            ready: (0..WorkTaskType::COUNT * Priority::LEVELS)
                 .map(|_| BTreeMap::new())
                 .collect(),
             delayed: BTreeMap::new(),
@@ -111,7 +101,7 @@ impl QueueIndex {
 
     /// Tasks waiting per type, eligible or not.
     pub fn len_by_type(&self, task_type: WorkTaskType) -> usize {
-        let base = type_index(task_type) * Priority::LEVELS;
+        let base = task_type.index() * Priority::LEVELS;
         let ready: usize = self.ready[base..base + Priority::LEVELS]
             .iter()
             .map(BTreeMap::len)
@@ -353,7 +343,7 @@ mod tests {
         for seq in 1..=20 {
             q.insert(entry(
                 seq,
-                WorkTaskType::ALL[seq as usize % 3],
+                WorkTaskType::ALL[seq as usize % WorkTaskType::COUNT],
                 (seq % 10 + 1) as i64,
                 0,
                 None,
@@ -390,7 +380,7 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0usize..3, 1i64..=10).prop_map(|(type_index, priority)| Op::Submit { type_index, priority }),
+            4 => (0..WorkTaskType::COUNT, 1i64..=10).prop_map(|(type_index, priority)| Op::Submit { type_index, priority }),
             1 => (0i64..50).prop_map(|backoff| Op::Retry { backoff }),
             1 => (0usize..1000).prop_map(|nth| Op::Cancel { nth }),
             3 => Just(Op::Pop),

@@ -38,6 +38,31 @@ pub enum WorkTaskStatus {
     Cancelled,
 }
 
+/// Where `s` is in [`WorkTaskStatus::ALL`]; only called when compiling,
+/// where the panic is a build error.
+const fn place(s: WorkTaskStatus) -> usize {
+    let mut i = 0;
+    while i < WorkTaskStatus::COUNT {
+        if WorkTaskStatus::ALL[i] as usize == s as usize {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("a work task status is missing from WorkTaskStatus::ALL");
+}
+
+// `ALL` holds no status twice, so the indices of the statuses are distinct.
+const _: () = {
+    let mut i = 0;
+    while i < WorkTaskStatus::COUNT {
+        assert!(
+            place(WorkTaskStatus::ALL[i]) == i,
+            "WorkTaskStatus::ALL lists a status twice"
+        );
+        i += 1;
+    }
+};
+
 /// An attempted status change the machine does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a {from} work task cannot become {to}")]
@@ -60,6 +85,26 @@ impl WorkTaskStatus {
         WorkTaskStatus::Timeout,
         WorkTaskStatus::Cancelled,
     ];
+
+    /// How many statuses there are: the length of arrays indexed by status.
+    pub const COUNT: usize = WorkTaskStatus::ALL.len();
+
+    /// This status's place in [`WorkTaskStatus::ALL`], below
+    /// [`WorkTaskStatus::COUNT`]: decided when compiling, as
+    /// [`WorkTaskType::index`](crate::WorkTaskType::index) is, so a status
+    /// added to the enum but not to `ALL` does not build.
+    pub const fn index(self) -> usize {
+        match self {
+            WorkTaskStatus::Queued => const { place(WorkTaskStatus::Queued) },
+            WorkTaskStatus::Scheduled => const { place(WorkTaskStatus::Scheduled) },
+            WorkTaskStatus::Spawned => const { place(WorkTaskStatus::Spawned) },
+            WorkTaskStatus::Executing => const { place(WorkTaskStatus::Executing) },
+            WorkTaskStatus::Completed => const { place(WorkTaskStatus::Completed) },
+            WorkTaskStatus::Failed => const { place(WorkTaskStatus::Failed) },
+            WorkTaskStatus::Timeout => const { place(WorkTaskStatus::Timeout) },
+            WorkTaskStatus::Cancelled => const { place(WorkTaskStatus::Cancelled) },
+        }
+    }
 
     /// The wire name (`"queued"`, ...).
     pub fn as_str(self) -> &'static str {

@@ -22,12 +22,30 @@ pub enum WorkTaskType {
 }
 
 impl WorkTaskType {
-    /// Every type.
+    /// Every type, each once; `ALL[t.index()] == t`.
     pub const ALL: [WorkTaskType; 3] = [
         WorkTaskType::PipelineExecution,
         WorkTaskType::MlTraining,
         WorkTaskType::MlInference,
     ];
+
+    /// How many types there are: the length of arrays indexed by type
+    /// ([`PerType`](crate::PerType)).
+    pub const COUNT: usize = WorkTaskType::ALL.len();
+
+    /// This type's place in [`WorkTaskType::ALL`], below [`WorkTaskType::COUNT`].
+    ///
+    /// Decided when compiling: the match names every type, so a new type
+    /// does not build until it has an arm, and each arm's `const` block fails
+    /// to build when its type is missing from `ALL` (whose length is `COUNT`).
+    /// An index can thus never fall outside an array of `COUNT`.
+    pub const fn index(self) -> usize {
+        match self {
+            WorkTaskType::PipelineExecution => const { place(WorkTaskType::PipelineExecution) },
+            WorkTaskType::MlTraining => const { place(WorkTaskType::MlTraining) },
+            WorkTaskType::MlInference => const { place(WorkTaskType::MlInference) },
+        }
+    }
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
@@ -62,6 +80,31 @@ impl WorkTaskType {
         }
     }
 }
+
+/// Where `t` is in [`WorkTaskType::ALL`]; only called when compiling, where
+/// the panic is a build error.
+const fn place(t: WorkTaskType) -> usize {
+    let mut i = 0;
+    while i < WorkTaskType::COUNT {
+        if WorkTaskType::ALL[i] as usize == t as usize {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("a work task type is missing from WorkTaskType::ALL");
+}
+
+// `ALL` holds no type twice, so the indices of the types are distinct.
+const _: () = {
+    let mut i = 0;
+    while i < WorkTaskType::COUNT {
+        assert!(
+            place(WorkTaskType::ALL[i]) == i,
+            "WorkTaskType::ALL lists a type twice"
+        );
+        i += 1;
+    }
+};
 
 impl fmt::Display for WorkTaskType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -505,6 +505,71 @@ async fn the_api_token_guards_user_endpoints_only() {
 }
 
 #[tokio::test]
+async fn metrics_and_the_api_read_the_authorization_scheme_alike() {
+    let api = Api::with(|state| {
+        state.api_token = Some("s3cret".into());
+        state.scrape_auth = mimir_server::telemetry::ScrapeAuth {
+            bearer_token: Some("scr4pe".into()),
+            basic: Some(("prom".into(), "pw".into())),
+        };
+    })
+    .await;
+    let call = |uri: &str, authorization: &str| {
+        let request = Request::get(uri)
+            .header(header::AUTHORIZATION, authorization)
+            .body(Body::empty())
+            .expect("request");
+        async { api.raw(request).await.status() }
+    };
+    // base64("prom:pw")
+    let basic = "cHJvbTpwdw==";
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        assert_eq!(
+            call("/api/worktasks", &format!("{scheme} s3cret")).await,
+            StatusCode::OK,
+            "the API with {scheme}"
+        );
+        assert_eq!(
+            call("/metrics", &format!("{scheme} scr4pe")).await,
+            StatusCode::OK,
+            "/metrics with {scheme}"
+        );
+        assert_eq!(
+            call("/metrics", &format!("{scheme} s3cret")).await,
+            StatusCode::UNAUTHORIZED,
+            "/metrics takes its own token, not the API's"
+        );
+    }
+    for scheme in ["Basic", "basic"] {
+        assert_eq!(
+            call("/metrics", &format!("{scheme} {basic}")).await,
+            StatusCode::OK,
+            "/metrics with {scheme}"
+        );
+    }
+    let request = Request::get("/metrics")
+        .header(header::AUTHORIZATION, "bearer wrong")
+        .body(Body::empty())
+        .expect("request");
+    let refused = api.raw(request).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let bytes = refused
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).expect("JSON body");
+    assert_error(
+        StatusCode::UNAUTHORIZED,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        None,
+    );
+}
+
+#[tokio::test]
 async fn an_open_api_refuses_changes_from_other_web_sites() {
     let api = Api::new().await;
     let task = api

@@ -1006,3 +1006,331 @@ async fn submissions_that_cannot_succeed_are_refused_and_store_nothing() {
     assert_error(status, &answer, StatusCode::BAD_REQUEST, "unknown_pipeline");
     assert_eq!(api.total_tasks().await, 2);
 }
+
+/// The whole protocol as a worker uses it: lease, heartbeat (which starts
+/// the attempt), progress, results; each answer's body as documented.
+#[tokio::test]
+async fn a_worker_leases_heartbeats_reports_progress_and_results() {
+    let api = Api::new().await;
+    let pipeline = api.pipeline("hi").await;
+    let id = api.submit(&pipeline).await;
+    api.register("w").await;
+
+    let (status, leased) = api
+        .post("/api/workers/w/lease", json!({"max": 5, "wait_ms": 0}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{leased}");
+    assert_eq!(leased["stop"], false, "{leased}");
+    let tasks = leased["worktasks"].as_array().expect("worktasks");
+    assert_eq!(tasks.len(), 1, "{leased}");
+    assert_eq!(tasks[0]["worktask_id"], id.as_str());
+    assert_eq!(tasks[0]["status"], "scheduled");
+    assert_eq!(tasks[0]["worker_id"], "w");
+    assert_eq!(tasks[0]["attempt"], 1);
+    let attempt = 1;
+    assert!(
+        api.state
+            .store
+            .holds("w", id.parse().expect("uuid"), attempt)
+    );
+    assert_eq!(api.state.store.queue_length(), 0);
+
+    // Nothing else waits: an empty lease, not an error.
+    let (status, empty) = api
+        .post("/api/workers/w/lease", json!({"max": 1, "wait_ms": 0}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{empty}");
+    assert_eq!(empty["worktasks"], json!([]));
+
+    let started = chrono::Utc::now();
+    let (status, beat) = api
+        .post(
+            "/api/workers/w/heartbeat",
+            json!({"tasks": [{"worktask_id": id, "attempt": attempt, "started_at": started.to_rfc3339()}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{beat}");
+    assert_eq!(
+        beat,
+        json!({"cancel": [], "lost": [], "stop": false}),
+        "{beat}"
+    );
+    let task = api.task(&id).await;
+    assert_eq!(task["status"], "executing", "the heartbeat started it");
+    assert_eq!(task["worker_id"], "w");
+
+    let (status, body) = api
+        .post(
+            &format!("/api/worktasks/{id}/progress"),
+            json!({"worker_id": "w", "attempt": attempt, "steps": [{"name": "say", "status": "completed"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(body, Value::Null);
+    assert_eq!(api.state.progress.len(), 1);
+    assert_eq!(api.task(&id).await["result"]["steps"][0]["name"], "say");
+
+    let (status, answer) = api
+        .post(
+            "/api/workers/w/results",
+            json!({"results": [{"worktask_id": id, "status": "completed", "attempt": attempt,
+                                "result": {"answer": 42}}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"results": [{"worktask_id": id, "accepted": true, "status": "completed"}]})
+    );
+    let task = api.task(&id).await;
+    assert_eq!(task["status"], "completed");
+    assert_eq!(task["result"]["answer"], 42);
+    assert!(
+        api.state.progress.is_empty(),
+        "the ended attempt's progress goes"
+    );
+    assert!(
+        !api.state
+            .store
+            .holds("w", id.parse().expect("uuid"), attempt)
+    );
+
+    // The same result again: the attempt is over, so it is refused and the
+    // stored result stays.
+    let (status, answer) = api
+        .post(
+            "/api/workers/w/results",
+            json!({"results": [{"worktask_id": id, "status": "failed", "attempt": attempt}]}),
+        )
+        .await;
+    assert_error(status, &answer, StatusCode::CONFLICT, "not_lease_holder");
+    assert_eq!(answer["results"][0]["accepted"], false, "{answer}");
+    assert_eq!(api.task(&id).await, task, "nothing changed");
+}
+
+/// A worker shutting down gives back what it has not started: the task
+/// waits again in its place, with its attempt not used up; a release of a
+/// task the worker does not hold, or has started, changes nothing.
+#[tokio::test]
+async fn release_gives_back_only_unstarted_tasks_the_worker_holds() {
+    let api = Api::new().await;
+    let pipeline = api.pipeline("hi").await;
+    let first = api.submit(&pipeline).await;
+    let second = api.submit(&pipeline).await;
+    api.register("w").await;
+    api.register("other").await;
+    let (status, leased) = api
+        .post("/api/workers/w/lease", json!({"max": 2, "wait_ms": 0}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{leased}");
+    assert_eq!(leased["worktasks"].as_array().map(Vec::len), Some(2));
+    // The second one starts running.
+    let (status, beat) = api
+        .post(
+            "/api/workers/w/heartbeat",
+            json!({"tasks": [{"worktask_id": second, "attempt": 1, "started_at": chrono::Utc::now().to_rfc3339()}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{beat}");
+    assert_eq!(api.task(&second).await["status"], "executing");
+    let before = (
+        leased_state(&api.task(&first).await),
+        leased_state(&api.task(&second).await),
+    );
+
+    // Another worker's release, a wrong attempt, a started task: nothing moves.
+    for (worker, body) in [
+        (
+            "other",
+            json!({"tasks": [{"worktask_id": first, "attempt": 1}]}),
+        ),
+        (
+            "w",
+            json!({"tasks": [{"worktask_id": first, "attempt": 2}]}),
+        ),
+        (
+            "w",
+            json!({"tasks": [{"worktask_id": second, "attempt": 1}]}),
+        ),
+    ] {
+        let (status, answer) = api
+            .post(&format!("/api/workers/{worker}/release"), body.clone())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body} -> {answer}");
+        let after = (
+            leased_state(&api.task(&first).await),
+            leased_state(&api.task(&second).await),
+        );
+        assert_eq!(after, before, "{worker} {body} changed nothing");
+        assert_eq!(api.state.store.queue_length(), 0);
+    }
+
+    let (status, answer) = api
+        .post(
+            "/api/workers/w/release",
+            json!({"tasks": [{"worktask_id": first, "attempt": 1}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer, json!({"released": 1}));
+    let task = api.task(&first).await;
+    assert_eq!(task["status"], "queued", "{task}");
+    assert_eq!(task["worker_id"], "");
+    assert_eq!(api.state.store.queue_length(), 1);
+    assert!(!api.state.store.holds("w", first.parse().expect("uuid"), 1));
+    assert_eq!(api.attempts(&first).await, json!([]), "no attempt was used");
+    assert_eq!(api.task(&second).await["status"], "executing");
+
+    // Another worker takes it next.
+    let (taken, attempt) = api.lease("other").await;
+    assert_eq!(taken, first);
+    assert_eq!(
+        attempt, 2,
+        "attempts count leases, and the next lease is the second"
+    );
+}
+
+/// A result for an attempt that is over (its task was retried and leased
+/// again) is refused with 409 `stale_attempt`, on both result routes, and
+/// stores nothing.
+#[tokio::test]
+async fn a_result_for_a_stale_attempt_is_refused_409_and_stores_nothing() {
+    let options = SqliteOptions {
+        retry: mimir_store::conformance::TEST_RETRY,
+        ..SqliteOptions::default()
+    };
+    let api = Api::with(options, |_| {}).await;
+    let pipeline = api.pipeline("hi").await;
+    let id = api.submit(&pipeline).await;
+    api.register("w").await;
+    let (_, first) = api.lease("w").await;
+    let (status, answer) = api
+        .post(
+            "/api/workers/w/results",
+            json!({"results": [{"worktask_id": id, "status": "failed", "attempt": first,
+                                "error_message": "try again"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["results"][0]["status"], "queued",
+        "retried: {answer}"
+    );
+    // The lease waits until the backoff has passed.
+    let (status, leased) = api
+        .post("/api/workers/w/lease", json!({"max": 1, "wait_ms": 10_000}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{leased}");
+    let second = leased["worktasks"][0]["attempt"]
+        .as_u64()
+        .expect("leased again");
+    assert_eq!(second, first + 1);
+    // A lease is answered before its commit is durable: wait until it reads back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while api.task(&id).await["attempt"] != second {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease never landed"
+        );
+        tokio::task::yield_now().await;
+    }
+    let before = leased_state(&api.task(&id).await);
+    let attempts = api.attempts(&id).await;
+
+    let stale = json!({"worktask_id": id, "worker_id": "w", "status": "completed", "attempt": first,
+                       "result": {"late": true}});
+    let (status, answer) = api.post(&format!("/api/worktasks/{id}"), stale).await;
+    assert_error(status, &answer, StatusCode::CONFLICT, "stale_attempt");
+    let (status, answer) = api
+        .post(
+            "/api/workers/w/results",
+            json!({"results": [{"worktask_id": id, "status": "completed", "attempt": first}]}),
+        )
+        .await;
+    assert_error(status, &answer, StatusCode::CONFLICT, "not_lease_holder");
+    assert_eq!(answer["results"][0]["accepted"], false, "{answer}");
+    assert_eq!(
+        answer["results"][0]["error"]["code"], "stale_attempt",
+        "{answer}"
+    );
+    assert!(
+        answer["results"][0]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{answer}"
+    );
+
+    assert_eq!(
+        leased_state(&api.task(&id).await),
+        before,
+        "nothing changed"
+    );
+    assert_eq!(api.attempts(&id).await, attempts, "no attempt was ended");
+    assert!(
+        api.state
+            .store
+            .holds("w", id.parse().expect("uuid"), second as u32)
+    );
+}
+
+/// Every worker route answers 404 `unknown_worker` to a worker that never
+/// registered, and stores nothing: no lease, no start, no result, no release.
+#[tokio::test]
+async fn an_unknown_worker_gets_404_on_every_worker_route_and_stores_nothing() {
+    let api = Api::new().await;
+    let pipeline = api.pipeline("hi").await;
+    let first = api.submit(&pipeline).await;
+    api.submit(&pipeline).await;
+    api.register("w").await;
+    let (held, attempt) = api.lease("w").await;
+    assert_eq!(held, first, "the first submitted is leased first");
+    let (_, before) = api.get("/api/worktasks?limit=10").await;
+
+    let held_task = json!({"worktask_id": held, "attempt": attempt, "started_at": chrono::Utc::now().to_rfc3339()});
+    for (method, uri, body) in [
+        ("POST", "/api/workers/ghost/lease", Some(json!({"max": 10}))),
+        (
+            "POST",
+            "/api/workers/ghost/heartbeat",
+            Some(json!({"tasks": [held_task]})),
+        ),
+        (
+            "POST",
+            "/api/workers/ghost/results",
+            Some(
+                json!({"results": [{"worktask_id": held, "status": "completed", "attempt": attempt}]}),
+            ),
+        ),
+        (
+            "POST",
+            "/api/workers/ghost/release",
+            Some(json!({"tasks": [{"worktask_id": held, "attempt": attempt}]})),
+        ),
+        ("DELETE", "/api/workers/ghost", None),
+    ] {
+        let body = body.map(|b| b.to_string());
+        let (status, answer) = api.send(method, uri, body.as_deref()).await;
+        assert_error(status, &answer, StatusCode::NOT_FOUND, "unknown_worker");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("ghost") && m.contains("register")),
+            "{uri}: {answer}"
+        );
+    }
+    let (_, after) = api.get("/api/worktasks?limit=10").await;
+    assert_eq!(after, before, "no task changed");
+    let (_, workers) = api.get("/api/workers").await;
+    assert_eq!(
+        workers["workers"].as_array().map(Vec::len),
+        Some(1),
+        "calling did not register the unknown worker: {workers}"
+    );
+    assert_eq!(api.state.store.queue_length(), 1, "nothing leased");
+    assert!(
+        api.state
+            .store
+            .holds("w", held.parse().expect("uuid"), attempt as u32)
+    );
+    assert_eq!(api.task(&held).await["status"], "scheduled", "not started");
+}

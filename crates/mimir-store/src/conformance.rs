@@ -1,8 +1,8 @@
 //! Behaviour every [`Store`] backend must show.
 //!
 //! Each check takes a fresh, empty store opened with [`TEST_RETRY`] and
-//! [`TEST_LEASE_TTL`]. A backend's tests call every check; [`CHECKS`] lists them
-//! so none is forgotten.
+//! [`TEST_LEASE_TTL`]. [`CHECKS`] lists them, built from the checks themselves
+//! so that none can be left out, and a backend's tests run every one.
 
 use crate::{LeaseRequest, ListQuery, Store, StoreError};
 use chrono::{Duration, SubsecRound, Utc};
@@ -11,6 +11,9 @@ use mimir_core::{
     WorkTaskResult, WorkTaskStatus, WorkTaskType,
 };
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Retry backoff the checks expect: 50 ms, no jitter.
@@ -67,7 +70,7 @@ pub fn task(task_type: WorkTaskType, priority: i64, project: &str) -> WorkTask {
 }
 
 /// Submitted tasks come back exactly as stored, and `get` finds each.
-pub async fn submit_then_get(store: &dyn Store) {
+async fn submit_then_get(store: &dyn Store) {
     let tasks = vec![
         task(WorkTaskType::MlTraining, 3, "p1"),
         task(WorkTaskType::PipelineExecution, 7, "p2"),
@@ -93,7 +96,7 @@ pub async fn submit_then_get(store: &dyn Store) {
 }
 
 /// The most urgent list follows priority then arrival, and counts all matches.
-pub async fn most_urgent_in_queue_order(store: &dyn Store) {
+async fn most_urgent_in_queue_order(store: &dyn Store) {
     let mut expected = Vec::new();
     for priority in [2, 9, 5, 9, 10, 1] {
         let t = task(WorkTaskType::MlInference, priority, "p");
@@ -121,11 +124,11 @@ pub async fn most_urgent_in_queue_order(store: &dyn Store) {
 }
 
 /// Pages are newest first, filtered, and walk every match exactly once.
-pub async fn list_filters_and_pages(store: &dyn Store) {
+async fn list_filters_and_pages(store: &dyn Store) {
     let mut ids = Vec::new();
     for i in 0..25 {
         let t = task(
-            WorkTaskType::ALL[i % 3],
+            WorkTaskType::ALL[i % WorkTaskType::COUNT],
             1 + (i as i64 % 10),
             if i % 2 == 0 { "even" } else { "odd" },
         );
@@ -185,11 +188,15 @@ pub async fn list_filters_and_pages(store: &dyn Store) {
 
 /// Priority and submission-time filters return exactly the matching tasks,
 /// even where submission times run slightly out of arrival order.
-pub async fn list_filters_priority_and_time(store: &dyn Store) {
+async fn list_filters_priority_and_time(store: &dyn Store) {
     let base = Utc::now().trunc_subsecs(0) - Duration::hours(10);
     let mut all = Vec::new();
     for i in 0..40i64 {
-        let mut t = task(WorkTaskType::ALL[i as usize % 3], 1 + i % 10, "p");
+        let mut t = task(
+            WorkTaskType::ALL[i as usize % WorkTaskType::COUNT],
+            1 + i % 10,
+            "p",
+        );
         // Ten seconds apart, every fourth one earlier than the one before it.
         let jitter = if i % 4 == 3 {
             -Duration::seconds(15)
@@ -273,7 +280,7 @@ pub async fn list_filters_priority_and_time(store: &dyn Store) {
 }
 
 /// Cancelling a queued task takes it out of the queue; a second cancel is refused.
-pub async fn cancel_queued(store: &dyn Store) {
+async fn cancel_queued(store: &dyn Store) {
     let keep = task(WorkTaskType::MlTraining, 5, "p");
     let drop = task(WorkTaskType::MlTraining, 5, "p");
     store
@@ -311,7 +318,7 @@ pub async fn cancel_queued(store: &dyn Store) {
 }
 
 /// Many concurrent writers: every task stored once, none lost.
-pub async fn concurrent_submits_all_land(store: std::sync::Arc<dyn Store>) {
+async fn concurrent_submits_all_land(store: Arc<dyn Store>) {
     let mut handles = Vec::new();
     for _ in 0..16 {
         let store = store.clone();
@@ -338,7 +345,7 @@ pub async fn concurrent_submits_all_land(store: std::sync::Arc<dyn Store>) {
 
 /// Leases go most urgent first, each under a new attempt; a result completes
 /// the task once, and a second or stale result is refused.
-pub async fn lease_and_complete(store: &dyn Store) {
+async fn lease_and_complete(store: &dyn Store) {
     let low = task(WorkTaskType::MlInference, 2, "p");
     let high = task(WorkTaskType::MlInference, 9, "p");
     store
@@ -451,7 +458,7 @@ pub async fn lease_and_complete(store: &dyn Store) {
 
 /// A failed attempt goes back to the queue after its backoff, then fails for
 /// good when its retries are used up.
-pub async fn failures_retry_then_fail(store: &dyn Store) {
+async fn failures_retry_then_fail(store: &dyn Store) {
     let mut t = task(WorkTaskType::PipelineExecution, 5, "p");
     t.max_retries = 1;
     store.submit(vec![t.clone()]).await.expect("submit");
@@ -479,9 +486,20 @@ pub async fn failures_retry_then_fail(store: &dyn Store) {
             .is_empty(),
         "not before its backoff"
     );
-    assert!(store.next_eligible_at().is_some());
-    tokio::time::sleep(TEST_RETRY.cap + std::time::Duration::from_millis(20)).await;
-    let second = store.lease(lease_request("w", 10)).await.expect("lease");
+    // The lease names its time: just before the backoff ends nothing is
+    // eligible, at its end the task is.
+    let eligible = store.next_eligible_at().expect("a task in backoff");
+    assert_eq!(Some(eligible), retried.not_before);
+    let early = LeaseRequest {
+        at: eligible - Duration::milliseconds(1),
+        ..lease_request("w", 10)
+    };
+    assert!(store.lease(early).await.expect("lease").is_empty());
+    let due = LeaseRequest {
+        at: eligible,
+        ..lease_request("w", 10)
+    };
+    let second = store.lease(due).await.expect("lease");
     assert_eq!(second.iter().map(|t| t.attempt).collect::<Vec<_>>(), [2]);
     let failed = store
         .finish(
@@ -526,7 +544,7 @@ pub async fn failures_retry_then_fail(store: &dyn Store) {
 
 /// A permanent failure ends the task at once, with retries left, and its
 /// attempt says why it was not retried.
-pub async fn permanent_failures_are_not_retried(store: &dyn Store) {
+async fn permanent_failures_are_not_retried(store: &dyn Store) {
     let mut t = task(WorkTaskType::PipelineExecution, 5, "p");
     t.max_retries = 3;
     store.submit(vec![t.clone()]).await.expect("submit");
@@ -564,7 +582,7 @@ pub async fn permanent_failures_are_not_retried(store: &dyn Store) {
 
 /// A lease not renewed expires: the attempt ends as a lost worker and the task
 /// is retried; the lost worker's late result is refused.
-pub async fn expired_leases_retry(store: &dyn Store) {
+async fn expired_leases_retry(store: &dyn Store) {
     let t = task(WorkTaskType::MlTraining, 5, "p");
     store.submit(vec![t.clone()]).await.expect("submit");
     store.lease(lease_request("gone", 1)).await.expect("lease");
@@ -619,10 +637,14 @@ pub async fn expired_leases_retry(store: &dyn Store) {
     store.forfeit("alive");
     assert_eq!(store.expire_leases(Utc::now()).await.expect("expire"), 1);
 
-    // Run again and completed: the history holds both attempts, in order.
-    tokio::time::sleep(TEST_RETRY.cap + std::time::Duration::from_millis(20)).await;
+    // Run again, once its backoff is over, and completed: the history holds
+    // both attempts, in order.
+    let eligible = store.next_eligible_at().expect("a task in backoff");
     let again = store
-        .lease(lease_request("again", 10))
+        .lease(LeaseRequest {
+            at: eligible,
+            ..lease_request("again", 10)
+        })
         .await
         .expect("lease");
     assert!(again.iter().any(|x| x.worktask_id == t.worktask_id));
@@ -653,7 +675,7 @@ pub async fn expired_leases_retry(store: &dyn Store) {
 }
 
 /// Released tasks keep their queue place; cancelling a running task tells its worker.
-pub async fn release_and_cancel_running(store: &dyn Store) {
+async fn release_and_cancel_running(store: &dyn Store) {
     let a = task(WorkTaskType::MlInference, 5, "p");
     let b = task(WorkTaskType::MlInference, 5, "p");
     store
@@ -723,7 +745,7 @@ pub async fn release_and_cancel_running(store: &dyn Store) {
 }
 
 /// Type filters and per-type limits shape what a lease hands out.
-pub async fn lease_types_and_limits(store: &dyn Store) {
+async fn lease_types_and_limits(store: &dyn Store) {
     let mut tasks = Vec::new();
     for _ in 0..3 {
         tasks.push(task(WorkTaskType::MlTraining, 9, "p"));
@@ -754,7 +776,7 @@ pub async fn lease_types_and_limits(store: &dyn Store) {
 }
 
 /// Projects and pipelines: create, read, list, replace, delete.
-pub async fn catalog_round_trips(store: &dyn Store) {
+async fn catalog_round_trips(store: &dyn Store) {
     let now = Utc::now().trunc_subsecs(6);
     let project = mimir_core::Project {
         id: "p1".into(),
@@ -902,7 +924,7 @@ pub async fn catalog_round_trips(store: &dyn Store) {
 
 /// Closing commits the writes asked for before it; later writes are refused
 /// with [`StoreError::WriterGone`] and store nothing, and reads still answer.
-pub async fn close_commits_then_refuses_writes(store: &dyn Store) {
+async fn close_commits_then_refuses_writes(store: &dyn Store) {
     let first = task(WorkTaskType::PipelineExecution, 5, "p1");
     let (submitted, closed) = tokio::join!(store.submit(vec![first.clone()]), store.close());
     submitted.expect("a write asked for before the close is committed");
@@ -920,20 +942,51 @@ pub async fn close_commits_then_refuses_writes(store: &dyn Store) {
     assert_eq!(store.counts().total(), 1);
 }
 
-/// The names of every check, for backends to prove they ran them all.
-pub const CHECKS: &[&str] = &[
-    "submit_then_get",
-    "most_urgent_in_queue_order",
-    "list_filters_and_pages",
-    "list_filters_priority_and_time",
-    "cancel_queued",
-    "lease_and_complete",
-    "failures_retry_then_fail",
-    "permanent_failures_are_not_retried",
-    "expired_leases_retry",
-    "release_and_cancel_running",
-    "lease_types_and_limits",
-    "catalog_round_trips",
-    "close_commits_then_refuses_writes",
-    "concurrent_submits_all_land",
-];
+/// One check as a backend runs it: given a fresh, empty store, it panics
+/// where the backend misbehaves.
+pub type Check = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()>>>;
+
+/// Builds [`CHECKS`] from the checks' names: those that borrow the store and
+/// those that share it with tasks they spawn.
+macro_rules! register {
+    (borrowing: [$($borrowing:ident),* $(,)?], sharing: [$($sharing:ident),* $(,)?] $(,)?) => {
+        /// Every check, by name. The checks are private and reached only from
+        /// here, so one left out of this list is dead code, which the build
+        /// refuses; a backend's tests prove they run every check listed.
+        pub const CHECKS: &[(&str, Check)] = &[
+            $((stringify!($borrowing), |store| Box::pin(async move { $borrowing(&*store).await })),)*
+            $((stringify!($sharing), |store| Box::pin($sharing(store))),)*
+        ];
+    };
+}
+
+register!(
+    borrowing: [
+        submit_then_get,
+        most_urgent_in_queue_order,
+        list_filters_and_pages,
+        list_filters_priority_and_time,
+        cancel_queued,
+        lease_and_complete,
+        failures_retry_then_fail,
+        permanent_failures_are_not_retried,
+        expired_leases_retry,
+        release_and_cancel_running,
+        lease_types_and_limits,
+        catalog_round_trips,
+        close_commits_then_refuses_writes,
+    ],
+    sharing: [concurrent_submits_all_land],
+);
+
+/// Runs the check named `name` against `store`.
+///
+/// # Panics
+///
+/// When the check fails, or no check has that name.
+pub async fn run(name: &str, store: Arc<dyn Store>) {
+    let Some((_, check)) = CHECKS.iter().find(|(n, _)| *n == name) else {
+        panic!("no conformance check is named {name:?}");
+    };
+    check(store).await;
+}

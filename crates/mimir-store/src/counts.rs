@@ -1,48 +1,34 @@
 //! Task counts by type and status, kept in memory so summaries never scan.
 
-use mimir_core::{WorkTaskStatus, WorkTaskType};
+use mimir_core::{PerType, WorkTaskStatus, WorkTaskType};
 use std::collections::BTreeMap;
 
 /// How many tasks there are of each (type, status).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskCounts {
-    cells: [[u64; WorkTaskStatus::ALL.len()]; WorkTaskType::ALL.len()],
-}
-
-fn status_index(s: WorkTaskStatus) -> usize {
-    WorkTaskStatus::ALL
-        .iter()
-        .position(|x| *x == s)
-        .unwrap_or_default()
-}
-
-fn type_index(t: WorkTaskType) -> usize {
-    WorkTaskType::ALL
-        .iter()
-        .position(|x| *x == t)
-        .unwrap_or_default()
+    cells: PerType<[u64; WorkTaskStatus::COUNT]>,
 }
 
 impl TaskCounts {
     /// Adds `n` tasks of `t` in status `s`.
     pub fn add(&mut self, t: WorkTaskType, s: WorkTaskStatus, n: u64) {
-        self.cells[type_index(t)][status_index(s)] += n;
+        self.cells[t][s.index()] += n;
     }
 
     /// Records that one task of `t` moved from `from` to `to`.
     pub fn moved(&mut self, t: WorkTaskType, from: WorkTaskStatus, to: WorkTaskStatus) {
-        let row = &mut self.cells[type_index(t)];
+        let row = &mut self.cells[t];
         debug_assert!(
-            row[status_index(from)] > 0,
+            row[from.index()] > 0,
             "count of {t} {from} would go negative"
         );
-        row[status_index(from)] = row[status_index(from)].saturating_sub(1);
-        row[status_index(to)] += 1;
+        row[from.index()] = row[from.index()].saturating_sub(1);
+        row[to.index()] += 1;
     }
 
     /// Tasks of one type in one status.
     pub fn get(&self, t: WorkTaskType, s: WorkTaskStatus) -> u64 {
-        self.cells[type_index(t)][status_index(s)]
+        self.cells[t][s.index()]
     }
 
     /// Tasks per status, every status present.
@@ -76,6 +62,6 @@ impl TaskCounts {
 
     /// All tasks.
     pub fn total(&self) -> u64 {
-        self.cells.iter().flatten().sum()
+        self.cells.iter().flat_map(|(_, row)| row).sum::<u64>()
     }
 }

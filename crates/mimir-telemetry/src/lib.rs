@@ -26,12 +26,35 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git commit this binary was built from, or `unknown`.
 pub const COMMIT: &str = env!("MIMIR_BUILD_COMMIT");
 
-/// This machine's host name (`HOSTNAME`, else `/etc/hostname`).
+/// This machine's host name, the one lookup every part uses (worker
+/// registration, instance ids, trace resources), so they all name a host
+/// alike: the kernel's (`/proc/sys/kernel/hostname`, what `hostname` prints
+/// and what a container runtime sets), else `HOSTNAME`, else
+/// `/etc/hostname`, else `localhost`.
 pub fn hostname() -> String {
-    std::env::var("HOSTNAME")
+    let named = |h: String| Some(h.trim().to_string()).filter(|h| !h.is_empty());
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
+        .and_then(named)
+        .or_else(|| std::env::var("HOSTNAME").ok().and_then(named))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .and_then(named)
+        })
         .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_host_name_is_the_kernels_where_it_has_one() {
+        let Ok(kernel) = std::fs::read_to_string("/proc/sys/kernel/hostname") else {
+            return;
+        };
+        if kernel.trim().is_empty() {
+            return;
+        }
+        assert_eq!(super::hostname(), kernel.trim());
+    }
 }

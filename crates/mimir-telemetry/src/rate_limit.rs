@@ -31,11 +31,22 @@ pub fn dropped() -> (u64, u64) {
 
 /// The limit: a layer that vetoes excess events for every other layer (the
 /// log formatter and the trace exporter alike). Clones share their state.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RateLimit {
     burst: u32,
     interval: Duration,
     sites: std::sync::Arc<Mutex<HashMap<Identifier, Site>>>,
+    /// The time windows are measured on: [`Instant::now`], or a test's clock.
+    clock: std::sync::Arc<dyn Fn() -> Instant + Send + Sync>,
+}
+
+impl std::fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("burst", &self.burst)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -51,10 +62,20 @@ struct Site {
 impl RateLimit {
     /// At most `burst` warn/error lines per call site per `interval`.
     pub fn new(burst: u32, interval: Duration) -> RateLimit {
+        RateLimit::with_clock(burst, interval, Instant::now)
+    }
+
+    /// The same limit, with windows measured on `clock`.
+    fn with_clock(
+        burst: u32,
+        interval: Duration,
+        clock: impl Fn() -> Instant + Send + Sync + 'static,
+    ) -> RateLimit {
         RateLimit {
             burst,
             interval,
             sites: Default::default(),
+            clock: std::sync::Arc::new(clock),
         }
     }
 
@@ -118,7 +139,7 @@ impl<S: tracing::Subscriber> Layer<S> for RateLimit {
         if *meta.level() > Level::WARN || self.burst == 0 {
             return true;
         }
-        let admitted = self.admit(meta, Instant::now());
+        let admitted = self.admit(meta, (self.clock)());
         if !admitted {
             let counter = if *meta.level() == Level::ERROR {
                 &DROPPED_ERROR
@@ -164,32 +185,45 @@ mod tests {
     #[test]
     fn a_storm_from_one_site_is_cut_and_the_drop_is_reported() {
         let lines = Lines::default();
-        let limit = RateLimit::new(3, Duration::from_millis(200));
+        let start = Instant::now();
+        let elapsed = Arc::new(Mutex::new(Duration::ZERO));
+        let clock = elapsed.clone();
+        let limit =
+            RateLimit::with_clock(3, Duration::from_millis(200), move || start + *clock.lock());
         let subscriber = tracing_subscriber::registry()
             .with(lines.clone())
             .with(limit.clone());
+        // One call site, whatever the window.
+        let disk_full = || tracing::warn!("disk full");
+        let warnings = |lines: &Lines| lines.0.lock().iter().filter(|l| *l == "disk full").count();
+        let reports = |lines: &Lines| {
+            lines
+                .0
+                .lock()
+                .iter()
+                .filter(|l| l.contains("rate limit dropped"))
+                .count()
+        };
         tracing::subscriber::with_default(subscriber, || {
             for _ in 0..100 {
-                tracing::warn!("disk full");
+                disk_full();
                 tracing::info!("routine");
             }
             limit.report();
-            std::thread::sleep(Duration::from_millis(250));
-            tracing::warn!("disk full");
+            assert_eq!(warnings(&lines), 3, "3 in the first window");
+            assert_eq!(reports(&lines), 1, "one report for the 97 dropped");
             limit.report();
+            assert_eq!(reports(&lines), 1, "none when nothing was dropped");
+            // Just inside the window: still dropped.
+            *elapsed.lock() = Duration::from_millis(199);
+            disk_full();
+            assert_eq!(warnings(&lines), 3);
+            // The next window: written again.
+            *elapsed.lock() = Duration::from_millis(200);
+            disk_full();
+            assert_eq!(warnings(&lines), 4);
         });
-        let lines = lines.0.lock();
-        let warnings = lines.iter().filter(|l| *l == "disk full").count();
-        let routine = lines.iter().filter(|l| *l == "routine").count();
-        assert_eq!(warnings, 4, "3 in the first window, 1 after: {lines:?}");
+        let routine = lines.0.lock().iter().filter(|l| *l == "routine").count();
         assert_eq!(routine, 100, "info lines are not limited");
-        let reports = lines
-            .iter()
-            .filter(|l| l.contains("rate limit dropped"))
-            .count();
-        assert_eq!(
-            reports, 1,
-            "one report for the 97 dropped, none when nothing was: {lines:?}"
-        );
     }
 }

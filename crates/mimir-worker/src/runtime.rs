@@ -300,7 +300,7 @@ impl Shared {
         loop {
             let body = json!({
                 "worker_id": self.id(),
-                "hostname": hostname(),
+                "hostname": mimir_telemetry::hostname(),
                 "pid": std::process::id(),
                 "types": self.config.types,
                 "concurrency": self.config.concurrency,
@@ -392,13 +392,6 @@ async fn size(shared: Arc<Shared>) {
             shared.slot_freed.notify_one();
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_default()
 }
 
 /// Runs the worker until `shutdown` resolves or the orchestrator asks it to stop.

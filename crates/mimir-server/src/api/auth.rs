@@ -11,15 +11,23 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+/// The credentials of `headers`' `Authorization` when its scheme is
+/// `scheme`: the one reading of that header for the API and `/metrics`.
+/// The scheme is matched without regard to case (RFC 9110, 11.1) and the
+/// credentials without the spaces around them.
+pub(crate) fn credentials<'h>(headers: &'h HeaderMap, scheme: &str) -> Option<&'h str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (given, credentials) = value.trim_start().split_once(' ')?;
+    given
+        .eq_ignore_ascii_case(scheme)
+        .then(|| credentials.trim())
+        .filter(|c| !c.is_empty())
+}
+
 /// Whether `headers` carry `Authorization: Bearer <token>`.
 pub(crate) fn presents(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        // The scheme is case-insensitive (RFC 9110).
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .is_some_and(|(_, p)| constant_time_eq(p.trim().as_bytes(), token.as_bytes()))
+    credentials(headers, "Bearer")
+        .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
 }
 
 fn refuse(message: &'static str) -> Response {
@@ -139,7 +147,50 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{constant_time_eq, credentials, presents};
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    fn authorization(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(value).expect("header"),
+        );
+        headers
+    }
+
+    #[test]
+    fn the_scheme_is_read_without_regard_to_case() {
+        for value in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER s3cret",
+            "bEaReR  s3cret ",
+        ] {
+            let headers = authorization(value);
+            assert_eq!(credentials(&headers, "Bearer"), Some("s3cret"), "{value}");
+            assert!(presents(&headers, "s3cret"), "{value}");
+        }
+        let basic = authorization("basic dTpw");
+        assert_eq!(credentials(&basic, "Basic"), Some("dTpw"));
+    }
+
+    #[test]
+    fn other_schemes_and_missing_credentials_are_not_credentials() {
+        for value in [
+            "Basic s3cret",
+            "Bearers3cret",
+            "Bearer",
+            "Bearer   ",
+            "s3cret",
+        ] {
+            let headers = authorization(value);
+            assert_eq!(credentials(&headers, "Bearer"), None, "{value}");
+            assert!(!presents(&headers, "s3cret"), "{value}");
+        }
+        assert_eq!(credentials(&HeaderMap::new(), "Bearer"), None);
+        assert!(!presents(&authorization("Bearer wrong"), "s3cret"));
+    }
 
     #[test]
     fn secrets_match_only_when_equal() {

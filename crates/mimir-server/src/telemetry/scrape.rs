@@ -2,6 +2,7 @@
 //! the scraper asked for.
 
 use crate::AppState;
+use crate::api::auth;
 use crate::api::error::ApiError;
 use crate::workers::Registry;
 use axum::extract::State;
@@ -33,22 +34,17 @@ impl ScrapeAuth {
         if self.bearer_token.is_none() && self.basic.is_none() {
             return true;
         }
-        let Some(given) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return false;
-        };
-        if let (Some(token), Some(bearer)) = (&self.bearer_token, given.strip_prefix("Bearer ")) {
-            return crate::api::auth::constant_time_eq(token.as_bytes(), bearer.trim().as_bytes());
+        if let Some(token) = &self.bearer_token
+            && auth::presents(headers, token)
+        {
+            return true;
         }
-        if let (Some((user, password)), Some(basic)) = (&self.basic, given.strip_prefix("Basic ")) {
+        if let (Some((user, password)), Some(basic)) =
+            (&self.basic, auth::credentials(headers, "Basic"))
+        {
             let expected =
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-            return crate::api::auth::constant_time_eq(
-                expected.as_bytes(),
-                basic.trim().as_bytes(),
-            );
+            return auth::constant_time_eq(expected.as_bytes(), basic.as_bytes());
         }
         false
     }

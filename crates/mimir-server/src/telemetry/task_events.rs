@@ -9,7 +9,7 @@
 
 use crate::dashboard::{Occurrence, PipelineStats, Timeline};
 use chrono::{DateTime, Utc};
-use mimir_core::{TaskEvent, TaskEventKind, WorkTaskType};
+use mimir_core::{PerType, TaskEvent, TaskEventKind, WorkTaskType};
 use mimir_store::EventSink;
 use mimir_telemetry::Metrics;
 use mimir_telemetry::metrics::{StatusTypeLabels, TraceExemplar};
@@ -37,7 +37,7 @@ impl TaskEventRecorder {
     ) -> Arc<TaskEventRecorder> {
         let (events, receiver) = mpsc::channel::<Vec<TaskEvent>>();
         let mut recorder = Recording {
-            types: WorkTaskType::ALL.map(|t| TaskSeries::new(&metrics, t)),
+            types: PerType::from_fn(|t| TaskSeries::new(&metrics, t)),
             pipelines: Pipelines {
                 series: FastMap::default(),
                 stats: pipeline_stats,
@@ -92,8 +92,8 @@ struct Header {
 
 struct Recording {
     metrics: Arc<Metrics>,
-    /// Each task type's series, by position in [`WorkTaskType::ALL`].
-    types: [TaskSeries; 3],
+    /// Each task type's series.
+    types: PerType<TaskSeries>,
     pipelines: Pipelines,
     timeline: TimelineCounts,
     running: FastMap<Uuid, Correlation>,
@@ -170,8 +170,7 @@ impl Recording {
             name: kind.name(),
         };
         let m = &*self.metrics;
-        // `ALL` lists the types in declaration order.
-        let series = &self.types[e.task_type as usize];
+        let series = &self.types[e.task_type];
         match kind {
             TaskEventKind::Submitted { priority } => {
                 m.queue_enqueued.inc();
@@ -363,7 +362,7 @@ impl Recording {
         c: Option<&Correlation>,
     ) {
         let m = &*self.metrics;
-        let series = &self.types[e.task_type as usize];
+        let series = &self.types[e.task_type];
         match series.finished(status) {
             Some(counter) => counter.inc(),
             None => m

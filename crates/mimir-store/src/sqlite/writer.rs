@@ -12,8 +12,9 @@ use crate::live::{Change, Live};
 use crate::{EventSink, LeaseRequest, StoreError};
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    Attempt, AttemptEnd, AttemptOutcome, ErrorClass, InvalidTransition, QueueEntry, RetryDecision,
-    RetryPolicy, TaskEvent, TaskEventKind, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
+    Attempt, AttemptEnd, AttemptOutcome, ErrorClass, InvalidTransition, PerType, QueueEntry,
+    RetryDecision, RetryPolicy, TaskEvent, TaskEventKind, WorkTask, WorkTaskResult, WorkTaskStatus,
+    WorkTaskType,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -230,9 +231,13 @@ impl Writer {
         // the queue length never misses a leased task.
         let mut early: Vec<Uuid> = Vec::new();
         let mut early_moves: Vec<(WorkTaskType, WorkTaskStatus, WorkTaskStatus)> = Vec::new();
+        // Outside the transaction: when it aborts, the commands it never
+        // reached stay here and are answered with the commit's error, rather
+        // than dropped (a dropped answer reads as "the store has stopped").
+        let mut pending = group.drain(..);
         let outcome = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
-            for command in group.drain(..) {
+            for command in pending.by_ref() {
                 let is_lease = matches!(command.op, Op::Lease(_));
                 let mark = effects.changes.len();
                 match self.core.apply_op(&tx, command.op, &mut effects) {
@@ -268,13 +273,19 @@ impl Writer {
             }
             tx.commit()
         })();
+        let untried: Vec<Command> = pending.collect();
         if let Err(error) = outcome {
-            tracing::error!(%error, commands = done.len(), "store commit failed");
+            tracing::error!(
+                %error,
+                tried = done.len(),
+                untried = untried.len(),
+                "store commit failed"
+            );
             self.core.next_seq = seq_before;
-            let untried = group
-                .drain(..)
-                .map(|command| (command.reply, Ok(Outcome::Done)));
-            done.extend(untried.collect::<Vec<_>>());
+            let replies = done
+                .into_iter()
+                .map(|(reply, _)| reply)
+                .chain(untried.into_iter().map(|command| command.reply));
             let mut live = self.core.live.lock();
             for id in early {
                 live.leases.remove(&id);
@@ -289,12 +300,13 @@ impl Writer {
             // Before anyone hears of the failure, so a caller that asks
             // `/ready` next finds the store full.
             self.note_full(crate::error::is_disk_full(&error));
-            for (reply, _) in done {
+            for reply in replies {
                 // A caller that went away no longer needs its answer.
                 let _ = reply.send(Err(StoreError::commit_failed(&error)));
             }
             return;
         }
+        debug_assert!(untried.is_empty(), "a committed group skipped commands");
         if self.full {
             self.note_full(false);
         }
@@ -527,7 +539,7 @@ impl Core {
         fx: &mut Effects,
     ) -> Result<Vec<WorkTask>, StoreError> {
         let now_us = row::micros(request.at);
-        let mut running: [usize; 3] = [0; 3];
+        let mut running = PerType::<usize>::default();
         let mut taken = Vec::new();
         if let Some(id) = request.only {
             // One named task (a one-task worker): only if it is waiting.
@@ -545,7 +557,7 @@ impl Core {
         } else {
             let mut live = self.live.lock();
             for t in WorkTaskType::ALL {
-                running[type_index(t)] = (live.counts.get(t, WorkTaskStatus::Scheduled)
+                running[t] = (live.counts.get(t, WorkTaskStatus::Scheduled)
                     + live.counts.get(t, WorkTaskStatus::Spawned)
                     + live.counts.get(t, WorkTaskStatus::Executing))
                     as usize;
@@ -559,12 +571,12 @@ impl Core {
                         && request
                             .limits
                             .get(&t)
-                            .is_none_or(|limit| running[type_index(t)] < *limit)
+                            .is_none_or(|limit| running[t] < *limit)
                 };
                 let Some(entry) = live.queue.pop(now_us, accept) else {
                     break;
                 };
-                running[type_index(entry.task_type)] += 1;
+                running[entry.task_type] += 1;
                 taken.push(entry);
             }
         }
@@ -871,13 +883,6 @@ impl Core {
     }
 }
 
-fn type_index(t: WorkTaskType) -> usize {
-    WorkTaskType::ALL
-        .iter()
-        .position(|x| *x == t)
-        .unwrap_or_default()
-}
-
 fn start(
     conn: &Connection,
     worker_id: &str,
@@ -1006,3 +1011,6 @@ pub(crate) fn select_task(conn: &Connection, id: Uuid) -> Result<Option<WorkTask
         .query_row([id.as_bytes()], row::task_from_row)
         .optional()?)
 }
+
+#[cfg(test)]
+mod tests;
