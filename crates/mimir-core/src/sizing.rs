@@ -8,7 +8,8 @@
 //!   slow task stops prefetch for its slot at once, not after it ends. None
 //!   before anything ran.
 //! - **At once (concurrency)** starts at the number of CPUs and grows while
-//!   tasks wait here for a slot and the machine has idle CPU and free memory
+//!   every slot is busy, tasks wait (held here or in the orchestrator's
+//!   queue) and the machine has idle CPU and free memory
 //!   (tasks that wait on I/O), up to the configured most; it falls back while
 //!   the CPU is saturated.
 
@@ -42,7 +43,8 @@ const GROW_WITH_MEMORY: u64 = 1 << 30;
 /// What a worker measured over the last adjustment period.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Load {
-    /// A task waited here for a free slot the whole period.
+    /// Every slot was busy and a task waited (here or in the queue) the
+    /// whole period.
     pub backlog: bool,
     /// Share of the period the machine's CPUs were busy, if known.
     pub cpu_busy: Option<f64>,

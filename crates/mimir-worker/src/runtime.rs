@@ -112,6 +112,8 @@ struct Shared {
     registering: tokio::sync::Mutex<()>,
     /// How many tasks run at once and are leased ahead.
     sizing: Mutex<Sizing>,
+    /// Tasks waiting in the orchestrator's queue, as the last heartbeat said.
+    queue_waiting: std::sync::atomic::AtomicUsize,
     /// Set once the shutdown grace ran out: running attempts were stopped by
     /// the worker itself, and are reported as failed so they are retried.
     abandoning: std::sync::atomic::AtomicBool,
@@ -138,6 +140,9 @@ struct HeartbeatAnswer {
     /// Free slots of idle workers: give back up to this many unstarted tasks.
     #[serde(default)]
     give_back: usize,
+    /// Tasks waiting in the orchestrator's queue.
+    #[serde(default)]
+    waiting: usize,
 }
 
 /// Running slots whose number changes while tasks wait for them.
@@ -368,8 +373,14 @@ async fn size(shared: Arc<Shared>) {
     let mut backlog = true;
     loop {
         look.tick().await;
-        // A task waiting for a slot at every look of the period.
-        backlog &= shared.unstarted() > 0 && shared.slots.free() == 0;
+        // Every slot busy and a task waiting, here or in the queue, at every
+        // look of the period.
+        let waiting = shared.unstarted() > 0
+            || shared
+                .queue_waiting
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0;
+        backlog &= waiting && shared.slots.free() == 0;
         looks += 1;
         if looks < 5 {
             continue;
@@ -409,6 +420,7 @@ pub async fn run(
         metrics: config.metrics.clone(),
         slots: Slots::new(sizing.concurrency()),
         sizing: Mutex::new(sizing),
+        queue_waiting: std::sync::atomic::AtomicUsize::new(0),
         config,
         held: Mutex::new(HashMap::new()),
         slot_freed: Notify::new(),
@@ -795,6 +807,7 @@ async fn beat(shared: Arc<Shared>, every: Duration) {
                             .collect(),
                         stop: false,
                         give_back: 0,
+                        waiting: 0,
                     }
                 }
                 Err(error) => {
@@ -811,6 +824,9 @@ async fn beat(shared: Arc<Shared>, every: Duration) {
                 }
             }
         }
+        shared
+            .queue_waiting
+            .store(answer.waiting, std::sync::atomic::Ordering::Relaxed);
         if answer.give_back > 0 {
             give_back(&shared, answer.give_back).await;
         }

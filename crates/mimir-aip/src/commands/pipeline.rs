@@ -368,7 +368,7 @@ mod tests {
     #[test]
     fn step_table_columns_line_up_whatever_the_action_names() {
         let steps = vec![
-            json!({"name": "load", "plugin": "core", "action": "log", "status": "completed", "duration_ms": 0.0}),
+            json!({"name": "load", "plugin": "core", "action": "log", "status": "completed", "duration_ms": 0.85}),
             json!({"name": "pick", "plugin": "transform", "action": "jq", "status": "completed", "duration_ms": 1.264351}),
             json!({"name": "a_much_longer_step_name_here", "plugin": "http", "action": "request", "status": "failed", "duration_ms": 75000.0, "error": "refused"}),
         ];
@@ -387,7 +387,7 @@ mod tests {
         assert_eq!(starts(&lines[0], "completed"), starts(&lines[2], "failed"));
         // Durations are right-aligned, in the human format.
         assert!(
-            lines[0].contains("0 µs") && lines[1].contains("1.26 ms"),
+            lines[0].contains("850 µs") && lines[1].contains("1.26 ms"),
             "{lines:?}"
         );
         assert!(lines[2].contains("1 m 15 s  refused"), "{lines:?}");
@@ -395,6 +395,6 @@ mod tests {
         let end = |line: &str, cell: &str| {
             line[..line.find(cell).expect(cell)].chars().count() + cell.chars().count()
         };
-        assert_eq!(end(&lines[0], "0 µs"), end(&lines[1], "1.26 ms"));
+        assert_eq!(end(&lines[0], "850 µs"), end(&lines[1], "1.26 ms"));
     }
 }

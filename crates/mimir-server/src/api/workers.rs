@@ -253,7 +253,10 @@ pub async fn heartbeat(
     // Free slots of workers waiting for work: this worker gives back up to
     // that many tasks it holds but has not started.
     let give_back = state.idle_capacity.besides(&worker_id);
-    let mut answer = json!({ "cancel": renewal.cancelled, "lost": renewal.lost, "stop": stop, "give_back": give_back });
+    // Tasks waiting: a worker whose slots are all busy runs more at once
+    // while there are some and its machine has room.
+    let waiting = state.store.queue_length();
+    let mut answer = json!({ "cancel": renewal.cancelled, "lost": renewal.lost, "stop": stop, "give_back": give_back, "waiting": waiting });
     if !body.tasks.is_empty() && renewal.lost.len() == body.tasks.len() {
         // Not one lease is this worker's: nothing was renewed or started.
         // `lost` still tells a real worker what to stop.
