@@ -394,9 +394,9 @@ fn live_workers(url: &str) -> usize {
 async fn workers_left_by_a_killed_orchestrator_are_adopted_and_the_pool_never_exceeds_max_workers()
 {
     // Leases long enough to outlast the restart: the old workers' attempts
-    // stay theirs.
+    // stay theirs. One task at a time per worker: two run at once.
     let mut orchestrator = Orchestrator::start_with_config(
-        "orchestrator:\n  leaseTtlMs: 20000\n",
+        "orchestrator:\n  leaseTtlMs: 20000\n  workerConcurrency: 1\n",
         &["--max-workers", "2", "--min-workers", "2"],
     );
     let client = orchestrator.client();

@@ -171,6 +171,30 @@ impl Api {
     }
 }
 
+/// Tasks queued and not leased by anyone.
+fn queued(api: &Api) -> u64 {
+    api.state
+        .store
+        .counts()
+        .by_status()
+        .get(&mimir_core::WorkTaskStatus::Queued)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Projects registered through `/api/projects` (the listing also shows the
+/// ones tasks and pipelines merely use).
+async fn registered_projects(api: &Api) -> Vec<Value> {
+    let (_, projects) = api.get("/api/projects").await;
+    projects["projects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["registered"] == true)
+        .cloned()
+        .collect()
+}
+
 fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) {
     assert_eq!(status, want, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
@@ -500,10 +524,9 @@ async fn a_text_plain_post_cannot_register_a_worker_or_lease_the_queue() {
     );
     let (_, workers) = api.get("/api/workers").await;
     assert_eq!(workers["workers"], json!([]), "no worker registered");
-    assert_eq!(api.state.store.queue_length(), 1, "nothing leased");
+    assert_eq!(queued(&api), 1, "nothing leased");
     assert_eq!(api.total_tasks().await, 1, "nothing submitted");
-    let (_, projects) = api.get("/api/projects").await;
-    assert_eq!(projects["projects"], json!([]));
+    assert_eq!(registered_projects(&api).await, Vec::<Value>::new());
 }
 
 #[tokio::test]
@@ -538,7 +561,7 @@ async fn worker_routes_refuse_changes_from_other_web_sites() {
         Some(1),
         "{workers}"
     );
-    assert_eq!(api.state.store.queue_length(), 1, "nothing leased");
+    assert_eq!(queued(&api), 1, "nothing leased");
     // The server's own origin is still served.
     let answer = api
         .raw(from(
@@ -793,8 +816,7 @@ async fn ids_names_and_labels_are_bounded_and_refuse_control_characters() {
         .post(&format!("/api/workers/{long}/lease"), json!({"max": 1}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-    let (_, projects) = api.get("/api/projects").await;
-    assert_eq!(projects["projects"], json!([]));
+    assert_eq!(registered_projects(&api).await, Vec::<Value>::new());
     let (_, pipelines) = api.get("/api/pipelines").await;
     assert_eq!(pipelines["pipelines"].as_array().map(Vec::len), Some(1));
     let (_, workers) = api.get("/api/workers").await;
@@ -1033,7 +1055,9 @@ async fn a_worker_leases_heartbeats_reports_progress_and_results() {
             .store
             .holds("w", id.parse().expect("uuid"), attempt)
     );
-    assert_eq!(api.state.store.queue_length(), 0);
+    assert_eq!(queued(&api), 0);
+    // Leased, not started: it still counts as waiting.
+    assert_eq!(api.state.store.queue_length(), 1);
 
     // Nothing else waits: an empty lease, not an error.
     let (status, empty) = api
@@ -1052,7 +1076,7 @@ async fn a_worker_leases_heartbeats_reports_progress_and_results() {
     assert_eq!(status, StatusCode::OK, "{beat}");
     assert_eq!(
         beat,
-        json!({"cancel": [], "lost": [], "stop": false}),
+        json!({"cancel": [], "lost": [], "stop": false, "give_back": 0, "waiting": 0}),
         "{beat}"
     );
     let task = api.task(&id).await;
@@ -1162,7 +1186,7 @@ async fn release_gives_back_only_unstarted_tasks_the_worker_holds() {
             leased_state(&api.task(&second).await),
         );
         assert_eq!(after, before, "{worker} {body} changed nothing");
-        assert_eq!(api.state.store.queue_length(), 0);
+        assert_eq!(queued(&api), 0);
     }
 
     let (status, answer) = api
@@ -1326,11 +1350,84 @@ async fn an_unknown_worker_gets_404_on_every_worker_route_and_stores_nothing() {
         Some(1),
         "calling did not register the unknown worker: {workers}"
     );
-    assert_eq!(api.state.store.queue_length(), 1, "nothing leased");
+    assert_eq!(queued(&api), 1, "nothing leased");
     assert!(
         api.state
             .store
             .holds("w", held.parse().expect("uuid"), attempt as u32)
     );
     assert_eq!(api.task(&held).await["status"], "scheduled", "not started");
+}
+
+/// Waits until the workers waiting for work have `slots` free slots in all.
+async fn until_idle_slots(api: &Api, slots: usize) {
+    let started = std::time::Instant::now();
+    while api.state.idle_capacity.total() != slots {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "idle slots stayed {} (wanted {slots})",
+            api.state.idle_capacity.total()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_ask_for_unstarted_tasks_back_only_for_workers_that_could_run_them() {
+    let api = Arc::new(Api::new().await);
+    let pipeline = api.pipeline("hi").await;
+    api.register("busy").await;
+    api.register("idle").await;
+    let (status, body) = api
+        .post(
+            "/api/workers/register",
+            json!({"worker_id": "trainer", "types": ["ml_training"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let give_back = |api: Arc<Api>| async move {
+        let (status, beat) = api
+            .post("/api/workers/busy/heartbeat", json!({"tasks": []}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{beat}");
+        beat["give_back"].as_u64().expect("give_back")
+    };
+    assert_eq!(give_back(api.clone()).await, 0, "nobody waits");
+
+    // A worker of ML training only waits: it could not run what "busy" holds.
+    let trainer = tokio::spawn({
+        let api = api.clone();
+        async move {
+            api.post(
+                "/api/workers/trainer/lease",
+                json!({"max": 2, "types": ["ml_training"], "wait_ms": 10_000}),
+            )
+            .await
+        }
+    });
+    until_idle_slots(&api, 2).await;
+    assert_eq!(give_back(api.clone()).await, 0);
+
+    // A worker of every type waits with 3 free slots of its 5.
+    let idle = tokio::spawn({
+        let api = api.clone();
+        async move {
+            api.post(
+                "/api/workers/idle/lease",
+                json!({"max": 5, "idle": 3, "wait_ms": 10_000}),
+            )
+            .await
+        }
+    });
+    until_idle_slots(&api, 5).await;
+    assert_eq!(give_back(api.clone()).await, 3);
+
+    // A task arrives: the idle worker takes it and stops waiting.
+    let id = api.submit(&pipeline).await;
+    let (status, leased) = idle.await.expect("join");
+    assert_eq!(status, StatusCode::OK, "{leased}");
+    assert_eq!(leased["worktasks"][0]["worktask_id"], id.as_str());
+    until_idle_slots(&api, 2).await;
+    assert_eq!(give_back(api.clone()).await, 0);
+    trainer.abort();
 }

@@ -152,7 +152,8 @@ pub async fn lease(
         // While another worker waits with free slots, this one gets only what
         // it can start now: a task held ahead here would wait while that one
         // idles.
-        let held_back = body.worktask_id.is_none() && state.idle_capacity.total() > 0;
+        let held_back =
+            body.worktask_id.is_none() && state.idle_capacity.besides(&worker_id, &types) > 0;
         let max = if held_back { startable } else { body.max };
         let tasks = if max == 0 {
             Vec::new()
@@ -190,7 +191,7 @@ pub async fn lease(
         };
         // Counted as idle while it waits, so busy workers give back what
         // they hold unstarted.
-        let _waiting = state.idle_capacity.wait(&worker_id, startable);
+        let _waiting = state.idle_capacity.wait(&worker_id, &types, startable);
         tokio::select! {
             _ = &mut notified => {}
             _ = stop_requested => {}
@@ -252,7 +253,12 @@ pub async fn heartbeat(
         .is_some_and(|p| p.should_stop(&worker_id));
     // Free slots of workers waiting for work: this worker gives back up to
     // that many tasks it holds but has not started.
-    let give_back = state.idle_capacity.besides(&worker_id);
+    let give_back = if state.idle_capacity.total() == 0 {
+        0
+    } else {
+        let types = state.workers.types(&worker_id);
+        state.idle_capacity.besides(&worker_id, &types)
+    };
     // Tasks waiting: a worker whose slots are all busy runs more at once
     // while there are some and its machine has room.
     let waiting = state.store.queue_length();

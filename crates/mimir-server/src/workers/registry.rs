@@ -112,6 +112,21 @@ impl Registry {
         true
     }
 
+    /// The task types a worker runs; empty for all (or when unknown).
+    pub fn types(&self, worker_id: &str) -> Vec<mimir_core::WorkTaskType> {
+        self.workers
+            .lock()
+            .get(worker_id)
+            .map(|r| {
+                r.registration
+                    .types
+                    .iter()
+                    .filter_map(|t| t.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Counts a finished attempt of a worker.
     pub fn count(&self, worker_id: &str, completed: bool) {
         if let Some(record) = self.workers.lock().get_mut(worker_id) {
