@@ -1,0 +1,268 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document of the HTTP API, generated
+//! from the handlers' `#[utoipa::path]` attributes and the wire types' own
+//! schemas (the work task, submission, pipeline and result types derive them).
+//!
+//! The errors every route can answer, whatever its handler does, come from
+//! the layers in front of it and are added to every operation here:
+//! 403 (a non-loopback `Host` on a loopback listener; another web site's
+//! change), 500, and for the `/api` routes 401 (a token is configured and
+//! missing) and 503 (shutting down); a `POST` or `PUT` can also meet 400
+//! (malformed JSON), 413 (body over the limit), 415 (not
+//! `Content-Type: application/json`) and 507 (the disk is full).
+//!
+//! The test `tests/openapi.rs` compares the document's operations with the
+//! routes [`super::routes`] serves.
+
+use super::error::{ApiError, ErrorBody, ErrorDetail};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::OnceLock;
+use utoipa::OpenApi;
+use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::{
+    ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder, Responses,
+};
+
+/// The document's description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Mimir AIP",
+        description = "The orchestrator's HTTP API: work tasks, pipelines, projects, the worker \
+            protocol, health and metrics. JSON everywhere; every error is a 4xx or 5xx status \
+            with the body {\"error\": {\"code\", \"message\", \"field\"}}. With api.token set, the \
+            user API needs `Authorization: Bearer <token>`; with a worker token, the worker \
+            protocol needs that one."
+    ),
+    paths(
+        super::health::health,
+        super::health::ready,
+        super::health::summary,
+        metrics,
+        serve,
+        super::worktasks::submit,
+        super::worktasks::submit_batch,
+        super::worktasks::list,
+        super::worktasks::queue_length,
+        super::worktasks::high_priority,
+        super::worktasks::get,
+        super::worktasks::attempts,
+        super::worktasks::cancel,
+        super::worktasks::report,
+        super::worktasks::progress,
+        super::catalog::create_project,
+        super::catalog::list_projects,
+        super::catalog::get_project,
+        super::catalog::delete_project,
+        super::catalog::create_pipeline,
+        super::catalog::list_pipelines,
+        super::catalog::get_pipeline,
+        super::catalog::update_pipeline,
+        super::catalog::delete_pipeline,
+        super::catalog::execute,
+        super::plugins::list,
+        super::workers::list,
+        super::workers::register,
+        super::workers::deregister,
+        super::workers::lease,
+        super::workers::heartbeat,
+        super::workers::results,
+        super::workers::release,
+        dashboard_overview,
+        dashboard_summary,
+        dashboard_stream,
+        dashboard_metrics,
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&LayerErrors),
+    tags(
+        (name = "worktasks", description = "Submit, list, inspect and cancel work tasks"),
+        (name = "pipelines", description = "Define and run pipelines; the plugins their steps use"),
+        (name = "projects", description = "Names and descriptions for project ids"),
+        (name = "workers", description = "The workers connected"),
+        (name = "worker protocol", description = "What workers call: register, lease, heartbeat, report"),
+        (name = "health", description = "Liveness, readiness, metrics"),
+        (name = "dashboard", description = "What the built-in dashboard reads"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI document.
+pub fn document() -> Document {
+    ApiDoc::openapi()
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "health",
+    responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json", body = Object))
+)]
+pub async fn serve() -> Response {
+    static JSON: OnceLock<Result<String, String>> = OnceLock::new();
+    let json = JSON.get_or_init(|| document().to_pretty_json().map_err(|e| e.to_string()));
+    match json {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response(),
+        Err(error) => ApiError::internal(format!("the OpenAPI document: {error}")).into_response(),
+    }
+}
+
+/// Adds the errors of the layers every route sits behind.
+struct LayerErrors;
+
+impl utoipa::Modify for LayerErrors {
+    fn modify(&self, openapi: &mut Document) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let api = path.starts_with("/api/");
+            let operations = [
+                (HttpMethod::Get, item.get.as_mut()),
+                (HttpMethod::Post, item.post.as_mut()),
+                (HttpMethod::Put, item.put.as_mut()),
+                (HttpMethod::Delete, item.delete.as_mut()),
+            ];
+            for (method, operation) in operations {
+                if let Some(operation) = operation {
+                    add_layer_errors(operation, &method, api || path == "/metrics", api);
+                }
+            }
+        }
+    }
+}
+
+fn add_layer_errors(operation: &mut Operation, method: &HttpMethod, guarded: bool, api: bool) {
+    let body = matches!(method, HttpMethod::Post | HttpMethod::Put);
+    let mut add = |status: StatusCode, why: &str| {
+        add_error(&mut operation.responses, status, why);
+    };
+    add(
+        StatusCode::FORBIDDEN,
+        "Refused: a Host that is not loopback on a loopback listener, another web site's change, or a missing client certificate",
+    );
+    add(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal error; the cause is in the orchestrator's log",
+    );
+    if guarded {
+        add(
+            StatusCode::UNAUTHORIZED,
+            "A token is configured and the request lacks it",
+        );
+    }
+    if api {
+        add(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The orchestrator is shutting down",
+        );
+    }
+    if body {
+        add(
+            StatusCode::BAD_REQUEST,
+            "The body is not a JSON object of the documented shape; the field names the culprit",
+        );
+        add(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The body is over the size limit",
+        );
+        add(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "The body is not sent as Content-Type: application/json",
+        );
+        add(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "The orchestrator's disk is full; nothing was stored",
+        );
+    }
+}
+
+/// Adds `status` answered with the error body, unless the operation already
+/// documents that status.
+fn add_error(responses: &mut Responses, status: StatusCode, why: &str) {
+    let code = status.as_u16().to_string();
+    if responses.responses.contains_key(&code) {
+        return;
+    }
+    let response = ResponseBuilder::new()
+        .description(why)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody"))))
+                .build(),
+        )
+        .build();
+    responses.responses.insert(code, RefOr::T(response));
+}
+
+/// `GET /metrics`: served by [`crate::telemetry::scrape::metrics`].
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses(
+        (status = 200, description = "Prometheus text exposition; OpenMetrics when the Accept header asks for application/openmetrics-text", content(
+            (String = "text/plain; version=0.0.4; charset=utf-8"),
+            (String = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )),
+        (status = 401, description = "metrics.bearerToken or metrics.username/password are set and the request lacks them", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn metrics() {}
+
+/// `GET /api/dashboard/overview`: served by the dashboard.
+#[utoipa::path(
+    get,
+    path = "/api/dashboard/overview",
+    tag = "dashboard",
+    params(("since" = Option<i64>, Query, description = "Unix time of the first second wanted; defaults to all that is kept")),
+    responses(
+        (status = 200, description = "Everything the overview draws first: the timeline, recent figures, queue length, task counts, the autoscaler's decision", body = Object),
+        (status = 400, description = "A parameter refused", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn dashboard_overview() {}
+
+/// `GET /api/dashboard/summary`: served by the dashboard.
+#[utoipa::path(
+    get,
+    path = "/api/dashboard/summary",
+    tag = "dashboard",
+    params(
+        ("from" = Option<i64>, Query, description = "Unix time the window starts; defaults to a minute before `to`"),
+        ("to" = Option<i64>, Query, description = "Unix time the window ends; defaults to now"),
+    ),
+    responses(
+        (status = 200, description = "Totals and quantiles of the window", body = Object),
+        (status = 400, description = "A parameter refused", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn dashboard_summary() {}
+
+/// `GET /api/dashboard/stream`: served by the dashboard.
+#[utoipa::path(
+    get,
+    path = "/api/dashboard/stream",
+    tag = "dashboard",
+    responses(
+        (status = 200, description = "Server-sent events: a `second` event each second, `resync` when the client fell behind", content_type = "text/event-stream", body = String),
+    )
+)]
+#[allow(dead_code)]
+fn dashboard_stream() {}
+
+/// `GET /api/dashboard/metrics`: served by the dashboard.
+#[utoipa::path(
+    get,
+    path = "/api/dashboard/metrics",
+    tag = "dashboard",
+    params(("family" = String, Query, description = "Comma-separated metric family names, each starting with mimir_")),
+    responses(
+        (status = 200, description = "Those families in Prometheus text", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 400, description = "A parameter refused", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn dashboard_metrics() {}
