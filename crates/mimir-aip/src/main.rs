@@ -32,6 +32,8 @@ enum Command {
     Task(commands::task::TaskArgs),
     /// Define, list and run pipelines.
     Pipeline(commands::pipeline::PipelineArgs),
+    /// The plugins and actions pipeline steps can use.
+    Plugin(commands::plugin::PluginArgs),
     /// Inspect the queue.
     Queue(commands::queue::QueueArgs),
     /// Install and run the monitoring stack (Prometheus, Grafana, Loki, Tempo).
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
             Command::Worker(args) => commands::worker::run(*args).await,
             Command::Task(args) => commands::task::run(args).await,
             Command::Pipeline(args) => commands::pipeline::run(args).await,
+            Command::Plugin(args) => commands::plugin::run(args).await,
             Command::Queue(args) => commands::queue::run(args).await,
             Command::Metrics(args) => commands::metrics::run(args).await,
             Command::Backup(args) => commands::backup::run(args).await,
