@@ -65,7 +65,7 @@ fn the_api_keeps_its_openapi_contract_under_fuzzing() {
             "run",
             &format!("{}/openapi.json", orchestrator.url),
             "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
             "--max-examples",
             MAX_EXAMPLES,
             "--max-time",

@@ -21,7 +21,7 @@ pub mod task;
 pub use attempt::{Attempt, AttemptEnd};
 pub use error_class::ErrorClass;
 pub use event::{TaskEvent, TaskEventKind};
-pub use label::{LABEL_MAX_LEN, check_label, check_optional_label};
+pub use label::{LABEL_MAX_LEN, LABEL_PATTERN, check_label, check_optional_label};
 pub use pipeline::{Pipeline, PipelineType, Project};
 pub use priority::Priority;
 pub use queue::{Aging, QueueEntry, QueueIndex};

@@ -35,7 +35,7 @@ fn documented(document: &Value) -> BTreeSet<(String, String)> {
 }
 
 fn document() -> Value {
-    serde_json::to_value(api::openapi::document()).expect("document as JSON")
+    api::openapi::document_json()
 }
 
 #[tokio::test]
@@ -141,6 +141,102 @@ async fn openapi_json_serves_the_document() {
         "{}",
         served["openapi"]
     );
+}
+
+/// A pipeline step's schema has one alternative per action, with that
+/// action's parameters; the pipeline bodies use it.
+#[test]
+fn pipeline_steps_are_described_per_action() {
+    let document = document();
+    let schemas = &document["components"]["schemas"];
+    let step = &schemas["PipelineStep"];
+    let alternatives = step["oneOf"].as_array().expect("oneOf");
+    let sleep = alternatives
+        .iter()
+        .find(|a| a["title"] == "core.sleep")
+        .expect("core.sleep");
+    assert_eq!(
+        sleep["properties"]["plugin"]["enum"],
+        serde_json::json!(["core"])
+    );
+    assert_eq!(
+        sleep["properties"]["parameters"]["required"],
+        serde_json::json!(["ms"])
+    );
+    assert!(sleep["properties"]["parameters"]["properties"]["ms"].is_object());
+    let registry = mimir_pipeline::Registry::confined(&mimir_pipeline::Confinement::default())
+        .expect("registry");
+    assert_eq!(alternatives.len(), registry.names().len());
+    for (schema, field) in [
+        ("PipelineBody", "project_id"),
+        ("PipelineBody", "name"),
+        ("ProjectBody", "name"),
+        ("Submission", "project_id"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][field]["pattern"],
+            mimir_core::LABEL_PATTERN,
+            "{schema}.{field}"
+        );
+    }
+    assert_eq!(
+        sleep["properties"]["name"]["pattern"],
+        mimir_core::LABEL_PATTERN
+    );
+    for holder in ["PipelineBody", "Pipeline"] {
+        assert_eq!(
+            schemas[holder]["properties"]["steps"]["items"]["$ref"],
+            "#/components/schemas/PipelineStep",
+            "{holder}"
+        );
+    }
+}
+
+/// Operation ids are unique, and every link names an operation that exists
+/// and a parameter it takes.
+#[test]
+fn operation_ids_are_unique_and_links_lead_somewhere() {
+    let document = document();
+    let mut ids = BTreeSet::new();
+    let mut parameters = std::collections::BTreeMap::new();
+    for item in document["paths"].as_object().expect("paths").values() {
+        for operation in item.as_object().expect("item").values() {
+            let id = operation["operationId"].as_str().expect("operationId");
+            assert!(ids.insert(id.to_string()), "operationId {id} twice");
+            let names: Vec<String> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| p["name"].as_str().expect("name").to_string())
+                .collect();
+            parameters.insert(id.to_string(), names);
+        }
+    }
+    let mut links = 0;
+    for item in document["paths"].as_object().expect("paths").values() {
+        for operation in item.as_object().expect("item").values() {
+            for response in operation["responses"]
+                .as_object()
+                .expect("responses")
+                .values()
+            {
+                for link in response["links"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| l.1)
+                {
+                    links += 1;
+                    let target = link["operationId"].as_str().expect("operationId");
+                    let takes = parameters.get(target).unwrap_or_else(|| panic!("{target}"));
+                    for name in link["parameters"].as_object().expect("parameters").keys() {
+                        assert!(takes.contains(name), "{target} takes no {name}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(links > 0, "no links");
 }
 
 /// Every error a route can answer is documented with the one error body, so

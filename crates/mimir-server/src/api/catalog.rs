@@ -47,6 +47,7 @@ pub struct ProjectBody {
     /// Its id; one is made up when absent or empty.
     id: Option<String>,
     /// Required: its name.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     name: Option<String>,
     /// What it is, for people.
     #[serde(default)]
@@ -224,8 +225,10 @@ pub async fn delete_project(
 #[serde(deny_unknown_fields)]
 pub struct PipelineBody {
     /// Required: the project it belongs to.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     project_id: Option<String>,
     /// Required: its name.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     name: Option<String>,
     /// What it is for; defaults to `processing`.
     #[serde(rename = "type")]
@@ -236,7 +239,7 @@ pub struct PipelineBody {
     description: String,
     /// Required: the steps, `{name, plugin, action, parameters, output}`
     /// each (see `GET /api/plugins` for the actions).
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Vec<Object>, required = true, min_items = 1)]
     steps: Option<Vec<Value>>,
     /// The timeout of every step that sets none, in milliseconds.
     #[schema(minimum = 1)]

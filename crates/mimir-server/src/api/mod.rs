@@ -10,6 +10,7 @@ mod health;
 pub mod openapi;
 mod plugins;
 pub mod routes;
+mod step_schema;
 mod workers;
 mod worktasks;
 

@@ -14,10 +14,12 @@
 //! routes [`super::routes`] serves.
 
 use super::error::{ApiError, ErrorBody, ErrorDetail};
+use super::step_schema::{STEP_SCHEMA, step_schema};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::OnceLock;
 use utoipa::OpenApi;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::{
     ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder, Responses,
@@ -74,7 +76,7 @@ use utoipa::openapi::{
         dashboard_metrics,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
-    modifiers(&LayerErrors),
+    modifiers(&LayerErrors, &Links),
     tags(
         (name = "worktasks", description = "Submit, list, inspect and cancel work tasks"),
         (name = "pipelines", description = "Define and run pipelines; the plugins their steps use"),
@@ -92,19 +94,228 @@ pub fn document() -> Document {
     ApiDoc::openapi()
 }
 
+/// The document as JSON, as `/openapi.json` serves it: [`document`] with
+/// the pipeline step schema built from the actions' tables
+/// ([`super::step_schema`]) in place of a free-form object.
+///
+/// utoipa 5 writes a link's fields in snake case (`operation_id`) where
+/// OpenAPI says `operationId`; they are renamed here so clients follow them.
+pub fn document_json() -> serde_json::Value {
+    let mut json = serde_json::to_value(document()).unwrap_or_default();
+    let registry = mimir_pipeline::Registry::confined(&mimir_pipeline::Confinement::default())
+        .unwrap_or_default();
+    let schemas = &mut json["components"]["schemas"];
+    schemas[STEP_SCHEMA] = step_schema(&registry);
+    let step = serde_json::json!({ "$ref": format!("#/components/schemas/{STEP_SCHEMA}") });
+    for holder in ["PipelineBody", "Pipeline"] {
+        schemas[holder]["properties"]["steps"]["items"] = step.clone();
+    }
+    let paths = json.get_mut("paths").and_then(|p| p.as_object_mut());
+    for item in paths.into_iter().flat_map(|p| p.values_mut()) {
+        let operations = item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|i| i.values_mut());
+        for operation in operations {
+            let responses = operation
+                .get_mut("responses")
+                .and_then(|r| r.as_object_mut());
+            for response in responses.into_iter().flat_map(|r| r.values_mut()) {
+                let links = response.get_mut("links").and_then(|l| l.as_object_mut());
+                for link in links.into_iter().flat_map(|l| l.values_mut()) {
+                    let Some(link) = link.as_object_mut() else {
+                        continue;
+                    };
+                    for (snake, camel) in [
+                        ("operation_id", "operationId"),
+                        ("operation_ref", "operationRef"),
+                        ("request_body", "requestBody"),
+                    ] {
+                        if let Some(value) = link.remove(snake) {
+                            link.insert(camel.to_string(), value);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    json
+}
+
 /// `GET /openapi.json`: this document.
 #[utoipa::path(
     get,
     path = "/openapi.json",
+    operation_id = "openapi",
     tag = "health",
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json", body = Object))
 )]
 pub async fn serve() -> Response {
     static JSON: OnceLock<Result<String, String>> = OnceLock::new();
-    let json = JSON.get_or_init(|| document().to_pretty_json().map_err(|e| e.to_string()));
+    let json = JSON
+        .get_or_init(|| serde_json::to_string_pretty(&document_json()).map_err(|e| e.to_string()));
     match json {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response(),
         Err(error) => ApiError::internal(format!("the OpenAPI document: {error}")).into_response(),
+    }
+}
+
+/// Links from the operations that create things to those that use their
+/// ids, so clients (and the contract fuzzing's stateful phase) can follow
+/// them: `(path, method, status, link name, target operation id, parameter,
+/// where the value is in the answer)`.
+const LINKS: &[(&str, HttpMethod, &str, &str, &str, &str, &str)] = &[
+    (
+        "/api/worktasks",
+        HttpMethod::Post,
+        "201",
+        "GetWorkTask",
+        "get_worktask",
+        "id",
+        "$response.body#/worktask_id",
+    ),
+    (
+        "/api/worktasks",
+        HttpMethod::Post,
+        "201",
+        "GetAttempts",
+        "attempts",
+        "id",
+        "$response.body#/worktask_id",
+    ),
+    (
+        "/api/worktasks",
+        HttpMethod::Post,
+        "201",
+        "CancelWorkTask",
+        "cancel_worktask",
+        "id",
+        "$response.body#/worktask_id",
+    ),
+    (
+        "/api/pipelines/{id}/execute",
+        HttpMethod::Post,
+        "201",
+        "GetWorkTask",
+        "get_worktask",
+        "id",
+        "$response.body#/worktask_id",
+    ),
+    (
+        "/api/pipelines",
+        HttpMethod::Post,
+        "201",
+        "GetPipeline",
+        "get_pipeline",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/pipelines",
+        HttpMethod::Post,
+        "201",
+        "UpdatePipeline",
+        "update_pipeline",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/pipelines",
+        HttpMethod::Post,
+        "201",
+        "ExecutePipeline",
+        "execute",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/pipelines",
+        HttpMethod::Post,
+        "201",
+        "DeletePipeline",
+        "delete_pipeline",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/projects",
+        HttpMethod::Post,
+        "201",
+        "GetProject",
+        "get_project",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/projects",
+        HttpMethod::Post,
+        "201",
+        "DeleteProject",
+        "delete_project",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/workers/register",
+        HttpMethod::Post,
+        "201",
+        "Lease",
+        "lease",
+        "worker_id",
+        "$response.body#/worker_id",
+    ),
+    (
+        "/api/workers/register",
+        HttpMethod::Post,
+        "201",
+        "Heartbeat",
+        "heartbeat",
+        "worker_id",
+        "$response.body#/worker_id",
+    ),
+    (
+        "/api/workers/register",
+        HttpMethod::Post,
+        "201",
+        "Release",
+        "release",
+        "worker_id",
+        "$response.body#/worker_id",
+    ),
+    (
+        "/api/workers/register",
+        HttpMethod::Post,
+        "201",
+        "Deregister",
+        "deregister",
+        "worker_id",
+        "$response.body#/worker_id",
+    ),
+];
+
+/// Adds [`LINKS`].
+struct Links;
+
+impl utoipa::Modify for Links {
+    fn modify(&self, openapi: &mut Document) {
+        for (path, method, status, name, target, parameter, value) in LINKS {
+            let operation = openapi
+                .paths
+                .paths
+                .get_mut(*path)
+                .and_then(|item| match method {
+                    HttpMethod::Post => item.post.as_mut(),
+                    _ => item.get.as_mut(),
+                });
+            let response = operation.and_then(|o| o.responses.responses.get_mut(*status));
+            if let Some(RefOr::T(response)) = response {
+                let link = LinkBuilder::new()
+                    .operation_id(*target)
+                    .parameter(*parameter, *value)
+                    .build();
+                response.links.insert((*name).to_string(), RefOr::T(link));
+            }
+        }
     }
 }
 

@@ -49,6 +49,7 @@ pub struct PluginQuery {}
 #[utoipa::path(
     get,
     path = "/api/plugins",
+    operation_id = "list_plugins",
     tag = "pipelines",
     params(PluginQuery),
     responses((status = 200, description = "Every plugin and action", body = PluginList))

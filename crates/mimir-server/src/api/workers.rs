@@ -479,6 +479,7 @@ pub async fn deregister(
 #[utoipa::path(
     get,
     path = "/api/workers",
+    operation_id = "list_workers",
     tag = "workers",
     responses((status = 200, description = "`{workers: [{worker_id, state, pid, hostname, current_task, last_heartbeat_age_ms, tasks_completed, tasks_failed}], autoscaler}`", body = Object))
 )]

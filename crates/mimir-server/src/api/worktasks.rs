@@ -29,6 +29,7 @@ pub const MAX_BATCH: usize = 10_000;
 #[utoipa::path(
     post,
     path = "/api/worktasks",
+    operation_id = "submit_worktask",
     tag = "worktasks",
     request_body = Submission,
     responses(
@@ -337,6 +338,7 @@ fn decode_cursor(text: &str) -> Result<u64, ApiError> {
 #[utoipa::path(
     get,
     path = "/api/worktasks",
+    operation_id = "list_worktasks",
     tag = "worktasks",
     params(ListParams),
     responses(
@@ -520,6 +522,7 @@ pub async fn attempts(
 #[utoipa::path(
     get,
     path = "/api/worktasks/{id}",
+    operation_id = "get_worktask",
     tag = "worktasks",
     params(("id" = String, Path, description = "The work task's id (a UUID)")),
     responses(
@@ -634,6 +637,7 @@ pub async fn progress(
 #[utoipa::path(
     post,
     path = "/api/worktasks/{id}",
+    operation_id = "report_result",
     tag = "worker protocol",
     params(("id" = String, Path, description = "The work task's id (a UUID)")),
     request_body = mimir_core::WorkTaskResult,
@@ -675,6 +679,7 @@ pub async fn report(
 #[utoipa::path(
     post,
     path = "/api/worktasks/{id}/cancel",
+    operation_id = "cancel_worktask",
     tag = "worktasks",
     params(("id" = String, Path, description = "The work task's id (a UUID)")),
     responses(
