@@ -1,8 +1,9 @@
 //! Contract fuzzing: schemathesis generates requests from `/openapi.json`
 //! (valid and invalid ones, and sequences that follow the links between
 //! operations) against a real orchestrator, and fails on any 5xx, any status
-//! the document does not list, and any answer whose body or content type
-//! does not match the document.
+//! the document does not list, any answer whose body, headers or content
+//! type do not match the document, and a method a path does not serve that
+//! is not answered 405.
 //!
 //! schemathesis comes from PyPI; `scripts/test` installs it with
 //! `scripts/install-schemathesis`, and this test runs that script itself
@@ -65,7 +66,7 @@ fn the_api_keeps_its_openapi_contract_under_fuzzing() {
             "run",
             &format!("{}/openapi.json", orchestrator.url),
             "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,unsupported_method",
             "--max-examples",
             MAX_EXAMPLES,
             "--max-time",

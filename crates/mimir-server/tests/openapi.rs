@@ -276,3 +276,40 @@ fn every_error_answer_is_documented_with_the_error_body() {
     let error = &document["components"]["schemas"]["ErrorDetail"];
     assert_eq!(error["required"], serde_json::json!(["code", "message"]));
 }
+
+/// A method a path does not serve is 405 with `Allow`, whatever the body's
+/// content type; a served one still needs JSON.
+#[tokio::test]
+async fn an_unserved_method_is_405_even_without_json() {
+    let (state, _dir) = state();
+    let app = api::app(state);
+    for (method, uri) in [
+        ("PUT", "/health"),
+        ("PUT", "/api/worktasks/queue/length"),
+        ("PATCH", "/api/plugins"),
+        ("POST", "/api/workers"),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from("x"))
+            .expect("request");
+        let response = app.clone().oneshot(request).await.expect("response");
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}"
+        );
+        assert!(
+            response.headers().contains_key(header::ALLOW),
+            "{method} {uri}"
+        );
+    }
+    let request = Request::post("/api/projects")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(r#"{"name":"x"}"#))
+        .expect("request");
+    let response = app.oneshot(request).await.expect("response");
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}

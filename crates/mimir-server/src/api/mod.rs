@@ -5,7 +5,7 @@ pub mod auth;
 mod catalog;
 pub mod error;
 pub mod extract;
-mod guard;
+pub(crate) mod guard;
 mod health;
 pub mod openapi;
 mod plugins;

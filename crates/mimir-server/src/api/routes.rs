@@ -26,6 +26,8 @@ impl Routes {
 
     /// Serves `method_router` at `path`, recording it as `method`: the one
     /// place where a caller states the method, for routes with their own layers.
+    /// A body must be JSON ([`super::guard::require_json`]); checked on the
+    /// route, so a method the path does not serve is 405 whatever the body.
     pub fn add(
         mut self,
         method: Method,
@@ -33,6 +35,8 @@ impl Routes {
         method_router: MethodRouter<AppState>,
     ) -> Routes {
         self.served.push((method, path));
+        let method_router =
+            method_router.route_layer(axum::middleware::from_fn(super::guard::require_json));
         self.router = self.router.route(path, method_router);
         self
     }
