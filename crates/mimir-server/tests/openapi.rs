@@ -277,6 +277,35 @@ fn every_error_answer_is_documented_with_the_error_body() {
     assert_eq!(error["required"], serde_json::json!(["code", "message"]));
 }
 
+/// Each operation names the credentials it takes, all optional (`{}`)
+/// since each is needed only when configured.
+#[test]
+fn each_operation_names_the_token_it_takes() {
+    let document = document();
+    let security = |method: &str, path: &str| document["paths"][path][method]["security"].clone();
+    assert!(security("get", "/health").is_null());
+    assert!(security("get", "/openapi.json").is_null());
+    assert_eq!(
+        security("get", "/api/worktasks"),
+        serde_json::json!([{}, {"apiToken": []}])
+    );
+    assert_eq!(
+        security("post", "/api/workers/{worker_id}/lease"),
+        serde_json::json!([{}, {"workerToken": []}])
+    );
+    assert_eq!(
+        security("get", "/api/pipelines/{id}"),
+        serde_json::json!([{}, {"apiToken": []}, {"workerToken": []}])
+    );
+    assert_eq!(
+        security("get", "/metrics"),
+        serde_json::json!([{}, {"metricsToken": []}, {"metricsBasic": []}])
+    );
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["apiToken"]["scheme"], "bearer");
+    assert_eq!(schemes["metricsBasic"]["scheme"], "basic");
+}
+
 /// A method a path does not serve is 405 with `Allow`, whatever the body's
 /// content type; a served one still needs JSON.
 #[tokio::test]

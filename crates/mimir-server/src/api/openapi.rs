@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 use utoipa::OpenApi;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder, Responses,
 };
@@ -76,7 +77,7 @@ use utoipa::openapi::{
         dashboard_metrics,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
-    modifiers(&LayerErrors, &Links),
+    modifiers(&LayerErrors, &Links, &Security),
     tags(
         (name = "worktasks", description = "Submit, list, inspect and cancel work tasks"),
         (name = "pipelines", description = "Define and run pipelines; the plugins their steps use"),
@@ -314,6 +315,78 @@ impl utoipa::Modify for Links {
                     .parameter(*parameter, *value)
                     .build();
                 response.links.insert((*name).to_string(), RefOr::T(link));
+            }
+        }
+    }
+}
+
+/// The bearer tokens and credentials each operation takes. Each is needed
+/// only when configured, so every requirement list starts with `{}` (none).
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let schemes = [
+            (
+                "apiToken",
+                HttpAuthScheme::Bearer,
+                "api.token (MIMIR_API_TOKEN): the user API, when set",
+            ),
+            (
+                "workerToken",
+                HttpAuthScheme::Bearer,
+                "orchestrator.workerAuthToken: the worker protocol, when set (else the API token)",
+            ),
+            (
+                "metricsToken",
+                HttpAuthScheme::Bearer,
+                "metrics.bearerToken: /metrics, when set",
+            ),
+            (
+                "metricsBasic",
+                HttpAuthScheme::Basic,
+                "metrics.username and metrics.password: /metrics, when set",
+            ),
+        ];
+        for (name, scheme, description) in schemes {
+            let http = HttpBuilder::new()
+                .scheme(scheme)
+                .description(Some(description))
+                .build();
+            components.add_security_scheme(name, SecurityScheme::Http(http));
+        }
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+            ];
+            for operation in operations.into_iter().flatten() {
+                let worker = operation
+                    .tags
+                    .as_ref()
+                    .is_some_and(|tags| tags.iter().any(|t| t == "worker protocol"));
+                let names: &[&str] = match path.as_str() {
+                    "/health" | "/ready" | "/openapi.json" => &[],
+                    "/metrics" => &["metricsToken", "metricsBasic"],
+                    "/api/pipelines/{id}"
+                        if operation.operation_id.as_deref() == Some("get_pipeline") =>
+                    {
+                        &["apiToken", "workerToken"]
+                    }
+                    _ if worker => &["workerToken"],
+                    _ => &["apiToken"],
+                };
+                if names.is_empty() {
+                    continue;
+                }
+                let mut requirements = vec![SecurityRequirement::default()];
+                for name in names {
+                    requirements.push(SecurityRequirement::new(*name, Vec::<String>::new()));
+                }
+                operation.security = Some(requirements);
             }
         }
     }
