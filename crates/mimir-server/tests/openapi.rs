@@ -277,6 +277,18 @@ fn every_error_answer_is_documented_with_the_error_body() {
     assert_eq!(error["required"], serde_json::json!(["code", "message"]));
 }
 
+/// The execute body may be left out, and is otherwise an object.
+#[test]
+fn the_execute_body_is_optional_but_never_null() {
+    let document = document();
+    let body = &document["paths"]["/api/pipelines/{id}/execute"]["post"]["requestBody"];
+    assert_eq!(body["required"], false, "{body}");
+    assert_eq!(
+        body["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ExecuteBody",
+        "{body}"
+    );
+}
+
 /// Each operation names the credentials it takes, all optional (`{}`)
 /// since each is needed only when configured.
 #[test]

@@ -494,7 +494,7 @@ pub struct ExecuteBody {
     path = "/api/pipelines/{id}/execute",
     tag = "pipelines",
     params(("id" = String, Path, description = "Its id")),
-    request_body(content = Option<ExecuteBody>, description = "Optional: no parameters, default priority"),
+    request_body(content = ExecuteBody, description = "Optional (an empty body): no parameters, default priority"),
     responses(
         (status = 201, description = "The queued pipeline_execution task", body = WorkTask),
         (status = 400, description = "A value refused, or a parameter the pipeline reads is missing", body = ErrorBody),

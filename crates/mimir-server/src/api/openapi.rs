@@ -77,7 +77,7 @@ use utoipa::openapi::{
         dashboard_metrics,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
-    modifiers(&LayerErrors, &Links, &Security),
+    modifiers(&LayerErrors, &Links, &Security, &OptionalBodies),
     tags(
         (name = "worktasks", description = "Submit, list, inspect and cancel work tasks"),
         (name = "pipelines", description = "Define and run pipelines; the plugins their steps use"),
@@ -293,6 +293,25 @@ const LINKS: &[(&str, HttpMethod, &str, &str, &str, &str, &str)] = &[
         "$response.body#/worker_id",
     ),
 ];
+
+/// Marks the one optional body optional: an empty body executes a pipeline
+/// with no parameters (utoipa would say so only by allowing `null`, which is
+/// not a body the API takes).
+struct OptionalBodies;
+
+impl utoipa::Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut Document) {
+        let execute = openapi
+            .paths
+            .paths
+            .get_mut("/api/pipelines/{id}/execute")
+            .and_then(|item| item.post.as_mut())
+            .and_then(|operation| operation.request_body.as_mut());
+        if let Some(body) = execute {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+}
 
 /// Adds [`LINKS`].
 struct Links;
