@@ -495,7 +495,7 @@ pub struct Attempts {
     get,
     path = "/api/worktasks/{id}/attempts",
     tag = "worktasks",
-    params(("id" = String, Path, description = "The work task's id (a UUID)")),
+    params(("id" = Uuid, Path, description = "The work task's id")),
     responses(
         (status = 200, description = "The ended attempts", body = Attempts),
         (status = 400, description = "The id is not a UUID", body = ErrorBody),
@@ -524,7 +524,7 @@ pub async fn attempts(
     path = "/api/worktasks/{id}",
     operation_id = "get_worktask",
     tag = "worktasks",
-    params(("id" = String, Path, description = "The work task's id (a UUID)")),
+    params(("id" = Uuid, Path, description = "The work task's id")),
     responses(
         (status = 200, description = "The task; while it runs, result.steps holds the steps done so far", body = WorkTask),
         (status = 400, description = "The id is not a UUID", body = ErrorBody),
@@ -596,7 +596,7 @@ fn holder(
     post,
     path = "/api/worktasks/{id}/progress",
     tag = "worker protocol",
-    params(("id" = String, Path, description = "The work task's id (a UUID)")),
+    params(("id" = Uuid, Path, description = "The work task's id")),
     request_body = ProgressBody,
     responses(
         (status = 204, description = "Recorded"),
@@ -639,7 +639,7 @@ pub async fn progress(
     path = "/api/worktasks/{id}",
     operation_id = "report_result",
     tag = "worker protocol",
-    params(("id" = String, Path, description = "The work task's id (a UUID)")),
+    params(("id" = Uuid, Path, description = "The work task's id")),
     request_body = mimir_core::WorkTaskResult,
     responses(
         (status = 200, description = "Recorded; the task as it now is", body = WorkTask),
@@ -681,7 +681,7 @@ pub async fn report(
     path = "/api/worktasks/{id}/cancel",
     operation_id = "cancel_worktask",
     tag = "worktasks",
-    params(("id" = String, Path, description = "The work task's id (a UUID)")),
+    params(("id" = Uuid, Path, description = "The work task's id")),
     responses(
         (status = 200, description = "Cancelled; the task as it now is", body = WorkTask),
         (status = 400, description = "The id is not a UUID", body = ErrorBody),
