@@ -34,6 +34,8 @@ enum Command {
     Pipeline(commands::pipeline::PipelineArgs),
     /// Register, list and delete projects.
     Project(commands::project::ProjectArgs),
+    /// The plugins and actions pipeline steps can use.
+    Plugin(commands::plugin::PluginArgs),
     /// Inspect the queue.
     Queue(commands::queue::QueueArgs),
     /// Install and run the monitoring stack (Prometheus, Grafana, Loki, Tempo).
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
             Command::Task(args) => commands::task::run(args).await,
             Command::Pipeline(args) => commands::pipeline::run(args).await,
             Command::Project(args) => commands::project::run(args).await,
+            Command::Plugin(args) => commands::plugin::run(args).await,
             Command::Queue(args) => commands::queue::run(args).await,
             Command::Metrics(args) => commands::metrics::run(args).await,
             Command::Backup(args) => commands::backup::run(args).await,

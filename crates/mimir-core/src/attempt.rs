@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptEnd {
     /// The work is done.
@@ -22,6 +23,7 @@ pub enum AttemptEnd {
 
 /// One ended attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attempt {
     /// Which attempt (1 for the first lease).
     pub attempt: u32,

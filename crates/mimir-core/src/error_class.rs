@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// The class of a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// Retrying cannot help: the task fails now, whatever retries are left.

@@ -8,6 +8,11 @@ use crate::submission::ValidationError;
 /// Longest id, name or label, in bytes.
 pub const LABEL_MAX_LEN: usize = 256;
 
+/// [`check_label`] as a JSON schema pattern, for the OpenAPI document: no
+/// control character, and not blank (it asks a little more: no leading
+/// white space).
+pub const LABEL_PATTERN: &str = r"^[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
+
 /// Checks `value` of `field`: present, at most [`LABEL_MAX_LEN`] bytes, no
 /// control characters (tabs and newlines included).
 pub fn check_label(field: &str, value: &str) -> Result<(), ValidationError> {

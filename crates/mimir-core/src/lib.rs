@@ -26,7 +26,7 @@ pub use attempt::{Attempt, AttemptEnd};
 pub use duration_text::{duration_text, millis_text};
 pub use error_class::ErrorClass;
 pub use event::{TaskEvent, TaskEventKind};
-pub use label::{LABEL_MAX_LEN, check_label, check_optional_label};
+pub use label::{LABEL_MAX_LEN, LABEL_PATTERN, check_label, check_optional_label};
 pub use per_type::PerType;
 pub use pipeline::{Pipeline, PipelineType, Project, ProjectListing};
 pub use priority::Priority;

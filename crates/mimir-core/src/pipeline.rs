@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 /// What a pipeline is for (the seed's three kinds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PipelineType {
     /// Brings data in.
@@ -54,6 +55,7 @@ impl FromStr for PipelineType {
 
 /// A pipeline: named, ordered plugin steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Pipeline {
     /// Its id (a UUID).
     pub id: String,
@@ -67,6 +69,7 @@ pub struct Pipeline {
     /// What it does, for people.
     pub description: String,
     /// The steps, `{name, plugin, action, parameters, output}` each.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub steps: Vec<serde_json::Value>,
     /// The timeout of every step that sets no `timeout_ms` of its own, in
     /// milliseconds. Defaults to none.
@@ -80,6 +83,7 @@ pub struct Pipeline {
 
 /// A project: a name and description for a `project_id` tasks and pipelines share.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Project {
     /// Its id.
     pub id: String,
@@ -94,6 +98,7 @@ pub struct Project {
 /// A project as listed: every `project_id` tasks or pipelines use is one,
 /// registered or not, with how much uses it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProjectListing {
     /// The project: for one never registered, an empty name and description
     /// and, as `created_at`, when a task or pipeline first used it.

@@ -42,6 +42,23 @@ impl Priority {
     }
 }
 
+/// A whole number from 1 to 10 in the OpenAPI document.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Priority {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(10))
+            .description(Some("1 (least urgent) to 10 (most urgent)"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Priority {}
+
 impl Default for Priority {
     fn default() -> Self {
         Priority::MIN

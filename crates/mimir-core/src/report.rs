@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 /// How an attempt ended, as a worker reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     /// The work is done.
@@ -19,6 +20,7 @@ pub enum AttemptOutcome {
 
 /// The `WorkTaskResult` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WorkTaskResult {
     /// The task; when present it must match the path.
@@ -48,6 +50,7 @@ pub struct WorkTaskResult {
     pub started_at: Option<DateTime<Utc>>,
     /// Structured result (a pipeline's steps and context).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub result: Option<serde_json::Value>,
     /// Whether retrying a failed attempt can help; a `permanent` failure ends
     /// the task at once. Absent means `transient`.

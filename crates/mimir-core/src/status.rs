@@ -18,6 +18,7 @@ use std::str::FromStr;
 
 /// Where a work task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WorkTaskStatus {
     /// Waiting in the queue (possibly in retry backoff).

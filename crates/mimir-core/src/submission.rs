@@ -20,14 +20,21 @@ pub const PROJECT_ID_MAX_LEN: usize = crate::LABEL_MAX_LEN;
 
 /// The body of `POST /api/worktasks`, and one entry of a batch.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Submission {
     /// `pipeline_execution`, `ml_training` or `ml_inference`.
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::WorkTaskType, required = true))]
     pub task_type: Option<String>,
     /// 1..10; defaults to 1.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub priority: Option<i64>,
     /// Required: the project the task belongs to.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")
+    )]
     pub project_id: Option<String>,
     /// What to run.
     pub task_spec: Option<TaskSpec>,
@@ -36,6 +43,7 @@ pub struct Submission {
     /// Data the task touches.
     pub data_access: Option<DataAccess>,
     /// Retries allowed; defaults by type (2 for `ml_training`, 3 otherwise).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
     pub max_retries: Option<i64>,
 }
 

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 /// The kinds of work Mimir AIP runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WorkTaskType {
     /// Runs a pipeline of plugin steps.
@@ -129,6 +130,7 @@ impl FromStr for WorkTaskType {
 
 /// What to run: the pipeline or model and its parameters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct TaskSpec {
     /// The pipeline a `pipeline_execution` runs.
@@ -138,17 +140,20 @@ pub struct TaskSpec {
     /// The project, when it differs from the task's.
     pub project_id: String,
     /// Execution parameters (`$.params.*` in pipelines).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub parameters: serde_json::Map<String, serde_json::Value>,
     /// A cluster the task should run on, if any.
     pub preferred_cluster: String,
     /// The longest one attempt may run, in milliseconds; an attempt still
     /// running then is stopped and ends as `timeout`. Defaults to none.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub timeout_ms: Option<u64>,
 }
 
 /// CPU, memory and GPU a worker for the task requests (Kubernetes quantities).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct ResourceRequirements {
     /// CPU quantity, e.g. `"500m"` or `"2"`.
@@ -161,6 +166,7 @@ pub struct ResourceRequirements {
 
 /// The data a task reads and writes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct DataAccess {
     /// Datasets the task reads.
@@ -173,6 +179,7 @@ pub struct DataAccess {
 
 /// A work task as stored and returned by the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkTask {
     /// Unique id (a UUID).
     pub worktask_id: Uuid,
@@ -212,6 +219,7 @@ pub struct WorkTask {
     /// While queued after a failed attempt: the earliest time it may run again.
     pub not_before: Option<DateTime<Utc>>,
     /// What the task produced (set when it finishes).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub result: Option<serde_json::Value>,
     /// Leases granted so far: the current or last attempt's number (0 before the first).
     pub attempt: u32,

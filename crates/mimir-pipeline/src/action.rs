@@ -1,6 +1,6 @@
 //! The plugin interface: one [`Action`] per `plugin.action` name.
 
-use crate::{ActionError, RunContext};
+use crate::{ActionDoc, ActionError, RunContext};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
@@ -16,6 +16,11 @@ pub trait Action: Send + Sync {
 
     /// The action name within the plugin, e.g. `read`.
     fn action(&self) -> &'static str;
+
+    /// What it does, its parameters and what it returns. `check` must refuse
+    /// any parameter not listed, a required one left out and a literal of the
+    /// wrong type; the registry's tests hold every built-in action to that.
+    fn doc(&self) -> &'static ActionDoc;
 
     /// Checks the parameters when a pipeline is created or updated, so that
     /// mistakes surface before anything runs.

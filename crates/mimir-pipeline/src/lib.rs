@@ -46,7 +46,7 @@
 //!
 //! ```
 //! use async_trait::async_trait;
-//! use mimir_pipeline::{params, Action, ActionError, Confinement, Engine, Registry, RunContext, Step};
+//! use mimir_pipeline::{params, Action, ActionDoc, ActionError, Confinement, Engine, ParamDoc, ParamType, Registry, RunContext, Step};
 //! use serde_json::{json, Map, Value};
 //! use std::sync::Arc;
 //!
@@ -58,8 +58,17 @@
 //!     fn plugin(&self) -> &'static str { "text" }
 //!     fn action(&self) -> &'static str { "upper" }
 //!
+//!     fn doc(&self) -> &'static ActionDoc {
+//!         const DOC: ActionDoc = ActionDoc {
+//!             summary: "Upper-cases a text.",
+//!             parameters: &[ParamDoc::required("text", ParamType::String, "The text.")],
+//!             returns: "{text}",
+//!         };
+//!         &DOC
+//!     }
+//!
 //!     fn check(&self, p: &Map<String, Value>) -> Result<(), ActionError> {
-//!         params::reject_unknown(p, &["text"])?;
+//!         params::reject_unknown(p, self.doc().parameters)?;
 //!         params::require(p, "text")?;
 //!         // `text` may be a reference, resolved only at run time.
 //!         params::string(&params::literals(p), "text")?;
@@ -94,6 +103,7 @@
 //! ```
 
 pub mod action;
+pub mod action_doc;
 pub mod actions;
 pub mod cir;
 pub mod confinement;
@@ -112,6 +122,7 @@ pub mod step_error;
 pub mod validate;
 
 pub use action::Action;
+pub use action_doc::{ActionDoc, ParamDoc, ParamType};
 pub use confinement::{Confinement, ConfinementError, HttpPolicy};
 pub use context::{DEFAULT_CONTEXT_CAP_BYTES, human_bytes};
 pub use engine::{Engine, Watcher};

@@ -10,12 +10,17 @@ use serde_json::{Map, Value};
 
 /// Refuses any parameter not in `known`, so a typo (`timeout` for
 /// `timeout_ms`) is reported instead of silently ignored.
-pub fn reject_unknown(params: &Map<String, Value>, known: &[&str]) -> Result<(), ActionError> {
+/// `known` is a list of names or an action's [`crate::ParamDoc`] table.
+pub fn reject_unknown<K: AsRef<str>>(
+    params: &Map<String, Value>,
+    known: &[K],
+) -> Result<(), ActionError> {
     for name in params.keys() {
-        if !known.contains(&name.as_str()) {
+        if !known.iter().any(|k| k.as_ref() == name) {
+            let names: Vec<&str> = known.iter().map(AsRef::as_ref).collect();
             return Err(ActionError::parameter(
                 name,
-                format!("is not known; known: {}", known.join(", ")),
+                format!("is not known; known: {}", names.join(", ")),
             ));
         }
     }

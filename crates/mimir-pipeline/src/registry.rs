@@ -54,6 +54,11 @@ impl Registry {
             .collect()
     }
 
+    /// Every action, sorted by `plugin.action`.
+    pub fn actions(&self) -> Vec<Arc<dyn Action>> {
+        self.actions.values().cloned().collect()
+    }
+
     /// Every plugin name, sorted, without repeats.
     pub fn plugins(&self) -> Vec<String> {
         let mut plugins: Vec<String> = self.actions.keys().map(|(p, _)| p.clone()).collect();
@@ -82,6 +87,8 @@ impl fmt::Debug for Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{ActionError, ParamDoc, ParamType};
+    use serde_json::{Map, Value, json};
 
     #[test]
     fn builtin_lists_every_action_sorted() {
@@ -102,5 +109,80 @@ mod tests {
         assert_eq!(registry.actions_of("file"), ["file.read", "file.write"]);
         assert!(registry.get("file", "read").is_some());
         assert!(registry.get("file", "delete").is_none());
+    }
+
+    fn object(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
+        pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+
+    /// A reference stands for any value at check time, so a parameter given
+    /// as one is present without a type to check.
+    fn reference() -> Value {
+        json!("$.params.value")
+    }
+
+    fn wrong_literal(kind: ParamType) -> Option<Value> {
+        match kind {
+            ParamType::String => Some(json!(5)),
+            ParamType::Integer => Some(json!("five")),
+            ParamType::Boolean => Some(json!("yes")),
+            ParamType::Object => Some(json!(["not", "an", "object"])),
+            ParamType::Array => Some(json!({"not": "an array"})),
+            ParamType::Any => None,
+        }
+    }
+
+    fn refused_naming(action: &dyn Action, params: &Map<String, Value>, name: &str) {
+        let id = format!("{}.{}", action.plugin(), action.action());
+        match action.check(params) {
+            Err(ActionError::Parameter { name: got, .. }) => {
+                assert_eq!(got, name, "{id} with {params:?}");
+            }
+            other => panic!("{id} accepted or misreported {params:?}: {other:?}"),
+        }
+    }
+
+    /// Every table says what the action's own `check` does: the required
+    /// parameters are required, nothing else is accepted, and a literal of
+    /// the wrong type is refused.
+    #[test]
+    fn every_action_doc_matches_what_its_check_accepts() {
+        let registry = Registry::confined(&Confinement::default()).unwrap_or_default();
+        assert!(!registry.actions().is_empty());
+        for action in registry.actions() {
+            let doc = action.doc();
+            let id = format!("{}.{}", action.plugin(), action.action());
+            assert!(!doc.summary.is_empty() && !doc.returns.is_empty(), "{id}");
+            let required: Vec<&ParamDoc> = doc.parameters.iter().filter(|p| p.required).collect();
+            let minimal = object(required.iter().map(|p| (p.name, reference())).collect());
+            assert!(action.check(&minimal).is_ok(), "{id}: {minimal:?}");
+            let mut full = minimal.clone();
+            for param in doc.parameters {
+                assert!(!param.description.is_empty(), "{id}.{}", param.name);
+                assert!(
+                    !(param.required && param.default.is_some()),
+                    "{id}.{}: a required parameter has no default",
+                    param.name
+                );
+                full.insert(param.name.to_string(), reference());
+            }
+            assert!(action.check(&full).is_ok(), "{id}: {full:?}");
+            for param in &required {
+                let mut without = minimal.clone();
+                without.remove(param.name);
+                refused_naming(action.as_ref(), &without, param.name);
+            }
+            let mut unknown = minimal.clone();
+            unknown.insert("not_a_parameter".into(), json!(1));
+            refused_naming(action.as_ref(), &unknown, "not_a_parameter");
+            for param in doc.parameters {
+                let Some(wrong) = wrong_literal(param.kind) else {
+                    continue;
+                };
+                let mut bad = minimal.clone();
+                bad.insert(param.name.to_string(), wrong);
+                refused_naming(action.as_ref(), &bad, param.name);
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@ pub mod backup;
 pub mod executor;
 pub mod metrics;
 pub mod pipeline;
+pub mod plugin;
 pub mod project;
 pub mod queue;
 pub mod serve;

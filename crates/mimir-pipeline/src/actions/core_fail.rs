@@ -1,11 +1,34 @@
 //! `core.fail`: fails on purpose, for testing retries and error reporting.
 
 use crate::params::{boolean, count, literals, reject_unknown, string};
-use crate::{Action, ActionError, RunContext};
+use crate::{Action, ActionDoc, ActionError, ParamDoc, ParamType, RunContext};
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-const KNOWN: &[&str] = &["message", "times", "permanent"];
+const DOC: ActionDoc = ActionDoc {
+    summary: "Fails on purpose, for testing retries and error reporting.",
+    parameters: &[
+        ParamDoc::optional(
+            "message",
+            ParamType::String,
+            Some(DEFAULT_FAIL_MESSAGE),
+            "The error message.",
+        ),
+        ParamDoc::optional(
+            "times",
+            ParamType::Integer,
+            Some("always fail"),
+            "Fail only attempts numbered below this (times: 2 fails attempts 0 and 1).",
+        ),
+        ParamDoc::optional(
+            "permanent",
+            ParamType::Boolean,
+            Some("false"),
+            "Make the failure permanent, so the task fails without retries.",
+        ),
+    ],
+    returns: "{} on an attempt it lets pass; otherwise the step fails",
+};
 
 /// The message when none is given.
 pub const DEFAULT_FAIL_MESSAGE: &str = "failed on purpose";
@@ -28,8 +51,12 @@ impl Action for CoreFail {
         "fail"
     }
 
+    fn doc(&self) -> &'static ActionDoc {
+        &DOC
+    }
+
     fn check(&self, params: &Map<String, Value>) -> Result<(), ActionError> {
-        reject_unknown(params, KNOWN)?;
+        reject_unknown(params, DOC.parameters)?;
         let literals = literals(params);
         string(&literals, "message")?;
         count(&literals, "times")?;
@@ -42,7 +69,7 @@ impl Action for CoreFail {
         params: Map<String, Value>,
         run: &RunContext,
     ) -> Result<Value, ActionError> {
-        reject_unknown(&params, KNOWN)?;
+        reject_unknown(&params, DOC.parameters)?;
         let message = string(&params, "message")?.unwrap_or(DEFAULT_FAIL_MESSAGE);
         let fails = match count(&params, "times")? {
             None => true,

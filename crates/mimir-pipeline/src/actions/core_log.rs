@@ -1,11 +1,28 @@
 //! `core.log`: writes a message to the worker's log.
 
 use crate::params::{literals, reject_unknown, string};
-use crate::{Action, ActionError, RunContext};
+use crate::{Action, ActionDoc, ActionError, ParamDoc, ParamType, RunContext};
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-const KNOWN: &[&str] = &["message", "level"];
+const DOC: ActionDoc = ActionDoc {
+    summary: "Writes a message to the worker's log (target mimir_pipeline::log) with the task, pipeline, step and attempt.",
+    parameters: &[
+        ParamDoc::optional(
+            "message",
+            ParamType::Any,
+            Some("empty"),
+            "What to log; a value that is not a string is logged as JSON.",
+        ),
+        ParamDoc::optional(
+            "level",
+            ParamType::String,
+            Some("info"),
+            "debug, info, warn or error.",
+        ),
+    ],
+    returns: "{} (an empty object)",
+};
 const LEVELS: &str = "debug, info, warn, error";
 
 /// `core.log`: emits a `tracing` event (target `mimir_pipeline::log`) at
@@ -46,8 +63,12 @@ impl Action for CoreLog {
         "log"
     }
 
+    fn doc(&self) -> &'static ActionDoc {
+        &DOC
+    }
+
     fn check(&self, params: &Map<String, Value>) -> Result<(), ActionError> {
-        reject_unknown(params, KNOWN)?;
+        reject_unknown(params, DOC.parameters)?;
         level(&literals(params))?;
         Ok(())
     }
@@ -57,7 +78,7 @@ impl Action for CoreLog {
         params: Map<String, Value>,
         run: &RunContext,
     ) -> Result<Value, ActionError> {
-        reject_unknown(&params, KNOWN)?;
+        reject_unknown(&params, DOC.parameters)?;
         let level = level(&params)?;
         let message = match params.get("message") {
             None => String::new(),

@@ -1,12 +1,20 @@
 //! `core.sleep`: waits, cancellably.
 
 use crate::params::{count, literals, reject_unknown, require};
-use crate::{Action, ActionError, RunContext};
+use crate::{Action, ActionDoc, ActionError, ParamDoc, ParamType, RunContext};
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 
-const KNOWN: &[&str] = &["ms"];
+const DOC: ActionDoc = ActionDoc {
+    summary: "Waits, ending early when the run is cancelled.",
+    parameters: &[ParamDoc::required(
+        "ms",
+        ParamType::Integer,
+        "How long to wait, in milliseconds.",
+    )],
+    returns: "{} (an empty object)",
+};
 
 /// `core.sleep`: waits `ms` milliseconds and returns `{}`; ends early with
 /// `cancelled` when the run is cancelled.
@@ -23,8 +31,12 @@ impl Action for CoreSleep {
         "sleep"
     }
 
+    fn doc(&self) -> &'static ActionDoc {
+        &DOC
+    }
+
     fn check(&self, params: &Map<String, Value>) -> Result<(), ActionError> {
-        reject_unknown(params, KNOWN)?;
+        reject_unknown(params, DOC.parameters)?;
         require(params, "ms")?;
         count(&literals(params), "ms")?;
         Ok(())
@@ -35,7 +47,7 @@ impl Action for CoreSleep {
         params: Map<String, Value>,
         run: &RunContext,
     ) -> Result<Value, ActionError> {
-        reject_unknown(&params, KNOWN)?;
+        reject_unknown(&params, DOC.parameters)?;
         let ms =
             count(&params, "ms")?.ok_or_else(|| ActionError::parameter("ms", "is required"))?;
         tokio::select! {

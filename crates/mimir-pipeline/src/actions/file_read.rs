@@ -3,14 +3,31 @@
 use super::FileFormat;
 use crate::confinement::FileRoots;
 use crate::params::{literals, reject_unknown, require, required_string, string};
-use crate::{Action, ActionError, RunContext, cir};
+use crate::{Action, ActionDoc, ActionError, ParamDoc, ParamType, RunContext, cir};
 use async_trait::async_trait;
 use serde_json::{Map, Number, Value};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const KNOWN: &[&str] = &["path", "format"];
+const DOC: ActionDoc = ActionDoc {
+    summary: "Reads a file inside the file roots into a CIR document.",
+    parameters: &[
+        ParamDoc::required(
+            "path",
+            ParamType::String,
+            "The file; a relative path is taken from the first file root.",
+        ),
+        ParamDoc::optional(
+            "format",
+            ParamType::String,
+            Some("from the extension"),
+            "csv, json, ndjson or text.",
+        ),
+    ],
+    returns: "a CIR document {version, source, data, metadata}: data is an array of row objects (csv), \
+              an array of the lines' values (ndjson), the value (json) or the string (text)",
+};
 
 /// `file.read`: reads `path` as `format` (csv, json, ndjson or text; default
 /// from the extension) and returns a CIR document (see [`cir::file_document`]).
@@ -48,8 +65,12 @@ impl Action for FileRead {
         "read"
     }
 
+    fn doc(&self) -> &'static ActionDoc {
+        &DOC
+    }
+
     fn check(&self, params: &Map<String, Value>) -> Result<(), ActionError> {
-        reject_unknown(params, KNOWN)?;
+        reject_unknown(params, DOC.parameters)?;
         require(params, "path")?;
         let literals = literals(params);
         let path = string(&literals, "path")?;
@@ -62,7 +83,7 @@ impl Action for FileRead {
         params: Map<String, Value>,
         _run: &RunContext,
     ) -> Result<Value, ActionError> {
-        reject_unknown(&params, KNOWN)?;
+        reject_unknown(&params, DOC.parameters)?;
         let path = required_string(&params, "path")?.to_string();
         let format = FileFormat::from_params(&params, Some(&path))?
             .ok_or_else(|| ActionError::parameter("format", "is required"))?;

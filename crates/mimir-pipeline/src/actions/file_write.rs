@@ -4,14 +4,41 @@ use super::FileFormat;
 use crate::confinement::FileRoots;
 use crate::params::{literals, reject_unknown, require, required_string, string, wrong_type};
 use crate::reference::kind;
-use crate::{Action, ActionError, RunContext, cir};
+use crate::{Action, ActionDoc, ActionError, ParamDoc, ParamType, RunContext, cir};
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const KNOWN: &[&str] = &["path", "format", "data", "columns"];
+const DOC: ActionDoc = ActionDoc {
+    summary: "Writes data to a file inside the file roots, atomically (temporary file, then rename).",
+    parameters: &[
+        ParamDoc::required(
+            "path",
+            ParamType::String,
+            "The file; a relative path is taken from the first file root. Missing directories are created.",
+        ),
+        ParamDoc::optional(
+            "format",
+            ParamType::String,
+            Some("from the extension"),
+            "csv, json, ndjson or text.",
+        ),
+        ParamDoc::required(
+            "data",
+            ParamType::Any,
+            "What to write; of a CIR document, its data. csv takes an array of objects.",
+        ),
+        ParamDoc::optional(
+            "columns",
+            ParamType::Array,
+            Some("the document's metadata.columns, else every key in first-seen order"),
+            "csv only: the header row, an array of strings.",
+        ),
+    ],
+    returns: "{path, bytes}: the path as given and the bytes written",
+};
 
 /// `file.write`: writes `data` to `path` as `format` (csv, json, ndjson or
 /// text; default from the extension) and returns `{path, bytes}`.
@@ -53,8 +80,12 @@ impl Action for FileWrite {
         "write"
     }
 
+    fn doc(&self) -> &'static ActionDoc {
+        &DOC
+    }
+
     fn check(&self, params: &Map<String, Value>) -> Result<(), ActionError> {
-        reject_unknown(params, KNOWN)?;
+        reject_unknown(params, DOC.parameters)?;
         require(params, "path")?;
         require(params, "data")?;
         let literals = literals(params);
@@ -69,7 +100,7 @@ impl Action for FileWrite {
         params: Map<String, Value>,
         _run: &RunContext,
     ) -> Result<Value, ActionError> {
-        reject_unknown(&params, KNOWN)?;
+        reject_unknown(&params, DOC.parameters)?;
         let path = required_string(&params, "path")?.to_string();
         let format = FileFormat::from_params(&params, Some(&path))?
             .ok_or_else(|| ActionError::parameter("format", "is required"))?;

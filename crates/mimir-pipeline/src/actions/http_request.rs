@@ -4,7 +4,7 @@ use crate::confinement::{ConfinedResolver, ConfinementError, HttpPolicy, HttpRul
 use crate::params::{
     boolean, count, literals, reject_unknown, require, required_string, string, wrong_type,
 };
-use crate::{Action, ActionError, RunContext};
+use crate::{Action, ActionDoc, ActionError, ParamDoc, ParamType, RunContext};
 use async_trait::async_trait;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
@@ -13,15 +13,44 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
-const KNOWN: &[&str] = &[
-    "method",
-    "url",
-    "headers",
-    "body",
-    "timeout_ms",
-    "max_body_bytes",
-    "fail_on_status",
-];
+const DOC: ActionDoc = ActionDoc {
+    summary: "Calls an HTTP endpoint the HTTP policy allows, following up to 10 redirects.",
+    parameters: &[
+        ParamDoc::optional("method", ParamType::String, Some("GET"), "The HTTP method."),
+        ParamDoc::required("url", ParamType::String, "An http or https URL."),
+        ParamDoc::optional(
+            "headers",
+            ParamType::Object,
+            None,
+            "Request headers, an object of strings.",
+        ),
+        ParamDoc::optional(
+            "body",
+            ParamType::Any,
+            None,
+            "A string is sent as is; another value as JSON (content-type: application/json unless headers set one).",
+        ),
+        ParamDoc::optional(
+            "timeout_ms",
+            ParamType::Integer,
+            Some("30000"),
+            "The longest the whole exchange may take, in milliseconds (more than 0).",
+        ),
+        ParamDoc::optional(
+            "max_body_bytes",
+            ParamType::Integer,
+            Some("16777216 (16 MiB)"),
+            "The largest response body read; a bigger one fails the step.",
+        ),
+        ParamDoc::optional(
+            "fail_on_status",
+            ParamType::Boolean,
+            Some("false"),
+            "Fail the step on a 4xx or 5xx answer (permanently for a 4xx but 408 and 429).",
+        ),
+    ],
+    returns: "{status, headers, body}: header names lowercase, body parsed when the answer is JSON, else a string",
+};
 
 /// How long a request may take, headers to last body byte, unless
 /// `timeout_ms` says otherwise: 30 s.
@@ -165,7 +194,7 @@ fn timeout_ms(params: &Map<String, Value>) -> Result<u64, ActionError> {
 
 impl Request {
     fn parse(mut params: Map<String, Value>) -> Result<Request, ActionError> {
-        reject_unknown(&params, KNOWN)?;
+        reject_unknown(&params, DOC.parameters)?;
         Ok(Request {
             method: method(&params)?,
             url: url(required_string(&params, "url")?)?,
@@ -188,8 +217,12 @@ impl Action for HttpRequest {
         "request"
     }
 
+    fn doc(&self) -> &'static ActionDoc {
+        &DOC
+    }
+
     fn check(&self, params: &Map<String, Value>) -> Result<(), ActionError> {
-        reject_unknown(params, KNOWN)?;
+        reject_unknown(params, DOC.parameters)?;
         require(params, "url")?;
         let literals = literals(params);
         method(&literals)?;

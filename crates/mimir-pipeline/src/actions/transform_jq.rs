@@ -1,11 +1,23 @@
 //! `transform.jq`: reshapes data with a jq program.
 
 use crate::params::{literals, reject_unknown, require, required_string, string};
-use crate::{Action, ActionError, RunContext, jq};
+use crate::{Action, ActionDoc, ActionError, ParamDoc, ParamType, RunContext, jq};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-const KNOWN: &[&str] = &["program", "input"];
+const DOC: ActionDoc = ActionDoc {
+    summary: "Reshapes data with a jq program, compiled when the pipeline is saved.",
+    parameters: &[
+        ParamDoc::required("program", ParamType::String, "The jq program."),
+        ParamDoc::optional(
+            "input",
+            ParamType::Any,
+            Some("null"),
+            "The value the program reads, usually a reference such as \"$.load.data\".",
+        ),
+    ],
+    returns: "the program's output: null for none, the value for one, an array for several",
+};
 
 /// `transform.jq`: runs the jq `program` on `input` (null when absent) and
 /// returns its output: null for none, the value for one, an array for
@@ -25,8 +37,12 @@ impl Action for TransformJq {
         "jq"
     }
 
+    fn doc(&self) -> &'static ActionDoc {
+        &DOC
+    }
+
     fn check(&self, params: &Map<String, Value>) -> Result<(), ActionError> {
-        reject_unknown(params, KNOWN)?;
+        reject_unknown(params, DOC.parameters)?;
         require(params, "program")?;
         if let Some(program) = string(&literals(params), "program")? {
             jq::compile(program).map_err(|reason| {
@@ -41,7 +57,7 @@ impl Action for TransformJq {
         mut params: Map<String, Value>,
         run: &RunContext,
     ) -> Result<Value, ActionError> {
-        reject_unknown(&params, KNOWN)?;
+        reject_unknown(&params, DOC.parameters)?;
         let program = required_string(&params, "program")?.to_string();
         let input = params.remove("input").unwrap_or(Value::Null);
         let cancel = run.cancel.clone();

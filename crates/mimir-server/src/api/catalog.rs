@@ -1,7 +1,7 @@
 //! `/api/projects` and `/api/pipelines`: register projects, define pipelines,
 //! execute them.
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery};
 use crate::AppState;
 use axum::Json;
@@ -9,10 +9,11 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{SubsecRound, Utc};
-use mimir_core::{Pipeline, PipelineType, Project, Submission, TaskSpec, WorkTask};
+use mimir_core::{Pipeline, PipelineType, Project, ProjectListing, Submission, TaskSpec, WorkTask};
 use mimir_store::StoreError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 fn catalog_error(error: StoreError) -> ApiError {
@@ -40,16 +41,31 @@ fn label(field: &str, value: &str) -> Result<(), ApiError> {
 }
 
 /// Body of `POST /api/projects`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectBody {
+    /// Its id; one is made up when absent or empty.
     id: Option<String>,
+    /// Required: its name.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     name: Option<String>,
+    /// What it is, for people.
     #[serde(default)]
     description: String,
 }
 
 /// `POST /api/projects`.
+#[utoipa::path(
+    post,
+    path = "/api/projects",
+    tag = "projects",
+    request_body = ProjectBody,
+    responses(
+        (status = 201, description = "Registered", body = Project),
+        (status = 400, description = "A value refused, naming the field", body = ErrorBody),
+        (status = 409, description = "A project with this id exists", body = ErrorBody),
+    )
+)]
 pub async fn create_project(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ProjectBody>,
@@ -77,19 +93,43 @@ pub async fn create_project(
 }
 
 /// Query of `GET /api/projects`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ProjectQuery {
+    /// Projects per page, 1 to 1000; defaults to 50.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// The answer of `GET /api/projects`.
+#[derive(Serialize, ToSchema)]
+pub struct ProjectPage {
+    /// Oldest first: every project tasks or pipelines use, registered or
+    /// not, with their counts.
+    projects: Vec<ProjectListing>,
+    /// Pass as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
 }
 
 /// `GET /api/projects?limit=&cursor=`: oldest first, a page at a time; every
 /// project tasks or pipelines use, registered or not, with their counts.
+#[utoipa::path(
+    get,
+    path = "/api/projects",
+    tag = "projects",
+    params(ProjectQuery),
+    responses(
+        (status = 200, description = "A page of projects", body = ProjectPage),
+        (status = 400, description = "A parameter refused", body = ErrorBody),
+    )
+)]
 pub async fn list_projects(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ProjectQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProjectPage>, ApiError> {
     let limit = super::worktasks::parse_limit(q.limit, super::worktasks::DEFAULT_LIST_LIMIT)?;
     let after = match q.cursor.filter(|c| !c.is_empty()) {
         Some(cursor) => Some(decode_project_cursor(&cursor)?),
@@ -107,9 +147,10 @@ pub async fn list_projects(
                 .map(|last| encode_project_cursor(&last.project))
         })
         .flatten();
-    Ok(Json(
-        json!({ "projects": projects, "next_cursor": next_cursor }),
-    ))
+    Ok(Json(ProjectPage {
+        projects,
+        next_cursor,
+    }))
 }
 
 /// Opaque cursor: the listing position (creation time, id) of a page's last project.
@@ -137,6 +178,17 @@ fn decode_project_cursor(text: &str) -> Result<(chrono::DateTime<Utc>, String), 
 }
 
 /// `GET /api/projects/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/projects/{id}",
+    tag = "projects",
+    params(("id" = String, Path, description = "Its id")),
+    responses(
+        (status = 200, description = "The project", body = Project),
+        (status = 400, description = "The id is refused", body = ErrorBody),
+        (status = 404, description = "No such project", body = ErrorBody),
+    )
+)]
 pub async fn get_project(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -149,6 +201,18 @@ pub async fn get_project(
 }
 
 /// `DELETE /api/projects/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/api/projects/{id}",
+    tag = "projects",
+    params(("id" = String, Path, description = "Its id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "The id is refused", body = ErrorBody),
+        (status = 404, description = "No such project", body = ErrorBody),
+        (status = 409, description = "Still in use", body = ErrorBody),
+    )
+)]
 pub async fn delete_project(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -163,16 +227,28 @@ pub async fn delete_project(
 }
 
 /// Body of `POST /api/pipelines` and `PUT /api/pipelines/{id}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineBody {
+    /// Required: the project it belongs to.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     project_id: Option<String>,
+    /// Required: its name.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     name: Option<String>,
+    /// What it is for; defaults to `processing`.
     #[serde(rename = "type")]
+    #[schema(value_type = Option<PipelineType>)]
     pipeline_type: Option<String>,
+    /// What it does, for people.
     #[serde(default)]
     description: String,
+    /// Required: the steps, `{name, plugin, action, parameters, output}`
+    /// each (see `GET /api/plugins` for the actions).
+    #[schema(value_type = Vec<Object>, required = true, min_items = 1)]
     steps: Option<Vec<Value>>,
+    /// The timeout of every step that sets none, in milliseconds.
+    #[schema(minimum = 1)]
     step_timeout_ms: Option<u64>,
 }
 
@@ -247,6 +323,17 @@ impl PipelineBody {
 }
 
 /// `POST /api/pipelines`.
+#[utoipa::path(
+    post,
+    path = "/api/pipelines",
+    tag = "pipelines",
+    request_body = PipelineBody,
+    responses(
+        (status = 201, description = "Created; Location names it", body = Pipeline,
+         headers(("location" = String, description = "The pipeline's URL"))),
+        (status = 400, description = "A value or step refused, naming the field", body = ErrorBody),
+    )
+)]
 pub async fn create_pipeline(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<PipelineBody>,
@@ -272,17 +359,36 @@ pub async fn create_pipeline(
 }
 
 /// Query of `GET /api/pipelines`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PipelineQuery {
+    /// Only the pipelines of this project.
     project_id: Option<String>,
 }
 
+/// The answer of `GET /api/pipelines`.
+#[derive(Serialize, ToSchema)]
+pub struct PipelineList {
+    /// The pipelines.
+    pipelines: Vec<Pipeline>,
+}
+
 /// `GET /api/pipelines?project_id=`.
+#[utoipa::path(
+    get,
+    path = "/api/pipelines",
+    tag = "pipelines",
+    params(PipelineQuery),
+    responses(
+        (status = 200, description = "The pipelines", body = PipelineList),
+        (status = 400, description = "A parameter refused", body = ErrorBody),
+    )
+)]
 pub async fn list_pipelines(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PipelineQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PipelineList>, ApiError> {
     let project = q.project_id.filter(|p| !p.is_empty());
     if let Some(project) = &project {
         label("project_id", project)?;
@@ -292,7 +398,7 @@ pub async fn list_pipelines(
         .list_pipelines(project)
         .await
         .map_err(catalog_error)?;
-    Ok(Json(json!({ "pipelines": pipelines })))
+    Ok(Json(PipelineList { pipelines }))
 }
 
 async fn load(state: &AppState, id: &str) -> Result<Pipeline, ApiError> {
@@ -301,7 +407,18 @@ async fn load(state: &AppState, id: &str) -> Result<Pipeline, ApiError> {
     pipeline.ok_or_else(|| ApiError::not_found(format!("pipeline {id} not found")))
 }
 
-/// `GET /api/pipelines/{id}`.
+/// `GET /api/pipelines/{id}`: for users and for the workers that run it.
+#[utoipa::path(
+    get,
+    path = "/api/pipelines/{id}",
+    tag = "pipelines",
+    params(("id" = String, Path, description = "Its id")),
+    responses(
+        (status = 200, description = "The pipeline", body = Pipeline),
+        (status = 400, description = "The id is refused", body = ErrorBody),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+    )
+)]
 pub async fn get_pipeline(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -311,6 +428,18 @@ pub async fn get_pipeline(
 
 /// `PUT /api/pipelines/{id}`: replaces the definition; running executions keep
 /// the version they started with.
+#[utoipa::path(
+    put,
+    path = "/api/pipelines/{id}",
+    tag = "pipelines",
+    params(("id" = String, Path, description = "Its id")),
+    request_body = PipelineBody,
+    responses(
+        (status = 200, description = "Replaced", body = Pipeline),
+        (status = 400, description = "A value or step refused, naming the field", body = ErrorBody),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+    )
+)]
 pub async fn update_pipeline(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -326,6 +455,18 @@ pub async fn update_pipeline(
 }
 
 /// `DELETE /api/pipelines/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/api/pipelines/{id}",
+    tag = "pipelines",
+    params(("id" = String, Path, description = "Its id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "The id is refused", body = ErrorBody),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+        (status = 409, description = "Still in use", body = ErrorBody),
+    )
+)]
 pub async fn delete_pipeline(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -338,16 +479,34 @@ pub async fn delete_pipeline(
 }
 
 /// Body of `POST /api/pipelines/{id}/execute`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteBody {
+    /// The execution's parameters (`$.params.*`).
     #[serde(default)]
+    #[schema(value_type = Object)]
     parameters: Map<String, Value>,
+    /// 1 to 10; defaults to 1.
+    #[schema(minimum = 1, maximum = 10)]
     priority: Option<i64>,
+    /// Retries allowed; defaults to 3.
+    #[schema(minimum = 0, maximum = 100)]
     max_retries: Option<i64>,
 }
 
 /// `POST /api/pipelines/{id}/execute`: queues a `pipeline_execution` task.
+#[utoipa::path(
+    post,
+    path = "/api/pipelines/{id}/execute",
+    tag = "pipelines",
+    params(("id" = String, Path, description = "Its id")),
+    request_body(content = ExecuteBody, description = "Optional (an empty body): no parameters, default priority"),
+    responses(
+        (status = 201, description = "The queued pipeline_execution task", body = WorkTask),
+        (status = 400, description = "A value refused, or a parameter the pipeline reads is missing", body = ErrorBody),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+    )
+)]
 pub async fn execute(
     State(state): State<AppState>,
     Path(id): Path<String>,

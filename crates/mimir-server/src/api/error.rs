@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mimir_core::ValidationError;
 use mimir_store::StoreError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// An error answer: `{"error": {"code", "message", "field"}}`.
 #[derive(Debug)]
@@ -125,14 +126,38 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Every error answer's body: `{"error": {"code", "message", "field"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inner object of an [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code for programs, e.g. `invalid_priority`.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// The JSON path of the field or parameter at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
 impl ApiError {
     /// The inner `{"code", "message", "field"}` object.
-    pub fn body(&self) -> serde_json::Value {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(field) = &self.field {
-            error["field"] = json!(field);
+    pub fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code.to_string(),
+            message: self.message.clone(),
+            field: self.field.clone(),
         }
-        error
+    }
+
+    /// [`ApiError::detail`] as JSON, for answers that carry errors per item.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::to_value(self.detail()).unwrap_or_default()
     }
 }
 
@@ -141,6 +166,9 @@ impl IntoResponse for ApiError {
         if let Some(cause) = &self.cause {
             tracing::error!(code = self.code, %cause, "request failed");
         }
-        (self.status, axum::Json(json!({ "error": self.body() }))).into_response()
+        let body = ErrorBody {
+            error: self.detail(),
+        };
+        (self.status, axum::Json(body)).into_response()
     }
 }

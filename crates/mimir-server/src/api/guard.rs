@@ -7,6 +7,9 @@
 //! - A `POST`, `PUT` or `PATCH` must say `Content-Type: application/json`.
 //!   Browsers send `text/plain` and form types cross-origin without asking,
 //!   so this refuses every request a web page could forge without a preflight.
+//!   [`require_json`] runs on each route (see [`super::routes::Routes`]),
+//!   after routing, so a method a path does not serve is 405 whatever its
+//!   content type; no handler runs without passing it.
 //! - An error answer that is not already the JSON error body (a path that does
 //!   not decode, a body over the limit, anything axum refuses by itself) is
 //!   rewritten into it, so clients parse every error the same way.
@@ -22,7 +25,7 @@ use std::net::IpAddr;
 /// Longest error text kept when an error is rewritten into the JSON body.
 const MAX_ERROR_TEXT: usize = 64 * 1024;
 
-/// The guard: host, content type, then the JSON error shape.
+/// The guard: host, then the JSON error shape.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if state.loopback_only && !loopback_host(request.headers()) {
         return ApiError::new(
@@ -32,6 +35,11 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         )
         .into_response();
     }
+    json_errors(next.run(request).await).await
+}
+
+/// Refuses a `POST`, `PUT` or `PATCH` that is not `Content-Type: application/json`.
+pub async fn require_json(request: Request, next: Next) -> Response {
     if takes_body(request.method()) && !is_json(request.headers()) {
         return ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -40,7 +48,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         )
         .into_response();
     }
-    json_errors(next.run(request).await).await
+    next.run(request).await
 }
 
 fn takes_body(method: &Method) -> bool {

@@ -5,17 +5,70 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
-use serde_json::json;
+use chrono::{DateTime, Utc};
+use mimir_core::{WorkTaskStatus, WorkTaskType};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// The answer of `GET /health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `healthy`.
+    #[schema(value_type = String, example = "healthy")]
+    pub status: &'static str,
+}
 
 /// `GET /health`: the process answers.
-pub async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "healthy" }))
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    responses((status = 200, description = "The process answers", body = Health))
+)]
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "healthy" })
+}
+
+/// The answer of `GET /ready`, ready or not.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    #[schema(value_type = String, example = "ready")]
+    pub status: &'static str,
+    /// Why it is not ready; absent when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Each check's state.
+    pub checks: ReadyChecks,
+}
+
+/// The checks behind readiness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyChecks {
+    /// `ok`, `full` (writes fail on a full disk) or `failing`.
+    #[schema(value_type = String)]
+    pub store: &'static str,
+    /// `applied` or `unknown`.
+    #[schema(value_type = String)]
+    pub migrations: &'static str,
+    /// `off` (no local pool), `running` or `stalled`.
+    #[schema(value_type = String)]
+    pub autoscaler: &'static str,
 }
 
 /// `GET /ready`: 200 when the store answers a query (it opens only with its
 /// migrations applied), can write (after writes failed on a full disk) and
 /// the autoscaler polls, else 503 with the reason.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready to serve", body = Readiness),
+        (status = 503, description = "Not ready, with the reason", body = Readiness),
+    )
+)]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let autoscaler = match &state.pool {
         None => "off",
@@ -24,19 +77,19 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     };
     // The ping also checks the schema is at this build's last migration.
     let store = state.store.ping().await;
-    let checks = json!({
-        "store": match &store {
+    let checks = ReadyChecks {
+        store: match &store {
             Ok(()) => "ok",
             Err(error) if error.is_storage_full() => "full",
             Err(_) => "failing",
         },
-        "migrations": match &store {
+        migrations: match &store {
             Ok(()) => "applied",
             Err(error) if error.is_storage_full() => "applied",
             Err(_) => "unknown",
         },
-        "autoscaler": autoscaler,
-    });
+        autoscaler,
+    };
     let problem = match store {
         Err(error) => Some(format!("store: {error}")),
         Ok(()) if autoscaler == "stalled" => {
@@ -45,22 +98,61 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         Ok(()) => None,
     };
     match problem {
-        None => Json(json!({ "status": "ready", "checks": checks })).into_response(),
+        None => Json(Readiness {
+            status: "ready",
+            reason: None,
+            checks,
+        })
+        .into_response(),
         Some(reason) => {
             tracing::warn!(%reason, "readiness check failed");
-            let body = json!({ "status": "not_ready", "reason": reason, "checks": checks });
+            let body = Readiness {
+                status: "not_ready",
+                reason: Some(reason),
+                checks,
+            };
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
 }
 
+/// The answer of `GET /api/metrics` (the seed system's shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Summary {
+    /// The queue.
+    pub queue: QueueSummary,
+    /// Tasks per status, every status present.
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub tasks_by_status: BTreeMap<WorkTaskStatus, u64>,
+    /// Tasks per type, every type present.
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub tasks_by_type: BTreeMap<WorkTaskType, u64>,
+    /// When the figures were read.
+    pub timestamp: DateTime<Utc>,
+}
+
+/// The queue part of [`Summary`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueSummary {
+    /// Tasks waiting to run.
+    pub length: usize,
+}
+
 /// `GET /api/metrics`: queue length and task counts (the seed system's shape).
-pub async fn summary(State(state): State<AppState>) -> Json<serde_json::Value> {
+#[utoipa::path(
+    get,
+    path = "/api/metrics",
+    tag = "health",
+    responses((status = 200, description = "Queue length and task counts", body = Summary))
+)]
+pub async fn summary(State(state): State<AppState>) -> Json<Summary> {
     let counts = state.store.counts();
-    Json(json!({
-        "queue": { "length": state.store.queue_length() },
-        "tasks_by_status": counts.by_status(),
-        "tasks_by_type": counts.by_type(),
-        "timestamp": Utc::now(),
-    }))
+    Json(Summary {
+        queue: QueueSummary {
+            length: state.store.queue_length(),
+        },
+        tasks_by_status: counts.by_status(),
+        tasks_by_type: counts.by_type(),
+        timestamp: Utc::now(),
+    })
 }

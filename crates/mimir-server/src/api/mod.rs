@@ -5,17 +5,22 @@ pub mod auth;
 mod catalog;
 pub mod error;
 pub mod extract;
-mod guard;
+pub(crate) mod guard;
 mod health;
+pub mod openapi;
+mod plugins;
+pub mod routes;
+mod step_schema;
 mod workers;
 mod worktasks;
 
 use crate::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::http::{Method, StatusCode};
+use axum::routing::post;
 use error::ApiError;
+use routes::Routes;
 
 pub use worktasks::{DEFAULT_LIST_LIMIT, MAX_BATCH};
 
@@ -24,83 +29,9 @@ pub fn app(state: AppState) -> Router {
     let max_body = state.max_body_bytes;
     let record_http = state.record_metrics;
     let metrics = state.metrics.clone();
-    let worker_routes = Router::new()
-        .route("/api/workers/register", post(workers::register))
-        .route(
-            "/api/workers/{worker_id}",
-            axum::routing::delete(workers::deregister),
-        )
-        .route("/api/workers/{worker_id}/lease", post(workers::lease))
-        .route(
-            "/api/workers/{worker_id}/heartbeat",
-            post(workers::heartbeat),
-        )
-        .route("/api/workers/{worker_id}/results", post(workers::results))
-        .route("/api/workers/{worker_id}/release", post(workers::release))
-        .route("/api/worktasks/{id}", post(worktasks::report))
-        .route(
-            "/api/worktasks/{id}/progress",
-            post(worktasks::progress).layer(DefaultBodyLimit::max(
-                max_body.min(crate::progress::MAX_PROGRESS_BYTES),
-            )),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_worker_token,
-        ));
-    let user_routes = Router::new()
-        .route("/api/workers", get(workers::list))
-        .route(
-            "/api/projects",
-            post(catalog::create_project).get(catalog::list_projects),
-        )
-        .route(
-            "/api/projects/{id}",
-            get(catalog::get_project).delete(catalog::delete_project),
-        )
-        .route(
-            "/api/pipelines",
-            post(catalog::create_pipeline).get(catalog::list_pipelines),
-        )
-        .route(
-            "/api/pipelines/{id}",
-            axum::routing::put(catalog::update_pipeline).delete(catalog::delete_pipeline),
-        )
-        .route("/api/pipelines/{id}/execute", post(catalog::execute))
-        .route("/api/metrics", get(health::summary))
-        .route(
-            "/api/worktasks",
-            post(worktasks::submit).get(worktasks::list),
-        )
-        .route("/api/worktasks/batch", post(worktasks::submit_batch))
-        .route("/api/worktasks/queue/length", get(worktasks::queue_length))
-        .route(
-            "/api/worktasks/high-priority",
-            get(worktasks::high_priority),
-        )
-        .route("/api/worktasks/{id}", get(worktasks::get))
-        .route("/api/worktasks/{id}/attempts", get(worktasks::attempts))
-        .route("/api/worktasks/{id}/cancel", post(worktasks::cancel))
-        .merge(crate::dashboard::data_routes())
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_api_token,
-        ));
-    // Workers fetch the definitions of the pipelines they run.
-    let shared_routes = Router::new()
-        .route("/api/pipelines/{id}", get(catalog::get_pipeline))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_any_token,
-        ));
-    let router = Router::new()
-        .merge(worker_routes)
-        .merge(user_routes)
-        .merge(shared_routes)
+    let router = routes(&state)
+        .into_router()
         .merge(crate::dashboard::page_routes())
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .route("/metrics", get(crate::telemetry::scrape::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -116,6 +47,77 @@ pub fn app(state: AppState) -> Router {
         metrics,
         crate::telemetry::http_metrics::record,
     ))
+}
+
+/// Every route of the API with its guards, without the dashboard's page and
+/// the shared layers. Each one is in the OpenAPI document ([`openapi`]).
+pub fn routes(state: &AppState) -> Routes {
+    let max_body = state.max_body_bytes;
+    let worker_routes = Routes::new()
+        .post("/api/workers/register", workers::register)
+        .delete("/api/workers/{worker_id}", workers::deregister)
+        .post("/api/workers/{worker_id}/lease", workers::lease)
+        .post("/api/workers/{worker_id}/heartbeat", workers::heartbeat)
+        .post("/api/workers/{worker_id}/results", workers::results)
+        .post("/api/workers/{worker_id}/release", workers::release)
+        .post("/api/worktasks/{id}", worktasks::report)
+        .add(
+            Method::POST,
+            "/api/worktasks/{id}/progress",
+            post(worktasks::progress).layer(DefaultBodyLimit::max(
+                max_body.min(crate::progress::MAX_PROGRESS_BYTES),
+            )),
+        )
+        .map(|router| {
+            router.route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_worker_token,
+            ))
+        });
+    let user_routes = Routes::new()
+        .get("/api/workers", workers::list)
+        .post("/api/projects", catalog::create_project)
+        .get("/api/projects", catalog::list_projects)
+        .get("/api/projects/{id}", catalog::get_project)
+        .delete("/api/projects/{id}", catalog::delete_project)
+        .post("/api/pipelines", catalog::create_pipeline)
+        .get("/api/pipelines", catalog::list_pipelines)
+        .put("/api/pipelines/{id}", catalog::update_pipeline)
+        .delete("/api/pipelines/{id}", catalog::delete_pipeline)
+        .post("/api/pipelines/{id}/execute", catalog::execute)
+        .get("/api/plugins", plugins::list)
+        .get("/api/metrics", health::summary)
+        .post("/api/worktasks", worktasks::submit)
+        .get("/api/worktasks", worktasks::list)
+        .post("/api/worktasks/batch", worktasks::submit_batch)
+        .get("/api/worktasks/queue/length", worktasks::queue_length)
+        .get("/api/worktasks/high-priority", worktasks::high_priority)
+        .get("/api/worktasks/{id}", worktasks::get)
+        .get("/api/worktasks/{id}/attempts", worktasks::attempts)
+        .post("/api/worktasks/{id}/cancel", worktasks::cancel)
+        .merge(crate::dashboard::data_routes())
+        .map(|router| {
+            router.route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_api_token,
+            ))
+        });
+    // Workers fetch the definitions of the pipelines they run.
+    let shared_routes = Routes::new()
+        .get("/api/pipelines/{id}", catalog::get_pipeline)
+        .map(|router| {
+            router.route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_any_token,
+            ))
+        });
+    worker_routes
+        .merge(user_routes)
+        .merge(shared_routes)
+        .get("/health", health::health)
+        .get("/ready", health::ready)
+        .get("/metrics", crate::telemetry::scrape::metrics)
+        .get("/openapi.json", openapi::serve)
 }
 
 async fn not_found() -> ApiError {

@@ -6,7 +6,7 @@
 //! end. Results may be sent in batches here or one by one to
 //! `POST /api/worktasks/{id}`.
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::ApiJson;
 use crate::AppState;
 use crate::workers::Registration;
@@ -20,6 +20,7 @@ use mimir_store::LeaseRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// Longest a lease call waits for work.
@@ -27,7 +28,28 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Most tasks one lease call hands out.
 pub const MAX_LEASE: usize = 1000;
 
+/// The answer of a registration.
+#[derive(Serialize, ToSchema)]
+pub struct Registered {
+    /// The id to use in every later call.
+    worker_id: String,
+    /// How long a lease lasts without a heartbeat, in milliseconds.
+    lease_ttl_ms: u64,
+    /// How often to send heartbeats, in milliseconds.
+    heartbeat_interval_ms: u64,
+}
+
 /// `POST /api/workers/register`.
+#[utoipa::path(
+    post,
+    path = "/api/workers/register",
+    tag = "worker protocol",
+    request_body = Registration,
+    responses(
+        (status = 201, description = "Registered", body = Registered),
+        (status = 400, description = "A value refused, naming the field", body = ErrorBody),
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(registration): ApiJson<Registration>,
@@ -36,8 +58,12 @@ pub async fn register(
     let worker_id = state.workers.register(registration);
     tracing::info!(worker_id = %worker_id, "worker registered");
     let ttl = state.lease_ttl.as_millis() as u64;
-    Ok((StatusCode::CREATED, Json(json!({ "worker_id": worker_id, "lease_ttl_ms": ttl, "heartbeat_interval_ms": ttl / 3 })))
-        .into_response())
+    let registered = Registered {
+        worker_id,
+        lease_ttl_ms: ttl,
+        heartbeat_interval_ms: ttl / 3,
+    };
+    Ok((StatusCode::CREATED, Json(registered)).into_response())
 }
 
 /// Most task types a worker may name.
@@ -73,10 +99,11 @@ fn parse_types(types: &[String]) -> Result<Vec<WorkTaskType>, ApiError> {
 }
 
 /// Body of a lease call.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseBody {
-    /// Most tasks wanted.
+    /// Most tasks wanted, 1 to 1000.
+    #[schema(minimum = 1, maximum = 1000)]
     max: usize,
     /// Only these types.
     #[serde(default)]
@@ -94,8 +121,9 @@ pub struct LeaseBody {
 }
 
 /// Answer of a lease call.
-#[derive(Serialize)]
-struct Leased {
+#[derive(Serialize, ToSchema)]
+pub struct Leased {
+    /// The tasks leased, each with its `attempt`.
     worktasks: Vec<WorkTask>,
     /// The worker should stop leasing and exit once its tasks are done.
     stop: bool,
@@ -115,6 +143,18 @@ fn known(state: &AppState, worker_id: &str, busy: bool) -> Result<(), ApiError> 
 }
 
 /// `POST /api/workers/{worker_id}/lease`: up to `max` tasks, waiting up to `wait_ms`.
+#[utoipa::path(
+    post,
+    path = "/api/workers/{worker_id}/lease",
+    tag = "worker protocol",
+    params(("worker_id" = String, Path, description = "The id the worker registered under")),
+    request_body = LeaseBody,
+    responses(
+        (status = 200, description = "The tasks leased, none when the wait ran out", body = Leased),
+        (status = 400, description = "A value refused, naming the field", body = ErrorBody),
+        (status = 404, description = "The worker is not registered", body = ErrorBody),
+    )
+)]
 pub async fn lease(
     State(state): State<AppState>,
     Path(worker_id): Path<String>,
@@ -202,7 +242,7 @@ pub async fn lease(
 }
 
 /// A task a worker holds, by attempt.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Held {
     worktask_id: Uuid,
@@ -213,7 +253,7 @@ pub struct Held {
 }
 
 /// Body of a heartbeat.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatBody {
     #[serde(default)]
@@ -222,6 +262,19 @@ pub struct HeartbeatBody {
 
 /// `POST /api/workers/{worker_id}/heartbeat`: renews leases; answers the tasks
 /// to stop (`cancel`: cancelled by a user; `lost`: lease no longer held).
+#[utoipa::path(
+    post,
+    path = "/api/workers/{worker_id}/heartbeat",
+    tag = "worker protocol",
+    params(("worker_id" = String, Path, description = "The id the worker registered under")),
+    request_body = HeartbeatBody,
+    responses(
+        (status = 200, description = "`{cancel: [id], lost: [id], stop}`: the tasks to stop, and whether to exit", body = Object),
+        (status = 400, description = "A value refused, naming the field", body = ErrorBody),
+        (status = 404, description = "The worker is not registered", body = ErrorBody),
+        (status = 409, description = "None of the leases named is this worker's; `lost` lists them, with `error`", body = Object),
+    )
+)]
 pub async fn heartbeat(
     State(state): State<AppState>,
     Path(worker_id): Path<String>,
@@ -276,7 +329,7 @@ pub async fn heartbeat(
 }
 
 /// Body of a batch of results.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResultsBody {
     results: Vec<WorkTaskResult>,
@@ -284,6 +337,19 @@ pub struct ResultsBody {
 
 /// `POST /api/workers/{worker_id}/results`: many results, each accepted or
 /// refused on its own (a refused one was for a lost or finished attempt).
+#[utoipa::path(
+    post,
+    path = "/api/workers/{worker_id}/results",
+    tag = "worker protocol",
+    params(("worker_id" = String, Path, description = "The id the worker registered under")),
+    request_body = ResultsBody,
+    responses(
+        (status = 200, description = "`{results: [{worktask_id, accepted, status | error}]}` in the order sent", body = Object),
+        (status = 400, description = "A value refused, naming the field", body = ErrorBody),
+        (status = 404, description = "The worker is not registered", body = ErrorBody),
+        (status = 409, description = "Not one result was this worker's to give; `error` and `results` say why", body = Object),
+    )
+)]
 pub async fn results(
     State(state): State<AppState>,
     Path(worker_id): Path<String>,
@@ -375,7 +441,7 @@ pub fn record_finish(state: &AppState, worker_id: &str, task: &WorkTask) {
 }
 
 /// Body of a release.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseBody {
     #[serde(default)]
@@ -384,6 +450,18 @@ pub struct ReleaseBody {
 
 /// `POST /api/workers/{worker_id}/release`: gives back tasks that never
 /// started (a worker shutting down), keeping their place in the queue.
+#[utoipa::path(
+    post,
+    path = "/api/workers/{worker_id}/release",
+    tag = "worker protocol",
+    params(("worker_id" = String, Path, description = "The id the worker registered under")),
+    request_body = ReleaseBody,
+    responses(
+        (status = 200, description = "`{released: N}`", body = Object),
+        (status = 400, description = "A value refused, naming the field", body = ErrorBody),
+        (status = 404, description = "The worker is not registered", body = ErrorBody),
+    )
+)]
 pub async fn release(
     State(state): State<AppState>,
     Path(worker_id): Path<String>,
@@ -400,6 +478,17 @@ pub async fn release(
 }
 
 /// `DELETE /api/workers/{worker_id}`: a worker leaving; leases it still holds expire now.
+#[utoipa::path(
+    delete,
+    path = "/api/workers/{worker_id}",
+    tag = "worker protocol",
+    params(("worker_id" = String, Path, description = "The id the worker registered under")),
+    responses(
+        (status = 204, description = "Gone"),
+        (status = 400, description = "The id is refused", body = ErrorBody),
+        (status = 404, description = "The worker is not registered", body = ErrorBody),
+    )
+)]
 pub async fn deregister(
     State(state): State<AppState>,
     Path(worker_id): Path<String>,
@@ -437,6 +526,13 @@ pub async fn deregister(
 }
 
 /// `GET /api/workers`.
+#[utoipa::path(
+    get,
+    path = "/api/workers",
+    operation_id = "list_workers",
+    tag = "workers",
+    responses((status = 200, description = "`{workers: [{worker_id, state, pid, hostname, current_task, last_heartbeat_age_ms, tasks_completed, tasks_failed}], autoscaler}`", body = Object))
+)]
 pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
     let held = state.store.leases_by_worker();
     let workers = state.workers.view(&held, state.lease_ttl);

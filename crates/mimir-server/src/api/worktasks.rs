@@ -1,6 +1,6 @@
 //! `/api/worktasks`: submit, inspect and cancel work tasks.
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery};
 use crate::AppState;
 use axum::Json;
@@ -15,6 +15,7 @@ use mimir_store::{ListQuery, MAX_LIST_LIMIT};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::Instrument;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Defaults to 50: tasks per page when `limit` is not given.
@@ -25,6 +26,18 @@ pub const DEFAULT_URGENT_LIMIT: usize = 100;
 pub const MAX_BATCH: usize = 10_000;
 
 /// `POST /api/worktasks`: 201 once the task is durably stored.
+#[utoipa::path(
+    post,
+    path = "/api/worktasks",
+    operation_id = "submit_worktask",
+    tag = "worktasks",
+    request_body = Submission,
+    responses(
+        (status = 201, description = "Stored durably; Location names it", body = WorkTask,
+         headers(("location" = String, description = "The task's URL"))),
+        (status = 400, description = "A value refused, naming the field", body = ErrorBody),
+    )
+)]
 pub async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -125,13 +138,24 @@ pub(crate) async fn submit_one(
 }
 
 /// The body of `POST /api/worktasks/batch`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Batch {
+    /// 1 to 10,000 submissions, stored together or not at all.
     worktasks: Vec<Submission>,
 }
 
 /// `POST /api/worktasks/batch`: all tasks in one durable commit, or none.
+#[utoipa::path(
+    post,
+    path = "/api/worktasks/batch",
+    tag = "worktasks",
+    request_body = Batch,
+    responses(
+        (status = 201, description = "All stored, in the order sent", body = TaskList),
+        (status = 400, description = "An entry refused (the field names its index); nothing stored", body = ErrorBody),
+    )
+)]
 pub async fn submit_batch(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -168,42 +192,69 @@ pub async fn submit_batch(
 }
 
 /// `{"worktasks": [...]}`, serialized without an intermediate JSON value.
-#[derive(Serialize)]
-struct TaskList<'a> {
+#[derive(Serialize, ToSchema)]
+pub struct TaskList<'a> {
+    /// The tasks.
+    #[schema(value_type = Vec<WorkTask>)]
     worktasks: &'a [WorkTask],
 }
 
 /// A page of `GET /api/worktasks`.
-#[derive(Serialize)]
-struct Page<'a> {
+#[derive(Serialize, ToSchema)]
+pub struct Page<'a> {
+    /// Newest first.
+    #[schema(value_type = Vec<WorkTask>)]
     worktasks: &'a [WorkTask],
+    /// Pass as `cursor` for the next page; null on the last.
     next_cursor: Option<String>,
+    /// Tasks waiting to run.
     queue_length: usize,
 }
 
 /// The answer of `GET /api/worktasks/high-priority`.
-#[derive(Serialize)]
-struct Urgent<'a> {
+#[derive(Serialize, ToSchema)]
+pub struct Urgent<'a> {
+    /// Most urgent first.
+    #[schema(value_type = Vec<WorkTask>)]
     worktasks: &'a [WorkTask],
     /// Queued tasks at or above `min_priority`, beyond the ones listed too.
     count: usize,
+    /// The bound applied.
     min_priority: Priority,
 }
 
-/// Query of `GET /api/worktasks`. Empty values mean "no filter".
-#[derive(Deserialize)]
+/// Query of `GET /api/worktasks`. Empty values mean "no filter"; an unknown
+/// parameter is refused.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// A status, a group or a comma list ([`mimir_core::StatusFilter`]).
+    /// A status, a group (`running`: scheduled, spawned or executing;
+    /// `waiting`: queued or scheduled) or a comma list of them.
+    #[param(value_type = Option<String>)]
     status: Option<String>,
+    /// Only tasks of this type.
     #[serde(rename = "type")]
+    #[param(value_type = Option<WorkTaskType>)]
     task_type: Option<String>,
+    /// Only tasks of this project.
     project_id: Option<String>,
+    /// Only tasks of this priority or above (1 to 10).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 10)]
     min_priority: Option<String>,
+    /// Only tasks of this priority or below (1 to 10).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 10)]
     max_priority: Option<String>,
+    /// Only tasks submitted at or after this RFC 3339 time.
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
+    /// Only tasks submitted before this RFC 3339 time.
+    #[param(value_type = Option<String>, format = DateTime)]
     until: Option<String>,
+    /// Tasks per page, 1 to 1000; defaults to 50.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -285,6 +336,17 @@ fn decode_cursor(text: &str) -> Result<u64, ApiError> {
 }
 
 /// `GET /api/worktasks`: newest first, filtered, paginated by cursor.
+#[utoipa::path(
+    get,
+    path = "/api/worktasks",
+    operation_id = "list_worktasks",
+    tag = "worktasks",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of tasks", body = Page),
+        (status = 400, description = "A filter refused, naming the parameter", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
@@ -344,16 +406,36 @@ pub async fn list(
     .into_response())
 }
 
+/// The answer of `GET /api/worktasks/queue/length`.
+#[derive(Serialize, ToSchema)]
+pub struct QueueLength {
+    /// Tasks waiting to run.
+    queue_length: usize,
+}
+
 /// `GET /api/worktasks/queue/length`.
-pub async fn queue_length(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({ "queue_length": state.store.queue_length() }))
+#[utoipa::path(
+    get,
+    path = "/api/worktasks/queue/length",
+    tag = "worktasks",
+    responses((status = 200, description = "Tasks waiting to run", body = QueueLength))
+)]
+pub async fn queue_length(State(state): State<AppState>) -> Json<QueueLength> {
+    Json(QueueLength {
+        queue_length: state.store.queue_length(),
+    })
 }
 
 /// Query of `GET /api/worktasks/high-priority`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UrgentParams {
+    /// The lowest priority listed, 1 to 10; defaults to 5.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 10)]
     min_priority: Option<String>,
+    /// Tasks listed, 1 to 1000; defaults to 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
@@ -361,6 +443,16 @@ pub struct UrgentParams {
 pub const DEFAULT_MIN_PRIORITY: i64 = 5;
 
 /// `GET /api/worktasks/high-priority`: queued tasks with priority >= N, most urgent first.
+#[utoipa::path(
+    get,
+    path = "/api/worktasks/high-priority",
+    tag = "worktasks",
+    params(UrgentParams),
+    responses(
+        (status = 200, description = "Queued tasks at or above the priority", body = Urgent),
+        (status = 400, description = "A parameter refused", body = ErrorBody),
+    )
+)]
 pub async fn high_priority(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<UrgentParams>,
@@ -390,21 +482,56 @@ fn parse_id(text: &str) -> Result<Uuid, ApiError> {
     })
 }
 
+/// The answer of `GET /api/worktasks/{id}/attempts`.
+#[derive(Serialize, ToSchema)]
+pub struct Attempts {
+    /// The task.
+    worktask_id: Uuid,
+    /// Its ended attempts, oldest first.
+    attempts: Vec<mimir_core::Attempt>,
+}
+
 /// `GET /api/worktasks/{id}/attempts`: the ended attempts, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/worktasks/{id}/attempts",
+    tag = "worktasks",
+    params(("id" = Uuid, Path, description = "The work task's id")),
+    responses(
+        (status = 200, description = "The ended attempts", body = Attempts),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+    )
+)]
 pub async fn attempts(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Attempts>, ApiError> {
     let id = parse_id(&id)?;
     let attempts = state
         .store
         .attempts(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("work task {id} not found")))?;
-    Ok(Json(json!({ "worktask_id": id, "attempts": attempts })))
+    Ok(Json(Attempts {
+        worktask_id: id,
+        attempts,
+    }))
 }
 
 /// `GET /api/worktasks/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/worktasks/{id}",
+    operation_id = "get_worktask",
+    tag = "worktasks",
+    params(("id" = Uuid, Path, description = "The work task's id")),
+    responses(
+        (status = 200, description = "The task; while it runs, result.steps holds the steps done so far", body = WorkTask),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -428,7 +555,7 @@ pub async fn get(
 }
 
 /// Body of `POST /api/worktasks/{id}/progress`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressBody {
     /// The worker holding the attempt's lease.
@@ -437,6 +564,8 @@ pub struct ProgressBody {
     /// The attempt the steps belong to.
     #[serde(default)]
     attempt: Option<u32>,
+    /// The steps finished so far, as the worker records them.
+    #[schema(value_type = Vec<Object>)]
     steps: Vec<serde_json::Value>,
 }
 
@@ -464,6 +593,19 @@ fn holder(
 /// `POST /api/worktasks/{id}/progress`: a worker tells the steps a running
 /// attempt has finished so far. Only the lease holder's current attempt is
 /// kept, at most [`crate::progress::MAX_PROGRESS_STEPS`] steps.
+#[utoipa::path(
+    post,
+    path = "/api/worktasks/{id}/progress",
+    tag = "worker protocol",
+    params(("id" = Uuid, Path, description = "The work task's id")),
+    request_body = ProgressBody,
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, description = "The id or body refused", body = ErrorBody),
+        (status = 409, description = "The worker does not hold this attempt's lease", body = ErrorBody),
+        (status = 413, description = "Too many steps, or the body is over the limit", body = ErrorBody),
+    )
+)]
 pub async fn progress(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -493,6 +635,20 @@ pub async fn progress(
 /// `POST /api/worktasks/{id}`: a worker reports how the current attempt ended.
 /// 409 unless it names the worker holding the lease and its current attempt,
 /// or when the task already finished; a refusal changes nothing.
+#[utoipa::path(
+    post,
+    path = "/api/worktasks/{id}",
+    operation_id = "report_result",
+    tag = "worker protocol",
+    params(("id" = Uuid, Path, description = "The work task's id")),
+    request_body = mimir_core::WorkTaskResult,
+    responses(
+        (status = 200, description = "Recorded; the task as it now is", body = WorkTask),
+        (status = 400, description = "The id or body refused", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "Not the lease holder's current attempt, or already finished", body = ErrorBody),
+    )
+)]
 pub async fn report(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -521,6 +677,19 @@ pub async fn report(
 }
 
 /// `POST /api/worktasks/{id}/cancel`.
+#[utoipa::path(
+    post,
+    path = "/api/worktasks/{id}/cancel",
+    operation_id = "cancel_worktask",
+    tag = "worktasks",
+    params(("id" = Uuid, Path, description = "The work task's id")),
+    responses(
+        (status = 200, description = "Cancelled; the task as it now is", body = WorkTask),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The task already finished", body = ErrorBody),
+    )
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -28,11 +28,11 @@ pub fn page_routes() -> Router<AppState> {
 }
 
 /// What the page reads; behind the API token like the rest of the user API.
-pub fn data_routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/dashboard/overview", get(data::overview))
-        .route("/api/dashboard/summary", get(data::summary))
-        .route("/api/dashboard/pipelines", get(data::pipelines))
-        .route("/api/dashboard/stream", get(data::stream))
-        .route("/api/dashboard/metrics", get(data::metrics))
+pub fn data_routes() -> crate::api::routes::Routes {
+    crate::api::routes::Routes::new()
+        .get("/api/dashboard/overview", data::overview)
+        .get("/api/dashboard/summary", data::summary)
+        .get("/api/dashboard/pipelines", data::pipelines)
+        .get("/api/dashboard/stream", data::stream)
+        .get("/api/dashboard/metrics", data::metrics)
 }
