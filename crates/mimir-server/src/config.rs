@@ -129,6 +129,26 @@ pub struct Config {
     pub server: crate::listener::ServerConfig,
     /// HTTPS for the API port. Defaults to off.
     pub tls: crate::listener::TlsConfig,
+    /// The built-in dashboard.
+    pub dashboard: DashboardConfig,
+}
+
+/// `dashboard.*`: the built-in dashboard.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct DashboardConfig {
+    /// Seconds of second-by-second history the Overview keeps in memory; the
+    /// orchestrator's memory grows until the history is full. Defaults to
+    /// 3600; 60 to 86400.
+    pub history_seconds: usize,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            history_seconds: crate::dashboard::timeline::DEFAULT_HISTORY_SECONDS,
+        }
+    }
 }
 
 /// The folder under the data directory that is the file root unless
@@ -487,6 +507,7 @@ impl Default for Config {
             pipelines: PipelinesConfig::default(),
             server: Default::default(),
             tls: Default::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -644,6 +665,12 @@ impl Config {
         if self.api.max_body_bytes < 1024 {
             return Err(ConfigError("api.maxBodyBytes must be at least 1024".into()));
         }
+        if !(60..=86_400).contains(&self.dashboard.history_seconds) {
+            return Err(ConfigError(format!(
+                "dashboard.historySeconds must be from 60 to 86400, got {}",
+                self.dashboard.history_seconds
+            )));
+        }
         if o.lease_ttl_ms < 300 {
             return Err(ConfigError(
                 "orchestrator.leaseTtlMs must be at least 300".into(),
@@ -769,6 +796,22 @@ mod tests {
         assert_eq!(config.orchestrator.max_workers, 10);
         assert_eq!(config.log_level, LogLevel::Debug);
         assert_eq!(config.listen, DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn the_dashboard_history_is_bounded() {
+        let config = Config::from_yaml("dashboard:\n  historySeconds: 300\n").expect("valid");
+        assert_eq!(config.dashboard.history_seconds, 300);
+        config.validate().expect("300 s is within bounds");
+        for bad in [0, 59, 86_401] {
+            let mut config = Config::default();
+            config.dashboard.history_seconds = bad;
+            let error = config.validate().expect_err("out of bounds");
+            assert!(
+                error.to_string().contains("dashboard.historySeconds"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -72,7 +72,9 @@ pub async fn run(
     }));
     let metrics = Arc::new(metrics);
     let recording = config.metrics.enabled;
-    let timeline = Arc::new(crate::dashboard::Timeline::default());
+    let timeline = Arc::new(crate::dashboard::Timeline::new(
+        config.dashboard.history_seconds,
+    ));
     let pipeline_stats = Arc::new(crate::dashboard::PipelineStats::default());
     let options = SqliteOptions {
         aging: valid.aging,
