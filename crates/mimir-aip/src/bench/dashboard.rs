@@ -80,6 +80,11 @@ pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
         ("no filter", String::new()),
         ("status=failed (5%)", "status=failed".into()),
         ("status=queued (5%)", "status=queued".into()),
+        (
+            "waiting+project (group)",
+            "status=waiting&project_id=project-3".into(),
+        ),
+        ("failed,queued (list)", "status=failed,queued".into()),
         ("type=ml_inference", "type=ml_inference".into()),
         ("project_id (1 of 20)", "project_id=project-7".into()),
         ("min_priority=10 (10%)", "min_priority=10".into()),

@@ -554,9 +554,13 @@ fn seq_bound(conn: &Connection, at: DateTime<Utc>, bound: Bound) -> Result<i64, 
 }
 
 fn list(conn: &Connection, query: &ListQuery) -> Result<ListPage, StoreError> {
-    // The filters other than status, as SQL after `WHERE status = ?`.
-    let mut sql = String::new();
+    let mut sql = format!("SELECT {TASK_COLUMNS}, seq FROM worktasks WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(statuses) = query.status {
+        let marks: Vec<&str> = statuses.statuses().map(|_| "?").collect();
+        sql.push_str(&format!(" AND status IN ({})", marks.join(", ")));
+        args.extend(statuses.statuses().map(|s| s.as_str().to_string().into()));
+    }
     if let Some(task_type) = query.task_type {
         sql.push_str(" AND type = ?");
         args.push(task_type.as_str().to_string().into());
@@ -603,51 +607,9 @@ fn list(conn: &Connection, query: &ListQuery) -> Result<ListPage, StoreError> {
         sql.push_str(" AND seq < ?");
         args.push((after as i64).into());
     }
+    sql.push_str(" ORDER BY seq DESC LIMIT ?");
     let limit = query.limit.clamp(1, crate::MAX_LIST_LIMIT);
-    let page = rusqlite::types::Value::from(limit as i64 + 1);
-    let statuses: Vec<&str> = query
-        .status
-        .iter()
-        .flat_map(|filter| filter.statuses())
-        .map(|s| s.as_str())
-        .collect();
-    let select = |status: bool| {
-        format!(
-            "SELECT {TASK_COLUMNS}, seq FROM worktasks WHERE {}{sql} ORDER BY seq DESC LIMIT ?",
-            if status { "status = ?" } else { "1 = 1" }
-        )
-    };
-    let (sql, args) = match statuses.as_slice() {
-        [] => {
-            let mut all = args;
-            all.push(page);
-            (select(false), all)
-        }
-        [status] => {
-            let mut all = vec![status.to_string().into()];
-            all.extend(args);
-            all.push(page);
-            (select(true), all)
-        }
-        // A group of statuses: newest first from each status's own index,
-        // merged. One `status IN (...)` would walk another index and filter,
-        // which grows with the table when the statuses are rare.
-        several => {
-            let branch = format!("SELECT * FROM ({})", select(true));
-            let union = vec![branch; several.len()].join(" UNION ALL ");
-            let mut all = Vec::new();
-            for status in several {
-                all.push(status.to_string().into());
-                all.extend(args.iter().cloned());
-                all.push(page.clone());
-            }
-            all.push(page);
-            (
-                format!("SELECT * FROM ({union}) ORDER BY seq DESC LIMIT ?"),
-                all,
-            )
-        }
-    };
+    args.push((limit as i64 + 1).into());
     let mut statement = conn.prepare_cached(&sql)?;
     let mut rows = statement.query(params_from_iter(args))?;
     let mut tasks = Vec::with_capacity(limit);
