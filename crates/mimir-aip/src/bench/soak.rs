@@ -15,9 +15,11 @@
 //! no submission is under way, so that every acknowledged task must show up
 //! in exactly one status. The first minutes are a warm-up, not compared:
 //! the allocator's pools and the store's page caches (SQLite's, 32 MiB for
-//! the writer and 8 MiB per reader) grow to their working size, which at the
-//! default load takes about four minutes. The minute after the warm-up is
-//! the baseline the last one is compared with.
+//! the writer and 8 MiB per reader) grow until the store outgrows them, which
+//! at the default load (about 2.5 MB of store a minute) happens between
+//! minutes 11 and 15. So by default the first half of the run warms up and
+//! the second half must be flat: the minute after the warm-up is the
+//! baseline the last one is compared with.
 
 use super::Target;
 use super::report::{self, histogram};
@@ -66,9 +68,10 @@ pub struct SoakArgs {
     /// How long the load runs, in minutes, warm-up included.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     minutes: u64,
-    /// Minutes at the start that are not compared, while caches fill.
-    #[arg(long, default_value_t = 5)]
-    warm_up: u64,
+    /// Minutes at the start that are not compared, while caches fill
+    /// [default: half of --minutes].
+    #[arg(long)]
+    warm_up: Option<u64>,
     /// Local workers.
     #[arg(long, default_value_t = 2)]
     workers: u32,
@@ -596,14 +599,14 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
             "bench soak watches the orchestrator's memory and kills its local workers: add --spawn"
         );
     }
-    if args.minutes <= args.warm_up {
+    let warm_up = args.warm_up.unwrap_or(args.minutes / 2);
+    if args.minutes <= warm_up {
         bail!(
-            "--minutes {} leaves no minute after --warm-up {} to compare: run longer or warm up less",
-            args.minutes,
-            args.warm_up
+            "--minutes {} leaves no minute after --warm-up {warm_up} to compare: run longer or warm up less",
+            args.minutes
         );
     }
-    let warm_up = args.warm_up as usize;
+    let warm_up = warm_up as usize;
     let config = format!(
         "orchestrator:\n  minWorkers: {w}\n  maxWorkers: {w}\n",
         w = args.workers
