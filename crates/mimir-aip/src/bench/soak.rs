@@ -16,7 +16,7 @@
 //! in exactly one status. The first minutes are a warm-up, not compared:
 //! the allocator's pools and the store's page caches (SQLite's, 32 MiB for
 //! the writer and 8 MiB per reader) grow until the store outgrows them, which
-//! at the default load (about 2.5 MB of store a minute) happens between
+//! at the default load (about 3.4 MB of store a minute) happens between
 //! minutes 11 and 15. So by default the first half of the run warms up and
 //! the second half must be flat: the minute after the warm-up is the
 //! baseline the last one is compared with.
