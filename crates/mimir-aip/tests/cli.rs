@@ -531,3 +531,35 @@ fn project_commands_list_projects_in_use_and_refuse_bad_input() {
         .expect("p2 still listed");
     assert!(row.contains("(not registered)"), "{table}");
 }
+
+#[test]
+fn bench_soak_refuses_a_run_it_cannot_watch_or_compare() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stderr = stderr_failed(&cli_in(dir.path(), &["bench", "soak", "--minutes", "10"]));
+    assert!(stderr.contains("--spawn"), "{stderr}");
+    let stderr = stderr_failed(&cli_in(
+        dir.path(),
+        &[
+            "bench",
+            "soak",
+            "--spawn",
+            "--minutes",
+            "3",
+            "--warm-up",
+            "5",
+        ],
+    ));
+    assert!(
+        stderr.contains("--minutes 3") && stderr.contains("--warm-up 5"),
+        "{stderr}"
+    );
+    let stderr = stderr_failed(&cli_in(dir.path(), &["bench", "soak", "--minutes", "0"]));
+    assert!(stderr.contains("--minutes"), "{stderr}");
+    let stderr = stderr_failed(&cli_in(dir.path(), &["bench", "soak", "--batch", "many"]));
+    assert!(
+        stderr.contains("--batch") && stderr.contains("many"),
+        "{stderr}"
+    );
+    // Refused before anything was started: no data directory left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}

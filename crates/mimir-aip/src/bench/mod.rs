@@ -9,6 +9,7 @@ mod metrics;
 mod queries;
 mod report;
 mod run;
+mod soak;
 mod spawn;
 mod submit;
 
@@ -50,6 +51,9 @@ enum Scenario {
     Metrics(metrics::MetricsArgs),
     /// Store many tasks, then time the dashboard's first paint and filtered task lists.
     Dashboard(dashboard::DashboardArgs),
+    /// A mixed load for minutes, a worker killed each minute: memory, fds,
+    /// latencies and task accounting per minute.
+    Soak(soak::SoakArgs),
 }
 
 /// Creates the one-step pipeline (a debug log line) the load generator's
@@ -93,6 +97,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Scenario::Fair(args) => fair::run(args).await?,
         Scenario::Metrics(args) => metrics::run(args).await?,
         Scenario::Dashboard(args) => dashboard::run(args).await?,
+        Scenario::Soak(args) => return soak::run(args).await,
     }
     Ok(ExitCode::SUCCESS)
 }
