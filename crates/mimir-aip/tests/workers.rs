@@ -822,16 +822,19 @@ async fn an_idle_worker_stops_at_once_on_sigint() {
     let orchestrator = Orchestrator::start_with_config(FAST, &["--max-workers", "0"]);
     let client = orchestrator.client();
     let mut worker = external_worker(&orchestrator, "idle");
+    // Wait until its lease call waits for work (a 10 s long poll).
     let started = Instant::now();
-    while workers(&client).await.is_empty() {
+    while !workers(&client)
+        .await
+        .iter()
+        .any(|w| w["waiting_slots"].as_u64().is_some_and(|n| n > 0))
+    {
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "never registered"
+            "never waited for work"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Let it settle into its long poll (10 s) for work.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     Command::new("kill")
         .args(["-INT", &worker.id().to_string()])
         .status()

@@ -5,7 +5,8 @@
 //! No-op tasks arrive steadily, so workers learn that tasks are short and
 //! lease ahead; slow tasks arrive in bursts among them. Every 50 ms the run
 //! looks at the queue (`queue_length`: queued and leased-unstarted) and at the
-//! workers (one holding nothing is idle), and adds up the time both were true.
+//! workers (one whose lease call waits for work with free slots is idle), and
+//! adds up the time both were true.
 
 use super::Target;
 use super::report::{self, histogram, latency_line};
@@ -152,7 +153,7 @@ pub async fn run(args: FairArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Tasks waiting, and workers holding nothing.
+/// Tasks waiting, and workers waiting for work with free slots.
 async fn look(client: &Client) -> anyhow::Result<(u64, usize)> {
     let waiting = client.queue_length().await?;
     let workers: Value = client.call(Method::GET, "/api/workers", None).await?;
@@ -160,7 +161,7 @@ async fn look(client: &Client) -> anyhow::Result<(u64, usize)> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|w| w["running_tasks"] == 0)
+        .filter(|w| w["waiting_slots"].as_u64().is_some_and(|n| n > 0))
         .count();
     Ok((waiting, idle))
 }

@@ -261,7 +261,9 @@ pub struct HeartbeatBody {
 }
 
 /// `POST /api/workers/{worker_id}/heartbeat`: renews leases; answers the tasks
-/// to stop (`cancel`: cancelled by a user; `lost`: lease no longer held).
+/// to stop (`cancel`: cancelled by a user; `lost`: lease no longer held), how
+/// many unstarted tasks to give back for idle workers (`give_back`) and the
+/// tasks waiting in the queue (`waiting`).
 #[utoipa::path(
     post,
     path = "/api/workers/{worker_id}/heartbeat",
@@ -269,7 +271,7 @@ pub struct HeartbeatBody {
     params(("worker_id" = String, Path, description = "The id the worker registered under")),
     request_body = HeartbeatBody,
     responses(
-        (status = 200, description = "`{cancel: [id], lost: [id], stop}`: the tasks to stop, and whether to exit", body = Object),
+        (status = 200, description = "`{cancel: [id], lost: [id], stop, give_back, waiting}`: the tasks to stop, whether to exit, how many unstarted tasks to give back for idle workers, and the tasks waiting in the queue", body = Object),
         (status = 400, description = "A value refused, naming the field", body = ErrorBody),
         (status = 404, description = "The worker is not registered", body = ErrorBody),
         (status = 409, description = "None of the leases named is this worker's; `lost` lists them, with `error`", body = Object),
@@ -531,11 +533,14 @@ pub async fn deregister(
     path = "/api/workers",
     operation_id = "list_workers",
     tag = "workers",
-    responses((status = 200, description = "`{workers: [{worker_id, state, pid, hostname, current_task, last_heartbeat_age_ms, tasks_completed, tasks_failed}], autoscaler}`", body = Object))
+    responses((status = 200, description = "`{workers: [{worker_id, state, pid, hostname, current_task, last_heartbeat_age_ms, tasks_completed, tasks_failed, waiting_slots}], autoscaler}`", body = Object))
 )]
 pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
     let held = state.store.leases_by_worker();
-    let workers = state.workers.view(&held, state.lease_ttl);
+    let mut workers = state.workers.view(&held, state.lease_ttl);
+    for worker in &mut workers {
+        worker.waiting_slots = state.idle_capacity.of(&worker.worker_id);
+    }
     let autoscaler = state.pool.as_ref().map(|p| p.decision());
     Json(json!({ "workers": workers, "autoscaler": autoscaler }))
 }

@@ -70,6 +70,17 @@ impl IdleCapacity {
         self.total.load(Ordering::Relaxed)
     }
 
+    /// Free slots `worker_id` waits to fill (0 when no lease call of it waits).
+    pub fn of(&self, worker_id: &str) -> usize {
+        if self.total() == 0 {
+            return 0;
+        }
+        self.by_worker
+            .lock()
+            .get(worker_id)
+            .map_or(0, |idle| idle.slots)
+    }
+
     /// Free slots of waiting workers other than `worker_id` that run every
     /// type it runs (`types`, empty: all).
     pub fn besides(&self, worker_id: &str, types: &[WorkTaskType]) -> usize {
@@ -128,7 +139,9 @@ mod tests {
         assert_eq!(capacity.besides("a", &[]), 1);
         assert_eq!(capacity.besides("b", &[]), 2);
         assert_eq!(capacity.besides("c", &[]), 3);
+        assert_eq!((capacity.of("a"), capacity.of("c")), (2, 0));
         drop(a);
+        assert_eq!(capacity.of("a"), 0);
         assert_eq!(capacity.total(), 1);
         assert_eq!(capacity.besides("b", &[]), 0);
         drop((b, none));

@@ -42,6 +42,8 @@ pub struct WorkerView {
     pub current_task: Option<String>,
     /// Tasks it holds now.
     pub running_tasks: usize,
+    /// Free slots it waits to fill: a lease call of it is waiting for work.
+    pub waiting_slots: usize,
     /// Milliseconds since it was last heard from.
     pub last_heartbeat_age_ms: u64,
     /// Tasks it completed.
@@ -243,6 +245,7 @@ impl Registry {
                     hostname: r.registration.hostname.clone(),
                     current_task: tasks.first().map(ToString::to_string),
                     running_tasks: tasks.len(),
+                    waiting_slots: 0,
                     last_heartbeat_age_ms: age.as_millis() as u64,
                     tasks_completed: r.completed,
                     tasks_failed: r.failed,
