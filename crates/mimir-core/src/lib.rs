@@ -19,6 +19,7 @@ pub mod retry;
 pub mod sizing;
 pub mod status;
 pub mod status_filter;
+pub mod storage_config;
 pub mod submission;
 pub mod task;
 
@@ -35,5 +36,6 @@ pub use report::{AttemptOutcome, WorkTaskResult};
 pub use retry::{RetryDecision, RetryPolicy};
 pub use status::{InvalidTransition, WorkTaskStatus};
 pub use status_filter::{STATUS_GROUPS, StatusFilter};
+pub use storage_config::{ConnectionSettings, PluginType, REDACTED, StorageConfig};
 pub use submission::{Submission, ValidationError, memory_bytes};
 pub use task::{DataAccess, ResourceRequirements, TaskSpec, WorkTask, WorkTaskType};

@@ -1,0 +1,43 @@
+//! The backends, one module each.
+
+pub mod filesystem;
+
+use crate::{CommonOptions, Connector, StorageError};
+use mimir_core::{ConnectionSettings, PluginType};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Opens a connector for resolved `settings`. Database pools connect
+/// lazily, so this answers at once (`filesystem_root` is where
+/// `filesystem` configs' `base_path` lives) and a backend that is down fails the
+/// first operation (within its timeout), not the config.
+pub async fn open(
+    plugin: PluginType,
+    settings: &ConnectionSettings,
+    options: &CommonOptions,
+    filesystem_root: &Path,
+) -> Result<Arc<dyn Connector>, StorageError> {
+    match plugin {
+        PluginType::Filesystem => Ok(Arc::new(filesystem::Filesystem::open(
+            settings,
+            filesystem_root,
+        )?)),
+        other => {
+            let _ = options;
+            Err(StorageError::config(format!(
+                "the {other} backend is not available in this build"
+            )))
+        }
+    }
+}
+
+/// Checks settings without connecting: the options and URL a backend
+/// needs are present and well formed. The API calls this before storing a
+/// config, so mistakes are refused at once.
+pub fn check(plugin: PluginType, settings: &ConnectionSettings) -> Result<(), StorageError> {
+    CommonOptions::read(&settings.options)?;
+    match plugin {
+        PluginType::Filesystem => filesystem::check(settings),
+        _ => Ok(()),
+    }
+}
