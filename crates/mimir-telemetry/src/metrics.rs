@@ -84,12 +84,29 @@ pub struct StatusTypeLabels {
     pub r#type: &'static str,
 }
 
-/// `operation`, `backend` (the contract's storage labels).
+/// `operation`, `backend` (the contract's storage labels): one storage
+/// connector operation.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StorageLabels {
-    /// `store`, `retrieve`, `update` or `delete`.
+    /// `store`, `retrieve`, `update`, `delete` or `create_schema`.
     pub operation: &'static str,
-    /// `sqlite`, `postgres`, ...
+    /// The plugin type: `filesystem`, `postgresql`, `mysql`, `redis`, `s3`.
+    pub backend: &'static str,
+}
+
+/// `backend`, `state`: connections of storage connector pools.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    /// The plugin type.
+    pub backend: &'static str,
+    /// `idle` or `in_use`.
+    pub state: &'static str,
+}
+
+/// `backend`: one storage plugin type.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabel {
+    /// The plugin type.
     pub backend: &'static str,
 }
 
@@ -230,15 +247,25 @@ pub struct Metrics {
     pub task_retries: Family<TypeLabel, Counter>,
     /// Run time of the final attempt of finished tasks.
     pub task_duration: ExemplarHistogramFamily<TypeLabel>,
-    /// Store operations.
+    /// Storage connector operations.
     pub storage_operations: Family<StorageLabels, Counter>,
-    /// Store operation latency.
+    /// Storage connector operation latency, retries included.
     pub storage_latency: HistogramFamily<StorageLabels>,
-    /// Store operations that failed.
+    /// Storage connector operations that failed.
     pub storage_errors: Family<StorageLabels, Counter>,
     // Operator metrics.
-    /// Store call latency by method.
+    /// Records stored, retrieved, updated or deleted by storage connectors.
+    pub storage_records: Family<StorageLabels, Counter>,
+    /// Transient storage failures retried.
+    pub storage_retries: Family<StorageLabels, Counter>,
+    /// Storage connector pool connections by state.
+    pub storage_pool_connections: Family<PoolLabels, Gauge>,
+    /// The most connections storage connector pools open.
+    pub storage_pool_max: Family<BackendLabel, Gauge>,
+    /// Metadata store call latency by method.
     pub store_call_duration: HistogramFamily<StoreMethodLabels>,
+    /// Metadata store calls that failed in the backend.
+    pub store_errors: Family<StoreMethodLabels, Counter>,
     /// HTTP requests answered.
     pub http_requests: Family<HttpLabels, Counter>,
     /// HTTP request latency.
@@ -281,7 +308,12 @@ impl Metrics {
             storage_operations: Family::default(),
             storage_latency: Family::new_with_constructor(request_histogram),
             storage_errors: Family::default(),
+            storage_records: Family::default(),
+            storage_retries: Family::default(),
+            storage_pool_connections: Family::default(),
+            storage_pool_max: Family::default(),
             store_call_duration: Family::new_with_constructor(request_histogram),
+            store_errors: Family::default(),
             http_requests: Family::default(),
             http_request_duration: Family::new_with_constructor(request_histogram),
             task_start_latency: Family::new_with_constructor(task_histogram_with_exemplars),
@@ -294,6 +326,19 @@ impl Metrics {
             autoscaler_decisions: Family::default(),
             registry: Registry::default(),
         };
+        // The contract's storage series exist from the start, at zero, so
+        // dashboards and rate() see every backend before its first operation.
+        for plugin in mimir_core::PluginType::ALL {
+            for operation in ["store", "retrieve", "update", "delete"] {
+                let labels = StorageLabels {
+                    operation,
+                    backend: plugin.as_str(),
+                };
+                let _ = m.storage_operations.get_or_create(&labels);
+                let _ = m.storage_errors.get_or_create(&labels);
+                let _ = m.storage_latency.get_or_create(&labels);
+            }
+        }
         let r = &mut m.registry;
         r.register(
             "mimir_queue_length",
@@ -362,23 +407,48 @@ impl Metrics {
         );
         r.register(
             "mimir_storage_operations",
-            "Metadata store operations",
+            "Storage connector operations by operation and backend",
             m.storage_operations.clone(),
         );
         r.register(
             "mimir_storage_latency_seconds",
-            "Metadata store operation latency",
+            "Storage connector operation latency, retries included",
             m.storage_latency.clone(),
         );
         r.register(
             "mimir_storage_errors",
-            "Metadata store operations that failed",
+            "Storage connector operations that failed",
             m.storage_errors.clone(),
+        );
+        r.register(
+            "mimir_storage_records",
+            "Records stored, retrieved, updated or deleted by storage connectors",
+            m.storage_records.clone(),
+        );
+        r.register(
+            "mimir_storage_retries",
+            "Transient storage connector failures retried",
+            m.storage_retries.clone(),
+        );
+        r.register(
+            "mimir_storage_pool_connections",
+            "Storage connector pool connections by state (this process)",
+            m.storage_pool_connections.clone(),
+        );
+        r.register(
+            "mimir_storage_pool_connections_max",
+            "The most connections storage connector pools open (this process)",
+            m.storage_pool_max.clone(),
         );
         r.register(
             "mimir_store_call_duration_seconds",
             "Metadata store call latency by method",
             m.store_call_duration.clone(),
+        );
+        r.register(
+            "mimir_store_errors",
+            "Metadata store calls that failed in the backend, by method",
+            m.store_errors.clone(),
         );
         r.register(
             "mimir_http_requests",
@@ -450,6 +520,26 @@ impl Metrics {
             let _ = TaskSeries::new(&m, t);
         }
         m
+    }
+
+    /// Records one storage connector operation (after its retries).
+    pub fn record_storage(
+        &self,
+        operation: &'static str,
+        backend: &'static str,
+        seconds: f64,
+        records: u64,
+        failed: bool,
+    ) {
+        let labels = StorageLabels { operation, backend };
+        self.storage_operations.get_or_create(&labels).inc();
+        self.storage_latency.get_or_create(&labels).observe(seconds);
+        if records > 0 {
+            self.storage_records.get_or_create(&labels).inc_by(records);
+        }
+        if failed {
+            self.storage_errors.get_or_create(&labels).inc();
+        }
     }
 
     /// Records a finished execution of `pipeline`; see [`PipelineSeries::record`].

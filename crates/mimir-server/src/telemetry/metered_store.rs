@@ -1,6 +1,7 @@
-//! A [`Store`] that measures every call of the store it wraps: the contract's
-//! `mimir_storage_*` metrics by operation and backend, and
-//! `mimir_store_call_duration_seconds` by method. Calls answered from memory
+//! A [`Store`] that measures every call of the metadata store it wraps:
+//! `mimir_store_call_duration_seconds` and `mimir_store_errors_total` by
+//! method. (The contract's `mimir_storage_*` metrics are about storage
+//! connectors, not this store.) Calls answered from memory
 //! (queue length, counts, lease renewals) are not storage operations and are
 //! passed through unmeasured.
 
@@ -9,7 +10,7 @@ use chrono::{DateTime, Utc};
 use mimir_core::{Attempt, Pipeline, Priority, Project, WorkTask, WorkTaskResult, WorkTaskStatus};
 use mimir_store::{LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts};
 use mimir_telemetry::Metrics;
-use mimir_telemetry::metrics::{StorageLabels, StoreMethodLabels};
+use mimir_telemetry::metrics::StoreMethodLabels;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use std::collections::HashMap;
@@ -94,37 +95,11 @@ impl Method {
             Method::Ping => "ping",
         }
     }
-
-    /// The contract's `operation` label.
-    fn operation(self) -> &'static str {
-        match self {
-            Method::Submit | Method::CreateProject | Method::PutPipeline => "store",
-            Method::Get
-            | Method::Attempts
-            | Method::List
-            | Method::MostUrgent
-            | Method::GetProject
-            | Method::ListProjects
-            | Method::GetPipeline
-            | Method::ListPipelines
-            | Method::Ping => "retrieve",
-            Method::Cancel
-            | Method::Lease
-            | Method::Start
-            | Method::Finish
-            | Method::FinishMany
-            | Method::Release
-            | Method::ExpireLeases => "update",
-            Method::DeleteProject | Method::DeletePipeline => "delete",
-        }
-    }
 }
 
 /// The metric handles of one method, looked up once.
 struct Handles {
-    operations: Counter,
     errors: Counter,
-    latency: Histogram,
     call: Histogram,
 }
 
@@ -141,21 +116,13 @@ impl MeteredStore {
         let handles = Method::ALL
             .iter()
             .map(|method| {
-                let storage = StorageLabels {
-                    operation: method.operation(),
+                let labels = StoreMethodLabels {
+                    method: method.name(),
                     backend,
                 };
                 Handles {
-                    operations: metrics.storage_operations.get_or_create(&storage).clone(),
-                    errors: metrics.storage_errors.get_or_create(&storage).clone(),
-                    latency: metrics.storage_latency.get_or_create(&storage).clone(),
-                    call: metrics
-                        .store_call_duration
-                        .get_or_create(&StoreMethodLabels {
-                            method: method.name(),
-                            backend,
-                        })
-                        .clone(),
+                    errors: metrics.store_errors.get_or_create(&labels).clone(),
+                    call: metrics.store_call_duration.get_or_create(&labels).clone(),
                 }
             })
             .collect();
@@ -171,8 +138,6 @@ impl MeteredStore {
         let result = call.await;
         let seconds = started.elapsed().as_secs_f64();
         let h = &self.handles[method as usize];
-        h.operations.inc();
-        h.latency.observe(seconds);
         h.call.observe(seconds);
         if let Err(error) = &result
             && error.is_backend_failure()
