@@ -198,6 +198,11 @@ pub async fn run(
         timeline,
         pipeline_stats,
         shutdown: tokio_util::sync::CancellationToken::new(),
+        storage: Arc::new(mimir_storage::Connectors::new(
+            mimir_storage::Secrets::from_env(),
+            config.data_dir.join("storage"),
+            Arc::new(mimir_storage::MetricsObserver::new(metrics.clone())),
+        )),
     };
     let reaper = tokio::spawn(reap(state.clone(), valid.lease_ttl * 2));
     let rates = tokio::spawn(crate::telemetry::rates::sample_queue_rates(metrics.clone()));

@@ -49,6 +49,8 @@ pub struct AppState {
     pub pipeline_stats: Arc<crate::dashboard::PipelineStats>,
     /// Cancelled when the orchestrator shuts down, to end long-lived streams.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The storage connectors the API's storage operations run through.
+    pub storage: Arc<mimir_storage::Connectors>,
 }
 
 impl AppState {
@@ -78,6 +80,11 @@ impl AppState {
             timeline: Arc::default(),
             pipeline_stats: Arc::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            storage: Arc::new(mimir_storage::Connectors::new(
+                mimir_storage::Secrets::from_env(),
+                std::env::temp_dir().join("mimir-aip-storage"),
+                Arc::new(mimir_storage::Unobserved),
+            )),
         }
     }
 }
