@@ -222,3 +222,63 @@ async fn a_missing_bucket_is_an_error_without_secrets() {
     assert!(!error.message.contains("very-secret-key"), "{error}");
     assert_ne!(error.kind, ErrorKind::Invalid, "{error}");
 }
+
+/// Updates of the same segment from two connectors (two processes) each
+/// land: the conditional put makes the loser read the segment again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_updates_lose_nothing() {
+    let prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let a = Arc::new(
+        S3::open(&settings(server(), &prefix), &options()).unwrap_or_else(|e| panic!("{e}")),
+    );
+    let b = Arc::new(
+        S3::open(&settings(server(), &prefix), &options()).unwrap_or_else(|e| panic!("{e}")),
+    );
+    let entity = Name::new("counters", "entity").unwrap_or_else(|e| panic!("{e}"));
+    let records = (0..20)
+        .map(|i| json!({"id": i}).as_object().cloned().unwrap_or_default())
+        .collect();
+    a.store(&entity, records)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut tasks = Vec::new();
+    for (n, connector) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            let request: mimir_storage::QueryRequest = serde_json::from_value(json!({
+                "entity_type": "counters",
+                "filters": [{"attribute": "id", "operator": "gte", "value": 0}]
+            }))
+            .unwrap_or_else(|e| panic!("{e}"));
+            let selection =
+                mimir_storage::Selection::check(&request, false).unwrap_or_else(|e| panic!("{e}"));
+            let update = json!({format!("w{n}"): true})
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            connector.update(&selection, &update).await
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap_or_else(|e| panic!("{e}")).ok());
+    }
+    let all = a
+        .retrieve(&mimir_storage::Query::all(entity, 100))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    delete_objects(&prefix).await;
+    assert_eq!(outcomes, vec![Some(20); 4]);
+    assert_eq!(all.len(), 20);
+    for record in all {
+        for n in 0..4 {
+            assert_eq!(
+                record.get(&format!("w{n}")),
+                Some(&json!(true)),
+                "{record:?}"
+            );
+        }
+    }
+}

@@ -201,7 +201,10 @@ impl Redis {
         range: Option<(u64, u64)>,
     ) -> Result<(Option<EntitySchema>, Vec<String>), StorageError> {
         let (start, stop) = match range {
-            Some((offset, limit)) => (offset as i64, (offset + limit) as i64 - 1),
+            Some((offset, limit)) => {
+                let stop = offset.saturating_add(limit).min(i64::MAX as u64) as i64;
+                (offset.min(i64::MAX as u64) as i64, stop - 1)
+            }
             None => (0, -1),
         };
         let mut conn = self.pool.take();

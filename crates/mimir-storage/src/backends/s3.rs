@@ -360,9 +360,12 @@ impl S3 {
                 let body = encode(&records)?;
                 match self.put(&path, body, PutMode::Update(version)).await {
                     Ok(()) => {}
+                    // AWS answers 409 to concurrent If-Match puts, where
+                    // others answer 412: either way another writer came first.
                     Err(
                         object_store::Error::Precondition { .. }
-                        | object_store::Error::NotModified { .. },
+                        | object_store::Error::NotModified { .. }
+                        | object_store::Error::AlreadyExists { .. },
                     ) if attempts < ATTEMPTS => continue,
                     Err(e) => return Err(error(e)),
                 }
