@@ -1,6 +1,8 @@
 //! The backends, one module each.
 
 pub mod filesystem;
+pub mod redis;
+pub mod s3;
 
 use crate::{CommonOptions, Connector, StorageError};
 use mimir_core::{ConnectionSettings, PluginType};
@@ -22,12 +24,11 @@ pub async fn open(
             settings,
             filesystem_root,
         )?)),
-        other => {
-            let _ = options;
-            Err(StorageError::config(format!(
-                "the {other} backend is not available in this build"
-            )))
-        }
+        PluginType::Redis => Ok(Arc::new(redis::Redis::open(settings, options)?)),
+        PluginType::S3 => Ok(Arc::new(s3::S3::open(settings, options)?)),
+        other => Err(StorageError::config(format!(
+            "the {other} backend is not available in this build"
+        ))),
     }
 }
 
@@ -38,6 +39,8 @@ pub fn check(plugin: PluginType, settings: &ConnectionSettings) -> Result<(), St
     CommonOptions::read(&settings.options)?;
     match plugin {
         PluginType::Filesystem => filesystem::check(settings),
+        PluginType::Redis => redis::check(settings),
+        PluginType::S3 => s3::check(settings),
         _ => Ok(()),
     }
 }
