@@ -38,6 +38,8 @@ enum Command {
     Plugin(commands::plugin::PluginArgs),
     /// Inspect the queue.
     Queue(commands::queue::QueueArgs),
+    /// Storage configs and their records (filesystem, PostgreSQL, MySQL, Redis, S3).
+    Storage(commands::storage::StorageArgs),
     /// Install and run the monitoring stack (Prometheus, Grafana, Loki, Tempo).
     Metrics(commands::metrics::MetricsArgs),
     /// Copy the store of a data directory, live or not, to a file.
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
             Command::Project(args) => commands::project::run(args).await,
             Command::Plugin(args) => commands::plugin::run(args).await,
             Command::Queue(args) => commands::queue::run(args).await,
+            Command::Storage(args) => commands::storage::run(args).await,
             Command::Metrics(args) => commands::metrics::run(args).await,
             Command::Backup(args) => commands::backup::run(args).await,
             Command::Bench(args) => bench::run(args).await,

@@ -7,7 +7,9 @@ pub mod pipeline;
 pub mod plugin;
 pub mod project;
 pub mod queue;
+pub mod record_file;
 pub mod serve;
+pub mod storage;
 pub mod task;
 pub mod worker;
 
