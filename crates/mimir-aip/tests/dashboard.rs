@@ -752,3 +752,38 @@ async fn dashboard_figures_match_a_workload_of_known_durations() {
     no_console_errors(&browser, "the overview and health pages").await;
     browser.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storage_page_shows_its_empty_state_before_any_storage_config() {
+    let orchestrator = Orchestrator::start(&["--max-workers", "0"]);
+    let browser = Browser::start(1200, 900).await;
+    browser
+        .client
+        .goto(&format!("{}/#/storage", orchestrator.url))
+        .await
+        .expect("open storage");
+    browser
+        .until("document.querySelector('nav a[aria-current=page]')?.dataset.section === 'storage'")
+        .await;
+    for (panel, text) in [
+        ("configs", "No storage config is checked yet"),
+        (
+            "operations",
+            "No storage operation since the orchestrator started.",
+        ),
+        ("pools", "No connection pool is open"),
+    ] {
+        browser
+            .until(&format!(
+                "document.querySelector('[data-panel={panel}]')?.innerText.includes({text:?})"
+            ))
+            .await;
+    }
+    let counts = browser
+        .eval("[...document.querySelectorAll('.stats dd')].slice(0, 3).map(d => d.innerText)")
+        .await;
+    assert_eq!(counts, json!(["0", "0", "0"]), "configs, up, down");
+    browser.screenshot("storage-empty").await;
+    no_console_errors(&browser, "the empty storage page").await;
+    browser.quit().await;
+}

@@ -110,6 +110,7 @@ fn substitute(expr: &str) -> String {
         .replace("$__range", "5m")
         .replace("$instance", ".+")
         .replace("$pipeline", ".*")
+        .replace("$backend", ".+")
         .replace("$worker_job", "mimir-workers")
         .replace("$job", "mimir-orchestrator");
     assert!(
@@ -552,7 +553,19 @@ fn grafana_provisioning_dashboards_and_compose_fit_together() {
         ),
         (
             "mimir-storage.json",
-            &["Latency by operation", "Throughput", "Errors"][..],
+            &[
+                "Health by storage config",
+                "Latency by operation",
+                "Latency by backend (p50, p95, p99)",
+                "Throughput",
+                "Records per second",
+                "Errors",
+                "Error ratio by operation and backend",
+                "Retries",
+                "Pool utilization",
+                "Store calls by method",
+                "Store errors by method",
+            ][..],
         ),
         (
             "mimir-operator-health.json",

@@ -337,6 +337,8 @@ impl Metrics {
                 let _ = m.storage_operations.get_or_create(&labels);
                 let _ = m.storage_errors.get_or_create(&labels);
                 let _ = m.storage_latency.get_or_create(&labels);
+                let _ = m.storage_records.get_or_create(&labels);
+                let _ = m.storage_retries.get_or_create(&labels);
             }
         }
         let r = &mut m.registry;

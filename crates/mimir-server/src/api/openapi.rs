@@ -76,6 +76,7 @@ use utoipa::openapi::{
         dashboard_pipelines,
         dashboard_stream,
         dashboard_metrics,
+        dashboard_storage,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&LayerErrors, &Links, &Security, &OptionalBodies),
@@ -582,3 +583,15 @@ fn dashboard_stream() {}
 )]
 #[allow(dead_code)]
 fn dashboard_metrics() {}
+
+/// `GET /api/dashboard/storage`: served by the dashboard.
+#[utoipa::path(
+    get,
+    path = "/api/dashboard/storage",
+    tag = "dashboard",
+    responses(
+        (status = 200, description = "Storage connectors since start: operations, errors, records, retries and latency percentiles by backend and operation; pool connections per backend; each storage config's health", body = Object),
+    )
+)]
+#[allow(dead_code)]
+fn dashboard_storage() {}

@@ -44,6 +44,7 @@ const ASSETS: &[Asset] = &[
     asset!("pages/workers.js", JS),
     asset!("pages/pipelines.js", JS),
     asset!("pages/health.js", JS),
+    asset!("pages/storage.js", JS),
 ];
 
 /// Only this origin: no inline script, no third-party anything.

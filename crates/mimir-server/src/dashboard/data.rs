@@ -140,6 +140,25 @@ pub async fn stream(
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 
+/// `GET /api/dashboard/storage`: storage connectors as the Storage page
+/// shows them: operations, latency, records, errors and retries by backend
+/// and operation since start, pool use per backend and each storage config's
+/// health, from this process's metric families.
+pub async fn storage(State(state): State<AppState>) -> Json<Value> {
+    crate::telemetry::scrape::refresh_gauges(&state);
+    let text = mimir_telemetry::render(
+        state.metrics.registry(),
+        mimir_telemetry::Format::Prometheus,
+    );
+    let figures = super::storage_view::read(&text);
+    Json(json!({
+        "now": Utc::now().timestamp_millis() as f64 / 1000.0,
+        "operations": figures.operations,
+        "pools": figures.pools,
+        "health": figures.health,
+    }))
+}
+
 /// Query of the metrics slice.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,13 +4,15 @@
 //! Nothing here needs another service: the overview's charts come from the
 //! in-memory [`Timeline`] (the last hour, second by second), live updates from
 //! a server-sent event stream of each closed second, and the operator panels
-//! from the same metric registry `/metrics` serves.
+//! from the same metric registry `/metrics` serves, as are the Storage page's
+//! figures.
 
 mod assets;
 mod data;
 pub mod log_histogram;
 pub mod pipeline_stats;
 pub mod sampler;
+pub mod storage_view;
 pub mod timeline;
 
 use crate::AppState;
@@ -35,4 +37,5 @@ pub fn data_routes() -> crate::api::routes::Routes {
         .get("/api/dashboard/pipelines", data::pipelines)
         .get("/api/dashboard/stream", data::stream)
         .get("/api/dashboard/metrics", data::metrics)
+        .get("/api/dashboard/storage", data::storage)
 }

@@ -12,7 +12,7 @@ const FAMILIES = [
   "mimir_http_request_duration_seconds",
   "mimir_http_requests",
   "mimir_autoscaler_decisions",
-  "mimir_storage_errors",
+  "mimir_store_errors",
 ];
 
 async function readiness() {
@@ -78,7 +78,7 @@ export async function render(main, { live }) {
     const samples = parse(text);
     const store = histograms(samples, "mimir_store_call_duration_seconds", ["method"])
       .filter((s) => s.count > 0).sort((a, b) => (b.p99Bound || 0) - (a.p99Bound || 0));
-    const storeErrors = sumBy(samples, "mimir_storage_errors_total", ["operation"]);
+    const storeErrors = sumBy(samples, "mimir_store_errors_total", ["method"]);
     const http = histograms(samples, "mimir_http_request_duration_seconds", ["route", "method"])
       .filter((s) => s.count > 0).sort((a, b) => (b.p99Bound || 0) - (a.p99Bound || 0));
     const requests = sumBy(samples, "mimir_http_requests_total", ["route", "method", "status"]);
@@ -97,7 +97,7 @@ export async function render(main, { live }) {
             ["p50", (s) => atMost(s.p50Bound), "num"],
             ["p99", (s) => atMost(s.p99Bound), "num"],
           ], store, { empty: "No store call yet." }),
-          h("p", { class: "muted" }, `Storage errors: ${fmt.count([...storeErrors.values()].reduce((a, e) => a + e.value, 0))}`)),
+          h("p", { class: "muted" }, `Store errors: ${fmt.count([...storeErrors.values()].reduce((a, e) => a + e.value, 0))}`)),
         h("section", { class: "panel" },
           h("h2", {}, "HTTP latency by route"),
           table([
