@@ -20,6 +20,7 @@ pub mod sizing;
 pub mod status;
 pub mod status_filter;
 pub mod storage_config;
+pub mod storage_operation;
 pub mod submission;
 pub mod task;
 
@@ -37,5 +38,8 @@ pub use retry::{RetryDecision, RetryPolicy};
 pub use status::{InvalidTransition, WorkTaskStatus};
 pub use status_filter::{STATUS_GROUPS, StatusFilter};
 pub use storage_config::{ConnectionSettings, PluginType, REDACTED, StorageConfig};
+pub use storage_operation::{
+    Operation as StorageOperation, OperationEvent as StorageOperationEvent,
+};
 pub use submission::{Submission, ValidationError, memory_bytes};
 pub use task::{DataAccess, ResourceRequirements, TaskSpec, WorkTask, WorkTaskType};

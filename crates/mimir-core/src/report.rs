@@ -56,6 +56,10 @@ pub struct WorkTaskResult {
     /// the task at once. Absent means `transient`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<crate::ErrorClass>,
+    /// The storage connector operations the attempt ran, so the orchestrator
+    /// counts them in its metrics (`mimir_storage_*`) like its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storage_operations: Vec<crate::StorageOperationEvent>,
 }
 
 impl WorkTaskResult {

@@ -64,8 +64,10 @@ impl fmt::Display for PluginType {
     }
 }
 
-/// How to reach the backend.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// How to reach the backend. Its `Debug` shows the credentials' names and
+/// the connection string's password redacted, so a config logged by mistake
+/// leaks nothing, even after its references were resolved.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionSettings {
@@ -83,6 +85,20 @@ pub struct ConnectionSettings {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub options: Map<String, Value>,
+}
+
+impl fmt::Debug for ConnectionSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let credentials: Vec<&String> = self.credentials.keys().collect();
+        f.debug_struct("ConnectionSettings")
+            .field(
+                "connection_string",
+                &redact_url_password(&self.connection_string),
+            )
+            .field("credentials", &credentials)
+            .field("options", &self.options)
+            .finish()
+    }
 }
 
 /// A project's storage config.
@@ -215,6 +231,16 @@ mod tests {
         assert_eq!(
             shown.config.connection_string,
             "postgres://app:[redacted]@db:5432/x?sslmode=require"
+        );
+    }
+
+    #[test]
+    fn debug_output_names_credentials_without_their_values() {
+        let text = format!("{:?}", config());
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("password") && text.contains("[redacted]"),
+            "{text}"
         );
     }
 

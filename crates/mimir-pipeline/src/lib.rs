@@ -119,6 +119,7 @@ mod resolve;
 pub mod run_context;
 pub mod step;
 pub mod step_error;
+pub mod storages;
 pub mod validate;
 
 pub use action::Action;
@@ -134,5 +135,6 @@ pub use registry::Registry;
 pub use run_context::RunContext;
 pub use step::Step;
 pub use step_error::StepError;
+pub use storages::Storages;
 pub use tokio_util::sync::CancellationToken;
 pub use validate::{InvalidPipeline, validate};

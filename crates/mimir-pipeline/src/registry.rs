@@ -33,6 +33,18 @@ impl Registry {
         Ok(registry)
     }
 
+    /// The same registry with the `storage.*` actions (`storage.store`,
+    /// `storage.retrieve`, `storage.update`, `storage.delete`,
+    /// `storage.schema`), for processes where steps get storages through
+    /// [`crate::RunContext::storages`] and for validating pipelines that run
+    /// there.
+    pub fn with_storage(mut self) -> Registry {
+        for action in actions::storage() {
+            self.register(action);
+        }
+        self
+    }
+
     /// Adds `action`, replacing any action registered under the same name.
     pub fn register(&mut self, action: Arc<dyn Action>) {
         let key = (action.plugin().to_string(), action.action().to_string());
@@ -147,7 +159,10 @@ mod tests {
     /// the wrong type is refused.
     #[test]
     fn every_action_doc_matches_what_its_check_accepts() {
-        let registry = Registry::confined(&Confinement::default()).unwrap_or_default();
+        let registry = Registry::confined(&Confinement::default())
+            .unwrap_or_default()
+            .with_storage();
+        assert!(registry.get("storage", "retrieve").is_some());
         assert!(!registry.actions().is_empty());
         for action in registry.actions() {
             let doc = action.doc();

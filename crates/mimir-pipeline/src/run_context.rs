@@ -1,5 +1,7 @@
 //! What an action knows about the run it belongs to.
 
+use crate::Storages;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +35,9 @@ pub struct RunContext {
     /// The longest a step without its own `timeout_ms` may run (the
     /// pipeline's `step_timeout_ms`), if any.
     pub step_timeout: Option<Duration>,
+    /// The storages `storage.*` steps may use (the task's project's
+    /// configs); `None` where this process has no storage access.
+    pub storages: Option<Arc<Storages>>,
 }
 
 impl RunContext {
@@ -67,6 +72,12 @@ impl RunContext {
     /// The same context, with steps that set no `timeout_ms` limited to `timeout`.
     pub fn with_step_timeout(mut self, timeout: Duration) -> RunContext {
         self.step_timeout = Some(timeout);
+        self
+    }
+
+    /// The same context, with `storages` for the `storage.*` steps.
+    pub fn with_storages(mut self, storages: Arc<Storages>) -> RunContext {
+        self.storages = Some(storages);
         self
     }
 

@@ -99,8 +99,10 @@ pub async fn run(
             source,
         })?;
     }
-    let plugins =
-        mimir_pipeline::Registry::confined(&valid.confinement).map_err(ConfigError::from)?;
+    // Workers' executors have storage, so pipelines may use `storage.*`.
+    let plugins = mimir_pipeline::Registry::confined(&valid.confinement)
+        .map_err(ConfigError::from)?
+        .with_storage();
     let store: Arc<dyn Store> = if recording {
         Arc::new(MeteredStore::new(Arc::new(store), &metrics))
     } else {
@@ -294,6 +296,12 @@ fn worker_env(
         .collect();
     let mut env = vec![
         ("MIMIR_PIPELINE_FILE_ROOTS".to_string(), roots.join(",")),
+        // Local workers keep `filesystem` storage configs' folders where the
+        // orchestrator's API does, so both see the same records.
+        (
+            "MIMIR_STORAGE_ROOT".to_string(),
+            config.data_dir.join("storage").display().to_string(),
+        ),
         (
             "MIMIR_PIPELINE_HTTP_ALLOW".to_string(),
             confinement.http.allow.join(","),

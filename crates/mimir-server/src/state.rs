@@ -69,7 +69,8 @@ impl AppState {
             // Validation only: checks do not touch files or the network.
             plugins: Arc::new(
                 mimir_pipeline::Registry::confined(&mimir_pipeline::Confinement::default())
-                    .unwrap_or_default(),
+                    .unwrap_or_default()
+                    .with_storage(),
             ),
             progress: Arc::default(),
             requirements: Arc::default(),

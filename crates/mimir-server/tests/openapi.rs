@@ -165,7 +165,8 @@ fn pipeline_steps_are_described_per_action() {
     );
     assert!(sleep["properties"]["parameters"]["properties"]["ms"].is_object());
     let registry = mimir_pipeline::Registry::confined(&mimir_pipeline::Confinement::default())
-        .expect("registry");
+        .expect("registry")
+        .with_storage();
     assert_eq!(alternatives.len(), registry.names().len());
     for (schema, field) in [
         ("PipelineBody", "project_id"),

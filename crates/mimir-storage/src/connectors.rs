@@ -40,8 +40,25 @@ impl Connectors {
 
     /// The storage for `config`: the open one if the config is unchanged,
     /// else a new connector (the old one closes when its last operation
-    /// ends). An inactive config is refused.
+    /// ends). An inactive config is refused. References in the config are
+    /// resolved here, by this process's [`Secrets`].
     pub async fn get(&self, config: &StorageConfig) -> Result<Arc<Storage>, StorageError> {
+        self.open_config(config, true).await
+    }
+
+    /// The storage for a config whose references another process already
+    /// resolved (a worker resolves them and hands the result to its
+    /// executors): its values are used as they are, never resolved again,
+    /// so a secret that happens to contain `${` stays that secret.
+    pub async fn get_resolved(&self, config: &StorageConfig) -> Result<Arc<Storage>, StorageError> {
+        self.open_config(config, false).await
+    }
+
+    async fn open_config(
+        &self,
+        config: &StorageConfig,
+        resolve: bool,
+    ) -> Result<Arc<Storage>, StorageError> {
         if !config.active {
             return Err(StorageError::invalid(format!(
                 "storage {} ({}) is inactive: activate it with PUT /api/storage/configs/{}",
@@ -55,7 +72,11 @@ impl Connectors {
         }
         let named =
             |e: StorageError| e.context(format!("storage {} ({})", config.id, config.plugin_type));
-        let settings = self.secrets.resolve(&config.config).map_err(named)?;
+        let settings = if resolve {
+            self.secrets.resolve(&config.config).map_err(named)?
+        } else {
+            config.config.clone()
+        };
         let options = CommonOptions::read(&settings.options).map_err(named)?;
         let connector = backends::open(
             config.plugin_type,

@@ -31,7 +31,10 @@ pub use connectors::Connectors;
 pub use error::{ErrorKind, StorageError};
 pub use matching::Record;
 pub use name::{NAME_MAX_LEN, Name};
-pub use observe::{MetricsObserver, Observer, Operation, OperationEvent, Unobserved, record_pools};
+pub use observe::{
+    MetricsObserver, Observer, Operation, OperationEvent, Unobserved, record_operation,
+    record_pools,
+};
 pub use options::CommonOptions;
 pub use query::{
     DEFAULT_ENTITY, DEFAULT_LIMIT, Direction, Filter, FilterRequest, MAX_LIMIT, Operator, Order,

@@ -3,60 +3,7 @@
 
 use crate::ErrorKind;
 use mimir_core::PluginType;
-use serde::{Deserialize, Serialize};
-
-/// A connector operation, as the metrics' `operation` label names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    /// Records written.
-    Store,
-    /// Records read.
-    Retrieve,
-    /// Records changed.
-    Update,
-    /// Records removed.
-    Delete,
-    /// An entity definition created.
-    CreateSchema,
-}
-
-impl Operation {
-    /// Every operation.
-    pub const ALL: [Operation; 5] = [
-        Operation::Store,
-        Operation::Retrieve,
-        Operation::Update,
-        Operation::Delete,
-        Operation::CreateSchema,
-    ];
-
-    /// Its label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::Store => "store",
-            Operation::Retrieve => "retrieve",
-            Operation::Update => "update",
-            Operation::Delete => "delete",
-            Operation::CreateSchema => "create_schema",
-        }
-    }
-}
-
-/// One finished operation (after its retries).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct OperationEvent {
-    /// Which operation.
-    pub operation: Operation,
-    /// On which backend.
-    pub backend: PluginType,
-    /// How long it took, retries included.
-    pub seconds: f64,
-    /// Records stored, retrieved, updated or deleted.
-    pub records: u64,
-    /// Whether it failed.
-    pub failed: bool,
-}
+pub use mimir_core::storage_operation::{Operation, OperationEvent};
 
 /// Receives operation events.
 pub trait Observer: Send + Sync {
@@ -93,13 +40,7 @@ impl MetricsObserver {
 
 impl Observer for MetricsObserver {
     fn observe(&self, event: &OperationEvent) {
-        self.metrics.record_storage(
-            event.operation.as_str(),
-            event.backend.as_str(),
-            event.seconds,
-            event.records,
-            event.failed,
-        );
+        record_operation(&self.metrics, event);
     }
 
     fn retried(&self, operation: Operation, backend: PluginType, _kind: ErrorKind) {
@@ -108,6 +49,34 @@ impl Observer for MetricsObserver {
             backend: backend.as_str(),
         };
         self.metrics.storage_retries.get_or_create(&labels).inc();
+    }
+}
+
+/// Records `event` into `metrics`. An event standing for several
+/// operations adds all of them to the counters and its mean to the latency
+/// histogram once: exact counts, and no cost that grows with `count` (the
+/// orchestrator records what workers send).
+pub fn record_operation(metrics: &mimir_telemetry::Metrics, event: &OperationEvent) {
+    let count = event.count.max(1);
+    let seconds = if event.seconds.is_finite() && event.seconds > 0.0 {
+        event.seconds / count as f64
+    } else {
+        0.0
+    };
+    let (operation, backend) = (event.operation.as_str(), event.backend.as_str());
+    metrics.record_storage(operation, backend, seconds, event.records, event.failed);
+    if count > 1 {
+        let labels = mimir_telemetry::metrics::StorageLabels { operation, backend };
+        metrics
+            .storage_operations
+            .get_or_create(&labels)
+            .inc_by(count - 1);
+        if event.failed {
+            metrics
+                .storage_errors
+                .get_or_create(&labels)
+                .inc_by(count - 1);
+        }
     }
 }
 

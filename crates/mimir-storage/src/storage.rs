@@ -243,6 +243,7 @@ impl Storage {
             seconds: started.elapsed().as_secs_f64(),
             records: moved,
             failed: result.is_err(),
+            count: 1,
         });
         result
     }

@@ -49,6 +49,7 @@ fn report(status: AttemptOutcome, attempt: Option<u32>, error: &str) -> WorkTask
         started_at: None,
         result: Some(serde_json::json!({"answer": 42})),
         error_class: None,
+        storage_operations: Vec::new(),
     }
 }
 

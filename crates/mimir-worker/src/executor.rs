@@ -16,6 +16,8 @@ pub struct Finished {
     /// Whether retrying a failure can help; `None` for a success or an
     /// unclassified failure (retried).
     pub error_class: Option<ErrorClass>,
+    /// The storage operations the attempt ran, for metrics.
+    pub storage_operations: Vec<mimir_core::StorageOperationEvent>,
 }
 
 impl Finished {
@@ -26,6 +28,7 @@ impl Finished {
             error: String::new(),
             result: Some(result),
             error_class: None,
+            storage_operations: Vec::new(),
         }
     }
 
@@ -36,12 +39,22 @@ impl Finished {
             error: error.into(),
             result,
             error_class: None,
+            storage_operations: Vec::new(),
         }
     }
 
     /// The same failure, classified.
     pub fn classed(mut self, class: ErrorClass) -> Finished {
         self.error_class = Some(class);
+        self
+    }
+
+    /// The same outcome, with the storage operations it ran.
+    pub fn with_storage_operations(
+        mut self,
+        operations: Vec<mimir_core::StorageOperationEvent>,
+    ) -> Finished {
+        self.storage_operations = operations;
         self
     }
 

@@ -1,7 +1,8 @@
 //! A worker's own metrics (`mimir-aip worker --metrics-listen ADDR`): its
-//! attempts' run time and its pipelines' step times, served on `/metrics`.
-//! The orchestrator records the same step times from the results workers
-//! report, so scraping workers is optional.
+//! attempts' run time, its pipelines' step times and the storage operations
+//! its steps ran (`mimir_storage_*`), served on `/metrics`. The orchestrator
+//! records the same step times and storage operations from the results
+//! workers report, so scraping workers is optional.
 
 use chrono::{DateTime, Utc};
 use mimir_core::{AttemptOutcome, WorkTask};

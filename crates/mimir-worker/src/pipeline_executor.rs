@@ -7,17 +7,25 @@
 //!
 //! The steps run in a sandboxed executor process ([`crate::sandbox`]), under
 //! the task's memory limit and deadlines.
+//!
+//! A pipeline with `storage.*` steps gets its project's storage configs:
+//! fetched from the orchestrator's worker protocol
+//! (`GET /api/workers/{id}/storage-configs?project_id=P`, kept as long as
+//! definitions), their `${env:…}` / `${file:…}` references resolved here,
+//! once, where the worker's environment and secrets directory are
+//! (`MIMIR_SECRETS_DIR`), and handed to the executor in the job.
 
 use crate::sandbox::{Sandboxes, protocol::Job};
 use crate::{Executor, Finished};
 use async_trait::async_trait;
 use mimir_client::Client;
-use mimir_core::{AttemptOutcome, ErrorClass, Pipeline, WorkTask, WorkTaskType};
+use mimir_core::{AttemptOutcome, ErrorClass, Pipeline, StorageConfig, WorkTask, WorkTaskType};
 use mimir_pipeline::Step;
+use mimir_storage::Secrets;
 use parking_lot::Mutex;
 use reqwest::Method;
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -38,11 +46,27 @@ struct Definition {
 /// A definition and when it was fetched.
 type Fetched = (Instant, Arc<Definition>);
 
+/// A project's storage configs, resolved, and those that would not resolve.
+#[derive(Debug, Default)]
+struct ProjectStorage {
+    configs: Vec<StorageConfig>,
+    unavailable: BTreeMap<String, String>,
+}
+
+/// The worker protocol's answer with a project's configs (credentials
+/// included: only workers may ask).
+#[derive(serde::Deserialize)]
+struct ConfigsAnswer {
+    configs: Vec<StorageConfig>,
+}
+
 /// Runs tasks' pipelines.
 pub struct PipelineExecutor {
     client: Client,
     sandboxes: Arc<Sandboxes>,
     definitions: Mutex<HashMap<String, Fetched>>,
+    secrets: Secrets,
+    storage: Mutex<HashMap<String, (Instant, Arc<ProjectStorage>)>>,
 }
 
 impl PipelineExecutor {
@@ -53,7 +77,59 @@ impl PipelineExecutor {
             client,
             sandboxes,
             definitions: Mutex::new(HashMap::new()),
+            secrets: Secrets::from_env(),
+            storage: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same executor, resolving `${file:…}` references from `secrets`.
+    pub fn with_secrets(mut self, secrets: Secrets) -> PipelineExecutor {
+        self.secrets = secrets;
+        self
+    }
+
+    /// Fetches (or reuses) the storage configs of `task`'s project and
+    /// resolves their references.
+    async fn storage(&self, task: &WorkTask) -> Result<Arc<ProjectStorage>, (String, ErrorClass)> {
+        let project = task.project_id.as_str();
+        if let Some((fetched, storage)) = self.storage.lock().get(project)
+            && fetched.elapsed() < DEFINITION_TTL
+        {
+            return Ok(storage.clone());
+        }
+        let path = storage_configs_path(&task.worker_id, project);
+        let answer: ConfigsAnswer =
+            self.client
+                .call(Method::GET, &path, None)
+                .await
+                .map_err(|e| {
+                    (
+                        format!("cannot load the storage configs of project {project}: {e}"),
+                        ErrorClass::Transient,
+                    )
+                })?;
+        let mut storage = ProjectStorage::default();
+        for mut config in answer.configs {
+            if config.project_id != project {
+                tracing::warn!(storage_id = %config.id, "the orchestrator sent a storage config of another project; ignored");
+                continue;
+            }
+            match self.secrets.resolve(&config.config) {
+                Ok(settings) => {
+                    config.config = settings;
+                    storage.configs.push(config);
+                }
+                // The reason names the reference, never a value.
+                Err(error) => {
+                    storage.unavailable.insert(config.id, error.message);
+                }
+            }
+        }
+        let storage = Arc::new(storage);
+        self.storage
+            .lock()
+            .insert(project.to_string(), (Instant::now(), storage.clone()));
+        Ok(storage)
     }
 
     /// Fetches (or reuses) a definition; a failure says whether retrying can help.
@@ -119,6 +195,14 @@ impl Executor for PipelineExecutor {
         // The attempt span's context when traced, else the submission's.
         let traceparent = mimir_telemetry::propagation::traceparent_of(&tracing::Span::current())
             .unwrap_or_else(|| task.traceparent.clone());
+        let storage = if definition.steps.iter().any(|s| s.plugin == "storage") {
+            match self.storage(task).await {
+                Ok(storage) => Some(storage),
+                Err((why, class)) => return Finished::failed(why, None).classed(class),
+            }
+        } else {
+            None
+        };
         let job = Job {
             worktask_id: task.worktask_id.to_string(),
             pipeline_id: pipeline_id.to_string(),
@@ -131,6 +215,15 @@ impl Executor for PipelineExecutor {
                 .task_spec
                 .timeout_ms
                 .map(|ms| ms.saturating_sub(started.elapsed().as_millis() as u64)),
+            project_id: task.project_id.clone(),
+            storage_configs: storage
+                .as_ref()
+                .map(|s| s.configs.clone())
+                .unwrap_or_default(),
+            storage_unavailable: storage
+                .as_ref()
+                .map(|s| s.unavailable.clone())
+                .unwrap_or_default(),
         };
         let memory = mimir_core::memory_bytes(&task.resource_requirements.memory)
             .or_else(|| mimir_core::memory_bytes(&task.task_type.default_resources().memory));
@@ -178,7 +271,7 @@ impl Executor for PipelineExecutor {
             .await;
         reporter.abort();
         let result = serde_json::json!({"steps": ended.steps, "context": ended.context});
-        match ended.error {
+        let finished = match ended.error {
             None => Finished::completed(result),
             Some(error) => Finished {
                 outcome: if ended.timed_out {
@@ -189,7 +282,35 @@ impl Executor for PipelineExecutor {
                 error,
                 result: Some(result),
                 error_class: ended.error_class,
+                storage_operations: Vec::new(),
             },
-        }
+        };
+        finished.with_storage_operations(ended.storage_operations)
+    }
+}
+
+/// `/api/workers/{worker_id}/storage-configs?project_id=P`, encoded.
+fn storage_configs_path(worker_id: &str, project: &str) -> String {
+    let mut url = reqwest::Url::parse("http://worker/api/workers/").expect("a valid base URL");
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments
+            .pop_if_empty()
+            .push(worker_id)
+            .push("storage-configs");
+    }
+    url.query_pairs_mut().append_pair("project_id", project);
+    format!("{}?{}", url.path(), url.query().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configs_path_encodes_ids() {
+        assert_eq!(
+            storage_configs_path("local-1", "p 1&x"),
+            "/api/workers/local-1/storage-configs?project_id=p+1%26x"
+        );
     }
 }

@@ -630,6 +630,7 @@ async fn execute(
         mut error,
         result,
         mut error_class,
+        storage_operations,
     } = executor
         .execute(&task, cancel.clone())
         .instrument(span.clone())
@@ -645,6 +646,9 @@ async fn execute(
     }
     if let Some(metrics) = &shared.metrics {
         crate::metrics::record_attempt(metrics, &task, outcome, started_at, result.as_ref());
+        for operation in &storage_operations {
+            mimir_storage::record_operation(metrics, operation);
+        }
     }
     shared.observe((Utc::now() - started_at).to_std().unwrap_or_default());
     if cancel.is_cancelled() && !abandoned {
@@ -665,6 +669,8 @@ async fn execute(
         started_at: Some(started_at),
         result,
         error_class,
+        // The orchestrator counts them too, so one scrape target has them all.
+        storage_operations,
     };
     // The reporter outlives every runner, so the send cannot fail while it matters.
     let _ = results.send(report);

@@ -28,6 +28,10 @@ pub struct ExecutorArgs {
     /// worker's flags say.
     #[arg(long)]
     confinement: String,
+    /// Where `filesystem` storage configs keep their folders (the worker's
+    /// `--storage-root`).
+    #[arg(long)]
+    storage_root: std::path::PathBuf,
 }
 
 /// Runs jobs until the worker closes stdin.
@@ -65,8 +69,10 @@ pub fn main(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
     let confinement: mimir_pipeline::Confinement = serde_json::from_str(&args.confinement)
         .context("--confinement is not a confinement policy")?;
     let registry = mimir_pipeline::Registry::confined(&confinement)
-        .context("--confinement names roots or hosts that cannot be used")?;
+        .context("--confinement names roots or hosts that cannot be used")?
+        .with_storage();
     let engine = mimir_pipeline::Engine::new(Arc::new(registry)).with_context_cap(args.context_cap);
-    mimir_worker::sandbox::child::serve(&runtime, &engine)?;
+    let storage = mimir_worker::sandbox::child::StorageAccess::new(args.storage_root);
+    mimir_worker::sandbox::child::serve(&runtime, &engine, &storage)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -62,6 +62,12 @@ pub struct WorkerArgs {
         value_delimiter = ','
     )]
     file_roots: Vec<PathBuf>,
+    /// Where `filesystem` storage configs keep their folders (each config's
+    /// `options.base_path` lies under it). Local workers get the
+    /// orchestrator's `<data-dir>/storage`, so both see the same records
+    /// [default: mimir-data/storage, the default data dir's, like --file-root].
+    #[arg(long, env = "MIMIR_STORAGE_ROOT")]
+    storage_root: Option<PathBuf>,
     /// Hosts `http.request` may only call, comma separated: names, `*.name`,
     /// IPs, CIDR blocks [default: any host not denied].
     #[arg(long, env = "MIMIR_PIPELINE_HTTP_ALLOW", value_delimiter = ',')]
@@ -135,6 +141,14 @@ struct LokiArgs {
 }
 
 impl WorkerArgs {
+    /// `--storage-root`, else `storage` under the default data dir.
+    fn storage_root(&self) -> PathBuf {
+        match &self.storage_root {
+            Some(root) if !root.as_os_str().is_empty() => root.clone(),
+            _ => Path::new(DEFAULT_DATA_DIR).join("storage"),
+        }
+    }
+
     /// What pipeline steps may reach, from `--file-root`, `--http-allow` and
     /// `--http-deny`; empty entries are dropped.
     fn confinement(&self) -> mimir_pipeline::Confinement {
@@ -237,6 +251,10 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         http_deny = ?confinement.http.deny,
         "pipeline steps confined"
     );
+    let storage_root = args.storage_root();
+    // Absolute, so executors started elsewhere mean the same folder.
+    let storage_root = std::path::absolute(&storage_root).unwrap_or(storage_root);
+    tracing::info!(target: WORKER_LOG_TARGET, storage_root = %storage_root.display(), "filesystem storage configs under this root");
     let metrics = match args.metrics_listen {
         Some(addr) => {
             let tls = match (&args.tls_cert, &args.tls_key) {
@@ -316,6 +334,8 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 "--confinement={}",
                 serde_json::to_string(&confinement).context("cannot encode the confinement")?
             ),
+            // Executors inherit almost no environment: the root comes as a flag.
+            format!("--storage-root={}", storage_root.display()),
         ],
         env: SandboxConfig::inherited_env(),
         max_idle: config.concurrency,

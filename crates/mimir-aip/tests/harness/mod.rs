@@ -33,6 +33,8 @@ pub struct Orchestrator {
     log: PathBuf,
     /// Arguments beyond the listen address and data directory.
     extra: Vec<String>,
+    /// Environment variables set for it (and so for its local workers).
+    env: Vec<(String, String)>,
 }
 
 impl Orchestrator {
@@ -60,6 +62,29 @@ impl Orchestrator {
             log,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+        };
+        orchestrator.spawn();
+        orchestrator
+    }
+
+    /// Starts `serve` with `env` set in its environment, which its local
+    /// workers inherit.
+    pub fn start_with_env(env: &[(&str, &str)], extra: &[&str]) -> Orchestrator {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut orchestrator = Orchestrator {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            child: None,
+            args: Vec::new(),
+            log: dir.path().join("orchestrator.log"),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         orchestrator.spawn();
         orchestrator
@@ -81,6 +106,7 @@ impl Orchestrator {
             log: dir.path().join("orchestrator.log"),
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
         };
         orchestrator.spawn();
         orchestrator
@@ -111,6 +137,7 @@ impl Orchestrator {
             .expect("log file");
         let child = Command::new(bin())
             .args(&args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(log)

@@ -106,7 +106,8 @@ pub fn document() -> Document {
 pub fn document_json() -> serde_json::Value {
     let mut json = serde_json::to_value(document()).unwrap_or_default();
     let registry = mimir_pipeline::Registry::confined(&mimir_pipeline::Confinement::default())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .with_storage();
     let schemas = &mut json["components"]["schemas"];
     schemas[STEP_SCHEMA] = step_schema(&registry);
     let step = serde_json::json!({ "$ref": format!("#/components/schemas/{STEP_SCHEMA}") });

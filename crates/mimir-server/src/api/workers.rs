@@ -364,7 +364,8 @@ pub async fn results(
     let mut answers: Vec<Option<serde_json::Value>> = Vec::with_capacity(body.results.len());
     let mut ids = Vec::with_capacity(body.results.len());
     let mut reports = Vec::with_capacity(body.results.len());
-    for (index, report) in body.results.into_iter().enumerate() {
+    let mut operations = Vec::with_capacity(body.results.len());
+    for (index, mut report) in body.results.into_iter().enumerate() {
         let Some(id) = report.worktask_id else {
             return Err(ApiError::bad_field(
                 "missing_field",
@@ -389,6 +390,7 @@ pub async fn results(
             None => {
                 answers.push(None);
                 ids.push(id);
+                operations.push(std::mem::take(&mut report.storage_operations));
                 reports.push(report);
             }
         }
@@ -398,12 +400,12 @@ pub async fn results(
         .finish_many(&worker_id, reports, Utc::now())
         .await?;
     let mut accepted = 0;
-    let mut stored = ids.into_iter().zip(statuses);
+    let mut stored = ids.into_iter().zip(statuses).zip(operations);
     for answer in &mut answers {
         if answer.is_some() {
             continue;
         }
-        let Some((id, status)) = stored.next() else {
+        let Some(((id, status), operations)) = stored.next() else {
             return Err(ApiError::internal(
                 "the store answered fewer results than sent",
             ));
@@ -414,6 +416,7 @@ pub async fn results(
                 state.progress.forget(id);
                 let completed = status == mimir_core::WorkTaskStatus::Completed;
                 state.workers.count(&worker_id, completed);
+                record_storage(&state, &operations);
                 json!({ "worktask_id": id, "accepted": true, "status": status })
             }
             Err(error) => {
@@ -434,6 +437,17 @@ pub async fn results(
             .into_response());
     }
     Ok(Json(json!({ "results": answers })).into_response())
+}
+
+/// Counts the storage operations an accepted attempt ran into the
+/// orchestrator's metrics, so workers need not be scraped for them.
+pub fn record_storage(state: &AppState, operations: &[mimir_core::StorageOperationEvent]) {
+    if !state.record_metrics {
+        return;
+    }
+    for operation in operations {
+        mimir_storage::record_operation(&state.metrics, operation);
+    }
 }
 
 /// Counts a finished attempt for its worker (the task event logs it).

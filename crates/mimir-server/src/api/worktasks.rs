@@ -652,7 +652,7 @@ pub async fn progress(
 pub async fn report(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiJson(report): ApiJson<mimir_core::WorkTaskResult>,
+    ApiJson(mut report): ApiJson<mimir_core::WorkTaskResult>,
 ) -> Result<Json<WorkTask>, ApiError> {
     let id = parse_id(&id)?;
     if report.worktask_id.is_some_and(|body_id| body_id != id) {
@@ -667,12 +667,14 @@ pub async fn report(
             "a result names the worker_id holding the task's lease and its attempt",
         ));
     };
+    let operations = std::mem::take(&mut report.storage_operations);
     let task = state
         .store
         .finish(id, Some(worker_id), report, Utc::now())
         .await?;
     state.progress.forget(id);
     super::workers::record_finish(&state, &task.worker_id, &task);
+    super::workers::record_storage(&state, &operations);
     Ok(Json(task))
 }
 

@@ -3,17 +3,50 @@
 //! in that process, so a step that loops, allocates without bound or crashes
 //! takes down only the executor, which its worker replaces.
 
+use super::operations::Operations;
 use super::protocol::{Event, Job, Outcome};
-use mimir_pipeline::{Engine, RunContext, Step, StepRecord, Watcher};
+use mimir_pipeline::{Engine, RunContext, Step, StepRecord, Storages, Watcher};
+use mimir_storage::{Connectors, Secrets};
 use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// How an executor's steps reach storages, for the executor's whole life:
+/// one set of connectors (pools reused from job to job) and the collector
+/// of each job's operations.
+pub struct StorageAccess {
+    connectors: Arc<Connectors>,
+    operations: Arc<Operations>,
+}
+
+impl StorageAccess {
+    /// Connectors keeping `filesystem` configs' folders under `root`.
+    /// Configs arrive resolved, so this process resolves no reference.
+    pub fn new(root: impl Into<PathBuf>) -> StorageAccess {
+        let operations = Arc::new(Operations::default());
+        let connectors = Arc::new(Connectors::new(
+            Secrets::default(),
+            root,
+            operations.clone(),
+        ));
+        StorageAccess {
+            connectors,
+            operations,
+        }
+    }
+}
 
 /// Runs jobs until stdin closes, each driven to its end by `runtime` on the
 /// calling thread. Each job's events are written to stdout, batched: a step's
 /// record is flushed as soon as it exists unless the job's last event follows
 /// at once, so a supervisor that sees the process die knows which step was
 /// running, and a one-step job costs one write.
-pub fn serve(runtime: &tokio::runtime::Runtime, engine: &Engine) -> std::io::Result<()> {
+pub fn serve(
+    runtime: &tokio::runtime::Runtime,
+    engine: &Engine,
+    storage: &StorageAccess,
+) -> std::io::Result<()> {
     die_with_worker()?;
     let stdin = std::io::stdin();
     let mut stdin = stdin.lock();
@@ -25,7 +58,7 @@ pub fn serve(runtime: &tokio::runtime::Runtime, engine: &Engine) -> std::io::Res
         }
         let mut reporter = Reporter::default();
         match serde_json::from_str::<Job>(&line) {
-            Ok(job) => runtime.block_on(run(engine, job, &mut reporter)),
+            Ok(job) => runtime.block_on(run(engine, storage, job, &mut reporter)),
             Err(error) => reporter.finish(Outcome {
                 error: Some(format!("the executor got a malformed job: {error}")),
                 ..Outcome::default()
@@ -56,8 +89,18 @@ fn die_with_worker() -> std::io::Result<()> {
 /// The variable a worker sets to its own pid for the executors it starts.
 pub const PARENT_ENV: &str = "MIMIR_EXECUTOR_PARENT";
 
-async fn run(engine: &Engine, job: Job<'_>, reporter: &mut Reporter) {
+async fn run(engine: &Engine, storage: &StorageAccess, job: Job<'_>, reporter: &mut Reporter) {
     let mut run = RunContext::new(job.worktask_id, job.pipeline_id).with_attempt(job.attempt);
+    // Steps reach only the configs of the job's project, and the previous
+    // job's configs are gone with its context.
+    let storages = Storages::new(
+        job.project_id,
+        storage.connectors.clone(),
+        job.storage_configs,
+    )
+    .with_unavailable(job.storage_unavailable);
+    run = run.with_storages(Arc::new(storages));
+    storage.operations.take();
     if let Some(traceparent) = job.traceparent {
         run = run.with_traceparent(traceparent);
     }
@@ -76,6 +119,7 @@ async fn run(engine: &Engine, job: Job<'_>, reporter: &mut Reporter) {
         error: execution.error,
         error_class: execution.error_class,
         timed_out: execution.timed_out,
+        storage_operations: storage.operations.take(),
     });
 }
 

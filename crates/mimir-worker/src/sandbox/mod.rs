@@ -11,8 +11,16 @@
 //! whose step outlives its deadline, is stopped by killing its executor, so
 //! it stops within a second whatever the step is doing. Executors inherit
 //! only [`INHERITED_ENV`] and `OTEL_*`: the worker's token never reaches a step.
+//!
+//! Storage configs reach executors in the [`protocol::Job`], already
+//! resolved by the worker (which has the environment and the secrets
+//! directory): never in the task, the context or a step's parameters, and
+//! never logged. Each executor keeps one set of connectors for its life, so
+//! pools outlast jobs, and reports the storage operations a job ran in its
+//! [`protocol::Outcome`].
 
 pub mod child;
+pub mod operations;
 pub mod protocol;
 mod supervisor;
 

@@ -2,10 +2,12 @@
 //! object a line, a [`Job`] down the executor's stdin, [`Event`]s up its
 //! stdout.
 
+use mimir_core::{StorageConfig, StorageOperationEvent};
 use mimir_pipeline::{ErrorClass, Step, StepRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// One attempt to run. The worker sends its definition's steps and the
 /// task's parameters without copying them.
@@ -30,6 +32,17 @@ pub struct Job<'a> {
     /// Time left for the whole attempt (the task's `timeout_ms`), in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remaining_ms: Option<u64>,
+    /// The task's project: its storage configs are the ones steps may use.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub project_id: String,
+    /// The project's storage configs, their references already resolved
+    /// (the executor opens them as they are). Only sent when a step uses
+    /// storage; `Debug` shows no credential (see `ConnectionSettings`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storage_configs: Vec<StorageConfig>,
+    /// The project's configs the worker could not resolve, and why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_unavailable: BTreeMap<String, String>,
 }
 
 /// What an executor reports about the job it runs.
@@ -64,4 +77,7 @@ pub struct Outcome {
     /// A step ran past its deadline.
     #[serde(default)]
     pub timed_out: bool,
+    /// The storage operations the job ran, for metrics.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storage_operations: Vec<StorageOperationEvent>,
 }

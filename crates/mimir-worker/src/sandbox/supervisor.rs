@@ -85,6 +85,8 @@ pub struct Ended {
     pub timed_out: bool,
     /// The attempt was cancelled.
     pub cancelled: bool,
+    /// The storage operations it ran (none known when the executor was stopped).
+    pub storage_operations: Vec<mimir_core::StorageOperationEvent>,
 }
 
 /// The pool of executors.
@@ -463,6 +465,7 @@ fn finished(job: &Job<'_>, mut steps: Vec<StepRecord>, outcome: Outcome) -> Ende
         error_class: outcome.error_class,
         timed_out: outcome.timed_out,
         cancelled: false,
+        storage_operations: outcome.storage_operations,
     }
 }
 
@@ -490,6 +493,7 @@ fn failed(job: &Job<'_>, done: &[StepRecord], why: String, class: ErrorClass) ->
         error_class: Some(class),
         timed_out: false,
         cancelled: false,
+        storage_operations: Vec::new(),
     }
 }
 
@@ -526,6 +530,9 @@ mod tests {
             parameters: std::borrow::Cow::Owned(serde_json::Map::new()),
             step_timeout_ms: None,
             remaining_ms: None,
+            project_id: String::new(),
+            storage_configs: Vec::new(),
+            storage_unavailable: Default::default(),
         }
     }
 
