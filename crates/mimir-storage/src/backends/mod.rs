@@ -1,6 +1,9 @@
 //! The backends, one module each.
 
 pub mod filesystem;
+pub mod mysql;
+pub mod postgres;
+pub mod sql;
 
 use crate::{CommonOptions, Connector, StorageError};
 use mimir_core::{ConnectionSettings, PluginType};
@@ -22,12 +25,11 @@ pub async fn open(
             settings,
             filesystem_root,
         )?)),
-        other => {
-            let _ = options;
-            Err(StorageError::config(format!(
-                "the {other} backend is not available in this build"
-            )))
-        }
+        PluginType::Postgresql => Ok(Arc::new(postgres::Postgres::open(settings, options)?)),
+        PluginType::Mysql => Ok(Arc::new(mysql::Mysql::open(settings, options)?)),
+        other => Err(StorageError::config(format!(
+            "the {other} backend is not available in this build"
+        ))),
     }
 }
 
@@ -38,6 +40,8 @@ pub fn check(plugin: PluginType, settings: &ConnectionSettings) -> Result<(), St
     CommonOptions::read(&settings.options)?;
     match plugin {
         PluginType::Filesystem => filesystem::check(settings),
+        PluginType::Postgresql => postgres::check(settings),
+        PluginType::Mysql => mysql::check(settings),
         _ => Ok(()),
     }
 }
