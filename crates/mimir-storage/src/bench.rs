@@ -124,7 +124,7 @@ fn row(i: usize) -> Record {
         "email": format!("user{i}@example.com"),
         "age": 18 + i % 60,
         "score": (i % 1000) as f64 / 10.0 + 0.25,
-        "active": i % 3 != 0,
+        "active": !i.is_multiple_of(3),
         "city": CITIES[i % CITIES.len()],
         "created_at": created,
         "category": format!("cat{}", i % 17),
