@@ -11,6 +11,7 @@
 //!   backend's tests run it unchanged against a real server.
 
 pub mod backends;
+pub mod bench;
 pub mod cir;
 pub mod conformance;
 pub mod connector;

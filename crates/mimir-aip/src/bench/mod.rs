@@ -11,6 +11,7 @@ mod report;
 mod run;
 mod soak;
 mod spawn;
+mod storage;
 mod submit;
 
 use clap::{Args, Subcommand};
@@ -54,6 +55,9 @@ enum Scenario {
     /// A mixed load for minutes, a worker killed each minute: memory, fds,
     /// latencies and task accounting per minute.
     Soak(soak::SoakArgs),
+    /// A storage connector beside the database's own bulk loader and raw
+    /// driver: batch store, indexed retrieve latency, overhead.
+    Storage(storage::StorageArgs),
 }
 
 /// Creates the one-step pipeline (a debug log line) the load generator's
@@ -97,6 +101,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Scenario::Fair(args) => fair::run(args).await?,
         Scenario::Metrics(args) => metrics::run(args).await?,
         Scenario::Dashboard(args) => dashboard::run(args).await?,
+        Scenario::Storage(args) => storage::run(args).await?,
         Scenario::Soak(args) => return soak::run(args).await,
     }
     Ok(ExitCode::SUCCESS)

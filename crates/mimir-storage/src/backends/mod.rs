@@ -1,8 +1,11 @@
 //! The backends, one module each.
 
 pub mod filesystem;
+pub mod mysql;
+pub mod postgres;
 pub mod redis;
 pub mod s3;
+pub mod sql;
 
 use crate::{CommonOptions, Connector, StorageError};
 use mimir_core::{ConnectionSettings, PluginType};
@@ -24,11 +27,10 @@ pub async fn open(
             settings,
             filesystem_root,
         )?)),
+        PluginType::Postgresql => Ok(Arc::new(postgres::Postgres::open(settings, options)?)),
+        PluginType::Mysql => Ok(Arc::new(mysql::Mysql::open(settings, options)?)),
         PluginType::Redis => Ok(Arc::new(redis::Redis::open(settings, options)?)),
         PluginType::S3 => Ok(Arc::new(s3::S3::open(settings, options)?)),
-        other => Err(StorageError::config(format!(
-            "the {other} backend is not available in this build"
-        ))),
     }
 }
 
@@ -39,8 +41,9 @@ pub fn check(plugin: PluginType, settings: &ConnectionSettings) -> Result<(), St
     CommonOptions::read(&settings.options)?;
     match plugin {
         PluginType::Filesystem => filesystem::check(settings),
+        PluginType::Postgresql => postgres::check(settings),
+        PluginType::Mysql => mysql::check(settings),
         PluginType::Redis => redis::check(settings),
         PluginType::S3 => s3::check(settings),
-        _ => Ok(()),
     }
 }

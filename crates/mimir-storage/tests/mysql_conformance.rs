@@ -1,0 +1,154 @@
+//! The conformance suite against the `mysql` backend: the real MariaDB on
+//! 127.0.0.1:3306, a fresh database per check dropped afterwards, reached
+//! through a [`Proxy`] that the outage check cuts.
+
+use mimir_core::{ConnectionSettings, PluginType};
+use mimir_storage::backends::{self, mysql::Mysql};
+use mimir_storage::conformance::{self, Fixture};
+use mimir_storage::testing::Proxy;
+use mimir_storage::{CommonOptions, Connector, ErrorKind, Name, Query, QueryRequest};
+use serde_json::{Value, json};
+use sqlx_core::executor::Executor;
+use std::sync::Arc;
+
+const SERVER: &str = "127.0.0.1:3306";
+
+async fn server() -> sqlx_mysql::MySqlPool {
+    sqlx_mysql::MySqlPool::connect(&format!("mysql://root@{SERVER}/mysql"))
+        .await
+        .unwrap_or_else(|e| panic!("MariaDB on {SERVER}: {e}"))
+}
+
+/// A connector to a fresh database through a proxy.
+async fn open() -> (Arc<Mysql>, Arc<Proxy>, String) {
+    let database = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let direct = server().await;
+    direct
+        .execute(format!("CREATE DATABASE `{database}` CHARACTER SET utf8mb4").as_str())
+        .await
+        .unwrap_or_else(|e| panic!("create database: {e}"));
+    direct.close().await;
+    let target = SERVER.parse().unwrap_or_else(|e| panic!("{e}"));
+    let proxy = Proxy::start(target)
+        .await
+        .unwrap_or_else(|e| panic!("proxy: {e}"));
+    let settings = ConnectionSettings {
+        connection_string: format!("mysql://root@127.0.0.1:{}/{database}", proxy.addr().port()),
+        options: json!({"max_connections": 4, "connect_timeout_ms": 1000})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        ..ConnectionSettings::default()
+    };
+    let options = CommonOptions::read(&settings.options).unwrap_or_else(|e| panic!("{e}"));
+    let connector = Mysql::open(&settings, &options).unwrap_or_else(|e| panic!("{e}"));
+    (Arc::new(connector), Arc::new(proxy), database)
+}
+
+async fn drop_database(database: String) {
+    let direct = server().await;
+    let _ = direct
+        .execute(format!("DROP DATABASE IF EXISTS `{database}`").as_str())
+        .await;
+    direct.close().await;
+}
+
+async fn fixture() -> Fixture {
+    let (connector, proxy, database) = open().await;
+    Fixture {
+        connector,
+        outage: proxy,
+        cleanup: parking_lot::Mutex::new(Some(Box::pin(drop_database(database)))),
+    }
+}
+
+macro_rules! conformance_tests {
+    ($($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                conformance::run(stringify!($check), fixture().await).await;
+            }
+        )*
+
+        #[test]
+        fn every_conformance_check_runs() {
+            let mut ran = vec![$(stringify!($check)),*];
+            let mut checks: Vec<&str> = conformance::CHECKS.iter().map(|(name, _)| *name).collect();
+            ran.sort_unstable();
+            checks.sort_unstable();
+            assert_eq!(ran, checks, "each check in conformance::CHECKS gets a test here");
+        }
+    };
+}
+
+conformance_tests!(
+    round_trips_every_kind,
+    operators_match_the_definition,
+    orders_and_pages,
+    updates_chosen_records,
+    deletes_chosen_records,
+    empty_results_and_separate_entities,
+    schemas_type_and_index,
+    hostile_values_are_data,
+    large_batches,
+    concurrent_stores_all_land,
+    outage_fails_fast_then_recovers,
+    metadata_and_health,
+);
+
+/// Names that would break out of a quoted identifier are refused before
+/// any SQL is written; attribute names inside JSON records are data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_injection_through_names_is_refused() {
+    for (entity, attribute) in [
+        ("users`; DROP DATABASE mysql; --", "a"),
+        ("users", "a` = 1 OR 1=1 --"),
+        ("users", "a') OR ('1'='1"),
+        ("mysql.user", "a"),
+    ] {
+        let request: QueryRequest = serde_json::from_value(json!({
+            "entity_type": entity,
+            "filters": [{"attribute": attribute, "operator": "eq", "value": 1}]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let error = Query::check(&request).err();
+        assert_eq!(
+            error.map(|e| e.kind),
+            Some(ErrorKind::Invalid),
+            "{entity} {attribute}"
+        );
+    }
+    let (connector, _proxy, database) = open().await;
+    let entity = Name::new("victims", "entity").unwrap_or_else(|e| panic!("{e}"));
+    let hostile_key = "x'); DROP TABLE victims; --";
+    let mut record = serde_json::Map::new();
+    record.insert(hostile_key.to_string(), Value::from("y"));
+    record.insert("id".to_string(), Value::from(1));
+    let stored = connector.store(&entity, vec![record.clone()]).await;
+    assert_eq!(stored.ok(), Some(1));
+    let got = connector.retrieve(&Query::all(entity, 10)).await;
+    assert_eq!(got.ok(), Some(vec![record]), "the key was data");
+    drop_database(database).await;
+}
+
+/// Bad URLs are refused without connecting, and no message shows the
+/// password.
+#[test]
+fn settings_are_checked_without_connecting() {
+    for url in [
+        "postgres://u:secret@h/db",
+        "mysql://u:secret@h:notaport/db",
+        "mysql://u:secret@h",
+        "mysql://u:secret@h/",
+    ] {
+        let settings = ConnectionSettings {
+            connection_string: url.into(),
+            ..ConnectionSettings::default()
+        };
+        let error = backends::check(PluginType::Mysql, &settings).err();
+        let error = error.unwrap_or_else(|| panic!("{url} was accepted"));
+        assert_eq!(error.kind, ErrorKind::Config);
+        assert!(!error.message.contains("secret"), "{error}");
+    }
+}
