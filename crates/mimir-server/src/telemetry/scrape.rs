@@ -77,6 +77,7 @@ pub(crate) fn refresh_gauges(state: &AppState) {
     m.queue_length.set(state.store.queue_length() as i64);
     m.workers_active
         .set(state.workers.active(state.lease_ttl) as i64);
+    mimir_storage::record_pools(m, &state.storage);
 }
 
 /// Per-worker counts and heartbeat age, read from the registry at scrape time,
