@@ -209,6 +209,7 @@ pub async fn run(
     let reaper = tokio::spawn(reap(state.clone(), valid.lease_ttl * 2));
     let rates = tokio::spawn(crate::telemetry::rates::sample_queue_rates(metrics.clone()));
     let sampler = tokio::spawn(crate::dashboard::sampler::run(state.clone()));
+    let storage_health = tokio::spawn(crate::telemetry::storage_up::run(state.clone()));
     let streams = state.shutdown.clone();
     let pool_task = pool
         .clone()
@@ -231,6 +232,7 @@ pub async fn run(
     reaper.abort();
     rates.abort();
     sampler.abort();
+    storage_health.abort();
     if let Some(task) = pool_task {
         task.abort();
     }

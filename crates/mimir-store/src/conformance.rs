@@ -923,6 +923,138 @@ async fn catalog_round_trips(store: &dyn Store) {
     assert_eq!((listed[1].tasks, listed[1].pipelines), (1, 0));
 }
 
+/// Storage configs: create, read (credentials as stored), list by project
+/// and all, replace (keeping `created_at`), delete; a taken id and a
+/// missing one are refused. Deleting a project's registration leaves its
+/// configs, as it leaves its pipelines, and the project stays listed.
+async fn storage_configs_round_trip(store: &dyn Store) {
+    let now = Utc::now().trunc_subsecs(6);
+    let settings = |base: &str| mimir_core::ConnectionSettings {
+        connection_string: "postgres://app:hunter2@db/x".into(),
+        credentials: serde_json::json!({"password": "hunter2", "token": "${env:T}"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        options: serde_json::json!({"base_path": base, "timeout_ms": 500})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let mut first = mimir_core::StorageConfig {
+        id: Uuid::now_v7().to_string(),
+        project_id: "p1".into(),
+        plugin_type: mimir_core::PluginType::Filesystem,
+        config: settings("a"),
+        active: true,
+        created_at: now,
+        updated_at: now,
+    };
+    let other = mimir_core::StorageConfig {
+        id: Uuid::now_v7().to_string(),
+        project_id: "p2".into(),
+        plugin_type: mimir_core::PluginType::Redis,
+        created_at: now + Duration::seconds(1),
+        updated_at: now + Duration::seconds(1),
+        ..first.clone()
+    };
+    store
+        .create_project(mimir_core::Project {
+            id: "p1".into(),
+            name: "one".into(),
+            description: String::new(),
+            created_at: now,
+        })
+        .await
+        .expect("create project");
+    assert_eq!(
+        store
+            .put_storage_config(first.clone(), true)
+            .await
+            .expect("create"),
+        first
+    );
+    assert!(matches!(
+        store.put_storage_config(first.clone(), true).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    store
+        .put_storage_config(other.clone(), true)
+        .await
+        .expect("create");
+    assert_eq!(
+        store.get_storage_config(&first.id).await.expect("get"),
+        Some(first.clone()),
+        "credentials are stored as given"
+    );
+    assert_eq!(store.get_storage_config("none").await.expect("get"), None);
+    assert_eq!(
+        store
+            .list_storage_configs(Some("p1".into()))
+            .await
+            .expect("list"),
+        vec![first.clone()]
+    );
+    assert_eq!(
+        store.list_storage_configs(None).await.expect("list"),
+        vec![first.clone(), other.clone()]
+    );
+    assert!(
+        store
+            .list_storage_configs(Some("p3".into()))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let mut replaced = first.clone();
+    replaced.config = settings("b");
+    replaced.active = false;
+    replaced.updated_at = now + Duration::seconds(5);
+    replaced.created_at = now + Duration::seconds(9);
+    let stored = store
+        .put_storage_config(replaced.clone(), false)
+        .await
+        .expect("replace");
+    assert_eq!(stored.created_at, first.created_at, "created_at is kept");
+    assert_eq!(
+        (stored.config, stored.active, stored.updated_at),
+        (replaced.config, false, replaced.updated_at)
+    );
+    store.delete_project("p1").await.expect("delete project");
+    assert_eq!(
+        store
+            .list_storage_configs(Some("p1".into()))
+            .await
+            .expect("list")
+            .len(),
+        1,
+        "a project's configs outlive its registration"
+    );
+    let listed = store.list_projects(None, 10).await.expect("list");
+    let ids: Vec<&str> = listed.iter().map(|l| l.project.id.as_str()).collect();
+    assert_eq!(ids, ["p1", "p2"], "projects configs use are listed");
+    store
+        .delete_storage_config(&first.id)
+        .await
+        .expect("delete");
+    assert_eq!(
+        store.get_storage_config(&first.id).await.expect("get"),
+        None
+    );
+    assert!(matches!(
+        store.delete_storage_config(&first.id).await,
+        Err(StoreError::Missing { .. })
+    ));
+    first.updated_at = now + Duration::seconds(6);
+    assert!(matches!(
+        store.put_storage_config(first, false).await,
+        Err(StoreError::Missing { .. })
+    ));
+    assert_eq!(
+        store.list_storage_configs(None).await.expect("list"),
+        vec![other]
+    );
+}
+
 /// Closing commits the writes asked for before it; later writes are refused
 /// with [`StoreError::WriterGone`] and store nothing, and reads still answer.
 async fn close_commits_then_refuses_writes(store: &dyn Store) {
@@ -975,6 +1107,7 @@ register!(
         release_and_cancel_running,
         lease_types_and_limits,
         catalog_round_trips,
+        storage_configs_round_trip,
         close_commits_then_refuses_writes,
     ],
     sharing: [concurrent_submits_all_land],

@@ -10,18 +10,18 @@ pub enum StoreError {
     /// No task has this id.
     #[error("work task {0} not found")]
     NotFound(Uuid),
-    /// No project or pipeline has this id.
+    /// No project, pipeline or storage config has this id.
     #[error("{kind} {id} not found")]
     Missing {
-        /// `project` or `pipeline`.
+        /// `project`, `pipeline` or `storage config`.
         kind: &'static str,
         /// The id asked for.
         id: String,
     },
-    /// A project or pipeline with this id exists already.
+    /// A project, pipeline or storage config with this id exists already.
     #[error("{kind} {id} already exists")]
     AlreadyExists {
-        /// `project` or `pipeline`.
+        /// `project`, `pipeline` or `storage config`.
         kind: &'static str,
         /// The id.
         id: String,

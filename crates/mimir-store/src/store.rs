@@ -4,8 +4,8 @@ use crate::{ListPage, ListQuery, StoreError, TaskCounts};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    Attempt, Pipeline, Priority, Project, ProjectListing, WorkTask, WorkTaskResult, WorkTaskStatus,
-    WorkTaskType,
+    Attempt, Pipeline, Priority, Project, ProjectListing, StorageConfig, WorkTask, WorkTaskResult,
+    WorkTaskStatus, WorkTaskType,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -145,14 +145,16 @@ pub trait Store: Send + Sync + 'static {
     async fn get_project(&self, id: &str) -> Result<Option<Project>, StoreError>;
     /// Up to `limit` projects, oldest first, after the one created at the
     /// given time with the given id (the last of the previous page): the
-    /// registered ones and every other `project_id` a task or pipeline
-    /// uses (created when first used), each with its task and pipeline counts.
+    /// registered ones and every other `project_id` a task, pipeline or
+    /// storage config uses (created when first used), each with its task and
+    /// pipeline counts.
     async fn list_projects(
         &self,
         after: Option<(DateTime<Utc>, String)>,
         limit: usize,
     ) -> Result<Vec<ProjectListing>, StoreError>;
-    /// Removes a project's registration (its tasks and pipelines stay).
+    /// Removes a project's registration (its tasks, pipelines and storage
+    /// configs stay).
     async fn delete_project(&self, id: &str) -> Result<(), StoreError>;
     /// Stores a new pipeline, or replaces one when `create` is false.
     async fn put_pipeline(&self, pipeline: Pipeline, create: bool) -> Result<Pipeline, StoreError>;
@@ -163,6 +165,23 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Vec<Pipeline>, StoreError>;
     /// Removes a pipeline.
     async fn delete_pipeline(&self, id: &str) -> Result<(), StoreError>;
+    /// Stores a new storage config, or replaces one when `create` is false
+    /// (its `created_at` kept). Credentials are stored as given: callers
+    /// redact what they answer.
+    async fn put_storage_config(
+        &self,
+        config: StorageConfig,
+        create: bool,
+    ) -> Result<StorageConfig, StoreError>;
+    /// One storage config.
+    async fn get_storage_config(&self, id: &str) -> Result<Option<StorageConfig>, StoreError>;
+    /// Storage configs, of one project or all, oldest first.
+    async fn list_storage_configs(
+        &self,
+        project_id: Option<String>,
+    ) -> Result<Vec<StorageConfig>, StoreError>;
+    /// Removes a storage config.
+    async fn delete_storage_config(&self, id: &str) -> Result<(), StoreError>;
 
     /// Checks that the store answers a query and its migrations are applied.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -48,6 +48,7 @@ conformance_tests!(
     release_and_cancel_running,
     lease_types_and_limits,
     catalog_round_trips,
+    storage_configs_round_trip,
     close_commits_then_refuses_writes,
     concurrent_submits_all_land,
 );

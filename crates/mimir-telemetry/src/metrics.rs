@@ -110,6 +110,16 @@ pub struct BackendLabel {
     pub backend: &'static str,
 }
 
+/// `storage_id`, `backend`: one storage config (as many series as configs,
+/// which users create by hand, so the cardinality stays small).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StorageConfigLabels {
+    /// The config's id.
+    pub storage_id: String,
+    /// The plugin type.
+    pub backend: &'static str,
+}
+
 /// `method`, `backend`: one store call.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StoreMethodLabels {
@@ -262,6 +272,9 @@ pub struct Metrics {
     pub storage_pool_connections: Family<PoolLabels, Gauge>,
     /// The most connections storage connector pools open.
     pub storage_pool_max: Family<BackendLabel, Gauge>,
+    /// 1 when an active storage config's backend answered its last health
+    /// check, else 0.
+    pub storage_up: Family<StorageConfigLabels, Gauge>,
     /// Metadata store call latency by method.
     pub store_call_duration: HistogramFamily<StoreMethodLabels>,
     /// Metadata store calls that failed in the backend.
@@ -312,6 +325,7 @@ impl Metrics {
             storage_retries: Family::default(),
             storage_pool_connections: Family::default(),
             storage_pool_max: Family::default(),
+            storage_up: Family::default(),
             store_call_duration: Family::new_with_constructor(request_histogram),
             store_errors: Family::default(),
             http_requests: Family::default(),
@@ -441,6 +455,11 @@ impl Metrics {
             "mimir_storage_pool_connections_max",
             "The most connections storage connector pools open (this process)",
             m.storage_pool_max.clone(),
+        );
+        r.register(
+            "mimir_storage_up",
+            "1 when an active storage config's backend answered its last health check, else 0",
+            m.storage_up.clone(),
         );
         r.register(
             "mimir_store_call_duration_seconds",

@@ -11,6 +11,7 @@ pub mod openapi;
 mod plugins;
 pub mod routes;
 mod step_schema;
+pub(crate) mod storage;
 mod workers;
 mod worktasks;
 
@@ -60,6 +61,10 @@ pub fn routes(state: &AppState) -> Routes {
         .post("/api/workers/{worker_id}/heartbeat", workers::heartbeat)
         .post("/api/workers/{worker_id}/results", workers::results)
         .post("/api/workers/{worker_id}/release", workers::release)
+        .get(
+            "/api/workers/{worker_id}/storage-configs",
+            storage::worker::configs,
+        )
         .post("/api/worktasks/{id}", worktasks::report)
         .add(
             Method::POST,
@@ -85,6 +90,7 @@ pub fn routes(state: &AppState) -> Routes {
         .put("/api/pipelines/{id}", catalog::update_pipeline)
         .delete("/api/pipelines/{id}", catalog::delete_pipeline)
         .post("/api/pipelines/{id}/execute", catalog::execute)
+        .merge(storage_routes())
         .get("/api/plugins", plugins::list)
         .get("/api/metrics", health::summary)
         .post("/api/worktasks", worktasks::submit)
@@ -118,6 +124,24 @@ pub fn routes(state: &AppState) -> Routes {
         .get("/ready", health::ready)
         .get("/metrics", crate::telemetry::scrape::metrics)
         .get("/openapi.json", openapi::serve)
+}
+
+/// `/api/storage`: configs and the operations through them.
+fn storage_routes() -> Routes {
+    use storage::{configs, operations};
+    Routes::new()
+        .get("/api/storage/configs", configs::list)
+        .post("/api/storage/configs", configs::create)
+        .get("/api/storage/configs/{id}", configs::get)
+        .put("/api/storage/configs/{id}", configs::update)
+        .delete("/api/storage/configs/{id}", configs::delete)
+        .post("/api/storage/store", operations::store)
+        .post("/api/storage/retrieve", operations::retrieve)
+        .post("/api/storage/update", operations::update)
+        .post("/api/storage/delete", operations::delete)
+        .post("/api/storage/schema", operations::schema)
+        .get("/api/storage/health", operations::health)
+        .get("/api/storage/metadata", operations::metadata)
 }
 
 async fn not_found() -> ApiError {

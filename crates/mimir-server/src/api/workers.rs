@@ -129,7 +129,9 @@ pub struct Leased {
     stop: bool,
 }
 
-fn known(state: &AppState, worker_id: &str, busy: bool) -> Result<(), ApiError> {
+/// Checks that `worker_id` is registered, noting it was heard from (and
+/// busy, when `busy`).
+pub(crate) fn known(state: &AppState, worker_id: &str, busy: bool) -> Result<(), ApiError> {
     mimir_core::check_label("worker_id", worker_id)?;
     if state.workers.touch(worker_id, busy) {
         Ok(())

@@ -7,7 +7,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mimir_core::{Attempt, Pipeline, Priority, Project, WorkTask, WorkTaskResult, WorkTaskStatus};
+use mimir_core::{
+    Attempt, Pipeline, Priority, Project, StorageConfig, WorkTask, WorkTaskResult, WorkTaskStatus,
+};
 use mimir_store::{LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts};
 use mimir_telemetry::Metrics;
 use mimir_telemetry::metrics::StoreMethodLabels;
@@ -42,11 +44,15 @@ enum Method {
     GetPipeline,
     ListPipelines,
     DeletePipeline,
+    PutStorageConfig,
+    GetStorageConfig,
+    ListStorageConfigs,
+    DeleteStorageConfig,
     Ping,
 }
 
 impl Method {
-    const ALL: [Method; 21] = [
+    const ALL: [Method; 25] = [
         Method::Submit,
         Method::Get,
         Method::Attempts,
@@ -67,6 +73,10 @@ impl Method {
         Method::GetPipeline,
         Method::ListPipelines,
         Method::DeletePipeline,
+        Method::PutStorageConfig,
+        Method::GetStorageConfig,
+        Method::ListStorageConfigs,
+        Method::DeleteStorageConfig,
         Method::Ping,
     ];
 
@@ -92,6 +102,10 @@ impl Method {
             Method::GetPipeline => "get_pipeline",
             Method::ListPipelines => "list_pipelines",
             Method::DeletePipeline => "delete_pipeline",
+            Method::PutStorageConfig => "put_storage_config",
+            Method::GetStorageConfig => "get_storage_config",
+            Method::ListStorageConfigs => "list_storage_configs",
+            Method::DeleteStorageConfig => "delete_storage_config",
             Method::Ping => "ping",
         }
     }
@@ -285,6 +299,38 @@ impl Store for MeteredStore {
     async fn delete_pipeline(&self, id: &str) -> Result<(), StoreError> {
         self.measure(Method::DeletePipeline, self.inner.delete_pipeline(id))
             .await
+    }
+    async fn put_storage_config(
+        &self,
+        config: StorageConfig,
+        create: bool,
+    ) -> Result<StorageConfig, StoreError> {
+        self.measure(
+            Method::PutStorageConfig,
+            self.inner.put_storage_config(config, create),
+        )
+        .await
+    }
+    async fn get_storage_config(&self, id: &str) -> Result<Option<StorageConfig>, StoreError> {
+        self.measure(Method::GetStorageConfig, self.inner.get_storage_config(id))
+            .await
+    }
+    async fn list_storage_configs(
+        &self,
+        project_id: Option<String>,
+    ) -> Result<Vec<StorageConfig>, StoreError> {
+        self.measure(
+            Method::ListStorageConfigs,
+            self.inner.list_storage_configs(project_id),
+        )
+        .await
+    }
+    async fn delete_storage_config(&self, id: &str) -> Result<(), StoreError> {
+        self.measure(
+            Method::DeleteStorageConfig,
+            self.inner.delete_storage_config(id),
+        )
+        .await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.measure(Method::Ping, self.inner.ping()).await

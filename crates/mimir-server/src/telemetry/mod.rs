@@ -6,6 +6,7 @@ pub mod metered_store;
 pub mod rates;
 pub mod scrape;
 pub mod spans;
+pub mod storage_up;
 pub mod task_events;
 
 pub use metered_store::MeteredStore;

@@ -1,10 +1,10 @@
-//! Projects and pipelines: small tables, written through the writer like
-//! everything else, read from the pool.
+//! Projects, pipelines and storage configs: small tables, written through
+//! the writer like everything else, read from the pool.
 
 use super::row::{micros, to_json};
 use crate::StoreError;
 use chrono::DateTime;
-use mimir_core::{Pipeline, Project, ProjectListing};
+use mimir_core::{Pipeline, PluginType, Project, ProjectListing, StorageConfig};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -18,6 +18,12 @@ pub(crate) enum CatalogWrite {
         create: bool,
     },
     DeletePipeline(String),
+    /// Inserts when `create`, else replaces an existing storage config.
+    PutStorageConfig {
+        config: StorageConfig,
+        create: bool,
+    },
+    DeleteStorageConfig(String),
 }
 
 fn conversion(column: usize, message: String) -> rusqlite::Error {
@@ -31,6 +37,8 @@ fn time(column: usize, us: i64) -> rusqlite::Result<DateTime<chrono::Utc>> {
 const PROJECT_COLUMNS: &str = "id, name, description, created_at";
 const PIPELINE_COLUMNS: &str =
     "id, project_id, name, type, description, steps, created_at, updated_at, step_timeout_ms";
+const STORAGE_CONFIG_COLUMNS: &str =
+    "id, project_id, plugin_type, config, active, created_at, updated_at";
 
 fn project(row: &Row<'_>) -> rusqlite::Result<Project> {
     Ok(Project {
@@ -54,6 +62,21 @@ fn pipeline(row: &Row<'_>) -> rusqlite::Result<Pipeline> {
         created_at: time(6, row.get(6)?)?,
         updated_at: time(7, row.get(7)?)?,
         step_timeout_ms: row.get(8)?,
+    })
+}
+
+fn storage_config(row: &Row<'_>) -> rusqlite::Result<StorageConfig> {
+    let plugin: String = row.get(2)?;
+    let config: String = row.get(3)?;
+    Ok(StorageConfig {
+        id: row.get(0)?,
+        project_id: row.get(1)?,
+        plugin_type: PluginType::parse(&plugin)
+            .ok_or_else(|| conversion(2, format!("plugin type {plugin:?}")))?,
+        config: serde_json::from_str(&config).map_err(|e| conversion(3, e.to_string()))?,
+        active: row.get(4)?,
+        created_at: time(5, row.get(5)?)?,
+        updated_at: time(6, row.get(6)?)?,
     })
 }
 
@@ -118,6 +141,45 @@ pub(crate) fn write(conn: &Connection, write: CatalogWrite) -> Result<(), StoreE
                 });
             }
         }
+        CatalogWrite::PutStorageConfig { config: c, create } => {
+            let settings = to_json(&c.config)?;
+            let changed = if create {
+                conn.prepare_cached(
+                    "INSERT INTO storage_configs (id, project_id, plugin_type, config, active, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![c.id, c.project_id, c.plugin_type.as_str(), settings, c.active, micros(c.created_at), micros(c.updated_at)])?
+            } else {
+                conn.prepare_cached(
+                    "UPDATE storage_configs SET project_id = ?2, plugin_type = ?3, config = ?4, active = ?5, updated_at = ?6 WHERE id = ?1",
+                )?
+                .execute(params![c.id, c.project_id, c.plugin_type.as_str(), settings, c.active, micros(c.updated_at)])?
+            };
+            if changed == 0 && create {
+                return Err(StoreError::AlreadyExists {
+                    kind: "storage config",
+                    id: c.id,
+                });
+            }
+            if changed == 0 {
+                return Err(StoreError::Missing {
+                    kind: "storage config",
+                    id: c.id,
+                });
+            }
+        }
+        CatalogWrite::DeleteStorageConfig(id) => {
+            if conn
+                .prepare_cached("DELETE FROM storage_configs WHERE id = ?1")?
+                .execute([&id])?
+                == 0
+            {
+                return Err(StoreError::Missing {
+                    kind: "storage config",
+                    id,
+                });
+            }
+        }
     }
     Ok(())
 }
@@ -148,6 +210,8 @@ pub(crate) fn list_projects(
                      FROM worktasks GROUP BY project_id) AS w \
              UNION ALL \
              SELECT project_id, MIN(created_at), 0, COUNT(*) FROM pipelines GROUP BY project_id \
+             UNION ALL \
+             SELECT project_id, MIN(created_at), 0, 0 FROM storage_configs GROUP BY project_id \
              UNION ALL \
              SELECT id, created_at, 0, 0 FROM projects \
          ), listed AS ( \
@@ -190,5 +254,28 @@ pub(crate) fn list_pipelines(
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map([project_id], pipeline)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(crate) fn get_storage_config(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<StorageConfig>, StoreError> {
+    let sql = format!("SELECT {STORAGE_CONFIG_COLUMNS} FROM storage_configs WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], storage_config)
+        .optional()?)
+}
+
+pub(crate) fn list_storage_configs(
+    conn: &Connection,
+    project_id: Option<&str>,
+) -> Result<Vec<StorageConfig>, StoreError> {
+    let sql = format!(
+        "SELECT {STORAGE_CONFIG_COLUMNS} FROM storage_configs WHERE ?1 IS NULL OR project_id = ?1 ORDER BY created_at, id"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map([project_id], storage_config)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }

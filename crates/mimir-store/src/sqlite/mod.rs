@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use catalog::CatalogWrite;
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    Aging, Attempt, Pipeline, Priority, Project, QueueIndex, RetryPolicy, WorkTask, WorkTaskResult,
-    WorkTaskStatus, WorkTaskType,
+    Aging, Attempt, Pipeline, Priority, Project, QueueIndex, RetryPolicy, StorageConfig, WorkTask,
+    WorkTaskResult, WorkTaskStatus, WorkTaskType,
 };
 use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -482,6 +482,46 @@ impl Store for SqliteStore {
         self.write(Op::Catalog(CatalogWrite::DeletePipeline(id.to_string())))
             .await
             .map(drop)
+    }
+
+    async fn put_storage_config(
+        &self,
+        config: StorageConfig,
+        create: bool,
+    ) -> Result<StorageConfig, StoreError> {
+        let id = config.id.clone();
+        self.write(Op::Catalog(CatalogWrite::PutStorageConfig {
+            config,
+            create,
+        }))
+        .await?;
+        let stored = self.get_storage_config(&id).await?;
+        stored.ok_or(StoreError::Missing {
+            kind: "storage config",
+            id,
+        })
+    }
+
+    async fn get_storage_config(&self, id: &str) -> Result<Option<StorageConfig>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| catalog::get_storage_config(conn, &id))
+            .await
+    }
+
+    async fn list_storage_configs(
+        &self,
+        project_id: Option<String>,
+    ) -> Result<Vec<StorageConfig>, StoreError> {
+        self.read(move |conn| catalog::list_storage_configs(conn, project_id.as_deref()))
+            .await
+    }
+
+    async fn delete_storage_config(&self, id: &str) -> Result<(), StoreError> {
+        self.write(Op::Catalog(CatalogWrite::DeleteStorageConfig(
+            id.to_string(),
+        )))
+        .await
+        .map(drop)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -30,6 +30,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_step_timeout",
         include_str!("../../migrations/sqlite/0005_step_timeout.sql"),
     ),
+    (
+        "0006_storage_configs",
+        include_str!("../../migrations/sqlite/0006_storage_configs.sql"),
+    ),
 ];
 
 /// Settings of the write connection.
