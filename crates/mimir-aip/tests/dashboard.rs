@@ -754,7 +754,7 @@ async fn dashboard_figures_match_a_workload_of_known_durations() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_storage_page_shows_its_empty_state_before_any_storage_config() {
+async fn the_storage_page_shows_its_empty_state_then_configs_and_operations() {
     let orchestrator = Orchestrator::start(&["--max-workers", "0"]);
     let browser = Browser::start(1200, 900).await;
     browser
@@ -766,7 +766,7 @@ async fn the_storage_page_shows_its_empty_state_before_any_storage_config() {
         .until("document.querySelector('nav a[aria-current=page]')?.dataset.section === 'storage'")
         .await;
     for (panel, text) in [
-        ("configs", "No storage config is checked yet"),
+        ("configs", "No storage config yet"),
         (
             "operations",
             "No storage operation since the orchestrator started.",
@@ -784,6 +784,45 @@ async fn the_storage_page_shows_its_empty_state_before_any_storage_config() {
         .await;
     assert_eq!(counts, json!(["0", "0", "0"]), "configs, up, down");
     browser.screenshot("storage-empty").await;
-    no_console_errors(&browser, "the empty storage page").await;
+
+    // A config and a store through the API show up on the next poll: the
+    // config with its project and backend, the store in the operations table.
+    let client = orchestrator.client();
+    let config: serde_json::Value = client
+        .call(
+            reqwest::Method::POST,
+            "/api/storage/configs",
+            Some(&json!({"project_id": "shop", "plugin_type": "filesystem",
+                "config": {"options": {"base_path": "shop"}}})),
+        )
+        .await
+        .expect("create a storage config");
+    let id = config["id"].as_str().expect("id").to_string();
+    let _: serde_json::Value = client
+        .call(
+            reqwest::Method::POST,
+            "/api/storage/store",
+            Some(&json!({"storage_id": id, "cir_data": {"version": "1.0",
+                "data": [{"name": "a"}, {"name": "b"}]}})),
+        )
+        .await
+        .expect("store");
+    browser
+        .until(&format!(
+            "document.querySelector('[data-panel=configs] [data-storage-id={id:?}]') !== null"
+        ))
+        .await;
+    browser
+        .until("document.querySelector('[data-panel=operations]')?.innerText.includes('store')")
+        .await;
+    let row = browser
+        .eval(&format!(
+            "document.querySelector('[data-panel=configs] [data-storage-id={id:?}]').closest('tr').innerText"
+        ))
+        .await;
+    let row = row.as_str().unwrap_or_default().to_string();
+    assert!(row.contains("shop") && row.contains("filesystem"), "{row}");
+    browser.screenshot("storage-in-use").await;
+    no_console_errors(&browser, "the storage page").await;
     browser.quit().await;
 }

@@ -880,6 +880,72 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_a_kn
         "the killed attempt ended the task: {doomed:?}"
     );
 
+    // Storage connector operations: a filesystem storage and a PostgreSQL
+    // one (the server on 127.0.0.1:5432, so a pool opens), each storing,
+    // retrieving, updating and deleting records through the API.
+    let project: Value = client
+        .call(
+            Method::POST,
+            "/api/projects",
+            Some(&json!({"name": "monitoring e2e"})),
+        )
+        .await
+        .expect("project");
+    let project = project["id"].as_str().expect("project id").to_string();
+    let schema = format!("mon_{}", std::process::id());
+    let mut storages = Vec::new();
+    for (plugin, config) in [
+        (
+            "filesystem",
+            json!({"options": {"base_path": "monitoring"}}),
+        ),
+        (
+            "postgresql",
+            json!({"connection_string": "postgres://postgres@127.0.0.1:5432/test", "options": {"schema": schema}}),
+        ),
+    ] {
+        let created: Value = client
+            .call(
+                Method::POST,
+                "/api/storage/configs",
+                Some(&json!({"project_id": project, "plugin_type": plugin, "config": config})),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{plugin} storage config: {e}"));
+        storages.push(created["id"].as_str().expect("storage id").to_string());
+    }
+    for storage in &storages {
+        for round in 0..5 {
+            let body = json!({"project_id": project, "storage_id": storage, "cir_data": {
+                "version": "1.0",
+                "source": {"type": "api", "uri": "e2e", "timestamp": "2026-01-01T00:00:00Z", "format": "json", "parameters": {"entity_type": "orders"}},
+                "data": [{"n": round, "status": "new"}, {"n": round + 100, "status": "new"}]}});
+            let _: Value = client
+                .call(Method::POST, "/api/storage/store", Some(&body))
+                .await
+                .expect("store");
+            let query = json!({"entity_type": "orders", "filters": [{"attribute": "n", "operator": "eq", "value": round}]});
+            let _: Value = client
+                .call(
+                    Method::POST,
+                    "/api/storage/retrieve",
+                    Some(&json!({"project_id": project, "storage_id": storage, "query": query})),
+                )
+                .await
+                .expect("retrieve");
+            let _: Value = client.call(Method::POST, "/api/storage/update", Some(&json!({"project_id": project, "storage_id": storage, "query": query, "updates": {"status": "seen"}}))).await.expect("update");
+            let _: Value = client
+                .call(
+                    Method::POST,
+                    "/api/storage/delete",
+                    Some(&json!({"project_id": project, "storage_id": storage, "query": query})),
+                )
+                .await
+                .expect("delete");
+        }
+    }
+    let _drop_schema = DropSchema(schema.clone());
+
     // Every rule group loaded and evaluates without error.
     let rules: Value = reqwest::get(format!("{prometheus}/api/v1/rules"))
         .await
@@ -1150,4 +1216,27 @@ fn kubectl_kustomize_renders_the_manifests_and_the_servicemonitor_scrapes_the_me
         found,
         std::fs::read_dir(&shipped).expect("dashboards").count()
     );
+}
+
+/// Drops a PostgreSQL schema the test's storage config made, when the test ends.
+struct DropSchema(String);
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "test",
+                "-q",
+                "-c",
+            ])
+            .arg(format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }

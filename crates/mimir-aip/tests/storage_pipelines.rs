@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the storage API: POST /api/storage/configs and GET /api/workers/{id}/storage-configs"]
 async fn a_pipeline_stores_and_retrieves_a_csv_without_its_secrets_leaking() {
     let env_secret = format!("env-secret-{}", uuid::Uuid::new_v4().simple());
     let literal_secret = format!("literal-secret-{}", uuid::Uuid::new_v4().simple());

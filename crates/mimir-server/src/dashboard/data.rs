@@ -144,6 +144,9 @@ pub async fn stream(
 /// shows them: operations, latency, records, errors and retries by backend
 /// and operation since start, pool use per backend and each storage config's
 /// health, from this process's metric families.
+/// The most storage configs the Storage page lists.
+const MAX_STORAGE_ROWS: usize = 500;
+
 pub async fn storage(State(state): State<AppState>) -> Json<Value> {
     crate::telemetry::scrape::refresh_gauges(&state);
     let text = mimir_telemetry::render(
@@ -151,8 +154,40 @@ pub async fn storage(State(state): State<AppState>) -> Json<Value> {
         mimir_telemetry::Format::Prometheus,
     );
     let figures = super::storage_view::read(&text);
+    // Every config, with the health its last check left (a store that does
+    // not answer leaves the list empty; the figures still show).
+    let configs = state
+        .store
+        .list_storage_configs(None)
+        .await
+        .unwrap_or_default();
+    let configs: Vec<Value> = configs
+        .iter()
+        .take(MAX_STORAGE_ROWS)
+        .map(|c| {
+            let up = figures
+                .health
+                .iter()
+                .find(|h| h.storage_id == c.id)
+                .map(|h| h.up);
+            let health = match (c.active, up) {
+                (false, _) => "inactive",
+                (true, Some(true)) => "up",
+                (true, Some(false)) => "down",
+                (true, None) => "unchecked",
+            };
+            json!({
+                "storage_id": c.id,
+                "project_id": c.project_id,
+                "backend": c.plugin_type,
+                "health": health,
+                "updated_at": c.updated_at,
+            })
+        })
+        .collect();
     Json(json!({
         "now": Utc::now().timestamp_millis() as f64 / 1000.0,
+        "configs": configs,
         "operations": figures.operations,
         "pools": figures.pools,
         "health": figures.health,

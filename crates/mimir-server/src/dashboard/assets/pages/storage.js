@@ -44,16 +44,17 @@ export async function render(main) {
     });
     previous = data;
 
-    // The health of each storage config the check has seen.
-    const health = data.health || [];
-    const up = health.filter((c) => c.up).length;
+    // Every storage config with the health its last check left.
+    const health = data.configs || [];
+    const up = health.filter((c) => c.health === "up").length;
+    const down = health.filter((c) => c.health === "down").length;
     const total = (field) => rows.reduce((a, r) => a + r[field], 0);
     const rateTotal = (field) => (before ? rows.reduce((a, r) => a + (r[field] || 0), 0) : null);
     const stat = (label, value, cls) => [h("div", { class: `stat ${cls || ""}` }, h("dt", {}, label), h("dd", {}, value))];
     replace(stats,
       stat("Storage configs", fmt.count(health.length)),
       stat("Up", fmt.count(up), "storage-up"),
-      stat("Down", fmt.count(health.length - up), health.length - up > 0 ? "storage-down error" : "storage-down"),
+      stat("Down", fmt.count(down), down > 0 ? "storage-down error" : "storage-down"),
       stat("Operations/s", fmt.rate(rateTotal("opsRate"))),
       stat("Records/s", fmt.rate(rateTotal("recordsRate"))),
       stat("Error ratio", total("operations") ? fmt.percent(total("errors") / total("operations")) : "–"));
@@ -62,9 +63,10 @@ export async function render(main) {
       h("h2", {}, "Storage configs"),
       table([
         ["Storage", (c) => h("span", { class: "mono", "data-storage-id": c.storage_id }, c.storage_id)],
+        ["Project", (c) => c.project_id, "mono"],
         ["Backend", (c) => c.backend, "mono"],
-        ["Health", (c) => badge(c.up ? "up" : "down")],
-      ], health, { empty: "No storage config is checked yet: create one with `mimir-aip storage create` (POST /api/storage/configs); active configs are checked periodically." }));
+        ["Health", (c) => badge(c.health)],
+      ], health, { empty: "No storage config yet: create one with `mimir-aip storage create` (POST /api/storage/configs); active configs are checked every 30 s." }));
 
     const slowest = Math.max(1e-9, ...rows.map((r) => r.p99 || 0));
     const secs = (v) => h("span", { "data-seconds": v ?? "" }, fmt.seconds(v));
