@@ -271,9 +271,9 @@ async fn bad_configs_are_refused_naming_the_field_and_nothing_is_stored() {
             "config.credentials.k",
         ),
         (
-            json!({"project_id": "nobody", "plugin_type": "filesystem",
+            json!({"project_id": "bad\u{7}id", "plugin_type": "filesystem",
                    "config": {"options": {"base_path": "a"}}}),
-            "unknown_project",
+            "invalid_value",
             "project_id",
         ),
         (

@@ -412,10 +412,11 @@ fn error(e: object_store::Error) -> StorageError {
         if let Some(http) = current.downcast_ref::<HttpError>() {
             return match http.kind() {
                 HttpErrorKind::Timeout => StorageError::timeout(message),
-                HttpErrorKind::Connect | HttpErrorKind::Request | HttpErrorKind::Interrupted => {
-                    StorageError::unavailable(message)
-                }
-                _ => StorageError::backend(message),
+                // A body that does not decode is the server's answer; every
+                // other transport failure (connect, reset, a request cut
+                // short, one the client cannot classify) may pass.
+                HttpErrorKind::Decode => StorageError::backend(message),
+                _ => StorageError::unavailable(message),
             };
         }
         source = current.source();
@@ -428,9 +429,14 @@ fn error(e: object_store::Error) -> StorageError {
     ]
     .iter()
     .any(|word| message.contains(word));
+    // object_store sometimes folds the transport error into its message.
+    let transport = ["error sending request", "connection", "Connection"]
+        .iter()
+        .any(|word| message.contains(word));
     match status(&message) {
         Some(code) if code >= 500 || code == 429 => StorageError::unavailable(message),
         _ if throttled => StorageError::unavailable(message),
+        None if transport => StorageError::unavailable(message),
         Some(400 | 401 | 403)
             if message.contains("InvalidAccessKeyId")
                 || message.contains("SignatureDoesNotMatch") =>

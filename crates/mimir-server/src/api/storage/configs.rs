@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{SubsecRound, Utc};
 use mimir_core::{ConnectionSettings, PluginType, StorageConfig};
-use mimir_store::{ListQuery, StoreError};
+use mimir_store::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -48,45 +48,6 @@ pub(super) async fn load(
     config.ok_or_else(|| {
         ApiError::not_found(format!("storage config {id} not found")).with_field(field)
     })
-}
-
-/// Whether any task, pipeline, storage config or registration uses
-/// `project_id`: the projects `GET /api/projects` lists.
-async fn project_known(state: &AppState, project_id: &str) -> Result<bool, ApiError> {
-    let store = &state.store;
-    if store
-        .get_project(project_id)
-        .await
-        .map_err(config_store_error)?
-        .is_some()
-    {
-        return Ok(true);
-    }
-    let owner = Some(project_id.to_string());
-    if !store
-        .list_pipelines(owner.clone())
-        .await
-        .map_err(config_store_error)?
-        .is_empty()
-    {
-        return Ok(true);
-    }
-    if !store
-        .list_storage_configs(owner.clone())
-        .await
-        .map_err(config_store_error)?
-        .is_empty()
-    {
-        return Ok(true);
-    }
-    let tasks = store
-        .list(ListQuery {
-            project_id: owner,
-            limit: 1,
-            ..ListQuery::default()
-        })
-        .await?;
-    Ok(!tasks.tasks.is_empty())
 }
 
 /// A plugin type by name, refused naming the ones there are.
@@ -159,7 +120,7 @@ pub struct CreateConfigBody {
     responses(
         (status = 201, description = "Created (credentials redacted); Location names it", body = StorageConfig,
          headers(("location" = String, description = "The config's URL"))),
-        (status = 400, description = "A value refused (plugin type, option, unknown project), naming the field", body = ErrorBody),
+        (status = 400, description = "A value refused (plugin type, option), naming the field", body = ErrorBody),
     )
 )]
 pub async fn create(
@@ -170,13 +131,8 @@ pub async fn create(
     mimir_core::check_label("project_id", &project_id)?;
     let plugin = plugin_type(body.plugin_type.as_deref())?;
     check_settings(plugin, &body.config)?;
-    if !project_known(&state, &project_id).await? {
-        return Err(ApiError::bad_field(
-            "unknown_project",
-            "project_id",
-            format!("project {project_id} is unknown: register it with POST /api/projects first"),
-        ));
-    }
+    // A project id need not be registered, as for tasks and pipelines: the
+    // config is what makes the project appear in GET /api/projects.
     let now = Utc::now().trunc_subsecs(6);
     let config = StorageConfig {
         id: Uuid::now_v7().to_string(),
