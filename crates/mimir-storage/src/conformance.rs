@@ -718,6 +718,31 @@ register!(
     metadata_and_health,
 );
 
+/// A test per check for a backend's test file, plus one proving none is
+/// left out: `conformance_tests!(fixture().await; round_trips_every_kind, …)`,
+/// where the expression makes a fresh [`Fixture`] for each test.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fixture:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                $crate::conformance::run(stringify!($check), $fixture).await;
+            }
+        )*
+
+        #[test]
+        fn every_conformance_check_runs() {
+            let mut ran = vec![$(stringify!($check)),*];
+            let mut checks: Vec<&str> =
+                $crate::conformance::CHECKS.iter().map(|(name, _)| *name).collect();
+            ran.sort_unstable();
+            checks.sort_unstable();
+            assert_eq!(ran, checks, "each check in conformance::CHECKS gets a test here");
+        }
+    };
+}
+
 /// Runs the check named `name` against `fixture`, then its cleanup (also
 /// when the check fails).
 ///

@@ -2,7 +2,7 @@
 
 use mimir_core::ConnectionSettings;
 use mimir_storage::backends::filesystem::Filesystem;
-use mimir_storage::conformance::{self, Fixture};
+use mimir_storage::conformance::Fixture;
 use mimir_storage::testing::Outage;
 use serde_json::json;
 use std::path::PathBuf;
@@ -50,27 +50,8 @@ fn fixture() -> Fixture {
     }
 }
 
-macro_rules! conformance_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                conformance::run(stringify!($check), fixture()).await;
-            }
-        )*
-
-        #[test]
-        fn every_conformance_check_runs() {
-            let mut ran = vec![$(stringify!($check)),*];
-            let mut checks: Vec<&str> = conformance::CHECKS.iter().map(|(name, _)| *name).collect();
-            ran.sort_unstable();
-            checks.sort_unstable();
-            assert_eq!(ran, checks, "each check in conformance::CHECKS gets a test here");
-        }
-    };
-}
-
-conformance_tests!(
+mimir_storage::conformance_tests!(
+    fixture();
     round_trips_every_kind,
     operators_match_the_definition,
     orders_and_pages,

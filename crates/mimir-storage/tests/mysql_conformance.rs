@@ -4,7 +4,7 @@
 
 use mimir_core::{ConnectionSettings, PluginType};
 use mimir_storage::backends::{self, mysql::Mysql};
-use mimir_storage::conformance::{self, Fixture};
+use mimir_storage::conformance::Fixture;
 use mimir_storage::testing::Proxy;
 use mimir_storage::{CommonOptions, Connector, ErrorKind, Name, Query, QueryRequest};
 use serde_json::{Value, json};
@@ -62,27 +62,8 @@ async fn fixture() -> Fixture {
     }
 }
 
-macro_rules! conformance_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                conformance::run(stringify!($check), fixture().await).await;
-            }
-        )*
-
-        #[test]
-        fn every_conformance_check_runs() {
-            let mut ran = vec![$(stringify!($check)),*];
-            let mut checks: Vec<&str> = conformance::CHECKS.iter().map(|(name, _)| *name).collect();
-            ran.sort_unstable();
-            checks.sort_unstable();
-            assert_eq!(ran, checks, "each check in conformance::CHECKS gets a test here");
-        }
-    };
-}
-
-conformance_tests!(
+mimir_storage::conformance_tests!(
+    fixture().await;
     round_trips_every_kind,
     operators_match_the_definition,
     orders_and_pages,

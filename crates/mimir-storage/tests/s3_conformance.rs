@@ -8,7 +8,7 @@
 
 use mimir_core::ConnectionSettings;
 use mimir_storage::backends::s3::S3;
-use mimir_storage::conformance::{self, Fixture};
+use mimir_storage::conformance::Fixture;
 use mimir_storage::testing::Proxy;
 use mimir_storage::{CommonOptions, Connector, ErrorKind, Name};
 use object_store::aws::AmazonS3Builder;
@@ -163,27 +163,8 @@ async fn fixture() -> Fixture {
     }
 }
 
-macro_rules! conformance_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                conformance::run(stringify!($check), fixture().await).await;
-            }
-        )*
-
-        #[test]
-        fn every_conformance_check_runs() {
-            let mut ran = vec![$(stringify!($check)),*];
-            let mut checks: Vec<&str> = conformance::CHECKS.iter().map(|(name, _)| *name).collect();
-            ran.sort_unstable();
-            checks.sort_unstable();
-            assert_eq!(ran, checks, "each check in conformance::CHECKS gets a test here");
-        }
-    };
-}
-
-conformance_tests!(
+mimir_storage::conformance_tests!(
+    fixture().await;
     round_trips_every_kind,
     operators_match_the_definition,
     orders_and_pages,
