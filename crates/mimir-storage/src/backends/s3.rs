@@ -177,6 +177,9 @@ impl S3 {
     /// operation.
     pub fn open(settings: &ConnectionSettings, common: &CommonOptions) -> Result<S3, StorageError> {
         let s = read(settings)?;
+        // object_store's HTTP client uses rustls's process-wide provider:
+        // ring, as every other TLS client here (one set by someone else stays).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = ClientOptions::new()
             .with_timeout(common.timeout)
             .with_connect_timeout(common.connect_timeout)
