@@ -57,8 +57,12 @@ pub struct WorkTaskResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<crate::ErrorClass>,
     /// The storage connector operations the attempt ran, so the orchestrator
-    /// counts them in its metrics (`mimir_storage_*`) like its own.
+    /// counts them in its metrics (`mimir_storage_*`) like its own:
+    /// `{operation, backend, seconds, records, failed, count}` each. The
+    /// document shows them as objects: the nested schema took schemathesis's
+    /// case generator past Python's recursion limit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub storage_operations: Vec<crate::StorageOperationEvent>,
 }
 
