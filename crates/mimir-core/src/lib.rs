@@ -10,6 +10,7 @@ pub mod duration_text;
 pub mod error_class;
 pub mod event;
 pub mod label;
+pub mod ml_model;
 pub mod per_type;
 pub mod pipeline;
 pub mod priority;
@@ -29,6 +30,10 @@ pub use duration_text::{duration_text, millis_text};
 pub use error_class::ErrorClass;
 pub use event::{TaskEvent, TaskEventKind};
 pub use label::{LABEL_MAX_LEN, LABEL_PATTERN, check_label, check_optional_label};
+pub use ml_model::{
+    MAX_VERSIONS, MlModel, ModelChange, ModelChangeRefused, ModelStatus, ModelType, ModelVersion,
+    PerformanceMetrics, TrainingConfig, check_model_name,
+};
 pub use per_type::PerType;
 pub use pipeline::{Pipeline, PipelineType, Project, ProjectListing};
 pub use priority::Priority;

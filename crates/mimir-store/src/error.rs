@@ -26,6 +26,16 @@ pub enum StoreError {
         /// The id.
         id: String,
     },
+    /// A change the thing's state does not allow (a model already training).
+    #[error("{reason}")]
+    Refused {
+        /// `model`.
+        kind: &'static str,
+        /// The id.
+        id: String,
+        /// Why, in a sentence naming the thing.
+        reason: String,
+    },
     /// The task's status does not allow the change.
     #[error("work task {id}: {source}")]
     Transition {

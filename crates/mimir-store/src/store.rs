@@ -4,8 +4,8 @@ use crate::{ListPage, ListQuery, StoreError, TaskCounts};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    Attempt, Pipeline, Priority, Project, ProjectListing, StorageConfig, WorkTask, WorkTaskResult,
-    WorkTaskStatus, WorkTaskType,
+    Attempt, MlModel, ModelChange, Pipeline, Priority, Project, ProjectListing, StorageConfig,
+    WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -182,6 +182,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<StorageConfig>, StoreError>;
     /// Removes a storage config.
     async fn delete_storage_config(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Stores a new model (no versions), or replaces a model's name and
+    /// training config when `create` is false: status, versions and
+    /// `created_at` are kept, whatever `model` says.
+    async fn put_model(&self, model: MlModel, create: bool) -> Result<MlModel, StoreError>;
+    /// One model with its versions.
+    async fn get_model(&self, id: &str) -> Result<Option<MlModel>, StoreError>;
+    /// Models (with their versions), of one project or all, oldest first.
+    async fn list_models(&self, project_id: Option<String>) -> Result<Vec<MlModel>, StoreError>;
+    /// Removes a model and its version records (the caller removes artifacts).
+    async fn delete_model(&self, id: &str) -> Result<(), StoreError>;
+    /// Applies a status or version change ([`MlModel::apply`]) in one
+    /// transaction; a refused change is [`StoreError::Refused`] and stores
+    /// nothing.
+    async fn change_model(&self, id: &str, change: ModelChange) -> Result<MlModel, StoreError>;
 
     /// Checks that the store answers a query and its migrations are applied.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -107,6 +107,14 @@ impl From<StoreError> for ApiError {
                 "invalid_transition",
                 format!("work task {id} is already {}: {source}", source.from),
             ),
+            StoreError::Refused { kind, reason, .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                match kind {
+                    "model" => "model_conflict",
+                    _ => "conflict",
+                },
+                reason,
+            ),
             StoreError::StaleAttempt { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "stale_attempt", e.to_string())
             }

@@ -8,7 +8,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    Attempt, Pipeline, Priority, Project, StorageConfig, WorkTask, WorkTaskResult, WorkTaskStatus,
+    Attempt, MlModel, ModelChange, Pipeline, Priority, Project, StorageConfig, WorkTask,
+    WorkTaskResult, WorkTaskStatus,
 };
 use mimir_store::{LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts};
 use mimir_telemetry::Metrics;
@@ -48,11 +49,16 @@ enum Method {
     GetStorageConfig,
     ListStorageConfigs,
     DeleteStorageConfig,
+    PutModel,
+    GetModel,
+    ListModels,
+    DeleteModel,
+    ChangeModel,
     Ping,
 }
 
 impl Method {
-    const ALL: [Method; 25] = [
+    const ALL: [Method; 30] = [
         Method::Submit,
         Method::Get,
         Method::Attempts,
@@ -77,6 +83,11 @@ impl Method {
         Method::GetStorageConfig,
         Method::ListStorageConfigs,
         Method::DeleteStorageConfig,
+        Method::PutModel,
+        Method::GetModel,
+        Method::ListModels,
+        Method::DeleteModel,
+        Method::ChangeModel,
         Method::Ping,
     ];
 
@@ -106,6 +117,11 @@ impl Method {
             Method::GetStorageConfig => "get_storage_config",
             Method::ListStorageConfigs => "list_storage_configs",
             Method::DeleteStorageConfig => "delete_storage_config",
+            Method::PutModel => "put_model",
+            Method::GetModel => "get_model",
+            Method::ListModels => "list_models",
+            Method::DeleteModel => "delete_model",
+            Method::ChangeModel => "change_model",
             Method::Ping => "ping",
         }
     }
@@ -331,6 +347,26 @@ impl Store for MeteredStore {
             self.inner.delete_storage_config(id),
         )
         .await
+    }
+    async fn put_model(&self, model: MlModel, create: bool) -> Result<MlModel, StoreError> {
+        self.measure(Method::PutModel, self.inner.put_model(model, create))
+            .await
+    }
+    async fn get_model(&self, id: &str) -> Result<Option<MlModel>, StoreError> {
+        self.measure(Method::GetModel, self.inner.get_model(id))
+            .await
+    }
+    async fn list_models(&self, project_id: Option<String>) -> Result<Vec<MlModel>, StoreError> {
+        self.measure(Method::ListModels, self.inner.list_models(project_id))
+            .await
+    }
+    async fn delete_model(&self, id: &str) -> Result<(), StoreError> {
+        self.measure(Method::DeleteModel, self.inner.delete_model(id))
+            .await
+    }
+    async fn change_model(&self, id: &str, change: ModelChange) -> Result<MlModel, StoreError> {
+        self.measure(Method::ChangeModel, self.inner.change_model(id, change))
+            .await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.measure(Method::Ping, self.inner.ping()).await

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use catalog::CatalogWrite;
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    Aging, Attempt, Pipeline, Priority, Project, QueueIndex, RetryPolicy, StorageConfig, WorkTask,
-    WorkTaskResult, WorkTaskStatus, WorkTaskType,
+    Aging, Attempt, MlModel, ModelChange, Pipeline, Priority, Project, QueueIndex, RetryPolicy,
+    StorageConfig, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
 };
 use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -524,6 +524,26 @@ impl Store for SqliteStore {
         .map(drop)
     }
 
+    async fn put_model(&self, model: MlModel, _create: bool) -> Result<MlModel, StoreError> {
+        Err(not_built(&model.id))
+    }
+
+    async fn get_model(&self, _id: &str) -> Result<Option<MlModel>, StoreError> {
+        Ok(None)
+    }
+
+    async fn list_models(&self, _project_id: Option<String>) -> Result<Vec<MlModel>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn delete_model(&self, id: &str) -> Result<(), StoreError> {
+        Err(not_built(id))
+    }
+
+    async fn change_model(&self, id: &str, _change: ModelChange) -> Result<MlModel, StoreError> {
+        Err(not_built(id))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if self.storage_full.load(Ordering::Relaxed) {
             // Writes failed for want of space: one small write tells whether
@@ -667,4 +687,12 @@ fn list(conn: &Connection, query: &ListQuery) -> Result<ListPage, StoreError> {
         tasks,
         next: if more { last_seq } else { None },
     })
+}
+
+fn not_built(id: &str) -> StoreError {
+    StoreError::Refused {
+        kind: "model",
+        id: id.to_string(),
+        reason: "the model registry is not built yet".into(),
+    }
 }
