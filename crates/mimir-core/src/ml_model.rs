@@ -424,7 +424,7 @@ pub enum ModelChange {
     },
     /// A version was made. Its number is the next one; the model becomes
     /// `trained` with its scores.
-    AddVersion { version: ModelVersion },
+    AddVersion { version: Box<ModelVersion> },
     /// Training by `task_id` failed for good. Ignored when another training
     /// has started since.
     TrainingFailed { task_id: Uuid, reason: String },
@@ -481,7 +481,8 @@ impl MlModel {
                     self.status = previous;
                 }
             }
-            ModelChange::AddVersion { mut version } => {
+            ModelChange::AddVersion { version } => {
+                let mut version = *version;
                 if self.status == ModelStatus::Archived {
                     return Err(ModelChangeRefused(format!(
                         "model {} is archived: it takes no new version",
@@ -639,12 +640,22 @@ mod tests {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         m.apply(ModelChange::StartTraining { task_id: a }, Utc::now())
             .unwrap();
-        m.apply(ModelChange::AddVersion { version: version() }, Utc::now())
-            .unwrap();
+        m.apply(
+            ModelChange::AddVersion {
+                version: Box::new(version()),
+            },
+            Utc::now(),
+        )
+        .unwrap();
         m.apply(ModelChange::StartTraining { task_id: b }, Utc::now())
             .unwrap();
-        m.apply(ModelChange::AddVersion { version: version() }, Utc::now())
-            .unwrap();
+        m.apply(
+            ModelChange::AddVersion {
+                version: Box::new(version()),
+            },
+            Utc::now(),
+        )
+        .unwrap();
         assert_eq!(
             m.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
             [1, 2]
