@@ -217,6 +217,16 @@ impl Client {
         })
     }
 
+    /// Sends a request and answers the raw bytes of a success (an artifact),
+    /// or the API error.
+    pub async fn call_bytes(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<bytes::Bytes, ClientError> {
+        self.send(method, path, None).await.map(|(_, bytes)| bytes)
+    }
+
     /// Sends a request whose success has no body (e.g. a `DELETE` answered
     /// 204), or the API error.
     pub async fn call_empty(&self, method: Method, path: &str) -> Result<(), ClientError> {

@@ -18,10 +18,16 @@
 mod executor;
 mod machine_load;
 pub mod metrics;
+mod ml_executor;
 mod pipeline_executor;
+mod project_storage;
 mod runtime;
 pub mod sandbox;
+mod task_executor;
 
 pub use executor::{Executor, Finished};
+pub use ml_executor::MlExecutor;
 pub use pipeline_executor::PipelineExecutor;
+pub use project_storage::{ProjectStorage, ProjectStorages};
 pub use runtime::{DEFAULT_SHUTDOWN_GRACE, DEFAULT_WAIT, WorkerConfig, WorkerError, run};
+pub use task_executor::TaskExecutor;

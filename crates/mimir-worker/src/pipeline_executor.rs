@@ -15,17 +15,17 @@
 //! once, where the worker's environment and secrets directory are
 //! (`MIMIR_SECRETS_DIR`), and handed to the executor in the job.
 
+use crate::project_storage::ProjectStorages;
 use crate::sandbox::{Sandboxes, protocol::Job};
 use crate::{Executor, Finished};
 use async_trait::async_trait;
 use mimir_client::Client;
-use mimir_core::{AttemptOutcome, ErrorClass, Pipeline, StorageConfig, WorkTask, WorkTaskType};
+use mimir_core::{AttemptOutcome, ErrorClass, Pipeline, WorkTask, WorkTaskType};
 use mimir_pipeline::Step;
-use mimir_storage::Secrets;
 use parking_lot::Mutex;
 use reqwest::Method;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -46,90 +46,28 @@ struct Definition {
 /// A definition and when it was fetched.
 type Fetched = (Instant, Arc<Definition>);
 
-/// A project's storage configs, resolved, and those that would not resolve.
-#[derive(Debug, Default)]
-struct ProjectStorage {
-    configs: Vec<StorageConfig>,
-    unavailable: BTreeMap<String, String>,
-}
-
-/// The worker protocol's answer with a project's configs (credentials
-/// included: only workers may ask).
-#[derive(serde::Deserialize)]
-struct ConfigsAnswer {
-    configs: Vec<StorageConfig>,
-}
-
 /// Runs tasks' pipelines.
 pub struct PipelineExecutor {
     client: Client,
     sandboxes: Arc<Sandboxes>,
     definitions: Mutex<HashMap<String, Fetched>>,
-    secrets: Secrets,
-    storage: Mutex<HashMap<String, (Instant, Arc<ProjectStorage>)>>,
+    storage: Arc<ProjectStorages>,
 }
 
 impl PipelineExecutor {
     /// An executor fetching definitions through `client` and running them in
-    /// `sandboxes`.
-    pub fn new(client: Client, sandboxes: Arc<Sandboxes>) -> PipelineExecutor {
+    /// `sandboxes`, with the projects' storage configs from `storage`.
+    pub fn new(
+        client: Client,
+        sandboxes: Arc<Sandboxes>,
+        storage: Arc<ProjectStorages>,
+    ) -> PipelineExecutor {
         PipelineExecutor {
             client,
             sandboxes,
             definitions: Mutex::new(HashMap::new()),
-            secrets: Secrets::from_env(),
-            storage: Mutex::new(HashMap::new()),
+            storage,
         }
-    }
-
-    /// The same executor, resolving `${file:…}` references from `secrets`.
-    pub fn with_secrets(mut self, secrets: Secrets) -> PipelineExecutor {
-        self.secrets = secrets;
-        self
-    }
-
-    /// Fetches (or reuses) the storage configs of `task`'s project and
-    /// resolves their references.
-    async fn storage(&self, task: &WorkTask) -> Result<Arc<ProjectStorage>, (String, ErrorClass)> {
-        let project = task.project_id.as_str();
-        if let Some((fetched, storage)) = self.storage.lock().get(project)
-            && fetched.elapsed() < DEFINITION_TTL
-        {
-            return Ok(storage.clone());
-        }
-        let path = storage_configs_path(&task.worker_id, project);
-        let answer: ConfigsAnswer =
-            self.client
-                .call(Method::GET, &path, None)
-                .await
-                .map_err(|e| {
-                    (
-                        format!("cannot load the storage configs of project {project}: {e}"),
-                        ErrorClass::Transient,
-                    )
-                })?;
-        let mut storage = ProjectStorage::default();
-        for mut config in answer.configs {
-            if config.project_id != project {
-                tracing::warn!(storage_id = %config.id, "the orchestrator sent a storage config of another project; ignored");
-                continue;
-            }
-            match self.secrets.resolve(&config.config) {
-                Ok(settings) => {
-                    config.config = settings;
-                    storage.configs.push(config);
-                }
-                // The reason names the reference, never a value.
-                Err(error) => {
-                    storage.unavailable.insert(config.id, error.message);
-                }
-            }
-        }
-        let storage = Arc::new(storage);
-        self.storage
-            .lock()
-            .insert(project.to_string(), (Instant::now(), storage.clone()));
-        Ok(storage)
     }
 
     /// Fetches (or reuses) a definition; a failure says whether retrying can help.
@@ -196,7 +134,7 @@ impl Executor for PipelineExecutor {
         let traceparent = mimir_telemetry::propagation::traceparent_of(&tracing::Span::current())
             .unwrap_or_else(|| task.traceparent.clone());
         let storage = if definition.steps.iter().any(|s| s.plugin == "storage") {
-            match self.storage(task).await {
+            match self.storage.get(task).await {
                 Ok(storage) => Some(storage),
                 Err((why, class)) => return Finished::failed(why, None).classed(class),
             }
@@ -286,31 +224,5 @@ impl Executor for PipelineExecutor {
             },
         };
         finished.with_storage_operations(ended.storage_operations)
-    }
-}
-
-/// `/api/workers/{worker_id}/storage-configs?project_id=P`, encoded.
-fn storage_configs_path(worker_id: &str, project: &str) -> String {
-    let mut url = reqwest::Url::parse("http://worker/api/workers/").expect("a valid base URL");
-    if let Ok(mut segments) = url.path_segments_mut() {
-        segments
-            .pop_if_empty()
-            .push(worker_id)
-            .push("storage-configs");
-    }
-    url.query_pairs_mut().append_pair("project_id", project);
-    format!("{}?{}", url.path(), url.query().unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_configs_path_encodes_ids() {
-        assert_eq!(
-            storage_configs_path("local-1", "p 1&x"),
-            "/api/workers/local-1/storage-configs?project_id=p+1%26x"
-        );
     }
 }

@@ -9,8 +9,9 @@ use anyhow::Context;
 use clap::Args;
 use mimir_client::DEFAULT_ORCHESTRATOR_URL;
 use mimir_server::config::{DEFAULT_DATA_DIR, DEFAULT_FILE_ROOT, LogFormat, LogLevel};
+use mimir_storage::Secrets;
 use mimir_worker::sandbox::{SandboxConfig, Sandboxes};
-use mimir_worker::{PipelineExecutor, WorkerConfig};
+use mimir_worker::{MlExecutor, PipelineExecutor, ProjectStorages, TaskExecutor, WorkerConfig};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -340,7 +341,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         env: SandboxConfig::inherited_env(),
         max_idle: config.concurrency,
     }));
-    let executor = Arc::new(PipelineExecutor::new(client, sandboxes.clone()));
+    let storage = Arc::new(ProjectStorages::new(client.clone(), Secrets::from_env()));
+    let executor = Arc::new(TaskExecutor::new(
+        PipelineExecutor::new(client.clone(), sandboxes.clone(), storage.clone()),
+        MlExecutor::new(client, storage, storage_root.clone()),
+    ));
     let stop = async {
         super::serve::stop_signal().await;
         tracing::info!(
