@@ -90,6 +90,7 @@ use utoipa::openapi::{
         dashboard_stream,
         dashboard_metrics,
         dashboard_storage,
+        dashboard_models,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&LayerErrors, &Links, &Security, &OptionalBodies),
@@ -628,3 +629,15 @@ fn dashboard_metrics() {}
 )]
 #[allow(dead_code)]
 fn dashboard_storage() {}
+
+/// `GET /api/dashboard/models`: served by the dashboard.
+#[utoipa::path(
+    get,
+    path = "/api/dashboard/models",
+    tag = "dashboard",
+    responses(
+        (status = 200, description = "Every model with its status, versions and latest scores; inference items (per worker), latency and outcomes per model and training durations per model type since start", body = Object),
+    )
+)]
+#[allow(dead_code)]
+fn dashboard_models() {}

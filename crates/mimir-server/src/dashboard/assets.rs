@@ -45,6 +45,7 @@ const ASSETS: &[Asset] = &[
     asset!("pages/pipelines.js", JS),
     asset!("pages/health.js", JS),
     asset!("pages/storage.js", JS),
+    asset!("pages/models.js", JS),
 ];
 
 /// Only this origin: no inline script, no third-party anything.

@@ -140,13 +140,13 @@ pub async fn stream(
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 
+/// The most storage configs the Storage page lists.
+const MAX_STORAGE_ROWS: usize = 500;
+
 /// `GET /api/dashboard/storage`: storage connectors as the Storage page
 /// shows them: operations, latency, records, errors and retries by backend
 /// and operation since start, pool use per backend and each storage config's
 /// health, from this process's metric families.
-/// The most storage configs the Storage page lists.
-const MAX_STORAGE_ROWS: usize = 500;
-
 pub async fn storage(State(state): State<AppState>) -> Json<Value> {
     crate::telemetry::scrape::refresh_gauges(&state);
     let text = mimir_telemetry::render(
@@ -191,6 +191,58 @@ pub async fn storage(State(state): State<AppState>) -> Json<Value> {
         "operations": figures.operations,
         "pools": figures.pools,
         "health": figures.health,
+    }))
+}
+
+/// The most models the Models page lists.
+const MAX_MODEL_ROWS: usize = 500;
+
+/// `GET /api/dashboard/models`: every model in the registry with its status,
+/// versions and latest scores, and this process's inference and training
+/// figures since start.
+pub async fn models(State(state): State<AppState>) -> Json<Value> {
+    crate::telemetry::scrape::refresh_gauges(&state);
+    let text = mimir_telemetry::render(
+        state.metrics.registry(),
+        mimir_telemetry::Format::Prometheus,
+    );
+    let figures = super::models_view::read(&text);
+    // A store that does not answer leaves the list empty; the figures still show.
+    let models = state.store.list_models(None).await.unwrap_or_default();
+    let models: Vec<Value> = models
+        .iter()
+        .rev()
+        .take(MAX_MODEL_ROWS)
+        .map(|m| {
+            let latest = m.versions.last();
+            let headline = m.performance_metrics.headline();
+            json!({
+                "id": m.id,
+                "name": m.name,
+                "project_id": m.project_id,
+                "type": m.model_type,
+                "status": m.status,
+                "status_reason": m.status_reason,
+                "versions": m.versions.len(),
+                "latest_version": latest.map(|v| v.version),
+                "metric": headline.map(|(name, _)| name),
+                "score": headline.map(|(_, value)| value),
+                "quality": m.versions.iter().map(|v| json!({
+                    "version": v.version,
+                    "metric": v.performance_metrics.headline().map(|(n, _)| n),
+                    "score": v.performance_metrics.headline().map(|(_, s)| s),
+                    "created_at": v.created_at,
+                })).collect::<Vec<_>>(),
+                "training_task_id": m.training_task_id,
+                "updated_at": m.updated_at,
+            })
+        })
+        .collect();
+    Json(json!({
+        "now": Utc::now().timestamp_millis() as f64 / 1000.0,
+        "models": models,
+        "inference": figures.inference,
+        "training": figures.training,
     }))
 }
 

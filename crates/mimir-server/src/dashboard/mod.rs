@@ -9,7 +9,9 @@
 
 mod assets;
 mod data;
+pub mod exposition_text;
 pub mod log_histogram;
+pub mod models_view;
 pub mod pipeline_stats;
 pub mod sampler;
 pub mod storage_view;
@@ -38,4 +40,5 @@ pub fn data_routes() -> crate::api::routes::Routes {
         .get("/api/dashboard/stream", data::stream)
         .get("/api/dashboard/metrics", data::metrics)
         .get("/api/dashboard/storage", data::storage)
+        .get("/api/dashboard/models", data::models)
 }

@@ -15,6 +15,7 @@ const PAGES = {
   workers: () => import("./pages/workers.js"),
   pipelines: () => import("./pages/pipelines.js"),
   storage: () => import("./pages/storage.js"),
+  models: () => import("./pages/models.js"),
   health: () => import("./pages/health.js"),
 };
 
