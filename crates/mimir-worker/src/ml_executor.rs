@@ -198,19 +198,16 @@ impl MlExecutor {
         Ok(loaded)
     }
 
-    async fn train(
+    /// Reads the training dataset: the task's `input_datasets` (paged, in
+    /// order, up to `max_records`), or what a pipeline's step answered.
+    async fn dataset(
         &self,
         task: &WorkTask,
-        model: MlModel,
+        project: &ProjectStorage,
+        output: Option<&Value>,
         cancel: &CancellationToken,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Vec<Record>, Failure> {
         let parameters = &task.task_spec.parameters;
-        let config: TrainingConfig = match parameters.get("training_config") {
-            Some(value) => serde_json::from_value(value.clone())
-                .map_err(|e| permanent(format!("task_spec.parameters.training_config: {e}")))?,
-            None => model.training_config.clone(),
-        };
-        config.check(model.model_type).map_err(permanent)?;
         let query = query_of(parameters.get("query"))?;
         let max = match parameters.get("max_records") {
             None => DEFAULT_MAX_RECORDS,
@@ -223,23 +220,54 @@ impl MlExecutor {
                     ))
                 })?,
         };
+        if let Some(output) = output {
+            return match pipeline_output(output)? {
+                PipelineOutput::Records(records) => {
+                    Ok(records.into_iter().take(max as usize).collect())
+                }
+                PipelineOutput::Reference { storage_id, query } => {
+                    let storage = self.open(project, &storage_id).await?;
+                    self.read(&storage, &query, max, cancel).await
+                }
+            };
+        }
         let datasets = &task.data_access.input_datasets;
         if datasets.is_empty() {
             return Err(permanent(
-                "data_access.input_datasets is empty: a training reads its dataset from storage configs",
+                "data_access.input_datasets is empty: a training reads its dataset from storage configs or a pipeline",
             ));
         }
-        let project = self.storage.get(task).await?;
         let mut records = Vec::new();
-        let read_started = Instant::now();
         for id in datasets {
-            let storage = self.open(&project, id).await?;
             let left = max - records.len() as u64;
             if left == 0 {
                 break;
             }
+            let storage = self.open(project, id).await?;
             records.extend(self.read(&storage, &query, left, cancel).await?);
         }
+        Ok(records)
+    }
+
+    /// Trains the task's model on its dataset, or on `output` (what the
+    /// task's pipeline answered) when given.
+    async fn train(
+        &self,
+        task: &WorkTask,
+        model: MlModel,
+        output: Option<&Value>,
+        cancel: &CancellationToken,
+    ) -> Result<Value, Failure> {
+        let parameters = &task.task_spec.parameters;
+        let config: TrainingConfig = match parameters.get("training_config") {
+            Some(value) => serde_json::from_value(value.clone())
+                .map_err(|e| permanent(format!("task_spec.parameters.training_config: {e}")))?,
+            None => model.training_config.clone(),
+        };
+        config.check(model.model_type).map_err(permanent)?;
+        let project = self.storage.get(task).await?;
+        let read_started = Instant::now();
+        let records = self.dataset(task, &project, output, cancel).await?;
         let read_ms = read_started.elapsed().as_secs_f64() * 1000.0;
         tracing::info!(records = records.len(), model_id = %model.id, "training data read");
 
@@ -501,6 +529,40 @@ impl MlExecutor {
     }
 }
 
+impl MlExecutor {
+    /// Trains the task's model on `output`, what its pipeline's last step
+    /// (or `parameters.output_step`) answered: records, a CIR document, or
+    /// a storage reference (`storage.retrieve` with `"as": "reference"`).
+    pub async fn train_on_output(
+        &self,
+        task: &WorkTask,
+        output: &Value,
+        cancel: CancellationToken,
+    ) -> Finished {
+        let ran = async {
+            let model = self.model(&task.task_spec.model_id).await?;
+            if model.project_id != task.project_id {
+                return Err(permanent(format!(
+                    "model {} belongs to project {}, not to the task's {}",
+                    model.id, model.project_id, task.project_id
+                )));
+            }
+            self.train(task, model, Some(output), &cancel).await
+        }
+        .await;
+        self.finished(ran)
+    }
+
+    fn finished(&self, ran: Result<Value, Failure>) -> Finished {
+        let operations = self.operations.take();
+        let finished = match ran {
+            Ok(result) => Finished::completed(result),
+            Err((why, class)) => Finished::failed(why, None).classed(class),
+        };
+        finished.with_storage_operations(operations)
+    }
+}
+
 #[async_trait]
 impl Executor for MlExecutor {
     async fn execute(&self, task: &WorkTask, cancel: CancellationToken) -> Finished {
@@ -513,18 +575,60 @@ impl Executor for MlExecutor {
                 )));
             }
             match task.task_type {
-                WorkTaskType::MlTraining => self.train(task, model, &cancel).await,
+                WorkTaskType::MlTraining => self.train(task, model, None, &cancel).await,
                 WorkTaskType::MlInference => self.infer(task, model, &cancel).await,
                 other => Err(permanent(format!("{other} tasks do not run models"))),
             }
         }
         .await;
-        let operations = self.operations.take();
-        let finished = match ran {
-            Ok(result) => Finished::completed(result),
-            Err((why, class)) => Finished::failed(why, None).classed(class),
-        };
-        finished.with_storage_operations(operations)
+        self.finished(ran)
+    }
+}
+
+/// What a pipeline step answered, as training data.
+enum PipelineOutput {
+    Records(Vec<Record>),
+    Reference {
+        storage_id: String,
+        query: QueryRequest,
+    },
+}
+
+/// Reads a step's answer as training data: an array of records, a CIR
+/// document (`data`), or a storage reference (`{storage_id, query}`).
+fn pipeline_output(output: &Value) -> Result<PipelineOutput, Failure> {
+    let records = |items: &Vec<Value>| -> Result<Vec<Record>, Failure> {
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.as_object().cloned().ok_or_else(|| {
+                    permanent(format!(
+                        "the pipeline's output item {i} is not a record (a JSON object)"
+                    ))
+                })
+            })
+            .collect()
+    };
+    match output {
+        Value::Array(items) => Ok(PipelineOutput::Records(records(items)?)),
+        Value::Object(map) => {
+            if let Some(Value::Array(items)) = map.get("data") {
+                return Ok(PipelineOutput::Records(records(items)?));
+            }
+            if let Some(Value::String(storage_id)) = map.get("storage_id") {
+                return Ok(PipelineOutput::Reference {
+                    storage_id: storage_id.clone(),
+                    query: query_of(map.get("query"))?,
+                });
+            }
+            Err(permanent(
+                "the pipeline's output is neither records, a CIR document nor a storage reference",
+            ))
+        }
+        _ => Err(permanent(
+            "the pipeline's output is neither records, a CIR document nor a storage reference",
+        )),
     }
 }
 
