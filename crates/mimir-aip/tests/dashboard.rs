@@ -826,3 +826,152 @@ async fn the_storage_page_shows_its_empty_state_then_configs_and_operations() {
     no_console_errors(&browser, "the storage page").await;
     browser.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_models_page_shows_a_trained_model_its_score_and_who_predicted() {
+    let orchestrator = Orchestrator::start(&["--max-workers", "1"]);
+    let browser = Browser::start(1200, 900).await;
+    browser
+        .client
+        .goto(&format!("{}/#/models", orchestrator.url))
+        .await
+        .expect("open models");
+    browser
+        .until("document.querySelector('nav a[aria-current=page]')?.dataset.section === 'models'")
+        .await;
+    for (panel, text) in [
+        ("models", "No model yet"),
+        ("inference", "No inference since the orchestrator started."),
+        ("training", "No training has completed"),
+    ] {
+        browser
+            .until(&format!(
+                "document.querySelector('[data-panel={panel}]')?.innerText.includes({text:?})"
+            ))
+            .await;
+    }
+    browser.screenshot("models-empty").await;
+
+    // A model trained on 200 labelled records and asked about 50 more.
+    let client = orchestrator.client();
+    let records: Vec<serde_json::Value> = (0..250)
+        .map(|i| {
+            let x = (i * 37 % 100) as f64 / 100.0;
+            json!({"x": x, "y": 1.0 - x, "label": if x > 0.5 { "high" } else { "low" }})
+        })
+        .collect();
+    let model: serde_json::Value = client
+        .call(
+            reqwest::Method::POST,
+            "/api/ml-models",
+            Some(
+                &json!({"project_id": "page", "name": "page-model", "type": "decision_tree",
+                "training_config": {"label_column": "label", "feature_columns": ["x", "y"]}}),
+            ),
+        )
+        .await
+        .expect("create a model");
+    let id = model["id"].as_str().expect("id").to_string();
+    let config: serde_json::Value = client
+        .call(
+            reqwest::Method::POST,
+            "/api/storage/configs",
+            Some(&json!({"project_id": "page", "plugin_type": "filesystem",
+                "config": {"options": {"base_path": "page"}}})),
+        )
+        .await
+        .expect("create a storage config");
+    let storage = config["id"].as_str().expect("id").to_string();
+    let _: serde_json::Value = client
+        .call(
+            reqwest::Method::POST,
+            "/api/storage/store",
+            Some(
+                &json!({"storage_id": storage, "cir_data": {"version": "1.0",
+                "data": records[..200]}}),
+            ),
+        )
+        .await
+        .expect("store");
+    let training: serde_json::Value = client
+        .call(
+            reqwest::Method::POST,
+            "/api/ml-models/train",
+            Some(&json!({"model_id": id, "input_datasets": [storage]})),
+        )
+        .await
+        .expect("train");
+    let training = training["id"]
+        .as_str()
+        .expect("task id")
+        .parse()
+        .expect("uuid");
+    let done =
+        harness::pipelines::wait_until_done(&client, training, Duration::from_secs(120)).await;
+    assert_eq!(
+        done.status,
+        mimir_core::WorkTaskStatus::Completed,
+        "{done:?}"
+    );
+    let inference: serde_json::Value = client
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/ml-models/{id}/infer"),
+            Some(&json!({"input": {"records": records[200..]}})),
+        )
+        .await
+        .expect("infer");
+    let inference = inference["id"]
+        .as_str()
+        .expect("task id")
+        .parse()
+        .expect("uuid");
+    let done =
+        harness::pipelines::wait_until_done(&client, inference, Duration::from_secs(120)).await;
+    assert_eq!(
+        done.status,
+        mimir_core::WorkTaskStatus::Completed,
+        "{done:?}"
+    );
+
+    browser
+        .until(&format!(
+            "document.querySelector('[data-panel=models] [data-model-id={id:?}]') !== null"
+        ))
+        .await;
+    let row = browser
+        .eval(&format!(
+            "document.querySelector('[data-panel=models] [data-model-id={id:?}]').closest('tr').innerText"
+        ))
+        .await;
+    let row = row.as_str().unwrap_or_default().to_string();
+    assert!(
+        row.contains("page-model")
+            && row.contains("trained")
+            && row.contains("accuracy")
+            && row.contains("v1"),
+        "{row}"
+    );
+    browser
+        .until(&format!(
+            "document.querySelector('[data-panel=spread] [data-worker={:?}]') !== null",
+            done.worker_id
+        ))
+        .await;
+    let spread = browser
+        .eval("document.querySelector('[data-panel=spread]').innerText")
+        .await;
+    let spread = spread.as_str().unwrap_or_default().to_string();
+    assert!(
+        spread.contains("page-model") && spread.contains("50") && spread.contains("100"),
+        "{spread}"
+    );
+    browser
+        .until(
+            "document.querySelector('[data-panel=training]')?.innerText.includes('decision_tree')",
+        )
+        .await;
+    browser.screenshot("models-in-use").await;
+    no_console_errors(&browser, "the models page").await;
+    browser.quit().await;
+}
