@@ -51,6 +51,10 @@ pub const STATIC: &[(&str, &str)] = &[
         include_str!("../../../deploy/monitoring/grafana/dashboards/mimir-operator-health.json"),
     ),
     (
+        "grafana/dashboards/mimir-models.json",
+        include_str!("../../../deploy/monitoring/grafana/dashboards/mimir-models.json"),
+    ),
+    (
         "loki/loki.yml",
         include_str!("../../../deploy/monitoring/loki/loki.yml"),
     ),

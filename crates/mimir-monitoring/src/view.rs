@@ -176,7 +176,7 @@ pub fn start(options: &ViewOptions) -> Result<Stack, MonitoringError> {
                 links.push((
                     "Grafana",
                     format!(
-                        "{grafana_url}/d/mimir-overview   (dashboards: Overview, Pipelines, Storage, Operator health; log in as admin/admin to edit)"
+                        "{grafana_url}/d/mimir-overview   (dashboards: Overview, Pipelines, Storage, Operator health, Models; log in as admin/admin to edit)"
                     ),
                 ));
             }
