@@ -106,9 +106,17 @@ impl AgentSettings {
 /// path. Credentials, queries and fragments are refused: they would sit in
 /// `prometheus.yml` and in what `install` prints.
 pub fn remote_write_url(url: &str) -> Result<String, MonitoringError> {
+    // Errors show the URL without what stands before an `@`: a password.
+    let shown = match url.split_once('@') {
+        Some((before, after)) => match before.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://…@{after}"),
+            None => format!("…@{after}"),
+        },
+        None => url.to_string(),
+    };
     let bad = |why: &str| {
         MonitoringError::Setting(format!(
-            "--remote-write {url:?} {why}; use one such as http://prometheus.example:9090/api/v1/write"
+            "--remote-write {shown:?} {why}; use one such as http://prometheus.example:9090/api/v1/write"
         ))
     };
     let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("has no scheme"))?;
@@ -213,6 +221,7 @@ mod tests {
                 error.contains("--remote-write") && error.contains(why),
                 "{bad}: {error}"
             );
+            assert!(!error.contains("pw@"), "the password is shown: {error}");
         }
     }
 
