@@ -83,7 +83,9 @@ fn exposition(worker: &str, items: u64, n: u64) -> String {
         "mimir_inference_items_total{{model=\"churn\",worker=\"{worker}\"}} {}\n",
         n * items
     ));
-    text.push_str("# HELP mimir_inference_duration_seconds Inference time per batch and per item.\n");
+    text.push_str(
+        "# HELP mimir_inference_duration_seconds Inference time per batch and per item.\n",
+    );
     text.push_str("# TYPE mimir_inference_duration_seconds histogram\n");
     let bounds = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
     for (scope, seconds) in [("batch", batch_seconds), ("item", item_seconds)] {
@@ -136,7 +138,9 @@ impl Drop for Reaped {
 /// `prometheus` on this process's PATH.
 fn prometheus_bin() -> PathBuf {
     mimir_monitoring::tools::which("prometheus", &std::env::var_os("PATH").unwrap_or_default())
-        .expect("prometheus is not installed; ./scripts/test installs it (apt-get install prometheus)")
+        .expect(
+            "prometheus is not installed; ./scripts/test installs it (apt-get install prometheus)",
+        )
 }
 
 /// Whether `GET url` answers 200.
@@ -213,7 +217,10 @@ fn models_queries() -> Vec<(String, String)> {
                     .replace("$__range", "5m")
                     .replace("$instance", ".+")
                     .replace("$job", "mimir-workers");
-                assert!(!expr.contains('$'), "a variable the test does not know: {expr}");
+                assert!(
+                    !expr.contains('$'),
+                    "a variable the test does not know: {expr}"
+                );
                 out.push((panel["title"].as_str().unwrap_or("").to_string(), expr));
             }
         }
@@ -243,7 +250,10 @@ async fn an_agent_install_remote_writes_the_workers_inference_to_a_central_prome
             "--config.file={}",
             central_dir.join("prometheus.yml").display()
         ))
-        .arg(format!("--storage.tsdb.path={}", central_dir.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            central_dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{central_port}"))
         .arg("--web.enable-remote-write-receiver")
         .stdout(Stdio::null())
@@ -311,7 +321,8 @@ async fn an_agent_install_remote_writes_the_workers_inference_to_a_central_prome
         String::from_utf8_lossy(&check.stdout),
         String::from_utf8_lossy(&check.stderr)
     );
-    let flag = mimir_monitoring::tools::agent_flag(&prometheus).expect("an agent-capable prometheus");
+    let flag =
+        mimir_monitoring::tools::agent_flag(&prometheus).expect("an agent-capable prometheus");
     assert!(
         printed.contains(&format!(
             "{} {flag} --config.file={}/prometheus.yml",
@@ -364,11 +375,14 @@ async fn an_agent_install_remote_writes_the_workers_inference_to_a_central_prome
     let lines = lines.join("\n");
     assert!(lines.contains("agent mode"), "{lines}");
     assert!(lines.contains(&remote_write), "{lines}");
-    let agent_command = processes_mentioning(&format!("--web.listen-address=127.0.0.1:{agent_port}"));
+    let agent_command =
+        processes_mentioning(&format!("--web.listen-address=127.0.0.1:{agent_port}"));
     assert_eq!(agent_command.len(), 1, "one agent prometheus runs");
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", agent_command[0])).expect("cmdline");
     assert!(
-        String::from_utf8_lossy(&cmdline).split('\0').any(|a| a == flag),
+        String::from_utf8_lossy(&cmdline)
+            .split('\0')
+            .any(|a| a == flag),
         "started with {flag}"
     );
 
@@ -379,7 +393,8 @@ async fn an_agent_install_remote_writes_the_workers_inference_to_a_central_prome
     let inference: Vec<&(String, String)> = queries
         .iter()
         .filter(|(_, e)| {
-            e.contains("mimir_inference_items_total") || e.contains("mimir_inference_duration_seconds")
+            e.contains("mimir_inference_items_total")
+                || e.contains("mimir_inference_duration_seconds")
         })
         .collect();
     assert!(inference.len() >= 10, "{inference:#?}");
@@ -412,7 +427,11 @@ async fn an_agent_install_remote_writes_the_workers_inference_to_a_central_prome
         .iter()
         .filter_map(|r| r["metric"]["worker"].as_str())
         .collect();
-    assert_eq!(workers, BTreeSet::from(["host-w1", "host-w2"]), "{result:?}");
+    assert_eq!(
+        workers,
+        BTreeSet::from(["host-w1", "host-w2"]),
+        "{result:?}"
+    );
     let (_, spread) = inference
         .iter()
         .find(|(t, e)| t == "Spread across workers" && e.starts_with("max("))
@@ -423,7 +442,10 @@ async fn an_agent_install_remote_writes_the_workers_inference_to_a_central_prome
             .await
             .expect("min"),
     )[0];
-    assert!(busiest > idlest && idlest > 0.0, "max {busiest} min {idlest}");
+    assert!(
+        busiest > idlest && idlest > 0.0,
+        "max {busiest} min {idlest}"
+    );
     let hosts = query(
         &central_url,
         "count by (instance_host, job) (mimir_inference_items_total)",
@@ -449,7 +471,8 @@ async fn an_agent_install_remote_writes_the_workers_inference_to_a_central_prome
     let status = child.wait().expect("wait for view");
     assert!(status.success(), "view exited with {status}");
     let started = Instant::now();
-    while !processes_mentioning(&format!("--web.listen-address=127.0.0.1:{agent_port}")).is_empty() {
+    while !processes_mentioning(&format!("--web.listen-address=127.0.0.1:{agent_port}")).is_empty()
+    {
         assert!(
             started.elapsed() < Duration::from_secs(15),
             "the agent outlived view"
@@ -488,7 +511,11 @@ fn bad_agent_flags_are_refused_naming_the_flag_and_nothing_is_written() {
             "has no host",
         ),
         (
-            &["--agent", "--remote-write", "http://u:secret@central/api/v1/write"][..],
+            &[
+                "--agent",
+                "--remote-write",
+                "http://u:secret@central/api/v1/write",
+            ][..],
             "holds credentials",
         ),
         (
@@ -520,6 +547,9 @@ fn bad_agent_flags_are_refused_naming_the_flag_and_nothing_is_written() {
         let (stderr, written) = refused(args);
         assert!(stderr.contains(names), "{args:?}: {stderr}");
         assert!(!written, "{args:?} wrote the install directory");
-        assert!(!stderr.contains("secret"), "a credential was echoed: {stderr}");
+        assert!(
+            !stderr.contains("secret"),
+            "a credential was echoed: {stderr}"
+        );
     }
 }

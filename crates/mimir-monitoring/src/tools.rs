@@ -134,7 +134,7 @@ pub fn agent_flag(prometheus: &Path) -> Option<&'static str> {
     let help = probe(prometheus, &["--help"])?;
     if help
         .lines()
-        .any(|l| l.trim_start().split_whitespace().next() == Some("--agent"))
+        .any(|l| l.split_whitespace().next() == Some("--agent"))
     {
         Some("--agent")
     } else if help.contains("--enable-feature") {

@@ -29,7 +29,8 @@ enum MetricsCommand {
     /// file you changed unless --force.
     Install(Box<InstallArgs>),
     /// Run the installed Prometheus (and Grafana, Loki, Tempo when installed)
-    /// on 127.0.0.1 and print their links; Ctrl-C stops them.
+    /// on 127.0.0.1 and print their links; Ctrl-C stops them. An --agent
+    /// install runs Prometheus alone, in agent mode.
     View(ViewArgs),
 }
 
