@@ -51,6 +51,10 @@ pub const STATIC: &[(&str, &str)] = &[
         include_str!("../../../deploy/monitoring/grafana/dashboards/mimir-operator-health.json"),
     ),
     (
+        "grafana/dashboards/mimir-models.json",
+        include_str!("../../../deploy/monitoring/grafana/dashboards/mimir-models.json"),
+    ),
+    (
         "loki/loki.yml",
         include_str!("../../../deploy/monitoring/loki/loki.yml"),
     ),
@@ -113,7 +117,7 @@ pub struct ScrapeTls {
 
 impl ScrapeTls {
     /// The `tls_config` block, the CA read from `ca_file` in the install.
-    fn block(&self, ca_file: &str) -> String {
+    pub(crate) fn block(&self, ca_file: &str) -> String {
         let mut block = String::from("tls_config:\n");
         let ca_file = self.ca_pem.as_ref().map(|_| ca_file.to_string());
         for (key, value) in [
@@ -219,7 +223,7 @@ impl Target {
     }
 }
 
-fn valid_duration(d: &str) -> bool {
+pub(crate) fn valid_duration(d: &str) -> bool {
     let digits = d.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = &d[digits.len()..];
     !digits.is_empty()
@@ -228,7 +232,7 @@ fn valid_duration(d: &str) -> bool {
         && ["ms", "s", "m", "h"].contains(&unit)
 }
 
-fn valid_host_port(address: &str) -> bool {
+pub(crate) fn valid_host_port(address: &str) -> bool {
     match address.rsplit_once(':') {
         Some((host, port)) => {
             !host.is_empty() && !host.contains(['/', ' ', '@']) && port.parse::<u16>().is_ok()
@@ -238,7 +242,7 @@ fn valid_host_port(address: &str) -> bool {
 }
 
 /// A YAML scalar holding `s` exactly (JSON strings are YAML).
-fn yaml_string(s: &str) -> String {
+pub(crate) fn yaml_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
@@ -341,7 +345,7 @@ impl Settings {
     }
 }
 
-fn plain(path: &str, value: &str) -> File {
+pub(crate) fn plain(path: &str, value: &str) -> File {
     File {
         path: path.into(),
         contents: value.to_string(),
@@ -358,7 +362,7 @@ fn secret(path: &str, value: &str) -> File {
 }
 
 /// The file-based service discovery list of worker targets.
-fn workers_file(workers: &[String]) -> String {
+pub(crate) fn workers_file(workers: &[String]) -> String {
     let mut text = String::from(
         "# Workers that serve /metrics (`mimir-aip worker --metrics-listen ADDR`),\n\
          # scraped as job mimir-workers. Prometheus re-reads this file when it\n\

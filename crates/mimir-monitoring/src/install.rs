@@ -5,7 +5,8 @@
 //! removed if unchanged. The manifest records every file's hash.
 
 use crate::MonitoringError;
-use crate::assets::{Settings, Target};
+use crate::agent::AgentSettings;
+use crate::assets::{File, Settings, Target};
 use crate::manifest::{Manifest, sha256};
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -58,16 +59,45 @@ pub fn install(
     force: bool,
 ) -> Result<Vec<Outcome>, MonitoringError> {
     let files = settings.files()?;
-    std::fs::create_dir_all(dir).map_err(MonitoringError::io(dir))?;
-    let old = Manifest::read(dir)?.unwrap_or_default();
-    let mut manifest = Manifest {
+    let manifest = Manifest {
         version: env!("CARGO_PKG_VERSION").to_string(),
         orchestrator: Target::parse(&settings.orchestrator)?.url(),
+        remote_write: None,
         files: Default::default(),
     };
+    write_install(dir, &files, manifest, force)
+}
+
+/// Installs a Prometheus agent for `settings` into `dir`. Files of an
+/// earlier full install there (rules, dashboards) go as any file this
+/// install does not ship: removed when unchanged, kept when edited.
+pub fn install_agent(
+    dir: &Path,
+    settings: &AgentSettings,
+    force: bool,
+) -> Result<Vec<Outcome>, MonitoringError> {
+    let files = settings.files()?;
+    let manifest = Manifest {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        orchestrator: String::new(),
+        remote_write: Some(settings.remote_write.clone()),
+        files: Default::default(),
+    };
+    write_install(dir, &files, manifest, force)
+}
+
+/// Writes `files` into `dir`, then `manifest` with their hashes.
+fn write_install(
+    dir: &Path,
+    files: &[File],
+    mut manifest: Manifest,
+    force: bool,
+) -> Result<Vec<Outcome>, MonitoringError> {
+    std::fs::create_dir_all(dir).map_err(MonitoringError::io(dir))?;
+    let old = Manifest::read(dir)?.unwrap_or_default();
     let mut outcomes = Vec::new();
     let mut shipped = BTreeSet::new();
-    for file in &files {
+    for file in files {
         shipped.insert(file.path.clone());
         let path = dir.join(&file.path);
         let hash = sha256(file.contents.as_bytes());
@@ -300,6 +330,51 @@ mod tests {
             Status::Removed
         );
         assert!(!token.exists());
+    }
+
+    #[test]
+    fn an_agent_install_replaces_a_full_one_and_writes_no_rules_or_dashboards() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        install(dir.path(), &Settings::new("http://127.0.0.1:8080"), false).expect("install");
+        let mut agent = AgentSettings::new("http://central:9090/api/v1/write");
+        agent.targets = vec!["127.0.0.1:9465".into()];
+        let outcomes = install_agent(dir.path(), &agent, false).expect("agent install");
+        assert_eq!(status_of(&outcomes, "prometheus.yml"), Status::Updated);
+        assert_eq!(
+            status_of(&outcomes, "rules/mimir-alerts.rules.yml"),
+            Status::Removed
+        );
+        assert_eq!(
+            status_of(&outcomes, "grafana/dashboards/mimir-overview.json"),
+            Status::Removed
+        );
+        assert!(
+            !dir.path()
+                .join("rules")
+                .join("mimir-alerts.rules.yml")
+                .exists()
+        );
+        let manifest = Manifest::read(dir.path()).expect("read").expect("manifest");
+        assert_eq!(
+            manifest.remote_write.as_deref(),
+            Some("http://central:9090/api/v1/write")
+        );
+        let mut written: Vec<String> = manifest.files.keys().cloned().collect();
+        written.sort();
+        assert_eq!(written, ["prometheus.yml", "targets/workers.yml"]);
+
+        // A fresh agent install writes only the agent's files.
+        let fresh = tempfile::tempdir().expect("tempdir");
+        let outcomes = install_agent(fresh.path(), &agent, false).expect("agent install");
+        assert_eq!(
+            statuses(&outcomes),
+            [
+                ("prometheus.yml".to_string(), Status::Written),
+                ("targets/workers.yml".to_string(), Status::Written)
+            ]
+        );
+        let again = install_agent(fresh.path(), &agent, false).expect("again");
+        assert!(again.iter().all(|o| o.status == Status::Unchanged));
     }
 
     #[test]

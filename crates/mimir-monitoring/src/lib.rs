@@ -4,6 +4,8 @@
 //! Compose file, all kept as files under `deploy/monitoring/` and embedded
 //! here, so what `mimir-aip metrics install` writes is exactly what is tested.
 //!
+//! - [`agent`]: the per-host alternative, a Prometheus in agent mode that
+//!   scrapes one host's workers and remote-writes to a central Prometheus;
 //! - [`assets`]: the embedded files and the rendering of the per-install ones
 //!   (`prometheus.yml`, worker targets, scrape credentials);
 //! - [`install`]: writing them idempotently, never over a file the user
@@ -11,6 +13,7 @@
 //! - [`tools`] and [`view`]: finding Prometheus, Grafana, Loki and Tempo and
 //!   running them on loopback against an installed directory.
 
+pub mod agent;
 pub mod assets;
 mod error;
 pub mod install;
@@ -18,7 +21,8 @@ mod manifest;
 pub mod tools;
 pub mod view;
 
+pub use agent::AgentSettings;
 pub use assets::{ScrapeAuth, ScrapeTls, Settings};
 pub use error::MonitoringError;
-pub use install::{Outcome, Status, install};
+pub use install::{Outcome, Status, install, install_agent};
 pub use manifest::MANIFEST_FILE;

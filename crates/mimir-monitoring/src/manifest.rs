@@ -16,8 +16,12 @@ pub const MANIFEST_FILE: &str = ".mimir-monitoring.json";
 pub struct Manifest {
     /// The `mimir-aip` version that wrote the files.
     pub version: String,
-    /// The orchestrator the stack scrapes, e.g. `http://127.0.0.1:8080`.
+    /// The orchestrator the stack scrapes, e.g. `http://127.0.0.1:8080`;
+    /// empty for an agent install.
     pub orchestrator: String,
+    /// For an agent install (`--agent`): where it remote-writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_write: Option<String>,
     /// Relative path to the SHA-256 (hex) of the content written there.
     pub files: BTreeMap<String, String>,
 }

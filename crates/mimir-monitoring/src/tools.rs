@@ -127,6 +127,23 @@ pub fn find(tool: Tool, path: &OsStr) -> Result<Found, String> {
     }
 }
 
+/// The flag that starts `prometheus` in agent mode: `--agent` from
+/// Prometheus 3 on, `--enable-feature=agent` before (2.32 to 2.x), read from
+/// its `--help`. `None` when it cannot be run.
+pub fn agent_flag(prometheus: &Path) -> Option<&'static str> {
+    let help = probe(prometheus, &["--help"])?;
+    if help
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some("--agent"))
+    {
+        Some("--agent")
+    } else if help.contains("--enable-feature") {
+        Some("--enable-feature=agent")
+    } else {
+        None
+    }
+}
+
 /// Grafana's home: `GF_PATHS_HOME`, the packages' `/usr/share/grafana`, or
 /// the directory above a tarball's `bin/`.
 fn grafana_home(program: &Path) -> Option<PathBuf> {
@@ -209,6 +226,27 @@ mod tests {
             "echo 'loki, version 3.3.2 (branch: HEAD)'",
         );
         assert!(find(Tool::Loki, path).is_ok());
+    }
+
+    #[test]
+    fn the_agent_flag_follows_the_prometheus_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        script(
+            dir.path(),
+            "p3",
+            "echo '      --agent                    Run Prometheus in Agent mode.'",
+        );
+        script(
+            dir.path(),
+            "p2",
+            "echo '      --storage.agent.path=x'; echo '      --enable-feature= ...'",
+        );
+        assert_eq!(agent_flag(&dir.path().join("p3")), Some("--agent"));
+        assert_eq!(
+            agent_flag(&dir.path().join("p2")),
+            Some("--enable-feature=agent")
+        );
+        assert_eq!(agent_flag(&dir.path().join("none")), None);
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub fn start(options: &ViewOptions) -> Result<Stack, MonitoringError> {
         .map_err(|_| MonitoringError::NotInstalled(options.dir.clone()))?;
     let manifest =
         Manifest::read(&dir)?.ok_or_else(|| MonitoringError::NotInstalled(options.dir.clone()))?;
+    if let Some(remote_write) = &manifest.remote_write {
+        return start_agent(options, &dir, remote_write);
+    }
     let dashboard = builtin_dashboard(&manifest);
     let prometheus = tools::find(Tool::Prometheus, &options.path).map_err(|why| {
         MonitoringError::MissingTool(format!(
@@ -173,7 +176,7 @@ pub fn start(options: &ViewOptions) -> Result<Stack, MonitoringError> {
                 links.push((
                     "Grafana",
                     format!(
-                        "{grafana_url}/d/mimir-overview   (dashboards: Overview, Pipelines, Storage, Operator health; log in as admin/admin to edit)"
+                        "{grafana_url}/d/mimir-overview   (dashboards: Overview, Pipelines, Storage, Operator health, Models; log in as admin/admin to edit)"
                     ),
                 ));
             }
@@ -197,6 +200,61 @@ pub fn start(options: &ViewOptions) -> Result<Stack, MonitoringError> {
         data.display()
     ));
     stack.report = report;
+    Ok(stack)
+}
+
+/// The arguments that run `prometheus` as the agent installed in `dir`,
+/// `agent_flag` being what [`tools::agent_flag`] found.
+pub fn agent_args(dir: &Path, agent_flag: &str, port: u16) -> Vec<String> {
+    vec![
+        agent_flag.to_string(),
+        format!("--config.file={}", dir.join("prometheus.yml").display()),
+        format!(
+            "--storage.agent.path={}",
+            dir.join(crate::agent::AGENT_DATA).display()
+        ),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        "--web.enable-lifecycle".into(),
+    ]
+}
+
+/// Runs an agent install: Prometheus alone, in agent mode.
+fn start_agent(
+    options: &ViewOptions,
+    dir: &Path,
+    remote_write: &str,
+) -> Result<Stack, MonitoringError> {
+    let prometheus = tools::find(Tool::Prometheus, &options.path).map_err(|why| {
+        MonitoringError::MissingTool(format!("{why}; the agent needs it on this host"))
+    })?;
+    let flag = tools::agent_flag(&prometheus.program).ok_or_else(|| {
+        MonitoringError::Tool(format!(
+            "cannot tell how to run {} in agent mode (Prometheus 2.32 or later has it)",
+            prometheus.program.display()
+        ))
+    })?;
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).map_err(MonitoringError::io(&data))?;
+    ensure_free(Tool::Prometheus, &[options.prometheus_port]).map_err(|why| {
+        MonitoringError::Tool(format!("{why} (choose another with --prometheus-port)"))
+    })?;
+    let mut stack = Stack {
+        running: Vec::new(),
+        report: String::new(),
+    };
+    let mut command = tool_command(&prometheus);
+    command.args(agent_args(dir, flag, options.prometheus_port));
+    stack.spawn(Tool::Prometheus, command, &data)?;
+    stack.wait_ready(Tool::Prometheus, options.prometheus_port, "/-/ready")?;
+    stack.report = format!(
+        "Mimir AIP monitoring agent, from {}:\n  Prometheus  http://127.0.0.1:{}/agent   \
+         (agent mode: scrapes the workers of {}, remote-writes to {remote_write})\n\
+         Its log is in {}. Press Ctrl-C to stop it.\n",
+        dir.display(),
+        options.prometheus_port,
+        dir.join(crate::agent::TARGETS_FILE).display(),
+        data.display()
+    );
     Ok(stack)
 }
 

@@ -1,10 +1,12 @@
 //! `mimir-aip metrics install | view`: the monitoring stack (Prometheus,
-//! alert and recording rules, Grafana dashboards, Loki, Tempo).
+//! alert and recording rules, Grafana dashboards, Loki, Tempo), or with
+//! `install --agent` a Prometheus agent for a host running workers that
+//! remote-writes to the central one.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use mimir_monitoring::view::{self, ViewOptions};
-use mimir_monitoring::{ScrapeAuth, ScrapeTls, Settings, Status};
+use mimir_monitoring::{AgentSettings, Outcome, ScrapeAuth, ScrapeTls, Settings, Status};
 use mimir_server::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,11 +24,13 @@ pub struct MetricsArgs {
 #[derive(Debug, Subcommand)]
 enum MetricsCommand {
     /// Write the monitoring stack: Prometheus config and rules, Grafana
-    /// dashboards, Loki, Tempo, docker-compose.yml. Never overwrites a file
-    /// you changed unless --force.
+    /// dashboards, Loki, Tempo, docker-compose.yml. With --agent, only a
+    /// Prometheus agent config for a host running workers. Never overwrites a
+    /// file you changed unless --force.
     Install(Box<InstallArgs>),
     /// Run the installed Prometheus (and Grafana, Loki, Tempo when installed)
-    /// on 127.0.0.1 and print their links; Ctrl-C stops them.
+    /// on 127.0.0.1 and print their links; Ctrl-C stops them. An --agent
+    /// install runs Prometheus alone, in agent mode.
     View(ViewArgs),
 }
 
@@ -35,6 +39,30 @@ struct InstallArgs {
     /// Directory to write the stack into.
     #[arg(long, env = "MIMIR_MONITORING_DIR", default_value = DEFAULT_DIR)]
     dir: PathBuf,
+    /// Write a Prometheus agent for this host instead: it scrapes the workers
+    /// given with --scrape and sends every sample to --remote-write (a
+    /// central Prometheus, Grafana Mimir or Thanos Receive); no rules, no
+    /// Grafana.
+    #[arg(long, requires = "remote_write", conflicts_with_all = [
+        "config", "orchestrator", "metrics_token", "metrics_username",
+        "metrics_password", "workers", "ca_cert", "client_cert", "client_key",
+    ])]
+    agent: bool,
+    /// With --agent: the remote-write URL, e.g.
+    /// http://prometheus:9090/api/v1/write (Prometheus started with
+    /// --web.enable-remote-write-receiver), .../api/v1/push (Mimir) or
+    /// .../api/v1/receive (Thanos).
+    #[arg(long, value_name = "URL", requires = "agent")]
+    remote_write: Option<String>,
+    /// With --agent: a worker on this host started with --metrics-listen
+    /// HOST:PORT (repeat for several). They go to targets/workers.yml, which
+    /// you can edit later; Prometheus re-reads it.
+    #[arg(long = "scrape", value_name = "HOST:PORT", requires = "agent")]
+    scrape: Vec<String>,
+    /// With --agent: the `instance_host` label on every sample [default:
+    /// this machine's host name].
+    #[arg(long, requires = "agent")]
+    host_name: Option<String>,
     /// The orchestrator's config file: its `listen` address and `metrics.*`
     /// credentials are the defaults of the flags below.
     #[arg(long, env = "MIMIR_CONFIG")]
@@ -163,13 +191,7 @@ fn settings(args: &InstallArgs) -> anyhow::Result<Settings> {
         cert_file: args.client_cert.as_ref().map(absolute).transpose()?,
         key_file: args.client_key.as_ref().map(absolute).transpose()?,
     };
-    let workers_tls = match &args.worker_ca_cert {
-        Some(path) => Some(ScrapeTls {
-            ca_pem: Some(read(path)?),
-            ..ScrapeTls::default()
-        }),
-        None => None,
-    };
+    let workers_tls = workers_tls(args)?;
     Ok(Settings {
         orchestrator,
         auth,
@@ -180,22 +202,33 @@ fn settings(args: &InstallArgs) -> anyhow::Result<Settings> {
     })
 }
 
-fn install(args: InstallArgs) -> anyhow::Result<ExitCode> {
-    let settings = settings(&args)?;
-    let outcomes =
-        mimir_monitoring::install(&args.dir, &settings, args.force).with_context(|| {
-            format!(
-                "cannot install the monitoring stack in {}",
-                args.dir.display()
-            )
-        })?;
+/// The CA workers' certificates are signed by, when they are scraped over https.
+fn workers_tls(args: &InstallArgs) -> anyhow::Result<Option<ScrapeTls>> {
+    let Some(path) = &args.worker_ca_cert else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+    anyhow::ensure!(
+        pem.contains("-----BEGIN CERTIFICATE-----"),
+        "{} holds no PEM certificate",
+        path.display()
+    );
+    Ok(Some(ScrapeTls {
+        ca_pem: Some(pem),
+        ..ScrapeTls::default()
+    }))
+}
+
+/// Prints each file's outcome; returns how many of the user's changes were kept.
+fn report(outcomes: &[Outcome]) -> usize {
     let width = outcomes
         .iter()
         .map(|o| o.status.as_str().len())
         .max()
         .unwrap_or(0);
     let mut kept = 0;
-    for outcome in &outcomes {
+    for outcome in outcomes {
         let note = match outcome.status {
             Status::Kept => {
                 kept += 1;
@@ -209,6 +242,22 @@ fn install(args: InstallArgs) -> anyhow::Result<ExitCode> {
             outcome.path
         );
     }
+    kept
+}
+
+fn install(args: InstallArgs) -> anyhow::Result<ExitCode> {
+    if args.agent {
+        return install_agent(args);
+    }
+    let settings = settings(&args)?;
+    let outcomes =
+        mimir_monitoring::install(&args.dir, &settings, args.force).with_context(|| {
+            format!(
+                "cannot install the monitoring stack in {}",
+                args.dir.display()
+            )
+        })?;
+    let kept = report(&outcomes);
     let dir = args.dir.display();
     println!(
         "\nMonitoring stack for {} in {dir}{}.",
@@ -226,6 +275,76 @@ fn install(args: InstallArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "  Logs:        logging.loki.url: http://127.0.0.1:3100   Traces: tracing.endpoint: http://127.0.0.1:4318"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn install_agent(args: InstallArgs) -> anyhow::Result<ExitCode> {
+    let mut settings = AgentSettings::new(args.remote_write.clone().unwrap_or_default());
+    settings.targets = args.scrape.clone();
+    settings.scrape_interval = args.scrape_interval.clone();
+    if let Some(host) = &args.host_name {
+        settings.host = host.clone();
+    }
+    settings.workers_tls = workers_tls(&args)?;
+    let outcomes =
+        mimir_monitoring::install_agent(&args.dir, &settings, args.force).with_context(|| {
+            format!(
+                "cannot install the monitoring agent in {}",
+                args.dir.display()
+            )
+        })?;
+    let kept = report(&outcomes);
+    let dir = std::path::absolute(&args.dir).unwrap_or_else(|_| args.dir.clone());
+    let targets = dir.join(mimir_monitoring::agent::TARGETS_FILE);
+    // The exact command for the Prometheus on PATH; Prometheus 3's flag when
+    // there is none to ask.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = mimir_monitoring::tools::find(mimir_monitoring::tools::Tool::Prometheus, &path);
+    let (program, flag, note) = match &found {
+        Ok(found) => match mimir_monitoring::tools::agent_flag(&found.program) {
+            Some(flag) => (found.program.display().to_string(), flag, ""),
+            None => (
+                found.program.display().to_string(),
+                "--agent",
+                "   (this Prometheus has no agent mode: 2.32 or later is needed)",
+            ),
+        },
+        Err(_) => (
+            "prometheus".to_string(),
+            "--agent",
+            "   (Prometheus 2.x: --enable-feature=agent)",
+        ),
+    };
+    let command = view::agent_args(&dir, flag, view::DEFAULT_PROMETHEUS_PORT).join(" ");
+    println!(
+        "\nPrometheus agent for host {} in {}{}: scrapes the {} worker(s) of {}, remote-writes to {}.",
+        settings.host,
+        dir.display(),
+        if kept > 0 {
+            format!(" ({kept} of your changes kept)")
+        } else {
+            String::new()
+        },
+        settings.targets.len(),
+        targets.display(),
+        settings.remote_write,
+    );
+    println!(
+        "  Run it:      mimir-aip metrics view --dir {}",
+        dir.display()
+    );
+    println!("  Or:          {program} {command}{note}");
+    println!(
+        "  Check it:    promtool check config --agent {}",
+        dir.join("prometheus.yml").display()
+    );
+    println!(
+        "  Targets:     edit {} (host:port of each worker's --metrics-listen); Prometheus re-reads it",
+        targets.display()
+    );
+    println!(
+        "  Central end: Prometheus with --web.enable-remote-write-receiver, Grafana Mimir or Thanos Receive, with the rules and dashboards of a full `metrics install`"
     );
     Ok(ExitCode::SUCCESS)
 }
