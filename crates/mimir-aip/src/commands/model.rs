@@ -215,9 +215,9 @@ enum ModelCommand {
         /// The entity type predictions are stored as.
         #[arg(long, requires = "output_storage")]
         entity: Option<String>,
-        /// The version [default: the latest].
-        #[arg(long)]
-        version: Option<u32>,
+        /// The model version [default: the latest].
+        #[arg(long = "model-version")]
+        model_version: Option<u32>,
         /// Records per batch [default: 1000].
         #[arg(long)]
         batch_size: Option<u64>,
@@ -252,9 +252,9 @@ enum ModelCommand {
         id: String,
         #[command(flatten)]
         input: InputFlags,
-        /// The version [default: the latest].
-        #[arg(long)]
-        version: Option<u32>,
+        /// The model version [default: the latest].
+        #[arg(long = "model-version")]
+        model_version: Option<u32>,
         /// The drop of accuracy (or r²) that degrades [default: 0.05].
         #[arg(long)]
         threshold: Option<f64>,
@@ -418,7 +418,7 @@ pub async fn run(args: ModelArgs) -> anyhow::Result<ExitCode> {
             input,
             output_storage,
             entity,
-            version,
+            model_version,
             batch_size,
             priority,
             wait,
@@ -428,7 +428,7 @@ pub async fn run(args: ModelArgs) -> anyhow::Result<ExitCode> {
             if let (Some(storage), Some(entity)) = (output_storage, entity) {
                 body["output"] = json!({"storage_id": storage, "entity_type": entity});
             }
-            if let Some(v) = version {
+            if let Some(v) = model_version {
                 body["version"] = json!(v);
             }
             if let Some(n) = batch_size {
@@ -460,11 +460,11 @@ pub async fn run(args: ModelArgs) -> anyhow::Result<ExitCode> {
         ModelCommand::Evaluate {
             id,
             input,
-            version,
+            model_version,
             threshold,
         } => {
             let mut body = json!({"input": input.to_json()?});
-            if let Some(v) = version {
+            if let Some(v) = model_version {
                 body["version"] = json!(v);
             }
             if let Some(t) = threshold {
