@@ -36,7 +36,7 @@ pub struct ModelInput {
 pub enum CheckedInput {
     /// Records from a storage config.
     Storage {
-        config: StorageConfig,
+        config: Box<StorageConfig>,
         query: QueryRequest,
     },
     /// Records sent inline.
@@ -133,7 +133,10 @@ pub(super) async fn check(
             .await?;
             let query = input.query.unwrap_or_default();
             check_query(&query, &format!("{field}.query"))?;
-            Ok(CheckedInput::Storage { config, query })
+            Ok(CheckedInput::Storage {
+                config: Box::new(config),
+                query,
+            })
         }
     }
 }
