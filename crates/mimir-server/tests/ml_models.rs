@@ -34,6 +34,11 @@ struct Answer {
 
 impl Api {
     async fn new() -> Api {
+        Api::with(|_| {}).await
+    }
+
+    /// An API whose state `adjust` changed before the router is built.
+    async fn with(adjust: impl FnOnce(&mut AppState)) -> Api {
         let dir = tempfile::tempdir().expect("tempdir");
         let (ends, ended) = mimir_server::ml::MlTaskEnds::new(None);
         let options = SqliteOptions {
@@ -50,6 +55,7 @@ impl Api {
         ));
         state.artifacts = Arc::new(mimir_server::ml::ArtifactStore::new(dir.path()));
         state.max_body_bytes = 1024 * 1024;
+        adjust(&mut state);
         tokio::spawn(mimir_server::ml::task_ends::run(
             state.store.clone(),
             state.metrics.clone(),
@@ -1108,4 +1114,37 @@ async fn evaluate_degrades_on_worse_records_and_restores_on_good_ones() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(api.model(&id).await["status"], "trained", "restored");
+}
+
+#[tokio::test]
+async fn artifact_routes_take_bodies_beyond_the_api_limit_up_to_the_artifact_limit() {
+    let api = Api::with(|state| state.max_artifact_bytes = 3 * 1024 * 1024).await;
+    // 2 MiB of artifact: past api.maxBodyBytes (1 MiB), within the
+    // artifact limit, so the import reads it and refuses it as a model.
+    let big = vec![7u8; 2 * 1024 * 1024];
+    let body = json!({"project_id": "p", "name": "big", "format": "onnx",
+                      "feature_columns": ["a"], "artifact_base64": b64(&big)});
+    let (status, answer) = api.post("/api/ml-models/import", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(error_of(&answer), ("invalid_model", "artifact_base64"));
+    // Past the artifact limit: 413, nothing stored.
+    let huge = vec![7u8; 3 * 1024 * 1024 + 1];
+    let body = json!({"project_id": "p", "name": "huge", "format": "onnx",
+                      "feature_columns": ["a"], "artifact_base64": b64(&huge)});
+    let (status, answer) = api.post("/api/ml-models/import", body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    // Other routes keep the API limit.
+    let records: Vec<Value> = (0..40_000)
+        .map(|i| json!({"a": i, "padding": "x".repeat(20)}))
+        .collect();
+    let (status, _) = api
+        .post(
+            "/api/ml-models",
+            json!({"project_id": "p", "name": "m", "type": "kmeans", "x": records}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (_, listed) = api.get("/api/ml-models").await;
+    assert_eq!(listed["models"], json!([]));
+    assert!(api.artifact_files().is_empty());
 }

@@ -137,15 +137,19 @@ pub(super) fn decode_artifact(text: &str, field: &str, max: usize) -> Result<Vec
             format!("{field} is required: the artifact, base64-encoded"),
         ));
     }
-    if text.len() / 4 * 3 > max.saturating_add(3) {
-        return Err(ApiError::new(
+    let too_large = || {
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "artifact_too_large",
             format!("{field} holds more than {max} bytes (ml.maxArtifactBytes)"),
         )
-        .with_field(field));
+        .with_field(field)
+    };
+    // Refused before decoding when even the shortest reading is too long.
+    if text.len() / 4 * 3 > max.saturating_add(3) {
+        return Err(too_large());
     }
-    base64::engine::general_purpose::STANDARD
+    let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
         .map_err(|e| {
             ApiError::bad_field(
@@ -153,5 +157,9 @@ pub(super) fn decode_artifact(text: &str, field: &str, max: usize) -> Result<Vec
                 field,
                 format!("{field} is not standard base64: {e}"),
             )
-        })
+        })?;
+    if bytes.len() > max {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
