@@ -73,18 +73,23 @@ fn model(row: &Row<'_>) -> rusqlite::Result<MlModel> {
 }
 
 fn version(row: &Row<'_>) -> rusqlite::Result<ModelVersion> {
+    version_at(row, 0)
+}
+
+/// A version whose columns start at `at`.
+fn version_at(row: &Row<'_>, at: usize) -> rusqlite::Result<ModelVersion> {
     Ok(ModelVersion {
-        version: row.get(0)?,
-        checksum: row.get(1)?,
-        size_bytes: row.get(2)?,
-        artifact_store: row.get(3)?,
-        feature_columns: json(row, 4)?,
-        label_column: row.get(5)?,
-        performance_metrics: json(row, 6)?,
-        training_config: json(row, 7)?,
-        training_task_id: task_id(row, 8)?,
-        training_duration_ms: row.get(9)?,
-        created_at: time(10, row.get(10)?)?,
+        version: row.get(at)?,
+        checksum: row.get(at + 1)?,
+        size_bytes: row.get(at + 2)?,
+        artifact_store: row.get(at + 3)?,
+        feature_columns: json(row, at + 4)?,
+        label_column: row.get(at + 5)?,
+        performance_metrics: json(row, at + 6)?,
+        training_config: json(row, at + 7)?,
+        training_task_id: task_id(row, at + 8)?,
+        training_duration_ms: row.get(at + 9)?,
+        created_at: time(at + 10, row.get(at + 10)?)?,
     })
 }
 
@@ -122,8 +127,26 @@ pub(crate) fn list_models(
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map([project_id], model)?;
     let mut models = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    // Every version of the listing in one query, not one per model: a
+    // scrape reads the whole registry.
+    let sql = format!(
+        "SELECT model_id, {VERSION_COLUMNS} FROM ml_model_versions \
+         WHERE ?1 IS NULL OR model_id IN (SELECT id FROM ml_models WHERE project_id = ?1) \
+         ORDER BY model_id, version"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query([project_id])?;
+    let mut by_model: std::collections::HashMap<String, Vec<ModelVersion>> =
+        std::collections::HashMap::new();
+    while let Some(row) = rows.next()? {
+        let model_id: String = row.get(0)?;
+        by_model
+            .entry(model_id)
+            .or_default()
+            .push(version_at(row, 1)?);
+    }
     for m in &mut models {
-        m.versions = versions(conn, &m.id)?;
+        m.versions = by_model.remove(&m.id).unwrap_or_default();
     }
     Ok(models)
 }
