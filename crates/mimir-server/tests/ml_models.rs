@@ -1047,17 +1047,7 @@ async fn evaluate_refuses_bad_input() {
 async fn evaluate_degrades_on_worse_records_and_restores_on_good_ones() {
     let api = Api::new().await;
     let id = api.create("logistic_regression", labelled()).await;
-    let records: Vec<mimir_ml::Record> = (0..400)
-        .map(|i| {
-            let a = f64::from(i % 20);
-            let b = f64::from((i * 7) % 13);
-            let y = if a + b > 15.0 { "yes" } else { "no" };
-            json!({"id": i, "a": a, "b": b, "y": y})
-                .as_object()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .collect();
+    let records = rule_records(400);
     let config = mimir_core::TrainingConfig {
         label_column: "y".into(),
         feature_columns: vec!["a".into(), "b".into()],
@@ -1147,4 +1137,103 @@ async fn artifact_routes_take_bodies_beyond_the_api_limit_up_to_the_artifact_lim
     let (_, listed) = api.get("/api/ml-models").await;
     assert_eq!(listed["models"], json!([]));
     assert!(api.artifact_files().is_empty());
+}
+
+/// Labelled records of a simple rule (`a + b > 15`), for trainings.
+fn rule_records(n: u32) -> Vec<mimir_ml::Record> {
+    (0..n)
+        .map(|i| {
+            let a = f64::from(i % 20);
+            let b = f64::from((i * 7) % 13);
+            let y = if a + b > 15.0 { "yes" } else { "no" };
+            json!({"id": i, "a": a, "b": b, "y": y})
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// A worker's upload of a really trained model becomes version 1: the model
+/// is `trained` with its scores, the artifact downloads byte for byte with
+/// its checksum, and the task's completion records the training duration.
+#[tokio::test]
+#[ignore = "needs mimir-ml's train and load (stubs until that crate is merged)"]
+async fn a_worker_upload_of_a_trained_model_becomes_its_first_version() {
+    let api = Api::new().await;
+    let id = api.create("decision_tree", labelled()).await;
+    let storage = api.storage("p").await;
+    let (status, task) = api
+        .post(
+            "/api/ml-models/train",
+            json!({"model_id": id, "input_datasets": [storage]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{task}");
+    let task_id = task["worktask_id"].as_str().expect("id").to_string();
+    api.register("w").await;
+    let (_, attempt) = api.lease("w").await;
+    let config = mimir_core::TrainingConfig {
+        label_column: "y".into(),
+        ..Default::default()
+    };
+    let trained = mimir_ml::train(
+        mimir_core::ModelType::DecisionTree,
+        &config,
+        &rule_records(300),
+        &mut |_| {},
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .expect("train");
+    let (status, version) = api
+        .post(
+            &format!("/api/workers/w/ml-models/{id}/versions"),
+            json!({"worktask_id": task_id, "attempt": attempt,
+                   "feature_columns": trained.feature_columns, "label_column": "y",
+                   "performance_metrics": trained.metrics, "training_config": config,
+                   "training_duration_ms": 2500, "artifact_base64": b64(&trained.artifact)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{version}");
+    assert_eq!(version["version"], 1);
+    assert_eq!(version["checksum"], mimir_ml::checksum(&trained.artifact));
+    let model = api.model(&id).await;
+    assert_eq!(model["status"], "trained");
+    assert_eq!(
+        model["performance_metrics"]["accuracy"],
+        json!(trained.metrics.accuracy)
+    );
+    let answer = api
+        .raw(
+            "GET",
+            &format!("/api/ml-models/{id}/versions/1/artifact"),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.bytes, trained.artifact);
+    let (status, body) = api
+        .post(
+            &format!("/api/worktasks/{task_id}"),
+            json!({"worktask_id": task_id, "status": "completed", "worker_id": "w", "attempt": attempt,
+                   "result": {"model_id": id, "version": 1, "training_duration_ms": 2500}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = api.metrics().await;
+        if text
+            .contains("mimir_model_training_duration_seconds_sum{model_type=\"decision_tree\"} 2.5")
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        api.model(&id).await["status"],
+        "trained",
+        "completion keeps it trained"
+    );
 }
