@@ -40,6 +40,8 @@ enum Command {
     Queue(commands::queue::QueueArgs),
     /// Storage configs and their records (filesystem, PostgreSQL, MySQL, Redis, S3).
     Storage(commands::storage::StorageArgs),
+    /// ML models: register, train, run on storage data, import ONNX, check quality.
+    Model(commands::model::ModelArgs),
     /// Install and run the monitoring stack (Prometheus, Grafana, Loki, Tempo).
     Metrics(commands::metrics::MetricsArgs),
     /// Copy the store of a data directory, live or not, to a file.
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
             Command::Plugin(args) => commands::plugin::run(args).await,
             Command::Queue(args) => commands::queue::run(args).await,
             Command::Storage(args) => commands::storage::run(args).await,
+            Command::Model(args) => commands::model::run(args).await,
             Command::Metrics(args) => commands::metrics::run(args).await,
             Command::Backup(args) => commands::backup::run(args).await,
             Command::Bench(args) => bench::run(args).await,

@@ -131,6 +131,27 @@ pub struct Config {
     pub tls: crate::listener::TlsConfig,
     /// The built-in dashboard.
     pub dashboard: DashboardConfig,
+    /// ML model limits.
+    pub ml: MlConfig,
+}
+
+/// `ml.*`: ML model limits.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct MlConfig {
+    /// Largest model artifact (an upload from a worker, an ONNX import), in
+    /// bytes. Defaults to 512 MiB; the upload and import routes take bodies
+    /// this large (plus base64's third), every other route keeps
+    /// `api.maxBodyBytes`.
+    pub max_artifact_bytes: usize,
+}
+
+impl Default for MlConfig {
+    fn default() -> Self {
+        MlConfig {
+            max_artifact_bytes: crate::ml::DEFAULT_MAX_ARTIFACT_BYTES,
+        }
+    }
 }
 
 /// `dashboard.*`: the built-in dashboard.
@@ -508,6 +529,7 @@ impl Default for Config {
             server: Default::default(),
             tls: Default::default(),
             dashboard: DashboardConfig::default(),
+            ml: MlConfig::default(),
         }
     }
 }
@@ -662,6 +684,12 @@ impl Config {
         self.logging.loki.validate()?;
         let limits = self.server.limits()?;
         let tls = self.tls.validate()?;
+        if self.ml.max_artifact_bytes < 1024 || self.ml.max_artifact_bytes > 4 << 30 {
+            return Err(ConfigError::new(format!(
+                "ml.maxArtifactBytes: {} is out of range: 1024 to 4 GiB",
+                self.ml.max_artifact_bytes
+            )));
+        }
         if self.api.max_body_bytes < 1024 {
             return Err(ConfigError("api.maxBodyBytes must be at least 1024".into()));
         }

@@ -76,18 +76,21 @@ pub async fn run(
         config.dashboard.history_seconds,
     ));
     let pipeline_stats = Arc::new(crate::dashboard::PipelineStats::default());
+    let recorder = recording.then(|| {
+        TaskEventRecorder::start(
+            metrics.clone(),
+            Some(timeline.clone()),
+            Some(pipeline_stats.clone()),
+        ) as _
+    });
+    let (ml_ends, ml_ended) = crate::ml::MlTaskEnds::new(recorder);
     let options = SqliteOptions {
         aging: valid.aging,
         durable: config.store.durable,
         retry: valid.retry,
         lease_ttl: valid.lease_ttl,
-        events: recording.then(|| {
-            TaskEventRecorder::start(
-                metrics.clone(),
-                Some(timeline.clone()),
-                Some(pipeline_stats.clone()),
-            ) as _
-        }),
+        // ML task ends update the registry whether or not metrics are on.
+        events: Some(ml_ends as _),
         ..SqliteOptions::default()
     };
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, options))
@@ -205,7 +208,14 @@ pub async fn run(
             config.data_dir.join("storage"),
             Arc::new(mimir_storage::MetricsObserver::new(metrics.clone())),
         )),
+        artifacts: Arc::new(crate::ml::ArtifactStore::new(&config.data_dir)),
+        max_artifact_bytes: config.ml.max_artifact_bytes,
     };
+    let ml_task_ends = tokio::spawn(crate::ml::task_ends::run(
+        store.clone(),
+        metrics.clone(),
+        ml_ended,
+    ));
     let reaper = tokio::spawn(reap(state.clone(), valid.lease_ttl * 2));
     let rates = tokio::spawn(crate::telemetry::rates::sample_queue_rates(metrics.clone()));
     let sampler = tokio::spawn(crate::dashboard::sampler::run(state.clone()));
@@ -233,6 +243,7 @@ pub async fn run(
     rates.abort();
     sampler.abort();
     storage_health.abort();
+    ml_task_ends.abort();
     if let Some(task) = pool_task {
         task.abort();
     }

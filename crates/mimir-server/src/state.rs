@@ -51,6 +51,10 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The storage connectors the API's storage operations run through.
     pub storage: Arc<mimir_storage::Connectors>,
+    /// Model artifacts in the data dir.
+    pub artifacts: Arc<crate::ml::ArtifactStore>,
+    /// Largest model artifact accepted, in bytes (`ml.maxArtifactBytes`).
+    pub max_artifact_bytes: usize,
 }
 
 impl AppState {
@@ -86,6 +90,10 @@ impl AppState {
                 std::env::temp_dir().join("mimir-aip-storage"),
                 Arc::new(mimir_storage::Unobserved),
             )),
+            artifacts: Arc::new(crate::ml::ArtifactStore::new(
+                &std::env::temp_dir().join("mimir-aip-data"),
+            )),
+            max_artifact_bytes: crate::ml::DEFAULT_MAX_ARTIFACT_BYTES,
         }
     }
 }

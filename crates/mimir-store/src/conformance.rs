@@ -1055,6 +1055,298 @@ async fn storage_configs_round_trip(store: &dyn Store) {
     );
 }
 
+/// A draft model of `project`, created a second after `now` times `offset`.
+fn model(
+    project: &str,
+    name: &str,
+    model_type: mimir_core::ModelType,
+    offset: i64,
+) -> mimir_core::MlModel {
+    let at = Utc::now().trunc_subsecs(6) + Duration::seconds(offset);
+    let mut training_config = mimir_core::TrainingConfig {
+        label_column: "label".into(),
+        random_seed: Some(7),
+        feature_columns: vec!["a".into(), "b".into()],
+        ..Default::default()
+    };
+    training_config
+        .hyperparameters
+        .insert("n_trees".into(), serde_json::json!(50));
+    mimir_core::MlModel {
+        id: Uuid::now_v7().to_string(),
+        project_id: project.into(),
+        name: name.into(),
+        model_type,
+        status: mimir_core::ModelStatus::Draft,
+        status_reason: String::new(),
+        training_config,
+        performance_metrics: mimir_core::PerformanceMetrics::default(),
+        versions: Vec::new(),
+        training_task_id: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+/// A version as a training run reports it (the registry numbers it).
+fn model_version(accuracy: f64) -> mimir_core::ModelVersion {
+    let mut performance_metrics = mimir_core::PerformanceMetrics {
+        accuracy: Some(accuracy),
+        confusion_matrix: vec![vec![3, 1], vec![0, 4]],
+        classes: vec!["no".into(), "yes".into()],
+        ..Default::default()
+    };
+    performance_metrics
+        .feature_importance
+        .insert("a".into(), serde_json::json!(0.75));
+    mimir_core::ModelVersion {
+        version: 0,
+        checksum: format!("sha256:{:064x}", 1),
+        size_bytes: 1234,
+        artifact_store: "data".into(),
+        feature_columns: vec!["a".into(), "b".into()],
+        label_column: "label".into(),
+        performance_metrics,
+        training_config: mimir_core::TrainingConfig::default(),
+        training_task_id: Some(Uuid::now_v7()),
+        training_duration_ms: Some(1500),
+        created_at: Utc::now(),
+    }
+}
+
+fn add_version(accuracy: f64) -> mimir_core::ModelChange {
+    mimir_core::ModelChange::AddVersion {
+        version: Box::new(model_version(accuracy)),
+    }
+}
+
+/// Models: create (a taken id refused), read, list by project and all,
+/// replace (name and training config only: status, versions and
+/// `created_at` kept), delete; a missing one is refused.
+async fn models_round_trip(store: &dyn Store) {
+    let first = model("p1", "churn", mimir_core::ModelType::RandomForest, 0);
+    let other = model("p2", "price", mimir_core::ModelType::LinearRegression, 1);
+    assert_eq!(
+        store.put_model(first.clone(), true).await.expect("create"),
+        first
+    );
+    assert!(matches!(
+        store.put_model(first.clone(), true).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    store.put_model(other.clone(), true).await.expect("create");
+    assert_eq!(
+        store.get_model(&first.id).await.expect("get"),
+        Some(first.clone())
+    );
+    assert_eq!(store.get_model("none").await.expect("get"), None);
+    assert_eq!(
+        store.list_models(Some("p1".into())).await.expect("list"),
+        vec![first.clone()]
+    );
+    assert_eq!(
+        store.list_models(None).await.expect("list"),
+        vec![first.clone(), other.clone()]
+    );
+    let trained = store
+        .change_model(&first.id, add_version(0.9))
+        .await
+        .expect("add a version");
+    let mut replaced = trained.clone();
+    replaced.name = "churn v2".into();
+    replaced.training_config.label_column = "churned".into();
+    replaced.status = mimir_core::ModelStatus::Archived;
+    replaced.versions.clear();
+    replaced.created_at = first.created_at + Duration::seconds(9);
+    replaced.updated_at = first.created_at + Duration::seconds(5);
+    let stored = store
+        .put_model(replaced.clone(), false)
+        .await
+        .expect("replace");
+    assert_eq!(
+        (&stored.name, &stored.training_config, stored.updated_at),
+        (
+            &replaced.name,
+            &replaced.training_config,
+            replaced.updated_at
+        )
+    );
+    assert_eq!(
+        (stored.status, &stored.versions, stored.created_at),
+        (trained.status, &trained.versions, first.created_at),
+        "status, versions and created_at are kept"
+    );
+    assert_eq!(store.get_model(&first.id).await.expect("get"), Some(stored));
+    store.delete_model(&first.id).await.expect("delete");
+    assert_eq!(store.get_model(&first.id).await.expect("get"), None);
+    assert!(matches!(
+        store.delete_model(&first.id).await,
+        Err(StoreError::Missing { .. })
+    ));
+    assert!(matches!(
+        store.put_model(first, false).await,
+        Err(StoreError::Missing { .. })
+    ));
+    assert_eq!(store.list_models(None).await.expect("list"), vec![other]);
+}
+
+/// A refused change ([`mimir_core::MlModel::apply`] says no) is
+/// [`StoreError::Refused`] and stores nothing: a second training while one
+/// runs, training an imported model, a version for an archived one. A change
+/// to a missing model is [`StoreError::Missing`].
+async fn refused_model_changes_store_nothing(store: &dyn Store) {
+    let m = model("p", "m", mimir_core::ModelType::DecisionTree, 0);
+    store.put_model(m.clone(), true).await.expect("create");
+    let first = Uuid::now_v7();
+    let training = store
+        .change_model(
+            &m.id,
+            mimir_core::ModelChange::StartTraining { task_id: first },
+        )
+        .await
+        .expect("start");
+    assert_eq!(training.status, mimir_core::ModelStatus::Training);
+    assert_eq!(training.training_task_id, Some(first));
+    match store
+        .change_model(
+            &m.id,
+            mimir_core::ModelChange::StartTraining {
+                task_id: Uuid::now_v7(),
+            },
+        )
+        .await
+    {
+        Err(StoreError::Refused { reason, .. }) => {
+            assert!(reason.contains("already training"), "{reason}")
+        }
+        other => panic!("a second training: {other:?}"),
+    }
+    assert_eq!(
+        store.get_model(&m.id).await.expect("get"),
+        Some(training),
+        "a refused change stores nothing"
+    );
+
+    let imported = model("p", "onnx", mimir_core::ModelType::Onnx, 1);
+    store
+        .put_model(imported.clone(), true)
+        .await
+        .expect("create");
+    assert!(matches!(
+        store
+            .change_model(
+                &imported.id,
+                mimir_core::ModelChange::StartTraining {
+                    task_id: Uuid::now_v7()
+                }
+            )
+            .await,
+        Err(StoreError::Refused { .. })
+    ));
+    assert_eq!(
+        store.get_model(&imported.id).await.expect("get"),
+        Some(imported)
+    );
+
+    let mut archived = model("p", "old", mimir_core::ModelType::Kmeans, 2);
+    archived.status = mimir_core::ModelStatus::Archived;
+    store
+        .put_model(archived.clone(), true)
+        .await
+        .expect("create");
+    assert!(matches!(
+        store.change_model(&archived.id, add_version(0.5)).await,
+        Err(StoreError::Refused { .. })
+    ));
+    assert_eq!(
+        store.get_model(&archived.id).await.expect("get"),
+        Some(archived),
+        "no version row was written"
+    );
+    assert!(matches!(
+        store.change_model("none", add_version(0.5)).await,
+        Err(StoreError::Missing { .. })
+    ));
+}
+
+/// Many `StartTraining` at once on one draft model: exactly one wins, and the
+/// model names the winner's task.
+async fn concurrent_start_training_one_wins(store: Arc<dyn Store>) {
+    let m = model("p", "race", mimir_core::ModelType::LogisticRegression, 0);
+    store.put_model(m.clone(), true).await.expect("create");
+    let mut handles = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        let id = m.id.clone();
+        handles.push(tokio::spawn(async move {
+            let task_id = Uuid::now_v7();
+            let outcome = store
+                .change_model(&id, mimir_core::ModelChange::StartTraining { task_id })
+                .await;
+            (task_id, outcome)
+        }));
+    }
+    let mut winners = Vec::new();
+    for handle in handles {
+        match handle.await.expect("change task") {
+            (task_id, Ok(_)) => winners.push(task_id),
+            (_, Err(StoreError::Refused { .. })) => {}
+            (_, Err(other)) => panic!("a concurrent start failed: {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one training starts");
+    let stored = store.get_model(&m.id).await.expect("get").expect("model");
+    assert_eq!(stored.status, mimir_core::ModelStatus::Training);
+    assert_eq!(stored.training_task_id, Some(winners[0]));
+}
+
+/// Versions are numbered 1..n in the order they are added, stored whole,
+/// and the model takes the latest one's scores; deleting the model removes
+/// its versions (a model made again under the id starts with none).
+async fn model_versions_number_up_and_go_with_the_model(store: &dyn Store) {
+    let m = model("p", "versions", mimir_core::ModelType::RandomForest, 0);
+    store.put_model(m.clone(), true).await.expect("create");
+    let mut last = None;
+    for accuracy in [0.7, 0.8, 0.9] {
+        let task_id = Uuid::now_v7();
+        store
+            .change_model(&m.id, mimir_core::ModelChange::StartTraining { task_id })
+            .await
+            .expect("start");
+        last = Some(
+            store
+                .change_model(&m.id, add_version(accuracy))
+                .await
+                .expect("add"),
+        );
+    }
+    let stored = store.get_model(&m.id).await.expect("get").expect("model");
+    assert_eq!(
+        Some(&stored),
+        last.as_ref(),
+        "the answer is what was stored"
+    );
+    let numbers: Vec<u32> = stored.versions.iter().map(|v| v.version).collect();
+    assert_eq!(numbers, [1, 2, 3]);
+    assert_eq!(stored.status, mimir_core::ModelStatus::Trained);
+    assert_eq!(stored.performance_metrics.accuracy, Some(0.9));
+    let mut want = model_version(0.9);
+    want.version = 3;
+    want.training_task_id = stored.versions[2].training_task_id;
+    want.created_at = stored.versions[2].created_at;
+    assert_eq!(stored.versions[2], want, "a version is stored whole");
+    store.delete_model(&m.id).await.expect("delete");
+    store
+        .put_model(m.clone(), true)
+        .await
+        .expect("create again");
+    assert_eq!(
+        store.get_model(&m.id).await.expect("get"),
+        Some(m),
+        "the old versions went with the model"
+    );
+}
+
 /// Closing commits the writes asked for before it; later writes are refused
 /// with [`StoreError::WriterGone`] and store nothing, and reads still answer.
 async fn close_commits_then_refuses_writes(store: &dyn Store) {
@@ -1108,9 +1400,12 @@ register!(
         lease_types_and_limits,
         catalog_round_trips,
         storage_configs_round_trip,
+        models_round_trip,
+        refused_model_changes_store_nothing,
+        model_versions_number_up_and_go_with_the_model,
         close_commits_then_refuses_writes,
     ],
-    sharing: [concurrent_submits_all_land],
+    sharing: [concurrent_submits_all_land, concurrent_start_training_one_wins],
 );
 
 /// Runs the check named `name` against `store`.

@@ -49,8 +49,12 @@ conformance_tests!(
     lease_types_and_limits,
     catalog_round_trips,
     storage_configs_round_trip,
+    models_round_trip,
+    refused_model_changes_store_nothing,
+    model_versions_number_up_and_go_with_the_model,
     close_commits_then_refuses_writes,
     concurrent_submits_all_land,
+    concurrent_start_training_one_wins,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 //! and W3C trace context propagation.
 
 pub mod exposition;
+pub mod inference;
 pub mod json_lines;
 pub mod log_writer;
 pub mod logging;
@@ -17,6 +18,7 @@ pub mod rate_limit;
 pub mod series;
 
 pub use exposition::{Format, render};
+pub use inference::InferenceSummary;
 pub use logging::{LogSettings, TelemetryGuard};
 pub use metrics::Metrics;
 pub use otel::TraceSettings;

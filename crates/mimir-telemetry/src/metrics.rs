@@ -4,11 +4,13 @@
 //! `mimir_tasks_total`, `mimir_task_*`, `mimir_storage_*`) are kept exactly;
 //! everything else is `mimir_<subsystem>_<name>_<unit>[_total]`. Label values
 //! are bounded: task types, statuses, routes, store methods, pipeline and step
-//! names from the catalog, worker ids of live workers. Never a task id.
+//! names from the catalog, model names from the registry, worker ids of live
+//! workers. Never a task id.
 //!
 //! Counters are registered without their `_total` suffix, which the encoder
 //! adds.
 
+use crate::inference::InferenceSummary;
 use crate::process::ProcessCollector;
 use crate::series::{PipelineSeries, TaskSeries};
 use mimir_core::WorkTaskType;
@@ -39,10 +41,20 @@ pub const PIPELINE_BUCKETS: [f64; 10] = [
     0.01, 0.05, 0.25, 1.0, 5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0,
 ];
 
+/// Buckets for inference times, per batch and per item: 1 µs to 1 minute.
+pub const INFERENCE_BUCKETS: [f64; 17] = [
+    0.000001, 0.000005, 0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+    5.0, 10.0, 30.0, 60.0,
+];
+
 /// Buckets for worker lifetimes: 1 s to 1 day.
 pub const WORKER_BUCKETS: [f64; 12] = [
     1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 43200.0, 86400.0,
 ];
+
+fn inference_histogram() -> Histogram {
+    Histogram::new(INFERENCE_BUCKETS)
+}
 
 fn task_histogram() -> Histogram {
     Histogram::new(TASK_BUCKETS)
@@ -210,6 +222,56 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// `model`, `worker`: items one worker predicted with one model.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelWorkerLabels {
+    /// The model's name.
+    pub model: String,
+    /// The worker's id.
+    pub worker: String,
+}
+
+/// `model`, `scope`: inference time per batch or per item.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelScopeLabels {
+    /// The model's name.
+    pub model: String,
+    /// `batch` or `item`.
+    pub scope: &'static str,
+}
+
+/// `model`, `outcome`: inference tasks ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelOutcomeLabels {
+    /// The model's name.
+    pub model: String,
+    /// `completed`, `failed`, `timeout` or `cancelled`.
+    pub outcome: &'static str,
+}
+
+/// `model_type`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelTypeLabel {
+    /// The model type, e.g. `random_forest`.
+    pub model_type: &'static str,
+}
+
+/// `model`, `metric`: one quality figure of a model's latest version.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelMetricLabels {
+    /// The model's name.
+    pub model: String,
+    /// `accuracy`, `f1_score`, `r2_score`, …
+    pub metric: &'static str,
+}
+
+/// `model`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabel {
+    /// The model's name.
+    pub model: String,
+}
+
 /// `version`, `commit`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
@@ -295,6 +357,19 @@ pub struct Metrics {
     pub step_duration: HistogramFamily<StepLabels>,
     /// Steps whose action failed.
     pub plugin_errors: Family<ActionLabels, Counter>,
+    /// Items predicted, by model and worker (the seeds' frame count).
+    pub inference_items: Family<ModelWorkerLabels, Counter>,
+    /// Inference time of each batch and, per item, each batch's time over
+    /// its size.
+    pub inference_duration: HistogramFamily<ModelScopeLabels>,
+    /// Inference tasks ended, by outcome.
+    pub inference_requests: Family<ModelOutcomeLabels, Counter>,
+    /// Duration of completed trainings, by model type.
+    pub model_training_duration: HistogramFamily<ModelTypeLabel>,
+    /// The latest version's quality figures (set at scrape time).
+    pub model_quality: Family<ModelMetricLabels, FloatGauge>,
+    /// 1 when a model is degraded, else 0 (set at scrape time).
+    pub model_degraded: Family<ModelLabel, Gauge>,
     /// Workers the autoscaler wants.
     pub autoscaler_desired_workers: Gauge,
     /// Autoscaler decisions by action and reason.
@@ -336,6 +411,12 @@ impl Metrics {
             pipeline_duration: Family::new_with_constructor(pipeline_histogram),
             step_duration: Family::new_with_constructor(task_histogram),
             plugin_errors: Family::default(),
+            inference_items: Family::default(),
+            inference_duration: Family::new_with_constructor(inference_histogram),
+            inference_requests: Family::default(),
+            model_training_duration: Family::new_with_constructor(task_histogram),
+            model_quality: Family::default(),
+            model_degraded: Family::default(),
             autoscaler_desired_workers: Gauge::default(),
             autoscaler_decisions: Family::default(),
             registry: Registry::default(),
@@ -512,6 +593,36 @@ impl Metrics {
             m.plugin_errors.clone(),
         );
         r.register(
+            "mimir_inference_items",
+            "Items predicted, by model and worker",
+            m.inference_items.clone(),
+        );
+        r.register(
+            "mimir_inference_duration_seconds",
+            "Inference time by model, per batch (scope=batch) and per item (scope=item)",
+            m.inference_duration.clone(),
+        );
+        r.register(
+            "mimir_inference_requests",
+            "Inference tasks ended, by model and outcome",
+            m.inference_requests.clone(),
+        );
+        r.register(
+            "mimir_model_training_duration_seconds",
+            "Duration of completed trainings, by model type",
+            m.model_training_duration.clone(),
+        );
+        r.register(
+            "mimir_model_quality",
+            "Quality figures of each model's latest version, by metric",
+            m.model_quality.clone(),
+        );
+        r.register(
+            "mimir_model_degraded",
+            "1 when a quality check found the model's latest version degraded, else 0",
+            m.model_degraded.clone(),
+        );
+        r.register(
             "mimir_autoscaler_desired_workers",
             "Workers the autoscaler wants",
             m.autoscaler_desired_workers.clone(),
@@ -560,6 +671,76 @@ impl Metrics {
         }
         if failed {
             self.storage_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Records the items `worker` predicted with `model` (its name) and each
+    /// batch's time, per batch and per item. The orchestrator calls it with a
+    /// finished task's reported summary, a worker with its own run's.
+    pub fn record_inference(&self, model: &str, worker: &str, summary: &InferenceSummary) {
+        self.inference_items
+            .get_or_create(&ModelWorkerLabels {
+                model: model.to_string(),
+                worker: worker.to_string(),
+            })
+            .inc_by(summary.items);
+        // One family guard at a time: a second `get_or_create` on the same
+        // family while a guard is held deadlocks when it must insert.
+        for (scope, per_item) in [("batch", false), ("item", true)] {
+            let histogram = self.inference_duration.get_or_create(&ModelScopeLabels {
+                model: model.to_string(),
+                scope,
+            });
+            for &(size, seconds) in &summary.batches {
+                if !per_item {
+                    histogram.observe(seconds);
+                } else if size > 0 {
+                    histogram.observe(seconds / size as f64);
+                }
+            }
+        }
+    }
+
+    /// Records an inference task of `model` that ended with `outcome`
+    /// (`completed`, `failed`, `timeout` or `cancelled`).
+    pub fn record_inference_request(&self, model: &str, outcome: &'static str) {
+        self.inference_requests
+            .get_or_create(&ModelOutcomeLabels {
+                model: model.to_string(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Records a completed training of a `model_type` model.
+    pub fn record_training(&self, model_type: &'static str, seconds: f64) {
+        self.model_training_duration
+            .get_or_create(&ModelTypeLabel { model_type })
+            .observe(seconds);
+    }
+
+    /// Sets the quality and degraded gauges from the registry's models,
+    /// dropping the series of models no longer there.
+    pub fn set_model_gauges(&self, models: &[mimir_core::MlModel]) {
+        self.model_quality.clear();
+        self.model_degraded.clear();
+        for model in models {
+            if let Some(latest) = model.versions.last() {
+                for (metric, value) in latest.performance_metrics.figures() {
+                    self.model_quality
+                        .get_or_create(&ModelMetricLabels {
+                            model: model.name.clone(),
+                            metric,
+                        })
+                        .set(value);
+                }
+            }
+            let degraded = model.status == mimir_core::ModelStatus::Degraded;
+            self.model_degraded
+                .get_or_create(&ModelLabel {
+                    model: model.name.clone(),
+                })
+                .set(i64::from(degraded));
         }
     }
 
@@ -632,5 +813,118 @@ impl prometheus_client::collector::Collector for DroppedLogLines {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn inference_counts_items_per_worker_and_times_per_batch_and_item() {
+        let m = Metrics::new();
+        let summary = InferenceSummary {
+            items: 30,
+            batches: vec![(20, 0.2), (10, 0.05)],
+        };
+        m.record_inference("churn", "w1", &summary);
+        m.record_inference("churn", "w2", &summary);
+        m.record_inference_request("churn", "completed");
+        m.record_training("random_forest", 2.5);
+        let text = crate::render(m.registry(), crate::Format::Prometheus);
+        for (prefix, value) in [
+            (
+                "mimir_inference_items_total{model=\"churn\",worker=\"w1\"}",
+                "30",
+            ),
+            (
+                "mimir_inference_items_total{model=\"churn\",worker=\"w2\"}",
+                "30",
+            ),
+            (
+                "mimir_inference_duration_seconds_count{model=\"churn\",scope=\"batch\"}",
+                "4",
+            ),
+            (
+                "mimir_inference_duration_seconds_count{model=\"churn\",scope=\"item\"}",
+                "4",
+            ),
+            (
+                "mimir_inference_requests_total{model=\"churn\",outcome=\"completed\"}",
+                "1",
+            ),
+            (
+                "mimir_model_training_duration_seconds_sum{model_type=\"random_forest\"}",
+                "2.5",
+            ),
+        ] {
+            let found = line(&text, prefix).unwrap_or_else(|| panic!("{prefix} in\n{text}"));
+            assert_eq!(found.rsplit(' ').next(), Some(value), "{found}");
+        }
+        // Per item: 0.2 s / 20 and 0.05 s / 10, twice.
+        let sum = line(
+            &text,
+            "mimir_inference_duration_seconds_sum{model=\"churn\",scope=\"item\"}",
+        )
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap();
+        assert!((sum - 0.03).abs() < 1e-9, "{sum}");
+    }
+
+    #[test]
+    fn model_gauges_follow_the_registry() {
+        let m = Metrics::new();
+        let now = chrono::Utc::now();
+        let version = mimir_core::ModelVersion {
+            version: 1,
+            checksum: "sha256:00".into(),
+            size_bytes: 1,
+            artifact_store: "data".into(),
+            feature_columns: Vec::new(),
+            label_column: String::new(),
+            performance_metrics: mimir_core::PerformanceMetrics {
+                accuracy: Some(0.75),
+                ..Default::default()
+            },
+            training_config: Default::default(),
+            training_task_id: None,
+            training_duration_ms: None,
+            created_at: now,
+        };
+        let model = mimir_core::MlModel {
+            id: "m1".into(),
+            project_id: "p".into(),
+            name: "churn".into(),
+            model_type: mimir_core::ModelType::RandomForest,
+            status: mimir_core::ModelStatus::Degraded,
+            status_reason: String::new(),
+            training_config: Default::default(),
+            performance_metrics: Default::default(),
+            versions: vec![version],
+            training_task_id: None,
+            created_at: now,
+            updated_at: now,
+        };
+        m.set_model_gauges(std::slice::from_ref(&model));
+        let text = crate::render(m.registry(), crate::Format::Prometheus);
+        assert!(
+            text.contains("mimir_model_quality{model=\"churn\",metric=\"accuracy\"} 0.75"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mimir_model_degraded{model=\"churn\"} 1"),
+            "{text}"
+        );
+        m.set_model_gauges(&[]);
+        let text = crate::render(m.registry(), crate::Format::Prometheus);
+        assert!(
+            !text.contains("model=\"churn\""),
+            "a deleted model's series go"
+        );
     }
 }

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod executor;
 pub mod metrics;
+pub mod model;
 pub mod pipeline;
 pub mod plugin;
 pub mod project;

@@ -94,15 +94,15 @@ struct ListArgs {
 }
 
 #[derive(Debug, Args)]
-struct WaitArgs {
+pub(crate) struct WaitArgs {
     /// Task id.
-    id: Uuid,
+    pub(crate) id: Uuid,
     /// Give up after this many seconds (0: wait forever).
     #[arg(long, default_value_t = 0)]
-    timeout: u64,
+    pub(crate) timeout: u64,
     /// Polling interval in milliseconds.
     #[arg(long, default_value_t = 250)]
-    interval_ms: u64,
+    pub(crate) interval_ms: u64,
 }
 
 /// Runs a `task` subcommand.
@@ -217,7 +217,9 @@ fn submission(args: SubmitArgs) -> anyhow::Result<Value> {
     Ok(Value::Object(body))
 }
 
-async fn wait_for(
+/// Waits until task `args.id` ends, showing its status; prints it and
+/// answers success when it completed.
+pub(crate) async fn wait_for(
     client: &mimir_client::Client,
     args: WaitArgs,
     format: OutputFormat,

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub(crate) mod guard;
 mod health;
+mod ml_models;
 pub mod openapi;
 mod plugins;
 pub mod routes;
@@ -54,6 +55,13 @@ pub fn app(state: AppState) -> Router {
 /// the shared layers. Each one is in the OpenAPI document ([`openapi`]).
 pub fn routes(state: &AppState) -> Routes {
     let max_body = state.max_body_bytes;
+    // An artifact travels as base64 inside JSON: a third more, plus the
+    // other fields.
+    let artifact_body = state
+        .max_artifact_bytes
+        .saturating_add(state.max_artifact_bytes / 3)
+        .saturating_add(1024 * 1024)
+        .max(max_body);
     let worker_routes = Routes::new()
         .post("/api/workers/register", workers::register)
         .delete("/api/workers/{worker_id}", workers::deregister)
@@ -64,6 +72,11 @@ pub fn routes(state: &AppState) -> Routes {
         .get(
             "/api/workers/{worker_id}/storage-configs",
             storage::worker::configs,
+        )
+        .add(
+            Method::POST,
+            "/api/workers/{worker_id}/ml-models/{id}/versions",
+            post(ml_models::versions::upload).layer(DefaultBodyLimit::max(artifact_body)),
         )
         .post("/api/worktasks/{id}", worktasks::report)
         .add(
@@ -91,6 +104,7 @@ pub fn routes(state: &AppState) -> Routes {
         .delete("/api/pipelines/{id}", catalog::delete_pipeline)
         .post("/api/pipelines/{id}/execute", catalog::execute)
         .merge(storage_routes())
+        .merge(ml_model_routes(artifact_body))
         .get("/api/plugins", plugins::list)
         .get("/api/metrics", health::summary)
         .post("/api/worktasks", worktasks::submit)
@@ -111,6 +125,10 @@ pub fn routes(state: &AppState) -> Routes {
     // Workers fetch the definitions of the pipelines they run.
     let shared_routes = Routes::new()
         .get("/api/pipelines/{id}", catalog::get_pipeline)
+        .get(
+            "/api/ml-models/{id}/versions/{version}/artifact",
+            ml_models::artifacts::download,
+        )
         .map(|router| {
             router.route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
@@ -142,6 +160,26 @@ fn storage_routes() -> Routes {
         .post("/api/storage/schema", operations::schema)
         .get("/api/storage/health", operations::health)
         .get("/api/storage/metadata", operations::metadata)
+}
+
+/// `/api/ml-models`: the registry, training, inference, import and quality
+/// checks. The import takes a body as large as an artifact.
+fn ml_model_routes(artifact_body: usize) -> Routes {
+    use ml_models::{evaluate, import, infer, models, train};
+    Routes::new()
+        .get("/api/ml-models", models::list)
+        .post("/api/ml-models", models::create)
+        .post("/api/ml-models/train", train::train)
+        .add(
+            Method::POST,
+            "/api/ml-models/import",
+            post(import::import).layer(DefaultBodyLimit::max(artifact_body)),
+        )
+        .get("/api/ml-models/{id}", models::get)
+        .put("/api/ml-models/{id}", models::update)
+        .delete("/api/ml-models/{id}", models::delete)
+        .post("/api/ml-models/{id}/infer", infer::infer)
+        .post("/api/ml-models/{id}/evaluate", evaluate::evaluate)
 }
 
 async fn not_found() -> ApiError {

@@ -66,6 +66,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         return response;
     }
     refresh_gauges(&state);
+    refresh_model_gauges(&state).await;
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let body = mimir_telemetry::render(state.metrics.registry(), format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
@@ -78,6 +79,17 @@ pub(crate) fn refresh_gauges(state: &AppState) {
     m.workers_active
         .set(state.workers.active(state.lease_ttl) as i64);
     mimir_storage::record_pools(m, &state.storage);
+}
+
+/// Sets the model quality and degraded gauges from the registry: one store
+/// read per scrape, so the series follow models as they are trained,
+/// degraded and deleted.
+pub(crate) async fn refresh_model_gauges(state: &AppState) {
+    match state.store.list_models(None).await {
+        Ok(models) => state.metrics.set_model_gauges(&models),
+        // The last values stay: better slightly stale than gone.
+        Err(error) => tracing::warn!(%error, "cannot read models for the quality gauges"),
+    }
 }
 
 /// Per-worker counts and heartbeat age, read from the registry at scrape time,

@@ -6,6 +6,7 @@
 mod attempts;
 mod backup;
 mod catalog;
+mod models;
 mod row;
 mod schema;
 mod writer;
@@ -21,6 +22,7 @@ use mimir_core::{
     Aging, Attempt, MlModel, ModelChange, Pipeline, Priority, Project, QueueIndex, RetryPolicy,
     StorageConfig, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
 };
+use models::ModelWrite;
 use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
 use row::TASK_COLUMNS;
@@ -178,6 +180,19 @@ impl SqliteStore {
             Outcome::Task(task) => Ok(*task),
             other => Err(StoreError::Corrupt(format!(
                 "writer answered {other:?} where a task was expected"
+            ))),
+        }
+    }
+
+    async fn write_model(&self, id: &str, write: ModelWrite) -> Result<MlModel, StoreError> {
+        match self.write(Op::Model(write)).await? {
+            Outcome::Model(Some(model)) => Ok(*model),
+            Outcome::Model(None) => Err(StoreError::Missing {
+                kind: "model",
+                id: id.to_string(),
+            }),
+            other => Err(StoreError::Corrupt(format!(
+                "writer answered {other:?} where a model was expected"
             ))),
         }
     }
@@ -524,24 +539,45 @@ impl Store for SqliteStore {
         .map(drop)
     }
 
-    async fn put_model(&self, model: MlModel, _create: bool) -> Result<MlModel, StoreError> {
-        Err(not_built(&model.id))
+    async fn put_model(&self, model: MlModel, create: bool) -> Result<MlModel, StoreError> {
+        let id = model.id.clone();
+        self.write_model(
+            &id,
+            ModelWrite::Put {
+                model: Box::new(model),
+                create,
+            },
+        )
+        .await
     }
 
-    async fn get_model(&self, _id: &str) -> Result<Option<MlModel>, StoreError> {
-        Ok(None)
+    async fn get_model(&self, id: &str) -> Result<Option<MlModel>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| models::get_model(conn, &id)).await
     }
 
-    async fn list_models(&self, _project_id: Option<String>) -> Result<Vec<MlModel>, StoreError> {
-        Ok(Vec::new())
+    async fn list_models(&self, project_id: Option<String>) -> Result<Vec<MlModel>, StoreError> {
+        self.read(move |conn| models::list_models(conn, project_id.as_deref()))
+            .await
     }
 
     async fn delete_model(&self, id: &str) -> Result<(), StoreError> {
-        Err(not_built(id))
+        self.write(Op::Model(ModelWrite::Delete(id.to_string())))
+            .await
+            .map(drop)
     }
 
-    async fn change_model(&self, id: &str, _change: ModelChange) -> Result<MlModel, StoreError> {
-        Err(not_built(id))
+    async fn change_model(&self, id: &str, change: ModelChange) -> Result<MlModel, StoreError> {
+        self.write_model(
+            id,
+            ModelWrite::Change {
+                id: id.to_string(),
+                change,
+                // Stored to the microsecond: the answer must equal a later read.
+                at: chrono::SubsecRound::trunc_subsecs(Utc::now(), 6),
+            },
+        )
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -687,12 +723,4 @@ fn list(conn: &Connection, query: &ListQuery) -> Result<ListPage, StoreError> {
         tasks,
         next: if more { last_seq } else { None },
     })
-}
-
-fn not_built(id: &str) -> StoreError {
-    StoreError::Refused {
-        kind: "model",
-        id: id.to_string(),
-        reason: "the model registry is not built yet".into(),
-    }
 }

@@ -34,6 +34,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_storage_configs",
         include_str!("../../migrations/sqlite/0006_storage_configs.sql"),
     ),
+    (
+        "0007_ml_models",
+        include_str!("../../migrations/sqlite/0007_ml_models.sql"),
+    ),
 ];
 
 /// Settings of the write connection.

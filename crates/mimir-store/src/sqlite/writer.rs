@@ -7,14 +7,15 @@
 //! every request that arrived while the previous commit was in flight.
 
 use super::catalog::{self, CatalogWrite};
+use super::models::{self, ModelWrite};
 use super::row::{self, INSERT_TASK, NewRow, QUEUE_COLUMNS, TASK_COLUMNS};
 use crate::live::{Change, Live};
 use crate::{EventSink, LeaseRequest, StoreError};
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    Attempt, AttemptEnd, AttemptOutcome, ErrorClass, InvalidTransition, PerType, QueueEntry,
-    RetryDecision, RetryPolicy, TaskEvent, TaskEventKind, WorkTask, WorkTaskResult, WorkTaskStatus,
-    WorkTaskType,
+    Attempt, AttemptEnd, AttemptOutcome, ErrorClass, InvalidTransition, MlModel, PerType,
+    QueueEntry, RetryDecision, RetryPolicy, TaskEvent, TaskEventKind, WorkTask, WorkTaskResult,
+    WorkTaskStatus, WorkTaskType,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -65,6 +66,7 @@ pub(crate) enum Op {
         at: DateTime<Utc>,
     },
     Catalog(CatalogWrite),
+    Model(ModelWrite),
     /// A one-page write, to learn whether writes succeed again after the disk
     /// was full.
     Probe,
@@ -79,6 +81,7 @@ pub(crate) enum Outcome {
     Tasks(Vec<WorkTask>),
     Task(Box<WorkTask>),
     Statuses(Vec<Result<WorkTaskStatus, StoreError>>),
+    Model(Option<Box<MlModel>>),
     Done,
 }
 
@@ -435,6 +438,7 @@ impl Core {
                 catalog::write(conn, write)?;
                 Ok(Outcome::Done)
             }
+            Op::Model(write) => Ok(Outcome::Model(models::write(conn, write)?.map(Box::new))),
             Op::Probe => {
                 // Rewriting the header's user version dirties one page, so
                 // the commit must append to the WAL.

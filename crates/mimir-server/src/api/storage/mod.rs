@@ -4,7 +4,7 @@
 //! protocol's one way to read a project's configs with their credentials.
 
 pub(super) mod configs;
-mod errors;
+pub(super) mod errors;
 pub(super) mod operations;
 pub(super) mod worker;
 
