@@ -1,6 +1,7 @@
 //! A worker's own metrics (`mimir-aip worker --metrics-listen ADDR`): its
 //! attempts' run time, its pipelines' step times and the storage operations
-//! its steps ran (`mimir_storage_*`), served on `/metrics`. The orchestrator
+//! its steps ran (`mimir_storage_*`) and the items its inferences predicted
+//! (`mimir_inference_*`), served on `/metrics`. The orchestrator
 //! records the same step times and storage operations from the results
 //! workers report, so scraping workers is optional.
 
@@ -29,6 +30,19 @@ pub(crate) fn record_attempt(
             r#type: task.task_type.as_str(),
         })
         .observe(seconds, None, None);
+    // An inference counts its items under this worker, as the orchestrator
+    // does from the same result: scraping workers shows each one's share.
+    if task.task_type == mimir_core::WorkTaskType::MlInference
+        && outcome == AttemptOutcome::Completed
+        && let Some(result) = result
+        && let Some(summary) = mimir_telemetry::InferenceSummary::from_result(result)
+    {
+        let model = result
+            .get("model_name")
+            .and_then(|m| m.as_str())
+            .unwrap_or(task.task_spec.model_id.as_str());
+        metrics.record_inference(model, &task.worker_id, &summary);
+    }
     let steps = result
         .and_then(|r| r.get("steps"))
         .and_then(|s| s.as_array());
