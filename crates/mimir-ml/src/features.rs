@@ -146,7 +146,6 @@ impl Matrix {
     pub fn row(&self, i: usize) -> &[f64] {
         &self.values[i * self.width..(i + 1) * self.width]
     }
-    }
 }
 
 /// What a value is, for deciding a column's kind.
