@@ -173,14 +173,29 @@ fn classify<'a>(column: &str, row: usize, value: Option<&'a Value>) -> Result<Se
     }
 }
 
-/// A string that reads as a number; NaN and infinities are refused by name.
+/// A string that reads as a number; NaN and infinities are refused by
+/// name (in a numeric column: in a categorical one, "NaN" is a word).
 fn numeric_text(column: &str, row: usize, text: &str) -> Result<Option<f64>, MlError> {
-    match text.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(Some(v)),
-        Ok(_) => Err(MlError::Data(format!(
+    match parse_text(text) {
+        TextNumber::Finite(v) => Ok(Some(v)),
+        TextNumber::NonFinite => Err(MlError::Data(format!(
             "column {column:?} row {row}: {text:?} is not a finite number"
         ))),
-        Err(_) => Ok(None),
+        TextNumber::NotNumber => Ok(None),
+    }
+}
+
+enum TextNumber {
+    Finite(f64),
+    NonFinite,
+    NotNumber,
+}
+
+fn parse_text(text: &str) -> TextNumber {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => TextNumber::Finite(v),
+        Ok(_) => TextNumber::NonFinite,
+        Err(_) => TextNumber::NotNumber,
     }
 }
 
@@ -213,16 +228,16 @@ impl FeatureSpec {
     ) -> Result<FeatureSpec, MlError> {
         let mut out = Vec::with_capacity(columns.len());
         for name in columns {
-            let (mut numbers, mut bools, mut texts, mut numeric_texts) = (0usize, 0usize, 0usize, 0usize);
+            let (mut numbers, mut bools, mut texts, mut numeric_texts) =
+                (0usize, 0usize, 0usize, 0usize);
             let mut first_text_row = None;
-            let mut first_number_row = None;
+            let mut first_non_finite_row = None;
             let mut present = false;
             for (row, record) in records.iter().enumerate() {
                 match classify(name, row, record.get(name))? {
                     Seen::Missing => {}
                     Seen::Number(_) => {
                         numbers += 1;
-                        first_number_row.get_or_insert(row);
                         present = true;
                     }
                     Seen::Bool(_) => {
@@ -231,11 +246,15 @@ impl FeatureSpec {
                     }
                     Seen::Text(text) => {
                         present = true;
-                        if numeric_text(name, row, text)?.is_some() {
-                            numeric_texts += 1;
-                        } else {
-                            texts += 1;
-                            first_text_row.get_or_insert(row);
+                        match parse_text(text) {
+                            TextNumber::Finite(_) => numeric_texts += 1,
+                            TextNumber::NonFinite => {
+                                first_non_finite_row.get_or_insert(row);
+                            }
+                            TextNumber::NotNumber => {
+                                texts += 1;
+                                first_text_row.get_or_insert(row);
+                            }
                         }
                     }
                 }
@@ -249,8 +268,9 @@ impl FeatureSpec {
                 if numbers > 0 || bools > 0 {
                     let row = first_text_row.unwrap_or(0);
                     return Err(MlError::Data(format!(
-                        "column {name:?} row {row}: {} is not a number, but the column holds numbers",
-                        records[row].get(name).map(Value::to_string).unwrap_or_default()
+                        "column {name:?} row {row}: {} is not a number, but the column holds {}",
+                        records[row].get(name).map(Value::to_string).unwrap_or_default(),
+                        if numbers > 0 { "numbers" } else { "booleans" }
                     )));
                 }
                 let mut categories = BTreeSet::new();
@@ -266,6 +286,11 @@ impl FeatureSpec {
                     }
                 }
                 ColumnKind::Categorical(categories.into_iter().map(str::to_owned).collect())
+            } else if let Some(row) = first_non_finite_row {
+                return Err(MlError::Data(format!(
+                    "column {name:?} row {row}: {} is not a finite number",
+                    records[row].get(name).map(Value::to_string).unwrap_or_default()
+                )));
             } else if bools > 0 && numbers == 0 && numeric_texts == 0 {
                 ColumnKind::Boolean
             } else {

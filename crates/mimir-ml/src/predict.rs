@@ -4,6 +4,7 @@
 use crate::artifact::Native;
 use crate::features::Matrix;
 use crate::target::Target;
+use crate::tree::Tree;
 use crate::{MlError, Prediction};
 use serde_json::Value;
 
@@ -25,6 +26,72 @@ fn argmax(v: &[f64]) -> usize {
         }
     }
     best
+}
+
+/// Rows below which one thread predicts alone.
+const PARALLEL_ROWS: usize = 4_096;
+
+/// `work` over `0..n` split into one contiguous range per core, its
+/// outputs concatenated in row order.
+fn in_parallel<T: Send>(n: usize, work: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    if n < PARALLEL_ROWS || threads == 1 {
+        return work(0..n);
+    }
+    let per = n.div_ceil(threads);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| scope.spawn(move || work(t * per..((t + 1) * per).min(n))))
+            .collect();
+        let mut out = Vec::with_capacity(n);
+        for handle in handles {
+            match handle.join() {
+                Ok(part) => out.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
+/// Block of rows per pass over the trees: each tree is walked for a whole
+/// block while it is in cache, rather than every tree for each row.
+const BLOCK: usize = 256;
+
+/// Votes per class of `rows`, row-major.
+fn forest_votes(trees: &[Tree], x: &Matrix, rows: std::ops::Range<usize>, k: usize) -> Vec<u32> {
+    let mut votes = vec![0u32; rows.len() * k];
+    let start = rows.start;
+    let mut block = rows.start;
+    while block < rows.end {
+        let end = (block + BLOCK).min(rows.end);
+        for tree in trees {
+            for i in block..end {
+                let class = tree.leaf(x.row(i)).0 as usize;
+                votes[(i - start) * k + class] += 1;
+            }
+        }
+        block = end;
+    }
+    votes
+}
+
+/// Sums of the trees' answers for `rows`.
+fn forest_sums(trees: &[Tree], x: &Matrix, rows: std::ops::Range<usize>) -> Vec<f64> {
+    let mut sums = vec![0.0; rows.len()];
+    let start = rows.start;
+    let mut block = rows.start;
+    while block < rows.end {
+        let end = (block + BLOCK).min(rows.end);
+        for tree in trees {
+            for i in block..end {
+                sums[i - start] += tree.leaf(x.row(i)).0;
+            }
+        }
+        block = end;
+    }
+    sums
 }
 
 /// Predicts every row of `x`.
@@ -51,34 +118,23 @@ pub fn native(model: &Native, target: &Target, x: &Matrix) -> Result<Outputs, Ml
         Native::Forest(trees) => {
             let t = trees.len().max(1) as f64;
             if n_classes > 0 {
+                let votes = in_parallel(n, |rows| forest_votes(trees, x, rows, n_classes));
                 let (mut codes, mut conf) = (Vec::with_capacity(n), Vec::with_capacity(n));
-                let mut votes = vec![0u32; n_classes];
-                for i in 0..n {
-                    votes.fill(0);
-                    let row = x.row(i);
-                    for tree in trees {
-                        votes[tree.leaf(row).0 as usize] += 1;
-                    }
+                for row in votes.chunks_exact(n_classes) {
                     let mut best = 0;
                     for c in 1..n_classes {
-                        if votes[c] > votes[best] {
+                        if row[c] > row[best] {
                             best = c;
                         }
                     }
                     codes.push(best);
                     // The share of trees voting for the answer.
-                    conf.push(f64::from(votes[best]) / t);
+                    conf.push(f64::from(row[best]) / t);
                 }
                 Outputs::Classes(codes, conf)
             } else {
-                Outputs::Numbers(
-                    (0..n)
-                        .map(|i| {
-                            let row = x.row(i);
-                            trees.iter().map(|tree| tree.leaf(row).0).sum::<f64>() / t
-                        })
-                        .collect(),
-                )
+                let sums = in_parallel(n, |rows| forest_sums(trees, x, rows));
+                Outputs::Numbers(sums.into_iter().map(|s| s / t).collect())
             }
         }
         Native::Linear(linear) => {

@@ -117,6 +117,19 @@ fn label_of<'a>(record: &'a Record, label: &str, row: usize) -> Result<&'a Value
     }
 }
 
+/// A class's identity: its JSON text, with whole numbers written without
+/// a fraction so `1` and `1.0` are one class.
+fn class_key(value: &Value) -> String {
+    if let Value::Number(n) = value
+        && let Some(v) = n.as_f64()
+        && v.fract() == 0.0
+        && v.abs() < 9.0e15
+    {
+        return format!("{}", v as i64);
+    }
+    value.to_string()
+}
+
 /// Orders classes: numbers by value, then booleans, then strings.
 fn class_order(a: &Value, b: &Value) -> Ordering {
     fn rank(v: &Value) -> u8 {
@@ -156,7 +169,7 @@ pub fn fit(
     if wants_classes(model_type, task, &values)? {
         let mut codes: BTreeMap<String, &Value> = BTreeMap::new();
         for value in &values {
-            let text = value.to_string();
+            let text = class_key(value);
             if !codes.contains_key(&text) {
                 if codes.len() >= MAX_CLASSES {
                     return Err(MlError::Data(format!(
@@ -177,13 +190,13 @@ pub fn fit(
         let index: BTreeMap<String, usize> = classes
             .iter()
             .enumerate()
-            .map(|(i, v)| (v.to_string(), i))
+            .map(|(i, v)| (class_key(v), i))
             .collect();
-        let y = values.iter().map(|v| index[&v.to_string()] as f64).collect();
+        let y = values.iter().map(|v| index[&class_key(v)] as f64).collect();
         let target = Target::Classes(
             classes
                 .into_iter()
-                .map(|v| ClassValue(v.to_string()))
+                .map(|v| ClassValue(class_key(v)))
                 .collect(),
         );
         Ok(Labels { target, y })
@@ -233,7 +246,7 @@ impl Target {
                     .map(|(i, c)| (c.0.as_str(), i))
                     .collect();
                 for (row, record) in records.iter().enumerate() {
-                    let text = label_of(record, label, row)?.to_string();
+                    let text = class_key(label_of(record, label, row)?);
                     y.push(*index.get(text.as_str()).unwrap_or(&classes.len()) as f64);
                 }
             }

@@ -276,3 +276,34 @@ fn onnx_without_the_runtime_is_refused_as_a_model_error() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn nan_is_a_word_in_a_column_of_words() {
+    let mut data = binary(100, 1);
+    data[3].insert("color".into(), json!("NaN"));
+    let trained = train(ModelType::DecisionTree, &config("label"), &data).unwrap();
+    assert!(trained.metrics.accuracy.unwrap() > 0.8);
+}
+
+#[test]
+fn a_boolean_in_a_column_of_words_is_refused_by_row() {
+    let mut data = binary(50, 1);
+    data[0].insert("color".into(), json!(true));
+    let message = data_error(train(ModelType::DecisionTree, &config("label"), &data));
+    assert!(message.contains("\"color\"") && message.contains("row 1"), "{message}");
+}
+
+#[test]
+fn one_and_one_point_zero_are_one_class() {
+    let data = records(
+        (0..60)
+            .map(|i| {
+                let x = i as f64;
+                let label = if i < 30 { json!(0) } else if i % 2 == 0 { json!(1) } else { json!(1.0) };
+                json!({"x": x, "label": label})
+            })
+            .collect(),
+    );
+    let trained = train(ModelType::DecisionTree, &config("label"), &data).unwrap();
+    assert_eq!(trained.metrics.classes, ["0", "1"]);
+}

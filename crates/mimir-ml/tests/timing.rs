@@ -1,0 +1,61 @@
+//! Training and prediction times on a 100,000 × 20 set (ignored by
+//! default: run `cargo test --release -p mimir-ml --test timing --
+//! --ignored --nocapture`). Figures are printed, not asserted: the
+//! benchmark compares them with scikit-learn.
+
+use mimir_core::{ModelType, TrainingConfig};
+use mimir_ml::{Model, Record};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Map, Value, json};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+/// 20 features in [-1, 1); the label is a noisy rule over six of them.
+fn dataset(n: usize) -> Vec<Record> {
+    let mut rng = StdRng::seed_from_u64(2024);
+    (0..n)
+        .map(|_| {
+            let x: Vec<f64> = (0..20).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let noise: f64 = rng.random_range(-0.5..0.5);
+            let score =
+                x[0] + 0.8 * x[1] - 0.6 * x[2] + 0.5 * x[3] * x[4] + 0.3 * (3.0 * x[5]).sin() + noise;
+            let mut r = Map::new();
+            for (j, v) in x.iter().enumerate() {
+                r.insert(format!("f{j:02}"), json!(v));
+            }
+            r.insert("label".into(), Value::from(i64::from(score > 0.0)));
+            r
+        })
+        .collect()
+}
+
+fn time(model_type: ModelType, records: &[Record]) {
+    let config = TrainingConfig {
+        label_column: "label".into(),
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let trained = mimir_ml::train(model_type, &config, records, &mut |_| {}, &AtomicBool::new(false))
+        .unwrap();
+    let seconds = start.elapsed().as_secs_f64();
+    let model = Model::load(&trained.artifact).unwrap();
+    let start = Instant::now();
+    let predictions = model.predict(records).unwrap();
+    let predict = start.elapsed().as_secs_f64();
+    assert_eq!(predictions.len(), records.len());
+    println!(
+        "{model_type}: train {seconds:.2} s, held-out accuracy {:.4}, artifact {} bytes, predict {:.0} rows/s",
+        trained.metrics.accuracy.unwrap(),
+        trained.artifact.len(),
+        records.len() as f64 / predict
+    );
+}
+
+#[test]
+#[ignore = "a timing run, not a test: minutes in debug builds"]
+fn random_forest_and_logistic_regression_on_100000_by_20() {
+    let records = dataset(100_000);
+    time(ModelType::LogisticRegression, &records);
+    time(ModelType::RandomForest, &records);
+}
