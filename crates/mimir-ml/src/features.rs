@@ -148,6 +148,17 @@ impl Matrix {
     }
 }
 
+/// What one pass saw of a column.
+#[derive(Default)]
+struct Stats {
+    numbers: usize,
+    bools: usize,
+    texts: usize,
+    numeric_texts: usize,
+    first_text_row: Option<usize>,
+    first_non_finite_row: Option<usize>,
+}
+
 /// What a value is, for deciding a column's kind.
 enum Seen<'a> {
     Missing,
@@ -205,13 +216,20 @@ pub fn choose_columns(records: &[Record], configured: &[String], label: &str) ->
     if !configured.is_empty() {
         return configured.to_vec();
     }
-    let mut names = BTreeSet::new();
+    let mut names: BTreeSet<&str> = BTreeSet::new();
+    let mut last: Option<&Record> = None;
     for record in records {
+        // Records of one entity mostly share their attributes: skip one
+        // whose keys are those of the record before.
+        if last.is_some_and(|l| l.len() == record.len() && l.keys().eq(record.keys())) {
+            continue;
+        }
         for key in record.keys() {
-            if key != label && key != "id" {
+            if key != label && key != "id" && !names.contains(key.as_str()) {
                 names.insert(key.as_str());
             }
         }
+        last = Some(record);
     }
     names.into_iter().map(str::to_owned).collect()
 }
@@ -226,39 +244,39 @@ impl FeatureSpec {
         train: &[usize],
         missing: Missing,
     ) -> Result<FeatureSpec, MlError> {
-        let mut out = Vec::with_capacity(columns.len());
-        for name in columns {
-            let (mut numbers, mut bools, mut texts, mut numeric_texts) =
-                (0usize, 0usize, 0usize, 0usize);
-            let mut first_text_row = None;
-            let mut first_non_finite_row = None;
-            let mut present = false;
-            for (row, record) in records.iter().enumerate() {
+        // One pass over the records, every column at once: a record's
+        // attributes are read while they are in cache.
+        let mut stats: Vec<Stats> = columns.iter().map(|_| Stats::default()).collect();
+        for (row, record) in records.iter().enumerate() {
+            for (name, st) in columns.iter().zip(stats.iter_mut()) {
                 match classify(name, row, record.get(name))? {
                     Seen::Missing => {}
-                    Seen::Number(_) => {
-                        numbers += 1;
-                        present = true;
-                    }
-                    Seen::Bool(_) => {
-                        bools += 1;
-                        present = true;
-                    }
-                    Seen::Text(text) => {
-                        present = true;
-                        match parse_text(text) {
-                            TextNumber::Finite(_) => numeric_texts += 1,
-                            TextNumber::NonFinite => {
-                                first_non_finite_row.get_or_insert(row);
-                            }
-                            TextNumber::NotNumber => {
-                                texts += 1;
-                                first_text_row.get_or_insert(row);
-                            }
+                    Seen::Number(_) => st.numbers += 1,
+                    Seen::Bool(_) => st.bools += 1,
+                    Seen::Text(text) => match parse_text(text) {
+                        TextNumber::Finite(_) => st.numeric_texts += 1,
+                        TextNumber::NonFinite => {
+                            st.first_non_finite_row.get_or_insert(row);
                         }
-                    }
+                        TextNumber::NotNumber => {
+                            st.texts += 1;
+                            st.first_text_row.get_or_insert(row);
+                        }
+                    },
                 }
             }
+        }
+        let mut out = Vec::with_capacity(columns.len());
+        for (name, st) in columns.iter().zip(stats) {
+            let Stats {
+                numbers,
+                bools,
+                texts,
+                numeric_texts,
+                first_text_row,
+                first_non_finite_row,
+            } = st;
+            let present = numbers + bools + texts + numeric_texts > 0 || first_non_finite_row.is_some();
             if !present {
                 return Err(MlError::Data(format!(
                     "feature column {name:?} has no value in any record"

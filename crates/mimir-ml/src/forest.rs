@@ -68,7 +68,8 @@ pub fn fit(
                     let samples: Vec<u32> =
                         (0..rows).map(|_| rng.random_range(0..rows) as u32).collect();
                     let mut imp = vec![0.0; n_features];
-                    let tree = Tree::fit(data, samples, params, &mut rng, &mut imp);
+                    let mut tree = Tree::fit(data, samples, params, &mut rng, &mut imp);
+                    tree.shares = Vec::new();
                     if tx.send((index, tree, imp)).is_err() {
                         break;
                     }

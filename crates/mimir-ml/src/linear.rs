@@ -1,7 +1,8 @@
-//! Linear and logistic regression, trained by smartcore; the artifact
-//! keeps only the coefficients, and prediction is a dot product per row.
+//! Linear regression (smartcore's least squares) and logistic regression
+//! (smartcore's L-BFGS over a loss computed here); the artifact keeps only
+//! the coefficients, and prediction is a dot product per row.
 
-use crate::MlError;
+use crate::{MlError, Progress};
 use crate::features::Matrix;
 use serde::{Deserialize, Serialize};
 use smartcore::linalg::basic::arrays::Array;
@@ -9,7 +10,12 @@ use smartcore::linalg::basic::matrix::DenseMatrix;
 use smartcore::linear::linear_regression::{
     LinearRegression, LinearRegressionParameters, LinearRegressionSolverName,
 };
-use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
+use smartcore::optimization::FunctionOrder;
+use smartcore::optimization::first_order::FirstOrderOptimizer;
+use smartcore::optimization::first_order::lbfgs::LBFGS;
+use smartcore::optimization::line_search::Backtracking;
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A linear model: one row of `width` weights per output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,23 +68,81 @@ impl Linear {
         })
     }
 
-    /// Binary or multinomial logistic regression with an L2 penalty
-    /// `alpha` on class codes `y`.
-    pub fn fit_logistic(x: &Matrix, y: &[f64], alpha: f64) -> Result<Linear, MlError> {
-        let codes: Vec<u32> = y.iter().map(|&v| v as u32).collect();
-        let model: LogisticRegression<f64, u32, DenseMatrix<f64>, Vec<u32>> =
-            LogisticRegression::fit(
-                &dense(x)?,
-                &codes,
-                LogisticRegressionParameters::default().with_alpha(alpha),
-            )
-            .map_err(|e| MlError::Data(format!("logistic regression cannot fit this data: {e}")))?;
-        let weights = coefficients(model.coefficients(), x.width);
-        let intercepts = coefficients(model.intercept(), 1);
+    /// Binary or multinomial logistic regression on class codes `y`,
+    /// minimising the mean log-loss plus `alpha / (2n) · |w|²` (scikit-learn's
+    /// objective with `C = 1 / alpha`) with smartcore's L-BFGS. The loss and
+    /// gradient are computed here over the row-major matrix in one pass
+    /// (smartcore's own logistic regression recomputes each row's dot
+    /// product through generic accessors and stops only at a 1e-8
+    /// gradient, several times slower). Each gradient evaluation is one
+    /// reported iteration; cancelling answers a zero gradient, which ends
+    /// the optimiser at once.
+    pub fn fit_logistic(
+        x: &Matrix,
+        y: &[f64],
+        n_classes: usize,
+        alpha: f64,
+        max_iter: usize,
+        progress: &mut dyn FnMut(Progress),
+        cancel: &AtomicBool,
+    ) -> Result<Linear, MlError> {
+        let width = x.width;
+        let outputs = if n_classes == 2 { 1 } else { n_classes };
+        let codes: Vec<usize> = y.iter().map(|&v| v as usize).collect();
+        let objective = Logistic {
+            x,
+            codes: &codes,
+            outputs,
+            l2: alpha / x.rows.max(1) as f64,
+        };
+        let calls = Cell::new(0u64);
+        let progress = RefCell::new(progress);
+        let f = |w: &Vec<f64>| -> f64 { objective.evaluate(w, None) };
+        let df = |g: &mut Vec<f64>, w: &Vec<f64>| {
+            if cancel.load(Ordering::Relaxed) {
+                g.fill(0.0);
+                return;
+            }
+            objective.evaluate(w, Some(g));
+            calls.set(calls.get() + 1);
+            (progress.borrow_mut())(Progress {
+                done: calls.get().min(max_iter as u64),
+                total: max_iter as u64,
+                unit: "iterations",
+            });
+        };
+        let optimizer = LBFGS {
+            max_iter,
+            g_atol: 1e-5,
+            g_rtol: 1e-5,
+            ..LBFGS::default()
+        };
+        let line_search: Backtracking<f64> = Backtracking {
+            order: FunctionOrder::THIRD,
+            ..Default::default()
+        };
+        let start = vec![0.0; outputs * (width + 1)];
+        let result = optimizer.optimize(&f, &df, &start, &line_search);
+        if cancel.load(Ordering::Relaxed) {
+            return Err(MlError::Cancelled);
+        }
+        let w = result.x;
+        if w.iter().any(|v| !v.is_finite()) {
+            return Err(MlError::Data(
+                "logistic regression diverged: raise hyperparameters.alpha".into(),
+            ));
+        }
+        let mut weights = Vec::with_capacity(outputs * width);
+        let mut intercepts = Vec::with_capacity(outputs);
+        for k in 0..outputs {
+            let block = &w[k * (width + 1)..(k + 1) * (width + 1)];
+            weights.extend_from_slice(&block[..width]);
+            intercepts.push(block[width]);
+        }
         Ok(Linear {
             weights,
             intercepts,
-            width: x.width,
+            width,
         })
     }
 
@@ -116,6 +180,71 @@ impl Linear {
             return Err("the linear model's shape does not match its features".into());
         }
         Ok(())
+    }
+}
+
+/// The logistic loss over a matrix: parameters are, per output, `width`
+/// weights then the bias.
+struct Logistic<'a> {
+    x: &'a Matrix,
+    codes: &'a [usize],
+    outputs: usize,
+    l2: f64,
+}
+
+impl Logistic<'_> {
+    /// The mean loss at `w`, and its gradient into `grad` when asked.
+    fn evaluate(&self, w: &[f64], mut grad: Option<&mut Vec<f64>>) -> f64 {
+        let width = self.x.width;
+        let stride = width + 1;
+        let n = self.x.rows.max(1) as f64;
+        if let Some(g) = grad.as_deref_mut() {
+            g.fill(0.0);
+        }
+        let mut loss = 0.0;
+        let mut z = vec![0.0; self.outputs];
+        for i in 0..self.x.rows {
+            let row = self.x.row(i);
+            for (k, zk) in z.iter_mut().enumerate() {
+                let block = &w[k * stride..(k + 1) * stride];
+                *zk = block[width] + block[..width].iter().zip(row).map(|(a, b)| a * b).sum::<f64>();
+            }
+            let class = self.codes[i];
+            if self.outputs == 1 {
+                let t = if class == 1 { 1.0 } else { 0.0 };
+                // ln(1 + e^z) − t·z, computed without overflow.
+                let zi = z[0];
+                loss += zi.max(0.0) + (-zi.abs()).exp().ln_1p() - t * zi;
+                z[0] = 1.0 / (1.0 + (-zi).exp()) - t;
+            } else {
+                softmax(&mut z);
+                loss -= z[class].max(1e-300).ln();
+                z[class] -= 1.0;
+            }
+            // `z` now holds each output's error.
+            if let Some(g) = grad.as_deref_mut() {
+                for (k, err) in z.iter().enumerate() {
+                    let block = &mut g[k * stride..(k + 1) * stride];
+                    for (gj, xj) in block[..width].iter_mut().zip(row) {
+                        *gj += err * xj;
+                    }
+                    block[width] += err;
+                }
+            }
+        }
+        let mut penalty = 0.0;
+        for k in 0..self.outputs {
+            for (j, wj) in w[k * stride..k * stride + width].iter().enumerate() {
+                penalty += wj * wj;
+                if let Some(g) = grad.as_deref_mut() {
+                    g[k * stride + j] = g[k * stride + j] / n + self.l2 * wj;
+                }
+            }
+            if let Some(g) = grad.as_deref_mut() {
+                g[k * stride + width] /= n;
+            }
+        }
+        loss / n + 0.5 * self.l2 * penalty
     }
 }
 

@@ -68,7 +68,7 @@ fn forest_votes(trees: &[Tree], x: &Matrix, rows: std::ops::Range<usize>, k: usi
         let end = (block + BLOCK).min(rows.end);
         for tree in trees {
             for i in block..end {
-                let class = tree.leaf(x.row(i)).0 as usize;
+                let class = tree.answer(x.row(i)) as usize;
                 votes[(i - start) * k + class] += 1;
             }
         }
@@ -86,7 +86,7 @@ fn forest_sums(trees: &[Tree], x: &Matrix, rows: std::ops::Range<usize>) -> Vec<
         let end = (block + BLOCK).min(rows.end);
         for tree in trees {
             for i in block..end {
-                sums[i - start] += tree.leaf(x.row(i)).0;
+                sums[i - start] += tree.answer(x.row(i));
             }
         }
         block = end;
@@ -106,13 +106,13 @@ pub fn native(model: &Native, target: &Target, x: &Matrix) -> Result<Outputs, Ml
             if n_classes > 0 {
                 let (mut codes, mut conf) = (Vec::with_capacity(n), Vec::with_capacity(n));
                 for i in 0..n {
-                    let (value, share) = tree.leaf(x.row(i));
+                    let (value, share) = tree.answer_and_share(x.row(i));
                     codes.push(value as usize);
                     conf.push(f64::from(share));
                 }
                 Outputs::Classes(codes, conf)
             } else {
-                Outputs::Numbers((0..n).map(|i| tree.leaf(x.row(i)).0).collect())
+                Outputs::Numbers((0..n).map(|i| tree.answer(x.row(i))).collect())
             }
         }
         Native::Forest(trees) => {

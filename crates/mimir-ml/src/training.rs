@@ -28,6 +28,9 @@ pub const DEFAULT_K: u64 = 3;
 pub const DEFAULT_EPOCHS: u32 = 50;
 pub const DEFAULT_BATCH: u32 = 64;
 pub const DEFAULT_LEARNING_RATE: f64 = 0.01;
+/// Iterations of logistic regression's L-BFGS by default (as
+/// scikit-learn).
+pub const DEFAULT_LOGISTIC_ITERATIONS: u32 = 100;
 /// Iterations of k-means by default.
 pub const DEFAULT_KMEANS_ITERATIONS: u32 = 100;
 
@@ -235,10 +238,16 @@ pub fn train(
         }
         ModelType::LogisticRegression => {
             let alpha = hyper::float(hp, "alpha", 1.0, 0.0, 1e6)?;
-            one_step(progress, 0);
-            let model = Linear::fit_logistic(&x_train, &y_train, alpha)?;
-            one_step(progress, 1);
-            Native::Linear(model)
+            let iterations = config.max_iterations.unwrap_or(DEFAULT_LOGISTIC_ITERATIONS);
+            Native::Linear(Linear::fit_logistic(
+                &x_train,
+                &y_train,
+                n_classes,
+                alpha,
+                iterations as usize,
+                progress,
+                cancel,
+            )?)
         }
         ModelType::Kmeans => {
             let k = hyper::uint(hp, "k", Some(DEFAULT_K), 2, MAX_K as u64)?.unwrap_or(DEFAULT_K);

@@ -14,25 +14,27 @@ use serde::{Deserialize, Serialize};
 /// The `feature` of a leaf.
 const LEAF: u32 = u32::MAX;
 
-/// One node. Children are allocated in pairs: the right child is
-/// `left + 1`.
+/// One node, 16 bytes so a tree stays in cache while it is walked.
+/// Children are allocated in pairs: the right child is `left + 1`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     /// The feature split on, or [`LEAF`].
     pub feature: u32,
+    /// The left child of a split.
+    pub left: u32,
     /// A split's threshold (`x <= value` goes left), or a leaf's answer: a
     /// class code or a mean.
     pub value: f64,
-    /// The left child of a split.
-    pub left: u32,
-    /// A classification leaf's share of samples in its class.
-    pub share: f32,
 }
 
 /// A trained tree.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tree {
     pub nodes: Vec<Node>,
+    /// Per node, a classification leaf's share of samples in its class
+    /// (a lone tree's confidence); empty in a forest, whose confidence is
+    /// the share of trees voting.
+    pub shares: Vec<f32>,
 }
 
 /// How a tree grows.
@@ -80,10 +82,10 @@ impl Tree {
         let n_features = data.columns.len();
         let mut nodes = vec![Node {
             feature: LEAF,
-            value: 0.0,
             left: 0,
-            share: 1.0,
+            value: 0.0,
         }];
+        let mut shares = vec![1.0f32];
         let mut stack = vec![Pending {
             node: 0,
             start: 0,
@@ -98,7 +100,7 @@ impl Tree {
             let n = part.len();
             let (answer, share, pure) = leaf_answer(data.y, part, params.n_classes, &mut counts);
             nodes[p.node].value = answer;
-            nodes[p.node].share = share;
+            shares[p.node] = share;
             if pure || p.depth >= params.max_depth || n < params.min_samples_split.max(2) {
                 continue;
             }
@@ -120,10 +122,10 @@ impl Tree {
             for _ in 0..2 {
                 nodes.push(Node {
                     feature: LEAF,
-                    value: 0.0,
                     left: 0,
-                    share: 1.0,
+                    value: 0.0,
                 });
+                shares.push(1.0);
             }
             nodes[p.node].feature = split.feature as u32;
             nodes[p.node].value = split.threshold;
@@ -141,16 +143,27 @@ impl Tree {
                 depth: p.depth + 1,
             });
         }
-        Tree { nodes }
+        Tree { nodes, shares }
     }
 
-    /// The leaf `row` lands in: its answer and share.
-    pub fn leaf(&self, row: &[f64]) -> (f64, f32) {
+    /// The answer of the leaf `row` lands in.
+    pub fn answer(&self, row: &[f64]) -> f64 {
+        self.nodes[self.leaf(row)].value
+    }
+
+    /// The answer of the leaf `row` lands in and its share.
+    pub fn answer_and_share(&self, row: &[f64]) -> (f64, f32) {
+        let at = self.leaf(row);
+        (self.nodes[at].value, self.shares.get(at).copied().unwrap_or(1.0))
+    }
+
+    /// The leaf `row` lands in.
+    pub fn leaf(&self, row: &[f64]) -> usize {
         let mut at = 0usize;
         loop {
             let node = &self.nodes[at];
             if node.feature == LEAF {
-                return (node.value, node.share);
+                return at;
             }
             at = if row[node.feature as usize] <= node.value {
                 node.left as usize
@@ -165,6 +178,9 @@ impl Tree {
     pub fn check(&self, width: usize) -> Result<(), String> {
         if self.nodes.is_empty() {
             return Err("a tree has no nodes".into());
+        }
+        if !self.shares.is_empty() && self.shares.len() != self.nodes.len() {
+            return Err("a tree's leaf shares do not match its nodes".into());
         }
         for (i, node) in self.nodes.iter().enumerate() {
             if node.feature == LEAF {

@@ -30,22 +30,35 @@ fn dataset(n: usize) -> Vec<Record> {
         .collect()
 }
 
+/// CPU seconds this process has used (user + system), from /proc: on a
+/// shared machine wall time alone says little.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    ticks / 100.0
+}
+
 fn time(model_type: ModelType, records: &[Record]) {
     let config = TrainingConfig {
         label_column: "label".into(),
         ..Default::default()
     };
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_seconds());
     let trained = mimir_ml::train(model_type, &config, records, &mut |_| {}, &AtomicBool::new(false))
         .unwrap();
-    let seconds = start.elapsed().as_secs_f64();
+    let (seconds, train_cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     let model = Model::load(&trained.artifact).unwrap();
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_seconds());
     let predictions = model.predict(records).unwrap();
-    let predict = start.elapsed().as_secs_f64();
+    let (predict, predict_cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     assert_eq!(predictions.len(), records.len());
     println!(
-        "{model_type}: train {seconds:.2} s, held-out accuracy {:.4}, artifact {} bytes, predict {:.0} rows/s",
+        "{model_type}: train {seconds:.2} s ({train_cpu:.2} CPU s), held-out accuracy {:.4}, \
+         artifact {} bytes, predict {:.0} rows/s ({predict:.2} s, {predict_cpu:.2} CPU s)",
         trained.metrics.accuracy.unwrap(),
         trained.artifact.len(),
         records.len() as f64 / predict
