@@ -356,11 +356,18 @@ impl FeatureSpec {
     pub fn encode(&self, records: &[Record], rows: Option<&[usize]>) -> Result<Matrix, MlError> {
         let width = self.width();
         let n = rows.map_or(records.len(), <[usize]>::len);
-        let mut values = vec![0.0; n * width];
-        for i in 0..n {
-            let row = rows.map_or(i, |r| r[i]);
-            let out = &mut values[i * width..(i + 1) * width];
-            encode_row(&self.columns, &records[row], row, out)?;
+        // Rows split between the cores; the first error in row order wins.
+        let parts = crate::parallel::parts(n, |range| -> Result<Vec<f64>, MlError> {
+            let mut values = vec![0.0; range.len() * width];
+            for (out, i) in values.chunks_exact_mut(width.max(1)).zip(range) {
+                let row = rows.map_or(i, |r| r[i]);
+                encode_row(&self.columns, &records[row], row, out)?;
+            }
+            Ok(values)
+        });
+        let mut values = Vec::with_capacity(n * width);
+        for part in parts {
+            values.extend(part?);
         }
         if let Some(scaling) = &self.scaling {
             scaling.apply(&mut values);

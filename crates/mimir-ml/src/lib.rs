@@ -23,6 +23,7 @@ mod hyper;
 mod linear;
 mod mlp;
 mod onnx;
+mod parallel;
 mod predict;
 mod scores;
 mod target;

@@ -193,17 +193,55 @@ struct Logistic<'a> {
 }
 
 impl Logistic<'_> {
-    /// The mean loss at `w`, and its gradient into `grad` when asked.
-    fn evaluate(&self, w: &[f64], mut grad: Option<&mut Vec<f64>>) -> f64 {
+    /// The mean loss at `w`, and its gradient into `grad` when asked. Rows
+    /// are split between the cores and the parts summed in row order, so
+    /// the result does not depend on thread timing.
+    fn evaluate(&self, w: &[f64], grad: Option<&mut Vec<f64>>) -> f64 {
         let width = self.x.width;
         let stride = width + 1;
         let n = self.x.rows.max(1) as f64;
-        if let Some(g) = grad.as_deref_mut() {
+        let want_grad = grad.is_some();
+        let parts = crate::parallel::parts(self.x.rows, |rows| self.partial(w, rows, want_grad));
+        let mut loss = 0.0;
+        if let Some(g) = grad {
             g.fill(0.0);
+            for (part_loss, part_grad) in &parts {
+                loss += part_loss;
+                for (gj, pj) in g.iter_mut().zip(part_grad) {
+                    *gj += pj;
+                }
+            }
+            for k in 0..self.outputs {
+                for j in 0..width {
+                    let at = k * stride + j;
+                    g[at] = g[at] / n + self.l2 * w[at];
+                }
+                g[k * stride + width] /= n;
+            }
+        } else {
+            loss = parts.iter().map(|(l, _)| l).sum();
         }
+        let mut penalty = 0.0;
+        for k in 0..self.outputs {
+            for wj in &w[k * stride..k * stride + width] {
+                penalty += wj * wj;
+            }
+        }
+        loss / n + 0.5 * self.l2 * penalty
+    }
+
+    /// The summed loss of `rows`, and their summed gradient when asked.
+    fn partial(&self, w: &[f64], rows: std::ops::Range<usize>, want_grad: bool) -> (f64, Vec<f64>) {
+        let width = self.x.width;
+        let stride = width + 1;
+        let mut grad = if want_grad {
+            vec![0.0; w.len()]
+        } else {
+            Vec::new()
+        };
         let mut loss = 0.0;
         let mut z = vec![0.0; self.outputs];
-        for i in 0..self.x.rows {
+        for i in rows {
             let row = self.x.row(i);
             for (k, zk) in z.iter_mut().enumerate() {
                 let block = &w[k * stride..(k + 1) * stride];
@@ -222,9 +260,9 @@ impl Logistic<'_> {
                 z[class] -= 1.0;
             }
             // `z` now holds each output's error.
-            if let Some(g) = grad.as_deref_mut() {
+            if want_grad {
                 for (k, err) in z.iter().enumerate() {
-                    let block = &mut g[k * stride..(k + 1) * stride];
+                    let block = &mut grad[k * stride..(k + 1) * stride];
                     for (gj, xj) in block[..width].iter_mut().zip(row) {
                         *gj += err * xj;
                     }
@@ -232,19 +270,7 @@ impl Logistic<'_> {
                 }
             }
         }
-        let mut penalty = 0.0;
-        for k in 0..self.outputs {
-            for (j, wj) in w[k * stride..k * stride + width].iter().enumerate() {
-                penalty += wj * wj;
-                if let Some(g) = grad.as_deref_mut() {
-                    g[k * stride + j] = g[k * stride + j] / n + self.l2 * wj;
-                }
-            }
-            if let Some(g) = grad.as_deref_mut() {
-                g[k * stride + width] /= n;
-            }
-        }
-        loss / n + 0.5 * self.l2 * penalty
+        (loss, grad)
     }
 }
 

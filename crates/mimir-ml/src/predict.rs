@@ -4,6 +4,7 @@
 use crate::artifact::Native;
 use crate::features::Matrix;
 use crate::target::Target;
+use crate::parallel::in_parallel;
 use crate::tree::Tree;
 use crate::{MlError, Prediction};
 use serde_json::Value;
@@ -28,33 +29,6 @@ fn argmax(v: &[f64]) -> usize {
     best
 }
 
-/// Rows below which one thread predicts alone.
-const PARALLEL_ROWS: usize = 4_096;
-
-/// `work` over `0..n` split into one contiguous range per core, its
-/// outputs concatenated in row order.
-fn in_parallel<T: Send>(n: usize, work: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync) -> Vec<T> {
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    if n < PARALLEL_ROWS || threads == 1 {
-        return work(0..n);
-    }
-    let per = n.div_ceil(threads);
-    let work = &work;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| scope.spawn(move || work(t * per..((t + 1) * per).min(n))))
-            .collect();
-        let mut out = Vec::with_capacity(n);
-        for handle in handles {
-            match handle.join() {
-                Ok(part) => out.extend(part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
-}
-
 /// Block of rows per pass over the trees: each tree is walked for a whole
 /// block while it is in cache, rather than every tree for each row.
 const BLOCK: usize = 256;
@@ -67,10 +41,9 @@ fn forest_votes(trees: &[Tree], x: &Matrix, rows: std::ops::Range<usize>, k: usi
     while block < rows.end {
         let end = (block + BLOCK).min(rows.end);
         for tree in trees {
-            for i in block..end {
-                let class = tree.answer(x.row(i)) as usize;
-                votes[(i - start) * k + class] += 1;
-            }
+            tree.answers(x, block, end, |i, class| {
+                votes[(i - start) * k + class as usize] += 1;
+            });
         }
         block = end;
     }
@@ -85,9 +58,7 @@ fn forest_sums(trees: &[Tree], x: &Matrix, rows: std::ops::Range<usize>) -> Vec<
     while block < rows.end {
         let end = (block + BLOCK).min(rows.end);
         for tree in trees {
-            for i in block..end {
-                sums[i - start] += tree.answer(x.row(i));
-            }
+            tree.answers(x, block, end, |i, v| sums[i - start] += v);
         }
         block = end;
     }

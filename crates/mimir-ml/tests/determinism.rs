@@ -43,6 +43,24 @@ fn the_same_seed_and_data_give_a_byte_identical_artifact_for_every_model_type() 
 }
 
 #[test]
+fn work_split_between_threads_still_gives_identical_bytes() {
+    // Enough rows that features, the logistic loss and forest predictions
+    // are computed in several pieces on several threads.
+    let records = binary(20_000, 21);
+    for model_type in [ModelType::LogisticRegression, ModelType::RandomForest] {
+        let mut cfg = config("label");
+        cfg.hyperparameters.insert("n_trees".into(), json!(4));
+        cfg.hyperparameters.insert("max_depth".into(), json!(6));
+        let a = train(model_type, &cfg, &records).unwrap();
+        let b = train(model_type, &cfg, &records).unwrap();
+        assert!(a.artifact == b.artifact, "{model_type}");
+        assert_eq!(a.metrics, b.metrics, "{model_type}");
+        let model = Model::load(&a.artifact).unwrap();
+        assert_eq!(model.predict(&records).unwrap(), model.predict(&records).unwrap());
+    }
+}
+
+#[test]
 fn a_different_seed_gives_the_forest_a_different_split_and_model() {
     let records = binary(500, 11);
     let mut cfg = config("label");
