@@ -85,7 +85,7 @@ impl Scaling {
     /// Learns mean and standard deviation of each of `width` features of
     /// the row-major `x`.
     pub fn fit(x: &[f64], width: usize) -> Scaling {
-        let rows = if width == 0 { 0 } else { x.len() / width };
+        let rows = x.len().checked_div(width).unwrap_or(0);
         let mut mean = vec![0.0; width];
         let mut std = vec![0.0; width];
         for row in x.chunks_exact(width.max(1)) {
@@ -276,7 +276,8 @@ impl FeatureSpec {
                 first_text_row,
                 first_non_finite_row,
             } = st;
-            let present = numbers + bools + texts + numeric_texts > 0 || first_non_finite_row.is_some();
+            let present =
+                numbers + bools + texts + numeric_texts > 0 || first_non_finite_row.is_some();
             if !present {
                 return Err(MlError::Data(format!(
                     "feature column {name:?} has no value in any record"
@@ -287,7 +288,10 @@ impl FeatureSpec {
                     let row = first_text_row.unwrap_or(0);
                     return Err(MlError::Data(format!(
                         "column {name:?} row {row}: {} is not a number, but the column holds {}",
-                        records[row].get(name).map(Value::to_string).unwrap_or_default(),
+                        records[row]
+                            .get(name)
+                            .map(Value::to_string)
+                            .unwrap_or_default(),
                         if numbers > 0 { "numbers" } else { "booleans" }
                     )));
                 }
@@ -307,7 +311,10 @@ impl FeatureSpec {
             } else if let Some(row) = first_non_finite_row {
                 return Err(MlError::Data(format!(
                     "column {name:?} row {row}: {} is not a finite number",
-                    records[row].get(name).map(Value::to_string).unwrap_or_default()
+                    records[row]
+                        .get(name)
+                        .map(Value::to_string)
+                        .unwrap_or_default()
                 )));
             } else if bools > 0 && numbers == 0 && numeric_texts == 0 {
                 ColumnKind::Boolean
@@ -400,7 +407,12 @@ fn train_mean(records: &[Record], column: &Column, train: &[usize]) -> Result<f6
     Ok(if count == 0 { 0.0 } else { sum / count as f64 })
 }
 
-fn encode_row(columns: &[Column], record: &Record, row: usize, out: &mut [f64]) -> Result<(), MlError> {
+fn encode_row(
+    columns: &[Column],
+    record: &Record,
+    row: usize,
+    out: &mut [f64],
+) -> Result<(), MlError> {
     let mut at = 0;
     for column in columns {
         let name = &column.name;
@@ -428,9 +440,7 @@ fn encode_row(columns: &[Column], record: &Record, row: usize, out: &mut [f64]) 
                     Seen::Number(v) => v,
                     Seen::Bool(b) => f64::from(u8::from(b)),
                     Seen::Text(t) => numeric_text(name, row, t)?.ok_or_else(|| {
-                        MlError::Data(format!(
-                            "column {name:?} row {row}: {t:?} is not a number"
-                        ))
+                        MlError::Data(format!("column {name:?} row {row}: {t:?} is not a number"))
                     })?,
                     Seen::Missing => unreachable!("handled above"),
                 };
@@ -451,7 +461,9 @@ fn encode_row(columns: &[Column], record: &Record, row: usize, out: &mut [f64]) 
             ColumnKind::Categorical(categories) => {
                 let text: std::borrow::Cow<'_, str> = match seen {
                     Seen::Text(t) => t.into(),
-                    Seen::Number(_) | Seen::Bool(_) => value.map(Value::to_string).unwrap_or_default().into(),
+                    Seen::Number(_) | Seen::Bool(_) => {
+                        value.map(Value::to_string).unwrap_or_default().into()
+                    }
                     Seen::Missing => unreachable!("handled above"),
                 };
                 // An unseen category leaves every one-hot value at 0.

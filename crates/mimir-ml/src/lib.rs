@@ -81,6 +81,26 @@ pub struct Prediction {
 /// Trains a `model_type` on `records` as `config` says. `progress` is told
 /// of each unit done; `cancel` set stops training with [`MlError::Cancelled`]
 /// at the next unit. Errors about the data name the column or row.
+///
+/// Hyperparameters (`config.hyperparameters`), each checked by name:
+/// - every type: `missing_values` = `refuse` (default) | `mean` | `zero`;
+///   `task` = `classification` | `regression` (trees and networks; see
+///   the label rule below).
+/// - `decision_tree`, `random_forest`: `max_depth` (unbounded by default),
+///   `min_samples_split` (2), `min_samples_leaf` (1); forests also
+///   `n_trees` (100) and `max_features` (√features for classes, all for
+///   numbers).
+/// - `logistic_regression`: `alpha`, the L2 penalty (1.0, scikit-learn's
+///   `C = 1`); `max_iterations` of L-BFGS (100).
+/// - `neural_network`: `hidden_layers` (`[32]`), `optimizer` = `adam`
+///   (default) | `sgd`; `max_iterations` = epochs (50), `batch_size` (64),
+///   `learning_rate` (0.01), `early_stopping_rounds` (none).
+/// - `kmeans`: `k` (3); `max_iterations` (100).
+///
+/// The label: linear regression regresses, logistic regression
+/// classifies; trees and networks classify strings, booleans and whole
+/// numbers with at most [`MAX_INTEGER_CLASSES`] distinct values, and regress
+/// other numbers. Classes are answered as the label's original JSON values.
 pub fn train(
     model_type: ModelType,
     config: &TrainingConfig,
@@ -174,9 +194,8 @@ impl Model {
                 target,
                 model,
             } => {
-                check_native(model_type, &spec, &target, &model).map_err(|e| {
-                    MlError::Model(format!("the model artifact is corrupt: {e}"))
-                })?;
+                check_native(model_type, &spec, &target, &model)
+                    .map_err(|e| MlError::Model(format!("the model artifact is corrupt: {e}")))?;
                 Ok(Model {
                     model_type,
                     feature_columns: spec.names(),

@@ -2,8 +2,8 @@
 //! (smartcore's L-BFGS over a loss computed here); the artifact keeps only
 //! the coefficients, and prediction is a dot product per row.
 
-use crate::{MlError, Progress};
 use crate::features::Matrix;
+use crate::{MlError, Progress};
 use serde::{Deserialize, Serialize};
 use smartcore::linalg::basic::arrays::Array;
 use smartcore::linalg::basic::matrix::DenseMatrix;
@@ -176,7 +176,10 @@ impl Linear {
 
     /// Checks the shapes of a loaded model.
     pub fn check(&self, width: usize) -> Result<(), String> {
-        if self.width != width || self.weights.len() != self.width * self.outputs() || self.outputs() == 0 {
+        if self.width != width
+            || self.weights.len() != self.width * self.outputs()
+            || self.outputs() == 0
+        {
             return Err("the linear model's shape does not match its features".into());
         }
         Ok(())
@@ -245,7 +248,12 @@ impl Logistic<'_> {
             let row = self.x.row(i);
             for (k, zk) in z.iter_mut().enumerate() {
                 let block = &w[k * stride..(k + 1) * stride];
-                *zk = block[width] + block[..width].iter().zip(row).map(|(a, b)| a * b).sum::<f64>();
+                *zk = block[width]
+                    + block[..width]
+                        .iter()
+                        .zip(row)
+                        .map(|(a, b)| a * b)
+                        .sum::<f64>();
             }
             let class = self.codes[i];
             if self.outputs == 1 {

@@ -3,8 +3,8 @@
 
 use crate::artifact::Native;
 use crate::features::Matrix;
-use crate::target::Target;
 use crate::parallel::in_parallel;
+use crate::target::Target;
 use crate::tree::Tree;
 use crate::{MlError, Prediction};
 use serde_json::Value;

@@ -19,6 +19,12 @@ use rand::seq::SliceRandom;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// The most feature values a record may encode to (one-hot included).
+pub const MAX_WIDTH: usize = 100_000;
+/// The most feature values in all (8 bytes each: 2 GB).
+pub const MAX_CELLS: usize = 250_000_000;
+/// The most weights a network may have.
+pub const MAX_WEIGHTS: usize = 10_000_000;
 /// Trees in a forest by default, and at most.
 pub const DEFAULT_TREES: u64 = 100;
 pub const MAX_TREES: u64 = 10_000;
@@ -87,7 +93,9 @@ pub fn train(
     config.check(model_type).map_err(MlError::Config)?;
     let hp = &config.hyperparameters;
     if records.is_empty() {
-        return Err(MlError::Data("the dataset is empty: no records to train on".into()));
+        return Err(MlError::Data(
+            "the dataset is empty: no records to train on".into(),
+        ));
     }
     if records.len() < 2 {
         return Err(MlError::Data(
@@ -101,7 +109,12 @@ pub fn train(
         String::new()
     };
     let labels = if model_type.supervised() {
-        Some(target::fit(model_type, hp.get("task"), records, &label_column)?)
+        Some(target::fit(
+            model_type,
+            hp.get("task"),
+            records,
+            &label_column,
+        )?)
     } else {
         None
     };
@@ -114,7 +127,18 @@ pub fn train(
     let (train_rows, test_rows) = split(records.len(), config.split(), config.seed());
     let mut spec = FeatureSpec::fit(records, &names, &train_rows, missing)?;
     if spec.width() == 0 {
-        return Err(MlError::Data("the feature columns encode to no values".into()));
+        return Err(MlError::Data(
+            "the feature columns encode to no values".into(),
+        ));
+    }
+    if spec.width() > MAX_WIDTH || spec.width().saturating_mul(records.len()) > MAX_CELLS {
+        return Err(MlError::Data(format!(
+            "{} records × {} feature values is too much to train on here \
+             (at most {MAX_WIDTH} values a record and {MAX_CELLS} in all): \
+             name fewer feature_columns or sample the records",
+            records.len(),
+            spec.width()
+        )));
     }
     let mut x_train = spec.encode(records, Some(&train_rows))?;
     // Gradient-based learners need features on one scale.
@@ -157,8 +181,8 @@ pub fn train(
     let mut importance: Vec<f64> = Vec::new();
     let model = match model_type {
         ModelType::DecisionTree | ModelType::RandomForest => {
-            let max_depth = hyper::uint(hp, "max_depth", None, 1, 1_000)?
-                .map_or(usize::MAX, |d| d as usize);
+            let max_depth =
+                hyper::uint(hp, "max_depth", None, 1, 1_000)?.map_or(usize::MAX, |d| d as usize);
             let min_samples_split =
                 hyper::uint(hp, "min_samples_split", Some(2), 2, 1_000_000)?.unwrap_or(2) as usize;
             let min_samples_leaf =
@@ -258,8 +282,21 @@ pub fn train(
             Native::Kmeans(model)
         }
         ModelType::NeuralNetwork => {
+            let hidden = hyper::layers(hp, "hidden_layers", &[32], MAX_LAYERS, MAX_UNITS)?;
+            let mut weights = 0usize;
+            let mut inputs = x_train.width;
+            for &units in hidden.iter().chain(std::iter::once(&n_classes.max(1))) {
+                weights = weights.saturating_add(inputs.saturating_mul(units));
+                inputs = units;
+            }
+            if weights > MAX_WEIGHTS {
+                return Err(MlError::Config(format!(
+                    "training_config.hyperparameters.hidden_layers: the network would have \
+                     {weights} weights, more than {MAX_WEIGHTS}"
+                )));
+            }
             let params = MlpParams {
-                hidden: hyper::layers(hp, "hidden_layers", &[32], MAX_LAYERS, MAX_UNITS)?,
+                hidden,
                 n_classes,
                 epochs: config.max_iterations.unwrap_or(DEFAULT_EPOCHS) as usize,
                 batch_size: config.batch_size.unwrap_or(DEFAULT_BATCH) as usize,
@@ -308,18 +345,21 @@ pub fn score(
     x: &Matrix,
 ) -> PerformanceMetrics {
     match (target, outputs) {
-        (Target::Classes(classes), Outputs::Classes(predicted, _)) => crate::scores::classification(
-            truth,
-            predicted,
-            classes.iter().map(|c| c.label()).collect(),
-        ),
+        (Target::Classes(classes), Outputs::Classes(predicted, _)) => {
+            crate::scores::classification(
+                truth,
+                predicted,
+                classes.iter().map(|c| c.label()).collect(),
+            )
+        }
         (Target::Regression, Outputs::Numbers(predicted)) => {
             crate::scores::regression(truth, predicted)
         }
         _ => {
             let mut m = PerformanceMetrics::default();
             if let Native::Kmeans(centroids) = model {
-                m.extra.insert("inertia".into(), Value::from(centroids.inertia(x)));
+                m.extra
+                    .insert("inertia".into(), Value::from(centroids.inertia(x)));
                 m.extra.insert("clusters".into(), Value::from(centroids.k));
             }
             m

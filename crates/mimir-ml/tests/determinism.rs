@@ -56,7 +56,10 @@ fn work_split_between_threads_still_gives_identical_bytes() {
         assert!(a.artifact == b.artifact, "{model_type}");
         assert_eq!(a.metrics, b.metrics, "{model_type}");
         let model = Model::load(&a.artifact).unwrap();
-        assert_eq!(model.predict(&records).unwrap(), model.predict(&records).unwrap());
+        assert_eq!(
+            model.predict(&records).unwrap(),
+            model.predict(&records).unwrap()
+        );
     }
 }
 

@@ -18,8 +18,10 @@ fn dataset(n: usize) -> Vec<Record> {
         .map(|_| {
             let x: Vec<f64> = (0..20).map(|_| rng.random_range(-1.0..1.0)).collect();
             let noise: f64 = rng.random_range(-0.5..0.5);
-            let score =
-                x[0] + 0.8 * x[1] - 0.6 * x[2] + 0.5 * x[3] * x[4] + 0.3 * (3.0 * x[5]).sin() + noise;
+            let score = x[0] + 0.8 * x[1] - 0.6 * x[2]
+                + 0.5 * x[3] * x[4]
+                + 0.3 * (3.0 * x[5]).sin()
+                + noise;
             let mut r = Map::new();
             for (j, v) in x.iter().enumerate() {
                 r.insert(format!("f{j:02}"), json!(v));
@@ -36,9 +38,9 @@ fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
     ticks / 100.0
 }
 
@@ -48,8 +50,14 @@ fn time(model_type: ModelType, records: &[Record]) {
         ..Default::default()
     };
     let (start, cpu) = (Instant::now(), cpu_seconds());
-    let trained = mimir_ml::train(model_type, &config, records, &mut |_| {}, &AtomicBool::new(false))
-        .unwrap();
+    let trained = mimir_ml::train(
+        model_type,
+        &config,
+        records,
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     let (seconds, train_cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     let model = Model::load(&trained.artifact).unwrap();
     let (start, cpu) = (Instant::now(), cpu_seconds());
