@@ -163,6 +163,12 @@ pub struct Model {
     inner: Inner,
 }
 
+// Workers share a loaded model between threads.
+const _: fn() = || {
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<Model>();
+};
+
 enum Inner {
     Native {
         spec: FeatureSpec,

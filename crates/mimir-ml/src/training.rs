@@ -118,7 +118,7 @@ pub fn train(
     } else {
         None
     };
-    let names = features::choose_columns(records, &config.feature_columns, &label_column);
+    let names = features::choose_columns(records, &config.feature_columns, &config.label_column);
     if names.is_empty() {
         return Err(MlError::Data(
             "the records have no feature columns (every attribute is the label or id)".into(),

@@ -217,3 +217,10 @@ fn string_and_boolean_labels_come_back_as_they_were() {
         .count();
     assert!(right >= 45, "{right}/50");
 }
+
+#[test]
+fn kmeans_leaves_a_named_label_out_of_its_features() {
+    let trained = train(ModelType::Kmeans, &config("blob"), &blobs(90, 8)).unwrap();
+    assert_eq!(trained.feature_columns, ["a", "b"]);
+    assert_eq!(trained.label_column, "");
+}
