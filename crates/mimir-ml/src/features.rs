@@ -146,6 +146,19 @@ impl Matrix {
     pub fn row(&self, i: usize) -> &[f64] {
         &self.values[i * self.width..(i + 1) * self.width]
     }
+
+    /// The rows `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Matrix {
+        let mut values = Vec::with_capacity(indices.len() * self.width);
+        for &i in indices {
+            values.extend_from_slice(self.row(i));
+        }
+        Matrix {
+            values,
+            rows: indices.len(),
+            width: self.width,
+        }
+    }
 }
 
 /// What one pass saw of a column.
@@ -358,16 +371,15 @@ impl FeatureSpec {
         owners
     }
 
-    /// Encodes `records` (every one, or the `rows` given) into a matrix;
-    /// errors name the column and the row's index in `records`.
-    pub fn encode(&self, records: &[Record], rows: Option<&[usize]>) -> Result<Matrix, MlError> {
+    /// Encodes `records` into a matrix; errors name the column and the
+    /// row's index in `records`.
+    pub fn encode(&self, records: &[Record]) -> Result<Matrix, MlError> {
         let width = self.width();
-        let n = rows.map_or(records.len(), <[usize]>::len);
+        let n = records.len();
         // Rows split between the cores; the first error in row order wins.
         let parts = crate::parallel::parts(n, |range| -> Result<Vec<f64>, MlError> {
             let mut values = vec![0.0; range.len() * width];
-            for (out, i) in values.chunks_exact_mut(width.max(1)).zip(range) {
-                let row = rows.map_or(i, |r| r[i]);
+            for (out, row) in values.chunks_exact_mut(width.max(1)).zip(range) {
                 encode_row(&self.columns, &records[row], row, out)?;
             }
             Ok(values)

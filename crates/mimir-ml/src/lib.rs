@@ -282,12 +282,12 @@ impl Model {
                 target,
                 model,
             } => {
-                let x = spec.encode(records, None)?;
+                let x = spec.encode(records)?;
                 let outputs = predict::native(model, target, &x)?;
                 Ok(predict::to_predictions(outputs, target))
             }
             Inner::Onnx { model, spec } => {
-                let x = spec.encode(records, None)?;
+                let x = spec.encode(records)?;
                 let rows: Vec<f32> = x.values.iter().map(|&v| v as f32).collect();
                 model.predict(&rows, x.rows)
             }
@@ -311,7 +311,7 @@ impl Model {
             return Err(MlError::Data("no records to evaluate on".into()));
         }
         let truth = target.encode(records, &self.label_column)?;
-        let x = spec.encode(records, None)?;
+        let x = spec.encode(records)?;
         let outputs = predict::native(model, target, &x)?;
         let mut metrics = training::score(target, &outputs, &truth, model, &x);
         metrics.test_rows = Some(records.len() as u64);

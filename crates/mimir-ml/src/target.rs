@@ -13,7 +13,7 @@ use mimir_core::ModelType;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Whole-number labels with at most this many distinct values are classes.
 pub const MAX_INTEGER_CLASSES: usize = 50;
@@ -130,6 +130,31 @@ fn class_key(value: &Value) -> String {
     value.to_string()
 }
 
+/// A class's identity as [`class_key`] has it, borrowed from the value.
+#[derive(PartialEq, Eq, Hash)]
+enum Key<'a> {
+    Int(i64),
+    Float(u64),
+    Bool(bool),
+    Text(&'a str),
+}
+
+impl<'a> Key<'a> {
+    fn of(value: &'a Value) -> Key<'a> {
+        match value {
+            Value::Number(n) => match n.as_f64() {
+                Some(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => Key::Int(v as i64),
+                Some(v) => Key::Float(v.to_bits()),
+                None => Key::Float(0),
+            },
+            Value::Bool(b) => Key::Bool(*b),
+            Value::String(s) => Key::Text(s),
+            // Refused before: labels are never null or nested.
+            _ => Key::Float(u64::MAX),
+        }
+    }
+}
+
 /// Orders classes: numbers by value, then booleans, then strings.
 fn class_order(a: &Value, b: &Value) -> Ordering {
     fn rank(v: &Value) -> u8 {
@@ -167,32 +192,38 @@ pub fn fit(
         values.push(label_of(record, label, row)?);
     }
     if wants_classes(model_type, task, &values)? {
-        let mut codes: BTreeMap<String, &Value> = BTreeMap::new();
+        // Classes by first sight, keyed without allocating per record.
+        let mut seen: HashMap<Key<'_>, usize> = HashMap::new();
+        let mut distinct: Vec<&Value> = Vec::new();
+        let mut first = Vec::with_capacity(values.len());
         for value in &values {
-            let text = class_key(value);
-            if !codes.contains_key(&text) {
-                if codes.len() >= MAX_CLASSES {
+            let next = distinct.len();
+            let code = *seen.entry(Key::of(value)).or_insert(next);
+            if code == next {
+                if distinct.len() >= MAX_CLASSES {
                     return Err(MlError::Data(format!(
                         "label column {label:?} has more than {MAX_CLASSES} classes"
                     )));
                 }
-                codes.insert(text, value);
+                distinct.push(value);
             }
+            first.push(code);
         }
-        let mut classes: Vec<&Value> = codes.into_values().collect();
-        classes.sort_by(|a, b| class_order(a, b));
-        if classes.len() < 2 {
+        if distinct.len() < 2 {
             return Err(MlError::Data(format!(
                 "label column {label:?} has a single class ({}): a classifier needs at least two",
-                classes.first().map(|v| v.to_string()).unwrap_or_default()
+                distinct.first().map(|v| v.to_string()).unwrap_or_default()
             )));
         }
-        let index: BTreeMap<String, usize> = classes
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (class_key(v), i))
-            .collect();
-        let y = values.iter().map(|v| index[&class_key(v)] as f64).collect();
+        // Codes in class order.
+        let mut order: Vec<usize> = (0..distinct.len()).collect();
+        order.sort_by(|&a, &b| class_order(distinct[a], distinct[b]));
+        let mut code_of = vec![0usize; distinct.len()];
+        for (code, &d) in order.iter().enumerate() {
+            code_of[d] = code;
+        }
+        let y = first.iter().map(|&d| code_of[d] as f64).collect();
+        let classes: Vec<&Value> = order.iter().map(|&d| distinct[d]).collect();
         let target = Target::Classes(
             classes
                 .into_iter()

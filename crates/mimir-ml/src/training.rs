@@ -140,7 +140,12 @@ pub fn train(
             spec.width()
         )));
     }
-    let mut x_train = spec.encode(records, Some(&train_rows))?;
+    // Records encoded in their order (memory read front to back, and the
+    // first bad row is the first in the data), then split.
+    let x_all = spec.encode(records)?;
+    let mut x_train = x_all.select(&train_rows);
+    let mut x_test = x_all.select(&test_rows);
+    drop(x_all);
     // Gradient-based learners need features on one scale.
     if matches!(
         model_type,
@@ -148,9 +153,9 @@ pub fn train(
     ) {
         let scaling = Scaling::fit(&x_train.values, x_train.width);
         scaling.apply(&mut x_train.values);
+        scaling.apply(&mut x_test.values);
         spec.scaling = Some(scaling);
     }
-    let x_test = spec.encode(records, Some(&test_rows))?;
     let (target, y_train, y_test) = match labels {
         Some(labels) => {
             let y_train: Vec<f64> = train_rows.iter().map(|&i| labels.y[i]).collect();

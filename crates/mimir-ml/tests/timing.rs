@@ -44,26 +44,38 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
-fn time(model_type: ModelType, records: &[Record]) {
+/// Trains `reps` times and reports the fastest run (the machine is shared:
+/// the fastest is the least disturbed).
+fn time(model_type: ModelType, records: &[Record], reps: usize) {
     let config = TrainingConfig {
         label_column: "label".into(),
         ..Default::default()
     };
-    let (start, cpu) = (Instant::now(), cpu_seconds());
-    let trained = mimir_ml::train(
-        model_type,
-        &config,
-        records,
-        &mut |_| {},
-        &AtomicBool::new(false),
-    )
-    .unwrap();
-    let (seconds, train_cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    let (mut seconds, mut train_cpu, mut trained) = (f64::INFINITY, f64::INFINITY, None);
+    for _ in 0..reps {
+        let (start, cpu) = (Instant::now(), cpu_seconds());
+        let run = mimir_ml::train(
+            model_type,
+            &config,
+            records,
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        seconds = seconds.min(start.elapsed().as_secs_f64());
+        train_cpu = train_cpu.min(cpu_seconds() - cpu);
+        trained = Some(run);
+    }
+    let trained = trained.unwrap();
     let model = Model::load(&trained.artifact).unwrap();
-    let (start, cpu) = (Instant::now(), cpu_seconds());
-    let predictions = model.predict(records).unwrap();
-    let (predict, predict_cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu);
-    assert_eq!(predictions.len(), records.len());
+    let (mut predict, mut predict_cpu) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        let (start, cpu) = (Instant::now(), cpu_seconds());
+        let predictions = model.predict(records).unwrap();
+        predict = predict.min(start.elapsed().as_secs_f64());
+        predict_cpu = predict_cpu.min(cpu_seconds() - cpu);
+        assert_eq!(predictions.len(), records.len());
+    }
     println!(
         "{model_type}: train {seconds:.2} s ({train_cpu:.2} CPU s), held-out accuracy {:.4}, \
          artifact {} bytes, predict {:.0} rows/s ({predict:.2} s, {predict_cpu:.2} CPU s)",
@@ -77,6 +89,6 @@ fn time(model_type: ModelType, records: &[Record]) {
 #[ignore = "a timing run, not a test: minutes in debug builds"]
 fn random_forest_and_logistic_regression_on_100000_by_20() {
     let records = dataset(100_000);
-    time(ModelType::LogisticRegression, &records);
-    time(ModelType::RandomForest, &records);
+    time(ModelType::LogisticRegression, &records, 5);
+    time(ModelType::RandomForest, &records, 1);
 }
