@@ -2,6 +2,7 @@
 //! they do not depend on which thread finished first.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Rows per piece of work. Fixed, not derived from the core count, so sums
 /// over pieces add up in the same order on every machine and a model
@@ -23,15 +24,23 @@ pub fn parts<T: Send>(n: usize, work: impl Fn(Range<usize>) -> T + Sync) -> Vec<
         return (0..chunks).map(|c| work(range(c))).collect();
     }
     let work = &work;
+    // Pieces are claimed one at a time, so a thread the scheduler holds
+    // back does not leave the others idle at the end.
+    let next = AtomicUsize::new(0);
+    let next = &next;
     let mut slots: Vec<Option<T>> = (0..chunks).map(|_| None).collect();
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
-            .map(|t| {
+            .map(|_| {
                 scope.spawn(move || {
-                    (t..chunks)
-                        .step_by(threads)
-                        .map(|c| (c, work(range(c))))
-                        .collect::<Vec<_>>()
+                    let mut done = Vec::new();
+                    loop {
+                        let c = next.fetch_add(1, Ordering::Relaxed);
+                        if c >= chunks {
+                            break done;
+                        }
+                        done.push((c, work(range(c))));
+                    }
                 })
             })
             .collect();
