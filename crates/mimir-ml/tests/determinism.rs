@@ -187,3 +187,27 @@ fn cancelling_before_training_trains_nothing() {
     );
     assert!(matches!(result, Err(MlError::Cancelled)));
 }
+
+#[test]
+fn a_network_stops_early_when_the_validation_loss_stops_improving() {
+    let mut cfg = config("label");
+    cfg.max_iterations = Some(2_000);
+    cfg.early_stopping_rounds = Some(2);
+    cfg.learning_rate = Some(0.5);
+    let mut last = None;
+    let trained = mimir_ml::train(
+        ModelType::NeuralNetwork,
+        &cfg,
+        &binary(400, 3),
+        &mut |p: Progress| last = Some(p.done),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let epochs = last.unwrap();
+    assert!(epochs < 2_000, "ran every epoch");
+    assert!(
+        trained.metrics.accuracy.unwrap() > 0.8,
+        "{:?}",
+        trained.metrics
+    );
+}
