@@ -209,10 +209,13 @@ async fn a_forest_trained_from_storage_predicts_into_storage_and_is_counted_per_
         json!({"storage_id": out, "query": {"entity_type": "scored", "limit": 1000}}),
     )
     .await;
-    let scored = scored
+    // The retrieve answers one CIR document per record.
+    let scored: Vec<Value> = scored
         .as_array()
-        .cloned()
-        .unwrap_or_else(|| scored["data"].as_array().cloned().expect("records"));
+        .expect("documents")
+        .iter()
+        .map(|doc| doc["data"].clone())
+        .collect();
     assert_eq!(scored.len(), 300);
     let truth: std::collections::HashMap<&str, &str> = fresh
         .iter()
@@ -221,20 +224,25 @@ async fn a_forest_trained_from_storage_predicts_into_storage_and_is_counted_per_
     let right = scored
         .iter()
         .filter(|p| {
-            let input = p["input_id"].as_str().unwrap_or_default();
-            p["prediction"].as_str() == truth.get(input).copied()
+            let input = p["input_id"].as_str().expect("input_id");
+            let truth = truth.get(input).copied().expect("a known input");
+            p["prediction"].as_str() == Some(truth)
         })
         .count();
     assert!(right > 250, "{right} of 300 predictions right");
-    assert!(scored.iter().all(|p| {
-        p["confidence"]
-            .as_f64()
-            .is_some_and(|c| (0.0..=1.0).contains(&c))
-    }));
+    assert!(
+        scored.iter().all(|p| {
+            p["confidence"]
+                .as_f64()
+                .is_some_and(|c| (0.0..=1.0).contains(&c))
+        }),
+        "{:?}",
+        &scored[..3]
+    );
 
     // The orchestrator counts the items under the worker that predicted them.
     let worker = inferred.worker_id.clone();
-    let text = harness::scrape_text(&format!("{}/metrics", orchestrator.url)).await;
+    let text = harness::scrape_text(&orchestrator.url).await;
     let items = harness::sample(
         &text,
         &format!("mimir_inference_items_total{{model=\"churn\",worker=\"{worker}\"}}"),
@@ -325,11 +333,42 @@ async fn an_input_without_a_feature_fails_once_naming_it() {
             r
         })
         .collect();
+    // Inline records are checked at the door: 400 naming the feature, and
+    // no task.
+    let before = client
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .worktasks
+        .len();
+    let refused = client
+        .call::<Value>(
+            Method::POST,
+            &format!("/api/ml-models/{id}/infer"),
+            Some(&json!({"input": {"records": records}})),
+        )
+        .await
+        .expect_err("refused");
+    let refused = refused.to_string();
+    assert!(refused.contains("tenure"), "{refused}");
+    let after = client
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .worktasks
+        .len();
+    assert_eq!(before, after, "a refused inference stores no task");
+
+    // Records read from storage are checked by the worker before any
+    // prediction: the task fails once, naming the feature, without retries.
+    store(&client, "miss", &data, "partial", &records).await;
+    let out = storage_with(&client, "miss", "miss-out", &[]).await;
     let inference = call(
         &client,
         Method::POST,
         &format!("/api/ml-models/{id}/infer"),
-        json!({"input": {"records": records}}),
+        json!({"input": {"storage_id": data, "query": {"entity_type": "partial"}},
+               "output": {"storage_id": out, "entity_type": "scored"}}),
     )
     .await;
     let task = finished(&client, &inference).await;
@@ -342,6 +381,18 @@ async fn an_input_without_a_feature_fails_once_naming_it() {
     assert_eq!(
         task.retry_count, 0,
         "a missing feature is not retried: {task:?}"
+    );
+    let attempts: Value = call(
+        &client,
+        Method::GET,
+        &format!("/api/worktasks/{}/attempts", task.worktask_id),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        attempts["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "{attempts}"
     );
 
     // Inline records with every feature come back in the result, in order.
