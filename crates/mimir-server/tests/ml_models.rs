@@ -1043,7 +1043,7 @@ async fn evaluate_refuses_bad_input() {
 /// checks it on records whose labels hold (restored) and on records whose
 /// labels were flipped (degraded).
 #[tokio::test]
-#[ignore = "needs mimir-ml's train, load and evaluate (stubs until that crate is merged)"]
+
 async fn evaluate_degrades_on_worse_records_and_restores_on_good_ones() {
     let api = Api::new().await;
     let id = api.create("logistic_regression", labelled()).await;
@@ -1158,7 +1158,7 @@ fn rule_records(n: u32) -> Vec<mimir_ml::Record> {
 /// is `trained` with its scores, the artifact downloads byte for byte with
 /// its checksum, and the task's completion records the training duration.
 #[tokio::test]
-#[ignore = "needs mimir-ml's train and load (stubs until that crate is merged)"]
+
 async fn a_worker_upload_of_a_trained_model_becomes_its_first_version() {
     let api = Api::new().await;
     let id = api.create("decision_tree", labelled()).await;
