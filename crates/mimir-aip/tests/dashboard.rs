@@ -901,7 +901,7 @@ async fn the_models_page_shows_a_trained_model_its_score_and_who_predicted() {
         )
         .await
         .expect("train");
-    let training = training["id"]
+    let training = training["worktask_id"]
         .as_str()
         .expect("task id")
         .parse()
@@ -921,7 +921,7 @@ async fn the_models_page_shows_a_trained_model_its_score_and_who_predicted() {
         )
         .await
         .expect("infer");
-    let inference = inference["id"]
+    let inference = inference["worktask_id"]
         .as_str()
         .expect("task id")
         .parse()
