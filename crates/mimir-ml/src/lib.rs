@@ -15,6 +15,7 @@
 //! connectors and moves artifacts through the orchestrator.
 
 mod error;
+mod onnx;
 
 pub use error::MlError;
 
