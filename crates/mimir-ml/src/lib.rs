@@ -14,14 +14,31 @@
 //! Nothing here does I/O: the worker reads records through the storage
 //! connectors and moves artifacts through the orchestrator.
 
+mod artifact;
+mod cluster;
 mod error;
+mod features;
+mod forest;
+mod hyper;
+mod linear;
+mod mlp;
 mod onnx;
+mod predict;
+mod scores;
+mod target;
+mod training;
+mod tree;
 
 pub use error::MlError;
+pub use features::MAX_CATEGORIES;
+pub use target::MAX_INTEGER_CLASSES;
 
+use artifact::{Artifact, Body, Native};
+use features::{Column, ColumnKind, FeatureSpec};
 use mimir_core::{ModelType, PerformanceMetrics, TrainingConfig};
 use serde_json::{Map, Value};
 use std::sync::atomic::AtomicBool;
+use target::Target;
 
 /// A record: one JSON object, as the storage connectors answer them.
 pub type Record = Map<String, Value>;
@@ -70,16 +87,42 @@ pub fn train(
     progress: &mut dyn FnMut(Progress),
     cancel: &AtomicBool,
 ) -> Result<Trained, MlError> {
-    let _ = (model_type, config, records, progress, cancel);
-    Err(MlError::Model("training is not built yet".into()))
+    training::train(model_type, config, records, progress, cancel)
 }
 
 /// Wraps an ONNX model taking `feature_columns` (as one float tensor of
 /// shape `[batch, features]`) into an artifact, after checking it loads and
 /// runs.
 pub fn import_onnx(onnx: &[u8], feature_columns: &[String]) -> Result<Vec<u8>, MlError> {
-    let _ = (onnx, feature_columns);
-    Err(MlError::Model("ONNX import is not built yet".into()))
+    check_onnx_columns(feature_columns)?;
+    let model = onnx::OnnxModel::load(onnx, feature_columns.len())?;
+    // Loading checks the graph; one row of zeros proves it also runs.
+    model.predict(&vec![0.0; feature_columns.len()], 1)?;
+    Ok(artifact::onnx_artifact(onnx, feature_columns))
+}
+
+/// Feature columns of an import: 1 to 10,000 distinct names of 1 to 128
+/// characters.
+fn check_onnx_columns(feature_columns: &[String]) -> Result<(), MlError> {
+    if feature_columns.is_empty() || feature_columns.len() > 10_000 {
+        return Err(MlError::Config(
+            "feature_columns must name 1 to 10000 columns".into(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for column in feature_columns {
+        if column.is_empty() || column.len() > 128 {
+            return Err(MlError::Config(
+                "feature_columns: names are 1 to 128 characters".into(),
+            ));
+        }
+        if !seen.insert(column) {
+            return Err(MlError::Config(format!(
+                "feature_columns names {column:?} twice"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `sha256:<hex>` of an artifact.
@@ -98,13 +141,80 @@ pub struct Model {
     model_type: ModelType,
     feature_columns: Vec<String>,
     label_column: String,
+    inner: Inner,
+}
+
+enum Inner {
+    Native {
+        spec: FeatureSpec,
+        target: Target,
+        model: Native,
+    },
+    Onnx {
+        model: onnx::OnnxModel,
+        /// Every column numeric, none filled: what ONNX inputs are built
+        /// with.
+        spec: FeatureSpec,
+    },
 }
 
 impl Model {
     /// Reads an artifact made by [`train`] or [`import_onnx`].
     pub fn load(bytes: &[u8]) -> Result<Model, MlError> {
-        let _ = bytes;
-        Err(MlError::Model("loading is not built yet".into()))
+        let artifact = Artifact::from_bytes(bytes)?;
+        let model_type = ModelType::parse(&artifact.model_type).ok_or_else(|| {
+            MlError::Model(format!(
+                "the artifact's model type {:?} is unknown",
+                artifact.model_type
+            ))
+        })?;
+        match artifact.body {
+            Body::Native {
+                spec,
+                label_column,
+                target,
+                model,
+            } => {
+                check_native(model_type, &spec, &target, &model).map_err(|e| {
+                    MlError::Model(format!("the model artifact is corrupt: {e}"))
+                })?;
+                Ok(Model {
+                    model_type,
+                    feature_columns: spec.names(),
+                    label_column,
+                    inner: Inner::Native {
+                        spec,
+                        target,
+                        model,
+                    },
+                })
+            }
+            Body::Onnx {
+                onnx,
+                feature_columns,
+            } => {
+                check_onnx_columns(&feature_columns)
+                    .map_err(|e| MlError::Model(format!("the model artifact is corrupt: {e}")))?;
+                let model = onnx::OnnxModel::load(&onnx, feature_columns.len())?;
+                let spec = FeatureSpec {
+                    columns: feature_columns
+                        .iter()
+                        .map(|name| Column {
+                            name: name.clone(),
+                            kind: ColumnKind::Numeric,
+                            fill: None,
+                        })
+                        .collect(),
+                    scaling: None,
+                };
+                Ok(Model {
+                    model_type: ModelType::Onnx,
+                    feature_columns,
+                    label_column: String::new(),
+                    inner: Inner::Onnx { model, spec },
+                })
+            }
+        }
     }
 
     /// Its type.
@@ -139,14 +249,114 @@ impl Model {
 
     /// Predicts every record, in order.
     pub fn predict(&self, records: &[Record]) -> Result<Vec<Prediction>, MlError> {
-        let _ = records;
-        Err(MlError::Model("prediction is not built yet".into()))
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.inner {
+            Inner::Native {
+                spec,
+                target,
+                model,
+            } => {
+                let x = spec.encode(records, None)?;
+                let outputs = predict::native(model, target, &x)?;
+                Ok(predict::to_predictions(outputs, target))
+            }
+            Inner::Onnx { model, spec } => {
+                let x = spec.encode(records, None)?;
+                let rows: Vec<f32> = x.values.iter().map(|&v| v as f32).collect();
+                model.predict(&rows, x.rows)
+            }
+        }
     }
 
     /// Scores the model on labelled `records` (the label column it was
     /// trained with).
     pub fn evaluate(&self, records: &[Record]) -> Result<PerformanceMetrics, MlError> {
-        let _ = records;
-        Err(MlError::Model("evaluation is not built yet".into()))
+        let Inner::Native {
+            spec,
+            target,
+            model,
+        } = &self.inner
+        else {
+            return Err(MlError::Model(
+                "an imported ONNX model has no label to be scored against".into(),
+            ));
+        };
+        if records.is_empty() {
+            return Err(MlError::Data("no records to evaluate on".into()));
+        }
+        let truth = target.encode(records, &self.label_column)?;
+        let x = spec.encode(records, None)?;
+        let outputs = predict::native(model, target, &x)?;
+        let mut metrics = training::score(target, &outputs, &truth, model, &x);
+        metrics.test_rows = Some(records.len() as u64);
+        Ok(metrics)
     }
+}
+
+/// Checks that a loaded native model fits its feature spec and target, so
+/// a corrupt artifact cannot index out of bounds when predicting.
+fn check_native(
+    model_type: ModelType,
+    spec: &FeatureSpec,
+    target: &Target,
+    model: &Native,
+) -> Result<(), String> {
+    let width = spec.width();
+    if let Some(scaling) = &spec.scaling
+        && (scaling.mean.len() != width || scaling.std.len() != width)
+    {
+        return Err("its scaling does not match its features".into());
+    }
+    let n_classes = match target {
+        Target::Classes(c) => c.len(),
+        _ => 0,
+    };
+    let leaves_ok = |trees: &[tree::Tree]| {
+        n_classes == 0
+            || trees.iter().all(|t| {
+                t.nodes
+                    .iter()
+                    .all(|n| n.left != 0 || (n.value >= 0.0 && (n.value as usize) < n_classes))
+            })
+    };
+    match (model_type, model) {
+        (ModelType::DecisionTree, Native::Tree(tree)) => {
+            tree.check(width)?;
+            if !leaves_ok(std::slice::from_ref(tree)) {
+                return Err("a leaf names an unknown class".into());
+            }
+        }
+        (ModelType::RandomForest, Native::Forest(trees)) => {
+            if trees.is_empty() {
+                return Err("the forest has no trees".into());
+            }
+            for tree in trees {
+                tree.check(width)?;
+            }
+            if !leaves_ok(trees) {
+                return Err("a leaf names an unknown class".into());
+            }
+        }
+        (ModelType::LinearRegression, Native::Linear(linear)) => {
+            linear.check(width)?;
+            if linear.outputs() != 1 {
+                return Err("a linear regression has one output".into());
+            }
+        }
+        (ModelType::LogisticRegression, Native::Linear(linear)) => {
+            linear.check(width)?;
+            let expected = if n_classes == 2 { 1 } else { n_classes };
+            if n_classes < 2 || linear.outputs() != expected {
+                return Err("the logistic model does not match its classes".into());
+            }
+        }
+        (ModelType::NeuralNetwork, Native::Mlp(mlp)) => {
+            mlp.check(width, n_classes.max(1))?;
+        }
+        (ModelType::Kmeans, Native::Kmeans(centroids)) => centroids.check(width)?,
+        _ => return Err("the model does not match its type".into()),
+    }
+    Ok(())
 }
