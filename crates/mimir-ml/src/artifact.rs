@@ -8,13 +8,13 @@
 //! keeps forests compact (a JSON forest is several times larger) and is
 //! deterministic, so the same model gives the same bytes and checksum.
 
+use crate::MlError;
 use crate::cluster::Centroids;
 use crate::features::FeatureSpec;
 use crate::linear::Linear;
 use crate::mlp::Mlp;
 use crate::target::Target;
 use crate::tree::Tree;
-use crate::MlError;
 use serde::{Deserialize, Serialize};
 
 /// The first bytes of every artifact.
@@ -72,7 +72,9 @@ impl Artifact {
     /// wrote.
     pub fn from_bytes(bytes: &[u8]) -> Result<Artifact, MlError> {
         if bytes.len() < MAGIC.len() + 2 || &bytes[..MAGIC.len()] != MAGIC {
-            return Err(MlError::Model("not a Mimir model artifact (bad magic)".into()));
+            return Err(MlError::Model(
+                "not a Mimir model artifact (bad magic)".into(),
+            ));
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
         if version != FORMAT_VERSION {

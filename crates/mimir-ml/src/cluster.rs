@@ -46,7 +46,10 @@ impl Centroids {
         for (i, &c) in assigned.iter().enumerate() {
             let c = c as usize;
             sizes[c] += 1;
-            for (acc, v) in centres[c * x.width..(c + 1) * x.width].iter_mut().zip(x.row(i)) {
+            for (acc, v) in centres[c * x.width..(c + 1) * x.width]
+                .iter_mut()
+                .zip(x.row(i))
+            {
                 *acc += v;
             }
         }

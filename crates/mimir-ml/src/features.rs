@@ -213,7 +213,8 @@ impl FeatureSpec {
     ) -> Result<FeatureSpec, MlError> {
         let mut out = Vec::with_capacity(columns.len());
         for name in columns {
-            let (mut numbers, mut bools, mut texts, mut numeric_texts) = (0usize, 0usize, 0usize, 0usize);
+            let (mut numbers, mut bools, mut texts, mut numeric_texts) =
+                (0usize, 0usize, 0usize, 0usize);
             let mut first_text_row = None;
             let mut first_number_row = None;
             let mut present = false;
@@ -250,7 +251,10 @@ impl FeatureSpec {
                     let row = first_text_row.unwrap_or(0);
                     return Err(MlError::Data(format!(
                         "column {name:?} row {row}: {} is not a number, but the column holds numbers",
-                        records[row].get(name).map(Value::to_string).unwrap_or_default()
+                        records[row]
+                            .get(name)
+                            .map(Value::to_string)
+                            .unwrap_or_default()
                     )));
                 }
                 let mut categories = BTreeSet::new();
@@ -350,7 +354,12 @@ fn train_mean(records: &[Record], column: &Column, train: &[usize]) -> Result<f6
     Ok(if count == 0 { 0.0 } else { sum / count as f64 })
 }
 
-fn encode_row(columns: &[Column], record: &Record, row: usize, out: &mut [f64]) -> Result<(), MlError> {
+fn encode_row(
+    columns: &[Column],
+    record: &Record,
+    row: usize,
+    out: &mut [f64],
+) -> Result<(), MlError> {
     let mut at = 0;
     for column in columns {
         let name = &column.name;
@@ -378,9 +387,7 @@ fn encode_row(columns: &[Column], record: &Record, row: usize, out: &mut [f64]) 
                     Seen::Number(v) => v,
                     Seen::Bool(b) => f64::from(u8::from(b)),
                     Seen::Text(t) => numeric_text(name, row, t)?.ok_or_else(|| {
-                        MlError::Data(format!(
-                            "column {name:?} row {row}: {t:?} is not a number"
-                        ))
+                        MlError::Data(format!("column {name:?} row {row}: {t:?} is not a number"))
                     })?,
                     Seen::Missing => unreachable!("handled above"),
                 };
@@ -401,7 +408,9 @@ fn encode_row(columns: &[Column], record: &Record, row: usize, out: &mut [f64]) 
             ColumnKind::Categorical(categories) => {
                 let text: std::borrow::Cow<'_, str> = match seen {
                     Seen::Text(t) => t.into(),
-                    Seen::Number(_) | Seen::Bool(_) => value.map(Value::to_string).unwrap_or_default().into(),
+                    Seen::Number(_) | Seen::Bool(_) => {
+                        value.map(Value::to_string).unwrap_or_default().into()
+                    }
                     Seen::Missing => unreachable!("handled above"),
                 };
                 // An unseen category leaves every one-hot value at 0.

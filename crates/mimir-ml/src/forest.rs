@@ -65,8 +65,9 @@ pub fn fit(
                         break;
                     }
                     let mut rng = StdRng::seed_from_u64(tree_seed(seed, index));
-                    let samples: Vec<u32> =
-                        (0..rows).map(|_| rng.random_range(0..rows) as u32).collect();
+                    let samples: Vec<u32> = (0..rows)
+                        .map(|_| rng.random_range(0..rows) as u32)
+                        .collect();
                     let mut imp = vec![0.0; n_features];
                     let tree = Tree::fit(data, samples, params, &mut rng, &mut imp);
                     if tx.send((index, tree, imp)).is_err() {

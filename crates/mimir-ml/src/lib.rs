@@ -175,9 +175,8 @@ impl Model {
                 target,
                 model,
             } => {
-                check_native(model_type, &spec, &target, &model).map_err(|e| {
-                    MlError::Model(format!("the model artifact is corrupt: {e}"))
-                })?;
+                check_native(model_type, &spec, &target, &model)
+                    .map_err(|e| MlError::Model(format!("the model artifact is corrupt: {e}")))?;
                 Ok(Model {
                     model_type,
                     feature_columns: spec.names(),

@@ -112,7 +112,10 @@ impl Linear {
 
     /// Checks the shapes of a loaded model.
     pub fn check(&self, width: usize) -> Result<(), String> {
-        if self.width != width || self.weights.len() != self.width * self.outputs() || self.outputs() == 0 {
+        if self.width != width
+            || self.weights.len() != self.width * self.outputs()
+            || self.outputs() == 0
+        {
             return Err("the linear model's shape does not match its features".into());
         }
         Ok(())

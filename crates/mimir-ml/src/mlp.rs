@@ -59,7 +59,12 @@ fn candle(e: candle_core::Error) -> MlError {
 }
 
 /// The rows `order` of `x` as an f32 tensor, and their labels.
-fn batch(x: &Matrix, y: &[f64], order: &[usize], classes: bool) -> Result<(Tensor, Tensor), MlError> {
+fn batch(
+    x: &Matrix,
+    y: &[f64],
+    order: &[usize],
+    classes: bool,
+) -> Result<(Tensor, Tensor), MlError> {
     let mut xs = Vec::with_capacity(order.len() * x.width);
     for &i in order {
         xs.extend(x.row(i).iter().map(|&v| v as f32));
@@ -78,7 +83,9 @@ fn batch(x: &Matrix, y: &[f64], order: &[usize], classes: bool) -> Result<(Tenso
 fn forward(vars: &[(Var, Var)], x: &Tensor) -> Result<Tensor, candle_core::Error> {
     let mut h = x.clone();
     for (i, (w, b)) in vars.iter().enumerate() {
-        h = h.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+        h = h
+            .matmul(&w.as_tensor().t()?)?
+            .broadcast_add(b.as_tensor())?;
         if i + 1 < vars.len() {
             h = h.relu()?;
         }
@@ -86,7 +93,12 @@ fn forward(vars: &[(Var, Var)], x: &Tensor) -> Result<Tensor, candle_core::Error
     Ok(h)
 }
 
-fn loss(vars: &[(Var, Var)], x: &Tensor, y: &Tensor, classes: bool) -> Result<Tensor, candle_core::Error> {
+fn loss(
+    vars: &[(Var, Var)],
+    x: &Tensor,
+    y: &Tensor,
+    classes: bool,
+) -> Result<Tensor, candle_core::Error> {
     let out = forward(vars, x)?;
     if classes {
         candle_nn::loss::cross_entropy(&out, y)
@@ -100,7 +112,11 @@ fn snapshot(vars: &[(Var, Var)]) -> Result<Vec<Layer>, MlError> {
     for (w, b) in vars {
         let (outputs, inputs) = w.as_tensor().dims2().map_err(candle)?;
         layers.push(Layer {
-            weights: w.as_tensor().flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(candle)?,
+            weights: w
+                .as_tensor()
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(candle)?,
             bias: b.as_tensor().to_vec1::<f32>().map_err(candle)?,
             inputs,
             outputs,
@@ -147,9 +163,15 @@ impl Mlp {
                 .collect();
             let w = Tensor::from_vec(w, (outputs, inputs), &Device::Cpu).map_err(candle)?;
             let b = Tensor::zeros(outputs, DType::F32, &Device::Cpu).map_err(candle)?;
-            vars.push((Var::from_tensor(&w).map_err(candle)?, Var::from_tensor(&b).map_err(candle)?));
+            vars.push((
+                Var::from_tensor(&w).map_err(candle)?,
+                Var::from_tensor(&b).map_err(candle)?,
+            ));
         }
-        let all: Vec<Var> = vars.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect();
+        let all: Vec<Var> = vars
+            .iter()
+            .flat_map(|(w, b)| [w.clone(), b.clone()])
+            .collect();
         enum Opt {
             Adam(AdamW),
             Sgd(SGD),
@@ -229,7 +251,8 @@ impl Mlp {
             .any(|l| l.weights.iter().chain(&l.bias).any(|v| !v.is_finite()))
         {
             return Err(MlError::Data(
-                "the neural network diverged (weights are not finite): lower the learning_rate".into(),
+                "the neural network diverged (weights are not finite): lower the learning_rate"
+                    .into(),
             ));
         }
         Ok(Mlp { layers, y_scale })

@@ -15,6 +15,14 @@
 //!
 //! Anything else (a `zipmap` sequence of maps, several float outputs, a
 //! second input) is refused when the model loads, not when it first runs.
+//!
+//! Two classifier shapes tract does not answer as onnxruntime does are
+//! mended before tract sees them: string class labels (tract's
+//! `LinearClassifier` and `TreeEnsembleClassifier` build only numeric ones)
+//! and a binary tree ensemble whose leaves score only one class (tract's
+//! label is then always the first class). For these the file's classes are
+//! kept aside and the label is the class of the highest probability, which
+//! is what onnxruntime answers for them.
 
 use crate::{MlError, Prediction};
 use serde_json::Value;
@@ -31,7 +39,7 @@ pub(crate) struct OnnxModel {
 }
 
 /// How a model's outputs read as predictions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Outputs {
     /// One number per row.
     Value,
@@ -39,6 +47,9 @@ enum Outputs {
     Label,
     /// A label and a probability per class, per row.
     LabelAndProbabilities,
+    /// Probabilities per class, per row, and the classes they stand for:
+    /// the label is the class of the highest.
+    ClassOfHighestProbability(Vec<Value>),
 }
 
 impl OnnxModel {
@@ -87,7 +98,7 @@ impl OnnxModel {
             .plan
             .run(tvec![input.into_tvalue()])
             .map_err(|e| MlError::Model(format!("the ONNX model failed to run: {e:#}")))?;
-        match self.outputs {
+        match &self.outputs {
             Outputs::Value => {
                 let values = floats(&outputs[0], n_rows, "output")?;
                 let mut predictions = Vec::with_capacity(n_rows);
@@ -132,15 +143,52 @@ impl OnnxModel {
                 }
                 Ok(predictions)
             }
+            Outputs::ClassOfHighestProbability(classes) => {
+                let probabilities = floats(&outputs[1], n_rows, "probabilities")?;
+                if probabilities.len() != n_rows * classes.len() {
+                    return Err(MlError::Model(format!(
+                        "the ONNX model answered {} probabilities per row for {} classes",
+                        probabilities.len() / n_rows,
+                        classes.len()
+                    )));
+                }
+                let mut predictions = Vec::with_capacity(n_rows);
+                for (row, p) in probabilities.chunks(classes.len()).enumerate() {
+                    // The first of equal highest, as an argmax takes it.
+                    let mut best = 0;
+                    for (class, &value) in p.iter().enumerate() {
+                        if value > p[best] {
+                            best = class;
+                        }
+                    }
+                    if !p[best].is_finite() {
+                        return Err(MlError::Data(format!(
+                            "row {row}: the ONNX model's probabilities are not finite numbers"
+                        )));
+                    }
+                    predictions.push(Prediction {
+                        prediction: classes[best].clone(),
+                        confidence: Some(p[best]),
+                    });
+                }
+                Ok(predictions)
+            }
         }
     }
 }
 
 /// Parses, checks and optimises the model with a symbolic batch dimension.
 fn load(onnx: &[u8], n_features: usize) -> Result<OnnxModel, MlError> {
-    let mut model = tract_onnx::onnx()
-        .model_for_read(&mut &onnx[..])
-        .map_err(|e| MlError::Model(format!("not an ONNX model this runtime can read: {e:#}")))?;
+    let unreadable =
+        |e: TractError| MlError::Model(format!("not an ONNX model this runtime can read: {e:#}"));
+    let framework = tract_onnx::onnx();
+    let mut proto = framework
+        .proto_model_for_read(&mut &onnx[..])
+        .map_err(unreadable)?;
+    let classes = mend_classifier(&mut proto);
+    let mut model = framework
+        .model_for_proto_model(&proto)
+        .map_err(unreadable)?;
     match model.inputs.len() {
         1 => {}
         0 => {
@@ -166,7 +214,10 @@ fn load(onnx: &[u8], n_features: usize) -> Result<OnnxModel, MlError> {
             "the ONNX model cannot run on {n_features} float features per row: {e:#}"
         ))
     })?;
-    let outputs = read_outputs(&typed)?;
+    let mut outputs = read_outputs(&typed)?;
+    if let (Some(classes), Outputs::LabelAndProbabilities) = (classes, &outputs) {
+        outputs = Outputs::ClassOfHighestProbability(classes);
+    }
     let plan = typed
         .into_runnable()
         .map_err(|e| MlError::Model(format!("the ONNX model cannot be planned: {e:#}")))?;
@@ -175,6 +226,58 @@ fn load(onnx: &[u8], n_features: usize) -> Result<OnnxModel, MlError> {
         n_features,
         outputs,
     })
+}
+
+/// Mends the classifier shapes tract answers differently (see the module
+/// doc) when one ai.onnx.ml classifier gives the model's two outputs, and
+/// answers its classes in probability order.
+fn mend_classifier(proto: &mut tract_onnx::pb::ModelProto) -> Option<Vec<Value>> {
+    const INT64: i32 = 7;
+    let graph = proto.graph.as_mut()?;
+    let [label, probabilities] = graph.output.as_mut_slice() else {
+        return None;
+    };
+    let node = graph.node.iter_mut().find(|n| {
+        n.domain == "ai.onnx.ml"
+            && (n.op_type == "LinearClassifier" || n.op_type == "TreeEnsembleClassifier")
+            && n.output.first() == Some(&label.name)
+            && n.output.get(1) == Some(&probabilities.name)
+    })?;
+    let ints_name = if node.op_type == "LinearClassifier" {
+        "classlabels_ints"
+    } else {
+        "classlabels_int64s"
+    };
+    if let Some(attribute) = node
+        .attribute
+        .iter_mut()
+        .find(|a| a.name == "classlabels_strings")
+    {
+        let classes: Vec<Value> = attribute
+            .strings
+            .iter()
+            .map(|s| Value::String(String::from_utf8_lossy(s).into_owned()))
+            .collect();
+        attribute.name = ints_name.to_string();
+        attribute.r#type = tract_onnx::pb::attribute_proto::AttributeType::Ints as i32;
+        attribute.ints = (0..classes.len() as i64).collect();
+        attribute.strings.clear();
+        if let Some(tract_onnx::pb::type_proto::Value::TensorType(tensor)) =
+            label.r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
+            tensor.elem_type = INT64;
+        }
+        return Some(classes);
+    }
+    if node.op_type != "TreeEnsembleClassifier" {
+        return None;
+    }
+    let ints = &node.attribute.iter().find(|a| a.name == ints_name)?.ints;
+    let class_ids = &node.attribute.iter().find(|a| a.name == "class_ids")?.ints;
+    if ints.len() == 2 && class_ids.iter().all(|&id| id == 0) {
+        return Some(ints.iter().map(|&i| Value::from(i)).collect());
+    }
+    None
 }
 
 /// Refuses a declared input that cannot be `[batch, n_features]` of f32, so
@@ -218,7 +321,11 @@ fn read_outputs(model: &TypedModel) -> Result<Outputs, MlError> {
         let fact = model.outlet_fact(*outlet).map_err(|e| {
             MlError::Model(format!("the ONNX model's outputs are unreadable: {e:#}"))
         })?;
-        facts.push((fact.datum_type, fact.rank(), fact.shape.dims().get(1).cloned()));
+        facts.push((
+            fact.datum_type,
+            fact.rank(),
+            fact.shape.dims().get(1).cloned(),
+        ));
     }
     let is_label = |dt: DatumType| dt == DatumType::String || dt.is_integer();
     let is_float = |dt: DatumType| dt.is_float();

@@ -6,7 +6,11 @@ use mimir_core::PerformanceMetrics;
 /// Scores class codes. `truth` may hold the code `n_classes` for a class the
 /// model never saw (evaluation on fresh data): it counts as wrong and has no
 /// row in the matrix.
-pub fn classification(truth: &[f64], predicted: &[usize], classes: Vec<String>) -> PerformanceMetrics {
+pub fn classification(
+    truth: &[f64],
+    predicted: &[usize],
+    classes: Vec<String>,
+) -> PerformanceMetrics {
     let k = classes.len();
     let mut matrix = vec![vec![0u64; k]; k];
     let mut correct = 0u64;
@@ -30,11 +34,19 @@ pub fn classification(truth: &[f64], predicted: &[usize], classes: Vec<String>) 
             continue;
         }
         counted += 1;
-        let p = if predicted_c == 0 { 0.0 } else { tp / predicted_c as f64 };
+        let p = if predicted_c == 0 {
+            0.0
+        } else {
+            tp / predicted_c as f64
+        };
         let r = if actual == 0 { 0.0 } else { tp / actual as f64 };
         precision += p;
         recall += r;
-        f1 += if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) };
+        f1 += if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        };
     }
     let n = truth.len().max(1) as f64;
     let m = counted.max(1) as f64;
@@ -81,7 +93,11 @@ mod tests {
     #[test]
     fn macro_scores_match_a_worked_example() {
         // truth a a b b, predicted a b b b
-        let m = classification(&[0.0, 0.0, 1.0, 1.0], &[0, 1, 1, 1], vec!["a".into(), "b".into()]);
+        let m = classification(
+            &[0.0, 0.0, 1.0, 1.0],
+            &[0, 1, 1, 1],
+            vec!["a".into(), "b".into()],
+        );
         assert_eq!(m.accuracy, Some(0.75));
         assert_eq!(m.confusion_matrix, vec![vec![1, 1], vec![0, 2]]);
         // precision a=1, b=2/3; recall a=1/2, b=1

@@ -179,7 +179,10 @@ pub fn fit(
             .enumerate()
             .map(|(i, v)| (v.to_string(), i))
             .collect();
-        let y = values.iter().map(|v| index[&v.to_string()] as f64).collect();
+        let y = values
+            .iter()
+            .map(|v| index[&v.to_string()] as f64)
+            .collect();
         let target = Target::Classes(
             classes
                 .into_iter()

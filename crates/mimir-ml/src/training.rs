@@ -84,7 +84,9 @@ pub fn train(
     config.check(model_type).map_err(MlError::Config)?;
     let hp = &config.hyperparameters;
     if records.is_empty() {
-        return Err(MlError::Data("the dataset is empty: no records to train on".into()));
+        return Err(MlError::Data(
+            "the dataset is empty: no records to train on".into(),
+        ));
     }
     if records.len() < 2 {
         return Err(MlError::Data(
@@ -98,7 +100,12 @@ pub fn train(
         String::new()
     };
     let labels = if model_type.supervised() {
-        Some(target::fit(model_type, hp.get("task"), records, &label_column)?)
+        Some(target::fit(
+            model_type,
+            hp.get("task"),
+            records,
+            &label_column,
+        )?)
     } else {
         None
     };
@@ -111,7 +118,9 @@ pub fn train(
     let (train_rows, test_rows) = split(records.len(), config.split(), config.seed());
     let mut spec = FeatureSpec::fit(records, &names, &train_rows, missing)?;
     if spec.width() == 0 {
-        return Err(MlError::Data("the feature columns encode to no values".into()));
+        return Err(MlError::Data(
+            "the feature columns encode to no values".into(),
+        ));
     }
     let mut x_train = spec.encode(records, Some(&train_rows))?;
     // Gradient-based learners need features on one scale.
@@ -154,8 +163,8 @@ pub fn train(
     let mut importance: Vec<f64> = Vec::new();
     let model = match model_type {
         ModelType::DecisionTree | ModelType::RandomForest => {
-            let max_depth = hyper::uint(hp, "max_depth", None, 1, 1_000)?
-                .map_or(usize::MAX, |d| d as usize);
+            let max_depth =
+                hyper::uint(hp, "max_depth", None, 1, 1_000)?.map_or(usize::MAX, |d| d as usize);
             let min_samples_split =
                 hyper::uint(hp, "min_samples_split", Some(2), 2, 1_000_000)?.unwrap_or(2) as usize;
             let min_samples_leaf =
@@ -299,18 +308,21 @@ pub fn score(
     x: &Matrix,
 ) -> PerformanceMetrics {
     match (target, outputs) {
-        (Target::Classes(classes), Outputs::Classes(predicted, _)) => crate::scores::classification(
-            truth,
-            predicted,
-            classes.iter().map(|c| c.label()).collect(),
-        ),
+        (Target::Classes(classes), Outputs::Classes(predicted, _)) => {
+            crate::scores::classification(
+                truth,
+                predicted,
+                classes.iter().map(|c| c.label()).collect(),
+            )
+        }
         (Target::Regression, Outputs::Numbers(predicted)) => {
             crate::scores::regression(truth, predicted)
         }
         _ => {
             let mut m = PerformanceMetrics::default();
             if let Native::Kmeans(centroids) = model {
-                m.extra.insert("inertia".into(), Value::from(centroids.inertia(x)));
+                m.extra
+                    .insert("inertia".into(), Value::from(centroids.inertia(x)));
                 m.extra.insert("clusters".into(), Value::from(centroids.k));
             }
             m

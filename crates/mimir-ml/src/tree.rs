@@ -102,7 +102,8 @@ impl Tree {
             if pure || p.depth >= params.max_depth || n < params.min_samples_split.max(2) {
                 continue;
             }
-            let Some(split) = best_split(data, part, params, rng, &mut features, &mut buffer) else {
+            let Some(split) = best_split(data, part, params, rng, &mut features, &mut buffer)
+            else {
                 continue;
             };
             // Partition: samples going left first.
@@ -181,7 +182,12 @@ impl Tree {
 
 /// A node's answer (majority class and its share, or the mean) and whether
 /// it is pure.
-fn leaf_answer(y: &[f64], part: &[u32], n_classes: usize, counts: &mut [usize]) -> (f64, f32, bool) {
+fn leaf_answer(
+    y: &[f64],
+    part: &[u32],
+    n_classes: usize,
+    counts: &mut [usize],
+) -> (f64, f32, bool) {
     let n = part.len().max(1);
     if n_classes == 0 {
         let (mut sum, mut min, mut max) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
@@ -242,7 +248,11 @@ fn best_split(
             break;
         }
         // Partial Fisher–Yates: the next feature drawn without replacement.
-        let pick = if params.mtry >= d { k } else { rng.random_range(k..d) };
+        let pick = if params.mtry >= d {
+            k
+        } else {
+            rng.random_range(k..d)
+        };
         features.swap(k, pick);
         let feature = features[k];
         let column = &data.columns[feature];
@@ -286,7 +296,8 @@ fn best_split(
                     continue;
                 }
                 let right_sum = total_sum - left_sum;
-                let gain = left_sum * left_sum / nl as f64 + right_sum * right_sum / (n - nl) as f64
+                let gain = left_sum * left_sum / nl as f64
+                    + right_sum * right_sum / (n - nl) as f64
                     - parent;
                 consider(&mut best, feature, buffer[j].0, buffer[j + 1].0, gain);
             }

@@ -31,7 +31,11 @@ fn an_empty_dataset_is_refused() {
 
 #[test]
 fn a_missing_label_column_is_refused_by_name() {
-    let message = data_error(train(ModelType::DecisionTree, &config("price"), &binary(50, 1)));
+    let message = data_error(train(
+        ModelType::DecisionTree,
+        &config("price"),
+        &binary(50, 1),
+    ));
     assert!(message.contains("\"price\""), "{message}");
 }
 
@@ -40,7 +44,10 @@ fn a_record_without_its_label_is_refused_by_row() {
     let mut data = binary(50, 1);
     data[17].remove("label");
     let message = data_error(train(ModelType::DecisionTree, &config("label"), &data));
-    assert!(message.contains("\"label\"") && message.contains("row 17"), "{message}");
+    assert!(
+        message.contains("\"label\"") && message.contains("row 17"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -56,7 +63,10 @@ fn a_single_class_is_refused_for_every_classifier() {
         ModelType::NeuralNetwork,
     ] {
         let message = data_error(train(t, &config("label"), &data));
-        assert!(message.contains("single class") && message.contains("\"label\""), "{t}: {message}");
+        assert!(
+            message.contains("single class") && message.contains("\"label\""),
+            "{t}: {message}"
+        );
     }
 }
 
@@ -65,7 +75,10 @@ fn a_word_in_a_numeric_column_is_refused_naming_column_and_row() {
     let mut data = binary(50, 1);
     data[23].insert("x2".into(), json!("twelve"));
     let message = data_error(train(ModelType::RandomForest, &config("label"), &data));
-    assert!(message.contains("\"x2\"") && message.contains("row 23"), "{message}");
+    assert!(
+        message.contains("\"x2\"") && message.contains("row 23"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -85,12 +98,18 @@ fn nan_and_infinity_are_refused_naming_column_and_row() {
         let mut data = binary(50, 1);
         data[4].insert("x3".into(), json!(bad));
         let message = data_error(train(ModelType::LinearRegression, &config("x1"), &data));
-        assert!(message.contains("\"x3\"") && message.contains("row 4"), "{bad}: {message}");
+        assert!(
+            message.contains("\"x3\"") && message.contains("row 4"),
+            "{bad}: {message}"
+        );
     }
     let mut data = binary(50, 1);
     data[8].insert("x1".into(), json!("NaN"));
     let message = data_error(train(ModelType::LinearRegression, &config("x1"), &data));
-    assert!(message.contains("\"x1\"") && message.contains("row 8"), "label: {message}");
+    assert!(
+        message.contains("\"x1\"") && message.contains("row 8"),
+        "label: {message}"
+    );
 }
 
 #[test]
@@ -98,7 +117,10 @@ fn a_nested_value_is_refused_by_name() {
     let mut data = binary(50, 1);
     data[2].insert("color".into(), json!({"r": 1}));
     let message = data_error(train(ModelType::DecisionTree, &config("label"), &data));
-    assert!(message.contains("\"color\"") && message.contains("row 2"), "{message}");
+    assert!(
+        message.contains("\"color\"") && message.contains("row 2"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -106,8 +128,14 @@ fn missing_values_are_refused_by_default_naming_column_and_row() {
     let mut data = binary(50, 1);
     data[31].insert("x4".into(), Value::Null);
     let message = data_error(train(ModelType::DecisionTree, &config("label"), &data));
-    assert!(message.contains("\"x4\"") && message.contains("row 31"), "{message}");
-    assert!(message.contains("missing_values"), "says how to fill it: {message}");
+    assert!(
+        message.contains("\"x4\"") && message.contains("row 31"),
+        "{message}"
+    );
+    assert!(
+        message.contains("missing_values"),
+        "says how to fill it: {message}"
+    );
 }
 
 #[test]
@@ -123,10 +151,14 @@ fn missing_values_are_filled_with_the_mean_or_zero_when_asked() {
     let mut seen = Vec::new();
     for policy in ["mean", "zero"] {
         let mut cfg = config("y");
-        cfg.hyperparameters.insert("missing_values".into(), json!(policy));
+        cfg.hyperparameters
+            .insert("missing_values".into(), json!(policy));
         let trained = train(ModelType::LinearRegression, &cfg, &data).unwrap();
         let model = Model::load(&trained.artifact).unwrap();
-        let p = model.predict(&probe).unwrap()[0].prediction.as_f64().unwrap();
+        let p = model.predict(&probe).unwrap()[0]
+            .prediction
+            .as_f64()
+            .unwrap();
         seen.push(p);
     }
     // Filled with the training mean (about 29.5) the answer is about 2·29.5;
@@ -134,7 +166,8 @@ fn missing_values_are_filled_with_the_mean_or_zero_when_asked() {
     assert!(seen[0] > 40.0, "mean fill predicted {}", seen[0]);
     assert!(seen[1] < 20.0, "zero fill predicted {}", seen[1]);
     let mut cfg = config("y");
-    cfg.hyperparameters.insert("missing_values".into(), json!("guess"));
+    cfg.hyperparameters
+        .insert("missing_values".into(), json!("guess"));
     match train(ModelType::LinearRegression, &cfg, &data) {
         Err(MlError::Config(m)) => assert!(m.contains("missing_values"), "{m}"),
         other => panic!("{:?}", other.map(|_| ())),
@@ -169,7 +202,12 @@ fn a_feature_missing_at_inference_is_named_before_any_prediction() {
 
 #[test]
 fn a_word_in_a_numeric_column_at_inference_is_named() {
-    let trained = train(ModelType::LogisticRegression, &config("label"), &binary(100, 1)).unwrap();
+    let trained = train(
+        ModelType::LogisticRegression,
+        &config("label"),
+        &binary(100, 1),
+    )
+    .unwrap();
     let model = Model::load(&trained.artifact).unwrap();
     let mut batch = binary(5, 2);
     batch[3].insert("x1".into(), json!("high"));
@@ -203,7 +241,10 @@ fn too_many_categories_are_refused_by_column() {
     let mut cfg = config("label");
     cfg.train_test_split = Some(0.999);
     let message = data_error(train(ModelType::DecisionTree, &cfg, &data));
-    assert!(message.contains("\"name\"") && message.contains("10000"), "{message}");
+    assert!(
+        message.contains("\"name\"") && message.contains("10000"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -31,7 +31,10 @@ fn accuracy(model_type: ModelType) -> f64 {
         .zip(&fresh)
         .filter(|(p, r)| p.prediction == r["label"])
         .count();
-    assert!(right as f64 / 200.0 > 0.85, "{model_type}: {right}/200 on fresh data");
+    assert!(
+        right as f64 / 200.0 > 0.85,
+        "{model_type}: {right}/200 on fresh data"
+    );
     for p in &predictions {
         let c = p.confidence.expect("classifiers give a confidence");
         assert!((0.0..=1.0).contains(&c));
@@ -51,13 +54,21 @@ fn a_random_forest_learns_a_separable_set_and_ranks_the_deciding_features_first(
     let mut cfg = config("label");
     cfg.hyperparameters.insert("n_trees".into(), json!(30));
     let trained = train(ModelType::RandomForest, &cfg, &records).unwrap();
-    assert!(trained.metrics.accuracy.unwrap() > 0.9, "{:?}", trained.metrics);
+    assert!(
+        trained.metrics.accuracy.unwrap() > 0.9,
+        "{:?}",
+        trained.metrics
+    );
     let imp = &trained.metrics.feature_importance;
     let sum: f64 = imp.values().map(|v| v.as_f64().unwrap()).sum();
     assert!((sum - 1.0).abs() < 1e-9);
     let x1 = imp["x1"].as_f64().unwrap();
     for other in ["x3", "x4", "color", "flag"] {
-        assert!(x1 > imp[other].as_f64().unwrap(), "x1 {x1} vs {other} {}", imp[other]);
+        assert!(
+            x1 > imp[other].as_f64().unwrap(),
+            "x1 {x1} vs {other} {}",
+            imp[other]
+        );
     }
     assert!(accuracy(ModelType::RandomForest) > 0.9);
 }
@@ -88,7 +99,11 @@ fn whole_number_labels_are_classes_and_come_back_as_numbers() {
         cfg.max_iterations = Some(100);
         let trained = train(model_type, &cfg, &records).unwrap();
         assert_eq!(trained.metrics.classes, ["0", "1", "2"], "{model_type}");
-        assert!(trained.metrics.accuracy.unwrap() > 0.9, "{model_type}: {:?}", trained.metrics);
+        assert!(
+            trained.metrics.accuracy.unwrap() > 0.9,
+            "{model_type}: {:?}",
+            trained.metrics
+        );
         let model = Model::load(&trained.artifact).unwrap();
         let p = model
             .predict(&[json!({"x1": 0.9, "x2": 0.0}).as_object().unwrap().clone()])
@@ -108,7 +123,10 @@ fn r2(model_type: ModelType) -> f64 {
     assert!(m.rmse.unwrap() >= 0.0 && m.mae.unwrap() >= 0.0);
     let model = Model::load(&trained.artifact).unwrap();
     let p = model
-        .predict(&[json!({"x1": 0.5, "x2": -0.5, "color": "red"}).as_object().unwrap().clone()])
+        .predict(&[json!({"x1": 0.5, "x2": -0.5, "color": "red"})
+            .as_object()
+            .unwrap()
+            .clone()])
         .unwrap();
     let want = 3.0 * 0.5 + 1.0 + 0.5 + 1.0;
     let got = p[0].prediction.as_f64().unwrap();

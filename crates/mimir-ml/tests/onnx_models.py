@@ -6,7 +6,8 @@ Usage: python onnx_models.py OUT_DIR
 Writes OUT_DIR/models.json:
   {"models": [{"name", "file", "n_features", "rows": [[...]],
                "labels"?: [...], "probabilities"?: [[...]], "values"?: [...]}]}
-and one OUT_DIR/<name>.onnx per model. Rows are float32 values written as
+and one OUT_DIR/<name>.onnx per model, plus two models to refuse:
+no_inputs.onnx (a constant) and zipmap.onnx (probabilities as maps). Rows are float32 values written as
 the exact doubles they widen to, so both runtimes see the same inputs.
 """
 
@@ -61,11 +62,14 @@ def entry(name, onnx_model, x, out_dir):
     return item
 
 
-def tiny_network(n_features):
-    """A one-layer network built by hand: sigmoid(x·w + b), one float out."""
+def tiny_network(x):
+    """A one-layer network built by hand: sigmoid(x·w + b), one float out,
+    its weights scaled to the features so that its outputs spread."""
+    n_features = x.shape[1]
     rng = np.random.default_rng(SEED)
-    w = rng.normal(size=(n_features, 1)).astype(np.float32) / n_features
-    b = np.array([0.1], dtype=np.float32)
+    scale = x.std(axis=0) * np.sqrt(n_features)
+    w = (rng.normal(size=n_features) / scale).astype(np.float32).reshape(n_features, 1)
+    b = np.array([-(x.mean(axis=0) @ w)[0]], dtype=np.float32)
     graph = helper.make_graph(
         [
             helper.make_node("MatMul", ["x", "w"], ["xw"]),
@@ -119,14 +123,19 @@ def main():
     linear = LinearRegression().fit(rx_train, x_train[:, area])
     models.append(entry("linear", convert(linear, rx_train), rx_test, out_dir))
 
-    models.append(entry("tiny", tiny_network(x.shape[1]), x_test, out_dir))
+    models.append(entry("tiny", tiny_network(x_train), x_test, out_dir))
 
-    path = os.path.join(out_dir, "no_inputs.onnx")
+    # The default conversion answers probabilities as a sequence of maps
+    # (zipmap), which mimir-ml refuses by name.
+    path = os.path.join(out_dir, "zipmap.onnx")
     with open(path, "wb") as f:
+        f.write(to_onnx(logistic, x_train[:1], target_opset=OPSET).SerializeToString())
+
+    with open(os.path.join(out_dir, "no_inputs.onnx"), "wb") as f:
         f.write(no_inputs().SerializeToString())
 
     with open(os.path.join(out_dir, "models.json"), "w") as f:
-        json.dump({"models": models, "no_inputs": path}, f)
+        json.dump({"models": models}, f)
 
 
 if __name__ == "__main__":
