@@ -31,6 +31,8 @@ mod tree;
 
 pub use error::MlError;
 pub use features::MAX_CATEGORIES;
+#[doc(hidden)]
+pub use onnx::raw_predictor as onnx_raw_predictor;
 pub use target::MAX_INTEGER_CLASSES;
 
 use artifact::{Artifact, Body, Native};

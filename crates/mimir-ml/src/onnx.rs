@@ -177,6 +177,18 @@ impl OnnxModel {
     }
 }
 
+/// The runtime alone, for `bench ml` to time beside onnxruntime on the
+/// same f32 rows: loads `onnx` and answers its `predict`, without the
+/// record encoding [`crate::Model::predict`] adds.
+#[doc(hidden)]
+pub fn raw_predictor(
+    onnx: &[u8],
+    n_features: usize,
+) -> Result<impl Fn(&[f32], usize) -> Result<Vec<Prediction>, MlError>, MlError> {
+    let model = OnnxModel::load(onnx, n_features)?;
+    Ok(move |rows: &[f32], n_rows: usize| model.predict(rows, n_rows))
+}
+
 /// Parses, checks and optimises the model with a symbolic batch dimension.
 fn load(onnx: &[u8], n_features: usize) -> Result<OnnxModel, MlError> {
     let unreadable =
@@ -401,4 +413,31 @@ fn number(value: f64, row: usize) -> Result<Value, MlError> {
                 "row {row}: the ONNX model predicted {value}, which is not a finite number"
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loaded_model_can_be_shared_across_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<OnnxModel>();
+    }
+
+    #[test]
+    fn bytes_that_are_not_onnx_are_a_model_error() {
+        for bytes in [&b""[..], b"not onnx", &[0xff; 32]] {
+            match OnnxModel::load(bytes, 3) {
+                Err(MlError::Model(message)) => assert!(message.contains("ONNX"), "{message}"),
+                Err(other) => panic!("{other:?}"),
+                Ok(_) => panic!("{bytes:?} loaded"),
+            }
+        }
+    }
+
+    #[test]
+    fn no_features_is_refused_before_parsing() {
+        assert!(matches!(OnnxModel::load(b"", 0), Err(MlError::Model(_))));
+    }
 }
