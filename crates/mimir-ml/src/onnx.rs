@@ -177,6 +177,9 @@ impl OnnxModel {
     }
 }
 
+/// What predicting a batch answers.
+type Predictions = Result<Vec<Prediction>, MlError>;
+
 /// The runtime alone, for `bench ml` to time beside onnxruntime on the
 /// same f32 rows: loads `onnx` and answers its `predict`, without the
 /// record encoding [`crate::Model::predict`] adds.
@@ -184,7 +187,7 @@ impl OnnxModel {
 pub fn raw_predictor(
     onnx: &[u8],
     n_features: usize,
-) -> Result<impl Fn(&[f32], usize) -> Result<Vec<Prediction>, MlError>, MlError> {
+) -> Result<impl Fn(&[f32], usize) -> Predictions, MlError> {
     let model = OnnxModel::load(onnx, n_features)?;
     Ok(move |rows: &[f32], n_rows: usize| model.predict(rows, n_rows))
 }
@@ -372,7 +375,7 @@ fn read_outputs(model: &TypedModel) -> Result<Outputs, MlError> {
 /// An output's values as f64, checked to hold a whole number per row.
 fn floats(output: &TValue, n_rows: usize, what: &str) -> Result<Vec<f64>, MlError> {
     let shape = output.shape();
-    if shape.first() != Some(&n_rows) || output.len() % n_rows != 0 || output.len() == 0 {
+    if shape.first() != Some(&n_rows) || !output.len().is_multiple_of(n_rows) || output.len() == 0 {
         return Err(MlError::Model(format!(
             "the ONNX model answered {what} of shape {shape:?} for {n_rows} rows"
         )));
