@@ -946,6 +946,113 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_a_kn
     }
     let _drop_schema = DropSchema(schema.clone());
 
+    // Models: one trained on the filesystem storage's records by the local
+    // pool, then inline inferences, some for the external worker (its own
+    // /metrics counts them too), one refused by the worker for a missing
+    // feature (a failed request).
+    let records: Vec<Value> = (0..120)
+        .map(|i| json!({"x": i % 10, "y": (i * 7) % 13, "label": if i % 10 > 4 { "big" } else { "small" }}))
+        .collect();
+    let _: Value = client
+        .call(Method::POST, "/api/storage/store", Some(&json!({"project_id": project, "storage_id": storages[0],
+            "cir_data": {"version": "1.0", "source": {"type": "api", "uri": "e2e", "timestamp": "2026-01-01T00:00:00Z",
+                "format": "json", "parameters": {"entity_type": "labelled"}}, "data": records}})))
+        .await
+        .expect("store training records");
+    let model: Value = client
+        .call(
+            Method::POST,
+            "/api/ml-models",
+            Some(&json!({"project_id": project, "name": "e2e-model",
+            "type": "decision_tree", "training_config": {"label_column": "label"}})),
+        )
+        .await
+        .expect("create a model");
+    let model = model["id"].as_str().expect("model id").to_string();
+    // Two trainings, a scrape apart: the second is the duration histogram's
+    // first increase Prometheus sees.
+    for _ in 0..2 {
+        let training: Value = client
+            .call(
+                Method::POST,
+                "/api/ml-models/train",
+                Some(&json!({"model_id": model, "input_datasets": [storages[0]],
+                    "query": {"entity_type": "labelled"}})),
+            )
+            .await
+            .expect("train");
+        let training = training["worktask_id"]
+            .as_str()
+            .expect("task")
+            .parse()
+            .expect("uuid");
+        let trained = wait_until_done(&client, training, Duration::from_secs(90)).await;
+        assert_eq!(trained.status.as_str(), "completed", "{trained:?}");
+        // The trained model's inference series start at zero; once scraped,
+        // the inferences below are increases.
+        wait_for_data(
+            &prometheus,
+            "mimir_model_training_duration_seconds_count{model_type=\"decision_tree\"}",
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("training duration scraped");
+        wait_for_data(
+            &prometheus,
+            "mimir_inference_items_total{model=\"e2e-model\"}",
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("inference series scraped at zero");
+    }
+    let mut inferences = Vec::new();
+    for round in 0..6 {
+        let body =
+            json!({"input": {"records": records[round * 10..round * 10 + 10]}, "batch_size": 4});
+        let answer: Value = client
+            .call(
+                Method::POST,
+                &format!("/api/ml-models/{model}/infer"),
+                Some(&body),
+            )
+            .await
+            .expect("infer");
+        inferences.push(
+            answer["worktask_id"]
+                .as_str()
+                .expect("task")
+                .parse()
+                .expect("uuid"),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let _: Value = client
+        .call(Method::POST, "/api/storage/store", Some(&json!({"project_id": project, "storage_id": storages[0],
+            "cir_data": {"version": "1.0", "source": {"type": "api", "uri": "e2e", "timestamp": "2026-01-01T00:00:00Z",
+                "format": "json", "parameters": {"entity_type": "partial"}}, "data": [{"x": 1}]}})))
+        .await
+        .expect("store partial records");
+    let answer: Value = client
+        .call(
+            Method::POST,
+            &format!("/api/ml-models/{model}/infer"),
+            Some(&json!({
+            "input": {"storage_id": storages[0], "query": {"entity_type": "partial"}},
+            "output": {"storage_id": storages[0], "entity_type": "scored"}})),
+        )
+        .await
+        .expect("infer partial records");
+    inferences.push(
+        answer["worktask_id"]
+            .as_str()
+            .expect("task")
+            .parse()
+            .expect("uuid"),
+    );
+    for id in inferences {
+        wait_until_done(&client, id, Duration::from_secs(90)).await;
+    }
+
     // Every rule group loaded and evaluates without error.
     let rules: Value = reqwest::get(format!("{prometheus}/api/v1/rules"))
         .await

@@ -32,6 +32,8 @@ mod tree;
 
 pub use error::MlError;
 pub use features::MAX_CATEGORIES;
+#[doc(hidden)]
+pub use onnx::raw_predictor as onnx_raw_predictor;
 pub use target::MAX_INTEGER_CLASSES;
 
 use artifact::{Artifact, Body, Native};
@@ -116,7 +118,9 @@ pub fn train(
 /// runs.
 pub fn import_onnx(onnx: &[u8], feature_columns: &[String]) -> Result<Vec<u8>, MlError> {
     check_onnx_columns(feature_columns)?;
-    onnx::OnnxModel::load(onnx, feature_columns.len())?;
+    let model = onnx::OnnxModel::load(onnx, feature_columns.len())?;
+    // Loading checks the graph; one row of zeros proves it also runs.
+    model.predict(&vec![0.0; feature_columns.len()], 1)?;
     Ok(artifact::onnx_artifact(onnx, feature_columns))
 }
 

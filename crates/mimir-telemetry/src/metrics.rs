@@ -720,11 +720,35 @@ impl Metrics {
     }
 
     /// Sets the quality and degraded gauges from the registry's models,
-    /// dropping the series of models no longer there.
-    pub fn set_model_gauges(&self, models: &[mimir_core::MlModel]) {
+    /// dropping the series of models no longer there. The inference series
+    /// of every model with a version start at zero, per outcome, scope and
+    /// `inference_workers` (the workers that may run its inferences): a
+    /// counter that appears only with its first increment loses that
+    /// increment to `rate()`.
+    pub fn set_model_gauges(&self, models: &[mimir_core::MlModel], inference_workers: &[String]) {
         self.model_quality.clear();
         self.model_degraded.clear();
         for model in models {
+            if !model.versions.is_empty() {
+                for outcome in ["completed", "failed", "timeout", "cancelled"] {
+                    let _ = self.inference_requests.get_or_create(&ModelOutcomeLabels {
+                        model: model.name.clone(),
+                        outcome,
+                    });
+                }
+                for scope in ["batch", "item"] {
+                    let _ = self.inference_duration.get_or_create(&ModelScopeLabels {
+                        model: model.name.clone(),
+                        scope,
+                    });
+                }
+                for worker in inference_workers {
+                    let _ = self.inference_items.get_or_create(&ModelWorkerLabels {
+                        model: model.name.clone(),
+                        worker: worker.clone(),
+                    });
+                }
+            }
             if let Some(latest) = model.versions.last() {
                 for (metric, value) in latest.performance_metrics.figures() {
                     self.model_quality
@@ -910,8 +934,17 @@ mod tests {
             created_at: now,
             updated_at: now,
         };
-        m.set_model_gauges(std::slice::from_ref(&model));
+        m.set_model_gauges(std::slice::from_ref(&model), &["w1".to_string()]);
         let text = crate::render(m.registry(), crate::Format::Prometheus);
+        // The inference series start at zero before the first inference.
+        assert!(
+            text.contains("mimir_inference_items_total{model=\"churn\",worker=\"w1\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mimir_inference_requests_total{model=\"churn\",outcome=\"failed\"} 0"),
+            "{text}"
+        );
         assert!(
             text.contains("mimir_model_quality{model=\"churn\",metric=\"accuracy\"} 0.75"),
             "{text}"
@@ -920,11 +953,12 @@ mod tests {
             text.contains("mimir_model_degraded{model=\"churn\"} 1"),
             "{text}"
         );
-        m.set_model_gauges(&[]);
+        m.set_model_gauges(&[], &[]);
         let text = crate::render(m.registry(), crate::Format::Prometheus);
         assert!(
-            !text.contains("model=\"churn\""),
-            "a deleted model's series go"
+            !text.contains("mimir_model_quality{model=\"churn\"")
+                && !text.contains("mimir_model_degraded{model=\"churn\""),
+            "a deleted model's gauges go"
         );
     }
 }

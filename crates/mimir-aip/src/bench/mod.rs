@@ -6,6 +6,7 @@
 mod dashboard;
 mod fair;
 mod metrics;
+mod ml;
 mod queries;
 mod report;
 mod run;
@@ -58,6 +59,9 @@ enum Scenario {
     /// A storage connector beside the database's own bulk loader and raw
     /// driver: batch store, indexed retrieve latency, overhead.
     Storage(storage::StorageArgs),
+    /// mimir-ml beside scikit-learn and onnxruntime on the same rows:
+    /// training time, held-out accuracy, prediction rows/s, ONNX agreement.
+    Ml(ml::MlArgs),
 }
 
 /// Creates the one-step pipeline (a debug log line) the load generator's
@@ -102,6 +106,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Scenario::Metrics(args) => metrics::run(args).await?,
         Scenario::Dashboard(args) => dashboard::run(args).await?,
         Scenario::Storage(args) => storage::run(args).await?,
+        Scenario::Ml(args) => ml::run(args).await?,
         Scenario::Soak(args) => return soak::run(args).await,
     }
     Ok(ExitCode::SUCCESS)

@@ -86,7 +86,10 @@ pub(crate) fn refresh_gauges(state: &AppState) {
 /// degraded and deleted.
 pub(crate) async fn refresh_model_gauges(state: &AppState) {
     match state.store.list_models(None).await {
-        Ok(models) => state.metrics.set_model_gauges(&models),
+        Ok(models) => {
+            let workers = state.workers.running(mimir_core::WorkTaskType::MlInference);
+            state.metrics.set_model_gauges(&models, &workers)
+        }
         // The last values stay: better slightly stale than gone.
         Err(error) => tracing::warn!(%error, "cannot read models for the quality gauges"),
     }

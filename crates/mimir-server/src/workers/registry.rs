@@ -114,6 +114,23 @@ impl Registry {
         true
     }
 
+    /// The workers that run tasks of `task_type` (those registered for
+    /// every type included), by id.
+    pub fn running(&self, task_type: mimir_core::WorkTaskType) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .workers
+            .lock()
+            .iter()
+            .filter(|(_, r)| {
+                let types = &r.registration.types;
+                types.is_empty() || types.iter().any(|t| t == task_type.as_str())
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// The task types a worker runs; empty for all (or when unknown).
     pub fn types(&self, worker_id: &str) -> Vec<mimir_core::WorkTaskType> {
         self.workers
