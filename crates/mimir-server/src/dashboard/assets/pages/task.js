@@ -75,6 +75,7 @@ export async function render(main, { id, current }) {
           field("Priority", task.priority),
           field("Project", task.project_id),
           field("Pipeline", task.task_spec?.pipeline_id),
+          field("Model", task.task_spec?.model_id ? h("a", { href: "#/models" }, task.task_spec.model_id) : ""),
           field("Submitted", fmt.when(task.submitted_at)),
           field("Started", fmt.when(task.started_at)),
           field("Ended", fmt.when(task.completed_at)),
@@ -96,11 +97,14 @@ export async function render(main, { id, current }) {
           ["Error", (a) => h("span", { class: "wrap" }, a.error || "")],
         ], rows, { empty: "No attempt yet: the task has not been leased." })),
       h("section", { class: "panel" },
-        h("h2", {}, "Pipeline steps"),
+        h("h2", {}, task.task_spec?.model_id && !task.task_spec?.pipeline_id ? "Steps" : "Pipeline steps"),
         table([
           ["Step", (s) => s.name],
           ["Plugin", (s) => `${s.plugin}.${s.action}`, "mono"],
-          ["Status", (s) => badge(s.status)],
+          // A training reports how far it is: trees, epochs or iterations.
+          ["Status", (s) => (s.progress
+            ? h("span", { "data-progress": "" }, badge(s.status), ` ${fmt.count(s.progress.done)} of ${fmt.count(s.progress.total)} ${s.progress.unit}`)
+            : badge(s.status))],
           ["Time", (s) => bar((s.duration_ms || 0) / longest, fmt.seconds((s.duration_ms || 0) / 1000)), "wide"],
           ["Error", (s) => h("span", { class: "wrap" }, s.error || "")],
         ], steps, { empty: "No steps recorded for this task." })),
