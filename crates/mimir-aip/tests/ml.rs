@@ -92,6 +92,48 @@ async fn store(
     .await;
 }
 
+/// Registers a model of `project`; its id.
+async fn create_model(
+    client: &mimir_client::Client,
+    project: &str,
+    name: &str,
+    model_type: &str,
+    training_config: Value,
+) -> String {
+    let model = call(
+        client,
+        Method::POST,
+        "/api/ml-models",
+        json!({"project_id": project, "name": name, "type": model_type,
+               "training_config": training_config}),
+    )
+    .await;
+    assert_eq!(model["status"], "draft", "{model}");
+    model["id"].as_str().expect("model id").to_string()
+}
+
+/// Submits a training of model `id` on the `customers` records of `data`;
+/// the task's answer.
+async fn train(client: &mimir_client::Client, id: &str, data: &str) -> Value {
+    call(
+        client,
+        Method::POST,
+        "/api/ml-models/train",
+        json!({"model_id": id, "input_datasets": [data], "query": {"entity_type": "customers"}}),
+    )
+    .await
+}
+
+async fn model_of(client: &mimir_client::Client, id: &str) -> Value {
+    call(
+        client,
+        Method::GET,
+        &format!("/api/ml-models/{id}"),
+        Value::Null,
+    )
+    .await
+}
+
 async fn task_of(answer: &Value) -> uuid::Uuid {
     answer["id"]
         .as_str()
@@ -112,39 +154,24 @@ async fn a_forest_trained_from_storage_predicts_into_storage_and_is_counted_per_
     let data = storage_with(&client, "ml", "customers", &churn_records(600, 7)).await;
     let out = storage_with(&client, "ml", "predictions", &[]).await;
 
-    let model = call(
+    let id = create_model(
         &client,
-        Method::POST,
-        "/api/ml-models",
-        json!({"project_id": "ml", "name": "churn", "type": "random_forest",
-               "training_config": {"label_column": "churn", "random_seed": 3,
-                                   "hyperparameters": {"n_trees": 20}}}),
+        "ml",
+        "churn",
+        "random_forest",
+        json!({"label_column": "churn", "random_seed": 3,
+                                   "hyperparameters": {"n_trees": 20}}),
     )
     .await;
-    assert_eq!(model["status"], "draft", "{model}");
-    let id = model["id"].as_str().expect("model id").to_string();
 
-    let training = call(
-        &client,
-        Method::POST,
-        "/api/ml-models/train",
-        json!({"model_id": id, "input_datasets": [data],
-               "query": {"entity_type": "customers"}}),
-    )
-    .await;
+    let training = train(&client, &id, &data).await;
     let trained = finished(&client, &training).await;
     assert_eq!(trained.status, WorkTaskStatus::Completed, "{trained:?}");
     assert_eq!(trained.task_spec.model_id, id);
     let result = trained.result.as_ref().expect("result");
     assert_eq!(result["version"], 1, "{result:?}");
 
-    let model: Value = call(
-        &client,
-        Method::GET,
-        &format!("/api/ml-models/{id}"),
-        Value::Null,
-    )
-    .await;
+    let model = model_of(&client, &id).await;
     assert_eq!(model["status"], "trained", "{model}");
     let accuracy = model["performance_metrics"]["accuracy"]
         .as_f64()
@@ -264,33 +291,20 @@ async fn the_same_seed_and_data_train_the_same_model_twice() {
     let orchestrator = Orchestrator::start(&["--max-workers", "1"]);
     let client = orchestrator.client();
     let data = storage_with(&client, "det", "det", &churn_records(400, 1)).await;
-    let model = call(
+    let id = create_model(
         &client,
-        Method::POST,
-        "/api/ml-models",
-        json!({"project_id": "det", "name": "det", "type": "logistic_regression",
-               "training_config": {"label_column": "churn", "random_seed": 11}}),
+        "det",
+        "det",
+        "logistic_regression",
+        json!({"label_column": "churn", "random_seed": 11}),
     )
     .await;
-    let id = model["id"].as_str().expect("id").to_string();
     for _ in 0..2 {
-        let training = call(
-            &client,
-            Method::POST,
-            "/api/ml-models/train",
-            json!({"model_id": id, "input_datasets": [data], "query": {"entity_type": "customers"}}),
-        )
-        .await;
+        let training = train(&client, &id, &data).await;
         let task = finished(&client, &training).await;
         assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
     }
-    let model: Value = call(
-        &client,
-        Method::GET,
-        &format!("/api/ml-models/{id}"),
-        Value::Null,
-    )
-    .await;
+    let model = model_of(&client, &id).await;
     let versions = model["versions"].as_array().expect("versions");
     assert_eq!(versions.len(), 2, "{model}");
     assert_eq!(versions[0]["checksum"], versions[1]["checksum"], "{model}");
@@ -305,22 +319,15 @@ async fn an_input_without_a_feature_fails_once_naming_it() {
     let orchestrator = Orchestrator::start(&["--max-workers", "1"]);
     let client = orchestrator.client();
     let data = storage_with(&client, "miss", "miss", &churn_records(200, 5)).await;
-    let model = call(
+    let id = create_model(
         &client,
-        Method::POST,
-        "/api/ml-models",
-        json!({"project_id": "miss", "name": "miss", "type": "decision_tree",
-               "training_config": {"label_column": "churn"}}),
+        "miss",
+        "miss",
+        "decision_tree",
+        json!({"label_column": "churn"}),
     )
     .await;
-    let id = model["id"].as_str().expect("id").to_string();
-    let training = call(
-        &client,
-        Method::POST,
-        "/api/ml-models/train",
-        json!({"model_id": id, "input_datasets": [data], "query": {"entity_type": "customers"}}),
-    )
-    .await;
+    let training = train(&client, &id, &data).await;
     assert_eq!(
         finished(&client, &training).await.status,
         WorkTaskStatus::Completed
@@ -420,24 +427,17 @@ async fn a_cancelled_training_stops_and_leaves_no_version() {
     let orchestrator = Orchestrator::start(&["--max-workers", "1"]);
     let client = orchestrator.client();
     let data = storage_with(&client, "stop", "stop", &churn_records(3000, 2)).await;
-    let model = call(
+    let id = create_model(
         &client,
-        Method::POST,
-        "/api/ml-models",
-        json!({"project_id": "stop", "name": "slow", "type": "neural_network",
-               "training_config": {"label_column": "churn", "max_iterations": 1000000,
+        "stop",
+        "slow",
+        "neural_network",
+        json!({"label_column": "churn", "max_iterations": 1000000,
                                    "batch_size": 1, "early_stopping_rounds": 1000000,
-                                   "hyperparameters": {"hidden_layers": [64, 64]}}}),
+                                   "hyperparameters": {"hidden_layers": [64, 64]}}),
     )
     .await;
-    let id = model["id"].as_str().expect("id").to_string();
-    let training = call(
-        &client,
-        Method::POST,
-        "/api/ml-models/train",
-        json!({"model_id": id, "input_datasets": [data], "query": {"entity_type": "customers"}}),
-    )
-    .await;
+    let training = train(&client, &id, &data).await;
     let task_id = task_of(&training).await;
     // Wait until it reports progress: training has begun.
     let started = Instant::now();
@@ -461,13 +461,7 @@ async fn a_cancelled_training_stops_and_leaves_no_version() {
     client.cancel(task_id).await.expect("cancel");
     let task = wait_until_done(&client, task_id, Duration::from_secs(30)).await;
     assert_eq!(task.status, WorkTaskStatus::Cancelled);
-    let model: Value = call(
-        &client,
-        Method::GET,
-        &format!("/api/ml-models/{id}"),
-        Value::Null,
-    )
-    .await;
+    let model = model_of(&client, &id).await;
     assert_eq!(model["versions"], json!([]), "{model}");
     assert_ne!(model["status"], "training", "{model}");
 }
