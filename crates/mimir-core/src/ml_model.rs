@@ -137,7 +137,8 @@ impl fmt::Display for ModelStatus {
 }
 
 /// How a model is trained. Unset fields take the defaults of
-/// [`TrainingConfig::effective`].
+/// [`TrainingConfig::split`], [`TrainingConfig::seed`] and each learner (see
+/// `mimir_ml::train`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
