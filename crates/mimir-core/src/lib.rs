@@ -9,6 +9,7 @@ pub mod autoscale;
 pub mod duration_text;
 pub mod error_class;
 pub mod event;
+pub mod explain;
 pub mod label;
 pub mod ml_model;
 pub mod per_type;
@@ -29,6 +30,7 @@ pub use attempt::{Attempt, AttemptEnd};
 pub use duration_text::{duration_text, millis_text};
 pub use error_class::ErrorClass;
 pub use event::{TaskEvent, TaskEventKind};
+pub use explain::{Reason, ReasonCode};
 pub use label::{LABEL_MAX_LEN, LABEL_PATTERN, check_label, check_optional_label};
 pub use ml_model::{
     MAX_VERSIONS, MlModel, ModelChange, ModelChangeRefused, ModelStatus, ModelType, ModelVersion,

@@ -225,6 +225,29 @@ impl QueueIndex {
         })
     }
 
+    /// Where an eligible queued task stands: eligible tasks of a higher
+    /// priority, and of its own priority that arrived before it, any type.
+    /// `None` when it is not in the queue or waits out a backoff. With aging
+    /// on, base priorities are compared: a figure, not a promise.
+    pub fn position(&self, entry: &QueueEntry) -> Option<crate::explain::QueuePosition> {
+        let own = level(entry.task_type, entry.priority);
+        if entry.not_before_us.is_some() || !self.ready[own].contains_key(&entry.seq) {
+            return None;
+        }
+        let mut position = crate::explain::QueuePosition::default();
+        for task_type in WorkTaskType::ALL {
+            for p in entry.priority.index()..Priority::LEVELS {
+                let at = &self.ready[level(task_type, Priority::from_index(p))];
+                if p == entry.priority.index() {
+                    position.ahead_same += at.range(..entry.seq).count();
+                } else {
+                    position.ahead_higher += at.len();
+                }
+            }
+        }
+        Some(position)
+    }
+
     /// When the earliest task in backoff becomes eligible, if any waits.
     pub fn next_eligible_at(&self) -> Option<i64> {
         self.delayed

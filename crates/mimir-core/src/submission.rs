@@ -220,7 +220,21 @@ fn split_number(s: &str) -> Option<(&str, &str)> {
 }
 
 fn is_cpu_quantity(s: &str) -> bool {
-    matches!(split_number(s), Some((_, "" | "m")))
+    cpu_millis(s).is_some()
+}
+
+/// The millicores a Kubernetes CPU quantity (`"500m"`, `"2"`, `"1.5"`)
+/// stands for; `None` when it is not one.
+pub fn cpu_millis(quantity: &str) -> Option<u64> {
+    let (number, suffix) = split_number(quantity)?;
+    let value: f64 = number.parse().ok()?;
+    let millis = match suffix {
+        "" => value * 1000.0,
+        "m" => value,
+        _ => return None,
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    (millis.is_finite() && millis <= u64::MAX as f64).then_some(millis.round() as u64)
 }
 
 fn is_memory_quantity(s: &str) -> bool {

@@ -418,14 +418,25 @@ pub struct OrchestratorConfig {
     pub max_workers: u32,
     /// Queued tasks per worker before another is spawned. Defaults to 5.
     pub queue_threshold: u32,
+    /// What starts workers: `local` child processes (the default) or
+    /// `kubernetes` Jobs.
+    pub worker_backend: WorkerBackendKind,
+    /// The primary cluster's kubeconfig; empty: the in-cluster config, else
+    /// `$KUBECONFIG`.
+    pub kubeconfig: String,
     /// Kubernetes namespace for worker Jobs. Defaults to `mimir-aip`.
     pub worker_namespace: String,
     /// Service account of worker Jobs. Defaults to `mimir-worker`.
     pub worker_service_account: String,
-    /// Resource requests and limits of worker Jobs.
-    pub resources: serde_json::Value,
-    /// Further Kubernetes clusters workers overflow to.
-    pub additional_clusters: Vec<serde_json::Value>,
+    /// Image of worker Jobs. Defaults to `mimir-aip:latest`.
+    pub worker_image: String,
+    /// Requests and limits of worker Jobs per task type; a task's own
+    /// `resource_requirements` win. Defaults to the seed's values.
+    pub resources: std::collections::BTreeMap<String, crate::kubernetes::config::ResourceSpec>,
+    /// Further Kubernetes clusters that take the overflow, in order.
+    pub additional_clusters: Vec<crate::kubernetes::config::AdditionalCluster>,
+    /// The Kubernetes backend's own settings.
+    pub kubernetes: crate::kubernetes::config::KubernetesSettings,
     /// Bearer token workers must present; empty means none.
     pub worker_auth_token: String,
     /// A lease not renewed for this many milliseconds is lost. Defaults to 15000.
@@ -452,10 +463,14 @@ impl Default for OrchestratorConfig {
             min_workers: 1,
             max_workers: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             queue_threshold: DEFAULT_QUEUE_THRESHOLD,
+            worker_backend: WorkerBackendKind::Local,
+            kubeconfig: String::new(),
             worker_namespace: "mimir-aip".into(),
             worker_service_account: "mimir-worker".into(),
-            resources: serde_json::Value::Null,
+            worker_image: "mimir-aip:latest".into(),
+            resources: std::collections::BTreeMap::new(),
             additional_clusters: Vec::new(),
+            kubernetes: Default::default(),
             worker_auth_token: String::new(),
             lease_ttl_ms: 15_000,
             idle_timeout_ms: 30_000,
@@ -464,6 +479,17 @@ impl Default for OrchestratorConfig {
             worker_prefetch: mimir_core::sizing::DEFAULT_MAX_PREFETCH as u32,
         }
     }
+}
+
+/// `orchestrator.workerBackend`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerBackendKind {
+    /// `mimir-aip worker` child processes on this machine.
+    #[default]
+    Local,
+    /// One Kubernetes Job per task attempt, across the configured clusters.
+    Kubernetes,
 }
 
 /// `api.*`: HTTP limits and access.
@@ -716,16 +742,36 @@ impl Config {
         let aging = (self.queue.aging_interval_ms > 0).then(|| Aging {
             interval: Duration::from_millis(self.queue.aging_interval_ms),
         });
+        let lease_ttl = Duration::from_millis(o.lease_ttl_ms);
+        let kubernetes = match o.worker_backend {
+            WorkerBackendKind::Local => None,
+            WorkerBackendKind::Kubernetes => Some(
+                crate::kubernetes::KubernetesConfig::check(crate::kubernetes::config::Keys {
+                    kubeconfig: &o.kubeconfig,
+                    namespace: &o.worker_namespace,
+                    service_account: &o.worker_service_account,
+                    image: &o.worker_image,
+                    max_workers: o.max_workers,
+                    resources: &o.resources,
+                    additional: &o.additional_clusters,
+                    settings: &o.kubernetes,
+                    has_token: !o.worker_auth_token.is_empty(),
+                    lease_ttl,
+                })
+                .map_err(ConfigError)?,
+            ),
+        };
         Ok(ValidConfig {
             listen,
             retry,
             aging,
             type_limits,
-            lease_ttl: Duration::from_millis(o.lease_ttl_ms),
+            lease_ttl,
             idle_timeout: Duration::from_millis(o.idle_timeout_ms),
             confinement,
             limits,
             tls,
+            kubernetes,
         })
     }
 
@@ -808,6 +854,8 @@ pub struct ValidConfig {
     pub limits: mimir_http::Limits,
     /// HTTPS, when on.
     pub tls: Option<crate::listener::ValidTls>,
+    /// The Kubernetes backend, when `orchestrator.workerBackend` is `kubernetes`.
+    pub kubernetes: Option<crate::kubernetes::KubernetesConfig>,
 }
 
 #[cfg(test)]

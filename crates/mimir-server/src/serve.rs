@@ -3,6 +3,7 @@
 use crate::config::{Config, ConfigError};
 use crate::telemetry::{MeteredStore, ScrapeAuth, TaskEventRecorder, WorkerCollector};
 use crate::workers::Registry;
+use crate::workers::WorkerBackend;
 use crate::workers::pool::{self, Pool, PoolConfig};
 use crate::{AppState, api};
 use mimir_store::{SqliteOptions, SqliteStore, Store, StoreError};
@@ -147,7 +148,7 @@ pub async fn run(
             .into());
         }
     }
-    let pool = (o.max_workers > 0).then(|| {
+    let local = (o.max_workers > 0 && valid.kubernetes.is_none()).then(|| {
         Arc::new(Pool::new(
             PoolConfig {
                 exe: std::env::current_exe().unwrap_or_else(|_| "mimir-aip".into()),
@@ -175,12 +176,23 @@ pub async fn run(
             metrics.clone(),
         ))
     });
+    let backend: Option<Arc<dyn WorkerBackend>> = match &valid.kubernetes {
+        Some(kubernetes) => Some(Arc::new(
+            crate::kubernetes::KubernetesBackend::connect(
+                kubernetes.clone(),
+                valid.type_limits.clone(),
+                metrics.clone(),
+            )
+            .await?,
+        )),
+        None => local.map(|pool| pool as Arc<dyn WorkerBackend>),
+    };
     let state = AppState {
         store: store.clone(),
         max_body_bytes: config.api.max_body_bytes,
         workers: workers.clone(),
         idle_capacity: Arc::default(),
-        pool: pool.clone(),
+        backend: backend.clone(),
         type_limits: valid.type_limits.clone(),
         lease_ttl: valid.lease_ttl,
         worker_token: token,
@@ -221,21 +233,26 @@ pub async fn run(
     let sampler = tokio::spawn(crate::dashboard::sampler::run(state.clone()));
     let storage_health = tokio::spawn(crate::telemetry::storage_up::run(state.clone()));
     let streams = state.shutdown.clone();
-    let pool_task = pool
+    let backend_task = backend
         .clone()
-        .map(|pool| tokio::spawn(pool.run(store.clone(), workers.clone())));
+        .map(|backend| tokio::spawn(backend.run(store.clone(), workers.clone())));
     tracing::info!(%addr, scheme, data_dir = %config.data_dir.display(), max_workers = o.max_workers, max_connections = valid.limits.connection_cap(), "orchestrator listening");
     on_listening(addr);
 
     // On shutdown, let local workers finish what they run while the API still answers.
-    let drain_pool = pool.clone();
+    let drain_backend = backend.clone();
     let drain_workers = workers.clone();
     let graceful = async move {
         shutdown.await;
         streams.cancel();
-        if let Some(pool) = drain_pool {
-            tracing::info!("asking local workers to finish and stop");
-            pool.stop_all(&drain_workers, Duration::from_secs(30)).await;
+        if let Some(backend) = drain_backend {
+            tracing::info!(
+                backend = backend.kind(),
+                "asking workers to finish and stop"
+            );
+            backend
+                .stop_all(&drain_workers, Duration::from_secs(30))
+                .await;
         }
     };
     mimir_http::serve(listener, api::app(state), valid.limits, tls, graceful).await?;
@@ -244,7 +261,7 @@ pub async fn run(
     sampler.abort();
     storage_health.abort();
     ml_task_ends.abort();
-    if let Some(task) = pool_task {
+    if let Some(task) = backend_task {
         task.abort();
     }
     // Every answer is given: commit what is pending and fold the WAL into

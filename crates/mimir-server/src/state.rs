@@ -1,6 +1,6 @@
 //! What every request handler shares.
 
-use crate::workers::{Registry, pool::Pool};
+use crate::workers::{Registry, WorkerBackend};
 use mimir_core::WorkTaskType;
 use mimir_store::Store;
 use std::collections::HashMap;
@@ -18,8 +18,9 @@ pub struct AppState {
     pub workers: Arc<Registry>,
     /// Free slots of workers waiting for work.
     pub idle_capacity: Arc<crate::workers::IdleCapacity>,
-    /// The local pool, when the orchestrator runs one.
-    pub pool: Option<Arc<Pool>>,
+    /// What starts workers (the local pool or Kubernetes Jobs), when the
+    /// orchestrator starts any.
+    pub backend: Option<Arc<dyn WorkerBackend>>,
     /// Most tasks of a type running at once.
     pub type_limits: HashMap<WorkTaskType, usize>,
     /// Lease lifetime without a heartbeat.
@@ -65,7 +66,7 @@ impl AppState {
             max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
             workers: Arc::new(Registry::default()),
             idle_capacity: Arc::default(),
-            pool: None,
+            backend: None,
             type_limits: HashMap::new(),
             lease_ttl: mimir_store::sqlite::DEFAULT_LEASE_TTL,
             worker_token: None,

@@ -29,6 +29,21 @@ pub struct LeaseRequest {
     pub at: DateTime<Utc>,
 }
 
+/// Where a leased attempt runs: a Kubernetes Job in a cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    /// The task.
+    pub id: Uuid,
+    /// Its current attempt; a placement for any other attempt is ignored.
+    pub attempt: u32,
+    /// The worker that now holds the lease (the Job's worker id).
+    pub worker_id: String,
+    /// The cluster running it.
+    pub cluster_name: String,
+    /// The Job running it.
+    pub kubernetes_job_name: String,
+}
+
 /// What a heartbeat learns.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Renewal {
@@ -122,6 +137,19 @@ pub trait Store: Send + Sync + 'static {
     /// Ends every attempt whose lease has expired (retried or failed by the
     /// retry rules); returns how many.
     async fn expire_leases(&self, at: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// Hands the leases of scheduled attempts to the workers that will run
+    /// them and records where they run (`cluster_name`,
+    /// `kubernetes_job_name`). Placements of attempts that are no longer
+    /// current, or of tasks no longer scheduled, are ignored.
+    async fn place(&self, placements: Vec<Placement>) -> Result<(), StoreError>;
+
+    /// Where a queued task stands in the queue; `None` when it is not queued
+    /// (or waits out a retry backoff).
+    async fn queue_position(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<mimir_core::explain::QueuePosition>, StoreError>;
 
     /// Lets every lease of a worker known to be gone expire now.
     fn forfeit(&self, worker_id: &str);

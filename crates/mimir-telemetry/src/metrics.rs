@@ -60,6 +60,13 @@ fn task_histogram() -> Histogram {
     Histogram::new(TASK_BUCKETS)
 }
 
+/// 1 ms to 10 s: Kubernetes API calls.
+fn kubernetes_api_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
 fn task_histogram_with_exemplars() -> HistogramWithExemplars<TraceExemplar> {
     HistogramWithExemplars::new(TASK_BUCKETS.into_iter())
 }
@@ -272,6 +279,32 @@ pub struct ModelLabel {
     pub model: String,
 }
 
+/// `cluster`: one Kubernetes cluster workers run in.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabel {
+    /// The cluster's name (`primary` or an additional cluster's `name`).
+    pub cluster: String,
+}
+
+/// `cluster`, `reason`: why a worker Job's attempt ended badly.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobFailureLabels {
+    /// The cluster.
+    pub cluster: String,
+    /// `oom_killed`, `evicted`, `image_pull`, `unschedulable`,
+    /// `deadline_exceeded`, `deleted`, `node_lost`, `create_failed` or `failed`.
+    pub reason: &'static str,
+}
+
+/// `cluster`, `verb`: one Kubernetes API call.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KubernetesCallLabels {
+    /// The cluster.
+    pub cluster: String,
+    /// `create`, `get`, `list`, `watch`, `delete`.
+    pub verb: &'static str,
+}
+
 /// `version`, `commit`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
@@ -370,6 +403,16 @@ pub struct Metrics {
     pub model_quality: Family<ModelMetricLabels, FloatGauge>,
     /// 1 when a model is degraded, else 0 (set at scrape time).
     pub model_degraded: Family<ModelLabel, Gauge>,
+    /// Worker Jobs running per cluster (set by the Kubernetes backend).
+    pub cluster_workers: Family<ClusterLabel, Gauge>,
+    /// `maxWorkers` per cluster.
+    pub cluster_max_workers: Family<ClusterLabel, Gauge>,
+    /// 1 while a cluster's API answers and its circuit is closed, else 0.
+    pub cluster_up: Family<ClusterLabel, Gauge>,
+    /// Worker Job attempts that ended badly, by cluster and reason.
+    pub kubernetes_job_failures: Family<JobFailureLabels, Counter>,
+    /// Kubernetes API call latency by cluster and verb.
+    pub kubernetes_api_duration: Family<KubernetesCallLabels, Histogram>,
     /// Workers the autoscaler wants.
     pub autoscaler_desired_workers: Gauge,
     /// Autoscaler decisions by action and reason.
@@ -417,6 +460,11 @@ impl Metrics {
             model_training_duration: Family::new_with_constructor(task_histogram),
             model_quality: Family::default(),
             model_degraded: Family::default(),
+            cluster_workers: Family::default(),
+            cluster_max_workers: Family::default(),
+            cluster_up: Family::default(),
+            kubernetes_job_failures: Family::default(),
+            kubernetes_api_duration: Family::new_with_constructor(kubernetes_api_histogram),
             autoscaler_desired_workers: Gauge::default(),
             autoscaler_decisions: Family::default(),
             registry: Registry::default(),
@@ -621,6 +669,31 @@ impl Metrics {
             "mimir_model_degraded",
             "1 when a quality check found the model's latest version degraded, else 0",
             m.model_degraded.clone(),
+        );
+        r.register(
+            "mimir_cluster_workers",
+            "Worker Jobs running in a Kubernetes cluster",
+            m.cluster_workers.clone(),
+        );
+        r.register(
+            "mimir_cluster_max_workers",
+            "Most worker Jobs a Kubernetes cluster may run (maxWorkers)",
+            m.cluster_max_workers.clone(),
+        );
+        r.register(
+            "mimir_cluster_up",
+            "1 while a Kubernetes cluster's API answers and its circuit breaker is closed",
+            m.cluster_up.clone(),
+        );
+        r.register(
+            "mimir_kubernetes_job_failures",
+            "Worker Job attempts that ended badly, by cluster and reason",
+            m.kubernetes_job_failures.clone(),
+        );
+        r.register(
+            "mimir_kubernetes_api_request_duration_seconds",
+            "Kubernetes API call latency by cluster and verb",
+            m.kubernetes_api_duration.clone(),
         );
         r.register(
             "mimir_autoscaler_desired_workers",

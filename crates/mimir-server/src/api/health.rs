@@ -70,9 +70,9 @@ pub struct ReadyChecks {
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let autoscaler = match &state.pool {
+    let autoscaler = match &state.backend {
         None => "off",
-        Some(pool) if pool.is_running() => "running",
+        Some(backend) if backend.is_running() => "running",
         Some(_) => "stalled",
     };
     // The ping also checks the schema is at this build's last migration.

@@ -176,9 +176,9 @@ pub async fn lease(
     let signal = state.store.queue_signal();
     loop {
         let stop = state
-            .pool
+            .backend
             .as_ref()
-            .is_some_and(|p| p.should_stop(&worker_id));
+            .is_some_and(|b| b.should_stop(&worker_id));
         if stop {
             state.workers.drain(&worker_id);
             return Ok(Json(Leased {
@@ -226,8 +226,8 @@ pub async fn lease(
             wake = wake.min(now + until);
         }
         let stop_requested = async {
-            match &state.pool {
-                Some(pool) => pool.stop_requested().await,
+            match &state.backend {
+                Some(backend) => backend.stop_requested().await,
                 None => std::future::pending().await,
             }
         };
@@ -305,9 +305,9 @@ pub async fn heartbeat(
         .unwrap_or_else(Utc::now);
     state.store.start(&worker_id, started, at).await?;
     let stop = state
-        .pool
+        .backend
         .as_ref()
-        .is_some_and(|p| p.should_stop(&worker_id));
+        .is_some_and(|b| b.should_stop(&worker_id));
     // Free slots of workers waiting for work: this worker gives back up to
     // that many tasks it holds but has not started.
     let give_back = if state.idle_capacity.total() == 0 {
@@ -557,6 +557,11 @@ pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
     for worker in &mut workers {
         worker.waiting_slots = state.idle_capacity.of(&worker.worker_id);
     }
-    let autoscaler = state.pool.as_ref().map(|p| p.decision());
-    Json(json!({ "workers": workers, "autoscaler": autoscaler }))
+    let autoscaler = state.backend.as_ref().map(|b| b.decision());
+    let clusters = state
+        .backend
+        .as_ref()
+        .map(|b| b.clusters())
+        .unwrap_or_default();
+    Json(json!({ "workers": workers, "autoscaler": autoscaler, "clusters": clusters }))
 }

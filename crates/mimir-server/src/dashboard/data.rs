@@ -63,7 +63,7 @@ pub async fn overview(
         "queue_length": state.store.queue_length(),
         "tasks_by_status": counts.by_status(),
         "tasks_by_type": counts.by_type(),
-        "autoscaler": state.pool.as_ref().map(|pool| pool.decision()),
+        "autoscaler": state.backend.as_ref().map(|backend| backend.decision()),
         "version": env!("CARGO_PKG_VERSION"),
     })))
 }

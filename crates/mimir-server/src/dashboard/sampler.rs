@@ -18,9 +18,9 @@ pub fn gauges(state: &AppState) -> Gauges {
         .sum();
     let workers = state.workers.active(state.lease_ttl) as u64;
     let desired_workers = state
-        .pool
+        .backend
         .as_ref()
-        .map_or(workers, |pool| u64::from(pool.decision().desired));
+        .map_or(workers, |backend| u64::from(backend.decision().desired));
     Gauges {
         queue_depth: state.store.queue_length() as u64,
         running,

@@ -36,6 +36,8 @@ enum Method {
     Finish,
     FinishMany,
     Release,
+    Place,
+    QueuePosition,
     ExpireLeases,
     CreateProject,
     GetProject,
@@ -58,7 +60,7 @@ enum Method {
 }
 
 impl Method {
-    const ALL: [Method; 30] = [
+    const ALL: [Method; 32] = [
         Method::Submit,
         Method::Get,
         Method::Attempts,
@@ -70,6 +72,8 @@ impl Method {
         Method::Finish,
         Method::FinishMany,
         Method::Release,
+        Method::Place,
+        Method::QueuePosition,
         Method::ExpireLeases,
         Method::CreateProject,
         Method::GetProject,
@@ -104,6 +108,8 @@ impl Method {
             Method::Finish => "finish",
             Method::FinishMany => "finish_many",
             Method::Release => "release",
+            Method::Place => "place",
+            Method::QueuePosition => "queue_position",
             Method::ExpireLeases => "expire_leases",
             Method::CreateProject => "create_project",
             Method::GetProject => "get_project",
@@ -250,6 +256,17 @@ impl Store for MeteredStore {
     }
     async fn release(&self, worker_id: &str, tasks: Vec<(Uuid, u32)>) -> Result<(), StoreError> {
         self.measure(Method::Release, self.inner.release(worker_id, tasks))
+            .await
+    }
+    async fn place(&self, placements: Vec<mimir_store::Placement>) -> Result<(), StoreError> {
+        self.measure(Method::Place, self.inner.place(placements))
+            .await
+    }
+    async fn queue_position(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<mimir_core::explain::QueuePosition>, StoreError> {
+        self.measure(Method::QueuePosition, self.inner.queue_position(id))
             .await
     }
     fn renew(&self, worker_id: &str, held: &[(Uuid, u32)]) -> Renewal {

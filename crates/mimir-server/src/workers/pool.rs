@@ -439,3 +439,59 @@ impl Pool {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl super::WorkerBackend for Pool {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn run(self: Arc<Self>, store: Arc<dyn Store>, registry: Arc<Registry>) {
+        Pool::run(self, store, registry).await
+    }
+
+    async fn stop_all(&self, registry: &Registry, grace: Duration) {
+        Pool::stop_all(self, registry, grace).await
+    }
+
+    fn should_stop(&self, worker_id: &str) -> bool {
+        Pool::should_stop(self, worker_id)
+    }
+
+    async fn stop_requested(&self) {
+        Pool::stop_requested(self).await
+    }
+
+    fn decision(&self) -> Decision {
+        Pool::decision(self)
+    }
+
+    fn is_running(&self) -> bool {
+        Pool::is_running(self)
+    }
+
+    fn starts_workers_for(&self, _task_type: mimir_core::WorkTaskType) -> bool {
+        // Local workers run every type.
+        self.config.max > 0
+    }
+
+    fn waiting_reasons(&self, _task: &mimir_core::WorkTask) -> Vec<mimir_core::Reason> {
+        let decision = self.decision();
+        let mut reasons = Vec::new();
+        if decision.active >= self.config.max && decision.queue_length > 0 {
+            reasons.push(
+                mimir_core::Reason::new(
+                    mimir_core::ReasonCode::MaxWorkersReached,
+                    format!(
+                        "the local pool runs its most workers ({}, orchestrator.maxWorkers); the task waits for a free slot",
+                        self.config.max
+                    ),
+                )
+                .with("cluster", "local")
+                .with("workers", decision.active)
+                .with("max_workers", self.config.max),
+            );
+        }
+        reasons
+    }
+}

@@ -26,7 +26,7 @@ use models::ModelWrite;
 use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
 use row::TASK_COLUMNS;
-use rusqlite::{Connection, OpenFlags, params_from_iter};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -400,6 +400,34 @@ impl Store for SqliteStore {
             .await?;
         }
         Ok(count)
+    }
+
+    async fn place(&self, placements: Vec<crate::Placement>) -> Result<(), StoreError> {
+        if placements.is_empty() {
+            return Ok(());
+        }
+        self.write(Op::Place(placements)).await.map(drop)
+    }
+
+    async fn queue_position(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<mimir_core::explain::QueuePosition>, StoreError> {
+        let entry = self
+            .read(move |conn| {
+                let mut select = conn.prepare_cached(&format!(
+                    "SELECT {} FROM worktasks WHERE id = ?1 AND status = 'queued'",
+                    row::QUEUE_COLUMNS
+                ))?;
+                Ok(select
+                    .query_row([id.as_bytes()], row::queue_entry_from_row)
+                    .optional()?)
+            })
+            .await?;
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        Ok(self.live.lock().queue.position(&entry))
     }
 
     fn forfeit(&self, worker_id: &str) {

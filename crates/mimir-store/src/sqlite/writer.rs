@@ -65,6 +65,7 @@ pub(crate) enum Op {
         reports: Vec<WorkTaskResult>,
         at: DateTime<Utc>,
     },
+    Place(Vec<crate::Placement>),
     Catalog(CatalogWrite),
     Model(ModelWrite),
     /// A one-page write, to learn whether writes succeed again after the disk
@@ -434,6 +435,10 @@ impl Core {
                 self.release(conn, &worker_id, &tasks, fx)?;
                 Ok(Outcome::Done)
             }
+            Op::Place(placements) => {
+                place(conn, &placements, fx)?;
+                Ok(Outcome::Done)
+            }
             Op::Catalog(write) => {
                 catalog::write(conn, write)?;
                 Ok(Outcome::Done)
@@ -546,8 +551,14 @@ impl Core {
         let mut running = PerType::<usize>::default();
         let mut taken = Vec::new();
         if let Some(id) = request.only {
-            // One named task (a one-task worker): only if it is waiting.
+            // One named task (a one-task worker): only if it is waiting,
+            // or already placed with this very worker (a Kubernetes Job's
+            // worker taking up the attempt it was created for).
             let control = Control::load(conn, id)?.ok_or(StoreError::NotFound(id))?;
+            if control.status == WorkTaskStatus::Scheduled && control.worker_id == request.worker_id
+            {
+                return Ok(select_task(conn, id)?.into_iter().collect());
+            }
             if control.status != WorkTaskStatus::Queued {
                 let source = InvalidTransition {
                     from: control.status,
@@ -1005,6 +1016,35 @@ impl Control {
             .query_row([id.as_bytes()], Control::from_row)
             .optional()?)
     }
+}
+
+/// Moves the leases of scheduled attempts to the workers placed to run them.
+fn place(
+    conn: &Connection,
+    placements: &[crate::Placement],
+    fx: &mut Effects,
+) -> Result<(), StoreError> {
+    let mut update = conn.prepare_cached(
+        "UPDATE worktasks SET worker_id = ?3, cluster_name = ?4, kubernetes_job_name = ?5 \
+         WHERE id = ?1 AND attempt = ?2 AND status = 'scheduled'",
+    )?;
+    for p in placements {
+        let changed = update.execute(params![
+            p.id.as_bytes(),
+            p.attempt,
+            p.worker_id,
+            p.cluster_name,
+            p.kubernetes_job_name
+        ])?;
+        if changed == 1 {
+            fx.changes.push(Change::Leased {
+                id: p.id,
+                worker_id: p.worker_id.clone(),
+                attempt: p.attempt,
+            });
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn select_task(conn: &Connection, id: Uuid) -> Result<Option<WorkTask>, StoreError> {

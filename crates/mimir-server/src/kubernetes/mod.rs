@@ -1,0 +1,195 @@
+//! Workers as Kubernetes Jobs, across one or more clusters.
+//!
+//! The backend leases waiting tasks from the store as far as the clusters
+//! have room, names one Job per task attempt (`mimir-<task id>-<attempt>`),
+//! hands each attempt's lease to its Job and creates the Job in the first
+//! cluster with room: the task's `preferred_cluster`, else the primary until
+//! its `maxWorkers`, then each additional cluster in order. A cluster whose
+//! API fails, or whose Jobs keep failing to start, is skipped for a while
+//! (its circuit opens). The pod's worker runs exactly its task
+//! (`WORKTASK_ID`) and reports as any worker does.
+//!
+//! Watches on each cluster's Jobs and Pods turn what Kubernetes does into
+//! attempt outcomes: an OOM kill is retried with more memory, an eviction or
+//! a lost node is a lost attempt, an image that cannot be pulled fails the
+//! task after a grace period, a pod the scheduler cannot place is shown on
+//! the task. After a restart the backend adopts the Jobs of tasks still
+//! running, creates those that were named but never created (the name is
+//! deterministic, so a Job that does exist answers 409 and is adopted) and
+//! deletes the Jobs of tasks that have ended.
+
+mod circuit;
+mod cluster;
+pub mod config;
+mod dispatch;
+pub mod job_spec;
+pub mod pod_state;
+mod reasons;
+mod watch;
+
+pub use config::KubernetesConfig;
+
+use crate::config::ConfigError;
+use crate::workers::pool::Decision;
+use crate::workers::{ClusterView, Registry, WorkerBackend};
+use cluster::Cluster;
+use mimir_core::{Reason, WorkTask, WorkTaskType};
+use mimir_store::Store;
+use mimir_telemetry::Metrics;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The Kubernetes worker backend.
+pub struct KubernetesBackend {
+    config: KubernetesConfig,
+    clusters: Vec<Arc<Cluster>>,
+    type_limits: HashMap<WorkTaskType, usize>,
+    decision: Mutex<Decision>,
+    last_tick: Mutex<Option<Instant>>,
+    /// Wakes the dispatcher when a Job ends and frees room.
+    room_freed: tokio::sync::Notify,
+}
+
+impl KubernetesBackend {
+    /// A backend over the configured clusters; reads their kubeconfigs (an
+    /// unreadable one is an error) but does not reach their APIs yet: a
+    /// cluster that does not answer is skipped until it does.
+    pub async fn connect(
+        config: KubernetesConfig,
+        type_limits: HashMap<WorkTaskType, usize>,
+        metrics: Arc<Metrics>,
+    ) -> Result<KubernetesBackend, ConfigError> {
+        let mut clusters = Vec::with_capacity(config.clusters.len());
+        for (i, cluster) in config.clusters.iter().enumerate() {
+            let field = if i == 0 {
+                "orchestrator.kubeconfig".to_string()
+            } else {
+                format!("orchestrator.additionalClusters[{}].kubeconfig", i - 1)
+            };
+            let client = client(cluster, config.api_timeout)
+                .await
+                .map_err(|why| ConfigError::new(format!("{field}: {why}")))?;
+            clusters.push(Arc::new(Cluster::new(
+                cluster.clone(),
+                client,
+                &config,
+                metrics.clone(),
+            )));
+        }
+        tracing::info!(
+            clusters = ?config.clusters.iter().map(|c| format!("{} ({} max, namespace {})", c.name, c.max_workers, c.namespace)).collect::<Vec<_>>(),
+            image = %config.image,
+            "workers run as Kubernetes Jobs"
+        );
+        Ok(KubernetesBackend {
+            config,
+            clusters,
+            type_limits,
+            decision: Mutex::new(Decision::default()),
+            last_tick: Mutex::new(None),
+            room_freed: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.clusters.iter().find(|c| c.name() == name)
+    }
+}
+
+/// A client for one cluster: its kubeconfig, or the in-cluster config (else
+/// `$KUBECONFIG`) when it names none.
+async fn client(
+    cluster: &config::ClusterConfig,
+    connect_timeout: Duration,
+) -> Result<kube::Client, String> {
+    let mut config = match &cluster.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .map_err(|e| format!("{} is not a usable kubeconfig: {e}", path.display()))?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            format!("empty, and neither an in-cluster config nor $KUBECONFIG works: {e}")
+        })?,
+    };
+    config.connect_timeout = Some(connect_timeout);
+    kube::Client::try_from(config).map_err(|e| format!("cannot build a client: {e}"))
+}
+
+#[async_trait::async_trait]
+impl WorkerBackend for KubernetesBackend {
+    fn kind(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    async fn run(self: Arc<Self>, store: Arc<dyn Store>, _registry: Arc<Registry>) {
+        let mut watches = Vec::new();
+        for cluster in &self.clusters {
+            watches.push(tokio::spawn(watch::pods(
+                self.clone(),
+                cluster.clone(),
+                store.clone(),
+            )));
+            watches.push(tokio::spawn(watch::jobs(
+                self.clone(),
+                cluster.clone(),
+                store.clone(),
+            )));
+        }
+        let _abort_on_drop = AbortAll(watches);
+        self.dispatch(store).await
+    }
+
+    async fn stop_all(&self, _registry: &Registry, _grace: Duration) {
+        // Jobs outlive the orchestrator: their workers finish their task
+        // and report to the orchestrator that comes back.
+    }
+
+    fn should_stop(&self, _worker_id: &str) -> bool {
+        false
+    }
+
+    async fn stop_requested(&self) {
+        std::future::pending::<()>().await
+    }
+
+    fn decision(&self) -> Decision {
+        self.decision.lock().clone()
+    }
+
+    fn is_running(&self) -> bool {
+        let stale = dispatch::TICK * 8 + Duration::from_secs(1);
+        self.last_tick.lock().is_some_and(|at| at.elapsed() < stale)
+    }
+
+    fn starts_workers_for(&self, _task_type: WorkTaskType) -> bool {
+        // Every Job runs the task it was made for, whatever its type.
+        true
+    }
+
+    fn waiting_reasons(&self, task: &WorkTask) -> Vec<Reason> {
+        reasons::of(self, task)
+    }
+
+    fn clusters(&self) -> Vec<ClusterView> {
+        self.clusters.iter().map(|c| c.view()).collect()
+    }
+}
+
+/// Aborts the watches when the backend's loop ends.
+struct AbortAll(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortAll {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The backend's part of "why isn't my task running?": clusters full or
+//! down for a queued task, and what its pod is waiting for once placed.
+
+use super::KubernetesBackend;
+use super::pod_state::PodState;
+use mimir_core::{Reason, ReasonCode, WorkTask, WorkTaskStatus};
+
+/// The backend's reasons `task` waits.
+pub fn of(backend: &KubernetesBackend, task: &WorkTask) -> Vec<Reason> {
+    match task.status {
+        WorkTaskStatus::Queued => capacity(backend),
+        WorkTaskStatus::Scheduled => pod(backend, task),
+        _ => Vec::new(),
+    }
+}
+
+/// Every cluster full or skipped: the task waits for room.
+fn capacity(backend: &KubernetesBackend) -> Vec<Reason> {
+    let views: Vec<_> = backend.clusters.iter().map(|c| c.view()).collect();
+    let mut reasons = Vec::new();
+    for view in views.iter().filter(|v| !v.up) {
+        let mut reason = Reason::new(
+            ReasonCode::ClusterUnavailable,
+            format!(
+                "cluster {} gets no new Jobs: its circuit is {} after repeated failures ({})",
+                view.name,
+                view.circuit.replace('_', " "),
+                view.last_error
+            ),
+        )
+        .with("cluster", view.name.clone())
+        .with("circuit", view.circuit)
+        .with("last_error", view.last_error.clone());
+        if let Some(at) = view.retry_at {
+            reason = reason.with("retry_at", at);
+        }
+        reasons.push(reason);
+    }
+    let full = views.iter().all(|v| !v.up || v.workers >= v.max_workers);
+    if full {
+        let each = views
+            .iter()
+            .map(|v| format!("{} {}/{}", v.name, v.workers, v.max_workers))
+            .collect::<Vec<_>>()
+            .join(", ");
+        reasons.push(
+            Reason::new(
+                ReasonCode::MaxWorkersReached,
+                format!("every usable cluster runs its maxWorkers ({each}); the task waits for a Job to end"),
+            )
+            .with(
+                "clusters",
+                serde_json::Value::Array(
+                    views
+                        .iter()
+                        .map(|v| {
+                            serde_json::json!({"cluster": v.name, "workers": v.workers, "max_workers": v.max_workers, "up": v.up})
+                        })
+                        .collect(),
+                ),
+            ),
+        );
+    }
+    reasons
+}
+
+/// A placed task: what its pod waits for.
+fn pod(backend: &KubernetesBackend, task: &WorkTask) -> Vec<Reason> {
+    let Some(cluster) = backend.cluster(&task.cluster_name) else {
+        return Vec::new();
+    };
+    let job = &task.kubernetes_job_name;
+    let tracked = cluster.state.lock().jobs.get(job).cloned();
+    let Some(tracked) = tracked else {
+        return Vec::new();
+    };
+    let waited = tracked.since.elapsed().as_secs();
+    let base = |code, message: String| {
+        Reason::new(code, message)
+            .with("cluster", cluster.name().to_string())
+            .with("job", job.clone())
+            .with("waiting_seconds", waited)
+    };
+    match tracked.pod {
+        None if !tracked.created => vec![base(
+            ReasonCode::PodPending,
+            format!(
+                "its Job {job} is being created in cluster {}",
+                cluster.name()
+            ),
+        )],
+        None | Some(PodState::Pending) => vec![base(
+            ReasonCode::PodPending,
+            format!(
+                "its pod in cluster {} has not started yet ({waited} s)",
+                cluster.name()
+            ),
+        )],
+        Some(PodState::Unschedulable { message }) => vec![
+            base(
+                ReasonCode::PodPending,
+                format!(
+                    "the scheduler cannot place its pod in cluster {}: {message}",
+                    cluster.name()
+                ),
+            )
+            .with("scheduler_message", message),
+        ],
+        Some(PodState::StartFailing { reason, message }) => {
+            let image = reason.contains("Image");
+            let grace = backend.config.image_pull_grace.as_secs();
+            let failing = tracked
+                .start_failing_since
+                .map_or(0, |s| s.elapsed().as_secs());
+            vec![
+                base(
+                    if image { ReasonCode::ImagePullFailing } else { ReasonCode::PodPending },
+                    format!(
+                        "its pod in cluster {} cannot start: {reason}: {message} (for {failing} s; the task fails after {grace} s)",
+                        cluster.name()
+                    ),
+                )
+                .with("kubelet_reason", reason)
+                .with("kubelet_message", message),
+            ]
+        }
+        Some(_) => Vec::new(),
+    }
+}
