@@ -1,0 +1,250 @@
+//! What the kubelet does with one pod: wait to start, run the worker program (or not), and
+//! report how the pod ended; the Job's deadline and its TTL after finishing.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::process::Child;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, sleep, sleep_until};
+
+use crate::config::PodFault;
+use crate::server::Shared;
+use crate::store::{Ending, Kill, PodStart};
+
+/// How long a pod stays in each of `ErrImagePull` and `ImagePullBackOff` before the other.
+const IMAGE_PULL_FLIP: Duration = Duration::from_secs(1);
+
+/// Why a pod stops before its process exits on its own.
+enum Stop {
+    Kill(Kill),
+    /// The pod was deleted: stop the process gracefully.
+    Deleted,
+    Deadline,
+    Shutdown,
+}
+
+async fn stopped(
+    shared: &Shared,
+    kill: &mut oneshot::Receiver<Kill>,
+    deadline: Option<Instant>,
+) -> Stop {
+    let deadline = async {
+        match deadline {
+            Some(at) => sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        k = kill => match k {
+            Ok(k) => Stop::Kill(k),
+            Err(_) => Stop::Deleted,
+        },
+        () = deadline => Stop::Deadline,
+        () = shared.shutdown.cancelled() => Stop::Shutdown,
+    }
+}
+
+/// Runs one pod to its end.
+pub(crate) async fn run_pod(shared: Arc<Shared>, start: PodStart) {
+    let PodStart {
+        namespace: ns,
+        name,
+        uid,
+        fault,
+        deadline,
+        grace,
+        mut kill,
+    } = start;
+    let deadline = deadline.map(|d| Instant::now() + d);
+    let end = |ending: Ending| {
+        let ttl = shared.store.lock().pod_ended(&ns, &name, &uid, ending);
+        if let Some((job, ttl, job_uid)) = ttl {
+            let shared = Arc::clone(&shared);
+            let ns = ns.clone();
+            shared.clone().tasks.spawn(async move {
+                tokio::select! {
+                    () = sleep(ttl) => shared.store.lock().expire_job(&ns, &job, &job_uid),
+                    () = shared.shutdown.cancelled() => {}
+                }
+            });
+        }
+    };
+    let stop_to_ending = |stop: Stop| -> Option<Ending> {
+        match stop {
+            Stop::Kill(Kill::Exit(code)) => Some(Ending::Exited(code)),
+            Stop::Kill(Kill::Fault(PodFault::OomKilled)) => Some(Ending::OomKilled),
+            Stop::Kill(Kill::Fault(PodFault::Evicted)) => Some(Ending::Evicted),
+            Stop::Kill(Kill::Fault(_)) => Some(Ending::NodeLost),
+            Stop::Deadline => Some(Ending::DeadlineExceeded),
+            Stop::Deleted | Stop::Shutdown => None,
+        }
+    };
+
+    let delay = shared.config.pod_start_delay;
+    if !delay.is_zero() {
+        tokio::select! {
+            () = sleep(delay) => {}
+            stop = stopped(&shared, &mut kill, deadline) => {
+                if let Some(ending) = stop_to_ending(stop) { end(ending) }
+                return;
+            }
+        }
+    }
+
+    // Pods that never start: they wait for a kill, a deadline or deletion.
+    let never_starts = match &fault {
+        Some(PodFault::ImagePullBackOff) => {
+            let image = shared.store.lock().first_image(&ns, &name);
+            let message = format!("Back-off pulling image \"{image}\"");
+            let mut pulling = true;
+            loop {
+                let reason = if pulling {
+                    "ErrImagePull"
+                } else {
+                    "ImagePullBackOff"
+                };
+                shared
+                    .store
+                    .lock()
+                    .pod_waiting(&ns, &name, &uid, reason, &message);
+                pulling = !pulling;
+                tokio::select! {
+                    () = sleep(IMAGE_PULL_FLIP) => {}
+                    stop = stopped(&shared, &mut kill, deadline) => break Some(stop),
+                }
+            }
+        }
+        Some(PodFault::Unschedulable(_)) => Some(stopped(&shared, &mut kill, deadline).await),
+        _ => None,
+    };
+    if let Some(stop) = never_starts {
+        if let Some(ending) = stop_to_ending(stop) {
+            end(ending);
+        }
+        return;
+    }
+
+    let env = shared.store.lock().container_env(&ns, &name);
+    let env = match env {
+        Ok(env) => env,
+        Err(message) => {
+            shared.store.lock().pod_waiting(
+                &ns,
+                &name,
+                &uid,
+                "CreateContainerConfigError",
+                &message,
+            );
+            if let Some(ending) = stop_to_ending(stopped(&shared, &mut kill, deadline).await) {
+                end(ending);
+            }
+            return;
+        }
+    };
+
+    let Some(worker) = shared.config.worker.clone() else {
+        shared.store.lock().pod_running(&ns, &name, &uid);
+        if let Some(fault) = strikes_running(&fault) {
+            return end(fault);
+        }
+        let succeed = async {
+            match shared.config.auto_succeed_after {
+                Some(after) => sleep(after).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = succeed => end(Ending::Exited(0)),
+            stop = stopped(&shared, &mut kill, deadline) => {
+                if let Some(ending) = stop_to_ending(stop) { end(ending) }
+            }
+        }
+        return;
+    };
+
+    let mut command = tokio::process::Command::new(&worker.program);
+    command
+        .args(&worker.args)
+        .envs(env)
+        .envs(worker.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let message = format!("failed to start {}: {e}", worker.program.display());
+            return end(Ending::StartError(message));
+        }
+    };
+    shared.store.lock().pod_running(&ns, &name, &uid);
+    if let Some(fault) = strikes_running(&fault) {
+        kill_group(&child, Signal::KILL);
+        let _ = child.wait().await;
+        return end(fault);
+    }
+    tokio::select! {
+        status = child.wait() => {
+            let code = match status {
+                Ok(status) => exit_code(status),
+                Err(_) => 128,
+            };
+            end(Ending::Exited(code));
+        }
+        stop = stopped(&shared, &mut kill, deadline) => {
+            match stop {
+                Stop::Deleted => terminate(&mut child, grace, &shared).await,
+                _ => {
+                    kill_group(&child, Signal::KILL);
+                    let _ = child.wait().await;
+                }
+            }
+            if let Some(ending) = stop_to_ending(stop) { end(ending) }
+        }
+    }
+}
+
+/// The faults that strike a pod once it runs.
+fn strikes_running(fault: &Option<PodFault>) -> Option<Ending> {
+    match fault {
+        Some(PodFault::OomKilled) => Some(Ending::OomKilled),
+        Some(PodFault::Evicted) => Some(Ending::Evicted),
+        Some(PodFault::NodeLost) => Some(Ending::NodeLost),
+        _ => None,
+    }
+}
+
+/// SIGTERM to the process group, SIGKILL after the grace period (or at shutdown).
+async fn terminate(child: &mut Child, grace: Duration, shared: &Shared) {
+    kill_group(child, Signal::TERM);
+    tokio::select! {
+        _ = child.wait() => return,
+        () = sleep(grace) => {}
+        () = shared.shutdown.cancelled() => {}
+    }
+    kill_group(child, Signal::KILL);
+    let _ = child.wait().await;
+}
+
+fn kill_group(child: &Child, signal: Signal) {
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(Pid::from_raw);
+    if let Some(pid) = pid {
+        // The group may already be gone; nothing to do then.
+        let _ = kill_process_group(pid, signal);
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 128,
+    }
+}
