@@ -13,7 +13,6 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::WatchEvent;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
@@ -67,6 +66,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         let dropped = shared.connections.lock().clone();
+        let shutdown = shared.shutdown.clone();
         let conn_shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
@@ -79,6 +79,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
             tokio::select! {
                 _ = conn => {}
                 () = dropped.cancelled() => {}
+                () = shutdown.cancelled() => {}
             }
         });
     }
@@ -377,24 +378,22 @@ fn delete_policy(body: &[u8], query: Option<&str>) -> Result<Propagation, ApiErr
     }
 }
 
+/// A BOOKMARK event as the API server sends it: the kind and apiVersion, and metadata with
+/// only the resourceVersion (and the end-of-initial-events annotation).
 fn bookmark_line(kind: Kind, rv: u64, initial_end: bool) -> Bytes {
-    let annotations = if initial_end {
-        [("k8s.io/initial-events-end".to_owned(), "true".to_owned())].into()
-    } else {
-        Default::default()
+    let api_version = match kind.group() {
+        "" => "v1".to_owned(),
+        group => format!("{group}/v1"),
     };
-    let resource_version = rv.to_string();
-    let mut line = match kind {
-        Kind::Job => serde_json::to_vec(&WatchEvent::<Job>::Bookmark {
-            annotations,
-            resource_version,
-        }),
-        Kind::Pod => serde_json::to_vec(&WatchEvent::<Pod>::Bookmark {
-            annotations,
-            resource_version,
-        }),
+    let mut metadata = serde_json::json!({ "resourceVersion": rv.to_string() });
+    if initial_end {
+        metadata["annotations"] = serde_json::json!({ "k8s.io/initial-events-end": "true" });
     }
-    .expect("a bookmark serializes");
+    let event = serde_json::json!({
+        "type": "BOOKMARK",
+        "object": { "kind": kind.kind(), "apiVersion": api_version, "metadata": metadata },
+    });
+    let mut line = serde_json::to_vec(&event).expect("a bookmark serializes");
     line.push(b'\n');
     Bytes::from(line)
 }

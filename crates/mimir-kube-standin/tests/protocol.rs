@@ -792,7 +792,7 @@ async fn an_unreachable_api_refuses_connections_until_it_is_back_on_the_same_por
 }
 
 #[tokio::test]
-async fn deleting_a_job_kills_its_process_and_the_default_delete_orphans_the_pod() {
+async fn deleting_jobs_follows_the_propagation_policy_and_a_deleted_pod_fails_its_job() {
     let standin = StandIn::start(StandInConfig {
         worker: sleeper(),
         ..StandInConfig::default()
@@ -835,5 +835,46 @@ async fn deleting_a_job_kills_its_process_and_the_default_delete_orphans_the_pod
             .is_empty()
     );
     assert!(standin.jobs().is_empty());
+
+    // A pod deleted under a running Job counts as failed: backoffLimit 0 fails the Job.
+    jobs.create(&PostParams::default(), &job("podgone", "p", json!([])))
+        .await
+        .unwrap();
+    let pod = pod_of(&client, "podgone").await.metadata.name.unwrap();
+    pods.delete(&pod, &DeleteParams::default()).await.unwrap();
+    wait_for(&jobs, "podgone", job_condition("Failed", None)).await;
+    standin.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_streaming_list_watcher_gets_initial_events_then_changes() {
+    // Many bookmarks pass while s2's pod starts: each must parse, or the watcher reports errors.
+    let config = StandInConfig {
+        bookmark_interval: Duration::from_millis(20),
+        pod_start_delay: Duration::from_millis(300),
+        ..StandInConfig::default()
+    };
+    let standin = StandIn::start(config).await.unwrap();
+    let jobs: Api<Job> = Api::namespaced(client(&standin).await, NS);
+    jobs.create(&PostParams::default(), &job("s1", "1", json!([])))
+        .await
+        .unwrap();
+    let config = watcher::Config::default()
+        .labels("app=mimir-worker")
+        .streaming_lists();
+    let mut stream = watcher(jobs.clone(), config).boxed();
+    let mut seen = Vec::new();
+    watch_until(&mut stream, &mut seen, |s| {
+        s.contains(&"init-done".to_string())
+    })
+    .await;
+    assert_eq!(seen, ["init", "init-apply s1", "init-done"]);
+    jobs.create(&PostParams::default(), &job("s2", "2", json!([])))
+        .await
+        .unwrap();
+    watch_until(&mut stream, &mut seen, |s| {
+        s.contains(&"apply s2".to_string())
+    })
+    .await;
     standin.shutdown().await;
 }
