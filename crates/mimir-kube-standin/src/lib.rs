@@ -10,6 +10,38 @@
 //! unschedulable, node lost) and API faults (500s, hangs, refused connections).
 //!
 //! All state is in memory behind one lock; nothing is written to disk.
+//!
+//! # Pointing `kube` at it
+//!
+//! [`StandIn::write_kubeconfig`] writes a kubeconfig (plain HTTP, a bearer token that is
+//! not checked); load it with `kube::config::Kubeconfig::read_from` and
+//! `kube::Config::from_custom_kubeconfig`, or set `KUBECONFIG` to it for
+//! `kube::Client::try_default`.
+//!
+//! # How it differs from a cluster
+//!
+//! - One pod per Job, never restarted: the first failure fails the Job whatever
+//!   `backoffLimit` says (conditions `FailureTarget` + `Failed`, reason
+//!   `BackoffLimitExceeded`; success sets `SuccessCriteriaMet` + `Complete`).
+//! - The pod's process is [`WorkerProgram`], whatever the image and command; it runs for
+//!   the first container only. Its environment: this process's, then the container's `env`
+//!   (`value`, `valueFrom.secretKeyRef` and `envFrom.secretRef` from
+//!   [`StandIn::set_secret`], `valueFrom.fieldRef` for `metadata.name`, `metadata.namespace`,
+//!   `metadata.uid`, `metadata.labels['k']`, `spec.serviceAccountName`, `spec.nodeName`),
+//!   then [`WorkerProgram::env`]. A missing secret (or any configMap reference) leaves the
+//!   pod Pending with its container waiting in `CreateContainerConfigError`, as the kubelet
+//!   does.
+//! - A DELETE without a propagation policy orphans the Job's pod, as the real API server
+//!   does for batch/v1 Jobs; pass `DeleteParams::background()` (or foreground) to delete
+//!   the pod too. A deleted pod's process gets SIGTERM, and SIGKILL after its
+//!   `terminationGracePeriodSeconds` (default 30); the pod itself is gone at once.
+//! - Lists always answer the newest state (`resourceVersion` and `resourceVersionMatch`
+//!   are ignored); watches honour `resourceVersion` (410 Expired once older than the kept
+//!   history), `labelSelector`, `fieldSelector` (`metadata.name`, `metadata.namespace`),
+//!   `allowWatchBookmarks`, `sendInitialEvents` and `timeoutSeconds`.
+//! - Only POST, GET and DELETE on Jobs and GET and DELETE on Pods; no PATCH, PUT,
+//!   `dryRun`, `deletecollection`, pod logs or other resources (405 or 404).
+//! - Times are to the second, as the API server writes them.
 
 mod config;
 mod env;
@@ -40,8 +72,6 @@ pub use config::{
     StandInConfig, WorkerProgram,
 };
 pub use record::{JobPhase, JobRecord, Stats};
-pub use selector::LabelSelector;
-pub use validate::is_dns1123_label;
 
 use server::Shared;
 use store::{Propagation, Store};
@@ -95,7 +125,7 @@ impl StandIn {
     /// this default namespace) that `kube::Config::from_custom_kubeconfig` accepts.
     pub fn write_kubeconfig(&self, path: &Path, namespace: &str) -> anyhow::Result<()> {
         anyhow::ensure!(
-            is_dns1123_label(namespace),
+            validate::is_dns1123_label(namespace),
             "namespace {namespace:?} is not a DNS-1123 label"
         );
         let config = serde_json::json!({

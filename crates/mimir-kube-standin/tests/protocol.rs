@@ -878,3 +878,67 @@ async fn a_streaming_list_watcher_gets_initial_events_then_changes() {
     .await;
     standin.shutdown().await;
 }
+
+fn alive(pid: i32) -> bool {
+    rustix::process::Pid::from_raw(pid)
+        .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+}
+
+/// Waits until `check` holds, checking every 20 ms for at most the wait.
+async fn until(mut check: impl FnMut() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within the wait"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_job_and_shutting_down_kill_the_pods_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = WorkerProgram {
+        program: PathBuf::from("/bin/sh"),
+        args: vec![
+            "-c".into(),
+            r#"echo $$ > "$PIDS/$JOB"; exec sleep 30"#.into(),
+        ],
+        env: vec![("PIDS".into(), dir.path().display().to_string())],
+    };
+    let standin = StandIn::start(StandInConfig {
+        worker: Some(worker),
+        ..StandInConfig::default()
+    })
+    .await
+    .unwrap();
+    let jobs: Api<Job> = Api::namespaced(client(&standin).await, NS);
+    let mut pids = Vec::new();
+    for name in ["deleted", "kept"] {
+        let env = json!([{ "name": "JOB", "value": name }]);
+        jobs.create(&PostParams::default(), &job(name, name, env))
+            .await
+            .unwrap();
+        let file = dir.path().join(name);
+        until(
+            || std::fs::read_to_string(&file).is_ok_and(|s| s.ends_with('\n')),
+            "the pid file",
+        )
+        .await;
+        let pid: i32 = std::fs::read_to_string(&file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(alive(pid));
+        pids.push(pid);
+    }
+    jobs.delete("deleted", &DeleteParams::background())
+        .await
+        .unwrap();
+    until(|| !alive(pids[0]), "the deleted Job's process gone").await;
+    assert!(alive(pids[1]));
+    standin.shutdown().await;
+    assert!(!alive(pids[1]), "shutdown kills what is left");
+}
