@@ -90,7 +90,8 @@ pub struct ApiFaults {
     /// Refuse connections: the listener is closed and open connections dropped until this
     /// is set false again, when the same port is bound again.
     pub unreachable: bool,
-    /// Count only requests of this verb (None: every request).
+    /// Count only requests of this verb (None: every request, including the list and
+    /// watch requests of watchers running in the background).
     pub verb: Option<ApiVerb>,
 }
 

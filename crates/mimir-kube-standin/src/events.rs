@@ -127,3 +127,61 @@ impl EventLog {
         self.oldest_resumable = self.rv;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::batch::v1::Job;
+
+    use super::*;
+
+    fn job(name: &str) -> Job {
+        let mut job = Job::default();
+        job.metadata.name = Some(name.to_owned());
+        job.metadata.namespace = Some("ns".to_owned());
+        job
+    }
+
+    #[test]
+    fn each_change_gets_the_next_resource_version_written_into_the_object() {
+        let mut log = EventLog::new(10);
+        let mut j = job("a");
+        log.emit(Kind::Job, EventType::Added, &mut j);
+        assert_eq!(j.metadata.resource_version.as_deref(), Some("2"));
+        log.emit(Kind::Job, EventType::Modified, &mut j);
+        assert_eq!(log.current(), 3);
+        let (missed, _rx) = log.resume(2).unwrap();
+        assert_eq!(missed.len(), 1);
+        let line: serde_json::Value = serde_json::from_slice(&missed[0].line).unwrap();
+        assert_eq!(line["type"], "MODIFIED");
+        assert_eq!(line["object"]["metadata"]["resourceVersion"], "3");
+        assert!(missed[0].line.ends_with(b"\n"));
+    }
+
+    #[test]
+    fn resuming_before_the_kept_history_is_refused() {
+        let mut log = EventLog::new(2);
+        for name in ["a", "b", "c", "d"] {
+            log.emit(Kind::Job, EventType::Added, &mut job(name));
+        }
+        // Kept: rv 4 and 5; rv 3 was dropped, so resuming from 3 still misses nothing.
+        assert!(log.resume(2).is_none());
+        assert_eq!(log.resume(3).unwrap().0.len(), 2);
+        assert_eq!(log.resume(5).unwrap().0.len(), 0);
+        log.forget_history();
+        assert!(log.resume(4).is_none());
+        assert!(log.resume(5).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn open_receivers_get_every_later_event() {
+        let mut log = EventLog::new(0);
+        let mut rx = log.subscribe();
+        log.emit(Kind::Pod, EventType::Deleted, &mut job("a"));
+        let event = rx.try_recv().unwrap();
+        assert_eq!(
+            (event.rv, event.kind, event.name.as_str()),
+            (2, Kind::Pod, "a")
+        );
+        assert!(log.resume(1).is_none(), "no history kept");
+    }
+}
