@@ -165,21 +165,37 @@ pub(crate) async fn run_pod(shared: Arc<Shared>, start: PodStart) {
         return;
     };
 
+    // One pipe for stdout and stderr, as a container runtime keeps one log in write order.
+    let pipe =
+        std::io::pipe().and_then(|(reader, writer)| Ok((reader, writer.try_clone()?, writer)));
+    let (reader, stdout, stderr) = match pipe {
+        Ok(pipe) => pipe,
+        Err(e) => return end(Ending::StartError(format!("creating the output pipe: {e}"))),
+    };
     let mut command = tokio::process::Command::new(&worker.program);
     command
         .args(&worker.args)
         .envs(env)
         .envs(worker.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = match command.spawn() {
+    let spawned = command.spawn();
+    // The command holds the pipe's write ends: drop them, or the output never ends.
+    drop(command);
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             let message = format!("failed to start {}: {e}", worker.program.display());
             return end(Ending::StartError(message));
         }
     };
+    let reader =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))
+            .ok()
+            .map(|out| copy_output(Arc::clone(&shared), &ns, &name, &uid, out));
     shared.store.lock().pod_running(&ns, &name, &uid);
     if let Some(fault) = strikes_running(&fault) {
         kill_group(&child, Signal::KILL);
@@ -192,6 +208,11 @@ pub(crate) async fn run_pod(shared: Arc<Shared>, start: PodStart) {
                 Ok(status) => exit_code(status),
                 Err(_) => 128,
             };
+            // The log is whole before the pod is seen to end, unless something the process
+            // left behind keeps its output open.
+            if let Some(reader) = reader {
+                let _ = tokio::time::timeout(OUTPUT_DRAIN, reader).await;
+            }
             end(Ending::Exited(code));
         }
         stop = stopped(&shared, &mut kill, deadline) => {
@@ -205,6 +226,33 @@ pub(crate) async fn run_pod(shared: Arc<Shared>, start: PodStart) {
             if let Some(ending) = stop_to_ending(stop) { end(ending) }
         }
     }
+}
+
+/// How long a finished process's output may take to drain into the pod's log.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
+
+/// Copies a process's output (stdout and stderr) into the pod's log, and to this process's stderr.
+fn copy_output(
+    shared: Arc<Shared>,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    mut out: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let (ns, name, uid) = (ns.to_owned(), name.to_owned(), uid.to_owned());
+    tokio::spawn(async move {
+        use std::io::Write as _;
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = match out.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            shared.store.lock().append_log(&ns, &name, &uid, &buf[..n]);
+            let _ = std::io::stderr().write_all(&buf[..n]);
+        }
+    })
 }
 
 /// The faults that strike a pod once it runs.

@@ -39,8 +39,10 @@
 //!   are ignored); watches honour `resourceVersion` (410 Expired once older than the kept
 //!   history), `labelSelector`, `fieldSelector` (`metadata.name`, `metadata.namespace`),
 //!   `allowWatchBookmarks`, `sendInitialEvents` and `timeoutSeconds`.
-//! - Only POST, GET and DELETE on Jobs and GET and DELETE on Pods; no PATCH, PUT,
-//!   `dryRun`, `deletecollection`, pod logs or other resources (405 or 404).
+//! - Only POST, GET and DELETE on Jobs, GET and DELETE on Pods, and a pod's log
+//!   (`GET …/pods/{name}/log`: the process's stdout and stderr in one stream, last 1 MiB,
+//!   `tailLines` and `limitBytes`; the output is also copied to this process's stderr).
+//!   No PATCH, PUT, `dryRun`, `deletecollection`, `follow` or other resources (405 or 404).
 //! - Times are to the second, as the API server writes them.
 
 mod config;

@@ -137,6 +137,8 @@ struct Target {
     kind: Kind,
     namespace: Option<String>,
     name: Option<String>,
+    /// `…/pods/{name}/log`
+    log: bool,
 }
 
 fn route(path: &str) -> Option<Target> {
@@ -152,16 +154,25 @@ fn route(path: &str) -> Option<Target> {
             kind,
             namespace: None,
             name: None,
+            log: false,
         }),
         ["namespaces", ns, p] if *p == plural => Some(Target {
             kind,
             namespace: Some(ns.to_string()),
             name: None,
+            log: false,
         }),
         ["namespaces", ns, p, name] if *p == plural => Some(Target {
             kind,
             namespace: Some(ns.to_string()),
             name: Some(name.to_string()),
+            log: false,
+        }),
+        ["namespaces", ns, "pods", name, "log"] if kind == Kind::Pod => Some(Target {
+            kind,
+            namespace: Some(ns.to_string()),
+            name: Some(name.to_string()),
+            log: true,
         }),
         _ => None,
     }
@@ -176,7 +187,7 @@ fn verb(method: &Method, target: &Target, params: &[(String, String)]) -> Option
         (&Method::GET, Some(_)) => Some(ApiVerb::Get),
         (&Method::GET, None) if watch => Some(ApiVerb::Watch),
         (&Method::GET, None) => Some(ApiVerb::List),
-        (&Method::DELETE, Some(_)) => Some(ApiVerb::Delete),
+        (&Method::DELETE, Some(_)) if !target.log => Some(ApiVerb::Delete),
         _ => None,
     }
 }
@@ -259,6 +270,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             let (Some(ns), Some(name)) = (ns, target.name.as_deref()) else {
                 return error(&ApiError::path_not_found());
             };
+            if target.log {
+                return pod_log(&shared, ns, name, &param);
+            }
             match shared.store.lock().get(target.kind, ns, name) {
                 Ok(body) => json(200, body),
                 Err(e) => error(&e),
@@ -324,6 +338,38 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 .list(target.kind, ns, &labels, &fields, limit, after);
             json(200, body)
         }
+    }
+}
+
+fn pod_log<'a>(
+    shared: &Shared,
+    ns: &str,
+    name: &str,
+    param: &impl Fn(&str) -> Option<&'a str>,
+) -> Response<Body> {
+    if param("previous") == Some("true") {
+        return error(&ApiError::bad_request(format!(
+            "previous terminated container in pod \"{name}\" not found"
+        )));
+    }
+    let number = |key: &str| match param(key).map(str::parse::<usize>) {
+        None => Ok(None),
+        Some(Ok(n)) => Ok(Some(n)),
+        Some(Err(_)) => Err(ApiError::bad_request(format!(
+            "{key} must be a non-negative integer"
+        ))),
+    };
+    let (tail, limit) = match (number("tailLines"), number("limitBytes")) {
+        (Ok(tail), Ok(limit)) => (tail, limit),
+        (Err(e), _) | (_, Err(e)) => return error(&e),
+    };
+    match shared.store.lock().pod_log(ns, name, tail, limit) {
+        Ok(text) => Response::builder()
+            .status(200)
+            .header("content-type", "text/plain")
+            .body(Body::Full(Some(text)))
+            .expect("a valid response"),
+        Err(e) => error(&e),
     }
 }
 

@@ -78,7 +78,12 @@ struct PodEntry {
     pod: Pod,
     job: Option<String>,
     kill: Option<oneshot::Sender<Kill>>,
+    /// The tail of the process's stdout and stderr; None until a process started.
+    log: Option<Vec<u8>>,
 }
+
+/// How much of a pod's output is kept for `GET …/pods/{name}/log`.
+const MAX_LOG: usize = 1024 * 1024;
 
 struct RuleState {
     rule: FaultRule,
@@ -464,6 +469,7 @@ impl Store {
                 pod,
                 job: Some(name.clone()),
                 kill: Some(kill_tx),
+                log: None,
             },
         );
 
@@ -588,6 +594,74 @@ impl Store {
             return Ok(Vec::new());
         };
         crate::env::resolve(&entry.pod, &self.secrets)
+    }
+
+    /// Appends the process's output to the pod's log, keeping the last [`MAX_LOG`] bytes.
+    pub(crate) fn append_log(&mut self, ns: &str, name: &str, uid: &str, bytes: &[u8]) {
+        let Some(entry) = live_pod(&mut self.pods, ns, name, uid) else {
+            return;
+        };
+        let log = entry.log.get_or_insert_with(Vec::new);
+        log.extend_from_slice(bytes);
+        if log.len() > MAX_LOG {
+            let excess = log.len() - MAX_LOG;
+            log.drain(..excess);
+        }
+    }
+
+    /// The pod's log as `GET …/log` answers it: the last `tail_lines` lines, at most
+    /// `limit_bytes`.
+    pub(crate) fn pod_log(
+        &self,
+        ns: &str,
+        name: &str,
+        tail_lines: Option<usize>,
+        limit_bytes: Option<usize>,
+    ) -> Result<Bytes, ApiError> {
+        let Some(entry) = self.pods.get(&key(ns, name)) else {
+            return Err(ApiError::not_found(Kind::Pod, name));
+        };
+        let Some(log) = &entry.log else {
+            let container = entry
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.first())
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
+            let running =
+                entry.pod.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Pending");
+            if running {
+                return Ok(Bytes::new());
+            }
+            return Err(ApiError::bad_request(format!(
+                "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+            )));
+        };
+        let mut start = 0;
+        if let Some(tail) = tail_lines {
+            let body = log.strip_suffix(b"\n").unwrap_or(log);
+            let mut seen = 0;
+            start = body.len() + 1;
+            for (i, b) in body.iter().enumerate().rev() {
+                if *b == b'\n' {
+                    seen += 1;
+                    if seen == tail {
+                        break;
+                    }
+                }
+                start = i;
+            }
+            if tail == 0 {
+                start = log.len();
+            }
+            start = start.min(log.len());
+        }
+        let mut end = log.len();
+        if let Some(limit) = limit_bytes {
+            end = end.min(start + limit);
+        }
+        Ok(Bytes::copy_from_slice(&log[start..end]))
     }
 
     /// The image of the pod's first container.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::runtime::watcher;
 use mimir_kube_standin::{
@@ -456,7 +456,10 @@ async fn a_job_runs_its_program_with_the_job_env_and_secrets_and_ends_complete()
 async fn a_program_exiting_non_zero_fails_the_job_and_a_missing_secret_keeps_the_pod_waiting() {
     let worker = WorkerProgram {
         program: PathBuf::from("/bin/sh"),
-        args: vec!["-c".into(), "exit 3".into()],
+        args: vec![
+            "-c".into(),
+            "echo starting; echo step 1; echo 'failed: no input' >&2; exit 3".into(),
+        ],
         env: Vec::new(),
     };
     let standin = StandIn::start(StandInConfig {
@@ -476,7 +479,18 @@ async fn a_program_exiting_non_zero_fails_the_job_and_a_missing_secret_keeps_the
         job_condition("Failed", Some("BackoffLimitExceeded")),
     )
     .await;
-    let pod = pod_of(&client, "exits").await.status.unwrap();
+    let pod = pod_of(&client, "exits").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let tail = LogParams {
+        tail_lines: Some(2),
+        ..LogParams::default()
+    };
+    let log = pods
+        .logs(pod.metadata.name.as_deref().unwrap(), &tail)
+        .await
+        .unwrap();
+    assert_eq!(log, "step 1\nfailed: no input\n");
+    let pod = pod.status.unwrap();
     assert_eq!(pod.phase.as_deref(), Some("Failed"));
     let terminated = pod.container_statuses.unwrap()[0]
         .state
@@ -494,7 +508,6 @@ async fn a_program_exiting_non_zero_fails_the_job_and_a_missing_secret_keeps_the
     jobs.create(&PostParams::default(), &job("nosecret", "2", env))
         .await
         .unwrap();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let name = pod_of(&client, "nosecret").await.metadata.name.unwrap();
     let waiting = |pod: Option<&Pod>| {
         pod.and_then(|p| p.status.as_ref())
