@@ -12,7 +12,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::config::PodFault;
 use crate::server::Shared;
-use crate::store::{Ending, Kill, PodStart};
+use crate::store::{Ending, Expiry, Kill, PodStart};
 
 /// How long a pod stays in each of `ErrImagePull` and `ImagePullBackOff` before the other.
 const IMAGE_PULL_FLIP: Duration = Duration::from_secs(1);
@@ -47,6 +47,19 @@ async fn stopped(
     }
 }
 
+/// The TTL-after-finished controller: deletes the finished Job once its TTL has passed.
+pub(crate) fn expire_after(shared: &Arc<Shared>, expiry: Expiry) {
+    let shared = Arc::clone(shared);
+    shared.clone().tasks.spawn(async move {
+        tokio::select! {
+            () = sleep(expiry.after) => {
+                shared.store.lock().expire_job(&expiry.namespace, &expiry.job, &expiry.uid);
+            }
+            () = shared.shutdown.cancelled() => {}
+        }
+    });
+}
+
 /// Runs one pod to its end.
 pub(crate) async fn run_pod(shared: Arc<Shared>, start: PodStart) {
     let PodStart {
@@ -60,16 +73,9 @@ pub(crate) async fn run_pod(shared: Arc<Shared>, start: PodStart) {
     } = start;
     let deadline = deadline.map(|d| Instant::now() + d);
     let end = |ending: Ending| {
-        let ttl = shared.store.lock().pod_ended(&ns, &name, &uid, ending);
-        if let Some((job, ttl, job_uid)) = ttl {
-            let shared = Arc::clone(&shared);
-            let ns = ns.clone();
-            shared.clone().tasks.spawn(async move {
-                tokio::select! {
-                    () = sleep(ttl) => shared.store.lock().expire_job(&ns, &job, &job_uid),
-                    () = shared.shutdown.cancelled() => {}
-                }
-            });
+        let expiry = shared.store.lock().pod_ended(&ns, &name, &uid, ending);
+        if let Some(expiry) = expiry {
+            expire_after(&shared, expiry);
         }
     };
     let stop_to_ending = |stop: Stop| -> Option<Ending> {

@@ -293,7 +293,15 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             };
             let result = match target.kind {
                 Kind::Job => shared.store.lock().delete_job(ns, &name, policy),
-                Kind::Pod => shared.store.lock().delete_pod(ns, &name),
+                Kind::Pod => {
+                    let deleted = shared.store.lock().delete_pod(ns, &name);
+                    deleted.map(|(body, expiry)| {
+                        if let Some(expiry) = expiry {
+                            kubelet::expire_after(&shared, expiry);
+                        }
+                        body
+                    })
+                }
             };
             match result {
                 Ok(body) => json(200, body),

@@ -48,6 +48,15 @@ pub(crate) enum Ending {
     DeadlineExceeded,
 }
 
+/// A finished Job to delete after its `ttlSecondsAfterFinished`.
+#[derive(Debug)]
+pub(crate) struct Expiry {
+    pub namespace: String,
+    pub job: String,
+    pub uid: String,
+    pub after: Duration,
+}
+
 /// What a new pod's task needs.
 pub(crate) struct PodStart {
     pub namespace: String,
@@ -562,24 +571,29 @@ impl Store {
         Ok(response)
     }
 
-    /// Deletes a pod as `kubectl delete pod` would; its Job counts it failed.
-    pub(crate) fn delete_pod(&mut self, ns: &str, name: &str) -> Result<Bytes, ApiError> {
+    /// Deletes a pod as `kubectl delete pod` would; its Job counts it failed. Also returns
+    /// the Job's TTL after finishing, as [`Store::pod_ended`] does.
+    pub(crate) fn delete_pod(
+        &mut self,
+        ns: &str,
+        name: &str,
+    ) -> Result<(Bytes, Option<Expiry>), ApiError> {
         let Some(mut entry) = self.pods.remove(&key(ns, name)) else {
             return Err(ApiError::not_found(Kind::Pod, name));
         };
         self.log.emit(Kind::Pod, EventType::Deleted, &mut entry.pod);
         let response =
             Bytes::from(serde_json::to_vec(&entry.pod).expect("Kubernetes objects serialize"));
-        if let Some(job) = &entry.job {
+        let expiry = entry.job.as_ref().and_then(|job| {
             self.finish_job(
                 ns,
                 job,
                 false,
                 "BackoffLimitExceeded",
                 "Job has reached the specified backoff limit",
-            );
-        }
-        Ok(response)
+            )
+        });
+        Ok((response, expiry))
     }
 
     // ----- pod lifecycle, called by pod tasks -----
@@ -738,7 +752,7 @@ impl Store {
         name: &str,
         uid: &str,
         ending: Ending,
-    ) -> Option<(String, Duration, String)> {
+    ) -> Option<Expiry> {
         let entry = live_pod(&mut self.pods, ns, name, uid)?;
         let job = entry.job.clone();
         let succeeded = matches!(ending, Ending::Exited(0));
@@ -821,7 +835,7 @@ impl Store {
         succeeded: bool,
         reason: &str,
         message: &str,
-    ) -> Option<(String, Duration, String)> {
+    ) -> Option<Expiry> {
         let entry = self.jobs.get_mut(&key(ns, name))?;
         if entry.phase.is_finished() {
             return None;
@@ -872,11 +886,12 @@ impl Store {
             .as_ref()
             .and_then(|s| s.ttl_seconds_after_finished)?;
         let uid = entry.job.metadata.uid.clone().unwrap_or_default();
-        Some((
-            name.to_owned(),
-            Duration::from_secs(ttl.unsigned_abs().into()),
+        Some(Expiry {
+            namespace: ns.to_owned(),
+            job: name.to_owned(),
             uid,
-        ))
+            after: Duration::from_secs(ttl.unsigned_abs().into()),
+        })
     }
 
     /// The TTL-after-finished controller: deletes the Job if it is still this one.
