@@ -29,7 +29,7 @@ use crate::{kubelet, query};
 
 /// The largest request body accepted, as the real API server's 3 MiB.
 const MAX_BODY: usize = 3 * 1024 * 1024;
-/// A watch without `timeoutSeconds` ends after this long.
+/// A watch without `timeoutSeconds` (or with 0) ends after this long.
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Everything the connections, pod tasks and the [`crate::StandIn`] handle share.
@@ -469,6 +469,7 @@ fn watch<'a>(
 ) -> Response<Body> {
     let timeout = match param("timeoutSeconds").map(str::parse::<u64>) {
         None => DEFAULT_WATCH_TIMEOUT,
+        Some(Ok(0)) => DEFAULT_WATCH_TIMEOUT,
         Some(Ok(secs)) => Duration::from_secs(secs),
         Some(Err(_)) => {
             return error(&ApiError::bad_request(
