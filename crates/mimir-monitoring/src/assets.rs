@@ -55,6 +55,10 @@ pub const STATIC: &[(&str, &str)] = &[
         include_str!("../../../deploy/monitoring/grafana/dashboards/mimir-models.json"),
     ),
     (
+        "grafana/dashboards/mimir-kubernetes.json",
+        include_str!("../../../deploy/monitoring/grafana/dashboards/mimir-kubernetes.json"),
+    ),
+    (
         "loki/loki.yml",
         include_str!("../../../deploy/monitoring/loki/loki.yml"),
     ),
