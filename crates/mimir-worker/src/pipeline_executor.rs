@@ -52,6 +52,8 @@ pub struct PipelineExecutor {
     sandboxes: Arc<Sandboxes>,
     definitions: Mutex<HashMap<String, Fetched>>,
     storage: Arc<ProjectStorages>,
+    /// Memory every execution may use, whatever its task asks for.
+    memory: Option<u64>,
 }
 
 impl PipelineExecutor {
@@ -67,7 +69,17 @@ impl PipelineExecutor {
             sandboxes,
             definitions: Mutex::new(HashMap::new()),
             storage,
+            memory: None,
         }
+    }
+
+    /// Bounds every execution by `bytes` instead of its task's
+    /// `resource_requirements.memory`: in a Kubernetes Job the container's
+    /// memory is the real bound, and it grows after an OOM kill while the
+    /// task's own figure does not.
+    pub fn with_memory(mut self, bytes: Option<u64>) -> PipelineExecutor {
+        self.memory = bytes;
+        self
     }
 
     /// Fetches (or reuses) a definition; a failure says whether retrying can help.
@@ -163,7 +175,9 @@ impl Executor for PipelineExecutor {
                 .map(|s| s.unavailable.clone())
                 .unwrap_or_default(),
         };
-        let memory = mimir_core::memory_bytes(&task.resource_requirements.memory)
+        let memory = self
+            .memory
+            .or_else(|| mimir_core::memory_bytes(&task.resource_requirements.memory))
             .or_else(|| mimir_core::memory_bytes(&task.task_type.default_resources().memory));
         // Executions that run long report their steps as they finish, so users
         // following them see progress; quick ones cost no extra call.

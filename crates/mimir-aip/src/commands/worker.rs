@@ -90,6 +90,11 @@ pub struct WorkerArgs {
     /// them and hands them back to be retried.
     #[arg(long, env = "MIMIR_WORKER_SHUTDOWN_GRACE", default_value_t = mimir_worker::DEFAULT_SHUTDOWN_GRACE.as_secs())]
     shutdown_grace: u64,
+    /// Memory each task's executor may use, overriding its
+    /// `resource_requirements.memory` (set in Kubernetes Jobs to the
+    /// container's memory).
+    #[arg(long, env = "MIMIR_TASK_MEMORY", hide = true)]
+    task_memory: Option<String>,
     /// Serve this worker's own metrics on `ADDR/metrics` (e.g. 127.0.0.1:9465).
     #[arg(long, env = "MIMIR_WORKER_METRICS_LISTEN")]
     metrics_listen: Option<std::net::SocketAddr>,
@@ -280,6 +285,12 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let task_memory = match args.task_memory.as_deref() {
+        Some(text) => Some(mimir_core::memory_bytes(text).with_context(|| {
+            format!("MIMIR_TASK_MEMORY {text:?} is not a memory quantity such as 1Gi")
+        })?),
+        None => None,
+    };
     let only = match std::env::var("WORKTASK_ID") {
         Ok(id) if !id.is_empty() => Some(
             id.parse::<Uuid>()
@@ -343,7 +354,8 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     }));
     let storage = Arc::new(ProjectStorages::new(client.clone(), Secrets::from_env()));
     let executor = Arc::new(TaskExecutor::new(
-        PipelineExecutor::new(client.clone(), sandboxes.clone(), storage.clone()),
+        PipelineExecutor::new(client.clone(), sandboxes.clone(), storage.clone())
+            .with_memory(task_memory),
         MlExecutor::new(client, storage, storage_root.clone()),
     ));
     let stop = async {

@@ -45,6 +45,12 @@ impl Orchestrator {
 
     /// Starts `serve` with a config file holding `yaml`.
     pub fn start_with_config(yaml: &str, extra: &[&str]) -> Orchestrator {
+        Orchestrator::start_on(free_port(), yaml, extra)
+    }
+
+    /// Starts `serve` on `port` with a config file holding `yaml` (for
+    /// configs that must name the orchestrator's own URL).
+    pub fn start_on(port: u16, yaml: &str, extra: &[&str]) -> Orchestrator {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut extra: Vec<&str> = extra.to_vec();
         let config;
@@ -52,7 +58,6 @@ impl Orchestrator {
             config = config_file(dir.path(), yaml);
             extra.extend(["--config", config.as_str()]);
         }
-        let port = free_port();
         let log = dir.path().join("orchestrator.log");
         let mut orchestrator = Orchestrator {
             url: format!("http://127.0.0.1:{port}"),

@@ -164,6 +164,12 @@ impl Cluster {
             .inc();
     }
 
+    /// Counts a worker Job started (`mimir_workers_spawned_total`, as local
+    /// workers count).
+    pub fn count_spawned(&self) {
+        self.metrics.workers_spawned.inc();
+    }
+
     /// How many more Jobs it may take now (room under `maxWorkers`, gated by
     /// its circuit).
     pub fn room(&self, now: Instant) -> u32 {

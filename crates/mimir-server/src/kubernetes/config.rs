@@ -68,7 +68,7 @@ pub struct KubernetesSettings {
     /// The primary cluster's name. Defaults to `primary`.
     pub cluster_name: String,
     /// URL the primary cluster's pods reach the orchestrator at. Defaults to
-    /// `http://mimir-aip.<workerNamespace>.svc:8080`, the kustomize base's Service.
+    /// `http://mimir-orchestrator.<workerNamespace>.svc:8080`, the kustomize base's Service.
     #[serde(rename = "orchestratorURL")]
     pub orchestrator_url: String,
     /// The Secret key worker pods read `MIMIR_TOKEN` from, when
@@ -308,7 +308,7 @@ impl KubernetesConfig {
             kubeconfig: (!keys.kubeconfig.is_empty()).then(|| PathBuf::from(keys.kubeconfig)),
             namespace: keys.namespace.to_string(),
             orchestrator_url: if s.orchestrator_url.is_empty() {
-                format!("http://mimir-aip.{}.svc:8080", keys.namespace)
+                format!("http://mimir-orchestrator.{}.svc:8080", keys.namespace)
             } else {
                 s.orchestrator_url.clone()
             },

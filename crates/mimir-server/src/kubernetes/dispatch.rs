@@ -188,6 +188,9 @@ impl KubernetesBackend {
                 if let Some(tracked) = cluster.state.lock().jobs.get_mut(&name) {
                     tracked.created = true;
                 }
+                if !adopted {
+                    cluster.count_spawned();
+                }
                 if adopted {
                     tracing::info!(cluster = cluster.name(), job = %name, worktask_id = %task.worktask_id, "adopted the existing Job of this attempt");
                 } else {

@@ -185,6 +185,16 @@ pub fn build(
             }),
         });
     }
+    // The container's memory bounds the task, not the task's own figure:
+    // after an OOM kill the next attempt's Job has more.
+    let memory = if quantities.limits.memory.is_empty() {
+        &quantities.requests.memory
+    } else {
+        &quantities.limits.memory
+    };
+    if !memory.is_empty() {
+        env.push(plain("MIMIR_TASK_MEMORY", memory));
+    }
     env.extend(config.worker_env.iter().map(|(k, v)| plain(k, v)));
     let deadline = task
         .task_spec
@@ -298,7 +308,7 @@ mod tests {
         );
         assert_eq!(
             value("MIMIR_ORCHESTRATOR_URL").as_deref(),
-            Some("http://mimir-aip.jobs.svc:8080")
+            Some("http://mimir-orchestrator.jobs.svc:8080")
         );
         let token = env
             .iter()

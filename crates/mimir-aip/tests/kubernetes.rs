@@ -1,0 +1,556 @@
+//! Workers as Kubernetes Jobs, through the real binary.
+//!
+//! No Kubernetes API server can run on these machines, so each cluster here
+//! is `mimir-kube-standin`: a **stand-in** API server for tests that speaks
+//! the real Kubernetes REST and watch protocol for Jobs and Pods (the
+//! orchestrator talks to it with the real `kube` client) and that, like a
+//! Job controller and kubelet together, starts a real `mimir-aip worker`
+//! process for each Job's pod with the pod's environment. Tests inject what
+//! clusters do to pods (OOM kills, evictions, image pull failures,
+//! unschedulable pods) and to API calls (refused connections).
+
+mod harness;
+
+use harness::pipelines::{one_step, post_task, wait_until_done};
+use harness::{Orchestrator, bin, free_port};
+use mimir_core::WorkTaskStatus;
+use mimir_kube_standin::{
+    ApiFaults, FaultRule, JobPhase, PodFault, StandIn, StandInConfig, WorkerProgram,
+};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const TOKEN: &str = "k8s-worker-token-not-in-any-job";
+
+/// A stand-in cluster whose pods run the real worker.
+async fn cluster() -> StandIn {
+    let standin = StandIn::start(StandInConfig {
+        worker: Some(WorkerProgram {
+            program: bin().into(),
+            args: vec![
+                "worker".into(),
+                "--log-format".into(),
+                "json".into(),
+                "--log-level".into(),
+                "warn".into(),
+            ],
+            env: Vec::new(),
+        }),
+        ..StandInConfig::default()
+    })
+    .await
+    .expect("start the stand-in API server");
+    standin.set_secret("jobs", "mimir-aip-worker-token", "token", TOKEN);
+    standin
+}
+
+/// An orchestrator running its workers as Jobs in `primary` (and
+/// `additional`, as `site-b`), with `extra` YAML under `orchestrator.kubernetes`.
+fn orchestrator(
+    dir: &Path,
+    primary: (&StandIn, u32),
+    additional: Option<(&StandIn, u32)>,
+    kubernetes: &str,
+) -> Orchestrator {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let primary_config = dir.join("primary.kubeconfig");
+    primary
+        .0
+        .write_kubeconfig(&primary_config, "jobs")
+        .expect("kubeconfig");
+    let mut yaml = format!(
+        "retry:\n  backoffBaseMs: 50\n  backoffCapMs: 200\n\
+         orchestrator:\n  workerBackend: kubernetes\n  kubeconfig: {}\n  workerNamespace: jobs\n  maxWorkers: {}\n  workerAuthToken: {TOKEN}\n  leaseTtlMs: 3000\n\
+         \x20 kubernetes:\n    orchestratorURL: {url}\n    circuitCooldownMs: 1000\n    circuitFailures: 2\n{kubernetes}",
+        primary_config.display(),
+        primary.1,
+    );
+    if let Some((site_b, max)) = additional {
+        let path = dir.join("site-b.kubeconfig");
+        site_b.write_kubeconfig(&path, "jobs").expect("kubeconfig");
+        yaml.push_str(&format!(
+            "  additionalClusters:\n    - {{name: site-b, kubeconfig: {}, namespace: jobs, orchestratorURL: \"{url}\", maxWorkers: {max}}}\n",
+            path.display()
+        ));
+    }
+    Orchestrator::start_on(port, &yaml, &[])
+}
+
+async fn sleeper(orchestrator: &Orchestrator, ms: u64) -> String {
+    one_step(
+        &orchestrator.client(),
+        "nap",
+        "core.sleep",
+        json!({ "ms": ms }),
+    )
+    .await
+}
+
+async fn submit(orchestrator: &Orchestrator, pipeline: &str, extra: Value) -> Uuid {
+    let mut body = json!({"type": "pipeline_execution", "project_id": "e2e", "task_spec": {"pipeline_id": pipeline}});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            body.insert(k.clone(), v.clone());
+        }
+    }
+    post_task(&orchestrator.client(), "/api/worktasks", body).await
+}
+
+async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn metrics(orchestrator: &Orchestrator) -> String {
+    harness::scrape_text(&orchestrator.url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_run_as_jobs_with_their_env_resources_and_labels_and_each_completes_once() {
+    let standin = cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = orchestrator(dir.path(), (&standin, 10), None, "");
+    let pipeline = sleeper(&orchestrator, 10).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let extra = if i == 0 {
+            json!({"resource_requirements": {"cpu": "2", "memory": "3Gi", "gpu": true}, "task_spec": {"pipeline_id": pipeline, "timeout_ms": 60000}})
+        } else {
+            json!({})
+        };
+        ids.push(submit(&orchestrator, &pipeline, extra).await);
+    }
+    let client = orchestrator.client();
+    for id in &ids {
+        let task = wait_until_done(&client, *id, Duration::from_secs(60)).await;
+        assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+        assert_eq!(task.attempt, 1, "one attempt each");
+        assert_eq!(task.kubernetes_job_name, format!("mimir-{id}-1"));
+        assert_eq!(task.cluster_name, "primary");
+        assert_eq!(task.worker_id, task.kubernetes_job_name);
+    }
+    let jobs = standin.jobs();
+    assert_eq!(jobs.len(), ids.len(), "one Job per task");
+    for id in &ids {
+        let job = jobs
+            .iter()
+            .find(|j| j.labels.get("worktask-id") == Some(&id.to_string()))
+            .expect("the task's Job");
+        assert_eq!(job.phase, JobPhase::Succeeded);
+        assert_eq!(job.labels["app"], "mimir-worker");
+        assert_eq!(job.labels["worktask-type"], "pipeline-execution");
+        assert_eq!(job.backoff_limit, Some(0));
+        assert_eq!(job.service_account_name.as_deref(), Some("mimir-worker"));
+        let env: HashMap<&str, _> = job.env.iter().map(|e| (e.name.as_str(), e)).collect();
+        assert_eq!(env["WORKTASK_ID"].value, Some(id.to_string()));
+        assert_eq!(
+            env["WORKTASK_TYPE"].value.as_deref(),
+            Some("pipeline_execution")
+        );
+        assert_eq!(
+            env["MIMIR_ORCHESTRATOR_URL"].value.as_deref(),
+            Some(orchestrator.url.as_str())
+        );
+        assert_eq!(
+            env["MIMIR_TOKEN"].value, None,
+            "the token comes from a Secret"
+        );
+        let secret = env["MIMIR_TOKEN"]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .expect("a secret ref");
+        assert_eq!(
+            (secret.name.as_str(), secret.key.as_str()),
+            ("mimir-aip-worker-token", "token")
+        );
+        let rendered = serde_json::to_string(&job.job).expect("json");
+        assert!(!rendered.contains(TOKEN), "the token is never in a Job");
+    }
+    let first = jobs
+        .iter()
+        .find(|j| j.labels.get("worktask-id") == Some(&ids[0].to_string()))
+        .expect("the first Job");
+    let resources = first.resources.clone().expect("resources");
+    let requests = resources.requests.expect("requests");
+    assert_eq!(requests["cpu"].0, "2");
+    assert_eq!(requests["memory"].0, "3Gi");
+    assert_eq!(requests["nvidia.com/gpu"].0, "1");
+    assert_eq!(
+        first.active_deadline_seconds,
+        Some(180),
+        "the task's timeout and slack"
+    );
+    let other = jobs
+        .iter()
+        .find(|j| j.labels.get("worktask-id") == Some(&ids[1].to_string()))
+        .expect("a default Job");
+    let requests = other
+        .resources
+        .clone()
+        .expect("resources")
+        .requests
+        .expect("requests");
+    assert_eq!(
+        (requests["cpu"].0.as_str(), requests["memory"].0.as_str()),
+        ("500m", "1Gi")
+    );
+    assert!(
+        !orchestrator.log().contains(TOKEN),
+        "the token is never logged"
+    );
+    let text = metrics(&orchestrator).await;
+    assert!(
+        text.contains("mimir_cluster_max_workers{cluster=\"primary\"} 10"),
+        "{text}"
+    );
+    assert!(text.contains("mimir_cluster_up{cluster=\"primary\"} 1"));
+    assert!(text.contains(
+        "mimir_kubernetes_api_request_duration_seconds_count{cluster=\"primary\",verb=\"create\"}"
+    ));
+    standin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_killed_attempt_is_retried_with_half_again_the_memory_and_the_task_says_why() {
+    let standin = cluster().await;
+    standin
+        .inject(FaultRule {
+            selector: "app=mimir-worker,worktask-attempt=1".into(),
+            times: Some(1),
+            fault: PodFault::OomKilled,
+        })
+        .expect("inject");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = orchestrator(dir.path(), (&standin, 10), None, "");
+    let pipeline = sleeper(&orchestrator, 300).await;
+    let id = submit(&orchestrator, &pipeline, json!({"max_retries": 2})).await;
+    let task = wait_until_done(&orchestrator.client(), id, Duration::from_secs(60)).await;
+    assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+    assert_eq!(task.retry_count, 1);
+    assert!(
+        task.retry_reason.contains("OOMKilled"),
+        "the task says why: {:?}",
+        task.retry_reason
+    );
+    let second = standin
+        .jobs()
+        .into_iter()
+        .find(|j| j.name == format!("mimir-{id}-2"))
+        .expect("the second attempt's Job");
+    let requests = second
+        .resources
+        .expect("resources")
+        .requests
+        .expect("requests");
+    assert_eq!(requests["memory"].0, "1536Mi", "1Gi × 1.5");
+    let text = metrics(&orchestrator).await;
+    assert!(
+        text.contains(
+            "mimir_kubernetes_job_failures_total{cluster=\"primary\",reason=\"oom_killed\"} 1"
+        ),
+        "{text}"
+    );
+    standin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_attempt_is_lost_and_retried() {
+    let standin = cluster().await;
+    standin
+        .inject(FaultRule {
+            selector: "app=mimir-worker,worktask-attempt=1".into(),
+            times: Some(1),
+            fault: PodFault::Evicted,
+        })
+        .expect("inject");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = orchestrator(dir.path(), (&standin, 10), None, "");
+    let pipeline = sleeper(&orchestrator, 300).await;
+    let id = submit(&orchestrator, &pipeline, json!({"max_retries": 2})).await;
+    let task = wait_until_done(&orchestrator.client(), id, Duration::from_secs(60)).await;
+    assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+    assert_eq!(task.retry_count, 1);
+    assert!(
+        task.retry_reason.contains("evicted"),
+        "{:?}",
+        task.retry_reason
+    );
+    let text = metrics(&orchestrator).await;
+    assert!(
+        text.contains(
+            "mimir_kubernetes_job_failures_total{cluster=\"primary\",reason=\"evicted\"} 1"
+        ),
+        "{text}"
+    );
+    standin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_cannot_be_pulled_fails_its_task_after_the_grace_without_retries() {
+    let standin = cluster().await;
+    standin
+        .inject(FaultRule {
+            selector: "app=mimir-worker".into(),
+            times: None,
+            fault: PodFault::ImagePullBackOff,
+        })
+        .expect("inject");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = orchestrator(
+        dir.path(),
+        (&standin, 10),
+        None,
+        "    imagePullGraceMs: 1500\n",
+    );
+    let pipeline = sleeper(&orchestrator, 10).await;
+    let id = submit(&orchestrator, &pipeline, json!({"max_retries": 3})).await;
+    let task = wait_until_done(&orchestrator.client(), id, Duration::from_secs(60)).await;
+    assert_eq!(task.status, WorkTaskStatus::Failed, "{task:?}");
+    assert_eq!(task.retry_count, 0, "image pull failures are not retried");
+    assert!(
+        task.error_message.contains("image pull failing"),
+        "{:?}",
+        task.error_message
+    );
+    assert!(
+        task.error_message.contains("ImagePullBackOff")
+            || task.error_message.contains("ErrImagePull"),
+        "{:?}",
+        task.error_message
+    );
+    let text = metrics(&orchestrator).await;
+    assert!(
+        text.contains(
+            "mimir_kubernetes_job_failures_total{cluster=\"primary\",reason=\"image_pull\"} 1"
+        ),
+        "{text}"
+    );
+    wait_for(
+        "the failed task's Job is deleted",
+        Duration::from_secs(10),
+        async || {
+            standin
+                .jobs()
+                .iter()
+                .all(|j| j.labels.get("worktask-id") != Some(&id.to_string()))
+        },
+    )
+    .await;
+    standin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflow_goes_to_the_additional_cluster_only_while_the_primary_is_full_and_no_cluster_exceeds_its_cap()
+ {
+    let primary = cluster().await;
+    let site_b = cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = orchestrator(dir.path(), (&primary, 3), Some((&site_b, 2)), "");
+    let pipeline = sleeper(&orchestrator, 400).await;
+    // One that prefers site-b while it has room.
+    let preferred = submit(&orchestrator, &pipeline, json!({"priority": 10, "task_spec": {"pipeline_id": pipeline, "preferred_cluster": "site-b"}})).await;
+    let mut ids = vec![preferred];
+    for _ in 0..19 {
+        ids.push(submit(&orchestrator, &pipeline, json!({})).await);
+    }
+    let client = orchestrator.client();
+    let mut clusters: HashMap<String, usize> = HashMap::new();
+    for id in &ids {
+        let task = wait_until_done(&client, *id, Duration::from_secs(120)).await;
+        assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+        assert_eq!(task.attempt, 1, "each task ran once");
+        *clusters.entry(task.cluster_name.clone()).or_default() += 1;
+    }
+    let placed = client.get(preferred).await.expect("get");
+    assert_eq!(
+        placed.cluster_name, "site-b",
+        "the preferred cluster had room"
+    );
+    assert!(
+        primary.stats().max_active <= 3,
+        "primary over its cap: {:?}",
+        primary.stats()
+    );
+    assert!(
+        site_b.stats().max_active <= 2,
+        "site-b over its cap: {:?}",
+        site_b.stats()
+    );
+    assert!(
+        clusters.get("site-b").copied().unwrap_or(0) > 1,
+        "overflow reached site-b: {clusters:?}"
+    );
+    assert_eq!(
+        primary.stats().jobs_created + site_b.stats().jobs_created,
+        ids.len() as u64
+    );
+    primary.shutdown().await;
+    site_b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_cluster_is_skipped_while_its_circuit_is_open_and_used_again_once_it_answers()
+ {
+    let primary = cluster().await;
+    let site_b = cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = orchestrator(
+        dir.path(),
+        (&primary, 5),
+        Some((&site_b, 5)),
+        "    apiTimeoutMs: 1000\n",
+    );
+    let pipeline = sleeper(&orchestrator, 10).await;
+    primary
+        .api_faults(ApiFaults {
+            unreachable: true,
+            ..ApiFaults::default()
+        })
+        .expect("make it unreachable");
+    let client = orchestrator.client();
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(submit(&orchestrator, &pipeline, json!({})).await);
+    }
+    for id in &ids {
+        let task = wait_until_done(&client, *id, Duration::from_secs(60)).await;
+        assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+        assert_eq!(
+            task.cluster_name, "site-b",
+            "the unreachable primary is skipped"
+        );
+    }
+    let workers: Value = client
+        .call(Method::GET, "/api/workers", None)
+        .await
+        .expect("workers");
+    let primary_view = workers["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .find(|c| c["name"] == "primary")
+        .cloned()
+        .expect("primary");
+    assert_eq!(primary_view["up"], false, "{primary_view}");
+    assert!(
+        metrics(&orchestrator)
+            .await
+            .contains("mimir_cluster_up{cluster=\"primary\"} 0")
+    );
+    primary
+        .api_faults(ApiFaults {
+            unreachable: false,
+            ..ApiFaults::default()
+        })
+        .expect("reachable again");
+    wait_for(
+        "the primary takes Jobs again",
+        Duration::from_secs(30),
+        async || {
+            let id = submit(&orchestrator, &pipeline, json!({})).await;
+            wait_until_done(&client, id, Duration::from_secs(30))
+                .await
+                .cluster_name
+                == "primary"
+        },
+    )
+    .await;
+    assert!(
+        metrics(&orchestrator)
+            .await
+            .contains("mimir_cluster_up{cluster=\"primary\"} 1")
+    );
+    primary.shutdown().await;
+    site_b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_9_the_orchestrator_adopts_running_jobs_and_each_task_completes_once() {
+    let standin = cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut orchestrator = orchestrator(dir.path(), (&standin, 10), None, "");
+    let pipeline = sleeper(&orchestrator, 3000).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(submit(&orchestrator, &pipeline, json!({})).await);
+    }
+    wait_for("every task runs", Duration::from_secs(60), async || {
+        standin
+            .jobs()
+            .iter()
+            .filter(|j| j.phase == JobPhase::Running)
+            .count()
+            == ids.len()
+    })
+    .await;
+    orchestrator.restart();
+    let client = orchestrator.client();
+    for id in &ids {
+        let task = wait_until_done(&client, *id, Duration::from_secs(60)).await;
+        assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+        assert_eq!(task.attempt, 1, "the running Job was adopted, not replaced");
+    }
+    assert_eq!(
+        standin.stats().jobs_created,
+        ids.len() as u64,
+        "no second Job"
+    );
+    assert!(orchestrator.log().contains("adopted a running Job"));
+    standin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_kubernetes_settings_stop_serve_with_the_key_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (yaml, key) in [
+        ("orchestrator:\n  workerBackend: nomad\n", "workerBackend"),
+        (
+            "orchestrator:\n  workerBackend: kubernetes\n  kubeconfig: /nonexistent/kubeconfig\n",
+            "orchestrator.kubeconfig",
+        ),
+        (
+            "orchestrator:\n  workerBackend: kubernetes\n  kubeconfig: /nonexistent\n  resources:\n    pipeline_execution: {requests: {memory: lots}}\n",
+            "orchestrator.resources.pipeline_execution.requests.memory",
+        ),
+        (
+            "orchestrator:\n  workerBackend: kubernetes\n  kubeconfig: /nonexistent\n  resources:\n    gpu_job: {requests: {cpu: \"1\"}}\n",
+            "orchestrator.resources.gpu_job",
+        ),
+        (
+            "orchestrator:\n  workerBackend: kubernetes\n  kubeconfig: /nonexistent\n  additionalClusters:\n    - {name: b, kubeconfig: /x, orchestratorURL: \"ftp://x\", maxWorkers: 1}\n",
+            "orchestrator.additionalClusters[0].orchestratorURL",
+        ),
+        (
+            "orchestrator:\n  workerBackend: kubernetes\n  kubeconfig: /nonexistent\n  workerNamespace: Not_A_Namespace\n",
+            "orchestrator.workerNamespace",
+        ),
+    ] {
+        let config = harness::config_file(dir.path(), yaml);
+        let output = std::process::Command::new(bin())
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{}", free_port()),
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .args(["--config", &config])
+            .output()
+            .expect("run serve");
+        assert!(!output.status.success(), "{yaml} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(key),
+            "{yaml}: the error names {key}: {stderr}"
+        );
+    }
+}
