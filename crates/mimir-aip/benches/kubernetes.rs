@@ -101,7 +101,11 @@ async fn throughput(n: usize) {
     submit_batch(&orchestrator, &pipeline, n).await;
     let submitted = started.elapsed();
     while (standin.stats().jobs_created as usize) < n {
-        assert!(started.elapsed() < Duration::from_secs(300), "Jobs missing: {:?}", standin.stats());
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "Jobs missing: {:?}",
+            standin.stats()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let wall = started.elapsed();
@@ -140,8 +144,11 @@ async fn latency(n: usize) {
             .await
             .expect("submit");
         let id = task["worktask_id"].as_str().expect("id").to_string();
-        let submitted: chrono::DateTime<chrono::Utc> =
-            task["submitted_at"].as_str().expect("submitted_at").parse().expect("time");
+        let submitted: chrono::DateTime<chrono::Utc> = task["submitted_at"]
+            .as_str()
+            .expect("submitted_at")
+            .parse()
+            .expect("time");
         let created = loop {
             if let Some(job) = standin
                 .jobs()
@@ -209,7 +216,10 @@ async fn caps_and_overflow(n: usize) {
         if done as usize >= n {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(900), "not done: {counts}");
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "not done: {counts}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let wall = started.elapsed();
@@ -237,7 +247,10 @@ async fn caps_and_overflow(n: usize) {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter, if given, picks scenarios.
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let wants = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     let n = std::env::var("MIMIR_BENCH_K8S_TASKS")
         .ok()

@@ -505,6 +505,42 @@ async fn after_a_kill_9_the_orchestrator_adopts_running_jobs_and_each_task_compl
         "no second Job"
     );
     assert!(orchestrator.log().contains("adopted a running Job"));
+    // Their Jobs ended; the next start deletes them.
+    orchestrator.restart();
+    wait_for(
+        "the Jobs of ended tasks are deleted",
+        Duration::from_secs(30),
+        async || standin.jobs().is_empty(),
+    )
+    .await;
+    standin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_deleted_by_someone_while_it_runs_is_a_lost_attempt_and_retried() {
+    let standin = cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = orchestrator(dir.path(), (&standin, 10), None, "");
+    let pipeline = sleeper(&orchestrator, 3000).await;
+    let id = submit(&orchestrator, &pipeline, json!({"max_retries": 2})).await;
+    let first = format!("mimir-{id}-1");
+    wait_for("the first Job runs", Duration::from_secs(30), async || {
+        standin
+            .jobs()
+            .iter()
+            .any(|j| j.name == first && j.phase == JobPhase::Running)
+    })
+    .await;
+    assert!(standin.delete_job("jobs", &first), "deleted");
+    let task = wait_until_done(&orchestrator.client(), id, Duration::from_secs(60)).await;
+    assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+    assert_eq!(task.retry_count, 1, "{task:?}");
+    assert!(
+        task.retry_reason.starts_with("lost:"),
+        "{:?}",
+        task.retry_reason
+    );
+    assert_eq!(task.kubernetes_job_name, format!("mimir-{id}-2"));
     standin.shutdown().await;
 }
 
@@ -553,4 +589,98 @@ async fn bad_kubernetes_settings_stop_serve_with_the_key_named() {
             "{yaml}: the error names {key}: {stderr}"
         );
     }
+}
+
+async fn reasons(orchestrator: &Orchestrator, id: Uuid) -> Vec<Value> {
+    let path = format!("/api/worktasks/{id}/explain");
+    let answer: Value = orchestrator
+        .client()
+        .call(Method::GET, &path, None)
+        .await
+        .expect("explain");
+    answer["reasons"].as_array().cloned().unwrap_or_default()
+}
+
+async fn wait_for_reason(orchestrator: &Orchestrator, id: Uuid, code: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let found = reasons(orchestrator, id).await;
+        if let Some(reason) = found.iter().find(|r| r["code"] == code) {
+            return reason.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no {code} for {id}: {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn why_a_task_waits_names_the_scheduler_message_the_image_pull_and_full_clusters() {
+    let standin = cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = orchestrator(
+        dir.path(),
+        (&standin, 2),
+        None,
+        "    imagePullGraceMs: 600000\n",
+    );
+    let pipeline = sleeper(&orchestrator, 10).await;
+    standin
+        .inject(FaultRule {
+            selector: "app=mimir-worker".into(),
+            times: Some(1),
+            fault: PodFault::Unschedulable(
+                "0/3 nodes are available: 3 Insufficient memory.".into(),
+            ),
+        })
+        .expect("inject");
+    let unschedulable = submit(&orchestrator, &pipeline, json!({})).await;
+    let pending = wait_for_reason(&orchestrator, unschedulable, "pod_pending").await;
+    assert_eq!(pending["cluster"], "primary");
+    assert!(
+        pending["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Insufficient memory"),
+        "{pending}"
+    );
+    standin
+        .inject(FaultRule {
+            selector: "app=mimir-worker".into(),
+            times: Some(1),
+            fault: PodFault::ImagePullBackOff,
+        })
+        .expect("inject");
+    let pulling = submit(&orchestrator, &pipeline, json!({})).await;
+    let image = wait_for_reason(&orchestrator, pulling, "image_pull_failing").await;
+    assert!(
+        image["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot start"),
+        "{image}"
+    );
+    // Both Jobs hold the cluster's two places: the next task waits for room.
+    let waiting = submit(&orchestrator, &pipeline, json!({})).await;
+    let full = wait_for_reason(&orchestrator, waiting, "max_workers_reached").await;
+    assert!(
+        full["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("primary 2/2"),
+        "{full}"
+    );
+    let cli = orchestrator.cli(&["task", "why", &waiting.to_string()]);
+    let text = harness::stdout_ok(&cli);
+    assert!(text.contains("max_workers_reached"), "{text}");
+    let failures = metrics(&orchestrator).await;
+    assert!(
+        failures.contains(
+            "mimir_kubernetes_job_failures_total{cluster=\"primary\",reason=\"unschedulable\"} 1"
+        ),
+        "{failures}"
+    );
+    standin.shutdown().await;
 }

@@ -301,7 +301,7 @@ pub struct JobFailureLabels {
 pub struct KubernetesCallLabels {
     /// The cluster.
     pub cluster: String,
-    /// `create`, `get`, `list`, `watch`, `delete`.
+    /// `create` or `delete` (the calls the backend makes itself).
     pub verb: &'static str,
 }
 

@@ -1,5 +1,6 @@
 // Workers: each worker's state, current task, heartbeat age and counts, and
-// how evenly the finished tasks are spread across them.
+// how evenly the finished tasks are spread across them; with workers as
+// Kubernetes Jobs, each cluster's Jobs against its cap and its circuit.
 
 import { get } from "../api.js";
 import { badge, bar, h, replace, table } from "../dom.js";
@@ -19,11 +20,23 @@ export async function render(main, { live }) {
   replace(main, h("div", { class: "page-head" }, h("h1", {}, "Workers")), body);
 
   async function load() {
-    const { workers } = await get("/api/workers");
+    const { workers, clusters = [] } = await get("/api/workers");
     const done = workers.map((w) => w.tasks_completed + w.tasks_failed);
     const most = Math.max(1, ...done);
     const cv = spread(done);
+    const clusterPanel = clusters.length === 0 ? [] : [
+      h("section", { class: "panel", "aria-label": "Clusters" },
+        h("h2", {}, `Kubernetes clusters (${clusters.length})`),
+        table([
+          ["Cluster", (c) => h("span", { class: "mono" }, c.name)],
+          ["Jobs", (c) => bar(c.max_workers ? c.workers / c.max_workers : 0, `${fmt.count(c.workers)} / ${fmt.count(c.max_workers)}`), "wide"],
+          ["Circuit", (c) => badge(c.up ? "up" : c.circuit.replace("_", " "))],
+          ["Retry at", (c) => (c.retry_at ? new Date(c.retry_at * 1000).toLocaleTimeString() : "–")],
+          ["Last error", (c) => c.last_error || "–"],
+        ], clusters, { empty: "" })),
+    ];
     replace(body,
+      ...clusterPanel,
       h("section", { class: "panel" },
         h("h2", {}, `Workers (${workers.length})`),
         table([
