@@ -201,7 +201,7 @@ async fn a_task_in_retry_backoff_says_until_when() {
     };
     let api = Api::with(options, |_| {}).await;
     let id = api.submit("pipeline_execution", 3).await;
-    assert_eq!(api.lease(1).await, [id.clone()]);
+    assert_eq!(api.lease(1).await, std::slice::from_ref(&id));
     api.post(
         "/api/workers/w/results",
         json!({"results": [{"worktask_id": id, "status": "failed", "attempt": 1,
@@ -232,7 +232,11 @@ async fn a_full_type_names_its_limit_and_the_task_running() {
     .await;
     let running = api.submit("ml_training", 5).await;
     let waiting = api.submit("ml_training", 5).await;
-    assert_eq!(api.lease(5).await, [running.clone()], "the limit holds one");
+    assert_eq!(
+        api.lease(5).await,
+        std::slice::from_ref(&running),
+        "the limit holds one"
+    );
 
     let explanation = api.explain(&waiting).await;
     assert_eq!(
@@ -289,7 +293,7 @@ async fn a_worker_for_other_types_only_is_no_worker_for_the_type() {
 async fn a_running_task_gets_exactly_running_and_a_finished_one_finished() {
     let api = Api::new().await;
     let id = api.submit("pipeline_execution", 1).await;
-    assert_eq!(api.lease(1).await, [id.clone()]);
+    assert_eq!(api.lease(1).await, std::slice::from_ref(&id));
     api.post(
         "/api/workers/w/heartbeat",
         json!({"tasks": [{"worktask_id": id, "attempt": 1,
