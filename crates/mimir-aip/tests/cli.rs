@@ -202,6 +202,66 @@ fn bad_input_gets_a_message_naming_the_problem() {
 }
 
 #[test]
+fn task_why_says_why_a_queued_task_waits_and_names_an_unknown_id() {
+    let orchestrator = Orchestrator::start(&["--max-workers", "0"]);
+    let pipeline = pipeline_reading(&orchestrator, "epochs");
+    let submitted = json(&orchestrator.cli(&[
+        "task",
+        "submit",
+        "--type",
+        "ml_training",
+        "--project",
+        "p",
+        "--pipeline",
+        &pipeline,
+        "--param",
+        "epochs=1",
+        "-o",
+        "json",
+    ]));
+    let id = submitted["worktask_id"].as_str().expect("id");
+
+    let stdout = stdout_ok(&orchestrator.cli(&["task", "why", id]));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(!lines.is_empty(), "{stdout}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("no_worker_for_type: ") || l.starts_with("queue_position: ")),
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().all(|l| l.contains(": ")),
+        "one `code: message` line per reason: {stdout}"
+    );
+
+    let explained = json(&orchestrator.cli(&["task", "why", id, "-o", "json"]));
+    assert_eq!(explained["worktask_id"], id);
+    assert_eq!(explained["status"], "queued");
+    assert_eq!(
+        explained["reasons"].as_array().map(Vec::len),
+        Some(lines.len()),
+        "{explained}"
+    );
+
+    let unknown = "0191d1a4-0000-7000-8000-000000000000";
+    let stderr = stderr_failed(&orchestrator.cli(&["task", "why", unknown]));
+    assert!(
+        stderr.contains("not found") && stderr.contains(unknown),
+        "{stderr}"
+    );
+    let stderr = stderr_failed(&orchestrator.cli(&["task", "why", "nope"]));
+    assert!(stderr.contains("nope"), "{stderr}");
+
+    let url = format!("http://127.0.0.1:{}", harness::free_port());
+    let stderr = stderr_failed(&cli_in(
+        orchestrator.dir.path(),
+        &["task", "why", id, "--orchestrator", &url],
+    ));
+    assert!(stderr.contains(&url), "{stderr}");
+}
+
+#[test]
 fn an_unreachable_orchestrator_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("http://127.0.0.1:{}", harness::free_port());

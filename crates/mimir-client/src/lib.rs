@@ -80,6 +80,32 @@ pub struct TaskPage {
     pub queue_length: u64,
 }
 
+/// The answer of `GET /api/worktasks/{id}/explain`: why a task has not
+/// started.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Explanation {
+    /// The task.
+    pub worktask_id: Uuid,
+    /// Its status now.
+    pub status: mimir_core::WorkTaskStatus,
+    /// Why it has not started, most telling first; a running or finished
+    /// task has one reason saying so.
+    pub reasons: Vec<ExplainedReason>,
+}
+
+/// One reason of an [`Explanation`].
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct ExplainedReason {
+    /// The stable snake_case code (`queue_position`, `retry_backoff`, ...);
+    /// text, so codes added by a newer orchestrator still read.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// The figures behind it (`tasks_ahead`, `until`, `limit`, ...).
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, Value>,
+}
+
 /// Filters of a listing; `None` means any.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -320,6 +346,12 @@ impl Client {
     /// Cancels a task.
     pub async fn cancel(&self, id: Uuid) -> Result<WorkTask, ClientError> {
         self.call(Method::POST, &format!("/api/worktasks/{id}/cancel"), None)
+            .await
+    }
+
+    /// Why a task has not started (`GET /api/worktasks/{id}/explain`).
+    pub async fn explain(&self, id: Uuid) -> Result<Explanation, ClientError> {
+        self.call(Method::GET, &format!("/api/worktasks/{id}/explain"), None)
             .await
     }
 

@@ -1,4 +1,5 @@
-//! `mimir-aip task`: submit, get, list, cancel and wait for work tasks.
+//! `mimir-aip task`: submit, get, list, cancel and wait for work tasks, and
+//! say why one has not started.
 
 use super::{OutputFormat, Remote};
 use crate::output;
@@ -40,6 +41,11 @@ enum TaskCommand {
     },
     /// Wait until a task ends, showing its progress; exits non-zero unless it completed.
     Wait(WaitArgs),
+    /// Say why a task has not started: one line per reason, `code: message`.
+    Why {
+        /// Task id.
+        id: Uuid,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +146,16 @@ pub async fn run(args: TaskArgs) -> anyhow::Result<ExitCode> {
         }
         TaskCommand::Cancel { id } => output::task(&client.cancel(id).await?, format)?,
         TaskCommand::Wait(wait) => return wait_for(&client, wait, format).await,
+        TaskCommand::Why { id } => {
+            let explanation = client.explain(id).await?;
+            if format == OutputFormat::Json {
+                output::json(&explanation)?;
+            } else {
+                for reason in &explanation.reasons {
+                    println!("{}: {}", reason.code, reason.message);
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 mod catalog;
 pub mod error;
+mod explain;
 pub mod extract;
 pub(crate) mod guard;
 mod health;
@@ -114,6 +115,7 @@ pub fn routes(state: &AppState) -> Routes {
         .get("/api/worktasks/high-priority", worktasks::high_priority)
         .get("/api/worktasks/{id}", worktasks::get)
         .get("/api/worktasks/{id}/attempts", worktasks::attempts)
+        .get("/api/worktasks/{id}/explain", explain::explain)
         .post("/api/worktasks/{id}/cancel", worktasks::cancel)
         .merge(crate::dashboard::data_routes())
         .map(|router| {

@@ -472,7 +472,7 @@ pub async fn high_priority(
     .into_response())
 }
 
-fn parse_id(text: &str) -> Result<Uuid, ApiError> {
+pub(super) fn parse_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| {
         ApiError::bad_field(
             "invalid_id",

@@ -1,6 +1,7 @@
 // One task: what it is, every attempt (worker, start, end, outcome, error),
 // its pipeline steps with their times, parameters, result, retry reasons and
-// trace id. Refreshes while the task is still going.
+// trace id; while it waits, why it has not started. Refreshes while the task
+// is still going.
 
 import { ApiError, get, post } from "../api.js";
 import { badge, bar, h, replace, table } from "../dom.js";
@@ -8,6 +9,7 @@ import * as fmt from "../format.js";
 
 const RUNNING = new Set(["scheduled", "spawned", "executing"]);
 const ENDED = new Set(["completed", "failed", "timeout", "cancelled"]);
+const WAITING = new Set(["queued", "scheduled"]);
 
 function field(label, value) {
   return [h("dt", {}, label), h("dd", {}, value === "" || value === null || value === undefined ? "–" : value)];
@@ -15,6 +17,16 @@ function field(label, value) {
 
 function json(value) {
   return h("pre", { class: "json", tabindex: "0" }, JSON.stringify(value, null, 2));
+}
+
+/** The "Why it is waiting" panel: one line per reason, its code and sentence. */
+function why(reasons) {
+  return h("section", { class: "panel", "data-why": "" },
+    h("h2", {}, "Why it is waiting"),
+    reasons.length === 0
+      ? h("p", { class: "muted" }, "Nothing known keeps it waiting.")
+      : h("ul", {}, reasons.map((r) => h("li", { "data-code": r.code },
+          h("span", { class: "mono" }, r.code), ": ", r.message))));
 }
 
 export async function render(main, { id, current }) {
@@ -25,10 +37,13 @@ export async function render(main, { id, current }) {
     clearTimeout(timer);
     let task;
     let attempts;
+    let explanation;
     try {
-      [task, { attempts }] = await Promise.all([
+      [task, { attempts }, explanation] = await Promise.all([
         get(`/api/worktasks/${encodeURIComponent(id)}`),
         get(`/api/worktasks/${encodeURIComponent(id)}/attempts`),
+        // The page still shows the task when the reasons cannot be had.
+        get(`/api/worktasks/${encodeURIComponent(id)}/explain`).catch(() => null),
       ]);
     } catch (error) {
       if (!live()) return;
@@ -40,11 +55,11 @@ export async function render(main, { id, current }) {
       throw error;
     }
     if (!live()) return;
-    draw(task, attempts);
+    draw(task, attempts, explanation);
     if (!ENDED.has(task.status)) timer = setTimeout(() => load().catch(() => {}), 2000);
   }
 
-  function draw(task, attempts) {
+  function draw(task, attempts, explanation) {
     const traceId = fmt.traceId(task.traceparent);
     const rows = attempts.map((a) => ({ ...a, ran: fmt.between(a.started_at, a.ended_at) }));
     if (RUNNING.has(task.status) && task.worker_id) {
@@ -67,6 +82,7 @@ export async function render(main, { id, current }) {
       h("div", { class: "page-head" },
         h("h1", {}, "Task ", h("span", { class: "mono" }, task.worktask_id)),
         badge(task.status), cancel),
+      WAITING.has(task.status) && explanation ? why(explanation.reasons || []) : null,
       task.error_message ? h("div", { class: "panel error", role: "alert" }, h("h2", {}, "Error"), h("p", { class: "mono wrap" }, task.error_message)) : null,
       h("section", { class: "panel" },
         h("h2", {}, "Details"),
