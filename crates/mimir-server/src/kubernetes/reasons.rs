@@ -22,7 +22,7 @@ fn capacity(backend: &KubernetesBackend) -> Vec<Reason> {
         let mut reason = Reason::new(
             ReasonCode::ClusterUnavailable,
             format!(
-                "cluster {} gets no new Jobs: its circuit is {} after repeated failures ({})",
+                "Cluster {} gets no new Jobs: its circuit is {} after repeated failures ({})",
                 view.name,
                 view.circuit.replace('_', " "),
                 view.last_error
@@ -46,7 +46,7 @@ fn capacity(backend: &KubernetesBackend) -> Vec<Reason> {
         reasons.push(
             Reason::new(
                 ReasonCode::MaxWorkersReached,
-                format!("every usable cluster runs its maxWorkers ({each}); the task waits for a Job to end"),
+                format!("Every usable cluster runs its maxWorkers ({each}); the task waits for a Job to end"),
             )
             .with(
                 "clusters",
@@ -85,14 +85,14 @@ fn pod(backend: &KubernetesBackend, task: &WorkTask) -> Vec<Reason> {
         None if !tracked.created => vec![base(
             ReasonCode::PodPending,
             format!(
-                "its Job {job} is being created in cluster {}",
+                "Its Job {job} is being created in cluster {}",
                 cluster.name()
             ),
         )],
         None | Some(PodState::Pending) => vec![base(
             ReasonCode::PodPending,
             format!(
-                "its pod in cluster {} has not started yet ({waited} s)",
+                "Its pod in cluster {} has not started yet ({waited} s)",
                 cluster.name()
             ),
         )],
@@ -100,7 +100,7 @@ fn pod(backend: &KubernetesBackend, task: &WorkTask) -> Vec<Reason> {
             base(
                 ReasonCode::PodPending,
                 format!(
-                    "the scheduler cannot place its pod in cluster {}: {message}",
+                    "The scheduler cannot place its pod in cluster {}: {message}",
                     cluster.name()
                 ),
             )
@@ -116,7 +116,7 @@ fn pod(backend: &KubernetesBackend, task: &WorkTask) -> Vec<Reason> {
                 base(
                     if image { ReasonCode::ImagePullFailing } else { ReasonCode::PodPending },
                     format!(
-                        "its pod in cluster {} cannot start: {reason}: {message} (for {failing} s; the task fails after {grace} s)",
+                        "Its pod in cluster {} cannot start: {reason}: {message} (for {failing} s; the task fails after {grace} s)",
                         cluster.name()
                     ),
                 )

@@ -483,7 +483,7 @@ impl super::WorkerBackend for Pool {
                 mimir_core::Reason::new(
                     mimir_core::ReasonCode::MaxWorkersReached,
                     format!(
-                        "the local pool runs its most workers ({}, orchestrator.maxWorkers); the task waits for a free slot",
+                        "The local pool runs its most workers ({}, orchestrator.maxWorkers); the task waits for a free slot",
                         self.config.max
                     ),
                 )
