@@ -51,12 +51,19 @@ pub struct JobRecord {
     pub phase: JobPhase,
     /// When the stand-in created it.
     pub created_at: SystemTime,
+    /// When it finished (to the nanosecond, unlike the API's times), if it has.
+    pub finished_at: Option<SystemTime>,
     /// The whole object as a GET would answer it.
     pub job: Job,
 }
 
 impl JobRecord {
-    pub(crate) fn of(job: &Job, created_at: SystemTime, phase: JobPhase) -> Self {
+    pub(crate) fn of(
+        job: &Job,
+        created_at: SystemTime,
+        finished_at: Option<SystemTime>,
+        phase: JobPhase,
+    ) -> Self {
         let spec = job.spec.as_ref();
         let pod_spec = spec.and_then(|s| s.template.spec.as_ref());
         let container = pod_spec.and_then(|p| p.containers.first());
@@ -72,6 +79,7 @@ impl JobRecord {
             ttl_seconds_after_finished: spec.and_then(|s| s.ttl_seconds_after_finished),
             phase,
             created_at,
+            finished_at,
             job: job.clone(),
         }
     }

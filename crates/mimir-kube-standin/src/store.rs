@@ -79,6 +79,7 @@ pub(crate) enum Propagation {
 struct JobEntry {
     job: Job,
     created_at: SystemTime,
+    finished_at: Option<SystemTime>,
     pod: Option<String>,
     phase: JobPhase,
 }
@@ -228,7 +229,7 @@ impl Store {
     pub(crate) fn records(&self) -> Vec<JobRecord> {
         self.jobs
             .values()
-            .map(|e| JobRecord::of(&e.job, e.created_at, e.phase))
+            .map(|e| JobRecord::of(&e.job, e.created_at, e.finished_at, e.phase))
             .collect()
     }
 
@@ -494,6 +495,7 @@ impl Store {
             JobEntry {
                 job,
                 created_at: SystemTime::now(),
+                finished_at: None,
                 pod: Some(pod_name.clone()),
                 phase: JobPhase::Pending,
             },
@@ -845,6 +847,7 @@ impl Store {
         } else {
             JobPhase::Failed
         };
+        entry.finished_at = Some(SystemTime::now());
         self.stats.active -= 1;
         let finished = now();
         let status = entry.job.status.get_or_insert_with(Default::default);
