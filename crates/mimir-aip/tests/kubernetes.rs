@@ -15,7 +15,7 @@ use harness::pipelines::{one_step, post_task, wait_until_done};
 use harness::{Orchestrator, bin, free_port};
 use mimir_core::WorkTaskStatus;
 use mimir_kube_standin::{
-    ApiFaults, FaultRule, JobPhase, PodFault, StandIn, StandInConfig, WorkerProgram,
+    ApiFaults, ApiVerb, FaultRule, JobPhase, PodFault, StandIn, StandInConfig, WorkerProgram,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -681,6 +681,88 @@ async fn why_a_task_waits_names_the_scheduler_message_the_image_pull_and_full_cl
             "mimir_kubernetes_job_failures_total{cluster=\"primary\",reason=\"unschedulable\"} 1"
         ),
         "{failures}"
+    );
+    standin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_each_cluster_and_why_a_placed_task_waits() {
+    let standin = cluster().await;
+    standin
+        .inject(FaultRule {
+            selector: "app=mimir-worker".into(),
+            times: Some(1),
+            fault: PodFault::Unschedulable(
+                "0/3 nodes are available: 3 Insufficient memory.".into(),
+            ),
+        })
+        .expect("inject");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = orchestrator(dir.path(), (&standin, 4), None, "");
+    let pipeline = sleeper(&orchestrator, 10).await;
+    let id = submit(&orchestrator, &pipeline, json!({})).await;
+    wait_for_reason(&orchestrator, id, "pod_pending").await;
+    let browser = harness::browser::Browser::start(1280, 900).await;
+    browser
+        .client
+        .goto(&format!("{}/#/workers", orchestrator.url))
+        .await
+        .expect("open workers");
+    browser
+        .until("document.body.innerText.includes('Kubernetes clusters (1)') && document.body.innerText.includes('1 / 4')")
+        .await;
+    browser.screenshot("kubernetes-workers").await;
+    browser
+        .client
+        .goto(&format!("{}/#/task/{id}", orchestrator.url))
+        .await
+        .expect("open the task");
+    browser
+        .until(&format!("document.body.innerText.includes('Why it is waiting') && document.body.innerText.includes('Insufficient memory') && document.querySelector('[data-code=pod_pending]') !== null && document.body.innerText.includes('mimir-{id}-1 (cluster primary)')"))
+        .await;
+    browser.screenshot("kubernetes-task-waiting").await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.quit().await;
+    standin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_placed_before_a_crash_gets_its_job_under_the_same_name_after_restart() {
+    let standin = cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut orchestrator =
+        orchestrator(dir.path(), (&standin, 4), None, "    apiTimeoutMs: 60000\n");
+    let pipeline = sleeper(&orchestrator, 10).await;
+    // The next create never answers: the task is placed, its Job not made.
+    standin
+        .api_faults(ApiFaults {
+            hang: 1,
+            verb: Some(ApiVerb::Create),
+            ..ApiFaults::default()
+        })
+        .expect("hang the next create");
+    let id = submit(&orchestrator, &pipeline, json!({})).await;
+    let client = orchestrator.client();
+    wait_for("the task is placed", Duration::from_secs(30), async || {
+        client.get(id).await.expect("get").kubernetes_job_name == format!("mimir-{id}-1")
+    })
+    .await;
+    assert!(standin.jobs().is_empty(), "no Job was made");
+    orchestrator.restart();
+    let task = wait_until_done(&orchestrator.client(), id, Duration::from_secs(60)).await;
+    assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+    assert_eq!(
+        task.attempt, 1,
+        "the placed attempt ran, under its own name"
+    );
+    let jobs = standin.jobs();
+    assert_eq!(jobs.len(), 1, "one Job");
+    assert_eq!(jobs[0].name, format!("mimir-{id}-1"));
+    assert!(
+        orchestrator
+            .log()
+            .contains("creating the Job of an attempt placed before a restart")
     );
     standin.shutdown().await;
 }

@@ -97,6 +97,9 @@ export async function render(main, { id, current }) {
           field("Ended", fmt.when(task.completed_at)),
           field("Ran for", fmt.seconds(fmt.between(task.started_at, task.completed_at))),
           field("Attempt", `${task.attempt}`),
+          ...(task.kubernetes_job_name
+            ? [field("Kubernetes Job", h("span", { class: "mono" }, `${task.kubernetes_job_name} (cluster ${task.cluster_name})`))]
+            : []),
           field("Retries", `${task.retry_count} of ${task.max_retries}`),
           field("Last retry reason", task.retry_reason),
           field("Next try not before", task.not_before ? fmt.when(task.not_before) : ""),
