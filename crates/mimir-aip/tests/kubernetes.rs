@@ -13,9 +13,11 @@ mod harness;
 
 use harness::pipelines::{one_step, post_task, wait_until_done};
 use harness::{Orchestrator, bin, free_port};
+use mimir_core::WorkTask;
 use mimir_core::WorkTaskStatus;
 use mimir_kube_standin::{
-    ApiFaults, ApiVerb, FaultRule, JobPhase, PodFault, StandIn, StandInConfig, WorkerProgram,
+    ApiFaults, ApiVerb, FaultRule, JobPhase, JobRecord, PodFault, StandIn, StandInConfig,
+    WorkerProgram,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -111,6 +113,43 @@ async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut() -> 
 
 async fn metrics(orchestrator: &Orchestrator) -> String {
     harness::scrape_text(&orchestrator.url).await
+}
+
+/// Makes pods of Jobs matching `selector` meet `fault`, `times` times
+/// (every time when `None`).
+fn inject(standin: &StandIn, selector: &str, times: Option<usize>, fault: PodFault) {
+    standin
+        .inject(FaultRule {
+            selector: selector.into(),
+            times,
+            fault,
+        })
+        .expect("inject a pod fault");
+}
+
+/// Runs one 300 ms task, with two retries allowed, whose first attempt's
+/// pod meets `fault`; returns the task once it ended, its second attempt's
+/// Job, and the orchestrator's metrics then.
+async fn first_attempt_meets(fault: PodFault) -> (WorkTask, Option<JobRecord>, String) {
+    let standin = cluster().await;
+    inject(
+        &standin,
+        "app=mimir-worker,worktask-attempt=1",
+        Some(1),
+        fault,
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = orchestrator(dir.path(), (&standin, 10), None, "");
+    let pipeline = sleeper(&orchestrator, 300).await;
+    let id = submit(&orchestrator, &pipeline, json!({"max_retries": 2})).await;
+    let task = wait_until_done(&orchestrator.client(), id, Duration::from_secs(60)).await;
+    let second = standin
+        .jobs()
+        .into_iter()
+        .find(|j| j.name == format!("mimir-{id}-2"));
+    let text = metrics(&orchestrator).await;
+    standin.shutdown().await;
+    (task, second, text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,19 +260,7 @@ async fn tasks_run_as_jobs_with_their_env_resources_and_labels_and_each_complete
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_killed_attempt_is_retried_with_half_again_the_memory_and_the_task_says_why() {
-    let standin = cluster().await;
-    standin
-        .inject(FaultRule {
-            selector: "app=mimir-worker,worktask-attempt=1".into(),
-            times: Some(1),
-            fault: PodFault::OomKilled,
-        })
-        .expect("inject");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let orchestrator = orchestrator(dir.path(), (&standin, 10), None, "");
-    let pipeline = sleeper(&orchestrator, 300).await;
-    let id = submit(&orchestrator, &pipeline, json!({"max_retries": 2})).await;
-    let task = wait_until_done(&orchestrator.client(), id, Duration::from_secs(60)).await;
+    let (task, second, text) = first_attempt_meets(PodFault::OomKilled).await;
     assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
     assert_eq!(task.retry_count, 1);
     assert!(
@@ -241,69 +268,48 @@ async fn an_oom_killed_attempt_is_retried_with_half_again_the_memory_and_the_tas
         "the task says why: {:?}",
         task.retry_reason
     );
-    let second = standin
-        .jobs()
-        .into_iter()
-        .find(|j| j.name == format!("mimir-{id}-2"))
-        .expect("the second attempt's Job");
     let requests = second
+        .expect("the second attempt's Job")
         .resources
-        .expect("resources")
-        .requests
+        .and_then(|r| r.requests)
         .expect("requests");
     assert_eq!(requests["memory"].0, "1536Mi", "1Gi × 1.5");
-    let text = metrics(&orchestrator).await;
     assert!(
         text.contains(
             "mimir_kubernetes_job_failures_total{cluster=\"primary\",reason=\"oom_killed\"} 1"
         ),
         "{text}"
     );
-    standin.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_evicted_attempt_is_lost_and_retried() {
-    let standin = cluster().await;
-    standin
-        .inject(FaultRule {
-            selector: "app=mimir-worker,worktask-attempt=1".into(),
-            times: Some(1),
-            fault: PodFault::Evicted,
-        })
-        .expect("inject");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let orchestrator = orchestrator(dir.path(), (&standin, 10), None, "");
-    let pipeline = sleeper(&orchestrator, 300).await;
-    let id = submit(&orchestrator, &pipeline, json!({"max_retries": 2})).await;
-    let task = wait_until_done(&orchestrator.client(), id, Duration::from_secs(60)).await;
+    let (task, second, text) = first_attempt_meets(PodFault::Evicted).await;
     assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
     assert_eq!(task.retry_count, 1);
     assert!(
-        task.retry_reason.contains("evicted"),
+        task.retry_reason.starts_with("lost:") && task.retry_reason.contains("evicted"),
         "{:?}",
         task.retry_reason
     );
-    let text = metrics(&orchestrator).await;
+    assert!(second.is_some(), "a second Job ran it");
     assert!(
         text.contains(
             "mimir_kubernetes_job_failures_total{cluster=\"primary\",reason=\"evicted\"} 1"
         ),
         "{text}"
     );
-    standin.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_that_cannot_be_pulled_fails_its_task_after_the_grace_without_retries() {
     let standin = cluster().await;
-    standin
-        .inject(FaultRule {
-            selector: "app=mimir-worker".into(),
-            times: None,
-            fault: PodFault::ImagePullBackOff,
-        })
-        .expect("inject");
+    inject(
+        &standin,
+        "app=mimir-worker",
+        None,
+        PodFault::ImagePullBackOff,
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let orchestrator = orchestrator(
         dir.path(),
@@ -627,15 +633,12 @@ async fn why_a_task_waits_names_the_scheduler_message_the_image_pull_and_full_cl
         "    imagePullGraceMs: 600000\n",
     );
     let pipeline = sleeper(&orchestrator, 10).await;
-    standin
-        .inject(FaultRule {
-            selector: "app=mimir-worker".into(),
-            times: Some(1),
-            fault: PodFault::Unschedulable(
-                "0/3 nodes are available: 3 Insufficient memory.".into(),
-            ),
-        })
-        .expect("inject");
+    inject(
+        &standin,
+        "app=mimir-worker",
+        Some(1),
+        PodFault::Unschedulable("0/3 nodes are available: 3 Insufficient memory.".into()),
+    );
     let unschedulable = submit(&orchestrator, &pipeline, json!({})).await;
     let pending = wait_for_reason(&orchestrator, unschedulable, "pod_pending").await;
     assert_eq!(pending["cluster"], "primary");
@@ -646,13 +649,12 @@ async fn why_a_task_waits_names_the_scheduler_message_the_image_pull_and_full_cl
             .contains("Insufficient memory"),
         "{pending}"
     );
-    standin
-        .inject(FaultRule {
-            selector: "app=mimir-worker".into(),
-            times: Some(1),
-            fault: PodFault::ImagePullBackOff,
-        })
-        .expect("inject");
+    inject(
+        &standin,
+        "app=mimir-worker",
+        Some(1),
+        PodFault::ImagePullBackOff,
+    );
     let pulling = submit(&orchestrator, &pipeline, json!({})).await;
     let image = wait_for_reason(&orchestrator, pulling, "image_pull_failing").await;
     assert!(
@@ -688,15 +690,12 @@ async fn why_a_task_waits_names_the_scheduler_message_the_image_pull_and_full_cl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_each_cluster_and_why_a_placed_task_waits() {
     let standin = cluster().await;
-    standin
-        .inject(FaultRule {
-            selector: "app=mimir-worker".into(),
-            times: Some(1),
-            fault: PodFault::Unschedulable(
-                "0/3 nodes are available: 3 Insufficient memory.".into(),
-            ),
-        })
-        .expect("inject");
+    inject(
+        &standin,
+        "app=mimir-worker",
+        Some(1),
+        PodFault::Unschedulable("0/3 nodes are available: 3 Insufficient memory.".into()),
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let orchestrator = orchestrator(dir.path(), (&standin, 4), None, "");
     let pipeline = sleeper(&orchestrator, 10).await;

@@ -22,6 +22,18 @@ async fn client(standin: &StandIn) -> kube::Client {
     client_with(standin, |_| {}).await
 }
 
+/// A stand-in whose pods run `worker`, and a client of it.
+async fn running(worker: Option<WorkerProgram>) -> (StandIn, kube::Client) {
+    let standin = StandIn::start(StandInConfig {
+        worker,
+        ..StandInConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = client(&standin).await;
+    (standin, client)
+}
+
 async fn client_with(standin: &StandIn, tweak: impl FnOnce(&mut kube::Config)) -> kube::Client {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
@@ -462,13 +474,7 @@ async fn a_program_exiting_non_zero_fails_the_job_and_a_missing_secret_keeps_the
         ],
         env: Vec::new(),
     };
-    let standin = StandIn::start(StandInConfig {
-        worker: Some(worker),
-        ..StandInConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = client(&standin).await;
+    let (standin, client) = running(Some(worker)).await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
     jobs.create(&PostParams::default(), &job("exits", "1", json!([])))
         .await
@@ -523,13 +529,7 @@ async fn a_program_exiting_non_zero_fails_the_job_and_a_missing_secret_keeps_the
 
 #[tokio::test]
 async fn an_oom_kill_shows_oomkilled_exit_137_for_new_and_running_jobs() {
-    let standin = StandIn::start(StandInConfig {
-        worker: sleeper(),
-        ..StandInConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = client(&standin).await;
+    let (standin, client) = running(sleeper()).await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
 
@@ -582,13 +582,7 @@ fn assert_oom(pod: &Pod) {
 
 #[tokio::test]
 async fn an_unschedulable_pod_stays_pending_with_pod_scheduled_false() {
-    let standin = StandIn::start(StandInConfig {
-        worker: sleeper(),
-        ..StandInConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = client(&standin).await;
+    let (standin, client) = running(sleeper()).await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
     let message = "0/3 nodes are available: 3 Insufficient memory.";
     standin
@@ -625,13 +619,7 @@ async fn an_unschedulable_pod_stays_pending_with_pod_scheduled_false() {
 
 #[tokio::test]
 async fn image_pull_back_off_evictions_and_lost_nodes_look_as_the_kubelet_reports_them() {
-    let standin = StandIn::start(StandInConfig {
-        worker: sleeper(),
-        ..StandInConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = client(&standin).await;
+    let (standin, client) = running(sleeper()).await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     standin
@@ -699,13 +687,7 @@ async fn image_pull_back_off_evictions_and_lost_nodes_look_as_the_kubelet_report
 
 #[tokio::test]
 async fn active_deadline_fails_the_job_and_ttl_deletes_finished_jobs() {
-    let standin = StandIn::start(StandInConfig {
-        worker: sleeper(),
-        ..StandInConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = client(&standin).await;
+    let (standin, client) = running(sleeper()).await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
     let mut deadline = job("deadline", "d", json!([]));
     deadline.spec.as_mut().unwrap().active_deadline_seconds = Some(1);
@@ -806,13 +788,7 @@ async fn an_unreachable_api_refuses_connections_until_it_is_back_on_the_same_por
 
 #[tokio::test]
 async fn deleting_jobs_follows_the_propagation_policy_and_a_deleted_pod_fails_its_job() {
-    let standin = StandIn::start(StandInConfig {
-        worker: sleeper(),
-        ..StandInConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = client(&standin).await;
+    let (standin, client) = running(sleeper()).await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     jobs.create(&PostParams::default(), &job("orphan", "o", json!([])))
