@@ -176,6 +176,14 @@ async fn tasks_run_as_jobs_with_their_env_resources_and_labels_and_each_complete
         assert_eq!(task.cluster_name, "primary");
         assert_eq!(task.worker_id, task.kubernetes_job_name);
     }
+    // A worker exits just after it reports.
+    wait_for("every Job succeeds", Duration::from_secs(30), async || {
+        standin
+            .jobs()
+            .iter()
+            .all(|j| j.phase == JobPhase::Succeeded)
+    })
+    .await;
     let jobs = standin.jobs();
     assert_eq!(jobs.len(), ids.len(), "one Job per task");
     for id in &ids {
@@ -447,11 +455,16 @@ async fn an_unreachable_cluster_is_skipped_while_its_circuit_is_open_and_used_ag
         .cloned()
         .expect("primary");
     assert_eq!(primary_view["up"], false, "{primary_view}");
-    assert!(
-        metrics(&orchestrator)
-            .await
-            .contains("mimir_cluster_up{cluster=\"primary\"} 0")
-    );
+    wait_for(
+        "the primary shows down",
+        Duration::from_secs(10),
+        async || {
+            metrics(&orchestrator)
+                .await
+                .contains("mimir_cluster_up{cluster=\"primary\"} 0")
+        },
+    )
+    .await;
     primary
         .api_faults(ApiFaults {
             unreachable: false,
@@ -470,11 +483,16 @@ async fn an_unreachable_cluster_is_skipped_while_its_circuit_is_open_and_used_ag
         },
     )
     .await;
-    assert!(
-        metrics(&orchestrator)
-            .await
-            .contains("mimir_cluster_up{cluster=\"primary\"} 1")
-    );
+    wait_for(
+        "the primary shows up again",
+        Duration::from_secs(10),
+        async || {
+            metrics(&orchestrator)
+                .await
+                .contains("mimir_cluster_up{cluster=\"primary\"} 1")
+        },
+    )
+    .await;
     primary.shutdown().await;
     site_b.shutdown().await;
 }
@@ -519,6 +537,48 @@ async fn after_a_kill_9_the_orchestrator_adopts_running_jobs_and_each_task_compl
         async || standin.jobs().is_empty(),
     )
     .await;
+    standin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_failed_while_the_orchestrator_was_down_is_a_lost_attempt_after_restart() {
+    let standin = cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut orchestrator = orchestrator(dir.path(), (&standin, 10), None, "");
+    let pipeline = sleeper(&orchestrator, 3000).await;
+    let id = submit(&orchestrator, &pipeline, json!({"max_retries": 2})).await;
+    let first = format!("mimir-{id}-1");
+    wait_for("the first Job runs", Duration::from_secs(30), async || {
+        standin
+            .jobs()
+            .iter()
+            .any(|j| j.name == first && j.phase == JobPhase::Running)
+    })
+    .await;
+    orchestrator.kill9();
+    inject(
+        &standin,
+        &format!("worktask-id={id}"),
+        Some(1),
+        PodFault::OomKilled,
+    );
+    wait_for("the Job fails", Duration::from_secs(30), async || {
+        standin
+            .jobs()
+            .iter()
+            .any(|j| j.name == first && j.phase == JobPhase::Failed)
+    })
+    .await;
+    orchestrator.restart();
+    let task = wait_until_done(&orchestrator.client(), id, Duration::from_secs(60)).await;
+    assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+    assert_eq!(task.retry_count, 1, "{task:?}");
+    assert!(
+        task.retry_reason
+            .contains("ended while the orchestrator was away"),
+        "{:?}",
+        task.retry_reason
+    );
     standin.shutdown().await;
 }
 

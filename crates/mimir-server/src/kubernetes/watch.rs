@@ -280,7 +280,8 @@ impl KubernetesBackend {
     }
 
     /// A Job found at start: adopt it when its task's attempt still runs
-    /// under it, else delete it.
+    /// under it; end that attempt when the Job ended meanwhile; else delete
+    /// it.
     async fn adopt_or_delete(&self, cluster: &Cluster, store: &Arc<dyn Store>, job: &Job) {
         let Some(name) = job.metadata.name.clone() else {
             return;
@@ -302,7 +303,30 @@ impl KubernetesBackend {
         let runs_here = task
             .as_ref()
             .is_some_and(|t| t.status.is_running() && t.attempt == attempt && t.worker_id == name);
-        if runs_here {
+        let ended = job
+            .status
+            .as_ref()
+            .is_some_and(|s| s.succeeded.unwrap_or(0) > 0 || s.failed.unwrap_or(0) > 0);
+        if runs_here && ended {
+            // Its pod ended while no one watched, and its worker did not
+            // report: no pod event will come to say so.
+            cluster.count_failure("failed");
+            let message = format!(
+                "lost: the worker Job {name} in cluster {} ended while the orchestrator was away, without reporting its task; retried",
+                cluster.name()
+            );
+            end_attempt(
+                store.as_ref(),
+                id,
+                attempt,
+                &name,
+                AttemptOutcome::Failed,
+                message,
+                ErrorClass::Transient,
+            )
+            .await;
+            self.delete_job(cluster, &name).await;
+        } else if runs_here {
             tracing::info!(cluster = cluster.name(), job = %name, worktask_id = %id, attempt, "adopted a running Job");
             cluster.state.lock().jobs.insert(
                 name,
