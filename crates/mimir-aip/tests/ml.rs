@@ -461,7 +461,20 @@ async fn a_cancelled_training_stops_and_leaves_no_version() {
     client.cancel(task_id).await.expect("cancel");
     let task = wait_until_done(&client, task_id, Duration::from_secs(30)).await;
     assert_eq!(task.status, WorkTaskStatus::Cancelled);
-    let model = model_of(&client, &id).await;
+    // The model leaves `training` once the orchestrator has handled the
+    // task's end, just after the task's status changed.
+    let started = Instant::now();
+    let model = loop {
+        let model = model_of(&client, &id).await;
+        if model["status"] != "training" {
+            break model;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still training: {model}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(model["versions"], json!([]), "{model}");
-    assert_ne!(model["status"], "training", "{model}");
+    assert_eq!(model["status"], "failed", "{model}");
 }
