@@ -35,6 +35,9 @@ const PROGRESS_AFTER: Duration = Duration::from_millis(250);
 
 /// How long a fetched definition is reused.
 const DEFINITION_TTL: Duration = Duration::from_secs(2);
+/// How long a definition fetch waits for an unreachable orchestrator
+/// before the attempt fails (and is retried).
+const DEFINITION_FETCH_PATIENCE: Duration = Duration::from_secs(30);
 
 /// A pipeline's steps and their default timeout, as fetched.
 #[derive(Debug)]
@@ -90,21 +93,32 @@ impl PipelineExecutor {
             return Ok(definition.clone());
         }
         let path = format!("/api/pipelines/{pipeline_id}");
-        let pipeline: Pipeline = self
-            .client
-            .call(Method::GET, &path, None)
-            .await
-            .map_err(|e| {
-                // A pipeline that is gone stays gone; an unreachable
-                // orchestrator may answer next time.
-                let class = match &e {
-                    mimir_client::ClientError::Api { status, .. } if *status == 404 => {
-                        ErrorClass::Permanent
-                    }
-                    _ => ErrorClass::Transient,
-                };
-                (format!("cannot load pipeline {pipeline_id}: {e}"), class)
-            })?;
+        // An orchestrator restarting (or a replica failing over) answers
+        // again within moments: wait for it rather than spend an attempt.
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        let fetched = loop {
+            match self.client.call(Method::GET, &path, None).await {
+                Err(mimir_client::ClientError::Transport { .. })
+                    if started.elapsed() + pause < DEFINITION_FETCH_PATIENCE =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                answer => break answer,
+            }
+        };
+        let pipeline: Pipeline = fetched.map_err(|e| {
+            // A pipeline that is gone stays gone; an unreachable
+            // orchestrator may answer next time.
+            let class = match &e {
+                mimir_client::ClientError::Api { status, .. } if *status == 404 => {
+                    ErrorClass::Permanent
+                }
+                _ => ErrorClass::Transient,
+            };
+            (format!("cannot load pipeline {pipeline_id}: {e}"), class)
+        })?;
         let mut steps = Vec::with_capacity(pipeline.steps.len());
         for (i, step) in pipeline.steps.into_iter().enumerate() {
             steps.push(serde_json::from_value(step).map_err(|e| {
