@@ -225,3 +225,28 @@ fn the_environment_overrides_the_file_and_flags_override_both() {
     child.kill().expect("kill");
     child.wait().expect("wait");
 }
+
+#[test]
+fn a_second_orchestrator_on_one_data_directory_stops_at_once_naming_the_first() {
+    let first = Orchestrator::start(&["--max-workers", "0"]);
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(harness::bin())
+        .args(["serve", "--max-workers", "0", "--listen"])
+        .arg(format!("127.0.0.1:{}", harness::free_port()))
+        .arg("--data-dir")
+        .arg(first.data_dir())
+        .output()
+        .expect("run a second serve");
+    assert!(!output.status.success(), "a second orchestrator started");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "it did not stop at once"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("already serves this data directory"),
+        "{stderr}"
+    );
+    // The first still listens.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", first.port)).is_ok());
+}

@@ -6,6 +6,7 @@
 mod attempts;
 mod backup;
 mod catalog;
+mod dir_lock;
 mod models;
 mod row;
 mod schema;
@@ -79,6 +80,8 @@ impl Default for SqliteOptions {
 
 /// The SQLite-backed [`Store`].
 pub struct SqliteStore {
+    /// Held while the store is open: one store per data directory.
+    _dir_lock: dir_lock::DirLock,
     path: PathBuf,
     commands: mpsc::Sender<Command>,
     readers: r2d2::Pool<SqliteConnectionManager>,
@@ -97,6 +100,7 @@ impl SqliteStore {
             reason,
         };
         std::fs::create_dir_all(data_dir).map_err(|e| open_error(data_dir, e.to_string()))?;
+        let dir_lock = dir_lock::DirLock::take(data_dir)?;
         let path = data_dir.join(DB_FILE_NAME);
         let mut conn = Connection::open(&path).map_err(|e| open_error(&path, e.to_string()))?;
         schema::prepare_writer(&conn, options.durable)
@@ -143,6 +147,7 @@ impl SqliteStore {
             .spawn(move || writer.run(receiver))
             .map_err(|e| open_error(&path, format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
+            _dir_lock: dir_lock,
             path,
             commands,
             readers,
