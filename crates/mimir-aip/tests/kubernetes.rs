@@ -111,6 +111,21 @@ async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut() -> 
     }
 }
 
+/// Waits until the Job `name` is in `phase`.
+async fn job_reaches(standin: &StandIn, name: &str, phase: JobPhase) {
+    wait_for(
+        &format!("Job {name} {phase:?}"),
+        Duration::from_secs(30),
+        async || {
+            standin
+                .jobs()
+                .iter()
+                .any(|j| j.name == name && j.phase == phase)
+        },
+    )
+    .await;
+}
+
 async fn metrics(orchestrator: &Orchestrator) -> String {
     harness::scrape_text(&orchestrator.url).await
 }
@@ -548,13 +563,7 @@ async fn a_job_that_failed_while_the_orchestrator_was_down_is_a_lost_attempt_aft
     let pipeline = sleeper(&orchestrator, 3000).await;
     let id = submit(&orchestrator, &pipeline, json!({"max_retries": 2})).await;
     let first = format!("mimir-{id}-1");
-    wait_for("the first Job runs", Duration::from_secs(30), async || {
-        standin
-            .jobs()
-            .iter()
-            .any(|j| j.name == first && j.phase == JobPhase::Running)
-    })
-    .await;
+    job_reaches(&standin, &first, JobPhase::Running).await;
     orchestrator.kill9();
     inject(
         &standin,
@@ -562,13 +571,7 @@ async fn a_job_that_failed_while_the_orchestrator_was_down_is_a_lost_attempt_aft
         Some(1),
         PodFault::OomKilled,
     );
-    wait_for("the Job fails", Duration::from_secs(30), async || {
-        standin
-            .jobs()
-            .iter()
-            .any(|j| j.name == first && j.phase == JobPhase::Failed)
-    })
-    .await;
+    job_reaches(&standin, &first, JobPhase::Failed).await;
     orchestrator.restart();
     let task = wait_until_done(&orchestrator.client(), id, Duration::from_secs(60)).await;
     assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
@@ -590,13 +593,7 @@ async fn a_job_deleted_by_someone_while_it_runs_is_a_lost_attempt_and_retried() 
     let pipeline = sleeper(&orchestrator, 3000).await;
     let id = submit(&orchestrator, &pipeline, json!({"max_retries": 2})).await;
     let first = format!("mimir-{id}-1");
-    wait_for("the first Job runs", Duration::from_secs(30), async || {
-        standin
-            .jobs()
-            .iter()
-            .any(|j| j.name == first && j.phase == JobPhase::Running)
-    })
-    .await;
+    job_reaches(&standin, &first, JobPhase::Running).await;
     assert!(standin.delete_job("jobs", &first), "deleted");
     let task = wait_until_done(&orchestrator.client(), id, Duration::from_secs(60)).await;
     assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");

@@ -34,6 +34,22 @@ pub struct Tracked {
     pub gone_since: Option<Instant>,
 }
 
+impl Tracked {
+    /// Attempt `attempt` of task `id`, tracked from now; `created` once the
+    /// API has confirmed its Job.
+    pub fn new(id: Uuid, attempt: u32, created: bool) -> Tracked {
+        Tracked {
+            id,
+            attempt,
+            created,
+            since: Instant::now(),
+            pod: None,
+            start_failing_since: None,
+            gone_since: None,
+        }
+    }
+}
+
 /// What a cluster knows, behind one lock.
 #[derive(Debug)]
 pub struct ClusterState {

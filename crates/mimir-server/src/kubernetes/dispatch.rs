@@ -109,15 +109,7 @@ impl KubernetesBackend {
                 state.circuit.sent(now);
                 state.jobs.insert(
                     name.clone(),
-                    Tracked {
-                        id: task.worktask_id,
-                        attempt: task.attempt,
-                        created: false,
-                        since: now,
-                        pod: None,
-                        start_failing_since: None,
-                        gone_since: None,
-                    },
+                    Tracked::new(task.worktask_id, task.attempt, false),
                 );
             }
             placements.push(Placement {
@@ -330,27 +322,42 @@ impl KubernetesBackend {
                 if cluster.state.lock().jobs.remove(&name).is_none() {
                     continue;
                 }
-                cluster.count_failure("node_lost");
                 let message = format!(
                     "lost: the worker pod in cluster {} went away before its task ended (its node was lost, or someone deleted it); retried",
                     cluster.name()
                 );
-                end_attempt(
-                    store.as_ref(),
-                    id,
-                    attempt,
-                    &name,
-                    AttemptOutcome::Failed,
-                    message,
-                    ErrorClass::Transient,
-                )
-                .await;
-                self.delete_job(cluster, &name).await;
+                self.lose_attempt(cluster, store, &name, (id, attempt), "node_lost", message)
+                    .await;
                 self.room_freed.notify_one();
             }
             cluster.publish(now);
         }
         self.decide(store.queue_length());
+    }
+
+    /// Ends an attempt whose worker is gone without a result as lost (it is
+    /// retried), counts why, and deletes its Job if it still exists.
+    pub(super) async fn lose_attempt(
+        &self,
+        cluster: &Cluster,
+        store: &Arc<dyn Store>,
+        job: &str,
+        (id, attempt): (Uuid, u32),
+        reason: &'static str,
+        message: String,
+    ) {
+        cluster.count_failure(reason);
+        end_attempt(
+            store.as_ref(),
+            id,
+            attempt,
+            job,
+            AttemptOutcome::Failed,
+            message,
+            ErrorClass::Transient,
+        )
+        .await;
+        self.delete_job(cluster, job).await;
     }
 
     /// Deletes a Job and its pods; one already gone is fine.

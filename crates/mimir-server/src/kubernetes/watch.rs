@@ -262,19 +262,17 @@ impl KubernetesBackend {
         name: &str,
         tracked: &Tracked,
     ) {
-        cluster.count_failure("deleted");
         let message = format!(
             "lost: the worker Job {name} was deleted in cluster {} before its task ended; retried",
             cluster.name()
         );
-        end_attempt(
-            store.as_ref(),
-            tracked.id,
-            tracked.attempt,
+        self.lose_attempt(
+            cluster,
+            store,
             name,
-            AttemptOutcome::Failed,
+            (tracked.id, tracked.attempt),
+            "deleted",
             message,
-            ErrorClass::Transient,
         )
         .await;
     }
@@ -310,36 +308,19 @@ impl KubernetesBackend {
         if runs_here && ended {
             // Its pod ended while no one watched, and its worker did not
             // report: no pod event will come to say so.
-            cluster.count_failure("failed");
             let message = format!(
                 "lost: the worker Job {name} in cluster {} ended while the orchestrator was away, without reporting its task; retried",
                 cluster.name()
             );
-            end_attempt(
-                store.as_ref(),
-                id,
-                attempt,
-                &name,
-                AttemptOutcome::Failed,
-                message,
-                ErrorClass::Transient,
-            )
-            .await;
-            self.delete_job(cluster, &name).await;
+            self.lose_attempt(cluster, store, &name, (id, attempt), "failed", message)
+                .await;
         } else if runs_here {
             tracing::info!(cluster = cluster.name(), job = %name, worktask_id = %id, attempt, "adopted a running Job");
-            cluster.state.lock().jobs.insert(
-                name,
-                Tracked {
-                    id,
-                    attempt,
-                    created: true,
-                    since: Instant::now(),
-                    pod: None,
-                    start_failing_since: None,
-                    gone_since: None,
-                },
-            );
+            cluster
+                .state
+                .lock()
+                .jobs
+                .insert(name, Tracked::new(id, attempt, true));
         } else {
             tracing::info!(cluster = cluster.name(), job = %name, worktask_id = %id, attempt, "deleting the Job of an attempt that has ended");
             self.delete_job(cluster, &name).await;
@@ -427,15 +408,7 @@ impl KubernetesBackend {
                 }
                 cluster.state.lock().jobs.insert(
                     task.kubernetes_job_name.clone(),
-                    Tracked {
-                        id: task.worktask_id,
-                        attempt: task.attempt,
-                        created: false,
-                        since: Instant::now(),
-                        pod: None,
-                        start_failing_since: None,
-                        gone_since: None,
-                    },
+                    Tracked::new(task.worktask_id, task.attempt, false),
                 );
                 tracing::info!(cluster = cluster.name(), job = %task.kubernetes_job_name, worktask_id = %task.worktask_id, "creating the Job of an attempt placed before a restart");
                 self.create_job(store, cluster, task).await;
