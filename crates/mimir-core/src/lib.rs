@@ -11,6 +11,7 @@ pub mod error_class;
 pub mod event;
 pub mod explain;
 pub mod label;
+pub mod lifecycle;
 pub mod ml_model;
 pub mod per_type;
 pub mod pipeline;

@@ -7,6 +7,7 @@ pub mod api;
 pub mod config;
 pub mod dashboard;
 pub mod kubernetes;
+pub mod leadership;
 pub mod listener;
 pub mod ml;
 pub mod progress;

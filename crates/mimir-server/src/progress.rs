@@ -59,11 +59,27 @@ impl Progress {
         self.steps.lock().remove(&id);
     }
 
-    /// Forgets every attempt whose lease `held` says is no longer held.
-    pub fn retain_held(&self, held: impl Fn(&str, Uuid, u32) -> bool) {
+    /// The attempts with progress kept: (worker, task, attempt).
+    pub fn attempts(&self) -> Vec<(String, Uuid, u32)> {
         self.steps
             .lock()
-            .retain(|id, e| held(&e.worker_id, *id, e.attempt));
+            .iter()
+            .map(|(id, e)| (e.worker_id.clone(), *id, e.attempt))
+            .collect()
+    }
+
+    /// Forgets these attempts (their leases are no longer held); a task's
+    /// progress from a newer attempt since is kept.
+    pub fn forget_attempts(&self, ended: &[(String, Uuid, u32)]) {
+        let mut steps = self.steps.lock();
+        for (worker_id, id, attempt) in ended {
+            if steps
+                .get(id)
+                .is_some_and(|e| e.worker_id == *worker_id && e.attempt == *attempt)
+            {
+                steps.remove(id);
+            }
+        }
     }
 
     /// Attempts with progress kept.

@@ -1,6 +1,7 @@
 //! Running the orchestrator: open the store, bind, serve until asked to stop.
 
 use crate::config::{Config, ConfigError};
+use crate::leadership::Leadership;
 use crate::telemetry::{MeteredStore, ScrapeAuth, TaskEventRecorder, WorkerCollector};
 use crate::workers::Registry;
 use crate::workers::WorkerBackend;
@@ -187,6 +188,14 @@ pub async fn run(
         )),
         None => local.map(|pool| pool as Arc<dyn WorkerBackend>),
     };
+    let leadership = Leadership::new(
+        format!(
+            "{}-{}",
+            mimir_telemetry::hostname(),
+            uuid::Uuid::now_v7().simple()
+        ),
+        crate::leadership::DEFAULT_LEADER_TTL,
+    );
     let state = AppState {
         store: store.clone(),
         max_body_bytes: config.api.max_body_bytes,
@@ -222,7 +231,9 @@ pub async fn run(
         )),
         artifacts: Arc::new(crate::ml::ArtifactStore::new(&config.data_dir)),
         max_artifact_bytes: config.ml.max_artifact_bytes,
+        leadership: leadership.clone(),
     };
+    let campaign = tokio::spawn(leadership.clone().run(store.clone()));
     let ml_task_ends = tokio::spawn(crate::ml::task_ends::run(
         store.clone(),
         metrics.clone(),
@@ -233,9 +244,9 @@ pub async fn run(
     let sampler = tokio::spawn(crate::dashboard::sampler::run(state.clone()));
     let storage_health = tokio::spawn(crate::telemetry::storage_up::run(state.clone()));
     let streams = state.shutdown.clone();
-    let backend_task = backend
-        .clone()
-        .map(|backend| tokio::spawn(backend.run(store.clone(), workers.clone())));
+    let backend_task = backend.clone().map(|backend| {
+        tokio::spawn(backend.run(store.clone(), workers.clone(), leadership.clone()))
+    });
     tracing::info!(%addr, scheme, data_dir = %config.data_dir.display(), max_workers = o.max_workers, max_connections = valid.limits.connection_cap(), "orchestrator listening");
     on_listening(addr);
 
@@ -257,6 +268,8 @@ pub async fn run(
     };
     mimir_http::serve(listener, api::app(state), valid.limits, tls, graceful).await?;
     reaper.abort();
+    campaign.abort();
+    leadership.resign(store.as_ref()).await;
     rates.abort();
     sampler.abort();
     storage_health.abort();
@@ -288,17 +301,30 @@ async fn reap(state: AppState, forget_after: Duration) {
 /// `forget_after` (counted as failed).
 pub async fn reap_once(state: &AppState, forget_after: Duration) {
     let store = &state.store;
-    if let Err(error) = store.expire_leases(chrono::Utc::now()).await {
+    if !state.leadership.leads() {
+        state.leadership.campaign_once(store.as_ref()).await;
+    }
+    // Only the leader ends expired leases: once, whichever replica it is.
+    if let Some(term) = state.leadership.term()
+        && let Err(error) = store.expire_leases(chrono::Utc::now(), term).await
+    {
         tracing::error!(%error, "cannot expire leases");
     }
     // Progress of attempts that ended or lost their lease goes with them.
     if !state.progress.is_empty() {
-        state
-            .progress
-            .retain_held(|worker_id, id, attempt| store.holds(worker_id, id, attempt));
+        let mut gone = Vec::new();
+        for (worker_id, id, attempt) in state.progress.attempts() {
+            // A store that cannot answer keeps the progress for now.
+            if matches!(store.holds(&worker_id, id, attempt).await, Ok(false)) {
+                gone.push((worker_id, id, attempt));
+            }
+        }
+        state.progress.forget_attempts(&gone);
     }
     for (worker_id, lifetime) in state.workers.remove_silent(forget_after) {
-        store.forfeit(&worker_id);
+        if let Err(error) = store.forfeit(&worker_id).await {
+            tracing::warn!(%error, worker_id = %worker_id, "cannot forfeit a silent worker's leases: they expire instead");
+        }
         state.metrics.workers_failed.inc();
         state
             .metrics

@@ -56,6 +56,8 @@ pub struct AppState {
     pub artifacts: Arc<crate::ml::ArtifactStore>,
     /// Largest model artifact accepted, in bytes (`ml.maxArtifactBytes`).
     pub max_artifact_bytes: usize,
+    /// Whether this process does the duties that must run once.
+    pub leadership: Arc<crate::leadership::Leadership>,
 }
 
 impl AppState {
@@ -95,6 +97,10 @@ impl AppState {
                 &std::env::temp_dir().join("mimir-aip-data"),
             )),
             max_artifact_bytes: crate::ml::DEFAULT_MAX_ARTIFACT_BYTES,
+            leadership: crate::leadership::Leadership::new(
+                "orchestrator".into(),
+                crate::leadership::DEFAULT_LEADER_TTL,
+            ),
         }
     }
 }

@@ -368,7 +368,10 @@ async fn a_full_local_pool_says_max_workers_reached() {
     })
     .await;
     let store: Arc<dyn Store> = api.state.store.clone();
-    let scaling = tokio::spawn(pool.run(store, Arc::new(Registry::default())));
+    // The only orchestrator on its store: it leads, so its pool scales.
+    let leadership = api.state.leadership.clone();
+    leadership.campaign_once(store.as_ref()).await;
+    let scaling = tokio::spawn(pool.run(store, Arc::new(Registry::default()), leadership));
     let id = api.submit("pipeline_execution", 1).await;
 
     // The pool sees the queue on its next poll.

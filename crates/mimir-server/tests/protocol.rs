@@ -176,6 +176,8 @@ fn queued(api: &Api) -> u64 {
     api.state
         .store
         .counts()
+        .await
+        .expect("counts")
         .by_status()
         .get(&mimir_core::WorkTaskStatus::Queued)
         .copied()
@@ -286,6 +288,8 @@ async fn a_result_from_anyone_but_the_lease_holder_is_refused_and_changes_nothin
         api.state
             .store
             .holds("real", id.parse().expect("uuid"), attempt as u32)
+            .await
+            .expect("holds")
     );
 
     // The real worker's result is then accepted.
@@ -1054,10 +1058,15 @@ async fn a_worker_leases_heartbeats_reports_progress_and_results() {
         api.state
             .store
             .holds("w", id.parse().expect("uuid"), attempt)
+            .await
+            .expect("holds")
     );
     assert_eq!(queued(&api), 0);
     // Leased, not started: it still counts as waiting.
-    assert_eq!(api.state.store.queue_length(), 1);
+    assert_eq!(
+        api.state.store.queue_length().await.expect("queue length"),
+        1
+    );
 
     // Nothing else waits: an empty lease, not an error.
     let (status, empty) = api
@@ -1117,6 +1126,8 @@ async fn a_worker_leases_heartbeats_reports_progress_and_results() {
         !api.state
             .store
             .holds("w", id.parse().expect("uuid"), attempt)
+            .await
+            .expect("holds")
     );
 
     // The same result again: the attempt is over, so it is refused and the
@@ -1200,8 +1211,17 @@ async fn release_gives_back_only_unstarted_tasks_the_worker_holds() {
     let task = api.task(&first).await;
     assert_eq!(task["status"], "queued", "{task}");
     assert_eq!(task["worker_id"], "");
-    assert_eq!(api.state.store.queue_length(), 1);
-    assert!(!api.state.store.holds("w", first.parse().expect("uuid"), 1));
+    assert_eq!(
+        api.state.store.queue_length().await.expect("queue length"),
+        1
+    );
+    assert!(
+        !api.state
+            .store
+            .holds("w", first.parse().expect("uuid"), 1)
+            .await
+            .expect("holds")
+    );
     assert_eq!(api.attempts(&first).await, json!([]), "no attempt was used");
     assert_eq!(api.task(&second).await["status"], "executing");
 
@@ -1294,6 +1314,8 @@ async fn a_result_for_a_stale_attempt_is_refused_409_and_stores_nothing() {
         api.state
             .store
             .holds("w", id.parse().expect("uuid"), second as u32)
+            .await
+            .expect("holds")
     );
 }
 
@@ -1355,6 +1377,8 @@ async fn an_unknown_worker_gets_404_on_every_worker_route_and_stores_nothing() {
         api.state
             .store
             .holds("w", held.parse().expect("uuid"), attempt as u32)
+            .await
+            .expect("holds")
     );
     assert_eq!(api.task(&held).await["status"], "scheduled", "not started");
 }

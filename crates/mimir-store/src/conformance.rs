@@ -26,6 +26,15 @@ pub const TEST_RETRY: RetryPolicy = RetryPolicy {
 /// Lease lifetime the checks expect.
 pub const TEST_LEASE_TTL: std::time::Duration = std::time::Duration::from_millis(300);
 
+/// The term of a leader taken for the check (leader-only writes carry one).
+async fn term(store: &dyn Store) -> crate::Term {
+    store
+        .lead("conformance", std::time::Duration::from_secs(30))
+        .await
+        .expect("lead")
+        .expect("the only candidate leads")
+}
+
 fn lease_request(worker: &str, max: usize) -> LeaseRequest {
     LeaseRequest {
         worker_id: worker.into(),
@@ -87,8 +96,8 @@ async fn submit_then_get(store: &dyn Store) {
         assert_eq!(&got, task);
     }
     assert_eq!(store.get(Uuid::now_v7()).await.expect("get"), None);
-    assert_eq!(store.queue_length(), 2);
-    let counts = store.counts();
+    assert_eq!(store.queue_length().await.expect("queue length"), 2);
+    let counts = store.counts().await.expect("counts");
     assert_eq!(
         counts.get(WorkTaskType::MlTraining, WorkTaskStatus::Queued),
         1
@@ -295,7 +304,7 @@ async fn cancel_queued(store: &dyn Store) {
         cancelled.completed_at.map(|t| t.timestamp_micros()),
         Some(at.timestamp_micros())
     );
-    assert_eq!(store.queue_length(), 1);
+    assert_eq!(store.queue_length().await.expect("queue length"), 1);
     let again = store.cancel(drop.worktask_id, at).await;
     assert!(
         matches!(again, Err(StoreError::Transition { .. })),
@@ -306,8 +315,12 @@ async fn cancel_queued(store: &dyn Store) {
         matches!(missing, Err(StoreError::NotFound(_))),
         "{missing:?}"
     );
-    assert_eq!(store.queue_length(), 1, "a refused cancel changes nothing");
-    let counts = store.counts();
+    assert_eq!(
+        store.queue_length().await.expect("queue length"),
+        1,
+        "a refused cancel changes nothing"
+    );
+    let counts = store.counts().await.expect("counts");
     assert_eq!(
         counts.get(WorkTaskType::MlTraining, WorkTaskStatus::Cancelled),
         1
@@ -337,7 +350,7 @@ async fn concurrent_submits_all_land(store: Arc<dyn Store>) {
     for handle in handles {
         all.extend(handle.await.expect("writer task"));
     }
-    assert_eq!(store.queue_length(), 800);
+    assert_eq!(store.queue_length().await.expect("queue length"), 800);
     for id in all {
         assert!(store.get(id).await.expect("get").is_some());
     }
@@ -366,12 +379,16 @@ async fn lease_and_complete(store: &dyn Store) {
         (high.worktask_id, WorkTaskStatus::Scheduled, 1, "w1")
     );
     // Leased but not started still waits.
-    assert_eq!(store.queue_length(), 2);
+    assert_eq!(store.queue_length().await.expect("queue length"), 2);
     store
         .start("w1", vec![(high.worktask_id, 1)], Utc::now())
         .await
         .expect("start");
-    assert_eq!(store.queue_length(), 1, "started: no longer waiting");
+    assert_eq!(
+        store.queue_length().await.expect("queue length"),
+        1,
+        "started: no longer waiting"
+    );
     let running = store
         .get(high.worktask_id)
         .await
@@ -380,9 +397,9 @@ async fn lease_and_complete(store: &dyn Store) {
     assert_eq!(running.status, WorkTaskStatus::Executing);
     assert!(running.started_at.is_some());
 
-    assert!(store.holds("w1", high.worktask_id, 1));
-    assert!(!store.holds("w2", high.worktask_id, 1));
-    assert!(!store.holds("w1", high.worktask_id, 2));
+    assert!(store.holds("w1", high.worktask_id, 1).await.expect("holds"));
+    assert!(!store.holds("w2", high.worktask_id, 1).await.expect("holds"));
+    assert!(!store.holds("w1", high.worktask_id, 2).await.expect("holds"));
     let stale = store
         .finish(
             high.worktask_id,
@@ -450,11 +467,13 @@ async fn lease_and_complete(store: &dyn Store) {
     assert_eq!(
         store
             .counts()
+            .await
+            .expect("counts")
             .get(WorkTaskType::MlInference, WorkTaskStatus::Completed),
         1
     );
-    assert!(store.leases_by_worker().is_empty());
-    assert!(!store.holds("w1", high.worktask_id, 1));
+    assert!(store.leases_by_worker().await.expect("leases").is_empty());
+    assert!(!store.holds("w1", high.worktask_id, 1).await.expect("holds"));
 }
 
 /// A failed attempt goes back to the queue after its backoff, then fails for
@@ -478,7 +497,7 @@ async fn failures_retry_then_fail(store: &dyn Store) {
     assert_eq!(retried.retry_count, 1);
     assert_eq!(retried.retry_reason, "step x broke");
     assert!(retried.not_before.is_some());
-    assert_eq!(store.queue_length(), 1);
+    assert_eq!(store.queue_length().await.expect("queue length"), 1);
     assert!(
         store
             .lease(lease_request("w", 10))
@@ -489,7 +508,11 @@ async fn failures_retry_then_fail(store: &dyn Store) {
     );
     // The lease names its time: just before the backoff ends nothing is
     // eligible, at its end the task is.
-    let eligible = store.next_eligible_at().expect("a task in backoff");
+    let eligible = store
+        .next_eligible_at()
+        .await
+        .expect("next eligible")
+        .expect("a task in backoff");
     assert_eq!(Some(eligible), retried.not_before);
     let early = LeaseRequest {
         at: eligible - Duration::milliseconds(1),
@@ -519,7 +542,7 @@ async fn failures_retry_then_fail(store: &dyn Store) {
         ),
         (WorkTaskStatus::Failed, 1, "broke again")
     );
-    assert_eq!(store.queue_length(), 0);
+    assert_eq!(store.queue_length().await.expect("queue length"), 0);
     let attempts = store
         .attempts(t.worktask_id)
         .await
@@ -571,7 +594,7 @@ async fn permanent_failures_are_not_retried(store: &dyn Store) {
         (failed.status, failed.retry_count),
         (WorkTaskStatus::Failed, 0)
     );
-    assert_eq!(store.queue_length(), 0);
+    assert_eq!(store.queue_length().await.expect("queue length"), 0);
     let attempts = store
         .attempts(t.worktask_id)
         .await
@@ -592,10 +615,19 @@ async fn expired_leases_retry(store: &dyn Store) {
     store.lease(lease_request("alive", 1)).await.expect("lease");
     for _ in 0..4 {
         tokio::time::sleep(TEST_LEASE_TTL / 3).await;
-        let renewal = store.renew("alive", &[(keep.worktask_id, 1)]);
+        let renewal = store
+            .renew("alive", &[(keep.worktask_id, 1)])
+            .await
+            .expect("renew");
         assert!(renewal.lost.is_empty());
     }
-    assert_eq!(store.expire_leases(Utc::now()).await.expect("expire"), 1);
+    assert_eq!(
+        store
+            .expire_leases(Utc::now(), term(store).await)
+            .await
+            .expect("expire"),
+        1
+    );
     let lost = store
         .get(t.worktask_id)
         .await
@@ -614,7 +646,11 @@ async fn expired_leases_retry(store: &dyn Store) {
         ("gone", AttemptEnd::LeaseExpired)
     );
     assert_eq!(
-        store.renew("gone", &[(t.worktask_id, 1)]).lost,
+        store
+            .renew("gone", &[(t.worktask_id, 1)])
+            .await
+            .expect("renew")
+            .lost,
         vec![t.worktask_id]
     );
     let late = store
@@ -635,12 +671,22 @@ async fn expired_leases_retry(store: &dyn Store) {
             .status,
         WorkTaskStatus::Scheduled
     );
-    store.forfeit("alive");
-    assert_eq!(store.expire_leases(Utc::now()).await.expect("expire"), 1);
+    store.forfeit("alive").await.expect("forfeit");
+    assert_eq!(
+        store
+            .expire_leases(Utc::now(), term(store).await)
+            .await
+            .expect("expire"),
+        1
+    );
 
     // Run again, once its backoff is over, and completed: the history holds
     // both attempts, in order.
-    let eligible = store.next_eligible_at().expect("a task in backoff");
+    let eligible = store
+        .next_eligible_at()
+        .await
+        .expect("next eligible")
+        .expect("a task in backoff");
     let again = store
         .lease(LeaseRequest {
             at: eligible,
@@ -704,7 +750,10 @@ async fn release_and_cancel_running(store: &dyn Store) {
         .await
         .expect("cancel running");
     assert_eq!(cancelled.status, WorkTaskStatus::Cancelled);
-    let renewal = store.renew("w", &[(b.worktask_id, 1)]);
+    let renewal = store
+        .renew("w", &[(b.worktask_id, 1)])
+        .await
+        .expect("renew");
     assert_eq!(renewal.cancelled, vec![b.worktask_id]);
     let ended = store.attempts(b.worktask_id).await.expect("attempts");
     let ended = ended.expect("present");
@@ -1364,7 +1413,7 @@ async fn close_commits_then_refuses_writes(store: &dyn Store) {
         store.get(first.worktask_id).await.expect("get"),
         Some(first)
     );
-    assert_eq!(store.counts().total(), 1);
+    assert_eq!(store.counts().await.expect("counts").total(), 1);
 }
 
 /// One check as a backend runs it: given a fresh, empty store, it panics

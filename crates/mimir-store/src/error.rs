@@ -57,6 +57,12 @@ pub enum StoreError {
         /// The task's current attempt.
         current: u32,
     },
+    /// A leader-only write from a process whose leadership term ended.
+    #[error("this process no longer leads (term {term}): another one took over")]
+    Deposed {
+        /// The term the write carried.
+        term: u64,
+    },
     /// A result for an attempt another worker holds.
     #[error("work task {id}: worker {worker_id:?} does not hold its lease")]
     NotLeaseHolder {
@@ -107,6 +113,28 @@ impl StoreError {
         }
     }
 
+    /// A report of task `id` the state machine refused
+    /// ([`mimir_core::lifecycle::report`]); `worker_id` is who reported.
+    pub fn refused_report(
+        id: Uuid,
+        worker_id: Option<&str>,
+        refusal: mimir_core::lifecycle::Refusal,
+    ) -> StoreError {
+        use mimir_core::lifecycle::Refusal;
+        match refusal {
+            Refusal::Transition(source) => StoreError::Transition { id, source },
+            Refusal::NotLeaseHolder => StoreError::NotLeaseHolder {
+                id,
+                worker_id: worker_id.unwrap_or_default().to_string(),
+            },
+            Refusal::StaleAttempt { attempt, current } => StoreError::StaleAttempt {
+                id,
+                attempt,
+                current,
+            },
+        }
+    }
+
     /// True when the store failed for want of space, however it surfaced.
     pub fn is_storage_full(&self) -> bool {
         match self {
@@ -128,6 +156,7 @@ impl StoreError {
                 | StoreError::Transition { .. }
                 | StoreError::StaleAttempt { .. }
                 | StoreError::NotLeaseHolder { .. }
+                | StoreError::Deposed { .. }
         )
     }
 }

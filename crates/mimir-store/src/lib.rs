@@ -23,4 +23,4 @@ pub use error::StoreError;
 pub use events::EventSink;
 pub use query::{ListPage, ListQuery, MAX_LIST_LIMIT};
 pub use sqlite::{SqliteOptions, SqliteStore};
-pub use store::{LeaseRequest, Placement, Renewal, Store};
+pub use store::{LeaseRequest, Placement, Renewal, Store, Term};

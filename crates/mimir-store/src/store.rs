@@ -44,6 +44,12 @@ pub struct Placement {
     pub kubernetes_job_name: String,
 }
 
+/// A leadership term among the processes sharing a store: leader-only writes
+/// carry it, and a store refuses them once a newer term began, so a
+/// deposed leader that has not noticed yet cannot write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Term(pub u64);
+
 /// What a heartbeat learns.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Renewal {
@@ -82,7 +88,7 @@ pub trait Store: Send + Sync + 'static {
     /// leased by a worker that has not reported them started (`scheduled`).
     /// The one figure the API, `mimir_queue_length`, the CLI and the
     /// autoscaler mean by "waiting".
-    fn queue_length(&self) -> usize;
+    async fn queue_length(&self) -> Result<usize, StoreError>;
 
     /// Waiting tasks whose priority is at least `min`, how many in all, and up
     /// to `limit` of them, most urgent first.
@@ -93,7 +99,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(usize, Vec<WorkTask>), StoreError>;
 
     /// Task counts by type and status.
-    fn counts(&self) -> TaskCounts;
+    async fn counts(&self) -> Result<TaskCounts, StoreError>;
 
     /// Hands up to `max` eligible tasks to a worker, most urgent first, each
     /// under a new attempt and lease (status `scheduled`).
@@ -130,19 +136,36 @@ pub trait Store: Send + Sync + 'static {
     /// Gives back leased tasks that never started, keeping their queue place.
     async fn release(&self, worker_id: &str, tasks: Vec<(Uuid, u32)>) -> Result<(), StoreError>;
 
-    /// Renews the leases a worker holds (in memory: no disk write) and tells it
-    /// which tasks it must stop.
-    fn renew(&self, worker_id: &str, held: &[(Uuid, u32)]) -> Renewal;
+    /// Renews the leases a worker holds and tells it which tasks it must
+    /// stop. A backend shared by several processes stores the new expiry
+    /// with the task; a single-process one may keep it in memory.
+    async fn renew(&self, worker_id: &str, held: &[(Uuid, u32)]) -> Result<Renewal, StoreError>;
 
     /// Ends every attempt whose lease has expired (retried or failed by the
-    /// retry rules); returns how many.
-    async fn expire_leases(&self, at: DateTime<Utc>) -> Result<usize, StoreError>;
+    /// retry rules); returns how many. A leader-only write: refused with
+    /// [`StoreError::Deposed`] once `term` is no longer the current one.
+    async fn expire_leases(&self, at: DateTime<Utc>, term: Term) -> Result<usize, StoreError>;
+
+    /// Takes the leadership for `ttl`, or keeps it when `candidate` holds it
+    /// already, and answers the term held; `None` while another candidate
+    /// leads. A new leader gets a higher term than every earlier one. A
+    /// store only one process can open (SQLite) always answers its one term.
+    async fn lead(
+        &self,
+        candidate: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Term>, StoreError>;
+
+    /// Gives up the leadership if `candidate` holds it in `term` (a clean
+    /// shutdown), so another process takes over at once.
+    async fn resign(&self, candidate: &str, term: Term) -> Result<(), StoreError>;
 
     /// Hands the leases of scheduled attempts to the workers that will run
     /// them and records where they run (`cluster_name`,
     /// `kubernetes_job_name`). Placements of attempts that are no longer
-    /// current, or of tasks no longer scheduled, are ignored.
-    async fn place(&self, placements: Vec<Placement>) -> Result<(), StoreError>;
+    /// current, or of tasks no longer scheduled, are ignored. A leader-only
+    /// write, as [`Store::expire_leases`].
+    async fn place(&self, placements: Vec<Placement>, term: Term) -> Result<(), StoreError>;
 
     /// Where a queued task stands in the queue; `None` when it is not queued
     /// (or waits out a retry backoff).
@@ -152,20 +175,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<mimir_core::explain::QueuePosition>, StoreError>;
 
     /// Lets every lease of a worker known to be gone expire now.
-    fn forfeit(&self, worker_id: &str);
+    async fn forfeit(&self, worker_id: &str) -> Result<(), StoreError>;
 
-    /// Whether `worker_id` holds the lease of attempt `attempt` of task `id`
-    /// (in memory: no disk read).
-    fn holds(&self, worker_id: &str, id: Uuid, attempt: u32) -> bool;
+    /// Whether `worker_id` holds the lease of attempt `attempt` of task `id`.
+    async fn holds(&self, worker_id: &str, id: Uuid, attempt: u32) -> Result<bool, StoreError>;
 
     /// Tasks held under a lease, by worker.
-    fn leases_by_worker(&self) -> HashMap<String, Vec<Uuid>>;
+    async fn leases_by_worker(&self) -> Result<HashMap<String, Vec<Uuid>>, StoreError>;
 
-    /// Signalled whenever a task enters the queue (for long-polling leases).
+    /// Signalled in this process whenever a task may have entered the queue,
+    /// in this process or (for a shared backend) in another one, so
+    /// long-polling leases wake. Waiters still poll now and then: a signal
+    /// from another process can be late.
     fn queue_signal(&self) -> Arc<Notify>;
 
     /// When the earliest task in retry backoff becomes eligible.
-    fn next_eligible_at(&self) -> Option<DateTime<Utc>>;
+    async fn next_eligible_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// Registers a project; refused when its id is taken.
     async fn create_project(&self, project: Project) -> Result<Project, StoreError>;

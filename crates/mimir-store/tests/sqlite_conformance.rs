@@ -74,7 +74,7 @@ async fn reopening_recovers_the_queue_in_order() {
             .expect("cancel");
     }
     let store = open(&dir);
-    assert_eq!(store.queue_length(), 5);
+    assert_eq!(store.queue_length().await.expect("queue length"), 5);
     let (_, order) = store.most_urgent(Priority::MIN, 10).await.expect("urgent");
     let order: Vec<_> = order.into_iter().map(|t| t.worktask_id).collect();
     let want: Vec<_> = [3, 1, 0, 2, 4]
@@ -85,6 +85,8 @@ async fn reopening_recovers_the_queue_in_order() {
     assert_eq!(
         store
             .counts()
+            .await
+            .expect("counts")
             .get(WorkTaskType::MlInference, WorkTaskStatus::Cancelled),
         1
     );

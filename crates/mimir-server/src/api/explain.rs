@@ -113,7 +113,7 @@ async fn type_limit(
     task: &WorkTask,
     limit: usize,
 ) -> Result<TypeLimit, ApiError> {
-    let counts = state.store.counts();
+    let counts = state.store.counts().await?;
     let running: u64 = [
         WorkTaskStatus::Scheduled,
         WorkTaskStatus::Spawned,

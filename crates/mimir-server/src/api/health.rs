@@ -1,6 +1,7 @@
 //! Liveness, readiness and the JSON summary.
 
 use crate::AppState;
+use crate::api::error::ApiError;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -145,14 +146,14 @@ pub struct QueueSummary {
     tag = "health",
     responses((status = 200, description = "Queue length and task counts", body = Summary))
 )]
-pub async fn summary(State(state): State<AppState>) -> Json<Summary> {
-    let counts = state.store.counts();
-    Json(Summary {
+pub async fn summary(State(state): State<AppState>) -> Result<Json<Summary>, ApiError> {
+    let counts = state.store.counts().await?;
+    Ok(Json(Summary {
         queue: QueueSummary {
-            length: state.store.queue_length(),
+            length: state.store.queue_length().await?,
         },
         tasks_by_status: counts.by_status(),
         tasks_by_type: counts.by_type(),
         timestamp: Utc::now(),
-    })
+    }))
 }

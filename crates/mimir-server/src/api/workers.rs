@@ -221,7 +221,7 @@ pub async fn lease(
             .into_response());
         }
         let mut wake = deadline;
-        if let Some(eligible) = state.store.next_eligible_at() {
+        if let Some(eligible) = state.store.next_eligible_at().await? {
             let until = (eligible - Utc::now()).to_std().unwrap_or_default();
             wake = wake.min(now + until);
         }
@@ -290,7 +290,7 @@ pub async fn heartbeat(
         .iter()
         .map(|t| (t.worktask_id, t.attempt))
         .collect();
-    let renewal = state.store.renew(&worker_id, &held);
+    let renewal = state.store.renew(&worker_id, &held).await?;
     let started: Vec<(Uuid, u32)> = body
         .tasks
         .iter()
@@ -318,7 +318,7 @@ pub async fn heartbeat(
     };
     // Tasks waiting: a worker whose slots are all busy runs more at once
     // while there are some and its machine has room.
-    let waiting = state.store.queue_length();
+    let waiting = state.store.queue_length().await?;
     let mut answer = json!({ "cancel": renewal.cancelled, "lost": renewal.lost, "stop": stop, "give_back": give_back, "waiting": waiting });
     if !body.tasks.is_empty() && renewal.lost.len() == body.tasks.len() {
         // Not one lease is this worker's: nothing was renewed or started.
@@ -518,6 +518,7 @@ pub async fn deregister(
     let held = state
         .store
         .leases_by_worker()
+        .await?
         .remove(&worker_id)
         .unwrap_or_default();
     let mut unstarted = Vec::new();
@@ -532,7 +533,7 @@ pub async fn deregister(
         tracing::info!(worker_id = %worker_id, count = unstarted.len(), "a leaving worker's unstarted tasks go back to the queue");
         state.store.release(&worker_id, unstarted).await?;
     }
-    state.store.forfeit(&worker_id);
+    state.store.forfeit(&worker_id).await?;
     if let Some(lifetime) = state.workers.leave(&worker_id) {
         state
             .metrics
@@ -551,8 +552,8 @@ pub async fn deregister(
     tag = "workers",
     responses((status = 200, description = "`{workers: [{worker_id, state, pid, hostname, current_task, last_heartbeat_age_ms, tasks_completed, tasks_failed, waiting_slots}], autoscaler}`", body = Object))
 )]
-pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let held = state.store.leases_by_worker();
+pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let held = state.store.leases_by_worker().await?;
     let mut workers = state.workers.view(&held, state.lease_ttl);
     for worker in &mut workers {
         worker.waiting_slots = state.idle_capacity.of(&worker.worker_id);
@@ -563,5 +564,7 @@ pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
         .as_ref()
         .map(|b| b.clusters())
         .unwrap_or_default();
-    Json(json!({ "workers": workers, "autoscaler": autoscaler, "clusters": clusters }))
+    Ok(Json(
+        json!({ "workers": workers, "autoscaler": autoscaler, "clusters": clusters }),
+    ))
 }

@@ -401,7 +401,7 @@ pub async fn list(
     Ok(Json(Page {
         worktasks: &page.tasks,
         next_cursor: page.next.map(encode_cursor),
-        queue_length: state.store.queue_length(),
+        queue_length: state.store.queue_length().await?,
     })
     .into_response())
 }
@@ -420,10 +420,10 @@ pub struct QueueLength {
     tag = "worktasks",
     responses((status = 200, description = "Tasks waiting to run", body = QueueLength))
 )]
-pub async fn queue_length(State(state): State<AppState>) -> Json<QueueLength> {
-    Json(QueueLength {
-        queue_length: state.store.queue_length(),
-    })
+pub async fn queue_length(State(state): State<AppState>) -> Result<Json<QueueLength>, ApiError> {
+    Ok(Json(QueueLength {
+        queue_length: state.store.queue_length().await?,
+    }))
 }
 
 /// Query of `GET /api/worktasks/high-priority`.
@@ -581,7 +581,7 @@ fn holder(
             "a worker's report names its worker_id and the attempt it holds",
         ));
     };
-    if state.store.holds(worker_id, id, attempt) {
+    if state.store.holds(worker_id, id, attempt).await? {
         Ok(())
     } else {
         Err(ApiError::not_lease_holder(format!(

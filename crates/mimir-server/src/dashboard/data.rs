@@ -55,12 +55,12 @@ pub async fn overview(
     let now = Utc::now().timestamp();
     let since = unix_time(params.since, "since")?.unwrap_or(i64::MIN);
     let seconds = state.timeline.since(since);
-    let counts = state.store.counts();
+    let counts = state.store.counts().await?;
     Ok(Json(json!({
         "now": now,
         "timeline": columns(&seconds),
         "recent": state.timeline.summary(recent_from(now), now),
-        "queue_length": state.store.queue_length(),
+        "queue_length": state.store.queue_length().await?,
         "tasks_by_status": counts.by_status(),
         "tasks_by_type": counts.by_type(),
         "autoscaler": state.backend.as_ref().map(|backend| backend.decision()),
@@ -148,7 +148,7 @@ const MAX_STORAGE_ROWS: usize = 500;
 /// and operation since start, pool use per backend and each storage config's
 /// health, from this process's metric families.
 pub async fn storage(State(state): State<AppState>) -> Json<Value> {
-    crate::telemetry::scrape::refresh_gauges(&state);
+    crate::telemetry::scrape::refresh_gauges(&state).await;
     let text = mimir_telemetry::render(
         state.metrics.registry(),
         mimir_telemetry::Format::Prometheus,
@@ -201,7 +201,7 @@ const MAX_MODEL_ROWS: usize = 500;
 /// versions and latest scores, and this process's inference and training
 /// figures since start.
 pub async fn models(State(state): State<AppState>) -> Json<Value> {
-    crate::telemetry::scrape::refresh_gauges(&state);
+    crate::telemetry::scrape::refresh_gauges(&state).await;
     let text = mimir_telemetry::render(
         state.metrics.registry(),
         mimir_telemetry::Format::Prometheus,
@@ -274,7 +274,7 @@ pub async fn metrics(
             "family must list metric names starting with mimir_, separated by commas",
         ));
     }
-    crate::telemetry::scrape::refresh_gauges(&state);
+    crate::telemetry::scrape::refresh_gauges(&state).await;
     let text = mimir_telemetry::render(
         state.metrics.registry(),
         mimir_telemetry::Format::Prometheus,

@@ -7,10 +7,13 @@ use chrono::Utc;
 use std::time::Duration;
 
 /// The gauges now.
-pub fn gauges(state: &AppState) -> Gauges {
+pub async fn gauges(state: &AppState) -> Gauges {
+    // A store that cannot answer reads as empty for that second.
     let running = state
         .store
         .counts()
+        .await
+        .unwrap_or_default()
         .by_status()
         .into_iter()
         .filter(|(status, _)| status.is_running())
@@ -22,7 +25,7 @@ pub fn gauges(state: &AppState) -> Gauges {
         .as_ref()
         .map_or(workers, |backend| u64::from(backend.decision().desired));
     Gauges {
-        queue_depth: state.store.queue_length() as u64,
+        queue_depth: state.store.queue_length().await.unwrap_or(0) as u64,
         running,
         workers,
         desired_workers,
@@ -43,6 +46,6 @@ pub async fn run(state: AppState) {
         tick.tick().await;
         // Rounded, so a tick a few milliseconds early still names its second.
         let t = (Utc::now().timestamp_millis() + 500).div_euclid(1000);
-        state.timeline.close(t, gauges(&state));
+        state.timeline.close(t, gauges(&state).await);
     }
 }

@@ -37,7 +37,12 @@ const POD_GONE_GRACE: Duration = Duration::from_secs(2);
 
 impl KubernetesBackend {
     /// Runs until the orchestrator stops.
-    pub(super) async fn dispatch(self: Arc<Self>, store: Arc<dyn Store>) {
+    /// Only the leader dispatches: Jobs are created once across replicas.
+    pub(super) async fn dispatch(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        leadership: Arc<crate::leadership::Leadership>,
+    ) {
         let signal = store.queue_signal();
         let creates = Arc::new(tokio::sync::Semaphore::new(MAX_CREATES));
         let mut tick = tokio::time::interval(TICK);
@@ -49,7 +54,10 @@ impl KubernetesBackend {
             let freed = self.room_freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            let leased = self.dispatch_once(&store, &creates).await;
+            let leased = match leadership.term() {
+                Some(term) => self.dispatch_once(&store, &creates, term).await,
+                None => 0,
+            };
             if leased >= MAX_BATCH {
                 continue;
             }
@@ -67,8 +75,9 @@ impl KubernetesBackend {
         self: &Arc<Self>,
         store: &Arc<dyn Store>,
         creates: &Arc<tokio::sync::Semaphore>,
+        term: mimir_store::Term,
     ) -> usize {
-        if store.queue_length() == 0 {
+        if store.queue_length().await.unwrap_or(1) == 0 {
             return 0;
         }
         let now = Instant::now();
@@ -121,7 +130,7 @@ impl KubernetesBackend {
             });
             jobs.push((cluster.clone(), task));
         }
-        if let Err(error) = store.place(placements).await {
+        if let Err(error) = store.place(placements, term).await {
             // The attempts stay leased to the dispatcher: their leases
             // expire and the tasks are retried.
             tracing::error!(%error, tasks = jobs.len(), "cannot record where tasks run; they are retried once their leases expire");
@@ -235,31 +244,43 @@ impl KubernetesBackend {
             let mut drop_jobs: Vec<(String, Uuid, u32, String)> = Vec::new();
             let mut start_failed: Vec<(String, Uuid, u32, String)> = Vec::new();
             let mut lost: Vec<(String, Uuid, u32)> = Vec::new();
+            // Jobs whose worker has not started hold their lease through
+            // the orchestrator: renewed outside the lock (a store call).
+            let waiting: Vec<(String, Uuid, u32)> = {
+                let state = cluster.state.lock();
+                state
+                    .jobs
+                    .iter()
+                    .filter(|(_, t)| {
+                        !matches!(t.pod, Some(PodState::Running)) && t.gone_since.is_none()
+                    })
+                    .map(|(name, t)| (name.clone(), t.id, t.attempt))
+                    .collect()
+            };
+            let mut dropped = std::collections::HashSet::new();
+            for (name, id, attempt) in waiting {
+                let renewal = match store.renew(&name, &[(id, attempt)]).await {
+                    Ok(renewal) => renewal,
+                    Err(error) => {
+                        tracing::warn!(%error, job = %name, "cannot renew a waiting Job's lease");
+                        continue;
+                    }
+                };
+                let why = if !renewal.cancelled.is_empty() {
+                    "cancelled"
+                } else if !renewal.lost.is_empty() {
+                    "its lease was lost"
+                } else {
+                    continue;
+                };
+                dropped.insert(name.clone());
+                drop_jobs.push((name, id, attempt, why.into()));
+            }
             {
                 let state = cluster.state.lock();
                 for (name, tracked) in &state.jobs {
-                    let held = [(tracked.id, tracked.attempt)];
-                    let waiting = !matches!(tracked.pod, Some(PodState::Running));
-                    if waiting && tracked.gone_since.is_none() {
-                        let renewal = store.renew(name, &held);
-                        if !renewal.cancelled.is_empty() {
-                            drop_jobs.push((
-                                name.clone(),
-                                tracked.id,
-                                tracked.attempt,
-                                "cancelled".into(),
-                            ));
-                            continue;
-                        }
-                        if !renewal.lost.is_empty() {
-                            drop_jobs.push((
-                                name.clone(),
-                                tracked.id,
-                                tracked.attempt,
-                                "its lease was lost".into(),
-                            ));
-                            continue;
-                        }
+                    if dropped.contains(name) {
+                        continue;
                     }
                     if let (Some(since), Some(PodState::StartFailing { reason, message })) =
                         (tracked.start_failing_since, &tracked.pod)
@@ -332,7 +353,10 @@ impl KubernetesBackend {
             }
             cluster.publish(now);
         }
-        self.decide(store.queue_length());
+        match store.queue_length().await {
+            Ok(waiting) => self.decide(waiting),
+            Err(error) => tracing::warn!(%error, "cannot read the queue length"),
+        }
     }
 
     /// Ends an attempt whose worker is gone without a result as lost (it is

@@ -129,7 +129,12 @@ impl WorkerBackend for KubernetesBackend {
         "kubernetes"
     }
 
-    async fn run(self: Arc<Self>, store: Arc<dyn Store>, _registry: Arc<Registry>) {
+    async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        _registry: Arc<Registry>,
+        leadership: Arc<crate::leadership::Leadership>,
+    ) {
         let mut watches = Vec::new();
         for cluster in &self.clusters {
             watches.push(tokio::spawn(watch::pods(
@@ -144,7 +149,7 @@ impl WorkerBackend for KubernetesBackend {
             )));
         }
         let _abort_on_drop = AbortAll(watches);
-        self.dispatch(store).await
+        self.dispatch(store, leadership).await
     }
 
     async fn stop_all(&self, _registry: &Registry, _grace: Duration) {

@@ -1,9 +1,9 @@
 //! A [`Store`] that measures every call of the metadata store it wraps:
 //! `mimir_store_call_duration_seconds` and `mimir_store_errors_total` by
 //! method. (The contract's `mimir_storage_*` metrics are about storage
-//! connectors, not this store.) Calls answered from memory
-//! (queue length, counts, lease renewals) are not storage operations and are
-//! passed through unmeasured.
+//! connectors, not this store.) Queue length, counts and lease renewals are
+//! measured too: the embedded store answers them from memory, a shared one
+//! from the database.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -11,7 +11,9 @@ use mimir_core::{
     Attempt, MlModel, ModelChange, Pipeline, Priority, Project, StorageConfig, WorkTask,
     WorkTaskResult, WorkTaskStatus,
 };
-use mimir_store::{LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts};
+use mimir_store::{
+    LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts, Term,
+};
 use mimir_telemetry::Metrics;
 use mimir_telemetry::metrics::StoreMethodLabels;
 use prometheus_client::metrics::counter::Counter;
@@ -39,6 +41,14 @@ enum Method {
     Place,
     QueuePosition,
     ExpireLeases,
+    QueueLength,
+    Counts,
+    Renew,
+    Forfeit,
+    Holds,
+    LeasesByWorker,
+    NextEligibleAt,
+    Lead,
     CreateProject,
     GetProject,
     ListProjects,
@@ -60,7 +70,7 @@ enum Method {
 }
 
 impl Method {
-    const ALL: [Method; 32] = [
+    const ALL: [Method; 40] = [
         Method::Submit,
         Method::Get,
         Method::Attempts,
@@ -75,6 +85,14 @@ impl Method {
         Method::Place,
         Method::QueuePosition,
         Method::ExpireLeases,
+        Method::QueueLength,
+        Method::Counts,
+        Method::Renew,
+        Method::Forfeit,
+        Method::Holds,
+        Method::LeasesByWorker,
+        Method::NextEligibleAt,
+        Method::Lead,
         Method::CreateProject,
         Method::GetProject,
         Method::ListProjects,
@@ -111,6 +129,14 @@ impl Method {
             Method::Place => "place",
             Method::QueuePosition => "queue_position",
             Method::ExpireLeases => "expire_leases",
+            Method::QueueLength => "queue_length",
+            Method::Counts => "counts",
+            Method::Renew => "renew",
+            Method::Forfeit => "forfeit",
+            Method::Holds => "holds",
+            Method::LeasesByWorker => "leases_by_worker",
+            Method::NextEligibleAt => "next_eligible_at",
+            Method::Lead => "lead",
             Method::CreateProject => "create_project",
             Method::GetProject => "get_project",
             Method::ListProjects => "list_projects",
@@ -206,8 +232,21 @@ impl Store for MeteredStore {
         self.measure(Method::Cancel, self.inner.cancel(id, at))
             .await
     }
-    fn queue_length(&self) -> usize {
-        self.inner.queue_length()
+    async fn lead(
+        &self,
+        candidate: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Term>, StoreError> {
+        self.measure(Method::Lead, self.inner.lead(candidate, ttl))
+            .await
+    }
+    async fn resign(&self, candidate: &str, term: Term) -> Result<(), StoreError> {
+        self.measure(Method::Lead, self.inner.resign(candidate, term))
+            .await
+    }
+    async fn queue_length(&self) -> Result<usize, StoreError> {
+        self.measure(Method::QueueLength, self.inner.queue_length())
+            .await
     }
     async fn most_urgent(
         &self,
@@ -217,8 +256,8 @@ impl Store for MeteredStore {
         self.measure(Method::MostUrgent, self.inner.most_urgent(min, limit))
             .await
     }
-    fn counts(&self) -> TaskCounts {
-        self.inner.counts()
+    async fn counts(&self) -> Result<TaskCounts, StoreError> {
+        self.measure(Method::Counts, self.inner.counts()).await
     }
     async fn lease(&self, request: LeaseRequest) -> Result<Vec<WorkTask>, StoreError> {
         self.measure(Method::Lease, self.inner.lease(request)).await
@@ -258,8 +297,12 @@ impl Store for MeteredStore {
         self.measure(Method::Release, self.inner.release(worker_id, tasks))
             .await
     }
-    async fn place(&self, placements: Vec<mimir_store::Placement>) -> Result<(), StoreError> {
-        self.measure(Method::Place, self.inner.place(placements))
+    async fn place(
+        &self,
+        placements: Vec<mimir_store::Placement>,
+        term: Term,
+    ) -> Result<(), StoreError> {
+        self.measure(Method::Place, self.inner.place(placements, term))
             .await
     }
     async fn queue_position(
@@ -269,27 +312,32 @@ impl Store for MeteredStore {
         self.measure(Method::QueuePosition, self.inner.queue_position(id))
             .await
     }
-    fn renew(&self, worker_id: &str, held: &[(Uuid, u32)]) -> Renewal {
-        self.inner.renew(worker_id, held)
-    }
-    async fn expire_leases(&self, at: DateTime<Utc>) -> Result<usize, StoreError> {
-        self.measure(Method::ExpireLeases, self.inner.expire_leases(at))
+    async fn renew(&self, worker_id: &str, held: &[(Uuid, u32)]) -> Result<Renewal, StoreError> {
+        self.measure(Method::Renew, self.inner.renew(worker_id, held))
             .await
     }
-    fn forfeit(&self, worker_id: &str) {
-        self.inner.forfeit(worker_id)
+    async fn expire_leases(&self, at: DateTime<Utc>, term: Term) -> Result<usize, StoreError> {
+        self.measure(Method::ExpireLeases, self.inner.expire_leases(at, term))
+            .await
     }
-    fn holds(&self, worker_id: &str, id: Uuid, attempt: u32) -> bool {
-        self.inner.holds(worker_id, id, attempt)
+    async fn forfeit(&self, worker_id: &str) -> Result<(), StoreError> {
+        self.measure(Method::Forfeit, self.inner.forfeit(worker_id))
+            .await
     }
-    fn leases_by_worker(&self) -> HashMap<String, Vec<Uuid>> {
-        self.inner.leases_by_worker()
+    async fn holds(&self, worker_id: &str, id: Uuid, attempt: u32) -> Result<bool, StoreError> {
+        self.measure(Method::Holds, self.inner.holds(worker_id, id, attempt))
+            .await
+    }
+    async fn leases_by_worker(&self) -> Result<HashMap<String, Vec<Uuid>>, StoreError> {
+        self.measure(Method::LeasesByWorker, self.inner.leases_by_worker())
+            .await
     }
     fn queue_signal(&self) -> Arc<Notify> {
         self.inner.queue_signal()
     }
-    fn next_eligible_at(&self) -> Option<DateTime<Utc>> {
-        self.inner.next_eligible_at()
+    async fn next_eligible_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.measure(Method::NextEligibleAt, self.inner.next_eligible_at())
+            .await
     }
     async fn create_project(&self, project: Project) -> Result<Project, StoreError> {
         self.measure(Method::CreateProject, self.inner.create_project(project))

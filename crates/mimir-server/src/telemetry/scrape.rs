@@ -65,17 +65,20 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         );
         return response;
     }
-    refresh_gauges(&state);
+    refresh_gauges(&state).await;
     refresh_model_gauges(&state).await;
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let body = mimir_telemetry::render(state.metrics.registry(), format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
-/// Sets the gauges read from memory at scrape time.
-pub(crate) fn refresh_gauges(state: &AppState) {
+/// Sets the gauges read at scrape time.
+pub(crate) async fn refresh_gauges(state: &AppState) {
     let m = &state.metrics;
-    m.queue_length.set(state.store.queue_length() as i64);
+    // A store that cannot answer leaves the last value: `/ready` reports it.
+    if let Ok(waiting) = state.store.queue_length().await {
+        m.queue_length.set(waiting as i64);
+    }
     m.workers_active
         .set(state.workers.active(state.lease_ttl) as i64);
     mimir_storage::record_pools(m, &state.storage);

@@ -40,7 +40,13 @@ pub trait WorkerBackend: Send + Sync + 'static {
 
     /// Runs the backend until the orchestrator stops: scaling, dispatching
     /// and watching what it started.
-    async fn run(self: Arc<Self>, store: Arc<dyn Store>, registry: Arc<Registry>);
+    /// Duties that must run once across replicas wait for `leadership`.
+    async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        leadership: Arc<crate::leadership::Leadership>,
+    );
 
     /// Asks every worker to stop and waits up to `grace` for them.
     async fn stop_all(&self, registry: &Registry, grace: Duration);

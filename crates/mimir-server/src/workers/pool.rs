@@ -189,7 +189,7 @@ impl Pool {
         self.stop_requested.notify_waiters();
         let deadline = tokio::time::Instant::now() + grace;
         while tokio::time::Instant::now() < deadline {
-            self.reap(None, registry);
+            self.reap(None, registry).await;
             if self.children.lock().is_empty() && self.adopted.lock().is_empty() {
                 return;
             }
@@ -202,16 +202,29 @@ impl Pool {
     }
 
     /// Runs the pool until the task is dropped.
-    pub async fn run(self: Arc<Self>, store: Arc<dyn Store>, registry: Arc<Registry>) {
+    /// Only the leader scales: with several orchestrators on one store, one
+    /// pool decides.
+    pub async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        leadership: Arc<crate::leadership::Leadership>,
+    ) {
         self.adopt();
         let mut tick = tokio::time::interval(self.config.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             *self.last_poll.lock() = Some(Instant::now());
-            self.reap(Some(store.as_ref()), &registry);
+            self.reap(Some(store.as_ref()), &registry).await;
             // Queued, and leased but not started: both wait for a worker.
-            self.scale(store.queue_length(), &registry);
+            if !leadership.leads() {
+                continue;
+            }
+            match store.queue_length().await {
+                Ok(waiting) => self.scale(waiting, &registry),
+                Err(error) => tracing::warn!(%error, "cannot read the queue length: not scaling"),
+            }
         }
     }
 
@@ -253,7 +266,7 @@ impl Pool {
     /// Collects exited children and adopted workers. One that exited
     /// cleanly after it was asked to stop, or after it deregistered itself
     /// (stopped by SIGINT or SIGTERM), stopped; any other has failed.
-    fn reap(&self, store: Option<&dyn Store>, registry: &Registry) {
+    async fn reap(&self, store: Option<&dyn Store>, registry: &Registry) {
         // The exit status, when this process is the worker's parent.
         let mut exited: Vec<(String, Option<bool>)> = Vec::new();
         for (id, child) in self.children.lock().iter_mut() {
@@ -289,8 +302,10 @@ impl Pool {
             } else {
                 tracing::info!(worker_id = %id, "worker exited cleanly after deregistering (stopped by a signal); it will be replaced if needed");
             }
-            if let Some(store) = store {
-                store.forfeit(&id);
+            if let Some(store) = store
+                && let Err(error) = store.forfeit(&id).await
+            {
+                tracing::warn!(%error, worker_id = %id, "cannot forfeit a dead worker's leases: they expire instead");
             }
             if let Some(lifetime) = registry.remove(&id) {
                 self.metrics.worker_duration.observe(lifetime.as_secs_f64());
@@ -446,8 +461,13 @@ impl super::WorkerBackend for Pool {
         "local"
     }
 
-    async fn run(self: Arc<Self>, store: Arc<dyn Store>, registry: Arc<Registry>) {
-        Pool::run(self, store, registry).await
+    async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        leadership: Arc<crate::leadership::Leadership>,
+    ) {
+        Pool::run(self, store, registry, leadership).await
     }
 
     async fn stop_all(&self, registry: &Registry, grace: Duration) {

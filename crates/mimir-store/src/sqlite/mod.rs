@@ -15,7 +15,7 @@ mod writer;
 pub use backup::{BackupError, BackupReport, DEFAULT_BACKUP_WAIT, backup};
 
 use crate::live::Live;
-use crate::{LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts};
+use crate::{LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts, Term};
 use async_trait::async_trait;
 use catalog::CatalogWrite;
 use chrono::{DateTime, Utc};
@@ -249,13 +249,13 @@ impl Store for SqliteStore {
         self.write_task(Op::Cancel { id, at }).await
     }
 
-    fn queue_length(&self) -> usize {
+    async fn queue_length(&self) -> Result<usize, StoreError> {
         let live = self.live.lock();
         let scheduled: u64 = WorkTaskType::ALL
             .into_iter()
             .map(|t| live.counts.get(t, WorkTaskStatus::Scheduled))
             .sum();
-        live.queue.len() + scheduled as usize
+        Ok(live.queue.len() + scheduled as usize)
     }
 
     async fn most_urgent(
@@ -285,8 +285,8 @@ impl Store for SqliteStore {
         Ok((total, tasks))
     }
 
-    fn counts(&self) -> TaskCounts {
-        self.live.lock().counts.clone()
+    async fn counts(&self) -> Result<TaskCounts, StoreError> {
+        Ok(self.live.lock().counts.clone())
     }
 
     async fn lease(&self, request: LeaseRequest) -> Result<Vec<WorkTask>, StoreError> {
@@ -366,7 +366,9 @@ impl Store for SqliteStore {
         .map(drop)
     }
 
-    fn renew(&self, worker_id: &str, held: &[(Uuid, u32)]) -> Renewal {
+    /// In memory, no disk write: one process owns the data directory, and
+    /// after a restart every running task gets a fresh lease.
+    async fn renew(&self, worker_id: &str, held: &[(Uuid, u32)]) -> Result<Renewal, StoreError> {
         let mut live = self.live.lock();
         let expires = Instant::now() + live.lease_ttl;
         let mut renewal = Renewal::default();
@@ -379,10 +381,11 @@ impl Store for SqliteStore {
             }
         }
         renewal.cancelled = live.notices.remove(worker_id).unwrap_or_default();
-        renewal
+        Ok(renewal)
     }
 
-    async fn expire_leases(&self, at: DateTime<Utc>) -> Result<usize, StoreError> {
+    /// One process owns the data directory: its term is always current.
+    async fn expire_leases(&self, at: DateTime<Utc>, _term: Term) -> Result<usize, StoreError> {
         let now = Instant::now();
         let expired: Vec<(Uuid, u32, String)> = {
             let live = self.live.lock();
@@ -407,7 +410,20 @@ impl Store for SqliteStore {
         Ok(count)
     }
 
-    async fn place(&self, placements: Vec<crate::Placement>) -> Result<(), StoreError> {
+    async fn lead(&self, _candidate: &str, _ttl: Duration) -> Result<Option<Term>, StoreError> {
+        // The data directory's lock already makes this process the only one.
+        Ok(Some(Term(1)))
+    }
+
+    async fn resign(&self, _candidate: &str, _term: Term) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn place(
+        &self,
+        placements: Vec<crate::Placement>,
+        _term: Term,
+    ) -> Result<(), StoreError> {
         if placements.is_empty() {
             return Ok(());
         }
@@ -435,24 +451,26 @@ impl Store for SqliteStore {
         Ok(self.live.lock().queue.position(&entry))
     }
 
-    fn forfeit(&self, worker_id: &str) {
+    async fn forfeit(&self, worker_id: &str) -> Result<(), StoreError> {
         let now = Instant::now();
         for lease in self.live.lock().leases.values_mut() {
             if lease.worker_id == worker_id {
                 lease.expires = now;
             }
         }
+        Ok(())
     }
 
-    fn holds(&self, worker_id: &str, id: Uuid, attempt: u32) -> bool {
-        self.live
+    async fn holds(&self, worker_id: &str, id: Uuid, attempt: u32) -> Result<bool, StoreError> {
+        Ok(self
+            .live
             .lock()
             .leases
             .get(&id)
-            .is_some_and(|lease| lease.worker_id == worker_id && lease.attempt == attempt)
+            .is_some_and(|lease| lease.worker_id == worker_id && lease.attempt == attempt))
     }
 
-    fn leases_by_worker(&self) -> HashMap<String, Vec<Uuid>> {
+    async fn leases_by_worker(&self) -> Result<HashMap<String, Vec<Uuid>>, StoreError> {
         let mut by_worker: HashMap<String, Vec<Uuid>> = HashMap::new();
         for (id, lease) in &self.live.lock().leases {
             by_worker
@@ -460,19 +478,20 @@ impl Store for SqliteStore {
                 .or_default()
                 .push(*id);
         }
-        by_worker
+        Ok(by_worker)
     }
 
     fn queue_signal(&self) -> Arc<Notify> {
         self.queue_signal.clone()
     }
 
-    fn next_eligible_at(&self) -> Option<DateTime<Utc>> {
-        self.live
+    async fn next_eligible_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self
+            .live
             .lock()
             .queue
             .next_eligible_at()
-            .and_then(DateTime::from_timestamp_micros)
+            .and_then(DateTime::from_timestamp_micros))
     }
 
     async fn create_project(&self, project: Project) -> Result<Project, StoreError> {

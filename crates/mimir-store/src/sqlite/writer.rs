@@ -12,10 +12,10 @@ use super::row::{self, INSERT_TASK, NewRow, QUEUE_COLUMNS, TASK_COLUMNS};
 use crate::live::{Change, Live};
 use crate::{EventSink, LeaseRequest, StoreError};
 use chrono::{DateTime, Utc};
+use mimir_core::lifecycle::{self, Plan};
 use mimir_core::{
-    Attempt, AttemptEnd, AttemptOutcome, ErrorClass, InvalidTransition, MlModel, PerType,
-    QueueEntry, RetryDecision, RetryPolicy, TaskEvent, TaskEventKind, WorkTask, WorkTaskResult,
-    WorkTaskStatus, WorkTaskType,
+    Attempt, AttemptEnd, ErrorClass, InvalidTransition, MlModel, PerType, QueueEntry, RetryPolicy,
+    TaskEvent, TaskEventKind, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -412,7 +412,9 @@ impl Core {
                 let Some(control) = Control::load(conn, id)? else {
                     return Ok(Outcome::Done);
                 };
-                if control.status.is_running() && control.attempt == attempt {
+                let plan =
+                    lifecycle::expiry(control.current(), attempt, &self.retry, at, rand::random());
+                if let Some(plan) = plan {
                     fx.event(id, control.entry.task_type, at, || {
                         TaskEventKind::LeaseExpired {
                             worker_id: control.worker_id.clone(),
@@ -423,11 +425,10 @@ impl Core {
                         reason,
                         result: None,
                         started_at: None,
-                        end: AttemptEnd::LeaseExpired,
                         // A lost worker may do better elsewhere.
                         class: Some(ErrorClass::Transient),
                     };
-                    self.attempt_failed(conn, &control, failed, WorkTaskStatus::Failed, at, fx)?;
+                    self.attempt_failed(conn, &control, failed, plan, at, fx)?;
                 }
                 Ok(Outcome::Done)
             }
@@ -494,14 +495,12 @@ impl Core {
         fx: &mut Effects,
     ) -> Result<WorkTask, StoreError> {
         let control = Control::load(conn, id)?.ok_or(StoreError::NotFound(id))?;
-        let to = control
-            .status
-            .transition(WorkTaskStatus::Cancelled)
+        let plan = lifecycle::cancel(control.status)
             .map_err(|source| StoreError::Transition { id, source })?;
+        let to = WorkTaskStatus::Cancelled;
         // Cancelling a running task ends its attempt; a queued one has none.
-        let ended = control
-            .status
-            .is_running()
+        let ended = plan
+            .ends_attempt
             .then(|| {
                 control.ended(
                     control.started_at,
@@ -518,7 +517,6 @@ impl Core {
              WHERE id = ?1",
         )?
         .execute(params![id.as_bytes(), to.as_str(), row::micros(at), ended])?;
-        let queued = control.status == WorkTaskStatus::Queued;
         fx.event(id, control.entry.task_type, at, || {
             TaskEventKind::Cancelled {
                 from: control.status,
@@ -528,10 +526,10 @@ impl Core {
             task_type: control.entry.task_type,
             from: control.status,
             to,
-            left: queued.then_some(control.entry),
+            left: plan.leaves_queue.then_some(control.entry),
             entered: None,
         });
-        if control.status.is_running() {
+        if plan.ends_attempt {
             fx.changes.push(Change::Unleased { id });
             fx.changes.push(Change::CancelNotice {
                 worker_id: control.worker_id.clone(),
@@ -652,35 +650,14 @@ impl Core {
         fx: &mut Effects,
     ) -> Result<WorkTaskStatus, StoreError> {
         let mut control = Control::load(conn, id)?.ok_or(StoreError::NotFound(id))?;
-        let target = match report.status {
-            AttemptOutcome::Completed => WorkTaskStatus::Completed,
-            AttemptOutcome::Failed => WorkTaskStatus::Failed,
-            AttemptOutcome::Timeout => WorkTaskStatus::Timeout,
+        let reported = lifecycle::Report {
+            by: worker_id,
+            attempt: report.attempt,
+            outcome: report.status,
+            class: report.error_class,
         };
-        if !control.status.is_running() {
-            return Err(StoreError::Transition {
-                id,
-                source: InvalidTransition {
-                    from: control.status,
-                    to: target,
-                },
-            });
-        }
-        if let Some(worker_id) = worker_id
-            && worker_id != control.worker_id
-        {
-            return Err(StoreError::NotLeaseHolder {
-                id,
-                worker_id: worker_id.to_string(),
-            });
-        }
-        if report.attempt.is_some_and(|a| a != control.attempt) {
-            return Err(StoreError::StaleAttempt {
-                id,
-                attempt: report.attempt.unwrap_or(control.attempt),
-                current: control.attempt,
-            });
-        }
+        let plan = lifecycle::report(control.current(), reported, &self.retry, at, rand::random())
+            .map_err(|refusal| StoreError::refused_report(id, worker_id, refusal))?;
         let started_us = report.started_at.map(row::micros);
         if control.status == WorkTaskStatus::Scheduled {
             // A quick attempt reports its start with its end: both events count.
@@ -692,7 +669,7 @@ impl Core {
                 }
             });
         }
-        if target == WorkTaskStatus::Completed {
+        if plan == Plan::Complete {
             // The completing attempt is not appended to `attempts`: the row
             // itself holds it (worker, start, end), so the success path stays
             // one plain UPDATE. `SqliteStore::attempts` adds it back.
@@ -739,54 +716,41 @@ impl Core {
                 reason,
                 result: report.result,
                 started_at: report.started_at,
-                end: if target == WorkTaskStatus::Timeout {
-                    AttemptEnd::Timeout
-                } else {
-                    AttemptEnd::Failed
-                },
                 class: report.error_class,
             };
-            return self.attempt_failed(conn, &control, failed, target, at, fx);
+            return self.attempt_failed(conn, &control, failed, plan, at, fx);
         }
         Ok(WorkTaskStatus::Completed)
     }
 
-    /// An attempt ended badly: back to the queue with backoff while retries
-    /// remain, else the task ends in `final_status`.
+    /// An attempt ended badly: writes what the plan says (back to the queue
+    /// with backoff, or the task's end).
     fn attempt_failed(
         &mut self,
         conn: &Connection,
         control: &Control,
         failure: Failure,
-        final_status: WorkTaskStatus,
+        plan: Plan,
         at: DateTime<Utc>,
         fx: &mut Effects,
     ) -> Result<WorkTaskStatus, StoreError> {
         let id = control.entry.id;
         let reason = failure.reason.as_str();
         let started_at = failure.started_at.or(control.started_at);
-        let ended = control.ended(
-            started_at,
-            at,
-            failure.end,
-            failure.reason.clone(),
-            failure.class,
-        )?;
-        let decision = if ErrorClass::retryable(failure.class) {
-            self.retry.decide(
-                control.retry_count,
-                control.max_retries,
-                rand::random::<f64>(),
-            )
-        } else {
-            // Every retry would fail the same way.
-            RetryDecision::Fail
-        };
-        let status = match decision {
-            RetryDecision::Retry { retry_count, delay } => {
+        let status = match plan {
+            Plan::Complete => {
+                return Err(StoreError::Corrupt(
+                    "a completion planned as a failed attempt".into(),
+                ));
+            }
+            Plan::Retry {
+                retry_count,
+                not_before,
+                end,
+            } => {
+                let ended =
+                    control.ended(started_at, at, end, failure.reason.clone(), failure.class)?;
                 let seq = self.take_seq();
-                let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-                let not_before = at.checked_add_signed(delay).unwrap_or(at);
                 conn.prepare_cached(
                     "UPDATE worktasks SET status = 'queued', retry_count = ?2, retry_reason = ?3, error_message = ?3, \
                      not_before = ?4, queue_seq = ?5, queued_at = ?6, \
@@ -818,7 +782,12 @@ impl Core {
                 });
                 WorkTaskStatus::Queued
             }
-            RetryDecision::Fail => {
+            Plan::End {
+                status: final_status,
+                end,
+            } => {
+                let ended =
+                    control.ended(started_at, at, end, failure.reason.clone(), failure.class)?;
                 conn.prepare_cached(
                     "UPDATE worktasks SET status = ?2, completed_at = ?3, error_message = ?4, \
                      attempts = json_insert(attempts, '$[#]', json(?5)) WHERE id = ?1",
@@ -950,8 +919,7 @@ struct Failure {
     reason: String,
     result: Option<serde_json::Value>,
     started_at: Option<DateTime<Utc>>,
-    end: AttemptEnd,
-    /// A permanent failure is not retried.
+    /// Recorded with the attempt (the plan already decided on it).
     class: Option<ErrorClass>,
 }
 
@@ -960,6 +928,17 @@ pub(crate) const CONTROL_COLUMNS: &str =
     "status, attempt, retry_count, max_retries, worker_id, started_at";
 
 impl Control {
+    /// What the state machine needs to decide ([`lifecycle`]).
+    pub(crate) fn current(&self) -> lifecycle::Current<'_> {
+        lifecycle::Current {
+            status: self.status,
+            attempt: self.attempt,
+            worker_id: &self.worker_id,
+            retry_count: self.retry_count,
+            max_retries: self.max_retries,
+        }
+    }
+
     pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Control> {
         let status: String = r.get(6)?;
         Ok(Control {

@@ -71,6 +71,7 @@ pub async fn upload(
     if !state
         .store
         .holds(&worker_id, body.worktask_id, body.attempt)
+        .await?
     {
         return Err(ApiError::not_lease_holder(format!(
             "worker {worker_id} does not hold the lease of attempt {} of task {}",
