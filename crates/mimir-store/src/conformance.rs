@@ -1,7 +1,7 @@
 //! Behaviour every [`Store`] backend must show.
 //!
-//! Each check takes a fresh, empty store opened with [`TEST_RETRY`] and
-//! [`TEST_LEASE_TTL`]. [`CHECKS`] lists them, built from the checks themselves
+//! Each check takes a fresh, empty store opened with [`TEST_RETRY`],
+//! [`TEST_LEASE_TTL`] and [`TEST_AGING`]. [`CHECKS`] lists them, built from the checks themselves
 //! so that none can be left out, and a backend's tests run every one.
 
 use crate::{LeaseRequest, ListQuery, Store, StoreError};
@@ -21,6 +21,12 @@ pub const TEST_RETRY: RetryPolicy = RetryPolicy {
     base: std::time::Duration::from_millis(50),
     cap: std::time::Duration::from_millis(50),
     jitter: 0.0,
+};
+
+/// Queue aging the checks expect: an hour of waiting is worth one
+/// priority level (checks that do not age tasks finish long before).
+pub const TEST_AGING: mimir_core::Aging = mimir_core::Aging {
+    interval: std::time::Duration::from_secs(3600),
 };
 
 /// Lease lifetime the checks expect.
@@ -1416,6 +1422,270 @@ async fn close_commits_then_refuses_writes(store: &dyn Store) {
     assert_eq!(store.counts().await.expect("counts").total(), 1);
 }
 
+/// Many workers leasing at once from one store never get the same task,
+/// and every task is leased exactly once.
+async fn concurrent_leases_never_share_a_task(store: Arc<dyn Store>) {
+    const TASKS: usize = 2_000;
+    let tasks: Vec<WorkTask> = (0..TASKS)
+        .map(|i| task(WorkTaskType::PipelineExecution, 1 + (i % 10) as i64, "race"))
+        .collect();
+    for chunk in tasks.chunks(500) {
+        store.submit(chunk.to_vec()).await.expect("submit");
+    }
+    let mut leasers = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        leasers.push(tokio::spawn(async move {
+            let worker = format!("racer-{w}");
+            let mut got = Vec::new();
+            loop {
+                let leased = store
+                    .lease(lease_request(&worker, 16))
+                    .await
+                    .expect("lease");
+                if leased.is_empty() {
+                    break got;
+                }
+                got.extend(leased.into_iter().map(|t| (t.worktask_id, t.attempt)));
+            }
+        }));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for leaser in leasers {
+        for (id, attempt) in leaser.await.expect("leaser") {
+            assert_eq!(attempt, 1, "first lease of {id}");
+            assert!(seen.insert(id), "task {id} was leased twice");
+        }
+    }
+    assert_eq!(seen.len(), TASKS, "every task leased once");
+    let expected: std::collections::HashSet<Uuid> = tasks.iter().map(|t| t.worktask_id).collect();
+    assert_eq!(seen, expected);
+}
+
+/// `finish_many` decides each report on its own: accepted ones change their
+/// task, refused ones (stale attempt, another worker's, unknown, missing id)
+/// change nothing, in one call.
+async fn finish_many_decides_each_report(store: &dyn Store) {
+    let done = task(WorkTaskType::PipelineExecution, 5, "p");
+    let retried = task(WorkTaskType::PipelineExecution, 5, "p");
+    let stale = task(WorkTaskType::PipelineExecution, 5, "p");
+    let others = task(WorkTaskType::PipelineExecution, 5, "p");
+    store
+        .submit(vec![
+            done.clone(),
+            retried.clone(),
+            stale.clone(),
+            others.clone(),
+        ])
+        .await
+        .expect("submit");
+    let mine = store.lease(lease_request("w", 3)).await.expect("lease");
+    assert_eq!(mine.len(), 3);
+    let theirs = store.lease(lease_request("x", 1)).await.expect("lease");
+    assert_eq!(theirs[0].worktask_id, others.worktask_id);
+    let with_id = |id: Uuid, status, attempt, error: &str| WorkTaskResult {
+        worktask_id: Some(id),
+        ..report(status, attempt, error)
+    };
+    let unknown = Uuid::now_v7();
+    let reports = vec![
+        with_id(done.worktask_id, AttemptOutcome::Completed, Some(1), ""),
+        with_id(
+            retried.worktask_id,
+            AttemptOutcome::Failed,
+            Some(1),
+            "flaky",
+        ),
+        with_id(stale.worktask_id, AttemptOutcome::Completed, Some(7), ""),
+        with_id(others.worktask_id, AttemptOutcome::Completed, Some(1), ""),
+        with_id(unknown, AttemptOutcome::Completed, Some(1), ""),
+        report(AttemptOutcome::Completed, Some(1), ""),
+    ];
+    let answers = store
+        .finish_many("w", reports, Utc::now())
+        .await
+        .expect("finish_many");
+    assert_eq!(answers.len(), 6);
+    assert!(
+        matches!(answers[0], Ok(WorkTaskStatus::Completed)),
+        "{:?}",
+        answers[0]
+    );
+    assert!(
+        matches!(answers[1], Ok(WorkTaskStatus::Queued)),
+        "{:?}",
+        answers[1]
+    );
+    assert!(
+        matches!(
+            answers[2],
+            Err(StoreError::StaleAttempt {
+                attempt: 7,
+                current: 1,
+                ..
+            })
+        ),
+        "{:?}",
+        answers[2]
+    );
+    assert!(
+        matches!(answers[3], Err(StoreError::NotLeaseHolder { .. })),
+        "{:?}",
+        answers[3]
+    );
+    assert!(
+        matches!(answers[4], Err(StoreError::NotFound(id)) if id == unknown),
+        "{:?}",
+        answers[4]
+    );
+    assert!(answers[5].is_err(), "a report without an id is refused");
+    let status = |id| async move { store.get(id).await.expect("get").expect("present") };
+    assert_eq!(
+        status(done.worktask_id).await.status,
+        WorkTaskStatus::Completed
+    );
+    let back = status(retried.worktask_id).await;
+    assert_eq!((back.status, back.retry_count), (WorkTaskStatus::Queued, 1));
+    let untouched = status(stale.worktask_id).await;
+    assert_eq!(
+        (untouched.status, untouched.attempt),
+        (WorkTaskStatus::Scheduled, 1)
+    );
+    assert!(store.holds("w", stale.worktask_id, 1).await.expect("holds"));
+    assert_eq!(
+        status(others.worktask_id).await.status,
+        WorkTaskStatus::Scheduled
+    );
+    assert!(
+        store
+            .holds("x", others.worktask_id, 1)
+            .await
+            .expect("holds")
+    );
+    assert_eq!(store.get(unknown).await.expect("get"), None);
+    assert_eq!(
+        store.attempts(stale.worktask_id).await.expect("attempts"),
+        Some(Vec::new()),
+        "a refused report ends no attempt"
+    );
+}
+
+/// A one-task lease (`only`) takes the named task wherever it stands in the
+/// queue; the same worker asking again gets it back; others are refused.
+async fn only_leases_take_the_named_task(store: &dyn Store) {
+    let first = task(WorkTaskType::PipelineExecution, 9, "p");
+    let named = task(WorkTaskType::PipelineExecution, 1, "p");
+    store
+        .submit(vec![first.clone(), named.clone()])
+        .await
+        .expect("submit");
+    let only = |worker: &str| LeaseRequest {
+        only: Some(named.worktask_id),
+        ..lease_request(worker, 1)
+    };
+    let leased = store.lease(only("job")).await.expect("lease");
+    assert_eq!(
+        leased
+            .iter()
+            .map(|t| (t.worktask_id, t.attempt, t.status))
+            .collect::<Vec<_>>(),
+        [(named.worktask_id, 1, WorkTaskStatus::Scheduled)],
+        "the named task, though another is more urgent"
+    );
+    let again = store.lease(only("job")).await.expect("lease again");
+    assert_eq!(
+        again
+            .iter()
+            .map(|t| (t.worktask_id, t.attempt))
+            .collect::<Vec<_>>(),
+        [(named.worktask_id, 1)],
+        "the same worker takes up the attempt it holds, not a new one"
+    );
+    let refused = store.lease(only("other")).await;
+    assert!(
+        matches!(refused, Err(StoreError::Transition { .. })),
+        "{refused:?}"
+    );
+    let missing = store
+        .lease(LeaseRequest {
+            only: Some(Uuid::now_v7()),
+            ..lease_request("job", 1)
+        })
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    assert_eq!(store.queue_length().await.expect("queue length"), 2);
+    let rest = store.lease(lease_request("w", 5)).await.expect("lease");
+    assert_eq!(
+        rest.iter().map(|t| t.worktask_id).collect::<Vec<_>>(),
+        [first.worktask_id]
+    );
+}
+
+/// With aging, tasks that waited long enough go before newer, more urgent
+/// ones: the order is by effective priority (base + waited / interval).
+async fn aging_lifts_long_waiting_tasks(store: &dyn Store) {
+    let hours_ago = |h: i64| Utc::now() - Duration::hours(h) - Duration::minutes(1);
+    let submitted = |priority: i64, at| WorkTask {
+        submitted_at: at,
+        ..task(WorkTaskType::PipelineExecution, priority, "p")
+    };
+    // Effective priorities now: 1 + 4 = 5; 2 + 2 = 4; 3. Without aging the
+    // order would be the reverse.
+    let old_low = submitted(1, hours_ago(4));
+    let aged = submitted(2, hours_ago(2));
+    let fresh = submitted(3, Utc::now());
+    store
+        .submit(vec![fresh.clone(), aged.clone(), old_low.clone()])
+        .await
+        .expect("submit");
+    let order: Vec<Uuid> = store
+        .lease(lease_request("w", 3))
+        .await
+        .expect("lease")
+        .into_iter()
+        .map(|t| t.worktask_id)
+        .collect();
+    assert_eq!(
+        order,
+        [old_low.worktask_id, aged.worktask_id, fresh.worktask_id],
+        "aged order"
+    );
+}
+
+/// A task entering the queue wakes a waiting leaser: on submit, and when a
+/// failed attempt goes back to the queue.
+async fn queue_signal_wakes_waiters(store: &dyn Store) {
+    let signal = store.queue_signal();
+    let wait = std::time::Duration::from_secs(5);
+    let notified = signal.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    let t = task(WorkTaskType::PipelineExecution, 5, "p");
+    store.submit(vec![t.clone()]).await.expect("submit");
+    tokio::time::timeout(wait, notified)
+        .await
+        .expect("a submit wakes the waiter");
+    store.lease(lease_request("w", 1)).await.expect("lease");
+    let notified = signal.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    store
+        .finish(
+            t.worktask_id,
+            Some("w".into()),
+            report(AttemptOutcome::Failed, Some(1), "again"),
+            Utc::now(),
+        )
+        .await
+        .expect("finish");
+    tokio::time::timeout(wait, notified)
+        .await
+        .expect("a retry wakes the waiter");
+}
+
 /// One check as a backend runs it: given a fresh, empty store, it panics
 /// where the backend misbehaves.
 pub type Check = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()>>>;
@@ -1453,8 +1723,16 @@ register!(
         refused_model_changes_store_nothing,
         model_versions_number_up_and_go_with_the_model,
         close_commits_then_refuses_writes,
+        finish_many_decides_each_report,
+        only_leases_take_the_named_task,
+        aging_lifts_long_waiting_tasks,
+        queue_signal_wakes_waiters,
     ],
-    sharing: [concurrent_submits_all_land, concurrent_start_training_one_wins],
+    sharing: [
+        concurrent_submits_all_land,
+        concurrent_start_training_one_wins,
+        concurrent_leases_never_share_a_task,
+    ],
 );
 
 /// Runs the check named `name` against `store`.

@@ -9,6 +9,7 @@ fn open(dir: &tempfile::TempDir) -> SqliteStore {
     let options = SqliteOptions {
         retry: conformance::TEST_RETRY,
         lease_ttl: conformance::TEST_LEASE_TTL,
+        aging: Some(conformance::TEST_AGING),
         ..SqliteOptions::default()
     };
     SqliteStore::open(dir.path(), options).expect("open store")
@@ -55,6 +56,11 @@ conformance_tests!(
     close_commits_then_refuses_writes,
     concurrent_submits_all_land,
     concurrent_start_training_one_wins,
+    finish_many_decides_each_report,
+    only_leases_take_the_named_task,
+    aging_lifts_long_waiting_tasks,
+    queue_signal_wakes_waiters,
+    concurrent_leases_never_share_a_task,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
