@@ -61,6 +61,7 @@ impl Schema {
             pool_size: 6,
             retry: conformance::TEST_RETRY,
             lease_ttl: conformance::TEST_LEASE_TTL,
+            aging: Some(conformance::TEST_AGING),
             ..PostgresOptions::new(url())
         }
     }
@@ -69,6 +70,15 @@ impl Schema {
         PostgresStore::open(self.options())
             .await
             .expect("open store")
+    }
+
+    /// A store leasing in plain priority order.
+    async fn open_without_aging(&self) -> PostgresStore {
+        let options = PostgresOptions {
+            aging: None,
+            ..self.options()
+        };
+        PostgresStore::open(options).await.expect("open store")
     }
 }
 
@@ -136,7 +146,29 @@ conformance_tests!(
     close_commits_then_refuses_writes,
     concurrent_submits_all_land,
     concurrent_start_training_one_wins,
+    finish_many_decides_each_report,
+    only_leases_take_the_named_task,
+    aging_lifts_long_waiting_tasks,
+    queue_signal_wakes_waiters,
+    concurrent_leases_never_share_a_task,
 );
+
+/// The checks of the lease order, on stores without aging (the suite's
+/// stores age, and leases then read the queue level by level).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_checks_hold_without_aging() {
+    for check in [
+        "most_urgent_in_queue_order",
+        "lease_and_complete",
+        "lease_types_and_limits",
+        "failures_retry_then_fail",
+        "release_and_cancel_running",
+        "concurrent_leases_never_share_a_task",
+    ] {
+        let schema = Schema::new().await;
+        conformance::run(check, Arc::new(schema.open_without_aging().await)).await;
+    }
+}
 
 fn request(worker: &str, max: usize) -> LeaseRequest {
     LeaseRequest {
@@ -169,7 +201,10 @@ fn completed(id: Uuid, attempt: u32) -> WorkTaskResult {
 async fn two_stores_lease_every_task_exactly_once() {
     const TASKS: usize = 10_000;
     let schema = Schema::new().await;
-    let stores = [Arc::new(schema.open().await), Arc::new(schema.open().await)];
+    let stores = [
+        Arc::new(schema.open_without_aging().await),
+        Arc::new(schema.open_without_aging().await),
+    ];
     let mut all = HashSet::new();
     for batch in 0..TASKS / 1000 {
         let tasks: Vec<_> = (0..1000)
