@@ -103,6 +103,22 @@ pub enum StoreError {
     /// A stored row could not be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// PostgreSQL could not be reached or answered an error (never names
+    /// the password of the connection URL).
+    #[error("postgres: {0}")]
+    Postgres(String),
+}
+
+impl From<sqlx_core::Error> for StoreError {
+    fn from(error: sqlx_core::Error) -> StoreError {
+        // SQLSTATE class 53: insufficient resources (53100 disk_full).
+        if let sqlx_core::Error::Database(db) = &error
+            && db.code().is_some_and(|code| code == "53100")
+        {
+            return StoreError::StorageFull(db.message().to_string());
+        }
+        StoreError::Postgres(error.to_string())
+    }
 }
 
 impl StoreError {

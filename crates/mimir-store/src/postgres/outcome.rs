@@ -1,0 +1,332 @@
+//! Ending attempts and tasks: results, cancels and the writes of a failed
+//! attempt (shared with lease expiry). Each reads the task's state under a
+//! row lock, asks [`lifecycle`] what to do, and writes what the plan says; a
+//! refusal writes nothing.
+
+use super::row::{self, CONTROL_COLUMNS, Control, TASK_COLUMNS};
+use super::{Events, notify};
+use crate::StoreError;
+use chrono::{DateTime, Utc};
+use mimir_core::lifecycle::{self, Plan};
+use mimir_core::{
+    AttemptEnd, ErrorClass, RetryPolicy, TaskEventKind, WorkTask, WorkTaskResult, WorkTaskStatus,
+};
+use sqlx_core::query::query;
+use sqlx_postgres::{PgConnection, PgPool, Postgres};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Why an attempt failed, and what it reported.
+pub(crate) struct Failure {
+    pub(crate) reason: String,
+    pub(crate) result: Option<serde_json::Value>,
+    /// The result as stored (`WorkTaskResult::stored_result`), when one came.
+    pub(crate) stored_result: Option<String>,
+    pub(crate) started_at: Option<DateTime<Utc>>,
+    /// Recorded with the attempt (the plan already decided on it).
+    pub(crate) class: Option<ErrorClass>,
+}
+
+/// The task's state, its row locked until the transaction ends.
+pub(crate) async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Control>, StoreError> {
+    let found = query::<Postgres>(&format!(
+        "SELECT {CONTROL_COLUMNS} FROM worktasks WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    found.as_ref().map(Control::from_row).transpose()
+}
+
+/// Records the end of a task's current attempt; the task as stored after,
+/// and whether it went back to the queue.
+pub(crate) async fn finish(
+    pool: &PgPool,
+    retry: &RetryPolicy,
+    id: Uuid,
+    worker_id: Option<&str>,
+    report: WorkTaskResult,
+    at: DateTime<Utc>,
+    events: &mut Events,
+) -> Result<(WorkTask, bool), StoreError> {
+    let mut tx = pool.begin().await?;
+    let control = lock(&mut tx, id).await?.ok_or(StoreError::NotFound(id))?;
+    let status = decide_and_write(&mut tx, retry, &control, worker_id, report, at, events).await?;
+    let requeued = status == WorkTaskStatus::Queued;
+    if requeued {
+        query::<Postgres>(notify::NOTIFY).execute(&mut *tx).await?;
+    }
+    let task = super::tasks::get_in(&mut tx, id)
+        .await?
+        .ok_or(StoreError::NotFound(id))?;
+    tx.commit().await?;
+    Ok((task, requeued))
+}
+
+/// Records many attempt ends of one worker in one transaction; each report
+/// is accepted or refused on its own.
+pub(crate) async fn finish_many(
+    pool: &PgPool,
+    retry: &RetryPolicy,
+    worker_id: &str,
+    reports: Vec<WorkTaskResult>,
+    at: DateTime<Utc>,
+    events: &mut Events,
+) -> Result<Vec<Result<WorkTaskStatus, StoreError>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    // Every row locked by one statement, in id order, so two batches over
+    // the same tasks cannot deadlock.
+    let mut ids: Vec<Uuid> = reports.iter().filter_map(|r| r.worktask_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = query::<Postgres>(&format!(
+        "SELECT {CONTROL_COLUMNS} FROM worktasks WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut controls = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let control = Control::from_row(r)?;
+        controls.insert(control.id, control);
+    }
+    let mut statuses = Vec::with_capacity(reports.len());
+    let mut requeued = false;
+    let mut written = std::collections::HashSet::new();
+    for report in reports {
+        let Some(id) = report.worktask_id else {
+            statuses.push(Err(StoreError::Corrupt(
+                "a result without worktask_id".into(),
+            )));
+            continue;
+        };
+        if written.contains(&id)
+            && let Some(again) = lock(&mut tx, id).await?
+        {
+            // A second report of the task in this batch sees the first.
+            controls.insert(id, again);
+        }
+        let Some(control) = controls.get(&id) else {
+            statuses.push(Err(StoreError::NotFound(id)));
+            continue;
+        };
+        let decided =
+            decide_and_write(&mut tx, retry, control, Some(worker_id), report, at, events).await;
+        match decided {
+            Ok(status) => {
+                requeued |= status == WorkTaskStatus::Queued;
+                written.insert(id);
+                statuses.push(Ok(status));
+            }
+            Err(error) if error.is_backend_failure() => return Err(error),
+            Err(refused) => statuses.push(Err(refused)),
+        }
+    }
+    if requeued {
+        query::<Postgres>(notify::NOTIFY).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(statuses)
+}
+
+/// Decides a report with [`lifecycle::report`] and writes its plan; a
+/// refusal is returned before anything is written.
+async fn decide_and_write(
+    conn: &mut PgConnection,
+    retry: &RetryPolicy,
+    control: &Control,
+    worker_id: Option<&str>,
+    report: WorkTaskResult,
+    at: DateTime<Utc>,
+    events: &mut Events,
+) -> Result<WorkTaskStatus, StoreError> {
+    let id = control.id;
+    let reported = lifecycle::Report {
+        by: worker_id,
+        attempt: report.attempt,
+        outcome: report.status,
+        class: report.error_class,
+    };
+    let plan = lifecycle::report(control.current(), reported, retry, at, rand::random())
+        .map_err(|refusal| StoreError::refused_report(id, worker_id, refusal))?;
+    if control.status == WorkTaskStatus::Scheduled {
+        // A quick attempt reports its start with its end: both events count.
+        let started = report.started_at.unwrap_or(at);
+        events.push(id, control.task_type, started, || TaskEventKind::Started {
+            worker_id: control.worker_id.clone(),
+            attempt: control.attempt,
+        });
+    }
+    if plan == Plan::Complete {
+        // The completing attempt is not appended to `attempts`: the row
+        // itself holds it (worker, start, end).
+        let result = row::to_json(&report.stored_result())?;
+        query::<Postgres>(
+            "UPDATE worktasks SET status = 'completed', completed_at = $2, \
+                 started_at = coalesce($3, started_at, $2), result = $4, error_message = '', \
+                 lease_expires_at = NULL \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(report.started_at)
+        .bind(result)
+        .execute(&mut *conn)
+        .await?;
+        events.push(id, control.task_type, at, || TaskEventKind::Completed {
+            worker_id: control.worker_id.clone(),
+            attempt: control.attempt,
+            started_at: report.started_at.or(control.started_at),
+            result: report.result,
+        });
+        return Ok(WorkTaskStatus::Completed);
+    }
+    let stored_result = report
+        .result
+        .as_ref()
+        .map(|_| row::to_json(&report.stored_result()))
+        .transpose()?;
+    let reason = if report.error_message.is_empty() {
+        "the attempt failed without a message".to_string()
+    } else {
+        report.error_message
+    };
+    let failure = Failure {
+        reason,
+        result: report.result,
+        stored_result,
+        started_at: report.started_at,
+        class: report.error_class,
+    };
+    attempt_failed(conn, control, failure, plan, at, events).await
+}
+
+/// An attempt ended badly: writes what the plan says (back to the queue
+/// with backoff, or the task's end). The caller notifies when it requeued.
+pub(crate) async fn attempt_failed(
+    conn: &mut PgConnection,
+    control: &Control,
+    failure: Failure,
+    plan: Plan,
+    at: DateTime<Utc>,
+    events: &mut Events,
+) -> Result<WorkTaskStatus, StoreError> {
+    let id = control.id;
+    let started_at = failure.started_at.or(control.started_at);
+    match plan {
+        Plan::Complete => Err(StoreError::Corrupt(
+            "a completion planned as a failed attempt".into(),
+        )),
+        Plan::Retry {
+            retry_count,
+            not_before,
+            end,
+        } => {
+            let ended =
+                control.ended(started_at, at, end, failure.reason.clone(), failure.class)?;
+            query::<Postgres>(
+                "UPDATE worktasks SET status = 'queued', retry_count = $2, retry_reason = $3, \
+                     error_message = $3, not_before = $4, \
+                     queue_seq = nextval('worktasks_queue_seq'), queued_at = $5, \
+                     attempts = attempts || jsonb_build_array($6::jsonb), lease_expires_at = NULL, \
+                     started_at = coalesce($7, started_at), result = coalesce($8, result) \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(row::int(retry_count))
+            .bind(&failure.reason)
+            .bind(not_before)
+            .bind(at)
+            .bind(ended)
+            .bind(failure.started_at)
+            .bind(&failure.stored_result)
+            .execute(&mut *conn)
+            .await?;
+            events.push(id, control.task_type, at, || TaskEventKind::Retried {
+                worker_id: control.worker_id.clone(),
+                attempt: control.attempt,
+                retry_count,
+                max_retries: control.max_retries,
+                reason: failure.reason,
+                started_at,
+                not_before,
+                result: failure.result,
+            });
+            Ok(WorkTaskStatus::Queued)
+        }
+        Plan::End { status, end } => {
+            let ended =
+                control.ended(started_at, at, end, failure.reason.clone(), failure.class)?;
+            query::<Postgres>(
+                "UPDATE worktasks SET status = $2, completed_at = $3, error_message = $4, \
+                     attempts = attempts || jsonb_build_array($5::jsonb), lease_expires_at = NULL, \
+                     started_at = coalesce($6, started_at), result = coalesce($7, result) \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(status.as_str())
+            .bind(at)
+            .bind(&failure.reason)
+            .bind(ended)
+            .bind(failure.started_at)
+            .bind(&failure.stored_result)
+            .execute(&mut *conn)
+            .await?;
+            events.push(id, control.task_type, at, || TaskEventKind::Failed {
+                worker_id: control.worker_id.clone(),
+                attempt: control.attempt,
+                status,
+                reason: failure.reason,
+                retry_count: control.retry_count,
+                started_at,
+                result: failure.result,
+            });
+            Ok(status)
+        }
+    }
+}
+
+/// Cancels a task: a queued one leaves the queue, a running one's attempt
+/// ends (its worker learns it at its next heartbeat).
+pub(crate) async fn cancel(
+    pool: &PgPool,
+    id: Uuid,
+    at: DateTime<Utc>,
+    events: &mut Events,
+) -> Result<WorkTask, StoreError> {
+    let mut tx = pool.begin().await?;
+    let control = lock(&mut tx, id).await?.ok_or(StoreError::NotFound(id))?;
+    let plan = lifecycle::cancel(control.status)
+        .map_err(|source| StoreError::Transition { id, source })?;
+    // Cancelling a running task ends its attempt; a queued one has none.
+    let ended = plan
+        .ends_attempt
+        .then(|| {
+            control.ended(
+                control.started_at,
+                at,
+                AttemptEnd::Cancelled,
+                String::new(),
+                None,
+            )
+        })
+        .transpose()?;
+    let updated = query::<Postgres>(&format!(
+        "UPDATE worktasks SET status = 'cancelled', completed_at = $2, not_before = NULL, \
+             lease_expires_at = NULL, \
+             attempts = CASE WHEN $3::text IS NULL THEN attempts \
+                             ELSE attempts || jsonb_build_array($3::jsonb) END \
+         WHERE id = $1 RETURNING {TASK_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(at)
+    .bind(ended)
+    .fetch_one(&mut *tx)
+    .await?;
+    let task = row::task(&updated)?;
+    tx.commit().await?;
+    events.push(id, control.task_type, at, || TaskEventKind::Cancelled {
+        from: control.status,
+    });
+    Ok(task)
+}
