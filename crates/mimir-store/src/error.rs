@@ -111,13 +111,29 @@ pub enum StoreError {
 
 impl From<sqlx_core::Error> for StoreError {
     fn from(error: sqlx_core::Error) -> StoreError {
-        // SQLSTATE class 53: insufficient resources (53100 disk_full).
-        if let sqlx_core::Error::Database(db) = &error
-            && db.code().is_some_and(|code| code == "53100")
-        {
-            return StoreError::StorageFull(db.message().to_string());
+        use sqlx_core::Error;
+        match &error {
+            // SQLSTATE class 53: insufficient resources (53100 disk_full).
+            Error::Database(db) if db.code().is_some_and(|code| code == "53100") => {
+                StoreError::StorageFull(db.message().to_string())
+            }
+            // Class 08 (connection exception), 57P01-57P03 (the server is
+            // shutting down or starting): the database is out of reach for now.
+            Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")) =>
+            {
+                StoreError::Unavailable(db.message().to_string())
+            }
+            Error::Io(_)
+            | Error::Tls(_)
+            | Error::PoolTimedOut
+            | Error::PoolClosed
+            | Error::WorkerCrashed
+            | Error::Protocol(_) => StoreError::Unavailable(error.to_string()),
+            _ => StoreError::Postgres(error.to_string()),
         }
-        StoreError::Postgres(error.to_string())
     }
 }
 

@@ -7,7 +7,8 @@
 use super::Target;
 use super::report::{histogram, latency_line, record};
 use super::spawn::{Orchestrator, Telemetry, drop_schema};
-use super::{queries, run, submit};
+use super::run as end_to_end;
+use super::{queries, submit};
 use anyhow::{Context, bail};
 use clap::Args;
 use mimir_client::Client;
@@ -61,7 +62,7 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
         })
         .await?;
         println!("== {backend}: no-op tasks end to end, one orchestrator");
-        run::run(run_args(&args, target.clone())).await?;
+        end_to_end::run(run_args(&args, target.clone())).await?;
         println!("== {backend}: queue queries");
         queries::run(queries::QueriesArgs {
             target,
@@ -77,8 +78,8 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_args(args: &StoreArgs, target: Target) -> run::RunArgs {
-    run::RunArgs {
+fn run_args(args: &StoreArgs, target: Target) -> end_to_end::RunArgs {
+    end_to_end::RunArgs {
         target,
         tasks: args.run_tasks,
         batch: 500,

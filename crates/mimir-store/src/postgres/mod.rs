@@ -262,6 +262,10 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     async fn submit(&self, tasks: Vec<WorkTask>) -> Result<Vec<WorkTask>, StoreError> {
         if tasks.is_empty() {
             return Ok(tasks);
