@@ -48,8 +48,9 @@ pub const DEFAULT_POOL_SIZE: u32 = 16;
 /// Defaults to 5 s: how long an operation waits for a free connection.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How the PostgreSQL store is opened.
-#[derive(Debug, Clone)]
+/// How the PostgreSQL store is opened. Its `Debug` shows the URL without
+/// its password.
+#[derive(Clone)]
 pub struct PostgresOptions {
     /// `postgres://user:password@host:port/database`. Errors never repeat
     /// its password.
@@ -86,6 +87,21 @@ impl PostgresOptions {
             lease_ttl: crate::sqlite::DEFAULT_LEASE_TTL,
             events: None,
         }
+    }
+}
+
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &redact(&self.url))
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("aging", &self.aging)
+            .field("retry", &self.retry)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("events", &self.events)
+            .finish()
     }
 }
 
@@ -623,5 +639,7 @@ mod tests {
         );
         assert_eq!(redact("postgres://db/x"), "postgres://db/x");
         assert_eq!(password_of("postgres://app:p%40ss@db/x"), Some("p%40ss"));
+        let options = PostgresOptions::new("postgres://app:hunter2@db/x");
+        assert!(!format!("{options:?}").contains("hunter2"));
     }
 }
