@@ -289,6 +289,15 @@ async fn leadership_passes_on_expiry_or_resignation() {
         b.place(vec![placement], Term(second.0)).await,
         Err(StoreError::Deposed { .. })
     ));
+    // A leader whose own lease lapsed starts a new term when it takes over
+    // again: its writes under the lapsed one stay refused.
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let fourth = a.lead("a", ttl).await.expect("lead").expect("a again");
+    assert!(fourth > third, "{fourth:?} after {third:?}");
+    assert!(matches!(
+        a.expire_leases(Utc::now(), third).await,
+        Err(StoreError::Deposed { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
