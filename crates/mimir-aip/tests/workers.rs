@@ -3,14 +3,14 @@
 
 mod harness;
 
+use harness::executions::Executions;
 use harness::pipelines::{create_pipeline, execute, one_step, wait_for_status, wait_until_done};
 use harness::{Orchestrator, bin};
 use mimir_core::WorkTaskStatus;
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -253,38 +253,6 @@ async fn a_cancelled_running_task_stops_on_its_worker() {
         client.get(task.worktask_id).await.expect("get").status,
         WorkTaskStatus::Cancelled
     );
-}
-
-/// Counts the runs of each task: every run of the pipeline below calls
-/// `/run/{n}` once, so the calls are the executions, whatever the store says.
-#[derive(Clone, Default)]
-struct Executions(Arc<Mutex<HashMap<u32, u32>>>);
-
-impl Executions {
-    /// Serves on a free loopback port; its base URL.
-    async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let counts = self.0.clone();
-        let app = axum::Router::new().route(
-            "/run/{n}",
-            axum::routing::post(move |axum::extract::Path(n): axum::extract::Path<u32>| {
-                let counts = counts.clone();
-                async move {
-                    *counts.lock().expect("lock").entry(n).or_default() += 1;
-                    "ok"
-                }
-            }),
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-        format!("http://{addr}")
-    }
-
-    fn counts(&self) -> HashMap<u32, u32> {
-        self.0.lock().expect("lock").clone()
-    }
 }
 
 /// The ids of every completed task, read page by page.

@@ -5,6 +5,7 @@
 //! The binary merges the last two into [`Overrides`]. Everything is validated
 //! once, at load, and every error names the key at fault.
 
+pub use crate::store_choice::StoreConfig;
 use mimir_core::retry::RetryConfig;
 use mimir_core::{Aging, RetryPolicy};
 use serde::Deserialize;
@@ -521,21 +522,6 @@ pub struct QueueConfig {
     pub aging_interval_ms: u64,
 }
 
-/// `store.*`: the metadata store.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
-pub struct StoreConfig {
-    /// fsync every commit, so acknowledged writes survive power loss. Defaults to
-    /// true; false still survives a crash of the process.
-    pub durable: bool,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig { durable: true }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -579,6 +565,10 @@ pub struct Overrides {
     pub queue_threshold: Option<u32>,
     /// `--api-token` / `MIMIR_API_TOKEN`.
     pub api_token: Option<String>,
+    /// `--store-url` / `MIMIR_STORE_URL`.
+    pub store_url: Option<String>,
+    /// `--store-schema` / `MIMIR_STORE_SCHEMA`.
+    pub store_schema: Option<String>,
 }
 
 /// A configuration that cannot be used; the message names the key or file.
@@ -635,7 +625,15 @@ impl Config {
             max_workers,
             queue_threshold,
             api_token,
+            store_url,
+            store_schema,
         } = overrides;
+        if let Some(v) = store_url {
+            self.store.url = v;
+        }
+        if let Some(v) = store_schema {
+            self.store.schema = v;
+        }
         if let Some(v) = listen {
             self.listen = v;
         }
@@ -772,6 +770,7 @@ impl Config {
             limits,
             tls,
             kubernetes,
+            store: self.store.validate()?,
         })
     }
 
@@ -856,6 +855,8 @@ pub struct ValidConfig {
     pub tls: Option<crate::listener::ValidTls>,
     /// The Kubernetes backend, when `orchestrator.workerBackend` is `kubernetes`.
     pub kubernetes: Option<crate::kubernetes::KubernetesConfig>,
+    /// The metadata store.
+    pub store: crate::store_choice::StoreChoice,
 }
 
 #[cfg(test)]

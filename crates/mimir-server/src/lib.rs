@@ -14,6 +14,7 @@ pub mod progress;
 pub mod requirements;
 pub mod serve;
 mod state;
+pub mod store_choice;
 pub mod telemetry;
 pub mod workers;
 

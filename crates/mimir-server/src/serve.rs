@@ -7,7 +7,7 @@ use crate::workers::Registry;
 use crate::workers::WorkerBackend;
 use crate::workers::pool::{self, Pool, PoolConfig};
 use crate::{AppState, api};
-use mimir_store::{SqliteOptions, SqliteStore, Store, StoreError};
+use mimir_store::{Store, StoreError};
 use mimir_telemetry::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,18 +86,14 @@ pub async fn run(
         ) as _
     });
     let (ml_ends, ml_ended) = crate::ml::MlTaskEnds::new(recorder);
-    let options = SqliteOptions {
+    let settings = crate::store_choice::StoreSettings {
         aging: valid.aging,
-        durable: config.store.durable,
         retry: valid.retry,
         lease_ttl: valid.lease_ttl,
         // ML task ends update the registry whether or not metrics are on.
         events: Some(ml_ends as _),
-        ..SqliteOptions::default()
     };
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, options))
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))??;
+    let store = crate::store_choice::open(&valid.store, &data_dir, settings).await?;
     for root in &valid.confinement.file_roots {
         std::fs::create_dir_all(root).map_err(|source| ServeError::FileRoot {
             path: root.clone(),
@@ -109,9 +105,9 @@ pub async fn run(
         .map_err(ConfigError::from)?
         .with_storage();
     let store: Arc<dyn Store> = if recording {
-        Arc::new(MeteredStore::new(Arc::new(store), &metrics))
+        Arc::new(MeteredStore::new(store, &metrics))
     } else {
-        Arc::new(store)
+        store
     };
     let listener = TcpListener::bind(valid.listen)
         .await
@@ -322,7 +318,11 @@ pub async fn reap_once(state: &AppState, forget_after: Duration) {
         state.progress.forget_attempts(&gone);
     }
     for (worker_id, lifetime) in state.workers.remove_silent(forget_after) {
-        if let Err(error) = store.forfeit(&worker_id).await {
+        // Silent here may mean busy with another replica: on a shared store
+        // its leases end only when nobody renews them.
+        if !store.shared()
+            && let Err(error) = store.forfeit(&worker_id).await
+        {
             tracing::warn!(%error, worker_id = %worker_id, "cannot forfeit a silent worker's leases: they expire instead");
         }
         state.metrics.workers_failed.inc();

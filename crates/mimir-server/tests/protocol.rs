@@ -172,7 +172,7 @@ impl Api {
 }
 
 /// Tasks queued and not leased by anyone.
-fn queued(api: &Api) -> u64 {
+async fn queued(api: &Api) -> u64 {
     api.state
         .store
         .counts()
@@ -528,7 +528,7 @@ async fn a_text_plain_post_cannot_register_a_worker_or_lease_the_queue() {
     );
     let (_, workers) = api.get("/api/workers").await;
     assert_eq!(workers["workers"], json!([]), "no worker registered");
-    assert_eq!(queued(&api), 1, "nothing leased");
+    assert_eq!(queued(&api).await, 1, "nothing leased");
     assert_eq!(api.total_tasks().await, 1, "nothing submitted");
     assert_eq!(registered_projects(&api).await, Vec::<Value>::new());
 }
@@ -565,7 +565,7 @@ async fn worker_routes_refuse_changes_from_other_web_sites() {
         Some(1),
         "{workers}"
     );
-    assert_eq!(queued(&api), 1, "nothing leased");
+    assert_eq!(queued(&api).await, 1, "nothing leased");
     // The server's own origin is still served.
     let answer = api
         .raw(from(
@@ -1061,7 +1061,7 @@ async fn a_worker_leases_heartbeats_reports_progress_and_results() {
             .await
             .expect("holds")
     );
-    assert_eq!(queued(&api), 0);
+    assert_eq!(queued(&api).await, 0);
     // Leased, not started: it still counts as waiting.
     assert_eq!(
         api.state.store.queue_length().await.expect("queue length"),
@@ -1197,7 +1197,7 @@ async fn release_gives_back_only_unstarted_tasks_the_worker_holds() {
             leased_state(&api.task(&second).await),
         );
         assert_eq!(after, before, "{worker} {body} changed nothing");
-        assert_eq!(queued(&api), 0);
+        assert_eq!(queued(&api).await, 0);
     }
 
     let (status, answer) = api
@@ -1372,7 +1372,7 @@ async fn an_unknown_worker_gets_404_on_every_worker_route_and_stores_nothing() {
         Some(1),
         "calling did not register the unknown worker: {workers}"
     );
-    assert_eq!(queued(&api), 1, "nothing leased");
+    assert_eq!(queued(&api).await, 1, "nothing leased");
     assert!(
         api.state
             .store

@@ -57,6 +57,10 @@ pub enum StoreError {
         /// The task's current attempt.
         current: u32,
     },
+    /// The database cannot be reached (connection refused or lost, no
+    /// connection free in time); nothing was stored, and a retry may succeed.
+    #[error("the metadata store cannot be reached: {0}")]
+    Unavailable(String),
     /// A leader-only write from a process whose leadership term ended.
     #[error("this process no longer leads (term {term}): another one took over")]
     Deposed {

@@ -68,6 +68,12 @@ pub trait Store: Send + Sync + 'static {
     /// Short backend name for metrics and logs (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 
+    /// Whether other processes use this store at the same time (a shared
+    /// database). What one process sees alone, such as a worker gone silent
+    /// at it, then says nothing of the others: that worker may be talking
+    /// to another replica.
+    fn shared(&self) -> bool;
+
     /// Stores new queued tasks in one transaction and queues them; returns them
     /// as stored, in the same order.
     async fn submit(&self, tasks: Vec<WorkTask>) -> Result<Vec<WorkTask>, StoreError>;

@@ -330,6 +330,9 @@ pub struct Metrics {
     pub queue_length: Gauge,
     /// Tasks put on the queue per second over the last minute.
     pub queue_enqueue_rate: FloatGauge,
+    /// 1 while this orchestrator leads the replicas on its store (does the
+    /// lease reaper, scaling and dispatch), else 0.
+    pub leader: Gauge,
     /// Tasks taken off the queue per second over the last minute.
     pub queue_dequeue_rate: FloatGauge,
     /// Tasks put on the queue: submissions, retries and handed-back leases.
@@ -425,6 +428,7 @@ impl Metrics {
         let mut m = Metrics {
             queue_length: Gauge::default(),
             queue_enqueue_rate: FloatGauge::default(),
+            leader: Gauge::default(),
             queue_dequeue_rate: FloatGauge::default(),
             queue_enqueued: Counter::default(),
             queue_dequeued: Counter::default(),
@@ -489,6 +493,11 @@ impl Metrics {
             "mimir_queue_length",
             "Tasks waiting to run",
             m.queue_length.clone(),
+        );
+        r.register(
+            "mimir_leader",
+            "1 while this orchestrator leads the replicas sharing its store, else 0",
+            m.leader.clone(),
         );
         r.register(
             "mimir_queue_enqueue_rate",

@@ -283,8 +283,8 @@ impl Shared {
                 seconds: since.elapsed().as_secs(),
             });
         }
-        if is_storage_full(error) {
-            tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "the orchestrator's disk is full; retrying");
+        if is_store_trouble(error) {
+            tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "the orchestrator cannot store now; retrying");
         } else {
             tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot reach the orchestrator; retrying");
         }
@@ -349,10 +349,11 @@ impl Shared {
                 Err(ClientError::Api { code, .. }) if code == "unknown_worker" => {
                     self.register().await?;
                 }
-                // The orchestrator's disk is full: it stored nothing and
-                // writes again once space is freed, so results are kept and
-                // sent again rather than dropped.
-                Err(error @ ClientError::Api { .. }) if is_storage_full(&error) => {
+                // The orchestrator's disk is full, its database is out of
+                // reach, or it is shutting down (behind a load balancer,
+                // another replica answers next): it stored nothing, so
+                // results are kept and sent again rather than dropped.
+                Err(error @ ClientError::Api { .. }) if is_store_trouble(&error) => {
                     self.backoff(&error, &mut delay).await?
                 }
                 Err(error @ ClientError::Api { .. }) => return Err(error.into()),
@@ -711,8 +712,11 @@ fn attempt_span(task: &WorkTask, worker_id: &str) -> tracing::Span {
 }
 
 /// Whether the orchestrator refused a call because its disk is full (507).
-fn is_storage_full(error: &ClientError) -> bool {
-    matches!(error, ClientError::Api { code, .. } if code == "storage_full")
+/// An answer that stored nothing for a passing reason: a full disk, an
+/// unreachable database, a replica shutting down.
+fn is_store_trouble(error: &ClientError) -> bool {
+    matches!(error, ClientError::Api { code, .. }
+        if matches!(code.as_str(), "storage_full" | "store_unavailable" | "shutting_down"))
 }
 
 /// Sends finished attempts in batches, retrying until the orchestrator has them.

@@ -13,6 +13,7 @@ mod run;
 mod soak;
 mod spawn;
 mod storage;
+mod store;
 mod submit;
 
 use clap::{Args, Subcommand};
@@ -36,6 +37,19 @@ pub struct Target {
     /// local workers) for the run and report its memory.
     #[arg(long, global = true)]
     spawn: bool,
+    /// With --spawn: keep the spawned orchestrator's store in this
+    /// PostgreSQL database (a fresh schema, dropped after the run) instead
+    /// of SQLite.
+    #[arg(
+        long,
+        global = true,
+        env = "MIMIR_BENCH_STORE_URL",
+        hide_env_values = true
+    )]
+    store_url: Option<String>,
+    /// The schema spawned orchestrators share (replicas); set by `bench store`.
+    #[arg(skip)]
+    store_schema: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +67,9 @@ enum Scenario {
     Metrics(metrics::MetricsArgs),
     /// Store many tasks, then time the dashboard's first paint and filtered task lists.
     Dashboard(dashboard::DashboardArgs),
+    /// The metadata store, SQLite and PostgreSQL side by side: submits,
+    /// end to end, queue queries, two replicas and failover.
+    Store(store::StoreArgs),
     /// A mixed load for minutes, a worker killed each minute: memory, fds,
     /// latencies and task accounting per minute.
     Soak(soak::SoakArgs),
@@ -96,6 +113,28 @@ async fn wait_for_workers(client: &mimir_client::Client, n: u32) -> anyhow::Resu
     }
 }
 
+/// Waits until `n` workers have registered with any of the replicas
+/// behind `clients`.
+async fn wait_for_workers_across(clients: &[mimir_client::Client], n: u32) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let mut registered = 0;
+        for client in clients {
+            let workers: serde_json::Value = client
+                .call(reqwest::Method::GET, "/api/workers", None)
+                .await?;
+            registered += workers["workers"].as_array().map_or(0, Vec::len);
+        }
+        if registered >= n as usize {
+            return Ok(());
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            anyhow::bail!("the workers did not register within 30s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs a scenario.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.scenario {
@@ -105,6 +144,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Scenario::Fair(args) => fair::run(args).await?,
         Scenario::Metrics(args) => metrics::run(args).await?,
         Scenario::Dashboard(args) => dashboard::run(args).await?,
+        Scenario::Store(args) => store::run(args).await?,
         Scenario::Storage(args) => storage::run(args).await?,
         Scenario::Ml(args) => ml::run(args).await?,
         Scenario::Soak(args) => return soak::run(args).await,

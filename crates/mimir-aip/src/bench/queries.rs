@@ -13,13 +13,13 @@ use std::time::Instant;
 #[derive(Debug, Args)]
 pub struct QueriesArgs {
     #[command(flatten)]
-    target: Target,
+    pub(super) target: Target,
     /// Queue length to reach before timing (tasks are added in batches of 1,000).
     #[arg(long, default_value_t = 1_000_000)]
-    queued: u64,
+    pub(super) queued: u64,
     /// Timed calls per query.
     #[arg(long, default_value_t = 200)]
-    iterations: usize,
+    pub(super) iterations: usize,
 }
 
 /// Runs the scenario and prints its figures.

@@ -16,46 +16,46 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
-    target: Target,
+    pub(super) target: Target,
     /// Tasks for the throughput phase.
     #[arg(long, default_value_t = 10_000)]
-    tasks: usize,
+    pub(super) tasks: usize,
     /// Tasks per submission.
     #[arg(long, default_value_t = 500)]
-    batch: usize,
+    pub(super) batch: usize,
     /// Local workers (with --spawn).
     #[arg(long, default_value_t = 2)]
-    workers: u32,
+    pub(super) workers: u32,
     /// Most tasks each worker leases ahead (with --spawn) [default: the
     /// orchestrator's, `orchestrator.workerPrefetch`].
     #[arg(long)]
-    prefetch: Option<u32>,
+    pub(super) prefetch: Option<u32>,
     /// Most tasks each worker runs at once (with --spawn) [default: the
     /// orchestrator's, `orchestrator.workerConcurrency`].
     #[arg(long)]
-    concurrency: Option<u32>,
+    pub(super) concurrency: Option<u32>,
     /// Tasks for the latency phase, submitted one by one at --rate.
     #[arg(long, default_value_t = 1000)]
-    latency_tasks: usize,
+    pub(super) latency_tasks: usize,
     /// Submissions per second in the latency phase.
     #[arg(long, default_value_t = 100)]
-    rate: u64,
+    pub(super) rate: u64,
     /// Telemetry of the spawned orchestrator.
     #[arg(long, value_enum, default_value_t = Telemetry::On)]
-    telemetry: Telemetry,
+    pub(super) telemetry: Telemetry,
     /// Measure throughput with telemetry off and on, alternating, --rounds
     /// times each (with --spawn), and report what telemetry costs.
     #[arg(long)]
-    compare_telemetry: bool,
+    pub(super) compare_telemetry: bool,
     /// Rounds of each mode with --compare-telemetry.
     #[arg(long, default_value_t = 3)]
-    rounds: usize,
+    pub(super) rounds: usize,
     /// With --compare-telemetry: run the orchestrator and its workers under
     /// valgrind (cachegrind) and compare the instructions they run per task,
     /// which unlike throughput do not drift with the machine's load. About 50
     /// times slower; 20,000 tasks take a minute a run.
     #[arg(long, requires = "compare_telemetry")]
-    count_instructions: bool,
+    pub(super) count_instructions: bool,
 }
 
 async fn completed(client: &Client) -> anyhow::Result<u64> {

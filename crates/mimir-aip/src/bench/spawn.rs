@@ -24,6 +24,8 @@ pub struct Orchestrator {
     child: Option<Child>,
     /// The temporary data directory (removed on drop) of a spawned one.
     data_dir_guard: Option<tempfile::TempDir>,
+    /// The PostgreSQL schema it made for its store, dropped with it.
+    own_schema: Option<(String, String)>,
 }
 
 impl Orchestrator {
@@ -48,6 +50,7 @@ impl Orchestrator {
                 url: target.orchestrator.trim_end_matches('/').into(),
                 child: None,
                 data_dir_guard: None,
+                own_schema: None,
             });
         }
         let data_dir = tempfile::Builder::new()
@@ -60,10 +63,22 @@ impl Orchestrator {
         let url = format!("http://127.0.0.1:{port}");
         let exe = std::env::current_exe().context("cannot find this executable")?;
         let config_path = data_dir.path().join("bench.yaml");
-        let config = match telemetry {
+        let mut config = match telemetry {
             Telemetry::Off => format!("{config}metrics:\n  enabled: false\n"),
             Telemetry::Quiet | Telemetry::On => config.to_string(),
         };
+        let mut own_schema = None;
+        if let Some(url) = &target.store_url {
+            let schema = match &target.store_schema {
+                Some(shared) => shared.clone(),
+                None => {
+                    let fresh = format!("bench_{}", uuid::Uuid::now_v7().simple());
+                    own_schema = Some((url.clone(), fresh.clone()));
+                    fresh
+                }
+            };
+            config.push_str(&format!("store:\n  schema: {schema}\n"));
+        }
         std::fs::write(&config_path, config).context("cannot write the orchestrator's config")?;
         let (level, log) = match telemetry {
             Telemetry::Quiet | Telemetry::Off => ("warn", std::process::Stdio::inherit()),
@@ -107,6 +122,8 @@ impl Orchestrator {
             .arg(&config_path)
             .arg("--data-dir")
             .arg(data_dir.path().join("data"))
+            .env_remove("MIMIR_STORE_URL")
+            .envs(target.store_url.iter().map(|url| ("MIMIR_STORE_URL", url)))
             .kill_on_drop(true)
             .spawn()
             .with_context(|| {
@@ -120,6 +137,7 @@ impl Orchestrator {
             url,
             child: Some(child),
             data_dir_guard: Some(data_dir),
+            own_schema,
         };
         orchestrator.wait_healthy(Duration::from_secs(60)).await?;
         eprintln!(
@@ -145,6 +163,14 @@ impl Orchestrator {
             "the orchestrator at {} did not become ready within {within:?}",
             self.url
         )
+    }
+
+    /// `kill -9` of a spawned orchestrator, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        self.child = None;
     }
 
     /// Process id of a spawned orchestrator (and of its process group).
@@ -254,5 +280,24 @@ impl Orchestrator {
 impl Drop for Orchestrator {
     fn drop(&mut self) {
         self.stop();
+        if let Some((url, schema)) = self.own_schema.take() {
+            drop_schema(&url, &schema);
+        }
+    }
+}
+
+/// Drops a benchmark's PostgreSQL schema and everything in it (with psql).
+pub fn drop_schema(url: &str, schema: &str) {
+    let dropped = std::process::Command::new("psql")
+        .args([
+            url,
+            "-X",
+            "-q",
+            "-c",
+            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        ])
+        .output();
+    if !dropped.is_ok_and(|o| o.status.success()) {
+        eprintln!("warning: could not drop the benchmark's schema {schema}: drop it by hand");
     }
 }

@@ -16,16 +16,16 @@ use std::time::Instant;
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     #[command(flatten)]
-    target: Target,
+    pub(super) target: Target,
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 8)]
-    clients: usize,
+    pub(super) clients: usize,
     /// Tasks to submit in all.
     #[arg(long, default_value_t = 100_000)]
-    tasks: u64,
+    pub(super) tasks: u64,
     /// Tasks per request: 1 uses `POST /api/worktasks`, more the batch endpoint.
     #[arg(long, default_value_t = 1)]
-    batch: usize,
+    pub(super) batch: usize,
 }
 
 /// A request body with `n` tasks of random type and priority, running `pipeline_id`.

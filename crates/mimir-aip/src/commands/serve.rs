@@ -37,6 +37,15 @@ pub struct ServeArgs {
     /// Token users and the dashboard must present (`Authorization: Bearer`) [default: none].
     #[arg(long, env = "MIMIR_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
+    /// PostgreSQL connection string for the metadata store; several
+    /// orchestrators on one database share its queue [default: SQLite in the
+    /// data directory].
+    #[arg(long, env = "MIMIR_STORE_URL", hide_env_values = true)]
+    store_url: Option<String>,
+    /// PostgreSQL schema of the store's tables, created if missing
+    /// [default: the connection's search path].
+    #[arg(long, env = "MIMIR_STORE_SCHEMA")]
+    store_schema: Option<String>,
 }
 
 /// Loads the configuration and serves until SIGINT or SIGTERM.
@@ -54,6 +63,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_workers: args.max_workers,
         queue_threshold: args.queue_threshold,
         api_token: args.api_token,
+        store_url: args.store_url,
+        store_schema: args.store_schema,
     });
     let traces = mimir_telemetry::TraceSettings {
         endpoint: Some(config.tracing.endpoint.clone()),

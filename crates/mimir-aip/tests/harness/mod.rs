@@ -3,8 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod balancer;
 pub mod browser;
+pub mod executions;
 pub mod pipelines;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -35,6 +38,11 @@ pub struct Orchestrator {
     extra: Vec<String>,
     /// Environment variables set for it (and so for its local workers).
     env: Vec<(String, String)>,
+    /// Where its store lives beyond the data directory: PostgreSQL flags.
+    store: Vec<String>,
+    /// The schema it owns when the suite runs on PostgreSQL
+    /// (`MIMIR_TEST_STORE=postgres`); dropped with it.
+    own_schema: Option<postgres::Schema>,
 }
 
 impl Orchestrator {
@@ -68,6 +76,33 @@ impl Orchestrator {
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
+            store: Vec::new(),
+            own_schema: None,
+        };
+        orchestrator.spawn();
+        orchestrator
+    }
+
+    /// Starts a replica of `serve` with its store in `schema` (PostgreSQL),
+    /// a config file holding `yaml` and its own data directory.
+    pub fn start_replica(schema: &postgres::Schema, yaml: &str, extra: &[&str]) -> Orchestrator {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if !yaml.is_empty() {
+            extra.extend(["--config".into(), config_file(dir.path(), yaml)]);
+        }
+        let mut orchestrator = Orchestrator {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            child: None,
+            args: Vec::new(),
+            log: dir.path().join("orchestrator.log"),
+            dir,
+            extra,
+            env: Vec::new(),
+            store: schema.serve_args(),
+            own_schema: None,
         };
         orchestrator.spawn();
         orchestrator
@@ -90,6 +125,8 @@ impl Orchestrator {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            store: Vec::new(),
+            own_schema: None,
         };
         orchestrator.spawn();
         orchestrator
@@ -112,6 +149,8 @@ impl Orchestrator {
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
+            store: Vec::new(),
+            own_schema: None,
         };
         orchestrator.spawn();
         orchestrator
@@ -123,6 +162,11 @@ impl Orchestrator {
     }
 
     fn spawn(&mut self) {
+        if self.store.is_empty() && postgres::selected() {
+            let schema = postgres::Schema::new();
+            self.store = schema.serve_args();
+            self.own_schema = Some(schema);
+        }
         let extra = self.extra.clone();
         let data = self.dir.path().join("data");
         let mut args: Vec<String> = vec![
@@ -135,6 +179,7 @@ impl Orchestrator {
             "json".into(),
         ];
         args.extend(extra);
+        args.extend(self.store.iter().cloned());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

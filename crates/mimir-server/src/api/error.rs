@@ -121,6 +121,14 @@ impl From<StoreError> for ApiError {
             StoreError::NotLeaseHolder { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "not_lease_holder", e.to_string())
             }
+            StoreError::Unavailable(_) => ApiError {
+                cause: Some(e.to_string()),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the metadata store cannot be reached, so nothing was stored; retry shortly",
+                )
+            },
             StoreError::WriterGone => ApiError {
                 cause: Some(e.to_string()),
                 ..ApiError::new(

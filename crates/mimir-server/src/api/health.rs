@@ -31,6 +31,9 @@ pub async fn health() -> Json<Health> {
     Json(Health { status: "healthy" })
 }
 
+/// Longest `/ready` waits for the store: under the 5 s probes usually allow.
+const READY_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The answer of `GET /ready`, ready or not.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
@@ -56,6 +59,10 @@ pub struct ReadyChecks {
     /// `off` (no local pool), `running` or `stalled`.
     #[schema(value_type = String)]
     pub autoscaler: &'static str,
+    /// Whether this orchestrator leads the replicas sharing its store (runs
+    /// the lease reaper, the autoscaler and Kubernetes dispatch). Not a
+    /// readiness condition: followers serve the API and workers as well.
+    pub leader: bool,
 }
 
 /// `GET /ready`: 200 when the store answers a query (it opens only with its
@@ -76,8 +83,15 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         Some(backend) if backend.is_running() => "running",
         Some(_) => "stalled",
     };
-    // The ping also checks the schema is at this build's last migration.
-    let store = state.store.ping().await;
+    // The ping also checks the schema is at this build's last migration. A
+    // database out of reach answers within the probe's usual timeout.
+    let store = match tokio::time::timeout(READY_PING_TIMEOUT, state.store.ping()).await {
+        Ok(answer) => answer,
+        Err(_) => Err(mimir_store::StoreError::Unavailable(format!(
+            "no answer within {} ms",
+            READY_PING_TIMEOUT.as_millis()
+        ))),
+    };
     let checks = ReadyChecks {
         store: match &store {
             Ok(()) => "ok",
@@ -90,6 +104,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             Err(_) => "unknown",
         },
         autoscaler,
+        leader: state.leadership.leads(),
     };
     let problem = match store {
         Err(error) => Some(format!("store: {error}")),

@@ -570,7 +570,7 @@ pub struct ProgressBody {
 }
 
 /// The worker and attempt a report names, which must be the lease holder's.
-fn holder(
+async fn holder(
     state: &AppState,
     id: Uuid,
     worker_id: Option<&str>,
@@ -612,7 +612,7 @@ pub async fn progress(
     ApiJson(body): ApiJson<ProgressBody>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    holder(&state, id, body.worker_id.as_deref(), body.attempt)?;
+    holder(&state, id, body.worker_id.as_deref(), body.attempt).await?;
     let max = crate::progress::MAX_PROGRESS_STEPS;
     if body.steps.len() > max {
         return Err(ApiError::new(

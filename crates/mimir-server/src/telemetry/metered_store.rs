@@ -215,6 +215,9 @@ impl Store for MeteredStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
     async fn submit(&self, tasks: Vec<WorkTask>) -> Result<Vec<WorkTask>, StoreError> {
         self.measure(Method::Submit, self.inner.submit(tasks)).await
     }

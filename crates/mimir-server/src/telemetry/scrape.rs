@@ -79,6 +79,7 @@ pub(crate) async fn refresh_gauges(state: &AppState) {
     if let Ok(waiting) = state.store.queue_length().await {
         m.queue_length.set(waiting as i64);
     }
+    m.leader.set(i64::from(state.leadership.leads()));
     m.workers_active
         .set(state.workers.active(state.lease_ttl) as i64);
     mimir_storage::record_pools(m, &state.storage);

@@ -222,6 +222,10 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn shared(&self) -> bool {
+        false
+    }
+
     async fn submit(&self, tasks: Vec<WorkTask>) -> Result<Vec<WorkTask>, StoreError> {
         if tasks.is_empty() {
             return Ok(tasks);
