@@ -392,6 +392,7 @@ async fn errors_never_show_the_password() {
         ..PostgresOptions::new("postgres://mimir:s3cr3t-pw@127.0.0.1:1/nowhere")
     };
     let error = PostgresStore::open(options).await.err().expect("refused");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
     let message = error.to_string();
     assert!(!message.contains("s3cr3t-pw"), "{message}");
     assert!(message.contains("127.0.0.1:1"), "{message}");

@@ -147,21 +147,24 @@ impl PostgresStore {
     /// for other processes' queue changes.
     pub async fn open(options: PostgresOptions) -> Result<PostgresStore, StoreError> {
         let shown = redact(&options.url);
-        let fail = |reason: String| {
+        let fail = |error: StoreError| {
             // The driver's messages do not carry the password; make sure.
+            let reason = error.to_string();
             let reason = match password_of(&options.url) {
                 Some(password) if !password.is_empty() => reason.replace(password, "***"),
                 _ => reason,
             };
-            StoreError::Postgres(format!("cannot open the store at {shown}: {reason}"))
+            let reason = format!("cannot open the store at {shown}: {reason}");
+            match error {
+                StoreError::Unavailable(_) => StoreError::Unavailable(reason),
+                _ => StoreError::Postgres(reason),
+            }
         };
         let mut connect = PgConnectOptions::from_str(&options.url)
-            .map_err(|e| fail(format!("invalid URL: {e}")))?
+            .map_err(|e| fail(StoreError::Postgres(format!("invalid URL: {e}"))))?
             .application_name("mimir-aip");
         if let Some(schema) = &options.schema {
-            create_schema(&connect, schema)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
+            create_schema(&connect, schema).await.map_err(fail)?;
             connect = connect.options([("search_path", schema.as_str())]);
         }
         let pool = PgPoolOptions::new()
@@ -169,10 +172,8 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await
-            .map_err(|e| fail(e.to_string()))?;
-        schema::migrate(&pool)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(e.into()))?;
+        schema::migrate(&pool).await.map_err(fail)?;
         let queue_signal = Arc::new(Notify::new());
         let listener = notify::Listener::start(pool.clone(), queue_signal.clone());
         tracing::info!(url = %shown, schema = ?options.schema, "store opened");
@@ -276,6 +277,10 @@ impl Events {
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     async fn submit(&self, tasks: Vec<WorkTask>) -> Result<Vec<WorkTask>, StoreError> {
