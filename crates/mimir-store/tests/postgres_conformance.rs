@@ -398,3 +398,56 @@ async fn errors_never_show_the_password() {
     assert!(message.contains("127.0.0.1:1"), "{message}");
     assert!(error.is_backend_failure());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finish_many_completes_a_batch_and_refuses_a_repeated_report() {
+    let schema = Schema::new().await;
+    let store = schema.open().await;
+    let tasks: Vec<_> = (0..200)
+        .map(|_| conformance::task(WorkTaskType::PipelineExecution, 5, "p"))
+        .collect();
+    store.submit(tasks.clone()).await.expect("submit");
+    let leased = store.lease(request("w", 200)).await.expect("lease");
+    assert_eq!(leased.len(), 200);
+    let started = Utc::now();
+    let mut reports: Vec<_> = tasks
+        .iter()
+        .map(|t| WorkTaskResult {
+            started_at: Some(started),
+            ..completed(t.worktask_id, 1)
+        })
+        .collect();
+    reports.push(completed(tasks[7].worktask_id, 1));
+    let answers = store
+        .finish_many("w", reports, Utc::now())
+        .await
+        .expect("finish_many");
+    assert!(
+        answers[..200]
+            .iter()
+            .all(|a| matches!(a, Ok(WorkTaskStatus::Completed))),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers[200], Err(StoreError::Transition { .. })),
+        "{:?}",
+        answers[200]
+    );
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(
+        counts.get(WorkTaskType::PipelineExecution, WorkTaskStatus::Completed),
+        200
+    );
+    assert_eq!(store.queue_length().await.expect("queue length"), 0);
+    let attempts = store
+        .attempts(tasks[7].worktask_id)
+        .await
+        .expect("attempts")
+        .expect("present");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        attempts[0].started_at.map(|t| t.timestamp_micros()),
+        Some(started.timestamp_micros())
+    );
+    assert!(store.leases_by_worker().await.expect("leases").is_empty());
+}

@@ -51,7 +51,10 @@ pub(crate) async fn finish(
 ) -> Result<(WorkTask, bool), StoreError> {
     let mut tx = pool.begin().await?;
     let control = lock(&mut tx, id).await?.ok_or(StoreError::NotFound(id))?;
-    let status = decide_and_write(&mut tx, retry, &control, worker_id, report, at, events).await?;
+    let status = decide_and_write(
+        &mut tx, retry, &control, worker_id, report, at, events, None,
+    )
+    .await?;
     let requeued = status == WorkTaskStatus::Queued;
     if requeued {
         query::<Postgres>(notify::NOTIFY).execute(&mut *tx).await?;
@@ -93,6 +96,8 @@ pub(crate) async fn finish_many(
     let mut statuses = Vec::with_capacity(reports.len());
     let mut requeued = false;
     let mut written = std::collections::HashSet::new();
+    // Completions, the common case, are written together by one statement.
+    let mut completions = Vec::new();
     for report in reports {
         let Some(id) = report.worktask_id else {
             statuses.push(Err(StoreError::Corrupt(
@@ -100,6 +105,9 @@ pub(crate) async fn finish_many(
             )));
             continue;
         };
+        if written.contains(&id) {
+            complete(&mut tx, &mut completions, at).await?;
+        }
         if written.contains(&id)
             && let Some(again) = lock(&mut tx, id).await?
         {
@@ -110,8 +118,17 @@ pub(crate) async fn finish_many(
             statuses.push(Err(StoreError::NotFound(id)));
             continue;
         };
-        let decided =
-            decide_and_write(&mut tx, retry, control, Some(worker_id), report, at, events).await;
+        let decided = decide_and_write(
+            &mut tx,
+            retry,
+            control,
+            Some(worker_id),
+            report,
+            at,
+            events,
+            Some(&mut completions),
+        )
+        .await;
         match decided {
             Ok(status) => {
                 requeued |= status == WorkTaskStatus::Queued;
@@ -122,6 +139,7 @@ pub(crate) async fn finish_many(
             Err(refused) => statuses.push(Err(refused)),
         }
     }
+    complete(&mut tx, &mut completions, at).await?;
     if requeued {
         query::<Postgres>(notify::NOTIFY).execute(&mut *tx).await?;
     }
@@ -129,8 +147,50 @@ pub(crate) async fn finish_many(
     Ok(statuses)
 }
 
-/// Decides a report with [`lifecycle::report`] and writes its plan; a
+/// A completed attempt whose write waits for [`complete`].
+struct Completion {
+    id: Uuid,
+    started_at: Option<DateTime<Utc>>,
+    result: String,
+}
+
+/// Writes the waiting completions, all ended at `at`, in one statement.
+async fn complete(
+    conn: &mut PgConnection,
+    completions: &mut Vec<Completion>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if completions.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(completions.len());
+    let mut started = Vec::with_capacity(completions.len());
+    let mut results = Vec::with_capacity(completions.len());
+    for c in completions.drain(..) {
+        ids.push(c.id);
+        started.push(c.started_at);
+        results.push(c.result);
+    }
+    query::<Postgres>(
+        "UPDATE worktasks w SET status = 'completed', completed_at = $1, \
+             started_at = coalesce(c.started_at, w.started_at, $1), result = c.result, \
+             error_message = '', lease_expires_at = NULL \
+         FROM UNNEST($2::uuid[], $3::timestamptz[], $4::text[]) AS c (id, started_at, result) \
+         WHERE w.id = c.id",
+    )
+    .bind(at)
+    .bind(ids)
+    .bind(started)
+    .bind(results)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Decides a report with [`lifecycle::report`] and writes its plan (a
+/// completion into `completions` when given, for the caller to write); a
 /// refusal is returned before anything is written.
+#[allow(clippy::too_many_arguments)]
 async fn decide_and_write(
     conn: &mut PgConnection,
     retry: &RetryPolicy,
@@ -139,6 +199,7 @@ async fn decide_and_write(
     report: WorkTaskResult,
     at: DateTime<Utc>,
     events: &mut Events,
+    completions: Option<&mut Vec<Completion>>,
 ) -> Result<WorkTaskStatus, StoreError> {
     let id = control.id;
     let reported = lifecycle::Report {
@@ -161,6 +222,20 @@ async fn decide_and_write(
         // The completing attempt is not appended to `attempts`: the row
         // itself holds it (worker, start, end).
         let result = row::to_json(&report.stored_result())?;
+        events.push(id, control.task_type, at, || TaskEventKind::Completed {
+            worker_id: control.worker_id.clone(),
+            attempt: control.attempt,
+            started_at: report.started_at.or(control.started_at),
+            result: report.result,
+        });
+        if let Some(completions) = completions {
+            completions.push(Completion {
+                id,
+                started_at: report.started_at,
+                result,
+            });
+            return Ok(WorkTaskStatus::Completed);
+        }
         query::<Postgres>(
             "UPDATE worktasks SET status = 'completed', completed_at = $2, \
                  started_at = coalesce($3, started_at, $2), result = $4, error_message = '', \
@@ -173,12 +248,6 @@ async fn decide_and_write(
         .bind(result)
         .execute(&mut *conn)
         .await?;
-        events.push(id, control.task_type, at, || TaskEventKind::Completed {
-            worker_id: control.worker_id.clone(),
-            attempt: control.attempt,
-            started_at: report.started_at.or(control.started_at),
-            result: report.result,
-        });
         return Ok(WorkTaskStatus::Completed);
     }
     let stored_result = report
