@@ -451,3 +451,40 @@ async fn finish_many_completes_a_batch_and_refuses_a_repeated_report() {
     );
     assert!(store.leases_by_worker().await.expect("leases").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_limit_holds_across_stores_leasing_at_once() {
+    const LIMIT: usize = 5;
+    let schema = Schema::new().await;
+    let stores = [
+        Arc::new(schema.open_without_aging().await),
+        Arc::new(schema.open().await),
+    ];
+    let tasks: Vec<_> = (0..100)
+        .map(|_| conformance::task(WorkTaskType::MlTraining, 5, "p"))
+        .collect();
+    stores[0].submit(tasks).await.expect("submit");
+    let mut loops = Vec::new();
+    for n in 0..8 {
+        let store = stores[n % 2].clone();
+        loops.push(tokio::spawn(async move {
+            let mut limited = request(&format!("w{n}"), 3);
+            limited.limits.insert(WorkTaskType::MlTraining, LIMIT);
+            let mut leased = 0;
+            for _ in 0..5 {
+                leased += store.lease(limited.clone()).await.expect("lease").len();
+            }
+            leased
+        }));
+    }
+    let mut leased = 0;
+    for handle in loops {
+        leased += handle.await.expect("lease loop");
+    }
+    assert_eq!(leased, LIMIT, "never more running than the limit");
+    let counts = stores[1].counts().await.expect("counts");
+    assert_eq!(
+        counts.get(WorkTaskType::MlTraining, WorkTaskStatus::Scheduled),
+        LIMIT as u64
+    );
+}
