@@ -110,28 +110,30 @@ pub enum StoreError {
 }
 
 impl From<sqlx_core::Error> for StoreError {
+    /// Connection failures (refused, lost, none free in time, the server
+    /// shutting down) are [`StoreError::Unavailable`]: nothing was stored and
+    /// a retry may succeed. A full disk is [`StoreError::StorageFull`].
     fn from(error: sqlx_core::Error) -> StoreError {
         use sqlx_core::Error;
         match &error {
-            // SQLSTATE class 53: insufficient resources (53100 disk_full).
-            Error::Database(db) if db.code().is_some_and(|code| code == "53100") => {
-                StoreError::StorageFull(db.message().to_string())
-            }
-            // Class 08 (connection exception), 57P01-57P03 (the server is
-            // shutting down or starting): the database is out of reach for now.
-            Error::Database(db)
-                if db
-                    .code()
-                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")) =>
-            {
-                StoreError::Unavailable(db.message().to_string())
-            }
             Error::Io(_)
             | Error::Tls(_)
+            | Error::Protocol(_)
             | Error::PoolTimedOut
             | Error::PoolClosed
-            | Error::WorkerCrashed
-            | Error::Protocol(_) => StoreError::Unavailable(error.to_string()),
+            | Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
+            Error::Database(db) => match db.code().as_deref() {
+                Some("53100") => StoreError::StorageFull(db.message().to_string()),
+                // 08: connection exception; 57P01-03: the server shuts
+                // down or starts; 53300: too many connections.
+                Some(code)
+                    if code.starts_with("08")
+                        || matches!(code, "57P01" | "57P02" | "57P03" | "53300") =>
+                {
+                    StoreError::Unavailable(error.to_string())
+                }
+                _ => StoreError::Postgres(error.to_string()),
+            },
             _ => StoreError::Postgres(error.to_string()),
         }
     }

@@ -289,6 +289,15 @@ async fn leadership_passes_on_expiry_or_resignation() {
         b.place(vec![placement], Term(second.0)).await,
         Err(StoreError::Deposed { .. })
     ));
+    // A leader whose own lease lapsed starts a new term when it takes over
+    // again: its writes under the lapsed one stay refused.
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let fourth = a.lead("a", ttl).await.expect("lead").expect("a again");
+    assert!(fourth > third, "{fourth:?} after {third:?}");
+    assert!(matches!(
+        a.expire_leases(Utc::now(), third).await,
+        Err(StoreError::Deposed { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,8 +392,99 @@ async fn errors_never_show_the_password() {
         ..PostgresOptions::new("postgres://mimir:s3cr3t-pw@127.0.0.1:1/nowhere")
     };
     let error = PostgresStore::open(options).await.err().expect("refused");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
     let message = error.to_string();
     assert!(!message.contains("s3cr3t-pw"), "{message}");
     assert!(message.contains("127.0.0.1:1"), "{message}");
     assert!(error.is_backend_failure());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finish_many_completes_a_batch_and_refuses_a_repeated_report() {
+    let schema = Schema::new().await;
+    let store = schema.open().await;
+    let tasks: Vec<_> = (0..200)
+        .map(|_| conformance::task(WorkTaskType::PipelineExecution, 5, "p"))
+        .collect();
+    store.submit(tasks.clone()).await.expect("submit");
+    let leased = store.lease(request("w", 200)).await.expect("lease");
+    assert_eq!(leased.len(), 200);
+    let started = Utc::now();
+    let mut reports: Vec<_> = tasks
+        .iter()
+        .map(|t| WorkTaskResult {
+            started_at: Some(started),
+            ..completed(t.worktask_id, 1)
+        })
+        .collect();
+    reports.push(completed(tasks[7].worktask_id, 1));
+    let answers = store
+        .finish_many("w", reports, Utc::now())
+        .await
+        .expect("finish_many");
+    assert!(
+        answers[..200]
+            .iter()
+            .all(|a| matches!(a, Ok(WorkTaskStatus::Completed))),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers[200], Err(StoreError::Transition { .. })),
+        "{:?}",
+        answers[200]
+    );
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(
+        counts.get(WorkTaskType::PipelineExecution, WorkTaskStatus::Completed),
+        200
+    );
+    assert_eq!(store.queue_length().await.expect("queue length"), 0);
+    let attempts = store
+        .attempts(tasks[7].worktask_id)
+        .await
+        .expect("attempts")
+        .expect("present");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        attempts[0].started_at.map(|t| t.timestamp_micros()),
+        Some(started.timestamp_micros())
+    );
+    assert!(store.leases_by_worker().await.expect("leases").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_limit_holds_across_stores_leasing_at_once() {
+    const LIMIT: usize = 5;
+    let schema = Schema::new().await;
+    let stores = [
+        Arc::new(schema.open_without_aging().await),
+        Arc::new(schema.open().await),
+    ];
+    let tasks: Vec<_> = (0..100)
+        .map(|_| conformance::task(WorkTaskType::MlTraining, 5, "p"))
+        .collect();
+    stores[0].submit(tasks).await.expect("submit");
+    let mut loops = Vec::new();
+    for n in 0..8 {
+        let store = stores[n % 2].clone();
+        loops.push(tokio::spawn(async move {
+            let mut limited = request(&format!("w{n}"), 3);
+            limited.limits.insert(WorkTaskType::MlTraining, LIMIT);
+            let mut leased = 0;
+            for _ in 0..5 {
+                leased += store.lease(limited.clone()).await.expect("lease").len();
+            }
+            leased
+        }));
+    }
+    let mut leased = 0;
+    for handle in loops {
+        leased += handle.await.expect("lease loop");
+    }
+    assert_eq!(leased, LIMIT, "never more running than the limit");
+    let counts = stores[1].counts().await.expect("counts");
+    assert_eq!(
+        counts.get(WorkTaskType::MlTraining, WorkTaskStatus::Scheduled),
+        LIMIT as u64
+    );
 }

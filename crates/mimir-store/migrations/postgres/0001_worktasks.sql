@@ -36,10 +36,10 @@ CREATE TABLE worktasks (
     lease_expires_at      timestamptz
 );
 
--- Leases and the most-urgent list: the queue order within each lane.
+-- Leases and the most-urgent list: the queue order of each type (the
+-- most-urgent list merges the three). Every index costs each submitted row
+-- an insert, so the list's filters other than status and project scan.
 CREATE INDEX worktasks_queue_lanes ON worktasks (type, priority DESC, queue_seq)
-    WHERE status = 'queued';
-CREATE INDEX worktasks_queue_order ON worktasks (priority DESC, queue_seq)
     WHERE status = 'queued';
 CREATE INDEX worktasks_backoff ON worktasks (not_before)
     WHERE status = 'queued' AND not_before IS NOT NULL;
@@ -48,5 +48,4 @@ CREATE INDEX worktasks_leases ON worktasks (lease_expires_at)
 CREATE INDEX worktasks_leases_by_worker ON worktasks (worker_id)
     WHERE status IN ('scheduled', 'spawned', 'executing');
 CREATE INDEX worktasks_by_status  ON worktasks (status, seq);
-CREATE INDEX worktasks_by_type    ON worktasks (type, seq);
 CREATE INDEX worktasks_by_project ON worktasks (project_id, seq);

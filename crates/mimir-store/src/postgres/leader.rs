@@ -11,8 +11,9 @@ use std::time::Duration;
 /// The one role elected.
 const ROLE: &str = "orchestrator";
 
-/// Takes the leadership when it is free or expired (a new term), keeps it
-/// when `candidate` holds it (the same term), else `None`.
+/// Takes the leadership when it is free or expired (a new term, even for
+/// the candidate whose own lease lapsed), keeps it when `candidate` holds it
+/// unexpired (the same term), else `None`.
 pub(crate) async fn lead(
     pool: &PgPool,
     candidate: &str,
@@ -24,7 +25,8 @@ pub(crate) async fn lead(
          VALUES ($1, $2, 1, clock_timestamp() + $3 * interval '1 microsecond') \
          ON CONFLICT (name) DO UPDATE SET \
              holder = excluded.holder, \
-             term = CASE WHEN l.holder = excluded.holder THEN l.term ELSE l.term + 1 END, \
+             term = CASE WHEN l.holder = excluded.holder AND l.expires_at > clock_timestamp() \
+                         THEN l.term ELSE l.term + 1 END, \
              expires_at = excluded.expires_at \
          WHERE l.holder = excluded.holder OR l.expires_at <= clock_timestamp() \
          RETURNING term",

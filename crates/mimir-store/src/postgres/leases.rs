@@ -4,10 +4,10 @@
 
 use super::outcome::{self, Failure};
 use super::row::{self, CONTROL_COLUMNS, Control, RUNNING, column};
-use super::{Events, leader, notify};
+use super::{Events, leader};
 use crate::{Renewal, StoreError, Term};
 use chrono::{DateTime, Utc};
-use mimir_core::{ErrorClass, RetryPolicy, TaskEventKind, WorkTaskStatus, lifecycle};
+use mimir_core::{ErrorClass, RetryPolicy, TaskEventKind, lifecycle};
 use sqlx_core::query::query;
 use sqlx_core::query_scalar::query_scalar;
 use sqlx_postgres::{PgPool, Postgres};
@@ -134,7 +134,6 @@ pub(crate) async fn expire(
         .bind(EXPIRE_BATCH)
         .fetch_all(&mut *tx)
         .await?;
-        let mut requeued = false;
         for r in &rows {
             let control = Control::from_row(r)?;
             let Some(plan) = lifecycle::expiry(
@@ -166,13 +165,8 @@ pub(crate) async fn expire(
                 // A lost worker may do better elsewhere.
                 class: Some(ErrorClass::Transient),
             };
-            let status =
-                outcome::attempt_failed(&mut tx, &control, failure, plan, at, &mut batch).await?;
-            requeued |= status == WorkTaskStatus::Queued;
+            outcome::attempt_failed(&mut tx, &control, failure, plan, at, &mut batch).await?;
             expired += 1;
-        }
-        if requeued {
-            query::<Postgres>(notify::NOTIFY).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         if let (Some(all), Some(batch)) = (&mut events.0, batch.0) {

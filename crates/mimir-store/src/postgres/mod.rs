@@ -48,8 +48,9 @@ pub const DEFAULT_POOL_SIZE: u32 = 16;
 /// Defaults to 5 s: how long an operation waits for a free connection.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How the PostgreSQL store is opened.
-#[derive(Debug, Clone)]
+/// How the PostgreSQL store is opened. Its `Debug` shows the URL without
+/// its password.
+#[derive(Clone)]
 pub struct PostgresOptions {
     /// `postgres://user:password@host:port/database`. Errors never repeat
     /// its password.
@@ -86,6 +87,21 @@ impl PostgresOptions {
             lease_ttl: crate::sqlite::DEFAULT_LEASE_TTL,
             events: None,
         }
+    }
+}
+
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &redact(&self.url))
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("aging", &self.aging)
+            .field("retry", &self.retry)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("events", &self.events)
+            .finish()
     }
 }
 
@@ -131,21 +147,24 @@ impl PostgresStore {
     /// for other processes' queue changes.
     pub async fn open(options: PostgresOptions) -> Result<PostgresStore, StoreError> {
         let shown = redact(&options.url);
-        let fail = |reason: String| {
+        let fail = |error: StoreError| {
             // The driver's messages do not carry the password; make sure.
+            let reason = error.to_string();
             let reason = match password_of(&options.url) {
                 Some(password) if !password.is_empty() => reason.replace(password, "***"),
                 _ => reason,
             };
-            StoreError::Postgres(format!("cannot open the store at {shown}: {reason}"))
+            let reason = format!("cannot open the store at {shown}: {reason}");
+            match error {
+                StoreError::Unavailable(_) => StoreError::Unavailable(reason),
+                _ => StoreError::Postgres(reason),
+            }
         };
         let mut connect = PgConnectOptions::from_str(&options.url)
-            .map_err(|e| fail(format!("invalid URL: {e}")))?
+            .map_err(|e| fail(StoreError::Postgres(format!("invalid URL: {e}"))))?
             .application_name("mimir-aip");
         if let Some(schema) = &options.schema {
-            create_schema(&connect, schema)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
+            create_schema(&connect, schema).await.map_err(fail)?;
             connect = connect.options([("search_path", schema.as_str())]);
         }
         let pool = PgPoolOptions::new()
@@ -153,10 +172,8 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await
-            .map_err(|e| fail(e.to_string()))?;
-        schema::migrate(&pool)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(e.into()))?;
+        schema::migrate(&pool).await.map_err(fail)?;
         let queue_signal = Arc::new(Notify::new());
         let listener = notify::Listener::start(pool.clone(), queue_signal.clone());
         tracing::info!(url = %shown, schema = ?options.schema, "store opened");
@@ -627,5 +644,7 @@ mod tests {
         );
         assert_eq!(redact("postgres://db/x"), "postgres://db/x");
         assert_eq!(password_of("postgres://app:p%40ss@db/x"), Some("p%40ss"));
+        let options = PostgresOptions::new("postgres://app:hunter2@db/x");
+        assert!(!format!("{options:?}").contains("hunter2"));
     }
 }

@@ -11,7 +11,11 @@ use tokio::task::JoinHandle;
 /// The channel commits that queue tasks notify.
 pub(crate) const CHANNEL: &str = "mimir_queue";
 
-/// The statement a transaction that queued tasks runs before it commits.
+/// The call a transaction that queued tasks makes before it commits (the
+/// notification is delivered at the commit, once however many calls).
+pub(crate) const NOTIFY_CALL: &str = "pg_notify('mimir_queue', '')";
+
+/// [`NOTIFY_CALL`] as a statement of its own.
 pub(crate) const NOTIFY: &str = "SELECT pg_notify('mimir_queue', '')";
 
 /// Waiters are signalled this often even without a notification: one can

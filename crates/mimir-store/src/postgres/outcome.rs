@@ -51,16 +51,18 @@ pub(crate) async fn finish(
 ) -> Result<(WorkTask, bool), StoreError> {
     let mut tx = pool.begin().await?;
     let control = lock(&mut tx, id).await?.ok_or(StoreError::NotFound(id))?;
-    let status = decide_and_write(&mut tx, retry, &control, worker_id, report, at, events).await?;
-    let requeued = status == WorkTaskStatus::Queued;
-    if requeued {
-        query::<Postgres>(notify::NOTIFY).execute(&mut *tx).await?;
-    }
-    let task = super::tasks::get_in(&mut tx, id)
-        .await?
-        .ok_or(StoreError::NotFound(id))?;
+    let (status, written) = decide_and_write(
+        &mut tx, retry, &control, worker_id, report, at, events, None,
+    )
+    .await?;
+    let task = match written {
+        Some(task) => task,
+        None => super::tasks::get_in(&mut tx, id)
+            .await?
+            .ok_or(StoreError::NotFound(id))?,
+    };
     tx.commit().await?;
-    Ok((task, requeued))
+    Ok((task, status == WorkTaskStatus::Queued))
 }
 
 /// Records many attempt ends of one worker in one transaction; each report
@@ -91,8 +93,9 @@ pub(crate) async fn finish_many(
         controls.insert(control.id, control);
     }
     let mut statuses = Vec::with_capacity(reports.len());
-    let mut requeued = false;
     let mut written = std::collections::HashSet::new();
+    // Completions, the common case, are written together by one statement.
+    let mut completions = Vec::new();
     for report in reports {
         let Some(id) = report.worktask_id else {
             statuses.push(Err(StoreError::Corrupt(
@@ -100,6 +103,9 @@ pub(crate) async fn finish_many(
             )));
             continue;
         };
+        if written.contains(&id) {
+            complete(&mut tx, &mut completions, at).await?;
+        }
         if written.contains(&id)
             && let Some(again) = lock(&mut tx, id).await?
         {
@@ -110,11 +116,19 @@ pub(crate) async fn finish_many(
             statuses.push(Err(StoreError::NotFound(id)));
             continue;
         };
-        let decided =
-            decide_and_write(&mut tx, retry, control, Some(worker_id), report, at, events).await;
+        let decided = decide_and_write(
+            &mut tx,
+            retry,
+            control,
+            Some(worker_id),
+            report,
+            at,
+            events,
+            Some(&mut completions),
+        )
+        .await;
         match decided {
-            Ok(status) => {
-                requeued |= status == WorkTaskStatus::Queued;
+            Ok((status, _)) => {
                 written.insert(id);
                 statuses.push(Ok(status));
             }
@@ -122,15 +136,55 @@ pub(crate) async fn finish_many(
             Err(refused) => statuses.push(Err(refused)),
         }
     }
-    if requeued {
-        query::<Postgres>(notify::NOTIFY).execute(&mut *tx).await?;
-    }
+    complete(&mut tx, &mut completions, at).await?;
     tx.commit().await?;
     Ok(statuses)
 }
 
-/// Decides a report with [`lifecycle::report`] and writes its plan; a
+/// A completed attempt whose write waits for [`complete`].
+struct Completion {
+    id: Uuid,
+    started_at: Option<DateTime<Utc>>,
+    result: String,
+}
+
+/// Writes the waiting completions, all ended at `at`, in one statement.
+async fn complete(
+    conn: &mut PgConnection,
+    completions: &mut Vec<Completion>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if completions.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(completions.len());
+    let mut started = Vec::with_capacity(completions.len());
+    let mut results = Vec::with_capacity(completions.len());
+    for c in completions.drain(..) {
+        ids.push(c.id);
+        started.push(c.started_at);
+        results.push(c.result);
+    }
+    query::<Postgres>(
+        "UPDATE worktasks w SET status = 'completed', completed_at = $1, \
+             started_at = coalesce(c.started_at, w.started_at, $1), result = c.result, \
+             error_message = '', lease_expires_at = NULL \
+         FROM UNNEST($2::uuid[], $3::timestamptz[], $4::text[]) AS c (id, started_at, result) \
+         WHERE w.id = c.id",
+    )
+    .bind(at)
+    .bind(ids)
+    .bind(started)
+    .bind(results)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Decides a report with [`lifecycle::report`] and writes its plan (a
+/// completion into `completions` when given, for the caller to write); a
 /// refusal is returned before anything is written.
+#[allow(clippy::too_many_arguments)]
 async fn decide_and_write(
     conn: &mut PgConnection,
     retry: &RetryPolicy,
@@ -139,7 +193,8 @@ async fn decide_and_write(
     report: WorkTaskResult,
     at: DateTime<Utc>,
     events: &mut Events,
-) -> Result<WorkTaskStatus, StoreError> {
+    completions: Option<&mut Vec<Completion>>,
+) -> Result<(WorkTaskStatus, Option<WorkTask>), StoreError> {
     let id = control.id;
     let reported = lifecycle::Report {
         by: worker_id,
@@ -161,25 +216,33 @@ async fn decide_and_write(
         // The completing attempt is not appended to `attempts`: the row
         // itself holds it (worker, start, end).
         let result = row::to_json(&report.stored_result())?;
-        query::<Postgres>(
-            "UPDATE worktasks SET status = 'completed', completed_at = $2, \
-                 started_at = coalesce($3, started_at, $2), result = $4, error_message = '', \
-                 lease_expires_at = NULL \
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(at)
-        .bind(report.started_at)
-        .bind(result)
-        .execute(&mut *conn)
-        .await?;
         events.push(id, control.task_type, at, || TaskEventKind::Completed {
             worker_id: control.worker_id.clone(),
             attempt: control.attempt,
             started_at: report.started_at.or(control.started_at),
             result: report.result,
         });
-        return Ok(WorkTaskStatus::Completed);
+        if let Some(completions) = completions {
+            completions.push(Completion {
+                id,
+                started_at: report.started_at,
+                result,
+            });
+            return Ok((WorkTaskStatus::Completed, None));
+        }
+        let updated = query::<Postgres>(&format!(
+            "UPDATE worktasks SET status = 'completed', completed_at = $2, \
+                 started_at = coalesce($3, started_at, $2), result = $4, error_message = '', \
+                 lease_expires_at = NULL \
+             WHERE id = $1 RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(at)
+        .bind(report.started_at)
+        .bind(result)
+        .fetch_one(&mut *conn)
+        .await?;
+        return Ok((WorkTaskStatus::Completed, Some(row::task(&updated)?)));
     }
     let stored_result = report
         .result
@@ -198,11 +261,13 @@ async fn decide_and_write(
         started_at: report.started_at,
         class: report.error_class,
     };
-    attempt_failed(conn, control, failure, plan, at, events).await
+    let (status, task) = attempt_failed(conn, control, failure, plan, at, events).await?;
+    Ok((status, Some(task)))
 }
 
 /// An attempt ended badly: writes what the plan says (back to the queue
-/// with backoff, or the task's end). The caller notifies when it requeued.
+/// with backoff, notifying the other processes, or the task's end); the
+/// task as written.
 pub(crate) async fn attempt_failed(
     conn: &mut PgConnection,
     control: &Control,
@@ -210,7 +275,7 @@ pub(crate) async fn attempt_failed(
     plan: Plan,
     at: DateTime<Utc>,
     events: &mut Events,
-) -> Result<WorkTaskStatus, StoreError> {
+) -> Result<(WorkTaskStatus, WorkTask), StoreError> {
     let id = control.id;
     let started_at = failure.started_at.or(control.started_at);
     match plan {
@@ -224,14 +289,15 @@ pub(crate) async fn attempt_failed(
         } => {
             let ended =
                 control.ended(started_at, at, end, failure.reason.clone(), failure.class)?;
-            query::<Postgres>(
+            let updated = query::<Postgres>(&format!(
                 "UPDATE worktasks SET status = 'queued', retry_count = $2, retry_reason = $3, \
                      error_message = $3, not_before = $4, \
                      queue_seq = nextval('worktasks_queue_seq'), queued_at = $5, \
                      attempts = attempts || jsonb_build_array($6::jsonb), lease_expires_at = NULL, \
                      started_at = coalesce($7, started_at), result = coalesce($8, result) \
-                 WHERE id = $1",
-            )
+                 WHERE id = $1 RETURNING {TASK_COLUMNS}, {}",
+                notify::NOTIFY_CALL
+            ))
             .bind(id)
             .bind(row::int(retry_count))
             .bind(&failure.reason)
@@ -240,7 +306,7 @@ pub(crate) async fn attempt_failed(
             .bind(ended)
             .bind(failure.started_at)
             .bind(&failure.stored_result)
-            .execute(&mut *conn)
+            .fetch_one(&mut *conn)
             .await?;
             events.push(id, control.task_type, at, || TaskEventKind::Retried {
                 worker_id: control.worker_id.clone(),
@@ -252,17 +318,17 @@ pub(crate) async fn attempt_failed(
                 not_before,
                 result: failure.result,
             });
-            Ok(WorkTaskStatus::Queued)
+            Ok((WorkTaskStatus::Queued, row::task(&updated)?))
         }
         Plan::End { status, end } => {
             let ended =
                 control.ended(started_at, at, end, failure.reason.clone(), failure.class)?;
-            query::<Postgres>(
+            let updated = query::<Postgres>(&format!(
                 "UPDATE worktasks SET status = $2, completed_at = $3, error_message = $4, \
                      attempts = attempts || jsonb_build_array($5::jsonb), lease_expires_at = NULL, \
                      started_at = coalesce($6, started_at), result = coalesce($7, result) \
-                 WHERE id = $1",
-            )
+                 WHERE id = $1 RETURNING {TASK_COLUMNS}"
+            ))
             .bind(id)
             .bind(status.as_str())
             .bind(at)
@@ -270,7 +336,7 @@ pub(crate) async fn attempt_failed(
             .bind(ended)
             .bind(failure.started_at)
             .bind(&failure.stored_result)
-            .execute(&mut *conn)
+            .fetch_one(&mut *conn)
             .await?;
             events.push(id, control.task_type, at, || TaskEventKind::Failed {
                 worker_id: control.worker_id.clone(),
@@ -281,7 +347,7 @@ pub(crate) async fn attempt_failed(
                 started_at,
                 result: failure.result,
             });
-            Ok(status)
+            Ok((status, row::task(&updated)?))
         }
     }
 }

@@ -358,6 +358,8 @@ pub(crate) async fn place(
     term: Term,
     lease_ttl_us: i64,
 ) -> Result<(), StoreError> {
+    let mut placements: Vec<&Placement> = placements.iter().collect();
+    placements.sort_unstable_by_key(|p| p.id);
     let mut tx = pool.begin().await?;
     leader::check(&mut tx, term).await?;
     let ids: Vec<Uuid> = placements.iter().map(|p| p.id).collect();
@@ -388,9 +390,12 @@ pub(crate) async fn place(
     Ok(())
 }
 
-/// (task, attempt) pairs as the two arrays the SQL unnests.
+/// (task, attempt) pairs as the two arrays the SQL unnests, in id order, so
+/// statements over overlapping tasks lock rows in one order.
 pub(crate) fn split(pairs: &[(Uuid, u32)]) -> (Vec<Uuid>, Vec<i32>) {
-    pairs.iter().map(|&(id, a)| (id, row::int(a))).unzip()
+    let mut sorted: Vec<(Uuid, i32)> = pairs.iter().map(|&(id, a)| (id, row::int(a))).collect();
+    sorted.sort_unstable();
+    sorted.into_iter().unzip()
 }
 
 // CANDIDATES_BY_LEVEL walks priorities 1 to 10.

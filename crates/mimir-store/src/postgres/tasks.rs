@@ -4,9 +4,10 @@
 use super::row::{self, TASK_COLUMN_COUNT, TASK_COLUMNS, column};
 use crate::{ListPage, ListQuery, StoreError};
 use chrono::{DateTime, Utc};
-use mimir_core::{Attempt, AttemptEnd, Priority, WorkTask, WorkTaskStatus};
+use mimir_core::{Attempt, AttemptEnd, Priority, WorkTask, WorkTaskStatus, WorkTaskType};
 use sqlx_core::query::query;
 use sqlx_postgres::{PgConnection, PgPool, Postgres};
+use std::sync::LazyLock;
 use uuid::Uuid;
 
 /// Stores new queued tasks with one INSERT over arrays, and wakes the
@@ -212,20 +213,35 @@ pub(crate) async fn list(pool: &PgPool, q: &ListQuery) -> Result<ListPage, Store
 }
 
 /// Up to `limit` queued tasks of priority `min` or more, most urgent first
-/// (priority, then queue position), those in backoff included.
+/// (priority, then queue position), those in backoff included: the first
+/// `limit` of each type's queue, merged.
 pub(crate) async fn most_urgent(
     pool: &PgPool,
     min: Priority,
     limit: usize,
 ) -> Result<Vec<WorkTask>, StoreError> {
-    let rows = query::<Postgres>(&format!(
-        "SELECT {TASK_COLUMNS} FROM worktasks WHERE status = 'queued' AND priority >= $1 \
-         ORDER BY priority DESC, queue_seq LIMIT $2"
-    ))
-    .bind(i16::from(min.get()))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await?;
+    static MOST_URGENT: LazyLock<String> = LazyLock::new(|| {
+        let lanes: Vec<String> = WorkTaskType::ALL
+            .iter()
+            .map(|t| {
+                format!(
+                    "(SELECT {TASK_COLUMNS}, queue_seq FROM worktasks \
+                      WHERE status = 'queued' AND type = '{}' AND priority >= $1 \
+                      ORDER BY priority DESC, queue_seq LIMIT $2)",
+                    t.as_str()
+                )
+            })
+            .collect();
+        format!(
+            "SELECT * FROM ({}) AS lanes ORDER BY priority DESC, queue_seq LIMIT $2",
+            lanes.join(" UNION ALL ")
+        )
+    });
+    let rows = query::<Postgres>(&MOST_URGENT)
+        .bind(i16::from(min.get()))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(row::task).collect()
 }
 
