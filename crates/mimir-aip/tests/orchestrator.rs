@@ -138,6 +138,9 @@ async fn kill_9_under_load_loses_no_acknowledged_task() {
 
 #[test]
 fn a_corrupt_database_stops_start_up_naming_the_path() {
+    if harness::postgres::skip_sqlite_only("a_corrupt_database_stops_start_up_naming_the_path") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("data")).expect("mkdir");
     std::fs::write(dir.path().join("data/mimir.db"), vec![7u8; 4096]).expect("junk");
@@ -151,6 +154,10 @@ fn a_corrupt_database_stops_start_up_naming_the_path() {
 
 #[test]
 fn an_unwritable_data_dir_stops_start_up_naming_the_path() {
+    if harness::postgres::skip_sqlite_only("an_unwritable_data_dir_stops_start_up_naming_the_path")
+    {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("occupied"), b"a file, not a directory").expect("write");
     let output = cli_in(
@@ -228,6 +235,11 @@ fn the_environment_overrides_the_file_and_flags_override_both() {
 
 #[test]
 fn a_second_orchestrator_on_one_data_directory_stops_at_once_naming_the_first() {
+    if harness::postgres::skip_sqlite_only(
+        "a_second_orchestrator_on_one_data_directory_stops_at_once_naming_the_first",
+    ) {
+        return;
+    }
     let first = Orchestrator::start(&["--max-workers", "0"]);
     let started = std::time::Instant::now();
     let output = std::process::Command::new(harness::bin())

@@ -26,6 +26,8 @@ pub struct Leadership {
     /// store was asked, so never later than the store's own expiry).
     held: Mutex<Option<(Term, Instant)>>,
     changes: watch::Sender<Option<Term>>,
+    /// When the store last could not be reached.
+    unreachable_at: Mutex<Option<Instant>>,
 }
 
 impl Leadership {
@@ -36,6 +38,7 @@ impl Leadership {
             ttl,
             held: Mutex::new(None),
             changes: watch::channel(None).0,
+            unreachable_at: Mutex::new(None),
         })
     }
 
@@ -74,6 +77,7 @@ impl Leadership {
             Ok(Some(term)) => Some((term, asked + self.ttl)),
             Ok(None) => None,
             Err(error) => {
+                self.note_unreachable();
                 // Still the leader until the lease taken earlier runs out.
                 tracing::warn!(%error, "cannot reach the store to renew the leadership");
                 self.held
@@ -97,6 +101,21 @@ impl Leadership {
             }
             self.changes.send_replace(after);
         }
+    }
+
+    /// Records that the store could not be reached just now.
+    pub fn note_unreachable(&self) {
+        *self.unreachable_at.lock() = Some(Instant::now());
+    }
+
+    /// Whether the store was out of reach within the last `window`. While
+    /// it was, no worker could renew its lease either: the lease reaper
+    /// waits one lease lifetime after an outage, so live workers renew
+    /// before anything of theirs is taken for lost.
+    pub fn unreachable_within(&self, window: Duration) -> bool {
+        self.unreachable_at
+            .lock()
+            .is_some_and(|at| at.elapsed() < window)
     }
 
     /// Campaigns until the process stops; also notices a lease that ran

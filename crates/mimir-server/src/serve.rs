@@ -300,10 +300,15 @@ pub async fn reap_once(state: &AppState, forget_after: Duration) {
     if !state.leadership.leads() {
         state.leadership.campaign_once(store.as_ref()).await;
     }
-    // Only the leader ends expired leases: once, whichever replica it is.
+    // Only the leader ends expired leases: once, whichever replica it is,
+    // and not within a lease lifetime of the store being out of reach.
     if let Some(term) = state.leadership.term()
+        && !state.leadership.unreachable_within(state.lease_ttl)
         && let Err(error) = store.expire_leases(chrono::Utc::now(), term).await
     {
+        if matches!(error, StoreError::Unavailable(_)) {
+            state.leadership.note_unreachable();
+        }
         tracing::error!(%error, "cannot expire leases");
     }
     // Progress of attempts that ended or lost their lease goes with them.

@@ -125,10 +125,15 @@ impl From<sqlx_core::Error> for StoreError {
             Error::Database(db) => match db.code().as_deref() {
                 Some("53100") => StoreError::StorageFull(db.message().to_string()),
                 // 08: connection exception; 57P01-03: the server shuts
-                // down or starts; 53300: too many connections.
+                // down or starts; 53300: too many connections; 40001 and
+                // 40P01: a serialization failure or deadlock rolled the
+                // transaction back. Nothing was stored; a retry may succeed.
                 Some(code)
                     if code.starts_with("08")
-                        || matches!(code, "57P01" | "57P02" | "57P03" | "53300") =>
+                        || matches!(
+                            code,
+                            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+                        ) =>
                 {
                     StoreError::Unavailable(error.to_string())
                 }

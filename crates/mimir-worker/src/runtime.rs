@@ -712,11 +712,14 @@ fn attempt_span(task: &WorkTask, worker_id: &str) -> tracing::Span {
 }
 
 /// Whether the orchestrator refused a call because its disk is full (507).
-/// An answer that stored nothing for a passing reason: a full disk, an
-/// unreachable database, a replica shutting down.
+/// An answer of the orchestrator's own trouble, which may pass: a full
+/// disk, an unreachable database, a replica shutting down, any server
+/// error. The call is made again (a result already stored is then refused
+/// as such, and dropped) rather than the worker giving up its tasks.
 fn is_store_trouble(error: &ClientError) -> bool {
-    matches!(error, ClientError::Api { code, .. }
-        if matches!(code.as_str(), "storage_full" | "store_unavailable" | "shutting_down"))
+    matches!(error, ClientError::Api { code, status, .. }
+        if status.is_server_error()
+            || matches!(code.as_str(), "storage_full" | "store_unavailable" | "shutting_down"))
 }
 
 /// Sends finished attempts in batches, retrying until the orchestrator has them.

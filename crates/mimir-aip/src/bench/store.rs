@@ -6,8 +6,8 @@
 
 use super::Target;
 use super::report::{histogram, latency_line, record};
-use super::spawn::{Orchestrator, Telemetry, drop_schema};
 use super::run as end_to_end;
+use super::spawn::{Orchestrator, Telemetry, drop_schema};
 use super::{queries, submit};
 use anyhow::{Context, bail};
 use clap::Args;

@@ -16,6 +16,16 @@ pub fn selected() -> bool {
     std::env::var("MIMIR_TEST_STORE").is_ok_and(|v| v == "postgres")
 }
 
+/// True, after saying so, when a test of SQLite's own file runs in the
+/// PostgreSQL pass: it has nothing to test there (it runs in the SQLite pass).
+pub fn skip_sqlite_only(test: &str) -> bool {
+    let skip = selected();
+    if skip {
+        eprintln!("{test}: tests SQLite's data directory; skipped with MIMIR_TEST_STORE=postgres");
+    }
+    skip
+}
+
 /// Runs `sql` with psql; panics, saying how to start PostgreSQL, when it fails.
 pub fn psql(sql: &str) -> String {
     let output = Command::new("psql")
@@ -73,6 +83,17 @@ impl Schema {
         ))
         .parse()
         .expect("a count")
+    }
+}
+
+impl Schema {
+    /// Tasks not completed, with what holds them: for failure messages.
+    pub fn unfinished(&self) -> String {
+        psql(&format!(
+            "SELECT status, attempt, retry_count, worker_id, lease_expires_at, not_before, \
+             left(error_message, 80) FROM {}.worktasks WHERE status <> 'completed' LIMIT 20",
+            self.name
+        ))
     }
 }
 

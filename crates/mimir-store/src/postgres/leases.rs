@@ -28,10 +28,12 @@ pub(crate) async fn renew(
     let (ids, attempts) = super::queue::split(held);
     let rows = query::<Postgres>(&format!(
         "WITH held AS (SELECT * FROM UNNEST($1::uuid[], $2::int4[]) AS h (id, attempt)), \
+         locked AS ( \
+             SELECT w.id FROM worktasks w JOIN held ON w.id = held.id AND w.attempt = held.attempt \
+             WHERE w.worker_id = $3 AND w.status IN {RUNNING} ORDER BY w.id FOR UPDATE), \
          renewed AS ( \
              UPDATE worktasks w SET lease_expires_at = now() + $4 * interval '1 microsecond' \
-             FROM held WHERE w.id = held.id AND w.attempt = held.attempt AND w.worker_id = $3 \
-               AND w.status IN {RUNNING} \
+             FROM locked WHERE w.id = locked.id \
              RETURNING w.id) \
          SELECT id, true FROM renewed \
          UNION ALL \
