@@ -141,7 +141,8 @@ fn ran_exactly_once(schema: &Schema, executions: &Executions, tasks: u32) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn ten_thousand_tasks_through_three_replicas_run_exactly_once_though_the_leader_is_killed() {
+async fn ten_thousand_tasks_through_three_replicas_run_exactly_once_though_the_leader_then_a_follower_is_killed()
+ {
     const TASKS: u32 = 10_000;
     let executions = Executions::default();
     let base = executions.serve().await;
@@ -176,6 +177,15 @@ async fn ten_thousand_tasks_through_three_replicas_run_exactly_once_though_the_l
     let failover = killed.elapsed();
     assert_ne!(next, first);
     eprintln!("leadership moved from replica {first} to {next} in {failover:?} after kill -9");
+
+    // Later a follower dies too; the last replica carries on alone.
+    while schema.count_status("completed") < 6_000 {
+        assert!(started.elapsed() < Duration::from_secs(240), "no progress");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let follower = (0..3).find(|&i| alive[i] && i != next).expect("a follower");
+    replicas[follower].kill9();
+    alive[follower] = false;
 
     all_completed(&schema, u64::from(TASKS), Duration::from_secs(300)).await;
     ran_exactly_once(&schema, &executions, TASKS);

@@ -142,7 +142,7 @@ async fn two_replicas(args: &StoreArgs, url: &str) -> anyhow::Result<()> {
     let (replicas, schema) = replicas(args, url, 2).await?;
     let clients: Vec<Client> = replicas.iter().map(|r| Client::new(&r.url)).collect();
     let pipeline_id = super::noop_pipeline(&clients[0]).await?;
-    let _workers = workers(&replicas, args.workers)?;
+    let workers = workers(&replicas, args.workers)?;
     super::wait_for_workers_across(&clients, args.workers).await?;
     let task = json!({"type": "pipeline_execution", "project_id": "bench-replicas", "task_spec": {"pipeline_id": pipeline_id}});
     let started = Instant::now();
@@ -175,6 +175,8 @@ async fn two_replicas(args: &StoreArgs, url: &str) -> anyhow::Result<()> {
         elapsed.as_secs_f64(),
         args.run_tasks as f64 / elapsed.as_secs_f64()
     );
+    // Workers first, so none is left calling a stopped replica.
+    drop(workers);
     drop(replicas);
     drop_schema(url, &schema);
     Ok(())

@@ -135,21 +135,48 @@ impl WorkerBackend for KubernetesBackend {
         _registry: Arc<Registry>,
         leadership: Arc<crate::leadership::Leadership>,
     ) {
-        let mut watches = Vec::new();
-        for cluster in &self.clusters {
-            watches.push(tokio::spawn(watch::pods(
-                self.clone(),
-                cluster.clone(),
-                store.clone(),
-            )));
-            watches.push(tokio::spawn(watch::jobs(
-                self.clone(),
-                cluster.clone(),
-                store.clone(),
-            )));
+        // Jobs are created and watched by one orchestrator: the leader. A
+        // replica that becomes leader lists every Job and Pod afresh and
+        // adopts what runs; one that stops leading stops at once.
+        let mut term = leadership.watch();
+        loop {
+            while term.borrow_and_update().is_none() {
+                if term.changed().await.is_err() {
+                    return;
+                }
+            }
+            tracing::info!("this orchestrator leads: dispatching and watching Kubernetes Jobs");
+            let mut duties = Vec::new();
+            for cluster in &self.clusters {
+                duties.push(tokio::spawn(watch::pods(
+                    self.clone(),
+                    cluster.clone(),
+                    store.clone(),
+                )));
+                duties.push(tokio::spawn(watch::jobs(
+                    self.clone(),
+                    cluster.clone(),
+                    store.clone(),
+                )));
+            }
+            duties.push(tokio::spawn(
+                self.clone().dispatch(store.clone(), leadership.clone()),
+            ));
+            let abort_on_drop = AbortAll(duties);
+            while term.borrow_and_update().is_some() {
+                if term.changed().await.is_err() {
+                    return;
+                }
+            }
+            drop(abort_on_drop);
+            // What another leader does next is learnt by listing afresh.
+            for cluster in &self.clusters {
+                cluster.state.lock().jobs.clear();
+            }
+            tracing::warn!(
+                "this orchestrator no longer leads: Kubernetes dispatch and watches stopped"
+            );
         }
-        let _abort_on_drop = AbortAll(watches);
-        self.dispatch(store, leadership).await
     }
 
     async fn stop_all(&self, _registry: &Registry, _grace: Duration) {
