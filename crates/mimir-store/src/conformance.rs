@@ -1686,6 +1686,40 @@ async fn queue_signal_wakes_waiters(store: &dyn Store) {
         .expect("a retry wakes the waiter");
 }
 
+/// Text holding NUL characters (JSON allows them; PostgreSQL's text does
+/// not) is stored without failing the write: a submission's parameters and
+/// a failed attempt's error and result.
+async fn nul_characters_do_not_fail_writes(store: &dyn Store) {
+    let mut t = task(WorkTaskType::PipelineExecution, 5, "p");
+    t.task_spec.parameters =
+        serde_json::Map::from_iter([("key\u{0}".to_string(), serde_json::json!("a\u{0}b"))]);
+    store.submit(vec![t.clone()]).await.expect("submit");
+    store.lease(lease_request("w", 1)).await.expect("lease");
+    let failed = WorkTaskResult {
+        result: Some(serde_json::json!({"out": "x\u{0}y"})),
+        ..report(AttemptOutcome::Failed, Some(1), "boom\u{0}")
+    };
+    let after = store
+        .finish(t.worktask_id, Some("w".into()), failed, Utc::now())
+        .await
+        .expect("a failure whose error holds NUL is stored");
+    assert_eq!(after.status, WorkTaskStatus::Queued);
+    let stored = store
+        .get(t.worktask_id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert!(stored.error_message.starts_with("boom"), "{stored:?}");
+    assert_eq!(
+        store
+            .attempts(t.worktask_id)
+            .await
+            .expect("attempts")
+            .map(|a| a.len()),
+        Some(1)
+    );
+}
+
 /// One check as a backend runs it: given a fresh, empty store, it panics
 /// where the backend misbehaves.
 pub type Check = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()>>>;
@@ -1727,6 +1761,7 @@ register!(
         only_leases_take_the_named_task,
         aging_lifts_long_waiting_tasks,
         queue_signal_wakes_waiters,
+        nul_characters_do_not_fail_writes,
     ],
     sharing: [
         concurrent_submits_all_land,

@@ -60,6 +60,7 @@ conformance_tests!(
     only_leases_take_the_named_task,
     aging_lifts_long_waiting_tasks,
     queue_signal_wakes_waiters,
+    nul_characters_do_not_fail_writes,
     concurrent_leases_never_share_a_task,
 );
 

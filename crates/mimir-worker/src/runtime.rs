@@ -109,6 +109,10 @@ struct Shared {
     stop: CancellationToken,
     /// Since when the orchestrator has been unreachable.
     unreachable_since: Mutex<Option<Instant>>,
+    /// Longest wait between tries of a call: the heartbeat interval once
+    /// registered, so a lease is tried for several times before it can run
+    /// out, however long the orchestrator was away.
+    retry_cap_ms: std::sync::atomic::AtomicU64,
     registering: tokio::sync::Mutex<()>,
     /// How many tasks run at once and are leased ahead.
     sizing: Mutex<Sizing>,
@@ -289,8 +293,22 @@ impl Shared {
             tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot reach the orchestrator; retrying");
         }
         tokio::time::sleep(*delay).await;
-        *delay = (*delay * 2).min(Duration::from_secs(30));
+        let cap = Duration::from_millis(
+            self.retry_cap_ms
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(100),
+        );
+        *delay = (*delay * 2).min(Duration::from_secs(30)).min(cap);
         Ok(())
+    }
+
+    /// Forgets attempt `attempt` of task `id`; a newer attempt of the same
+    /// task leased since (after a give-back) is kept.
+    fn forget(&self, id: Uuid, attempt: u32) {
+        let mut held = self.held.lock();
+        if held.get(&id).is_some_and(|h| h.attempt == attempt) {
+            held.remove(&id);
+        }
     }
 
     fn reachable(&self) {
@@ -321,9 +339,10 @@ impl Shared {
                     self.reachable();
                     tracing::info!(worker_id = %registered.worker_id, orchestrator = %self.config.orchestrator, "worker registered");
                     *self.worker_id.lock() = registered.worker_id;
-                    return Ok(Duration::from_millis(
-                        registered.heartbeat_interval_ms.max(100),
-                    ));
+                    let every = registered.heartbeat_interval_ms.max(100);
+                    self.retry_cap_ms
+                        .store(every, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(Duration::from_millis(every));
                 }
                 Err(error @ ClientError::Api { .. }) => return Err(error.into()),
                 Err(error) => self.backoff(&error, &mut delay).await?,
@@ -428,6 +447,7 @@ pub async fn run(
         stop: CancellationToken::new(),
         unreachable_since: Mutex::new(None),
         registering: tokio::sync::Mutex::new(()),
+        retry_cap_ms: std::sync::atomic::AtomicU64::new(30_000),
         abandoning: std::sync::atomic::AtomicBool::new(false),
     });
     let heartbeat_every = shared.register().await?;
@@ -555,12 +575,12 @@ async fn lease_loop(
                     () = shared.slots.claim() => {}
                     _ = cancel.cancelled() => {
                         // Cancelled, lost or given back before it started.
-                        shared.held.lock().remove(&id);
+                        shared.forget(id, task.attempt);
                         shared.slot_freed.notify_one();
                         return;
                     }
                     _ = shared.stop.cancelled(), if shared.config.only.is_none() => {
-                        shared.held.lock().remove(&id);
+                        shared.forget(id, task.attempt);
                         unstarted.lock().push((id, task.attempt));
                         return;
                     }
@@ -569,14 +589,22 @@ async fn lease_loop(
                 // Starting and giving back decide under one lock: a task
                 // being given back never starts.
                 let started_at = Utc::now();
+                // A given-back attempt's runner may win a slot before it
+                // sees its cancellation, and the task may be held again under
+                // a newer attempt by then: only this very attempt starts.
                 let claimed = match shared.held.lock().get_mut(&id) {
-                    Some(held) if !held.returning => {
+                    Some(held)
+                        if !held.returning
+                            && held.attempt == task.attempt
+                            && !cancel.is_cancelled() =>
+                    {
                         held.started_at = Some(started_at);
                         true
                     }
                     _ => false,
                 };
                 if !claimed {
+                    shared.forget(id, task.attempt);
                     return;
                 }
                 execute(
@@ -655,7 +683,7 @@ async fn execute(
     if cancel.is_cancelled() && !abandoned {
         // Cancelled or lost: the orchestrator has moved on and would refuse it.
         tracing::info!(worktask_id = %task.worktask_id, "task stopped: cancelled or its lease was lost");
-        shared.held.lock().remove(&task.worktask_id);
+        shared.forget(task.worktask_id, task.attempt);
         shared.slot_freed.notify_one();
         return;
     }
@@ -759,7 +787,11 @@ async fn report(
         {
             let mut held = shared.held.lock();
             for report in batch.drain(..) {
-                if let Some(id) = report.worktask_id {
+                if let Some(id) = report.worktask_id
+                    && held
+                        .get(&id)
+                        .is_some_and(|h| Some(h.attempt) == report.attempt)
+                {
                     held.remove(&id);
                 }
             }

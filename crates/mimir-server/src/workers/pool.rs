@@ -417,6 +417,9 @@ impl Pool {
         let worker_id = format!("local-{n:x}");
         let mut command = Command::new(&self.config.exe);
         command
+            // The store's connection string is the orchestrator's alone:
+            // workers (and the pipeline steps they run) never see it.
+            .env_remove("MIMIR_STORE_URL")
             .arg("worker")
             .args([
                 "--orchestrator",

@@ -120,25 +120,24 @@ pub struct PostgresStore {
     listener: notify::Listener,
 }
 
-/// `url` without its password, for messages.
+/// `url` without its password, for messages: the user information ends at
+/// the last `@` (a password may hold `/` or `@`), and a query string, which
+/// may carry `password=`, is left out.
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "<unparsable URL>".into();
     };
-    let (authority, path) = match rest.find('/') {
-        Some(at) => rest.split_at(at),
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, _)) => (rest, "?..."),
         None => (rest, ""),
     };
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
+    match rest.rsplit_once('@') {
+        Some((user_info, host_and_path)) => {
             let user = user_info.split(':').next().unwrap_or_default();
-            if user_info.contains(':') {
-                format!("{scheme}://{user}:***@{host}{path}")
-            } else {
-                format!("{scheme}://{user}@{host}{path}")
-            }
+            let hidden = if user_info.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host_and_path}{query}")
         }
-        None => url.to_string(),
+        None => format!("{scheme}://{rest}{query}"),
     }
 }
 
@@ -224,11 +223,12 @@ impl Drop for PostgresStore {
     }
 }
 
-/// The password in `url`, if it has one.
+/// The password in `url`, if it has one (in the user information, which
+/// ends at the last `@`).
 fn password_of(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let user_info = authority.rsplit_once('@')?.0;
+    let rest = rest.split('?').next()?;
+    let user_info = rest.rsplit_once('@')?.0;
     user_info.split_once(':').map(|(_, password)| password)
 }
 
@@ -643,6 +643,17 @@ mod tests {
             "postgres://postgres@127.0.0.1/test"
         );
         assert_eq!(redact("postgres://db/x"), "postgres://db/x");
+        assert_eq!(
+            redact("postgres://app:pa/ss@db/x"),
+            "postgres://app:***@db/x",
+            "a password holding a slash"
+        );
+        assert_eq!(
+            redact("postgres://app@db/x?password=hunter2&sslmode=require"),
+            "postgres://app@db/x?...",
+            "a password in the query string"
+        );
+        assert_eq!(password_of("postgres://app:pa/ss@db/x"), Some("pa/ss"));
         assert_eq!(password_of("postgres://app:p%40ss@db/x"), Some("p%40ss"));
         let options = PostgresOptions::new("postgres://app:hunter2@db/x");
         assert!(!format!("{options:?}").contains("hunter2"));

@@ -252,7 +252,7 @@ async fn decide_and_write(
     let reason = if report.error_message.is_empty() {
         "the attempt failed without a message".to_string()
     } else {
-        report.error_message
+        row::text(report.error_message)
     };
     let failure = Failure {
         reason,

@@ -98,9 +98,48 @@ pub(crate) fn task(row: &PgRow) -> Result<WorkTask, StoreError> {
     })
 }
 
-/// Serializes a JSON column.
+/// Serializes a JSON column. PostgreSQL's `text` and `jsonb` refuse the NUL
+/// character, which JSON (and so a submission or a worker's result) may
+/// hold: it is stored as U+FFFD instead of failing the whole write.
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))
+    let encode = |e: serde_json::Error| StoreError::Corrupt(format!("cannot encode: {e}"));
+    let text = serde_json::to_string(value).map_err(encode)?;
+    if !text.contains("\\u0000") {
+        return Ok(text);
+    }
+    let mut value = serde_json::to_value(value).map_err(encode)?;
+    without_nul(&mut value);
+    serde_json::to_string(&value).map_err(encode)
+}
+
+/// `value` with every NUL in its strings and keys replaced by U+FFFD.
+fn without_nul(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => {
+            if s.contains('\0') {
+                *s = s.replace('\0', "\u{FFFD}");
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_nul),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (key, mut item) in entries {
+                without_nul(&mut item);
+                map.insert(key.replace('\0', "\u{FFFD}"), item);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// Free text for a `text` column, NUL characters stored as U+FFFD.
+pub(crate) fn text(value: String) -> String {
+    if value.contains('\0') {
+        value.replace('\0', "\u{FFFD}")
+    } else {
+        value
+    }
 }
 
 /// What a status change needs to know of a task.
@@ -179,6 +218,19 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_characters_are_stored_as_replacement_characters() {
+        let value = serde_json::json!({"a\u{0}": ["x\u{0}y", 1], "b": "plain"});
+        let stored = to_json(&value).expect("json");
+        assert!(!stored.contains("\\u0000"), "{stored}");
+        assert!(
+            stored.contains("x\u{FFFD}y") && stored.contains("a\u{FFFD}"),
+            "{stored}"
+        );
+        assert_eq!(text("e\u{0}".into()), "e\u{FFFD}");
+        assert_eq!(to_json(&"plain").expect("json"), "\"plain\"");
+    }
 
     #[test]
     fn the_column_count_matches_the_column_list() {
