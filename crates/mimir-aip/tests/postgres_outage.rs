@@ -8,13 +8,13 @@
 
 mod harness;
 
+use harness::Orchestrator;
 use harness::balancer::Balancer;
 use harness::executions::Executions;
 use harness::pipelines::one_step;
 use harness::postgres::Schema;
-use harness::{Orchestrator, bin};
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The local PostgreSQL cluster as `pg_ctlcluster` names it: (version, name).
@@ -85,20 +85,7 @@ async fn ready_becomes(url: &str, status: u16, within: Duration) -> Value {
 }
 
 fn worker(url: &str, id: &str) -> Child {
-    Command::new(bin())
-        .args([
-            "worker",
-            "--orchestrator",
-            url,
-            "--worker-id",
-            id,
-            "--concurrency",
-            "8",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start a worker")
+    harness::start_worker(url, id, &["--concurrency", "8"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

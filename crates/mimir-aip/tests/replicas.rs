@@ -4,14 +4,14 @@
 
 mod harness;
 
+use harness::Orchestrator;
 use harness::balancer::Balancer;
 use harness::executions::Executions;
 use harness::pipelines::one_step;
 use harness::postgres::Schema;
-use harness::{Orchestrator, bin};
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// Fast retries keep the run quick. The lease outlasts a replica's death
@@ -26,23 +26,7 @@ struct Worker(Child);
 
 impl Worker {
     fn start(url: &str, id: &str) -> Worker {
-        let child = Command::new(bin())
-            .args([
-                "worker",
-                "--orchestrator",
-                url,
-                "--worker-id",
-                id,
-                "--concurrency",
-                "16",
-                "--log-format",
-                "json",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start a worker");
-        Worker(child)
+        Worker(harness::start_worker(url, id, &["--concurrency", "16"]))
     }
 }
 

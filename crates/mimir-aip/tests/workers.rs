@@ -10,7 +10,7 @@ use mimir_core::WorkTaskStatus;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -19,20 +19,7 @@ const FAST: &str =
     "retry:\n  backoffBaseMs: 50\n  backoffCapMs: 200\norchestrator:\n  leaseTtlMs: 1500\n";
 
 fn external_worker(orchestrator: &Orchestrator, id: &str) -> Child {
-    Command::new(bin())
-        .args([
-            "worker",
-            "--orchestrator",
-            &orchestrator.url,
-            "--worker-id",
-            id,
-            "--log-format",
-            "json",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start a worker")
+    harness::start_worker(&orchestrator.url, id, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,43 @@ pub struct Attempt {
     pub error_class: Option<crate::ErrorClass>,
 }
 
+/// Longest error kept per attempt in the history, in bytes: a retry storm
+/// of large messages must not grow one task's record without bound (the
+/// full message stays on the task itself).
+pub const MAX_ATTEMPT_ERROR: usize = 4096;
+
+impl Attempt {
+    /// The record of an attempt that ended, its error cut to
+    /// [`MAX_ATTEMPT_ERROR`] bytes on a character boundary.
+    pub fn ended(
+        attempt: u32,
+        worker_id: String,
+        started_at: Option<DateTime<Utc>>,
+        ended_at: DateTime<Utc>,
+        outcome: AttemptEnd,
+        mut error: String,
+        error_class: Option<crate::ErrorClass>,
+    ) -> Attempt {
+        if error.len() > MAX_ATTEMPT_ERROR {
+            let mut end = MAX_ATTEMPT_ERROR;
+            while !error.is_char_boundary(end) {
+                end -= 1;
+            }
+            error.truncate(end);
+            error.push('…');
+        }
+        Attempt {
+            attempt,
+            worker_id,
+            started_at,
+            ended_at,
+            outcome,
+            error,
+            error_class,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

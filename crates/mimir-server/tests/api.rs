@@ -794,7 +794,8 @@ async fn health_readiness_summary_and_unknown_routes() {
     assert_eq!(ready["status"], "ready");
     assert_eq!(
         ready["checks"],
-        json!({"store": "ok", "migrations": "applied", "autoscaler": "off"})
+        // No campaign runs in this in-process state: it does not lead.
+        json!({"store": "ok", "migrations": "applied", "autoscaler": "off", "leader": false})
     );
     let (status, summary) = api.get("/api/metrics").await;
     assert_eq!(status, StatusCode::OK);

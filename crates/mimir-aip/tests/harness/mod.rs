@@ -285,6 +285,19 @@ impl Drop for Orchestrator {
     }
 }
 
+/// A `mimir-aip worker` process for the orchestrator at `url`, named `id`,
+/// with `extra` flags; its output is dropped.
+pub fn start_worker(url: &str, id: &str, extra: &[&str]) -> Child {
+    Command::new(bin())
+        .args(["worker", "--orchestrator", url, "--worker-id", id])
+        .args(["--log-format", "json"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a worker")
+}
+
 /// Processes whose command line holds `needle` (e.g. workers of one orchestrator).
 pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     let mut pids = Vec::new();

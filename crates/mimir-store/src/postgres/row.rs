@@ -20,10 +20,6 @@ pub(crate) const TASK_COLUMNS: &str = "id, type, status, priority, project_id, s
 /// How many columns [`TASK_COLUMNS`] names: the index of a column selected after them.
 pub(crate) const TASK_COLUMN_COUNT: usize = 22;
 
-/// Longest error kept per attempt in the history, in bytes: a retry storm of
-/// large messages must not grow one row without bound.
-const MAX_ATTEMPT_ERROR: usize = 4096;
-
 /// Running statuses: the task is held under a lease.
 pub(crate) const RUNNING: &str = "('scheduled', 'spawned', 'executing')";
 
@@ -193,25 +189,15 @@ impl Control {
         error: String,
         error_class: Option<ErrorClass>,
     ) -> Result<String, StoreError> {
-        let mut error = error;
-        if error.len() > MAX_ATTEMPT_ERROR {
-            // Cut on a character boundary; the full message stays in the row.
-            let mut end = MAX_ATTEMPT_ERROR;
-            while !error.is_char_boundary(end) {
-                end -= 1;
-            }
-            error.truncate(end);
-            error.push('…');
-        }
-        to_json(&Attempt {
-            attempt: self.attempt,
-            worker_id: self.worker_id.clone(),
+        to_json(&Attempt::ended(
+            self.attempt,
+            self.worker_id.clone(),
             started_at,
-            ended_at: at,
+            at,
             outcome,
             error,
             error_class,
-        })
+        ))
     }
 }
 

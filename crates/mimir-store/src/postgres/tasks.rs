@@ -182,10 +182,10 @@ pub(crate) async fn list(pool: &PgPool, q: &ListQuery) -> Result<ListPage, Store
         select = select.bind(i16::from(max.get()));
     }
     if let Some(from) = q.submitted_from {
-        select = select.bind(from);
+        select = select.bind(within_postgres(from));
     }
     if let Some(until) = q.submitted_until {
-        select = select.bind(until);
+        select = select.bind(within_postgres(until));
     }
     if let Some(after) = q.after {
         select = select.bind(row::bigint(after));
@@ -285,4 +285,21 @@ pub(crate) async fn next_eligible_at(pool: &PgPool) -> Result<Option<DateTime<Ut
     .fetch_one(pool)
     .await?;
     column(&r, 0)
+}
+
+/// `at` moved into PostgreSQL's timestamp range (4713 BC to 294276 AD),
+/// which is narrower than chrono's: a filter bound beyond it, which the API
+/// accepts, then means "no bound" instead of a database error. No task is
+/// stored outside the range.
+fn within_postgres(at: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    let earliest = chrono::Utc
+        .with_ymd_and_hms(-4000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(at);
+    let latest = chrono::Utc
+        .with_ymd_and_hms(290_000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(at);
+    at.clamp(earliest, latest)
 }

@@ -24,10 +24,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
-/// Longest error kept per attempt in the history, in bytes: a retry storm of
-/// large messages must not grow one row without bound.
-const MAX_ATTEMPT_ERROR: usize = 4096;
-
 /// Most commands one transaction takes.
 pub(crate) const MAX_GROUP: usize = 4096;
 
@@ -965,25 +961,15 @@ impl Control {
         error: String,
         error_class: Option<ErrorClass>,
     ) -> Result<String, StoreError> {
-        let mut error = error;
-        if error.len() > MAX_ATTEMPT_ERROR {
-            // Cut on a character boundary; the full message stays in the row.
-            let mut end = MAX_ATTEMPT_ERROR;
-            while !error.is_char_boundary(end) {
-                end -= 1;
-            }
-            error.truncate(end);
-            error.push('…');
-        }
-        let attempt = Attempt {
-            attempt: self.attempt,
-            worker_id: self.worker_id.clone(),
+        let attempt = Attempt::ended(
+            self.attempt,
+            self.worker_id.clone(),
             started_at,
-            ended_at: at,
+            at,
             outcome,
             error,
             error_class,
-        };
+        );
         Ok(row::to_json(&attempt)?)
     }
 
