@@ -19,6 +19,7 @@ pub mod priority;
 pub mod queue;
 pub mod report;
 pub mod retry;
+pub mod schedule;
 pub mod sizing;
 pub mod status;
 pub mod status_filter;
@@ -38,11 +39,14 @@ pub use ml_model::{
     PerformanceMetrics, TrainingConfig, check_model_name,
 };
 pub use per_type::PerType;
-pub use pipeline::{Pipeline, PipelineType, Project, ProjectListing};
+pub use pipeline::{
+    Pipeline, PipelineType, Project, ProjectListing, TriggerConfig, WebhookTrigger,
+};
 pub use priority::Priority;
 pub use queue::{Aging, QueueEntry, QueueIndex};
 pub use report::{AttemptOutcome, WorkTaskResult};
 pub use retry::{RetryDecision, RetryPolicy};
+pub use schedule::{Cadence, CatchUp, FireOutcome, Overlap, Schedule, ScheduleError};
 pub use status::{InvalidTransition, WorkTaskStatus};
 pub use status_filter::{STATUS_GROUPS, StatusFilter};
 pub use storage_config::{ConnectionSettings, PluginType, REDACTED, StorageConfig};

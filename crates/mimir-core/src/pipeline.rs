@@ -75,10 +75,53 @@ pub struct Pipeline {
     /// milliseconds. Defaults to none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_timeout_ms: Option<u64>,
+    /// What may start it besides schedules.
+    #[serde(default)]
+    pub trigger_config: TriggerConfig,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it was last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// What may start a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// Whether users may run it with `POST /api/pipelines/{id}/execute` or a
+    /// task naming it; defaults to true.
+    pub allow_manual: bool,
+    /// Its webhook, `POST /api/pipelines/{id}/webhook`.
+    pub webhook: WebhookTrigger,
+    /// The schedules that fire it; served, never stored (schedules name
+    /// their pipelines).
+    pub schedule_ids: Vec<String>,
+}
+
+impl Default for TriggerConfig {
+    fn default() -> TriggerConfig {
+        TriggerConfig {
+            allow_manual: true,
+            webhook: WebhookTrigger::default(),
+            schedule_ids: Vec::new(),
+        }
+    }
+}
+
+/// A pipeline's webhook trigger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookTrigger {
+    /// Whether the webhook starts runs.
+    pub enabled: bool,
+    /// The HMAC-SHA256 key requests are signed with. Stored apart from the
+    /// rest of the pipeline and never serialized: the API shows it once,
+    /// when it makes one up.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub secret: Option<String>,
 }
 
 /// A project: a name and description for a `project_id` tasks and pipelines share.

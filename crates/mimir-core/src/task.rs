@@ -149,6 +149,10 @@ pub struct TaskSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub timeout_ms: Option<u64>,
+    /// The schedule that fired the task, if one did; its
+    /// `parameters.scheduled_at` is then the slot fired.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub schedule_id: String,
 }
 
 /// CPU, memory and GPU a worker for the task requests (Kubernetes quantities).

@@ -318,6 +318,7 @@ async fn bad_configs_are_refused_naming_the_field_and_nothing_is_stored() {
                 created_at: now,
                 updated_at: now,
                 step_timeout_ms: None,
+                trigger_config: Default::default(),
             },
             true,
         )
@@ -656,6 +657,7 @@ async fn a_config_a_pipeline_uses_cannot_be_deleted() {
         created_at: now,
         updated_at: now,
         step_timeout_ms: None,
+        trigger_config: Default::default(),
     };
     api.store
         .put_pipeline(pipeline.clone(), true)

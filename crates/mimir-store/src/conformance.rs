@@ -881,6 +881,7 @@ async fn catalog_round_trips(store: &dyn Store) {
         created_at: now,
         updated_at: now,
         step_timeout_ms: Some(30_000),
+        trigger_config: Default::default(),
     };
     assert_eq!(
         store

@@ -17,6 +17,7 @@ mod events;
 mod live;
 pub mod postgres;
 mod query;
+mod schedules;
 pub mod sqlite;
 mod store;
 
@@ -25,5 +26,6 @@ pub use error::StoreError;
 pub use events::EventSink;
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use query::{ListPage, ListQuery, MAX_LIST_LIMIT};
+pub use schedules::{Checkpoints, DueSchedule, ScheduleAdvance, ScheduleFilter, WebhookDelivery};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{LeaseRequest, Placement, Renewal, Store, Term};

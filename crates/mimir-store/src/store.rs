@@ -1,12 +1,16 @@
 //! The `Store` trait: what the orchestrator needs from a metadata backend.
 
-use crate::{ListPage, ListQuery, StoreError, TaskCounts};
+use crate::{
+    Checkpoints, DueSchedule, ListPage, ListQuery, ScheduleAdvance, ScheduleFilter, StoreError,
+    TaskCounts, WebhookDelivery,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    Attempt, MlModel, ModelChange, Pipeline, Priority, Project, ProjectListing, StorageConfig,
-    WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
+    Attempt, MlModel, ModelChange, Pipeline, Priority, Project, ProjectListing, Schedule,
+    StorageConfig, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
 };
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -215,14 +219,18 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a project's registration (its tasks, pipelines and storage
     /// configs stay).
     async fn delete_project(&self, id: &str) -> Result<(), StoreError>;
-    /// Stores a new pipeline, or replaces one when `create` is false.
+    /// Stores a new pipeline, or replaces one when `create` is false. Its
+    /// `trigger_config` is stored with it (the webhook secret too, apart
+    /// from the served JSON), except `schedule_ids`, which is never stored;
+    /// a replacement whose webhook secret is `None` keeps the stored secret.
     async fn put_pipeline(&self, pipeline: Pipeline, create: bool) -> Result<Pipeline, StoreError>;
     /// One pipeline.
     async fn get_pipeline(&self, id: &str) -> Result<Option<Pipeline>, StoreError>;
     /// Pipelines, of one project or all, oldest first.
     async fn list_pipelines(&self, project_id: Option<String>)
     -> Result<Vec<Pipeline>, StoreError>;
-    /// Removes a pipeline.
+    /// Removes a pipeline and its checkpoints; [`StoreError::Refused`]
+    /// (naming them) while schedules fire it.
     async fn delete_pipeline(&self, id: &str) -> Result<(), StoreError>;
     /// Stores a new storage config, or replaces one when `create` is false
     /// (its `created_at` kept). Credentials are stored as given: callers
@@ -256,6 +264,71 @@ pub trait Store: Send + Sync + 'static {
     /// transaction; a refused change is [`StoreError::Refused`] and stores
     /// nothing.
     async fn change_model(&self, id: &str, change: ModelChange) -> Result<MlModel, StoreError>;
+
+    /// Stores a new schedule, or replaces one when `create` is false: then
+    /// `created_at` and the record of past fires (`last_fire_at`,
+    /// `last_task_id(s)`, `last_outcome`) are kept whatever `schedule` says.
+    /// Either way the stored revision is one more than before (1 when new).
+    /// Refused with [`StoreError::AlreadyExists`] when the id, or the name
+    /// within the project, is taken; [`StoreError::Missing`] when replacing
+    /// a schedule that is gone.
+    async fn put_schedule(&self, schedule: Schedule, create: bool) -> Result<Schedule, StoreError>;
+    /// One schedule.
+    async fn get_schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError>;
+    /// Up to `limit` schedules matching `filter`, by id, after the id
+    /// `after` (the last of the previous page).
+    async fn list_schedules(
+        &self,
+        filter: ScheduleFilter,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<Schedule>, StoreError>;
+    /// Removes a schedule (the tasks it fired stay).
+    async fn delete_schedule(&self, id: &str) -> Result<(), StoreError>;
+    /// Up to `limit` enabled schedules that are due at `at` (`next_due_at`
+    /// at or before it) or hold a queued fire, earliest due first.
+    async fn due_schedules(
+        &self,
+        at: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueSchedule>, StoreError>;
+    /// The earliest `next_due_at` of the enabled schedules.
+    async fn next_schedule_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Applies the scheduler's decisions in one transaction: each advance
+    /// whose schedule is still enabled and at its `revision` is stored with
+    /// its tasks (and the revision bumped); the others store nothing.
+    /// Answers, for each advance in order, whether it was applied. With a
+    /// `term` it is a leader-only write, as [`Store::expire_leases`];
+    /// without one (a user's run-now) anyone may make it.
+    async fn advance_schedules(
+        &self,
+        advances: Vec<ScheduleAdvance>,
+        term: Option<Term>,
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// A pipeline's checkpoints (empty when never saved); `None` when there
+    /// is no such pipeline.
+    async fn get_checkpoints(&self, pipeline_id: &str) -> Result<Option<Checkpoints>, StoreError>;
+    /// Replaces a pipeline's checkpoints (`replace`), or merges `values` into
+    /// them: a key set to null is removed. [`StoreError::Missing`] when the
+    /// pipeline is gone.
+    async fn put_checkpoints(
+        &self,
+        pipeline_id: &str,
+        values: Map<String, Value>,
+        replace: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Checkpoints, StoreError>;
+
+    /// Submits the task a webhook request starts, unless a request with the
+    /// same signature reached this pipeline within the window: then stores
+    /// nothing and answers `None`. The signature is remembered in the same
+    /// transaction, and remembered ones older than the window are dropped.
+    async fn submit_webhook(
+        &self,
+        delivery: WebhookDelivery,
+        task: WorkTask,
+    ) -> Result<Option<WorkTask>, StoreError>;
 
     /// Checks that the store answers a query and its migrations are applied.
     async fn ping(&self) -> Result<(), StoreError>;

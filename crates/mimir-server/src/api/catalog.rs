@@ -318,6 +318,7 @@ impl PipelineBody {
             created_at,
             updated_at: now,
             step_timeout_ms: self.step_timeout_ms,
+            trigger_config: Default::default(),
         })
     }
 }

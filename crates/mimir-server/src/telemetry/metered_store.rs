@@ -8,16 +8,18 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mimir_core::{
-    Attempt, MlModel, ModelChange, Pipeline, Priority, Project, StorageConfig, WorkTask,
+    Attempt, MlModel, ModelChange, Pipeline, Priority, Project, Schedule, StorageConfig, WorkTask,
     WorkTaskResult, WorkTaskStatus,
 };
 use mimir_store::{
-    LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts, Term,
+    Checkpoints, DueSchedule, LeaseRequest, ListPage, ListQuery, Renewal, ScheduleAdvance,
+    ScheduleFilter, Store, StoreError, TaskCounts, Term, WebhookDelivery,
 };
 use mimir_telemetry::Metrics;
 use mimir_telemetry::metrics::StoreMethodLabels;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,11 +68,21 @@ enum Method {
     ListModels,
     DeleteModel,
     ChangeModel,
+    PutSchedule,
+    GetSchedule,
+    ListSchedules,
+    DeleteSchedule,
+    DueSchedules,
+    NextScheduleDue,
+    AdvanceSchedules,
+    GetCheckpoints,
+    PutCheckpoints,
+    SubmitWebhook,
     Ping,
 }
 
 impl Method {
-    const ALL: [Method; 40] = [
+    const ALL: [Method; 50] = [
         Method::Submit,
         Method::Get,
         Method::Attempts,
@@ -110,6 +122,16 @@ impl Method {
         Method::ListModels,
         Method::DeleteModel,
         Method::ChangeModel,
+        Method::PutSchedule,
+        Method::GetSchedule,
+        Method::ListSchedules,
+        Method::DeleteSchedule,
+        Method::DueSchedules,
+        Method::NextScheduleDue,
+        Method::AdvanceSchedules,
+        Method::GetCheckpoints,
+        Method::PutCheckpoints,
+        Method::SubmitWebhook,
         Method::Ping,
     ];
 
@@ -154,6 +176,16 @@ impl Method {
             Method::ListModels => "list_models",
             Method::DeleteModel => "delete_model",
             Method::ChangeModel => "change_model",
+            Method::PutSchedule => "put_schedule",
+            Method::GetSchedule => "get_schedule",
+            Method::ListSchedules => "list_schedules",
+            Method::DeleteSchedule => "delete_schedule",
+            Method::DueSchedules => "due_schedules",
+            Method::NextScheduleDue => "next_schedule_due",
+            Method::AdvanceSchedules => "advance_schedules",
+            Method::GetCheckpoints => "get_checkpoints",
+            Method::PutCheckpoints => "put_checkpoints",
+            Method::SubmitWebhook => "submit_webhook",
             Method::Ping => "ping",
         }
     }
@@ -435,6 +467,87 @@ impl Store for MeteredStore {
     async fn change_model(&self, id: &str, change: ModelChange) -> Result<MlModel, StoreError> {
         self.measure(Method::ChangeModel, self.inner.change_model(id, change))
             .await
+    }
+    async fn put_schedule(&self, schedule: Schedule, create: bool) -> Result<Schedule, StoreError> {
+        self.measure(
+            Method::PutSchedule,
+            self.inner.put_schedule(schedule, create),
+        )
+        .await
+    }
+    async fn get_schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
+        self.measure(Method::GetSchedule, self.inner.get_schedule(id))
+            .await
+    }
+    async fn list_schedules(
+        &self,
+        filter: ScheduleFilter,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        self.measure(
+            Method::ListSchedules,
+            self.inner.list_schedules(filter, after, limit),
+        )
+        .await
+    }
+    async fn delete_schedule(&self, id: &str) -> Result<(), StoreError> {
+        self.measure(Method::DeleteSchedule, self.inner.delete_schedule(id))
+            .await
+    }
+    async fn due_schedules(
+        &self,
+        at: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueSchedule>, StoreError> {
+        self.measure(Method::DueSchedules, self.inner.due_schedules(at, limit))
+            .await
+    }
+    async fn next_schedule_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.measure(Method::NextScheduleDue, self.inner.next_schedule_due())
+            .await
+    }
+    async fn advance_schedules(
+        &self,
+        advances: Vec<ScheduleAdvance>,
+        term: Option<Term>,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.measure(
+            Method::AdvanceSchedules,
+            self.inner.advance_schedules(advances, term),
+        )
+        .await
+    }
+    async fn get_checkpoints(&self, pipeline_id: &str) -> Result<Option<Checkpoints>, StoreError> {
+        self.measure(
+            Method::GetCheckpoints,
+            self.inner.get_checkpoints(pipeline_id),
+        )
+        .await
+    }
+    async fn put_checkpoints(
+        &self,
+        pipeline_id: &str,
+        values: Map<String, Value>,
+        replace: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Checkpoints, StoreError> {
+        self.measure(
+            Method::PutCheckpoints,
+            self.inner.put_checkpoints(pipeline_id, values, replace, at),
+        )
+        .await
+    }
+    async fn submit_webhook(
+        &self,
+        delivery: WebhookDelivery,
+        task: WorkTask,
+    ) -> Result<Option<WorkTask>, StoreError> {
+        self.measure(
+            Method::SubmitWebhook,
+            self.inner.submit_webhook(delivery, task),
+        )
+        .await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.measure(Method::Ping, self.inner.ping()).await

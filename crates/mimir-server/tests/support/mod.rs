@@ -22,6 +22,7 @@ pub async fn put_noop(store: &SqliteStore, project_id: &str) {
         created_at: now,
         updated_at: now,
         step_timeout_ms: None,
+        trigger_config: Default::default(),
     };
     mimir_store::Store::put_pipeline(store, noop, true)
         .await

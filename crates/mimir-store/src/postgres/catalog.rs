@@ -41,6 +41,7 @@ fn pipeline(r: &PgRow) -> Result<Pipeline, StoreError> {
         created_at: column(r, 6)?,
         updated_at: column(r, 7)?,
         step_timeout_ms: timeout.map(|t| t.max(0) as u64),
+        trigger_config: Default::default(),
     })
 }
 

@@ -62,6 +62,7 @@ fn pipeline(row: &Row<'_>) -> rusqlite::Result<Pipeline> {
         created_at: time(6, row.get(6)?)?,
         updated_at: time(7, row.get(7)?)?,
         step_timeout_ms: row.get(8)?,
+        trigger_config: Default::default(),
     })
 }
 

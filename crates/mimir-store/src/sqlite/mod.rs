@@ -15,10 +15,12 @@ mod writer;
 pub use backup::{BackupError, BackupReport, DEFAULT_BACKUP_WAIT, backup};
 
 use crate::live::Live;
+use crate::{Checkpoints, DueSchedule, ScheduleAdvance, ScheduleFilter, WebhookDelivery};
 use crate::{LeaseRequest, ListPage, ListQuery, Renewal, Store, StoreError, TaskCounts, Term};
 use async_trait::async_trait;
 use catalog::CatalogWrite;
 use chrono::{DateTime, Utc};
+use mimir_core::Schedule;
 use mimir_core::{
     Aging, Attempt, MlModel, ModelChange, Pipeline, Priority, Project, QueueIndex, RetryPolicy,
     StorageConfig, WorkTask, WorkTaskResult, WorkTaskStatus, WorkTaskType,
@@ -634,6 +636,78 @@ impl Store for SqliteStore {
             },
         )
         .await
+    }
+
+    async fn put_schedule(&self, schedule: Schedule, create: bool) -> Result<Schedule, StoreError> {
+        let _ = (schedule, create);
+        todo!()
+    }
+
+    async fn get_schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
+        let _ = id;
+        todo!()
+    }
+
+    async fn list_schedules(
+        &self,
+        filter: ScheduleFilter,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        let _ = (filter, after, limit);
+        todo!()
+    }
+
+    async fn delete_schedule(&self, id: &str) -> Result<(), StoreError> {
+        let _ = id;
+        todo!()
+    }
+
+    async fn due_schedules(
+        &self,
+        at: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueSchedule>, StoreError> {
+        let _ = (at, limit);
+        todo!()
+    }
+
+    async fn next_schedule_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        todo!()
+    }
+
+    async fn advance_schedules(
+        &self,
+        advances: Vec<ScheduleAdvance>,
+        term: Option<Term>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let _ = (advances, term);
+        todo!()
+    }
+
+    async fn get_checkpoints(&self, pipeline_id: &str) -> Result<Option<Checkpoints>, StoreError> {
+        let _ = pipeline_id;
+        todo!()
+    }
+
+    async fn put_checkpoints(
+        &self,
+        pipeline_id: &str,
+        values: serde_json::Map<String, serde_json::Value>,
+        replace: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Checkpoints, StoreError> {
+        let _ = (pipeline_id, values, replace, at);
+        todo!()
+    }
+
+    async fn submit_webhook(
+        &self,
+        delivery: WebhookDelivery,
+        task: WorkTask,
+    ) -> Result<Option<WorkTask>, StoreError> {
+        let _ = (delivery, task);
+        todo!()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
