@@ -32,6 +32,8 @@ enum Command {
     Task(commands::task::TaskArgs),
     /// Define, list, change, delete and run pipelines.
     Pipeline(commands::pipeline::PipelineArgs),
+    /// Fire pipelines on a clock: cron, time zones, catch-up and overlap rules.
+    Schedule(commands::schedule::ScheduleArgs),
     /// Register, list and delete projects.
     Project(commands::project::ProjectArgs),
     /// The plugins and actions pipeline steps can use.
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
             Command::Worker(args) => commands::worker::run(*args).await,
             Command::Task(args) => commands::task::run(args).await,
             Command::Pipeline(args) => commands::pipeline::run(args).await,
+            Command::Schedule(args) => commands::schedule::run(args).await,
             Command::Project(args) => commands::project::run(args).await,
             Command::Plugin(args) => commands::plugin::run(args).await,
             Command::Queue(args) => commands::queue::run(args).await,

@@ -12,6 +12,7 @@ pub mod listener;
 pub mod ml;
 pub mod progress;
 pub mod requirements;
+pub mod schedules;
 pub mod serve;
 mod state;
 pub mod store_choice;

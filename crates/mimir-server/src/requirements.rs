@@ -18,10 +18,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// cache starts over (a cold entry costs one store read).
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
-/// The parameter names each known pipeline reads.
+/// What one pipeline needs from a run.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Needs {
+    /// The `$.params.*` keys it reads.
+    pub params: Vec<String>,
+    /// Whether users may start it by hand (`trigger_config.allow_manual`).
+    pub allow_manual: bool,
+}
+
+/// What each known pipeline needs.
 #[derive(Debug)]
 pub struct PipelineRequirements {
-    cache: RwLock<HashMap<String, Arc<[String]>>>,
+    cache: RwLock<HashMap<String, Arc<Needs>>>,
     capacity: usize,
     /// Bumped by every [`PipelineRequirements::forget`]: a definition read
     /// before a change is not cached after it.
@@ -39,12 +48,12 @@ impl Default for PipelineRequirements {
 }
 
 impl PipelineRequirements {
-    /// The parameters pipeline `id` reads, or `None` when there is no such pipeline.
+    /// What pipeline `id` needs, or `None` when there is no such pipeline.
     pub async fn of(
         &self,
         store: &dyn Store,
         id: &str,
-    ) -> Result<Option<Arc<[String]>>, StoreError> {
+    ) -> Result<Option<Arc<Needs>>, StoreError> {
         if let Some(params) = self.cache.read().get(id) {
             return Ok(Some(params.clone()));
         }
@@ -59,7 +68,10 @@ impl PipelineRequirements {
             .into_iter()
             .filter_map(|step| serde_json::from_value(step).ok())
             .collect();
-        let params: Arc<[String]> = mimir_pipeline::reference::required_params(&steps).into();
+        let params = Arc::new(Needs {
+            params: mimir_pipeline::reference::required_params(&steps),
+            allow_manual: pipeline.trigger_config.allow_manual,
+        });
         let mut cache = self.cache.write();
         if self.generation.load(Ordering::Acquire) != generation {
             // A pipeline changed while this one was read: it may be this one.

@@ -228,6 +228,7 @@ pub async fn run(
         artifacts: Arc::new(crate::ml::ArtifactStore::new(&config.data_dir)),
         max_artifact_bytes: config.ml.max_artifact_bytes,
         leadership: leadership.clone(),
+        scheduler_wake: Default::default(),
     };
     let campaign = tokio::spawn(leadership.clone().run(store.clone()));
     let ml_task_ends = tokio::spawn(crate::ml::task_ends::run(
@@ -235,6 +236,7 @@ pub async fn run(
         metrics.clone(),
         ml_ended,
     ));
+    let scheduler = tokio::spawn(crate::schedules::run(state.clone()));
     let reaper = tokio::spawn(reap(state.clone(), valid.lease_ttl * 2));
     let rates = tokio::spawn(crate::telemetry::rates::sample_queue_rates(metrics.clone()));
     let sampler = tokio::spawn(crate::dashboard::sampler::run(state.clone()));
@@ -264,6 +266,7 @@ pub async fn run(
     };
     mimir_http::serve(listener, api::app(state), valid.limits, tls, graceful).await?;
     reaper.abort();
+    scheduler.abort();
     campaign.abort();
     leadership.resign(store.as_ref()).await;
     rates.abort();

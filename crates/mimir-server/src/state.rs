@@ -58,6 +58,8 @@ pub struct AppState {
     pub max_artifact_bytes: usize,
     /// Whether this process does the duties that must run once.
     pub leadership: Arc<crate::leadership::Leadership>,
+    /// Wakes the scheduler when a schedule changes here.
+    pub scheduler_wake: crate::schedules::SchedulerWake,
 }
 
 impl AppState {
@@ -101,6 +103,7 @@ impl AppState {
                 "orchestrator".into(),
                 crate::leadership::DEFAULT_LEADER_TTL,
             ),
+            scheduler_wake: Default::default(),
         }
     }
 }

@@ -47,6 +47,11 @@ pub const INFERENCE_BUCKETS: [f64; 17] = [
     5.0, 10.0, 30.0, 60.0,
 ];
 
+/// Buckets for schedule lag: 5 ms to 5 minutes (a late catch-up).
+pub const SCHEDULE_LAG_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
 /// Buckets for worker lifetimes: 1 s to 1 day.
 pub const WORKER_BUCKETS: [f64; 12] = [
     1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 43200.0, 86400.0,
@@ -305,6 +310,25 @@ pub struct KubernetesCallLabels {
     pub verb: &'static str,
 }
 
+/// `schedule`, `outcome`: what became of a schedule's slots.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScheduleOutcomeLabels {
+    /// The schedule's name.
+    pub schedule: String,
+    /// `fired`, `skipped_overlap`, `caught_up` or `missed`.
+    pub outcome: &'static str,
+}
+
+/// `pipeline`, `outcome`: webhook requests answered.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookOutcomeLabels {
+    /// The pipeline's id.
+    pub pipeline: String,
+    /// `accepted`, `bad_signature`, `missing_signature`, `replayed`,
+    /// `disabled` or `invalid`.
+    pub outcome: &'static str,
+}
+
 /// `version`, `commit`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
@@ -420,6 +444,12 @@ pub struct Metrics {
     pub autoscaler_desired_workers: Gauge,
     /// Autoscaler decisions by action and reason.
     pub autoscaler_decisions: Family<DecisionLabels, Counter>,
+    /// Schedule slots by schedule and outcome.
+    pub schedule_fires: Family<ScheduleOutcomeLabels, Counter>,
+    /// From a slot's due time (with its jitter) to its task's submission.
+    pub schedule_lag: Histogram,
+    /// Webhook requests by pipeline and outcome.
+    pub webhook_requests: Family<WebhookOutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -471,6 +501,9 @@ impl Metrics {
             kubernetes_api_duration: Family::new_with_constructor(kubernetes_api_histogram),
             autoscaler_desired_workers: Gauge::default(),
             autoscaler_decisions: Family::default(),
+            schedule_fires: Family::default(),
+            schedule_lag: Histogram::new(SCHEDULE_LAG_BUCKETS),
+            webhook_requests: Family::default(),
             registry: Registry::default(),
         };
         // The contract's storage series exist from the start, at zero, so
@@ -713,6 +746,21 @@ impl Metrics {
             "mimir_autoscaler_decisions",
             "Autoscaler decisions by action and reason",
             m.autoscaler_decisions.clone(),
+        );
+        r.register(
+            "mimir_schedule_fires",
+            "Schedule slots by schedule and outcome (fired, skipped_overlap, caught_up, missed)",
+            m.schedule_fires.clone(),
+        );
+        r.register(
+            "mimir_schedule_lag_seconds",
+            "From a schedule slot's due time to its task's submission",
+            m.schedule_lag.clone(),
+        );
+        r.register(
+            "mimir_webhook_requests",
+            "Pipeline webhook requests by pipeline and outcome",
+            m.webhook_requests.clone(),
         );
         let build: Family<BuildLabels, Gauge> = Family::default();
         build

@@ -5,6 +5,7 @@ pub mod executor;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod schedule;
 pub mod plugin;
 pub mod project;
 pub mod queue;

@@ -250,16 +250,109 @@ pub struct PipelineBody {
     /// The timeout of every step that sets none, in milliseconds.
     #[schema(minimum = 1)]
     step_timeout_ms: Option<u64>,
+    /// What may start it besides schedules; defaults to manual runs allowed
+    /// and no webhook.
+    trigger_config: Option<TriggerConfigBody>,
+}
+
+/// `trigger_config` as sent.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfigBody {
+    /// Whether users may run it by hand; defaults to true.
+    allow_manual: Option<bool>,
+    /// Its webhook.
+    webhook: Option<WebhookBody>,
+    /// Ignored: schedules name their pipelines (accepted so a pipeline as
+    /// served can be sent back).
+    #[serde(default)]
+    #[allow(dead_code)]
+    schedule_ids: Vec<String>,
+}
+
+/// `trigger_config.webhook` as sent.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookBody {
+    /// Whether `POST /api/pipelines/{id}/webhook` starts runs.
+    enabled: Option<bool>,
+    /// The HMAC-SHA256 key callers sign bodies with, 16 to 256 printable
+    /// characters. Never shown again; when the webhook is enabled without
+    /// one and none is stored, one is made up and shown once in this
+    /// answer.
+    #[schema(min_length = 16, max_length = 256)]
+    secret: Option<String>,
+}
+
+/// Bytes of a made-up webhook secret (hex-encoded: twice as many characters).
+const WEBHOOK_SECRET_BYTES: usize = 32;
+
+impl TriggerConfigBody {
+    /// The trigger config, and a secret made up for it (to show once).
+    fn into_config(
+        self,
+        stored_secret: bool,
+    ) -> Result<(mimir_core::TriggerConfig, Option<String>), ApiError> {
+        let webhook = self.webhook.unwrap_or(WebhookBody {
+            enabled: None,
+            secret: None,
+        });
+        let enabled = webhook.enabled.unwrap_or(false);
+        let mut made_up = None;
+        let secret = match webhook.secret {
+            Some(secret) => {
+                let printable = secret.chars().all(|c| c.is_ascii_graphic());
+                if !(16..=256).contains(&secret.len()) || !printable {
+                    return Err(ApiError::bad_field(
+                        "invalid_secret",
+                        "trigger_config.webhook.secret",
+                        "the webhook secret must be 16 to 256 printable ASCII characters without spaces",
+                    ));
+                }
+                Some(secret)
+            }
+            None if enabled && !stored_secret => {
+                let secret = new_webhook_secret()?;
+                made_up = Some(secret.clone());
+                Some(secret)
+            }
+            None => None,
+        };
+        Ok((
+            mimir_core::TriggerConfig {
+                allow_manual: self.allow_manual.unwrap_or(true),
+                webhook: mimir_core::WebhookTrigger { enabled, secret },
+                schedule_ids: Vec::new(),
+            },
+            made_up,
+        ))
+    }
+}
+
+/// A random webhook secret, hex.
+fn new_webhook_secret() -> Result<String, ApiError> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; WEBHOOK_SECRET_BYTES];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| ApiError::internal("the system's random source failed"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl PipelineBody {
     /// Checks the body; the steps must be a pipeline the engine can run.
+    /// Answers the pipeline and a webhook secret made up for it, if one was.
     fn into_pipeline(
         self,
         state: &AppState,
         id: String,
         created_at: chrono::DateTime<Utc>,
-    ) -> Result<Pipeline, ApiError> {
+        stored_secret: bool,
+    ) -> Result<(Pipeline, Option<String>), ApiError> {
+        let (trigger_config, made_up) = match self.trigger_config {
+            Some(body) => body.into_config(stored_secret)?,
+            None => (mimir_core::TriggerConfig::default(), None),
+        };
         let project_id = required(self.project_id, "project_id")?;
         let name = required(self.name, "name")?;
         let pipeline_type = match self.pipeline_type.as_deref() {
@@ -303,23 +396,38 @@ impl PipelineBody {
             .collect::<Result<_, _>>()?;
         mimir_pipeline::validate(&parsed, &state.plugins)
             .map_err(|e| ApiError::bad_field(e.code, e.field.clone(), e.message.clone()))?;
+        if trigger_config.webhook.enabled {
+            // A webhook passes only `body`: a pipeline reading other
+            // parameters could only fail when called.
+            let required = mimir_pipeline::reference::required_params(&parsed);
+            if let Some(key) = required.iter().find(|k| k.as_str() != "body") {
+                return Err(ApiError::bad_field(
+                    "invalid_trigger",
+                    "trigger_config.webhook.enabled",
+                    format!("a webhook run passes only $.params.body, but the pipeline reads \"$.params.{key}\""),
+                ));
+            }
+        }
         let steps = parsed
             .iter()
             .map(|s| serde_json::to_value(s).unwrap_or(Value::Null))
             .collect();
         let now = Utc::now().trunc_subsecs(6);
-        Ok(Pipeline {
-            id,
-            project_id,
-            name,
-            pipeline_type,
-            description: self.description,
-            steps,
-            created_at,
-            updated_at: now,
-            step_timeout_ms: self.step_timeout_ms,
-            trigger_config: Default::default(),
-        })
+        Ok((
+            Pipeline {
+                id,
+                project_id,
+                name,
+                pipeline_type,
+                description: self.description,
+                steps,
+                created_at,
+                updated_at: now,
+                step_timeout_ms: self.step_timeout_ms,
+                trigger_config,
+            },
+            made_up,
+        ))
     }
 }
 
@@ -339,22 +447,23 @@ pub async fn create_pipeline(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<PipelineBody>,
 ) -> Result<Response, ApiError> {
-    let pipeline = body.into_pipeline(
+    let (pipeline, made_up) = body.into_pipeline(
         &state,
         Uuid::now_v7().to_string(),
         Utc::now().trunc_subsecs(6),
+        false,
     )?;
     let pipeline = state
         .store
         .put_pipeline(pipeline, true)
         .await
         .map_err(catalog_error)?;
-    tracing::info!(pipeline_id = %pipeline.id, name = %pipeline.name, "pipeline created");
+    tracing::info!(pipeline_id = %pipeline.id, name = %pipeline.name, webhook = pipeline.trigger_config.webhook.enabled, "pipeline created");
     let location = format!("/api/pipelines/{}", pipeline.id);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(pipeline),
+        Json(served(&state, pipeline, made_up).await?),
     )
         .into_response())
 }
@@ -402,7 +511,7 @@ pub async fn list_pipelines(
     Ok(Json(PipelineList { pipelines }))
 }
 
-async fn load(state: &AppState, id: &str) -> Result<Pipeline, ApiError> {
+pub(crate) async fn load(state: &AppState, id: &str) -> Result<Pipeline, ApiError> {
     label("id", id)?;
     let pipeline = state.store.get_pipeline(id).await.map_err(catalog_error)?;
     pipeline.ok_or_else(|| ApiError::not_found(format!("pipeline {id} not found")))
@@ -423,8 +532,38 @@ async fn load(state: &AppState, id: &str) -> Result<Pipeline, ApiError> {
 pub async fn get_pipeline(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Pipeline>, ApiError> {
-    load(&state, &id).await.map(Json)
+) -> Result<Json<Value>, ApiError> {
+    let pipeline = load(&state, &id).await?;
+    Ok(Json(served(&state, pipeline, None).await?))
+}
+
+/// A pipeline as answered: with the schedules that fire it, and a webhook
+/// secret made up by this request (shown this once).
+async fn served(
+    state: &AppState,
+    mut pipeline: Pipeline,
+    made_up: Option<String>,
+) -> Result<Value, ApiError> {
+    let schedules = state
+        .store
+        .list_schedules(
+            mimir_store::ScheduleFilter {
+                project_id: Some(pipeline.project_id.clone()),
+                pipeline_id: Some(pipeline.id.clone()),
+            },
+            None,
+            mimir_store::MAX_LIST_LIMIT,
+        )
+        .await?;
+    pipeline.trigger_config.schedule_ids = schedules.into_iter().map(|s| s.id).collect();
+    let mut value = serde_json::to_value(&pipeline).map_err(ApiError::internal)?;
+    if let Some(secret) = made_up
+        && let Some(webhook) = value.pointer_mut("/trigger_config/webhook")
+        && let Some(webhook) = webhook.as_object_mut()
+    {
+        webhook.insert("secret".into(), Value::String(secret));
+    }
+    Ok(value)
 }
 
 /// `PUT /api/pipelines/{id}`: replaces the definition; running executions keep
@@ -445,14 +584,16 @@ pub async fn update_pipeline(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<PipelineBody>,
-) -> Result<Json<Pipeline>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let existing = load(&state, &id).await?;
-    let pipeline = body.into_pipeline(&state, id, existing.created_at)?;
+    let stored_secret = existing.trigger_config.webhook.secret.is_some();
+    let (pipeline, made_up) =
+        body.into_pipeline(&state, id, existing.created_at, stored_secret)?;
     let pipeline = state.store.put_pipeline(pipeline, false).await;
     // Forgotten whether or not the write went through: the store is the truth.
     state.requirements.forget(&existing.id);
     let pipeline = pipeline.map_err(catalog_error)?;
-    Ok(Json(pipeline))
+    Ok(Json(served(&state, pipeline, made_up).await?))
 }
 
 /// `DELETE /api/pipelines/{id}`.
@@ -534,6 +675,9 @@ pub async fn execute(
         ..Submission::default()
     };
     let new = submission.validate()?;
+    if !pipeline.trigger_config.allow_manual {
+        return Err(super::worktasks::manual_disabled(&pipeline.id));
+    }
     let required = state
         .requirements
         .of(state.store.as_ref(), &pipeline.id)
@@ -541,7 +685,7 @@ pub async fn execute(
         .ok_or_else(|| ApiError::not_found(format!("pipeline {id} not found")))?;
     super::worktasks::check_parameters(
         &pipeline.id,
-        &required,
+        &required.params,
         &new.task_spec.parameters,
         "parameters",
     )?;

@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod catalog;
+mod checkpoints;
 pub mod error;
 mod explain;
 pub mod extract;
@@ -13,8 +14,10 @@ pub mod openapi;
 mod plugins;
 pub mod routes;
 mod step_schema;
+mod schedules;
 pub(crate) mod storage;
 mod workers;
+mod webhooks;
 mod worktasks;
 
 use crate::AppState;
@@ -104,6 +107,8 @@ pub fn routes(state: &AppState) -> Routes {
         .put("/api/pipelines/{id}", catalog::update_pipeline)
         .delete("/api/pipelines/{id}", catalog::delete_pipeline)
         .post("/api/pipelines/{id}/execute", catalog::execute)
+        .put("/api/pipelines/{id}/checkpoints", checkpoints::put)
+        .merge(schedule_routes())
         .merge(storage_routes())
         .merge(ml_model_routes(artifact_body))
         .get("/api/plugins", plugins::list)
@@ -127,6 +132,7 @@ pub fn routes(state: &AppState) -> Routes {
     // Workers fetch the definitions of the pipelines they run.
     let shared_routes = Routes::new()
         .get("/api/pipelines/{id}", catalog::get_pipeline)
+        .get("/api/pipelines/{id}/checkpoints", checkpoints::get)
         .get(
             "/api/ml-models/{id}/versions/{version}/artifact",
             ml_models::artifacts::download,
@@ -140,10 +146,26 @@ pub fn routes(state: &AppState) -> Routes {
     worker_routes
         .merge(user_routes)
         .merge(shared_routes)
+        // Webhook senders hold no token: the body's signature is the
+        // credential.
+        .post("/api/pipelines/{id}/webhook", webhooks::webhook)
         .get("/health", health::health)
         .get("/ready", health::ready)
         .get("/metrics", crate::telemetry::scrape::metrics)
         .get("/openapi.json", openapi::serve)
+}
+
+/// `/api/schedules`: pipelines fired on a clock.
+fn schedule_routes() -> Routes {
+    Routes::new()
+        .get("/api/schedules", schedules::list)
+        .post("/api/schedules", schedules::create)
+        .get("/api/schedules/{id}", schedules::get)
+        .put("/api/schedules/{id}", schedules::update)
+        .delete("/api/schedules/{id}", schedules::delete)
+        .post("/api/schedules/{id}/pause", schedules::pause)
+        .post("/api/schedules/{id}/resume", schedules::resume)
+        .post("/api/schedules/{id}/run-now", schedules::run_now)
 }
 
 /// `/api/storage`: configs and the operations through them.

@@ -79,18 +79,65 @@ fn action_schema(plugin: &str, action: &str, doc: &ActionDoc) -> Value {
             "timeout_ms": {
                 "type": ["integer", "null"], "minimum": 1,
                 "description": "The longest the step may run, in milliseconds"
-            }
+            },
+            "when": when()
+        }
+    })
+}
+
+/// A step's condition.
+fn when() -> Value {
+    json!({
+        "type": ["string", "null"], "minLength": 1,
+        "description": "A jq expression over the context ({params, <step>: entry, ...}); the step is skipped unless its first output is truthy"
+    })
+}
+
+/// The alternative of a step that runs other steps per item of a list.
+fn for_each_schema() -> Value {
+    json!({
+        "title": "for_each",
+        "description": "Runs its steps once per item of a list; its entry is the list of each item's step entries, in item order",
+        "type": "object",
+        "required": ["name", "for_each"],
+        "additionalProperties": false,
+        "properties": {
+            "name": {
+                "type": "string", "minLength": 1, "maxLength": mimir_core::LABEL_MAX_LEN,
+                "pattern": mimir_core::LABEL_PATTERN,
+                "description": "Unique within the pipeline"
+            },
+            "for_each": {
+                "type": "object",
+                "required": ["items", "steps"],
+                "additionalProperties": false,
+                "properties": {
+                    "items": reference(),
+                    "as": {"type": "string", "minLength": 1, "maxLength": mimir_core::LABEL_MAX_LEN, "pattern": mimir_core::LABEL_PATTERN, "description": "The item's name in the context; defaults to item"},
+                    "concurrency": {"type": "integer", "minimum": 1, "maximum": 32, "description": "Items run at once; defaults to 1"},
+                    "continue_on_error": {"type": "boolean", "description": "Keep going past a failed item, recording its error"},
+                    "steps": {"type": "array", "minItems": 1, "items": {"$ref": format!("#/components/schemas/{STEP_SCHEMA}")}}
+                }
+            },
+            "output": {
+                "type": ["object", "null"],
+                "additionalProperties": {"type": "string"},
+                "description": "How to keep the result R: each value is $.result or $.result.path"
+            },
+            "timeout_ms": {"type": ["integer", "null"], "minimum": 1},
+            "when": when()
         }
     })
 }
 
 /// The step schema: one alternative per action of `registry`.
 pub fn step_schema(registry: &Registry) -> Value {
-    let alternatives: Vec<Value> = registry
+    let mut alternatives: Vec<Value> = registry
         .actions()
         .iter()
         .map(|a| action_schema(a.plugin(), a.action(), a.doc()))
         .collect();
+    alternatives.push(for_each_schema());
     json!({
         "description": "A pipeline step {name, plugin, action, parameters, output, timeout_ms}; \
                         the parameters are those of the action (GET /api/plugins)",

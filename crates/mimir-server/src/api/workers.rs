@@ -367,6 +367,7 @@ pub async fn results(
     let mut ids = Vec::with_capacity(body.results.len());
     let mut reports = Vec::with_capacity(body.results.len());
     let mut operations = Vec::with_capacity(body.results.len());
+    let mut checkpoints = Vec::with_capacity(body.results.len());
     for (index, mut report) in body.results.into_iter().enumerate() {
         let Some(id) = report.worktask_id else {
             return Err(ApiError::bad_field(
@@ -393,6 +394,7 @@ pub async fn results(
                 answers.push(None);
                 ids.push(id);
                 operations.push(std::mem::take(&mut report.storage_operations));
+                checkpoints.push(saved_checkpoints(&report));
                 reports.push(report);
             }
         }
@@ -402,12 +404,16 @@ pub async fn results(
         .finish_many(&worker_id, reports, Utc::now())
         .await?;
     let mut accepted = 0;
-    let mut stored = ids.into_iter().zip(statuses).zip(operations);
+    let mut stored = ids
+        .into_iter()
+        .zip(statuses)
+        .zip(operations)
+        .zip(checkpoints);
     for answer in &mut answers {
         if answer.is_some() {
             continue;
         }
-        let Some(((id, status), operations)) = stored.next() else {
+        let Some((((id, status), operations), checkpoints)) = stored.next() else {
             return Err(ApiError::internal(
                 "the store answered fewer results than sent",
             ));
@@ -417,6 +423,9 @@ pub async fn results(
                 accepted += 1;
                 state.progress.forget(id);
                 let completed = status == mimir_core::WorkTaskStatus::Completed;
+                if completed && let Some(saved) = &checkpoints {
+                    super::checkpoints::apply_from_result(&state, id, saved).await;
+                }
                 state.workers.count(&worker_id, completed);
                 record_storage(&state, &operations);
                 json!({ "worktask_id": id, "accepted": true, "status": status })
@@ -567,4 +576,11 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Valu
     Ok(Json(
         json!({ "workers": workers, "autoscaler": autoscaler, "clusters": clusters }),
     ))
+}
+
+/// The checkpoints a successful run saved, from its report's result.
+pub(crate) fn saved_checkpoints(report: &mimir_core::WorkTaskResult) -> Option<serde_json::Value> {
+    let result = report.result.as_ref()?;
+    let saved = result.get("checkpoints")?.as_object()?;
+    (!saved.is_empty()).then(|| json!({ "checkpoints": saved }))
 }

@@ -74,7 +74,24 @@ pub(crate) async fn check_runnable(
             format!("pipeline {id:?} does not exist; create it first (POST /api/pipelines)"),
         ));
     };
-    check_parameters(id, &required, &spec.parameters, &format!("{at}.parameters"))
+    if !required.allow_manual {
+        return Err(manual_disabled(id).with_field(format!("{at}.pipeline_id")));
+    }
+    check_parameters(
+        id,
+        &required.params,
+        &spec.parameters,
+        &format!("{at}.parameters"),
+    )
+}
+
+/// The refusal of a manual run of a pipeline whose trigger config forbids it.
+pub(crate) fn manual_disabled(pipeline_id: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "manual_trigger_disabled",
+        format!("pipeline {pipeline_id} runs only from its schedules and webhook (trigger_config.allow_manual is false)"),
+    )
 }
 
 /// Refuses parameters that lack one of `required`, naming it under `at`.
@@ -668,10 +685,16 @@ pub async fn report(
         ));
     };
     let operations = std::mem::take(&mut report.storage_operations);
+    let checkpoints = super::workers::saved_checkpoints(&report);
     let task = state
         .store
         .finish(id, Some(worker_id), report, Utc::now())
         .await?;
+    if task.status == WorkTaskStatus::Completed
+        && let Some(saved) = &checkpoints
+    {
+        super::checkpoints::apply_from_result(&state, id, saved).await;
+    }
     state.progress.forget(id);
     super::workers::record_finish(&state, &task.worker_id, &task);
     super::workers::record_storage(&state, &operations);
