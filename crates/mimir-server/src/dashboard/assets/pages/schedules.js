@@ -13,6 +13,8 @@ import { parse, quantile, sumBy } from "../prometheus.js";
 const POLL_MS = 5000;
 /** How far back the fire figures reach, in seconds. */
 const WINDOW_S = 300;
+/** The shortest window the figures are taken over, in seconds. */
+const MIN_WINDOW_S = 60;
 const PAGE = 100;
 const OUTCOMES = ["fired", "caught_up", "skipped_overlap", "missed"];
 const FAMILIES = ["mimir_schedule_fires", "mimir_schedule_lag_seconds"];
@@ -146,8 +148,12 @@ export async function render(main, { params }) {
     const now = reading(text);
     readings.push(now);
     while (readings.length > 2 && readings[1].at <= now.at - WINDOW_S) readings.shift();
-    const recent = between(now, readings.length > 1 ? readings[0] : null);
+    // Until the readings span a minute, since start: a window of a few
+    // seconds would mostly show nothing.
+    const oldest = readings[0];
+    const recent = between(now, now.at - oldest.at >= MIN_WINDOW_S ? oldest : null);
     const span = recent.from === null ? "since the orchestrator started" : `over the last ${fmt.seconds(Math.round(now.at - recent.from))}`;
+    const short = recent.from === null ? "since start" : `last ${fmt.seconds(Math.round(now.at - recent.from))}`;
     const p50 = recent.count > 0 ? quantile(0.5, recent.buckets) : null;
     const p99 = recent.count > 0 ? quantile(0.99, recent.buckets) : null;
     const inWindow = (outcome) => recent.fires.filter((f) => f.outcome === outcome).reduce((a, f) => a + f.value, 0);
@@ -160,10 +166,10 @@ export async function render(main, { params }) {
       stat("Schedules", fmt.count(schedules.length)),
       stat("Enabled", fmt.count(enabled), "schedules-enabled"),
       stat("Paused", fmt.count(schedules.length - enabled), "schedules-paused"),
-      stat("Fired", fmt.count(inWindow("fired") + inWindow("caught_up")), "schedule-fires"),
-      stat("Missed or skipped", fmt.count(late), late > 0 ? "schedule-missed error" : "schedule-missed"),
-      stat("Lag p50", secs(p50), "schedule-lag-p50"),
-      stat("Lag p99", secs(p99), p99 > 5 ? "schedule-lag-p99 error" : "schedule-lag-p99"));
+      stat(`Fired, ${short}`, fmt.count(inWindow("fired") + inWindow("caught_up")), "schedule-fires"),
+      stat(`Missed or skipped, ${short}`, fmt.count(late), late > 0 ? "schedule-missed error" : "schedule-missed"),
+      stat(`Lag p50, ${short}`, secs(p50), "schedule-lag-p50"),
+      stat(`Lag p99, ${short}`, secs(p99), p99 > 5 ? "schedule-lag-p99 error" : "schedule-lag-p99"));
 
     const turn = (step) => (event) => {
       for (const b of event.currentTarget.parentElement.querySelectorAll("button")) b.disabled = true;
