@@ -43,6 +43,7 @@ const ASSETS: &[Asset] = &[
     asset!("pages/task.js", JS),
     asset!("pages/workers.js", JS),
     asset!("pages/pipelines.js", JS),
+    asset!("pages/schedules.js", JS),
     asset!("pages/health.js", JS),
     asset!("pages/storage.js", JS),
     asset!("pages/models.js", JS),

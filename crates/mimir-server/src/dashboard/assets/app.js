@@ -14,6 +14,7 @@ const PAGES = {
   task: () => import("./pages/task.js"),
   workers: () => import("./pages/workers.js"),
   pipelines: () => import("./pages/pipelines.js"),
+  schedules: () => import("./pages/schedules.js"),
   storage: () => import("./pages/storage.js"),
   models: () => import("./pages/models.js"),
   health: () => import("./pages/health.js"),
