@@ -1070,6 +1070,50 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_a_kn
     for id in inferences {
         wait_until_done(&client, id, Duration::from_secs(90)).await;
     }
+    // A schedule firing every second (fires and lag) and a webhook called
+    // once signed and once not: the schedule and webhook panels' series.
+    let _: Value = client
+        .call(
+            Method::POST,
+            "/api/schedules",
+            Some(&json!({"name": "every-second", "pipeline_id": greet, "cron": "* * * * * *"})),
+        )
+        .await
+        .expect("create a schedule");
+    let secret = "monitoring-stack-secret";
+    let hooked: Value = client
+        .call(
+            Method::POST,
+            "/api/pipelines",
+            Some(&json!({"project_id": "e2e", "name": "hooked",
+                "trigger_config": {"webhook": {"enabled": true, "secret": secret}},
+                "steps": [{"name": "say", "plugin": "core", "action": "log", "parameters": {"message": "hook"}}]})),
+        )
+        .await
+        .expect("create a webhook pipeline");
+    let hook_url = format!(
+        "{}/api/pipelines/{}/webhook",
+        orchestrator.url,
+        hooked["id"].as_str().expect("id")
+    );
+    let body = r#"{"event": "monitoring"}"#;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let signature: String = ring::hmac::sign(&key, body.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let http = reqwest::Client::new();
+    for signature in [Some(format!("sha256={signature}")), None] {
+        let mut request = http
+            .post(&hook_url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header("x-mimir-signature", signature);
+        }
+        request.send().await.expect("webhook call");
+    }
 
     // Every rule group loaded and evaluates without error.
     let rules: Value = reqwest::get(format!("{prometheus}/api/v1/rules"))

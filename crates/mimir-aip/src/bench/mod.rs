@@ -10,6 +10,7 @@ mod ml;
 mod queries;
 mod report;
 mod run;
+mod schedules;
 mod soak;
 mod spawn;
 mod storage;
@@ -70,6 +71,10 @@ enum Scenario {
     /// The metadata store, SQLite and PostgreSQL side by side: submits,
     /// end to end, queue queries, two replicas and failover.
     Store(store::StoreArgs),
+    /// Schedules: fire lag and idle CPU with thousands firing each
+    /// minute; every slot exactly once with per-second schedules through a
+    /// kill -9 (and with replicas on PostgreSQL, a leader kill).
+    Schedules(schedules::SchedulesArgs),
     /// A mixed load for minutes, a worker killed each minute: memory, fds,
     /// latencies and task accounting per minute.
     Soak(soak::SoakArgs),
@@ -146,6 +151,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Scenario::Dashboard(args) => dashboard::run(args).await?,
         Scenario::Store(args) => store::run(args).await?,
         Scenario::Storage(args) => storage::run(args).await?,
+        Scenario::Schedules(args) => schedules::run(args).await?,
         Scenario::Ml(args) => ml::run(args).await?,
         Scenario::Soak(args) => return soak::run(args).await,
     }

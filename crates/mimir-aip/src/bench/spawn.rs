@@ -26,6 +26,9 @@ pub struct Orchestrator {
     data_dir_guard: Option<tempfile::TempDir>,
     /// The PostgreSQL schema it made for its store, dropped with it.
     own_schema: Option<(String, String)>,
+    /// How a spawned one was started: program, arguments and its store URL,
+    /// to start it again on the same data directory.
+    command: Option<(std::path::PathBuf, Vec<std::ffi::OsString>, Option<String>)>,
 }
 
 impl Orchestrator {
@@ -51,6 +54,7 @@ impl Orchestrator {
                 child: None,
                 data_dir_guard: None,
                 own_schema: None,
+                command: None,
             });
         }
         let data_dir = tempfile::Builder::new()
@@ -89,6 +93,7 @@ impl Orchestrator {
                 ("info", std::process::Stdio::from(file))
             }
         };
+        let exe_path = exe.clone();
         let mut command = if count_instructions {
             let mut valgrind = Command::new("valgrind");
             valgrind
@@ -107,21 +112,23 @@ impl Orchestrator {
         } else {
             Command::new(exe)
         };
+        let args: Vec<std::ffi::OsString> = [
+            "serve".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}").into(),
+            "--log-level".into(),
+            level.into(),
+            "--log-format".into(),
+            "json".into(),
+            "--config".into(),
+            config_path.clone().into_os_string(),
+            "--data-dir".into(),
+            data_dir.path().join("data").into_os_string(),
+        ]
+        .into();
         let child = command
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--log-level",
-                level,
-                "--log-format",
-                "json",
-            ])
+            .args(&args)
             .stderr(log)
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--data-dir")
-            .arg(data_dir.path().join("data"))
             .env_remove("MIMIR_STORE_URL")
             .envs(target.store_url.iter().map(|url| ("MIMIR_STORE_URL", url)))
             .kill_on_drop(true)
@@ -138,6 +145,7 @@ impl Orchestrator {
             child: Some(child),
             data_dir_guard: Some(data_dir),
             own_schema,
+            command: (!count_instructions).then(|| (exe_path, args, target.store_url.clone())),
         };
         orchestrator.wait_healthy(Duration::from_secs(60)).await?;
         eprintln!(
@@ -163,6 +171,34 @@ impl Orchestrator {
             "the orchestrator at {} did not become ready within {within:?}",
             self.url
         )
+    }
+
+    /// Starts a spawned orchestrator killed by [`Orchestrator::kill9`]
+    /// again, on the same data directory and port, and waits until it is
+    /// ready.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let (exe, args, store_url) = self
+            .command
+            .clone()
+            .context("only a spawned orchestrator restarts")?;
+        // The killed process may still hold its port for a moment.
+        let address = self.url.trim_start_matches("http://").to_string();
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(&address).await.is_ok() {
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!("the old orchestrator still answers at {address}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let child = Command::new(exe)
+            .args(args)
+            .env_remove("MIMIR_STORE_URL")
+            .envs(store_url.iter().map(|url| ("MIMIR_STORE_URL", url)))
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start the orchestrator again")?;
+        self.child = Some(child);
+        self.wait_healthy(Duration::from_secs(60)).await
     }
 
     /// `kill -9` of a spawned orchestrator, as a crash would.
