@@ -24,11 +24,16 @@
 //!   occurrence (`30 1 * * *` in America/New_York fires at 01:30 EDT, not
 //!   again at 01:30 EST).
 //!
+//! This holds for interval crons too: `0 * * * *` in Europe/Berlin fires
+//! 02:00 once on the day the clocks go back (at 02:00 CEST), and on the day
+//! they go forward the missing 02:00 lands on 03:00 CEST, which fires once.
+//!
 //! # Catch-up and overlap
 //!
 //! When the scheduler looks at a due schedule, the *due slots* are every slot
 //! from `next_fire_at` up to now. The latest is on time when it is at most
-//! [`ON_TIME_GRACE`] old; the others are late.
+//! [`ON_TIME_GRACE`] old, counted from when it is due (the slot plus its
+//! [jitter](#jitter)); the others are late.
 //! - `catchup: skip` fires the latest slot if it is on time; every other due
 //!   slot is `missed`.
 //! - `catchup: once` fires the latest slot whatever its age (`caught_up` when
@@ -44,6 +49,12 @@
 //! - `overlap: queue` keeps the latest as the schedule's one queued fire
 //!   (`queued_fire_at`), fired as soon as the previous run ends; the others,
 //!   and any slot arriving while one is queued, are `skipped_overlap`.
+//!
+//! A queued fire goes first once the previous run has ended (`fired`, or
+//! `caught_up` when late); the run it starts then counts as running for the
+//! due slots of the same decision. Past [`MAX_COUNTED_SLOTS`] due slots the
+//! slots between the counted ones and the most recent ones are not counted,
+//! so the `missed` count is a lower bound.
 //!
 //! # Jitter
 //!
