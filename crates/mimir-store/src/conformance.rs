@@ -1721,6 +1721,782 @@ async fn nul_characters_do_not_fail_writes(store: &dyn Store) {
     );
 }
 
+/// A pipeline of `project` with id `id`, as the checks store it.
+fn pipeline(id: &str, project: &str) -> mimir_core::Pipeline {
+    let now = Utc::now().trunc_subsecs(6);
+    mimir_core::Pipeline {
+        id: id.into(),
+        project_id: project.into(),
+        name: format!("pipeline {id}"),
+        pipeline_type: mimir_core::PipelineType::Ingestion,
+        description: String::new(),
+        steps: vec![serde_json::json!({"name": "a", "plugin": "core", "action": "log"})],
+        created_at: now,
+        updated_at: now,
+        step_timeout_ms: None,
+        trigger_config: Default::default(),
+    }
+}
+
+/// An enabled schedule of `project` named `name` firing `pipelines`, due
+/// `due_in` from now (negative: overdue).
+fn schedule(
+    project: &str,
+    name: &str,
+    pipelines: &[&str],
+    due_in: Duration,
+) -> mimir_core::Schedule {
+    let now = Utc::now().trunc_subsecs(6);
+    let mut parameters = serde_json::Map::new();
+    parameters.insert("region".into(), serde_json::json!("eu"));
+    mimir_core::Schedule {
+        id: Uuid::now_v7().to_string(),
+        project_id: project.into(),
+        name: name.into(),
+        pipeline_id: pipelines[0].into(),
+        pipeline_ids: pipelines.iter().map(|p| p.to_string()).collect(),
+        cron: "*/5 * * * *".into(),
+        timezone: "Europe/Berlin".into(),
+        parameters,
+        priority: Priority::new(7).expect("a valid priority"),
+        enabled: true,
+        catchup: mimir_core::CatchUp::Once,
+        overlap: mimir_core::Overlap::Queue,
+        jitter_ms: 1500,
+        next_fire_at: Some(now + due_in),
+        next_due_at: Some(now + due_in + Duration::milliseconds(1500)),
+        queued_fire_at: None,
+        last_fire_at: None,
+        last_task_id: None,
+        last_task_ids: Vec::new(),
+        last_outcome: None,
+        revision: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// A task schedule `s` fires for its first pipeline.
+fn fired_task(s: &mimir_core::Schedule) -> WorkTask {
+    let mut t = task(WorkTaskType::PipelineExecution, 7, &s.project_id);
+    t.task_spec.pipeline_id = s.pipeline_id.clone();
+    t.task_spec.schedule_id = s.id.clone();
+    t
+}
+
+/// An advance of `s` from its stored revision that fires `tasks` at its
+/// `next_fire_at` and moves on five minutes.
+fn fire(s: &mimir_core::Schedule, tasks: Vec<WorkTask>) -> crate::ScheduleAdvance {
+    let next = s.next_fire_at.map(|t| t + Duration::minutes(5));
+    crate::ScheduleAdvance {
+        schedule_id: s.id.clone(),
+        revision: s.revision,
+        next_fire_at: next,
+        next_due_at: next,
+        queued_fire_at: None,
+        last_outcome: Some(mimir_core::FireOutcome::Fired),
+        last_fire_at: if tasks.is_empty() {
+            None
+        } else {
+            s.next_fire_at
+        },
+        last_task_ids: tasks.iter().map(|t| t.worktask_id).collect(),
+        tasks,
+    }
+}
+
+async fn stored_task_count(store: &dyn Store) -> u64 {
+    store.counts().await.expect("counts").total()
+}
+
+/// Schedules: create (revision 1), read, list by project, by pipeline and
+/// by page; a taken id or name is refused; a replacement keeps
+/// `created_at` and the record of fires and bumps the revision; a missing
+/// one is refused; delete.
+async fn schedules_round_trip(store: &dyn Store) {
+    let a = schedule("p", "nightly", &["pa", "pb"], Duration::minutes(1));
+    let stored = store.put_schedule(a.clone(), true).await.expect("create");
+    assert_eq!(
+        stored,
+        mimir_core::Schedule {
+            revision: 1,
+            ..a.clone()
+        }
+    );
+    assert_eq!(
+        store.get_schedule(&a.id).await.expect("get"),
+        Some(stored.clone())
+    );
+    assert_eq!(store.get_schedule("nope").await.expect("get"), None);
+    match store.put_schedule(a.clone(), true).await {
+        Err(StoreError::AlreadyExists {
+            kind: "schedule",
+            id,
+        }) => assert_eq!(id, a.id),
+        other => panic!("a taken id: {other:?}"),
+    }
+    let same_name = schedule("p", "nightly", &["pc"], Duration::minutes(1));
+    match store.put_schedule(same_name.clone(), true).await {
+        Err(StoreError::AlreadyExists {
+            kind: "schedule",
+            id,
+        }) => assert_eq!(id, "nightly"),
+        other => panic!("a taken name: {other:?}"),
+    }
+    let elsewhere = schedule("q", "nightly", &["pb"], Duration::minutes(1));
+    store
+        .put_schedule(elsewhere.clone(), true)
+        .await
+        .expect("the name in another project");
+    let third = schedule("p", "hourly", &["pc"], Duration::minutes(1));
+    store
+        .put_schedule(third.clone(), true)
+        .await
+        .expect("create");
+
+    let ids = |listed: Vec<mimir_core::Schedule>| -> Vec<String> {
+        listed.into_iter().map(|s| s.id).collect()
+    };
+    let mut all = vec![a.id.clone(), elsewhere.id.clone(), third.id.clone()];
+    all.sort();
+    let everything = crate::ScheduleFilter::default();
+    assert_eq!(
+        ids(store
+            .list_schedules(everything.clone(), None, 10)
+            .await
+            .expect("list")),
+        all
+    );
+    assert_eq!(
+        ids(store
+            .list_schedules(everything.clone(), None, 2)
+            .await
+            .expect("list")),
+        all[..2]
+    );
+    assert_eq!(
+        ids(store
+            .list_schedules(everything.clone(), Some(all[1].clone()), 10)
+            .await
+            .expect("list")),
+        all[2..]
+    );
+    let of_p = crate::ScheduleFilter {
+        project_id: Some("p".into()),
+        pipeline_id: None,
+    };
+    let mut want = vec![a.id.clone(), third.id.clone()];
+    want.sort();
+    assert_eq!(
+        ids(store.list_schedules(of_p, None, 10).await.expect("list")),
+        want
+    );
+    let firing_pb = crate::ScheduleFilter {
+        project_id: None,
+        pipeline_id: Some("pb".into()),
+    };
+    let mut want = vec![a.id.clone(), elsewhere.id.clone()];
+    want.sort();
+    assert_eq!(
+        ids(store
+            .list_schedules(firing_pb, None, 10)
+            .await
+            .expect("list")),
+        want
+    );
+    let both = crate::ScheduleFilter {
+        project_id: Some("q".into()),
+        pipeline_id: Some("pa".into()),
+    };
+    assert!(
+        store
+            .list_schedules(both, None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+
+    // A fire, then a user's replacement that says nothing of it.
+    let t = fired_task(&stored);
+    let applied = store
+        .advance_schedules(vec![fire(&stored, vec![t.clone()])], None)
+        .await
+        .expect("advance");
+    assert_eq!(applied, vec![true]);
+    let fired = store
+        .get_schedule(&a.id)
+        .await
+        .expect("get")
+        .expect("schedule");
+    assert_eq!(fired.revision, 2);
+    assert_eq!(fired.last_fire_at, a.next_fire_at);
+    assert_eq!(fired.last_task_ids, vec![t.worktask_id]);
+    assert_eq!(fired.last_task_id, Some(t.worktask_id));
+    assert_eq!(fired.last_outcome, Some(mimir_core::FireOutcome::Fired));
+    let mut changed = a.clone();
+    changed.cron = "0 * * * *".into();
+    changed.pipeline_ids = vec!["pa".into()];
+    changed.enabled = false;
+    changed.next_fire_at = None;
+    changed.next_due_at = None;
+    changed.created_at = a.created_at + Duration::days(1);
+    changed.updated_at = a.updated_at + Duration::days(1);
+    changed.revision = 99;
+    let replaced = store
+        .put_schedule(changed.clone(), false)
+        .await
+        .expect("replace");
+    assert_eq!(
+        replaced,
+        mimir_core::Schedule {
+            created_at: a.created_at,
+            last_fire_at: fired.last_fire_at,
+            last_task_id: fired.last_task_id,
+            last_task_ids: fired.last_task_ids.clone(),
+            last_outcome: fired.last_outcome,
+            revision: 3,
+            ..changed.clone()
+        }
+    );
+    assert_eq!(
+        store.get_schedule(&a.id).await.expect("get"),
+        Some(replaced)
+    );
+    let mut renamed = third.clone();
+    renamed.name = "nightly".into();
+    match store.put_schedule(renamed, false).await {
+        Err(StoreError::AlreadyExists {
+            kind: "schedule",
+            id,
+        }) => assert_eq!(id, "nightly"),
+        other => panic!("a replacement taking a name: {other:?}"),
+    }
+
+    store.delete_schedule(&a.id).await.expect("delete");
+    assert_eq!(store.get_schedule(&a.id).await.expect("get"), None);
+    assert!(matches!(
+        store.delete_schedule(&a.id).await,
+        Err(StoreError::Missing {
+            kind: "schedule",
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.put_schedule(changed, false).await,
+        Err(StoreError::Missing {
+            kind: "schedule",
+            ..
+        })
+    ));
+    // The task it fired stays.
+    assert!(store.get(t.worktask_id).await.expect("get").is_some());
+}
+
+/// Due schedules: enabled ones due by then or holding a queued fire,
+/// earliest due first (none last), up to the limit; whether a task of the
+/// last fire still waits or runs; the earliest due time of the enabled.
+async fn due_schedules_in_order_with_their_previous_runs(store: &dyn Store) {
+    let now = Utc::now().trunc_subsecs(6);
+    let later = schedule("p", "later", &["pa"], Duration::minutes(-1));
+    let first = schedule("p", "first", &["pa"], Duration::minutes(-3));
+    let future = schedule("p", "future", &["pa"], Duration::minutes(10));
+    let mut paused = schedule("p", "paused", &["pa"], Duration::minutes(-20));
+    paused.enabled = false;
+    let mut queued = schedule("p", "queued", &["pa"], Duration::minutes(20));
+    queued.queued_fire_at = Some(now - Duration::minutes(5));
+    let mut stopped = schedule("p", "stopped", &["pa"], Duration::minutes(0));
+    stopped.next_fire_at = None;
+    stopped.next_due_at = None;
+    stopped.queued_fire_at = Some(now - Duration::minutes(5));
+    for s in [&later, &first, &future, &paused, &queued, &stopped] {
+        store.put_schedule(s.clone(), true).await.expect("create");
+    }
+    let due = store.due_schedules(now, 10).await.expect("due");
+    let names: Vec<&str> = due.iter().map(|d| d.schedule.name.as_str()).collect();
+    assert_eq!(names, ["first", "later", "queued", "stopped"]);
+    assert!(due.iter().all(|d| !d.previous_running));
+    assert_eq!(due[0].schedule.revision, 1);
+    let names: Vec<String> = store
+        .due_schedules(now, 2)
+        .await
+        .expect("due")
+        .into_iter()
+        .map(|d| d.schedule.name)
+        .collect();
+    assert_eq!(names, ["first", "later"]);
+    assert_eq!(
+        store.next_schedule_due().await.expect("next"),
+        first.next_due_at
+    );
+
+    // A fire whose task waits, then runs, then ends.
+    let stored = store
+        .get_schedule(&first.id)
+        .await
+        .expect("get")
+        .expect("schedule");
+    let t = fired_task(&stored);
+    let mut advance = fire(&stored, vec![t.clone()]);
+    advance.next_fire_at = Some(now - Duration::minutes(2));
+    advance.next_due_at = advance.next_fire_at;
+    let applied = store
+        .advance_schedules(vec![advance], None)
+        .await
+        .expect("advance");
+    assert_eq!(applied, vec![true]);
+    let running = |due: Vec<crate::DueSchedule>| -> bool {
+        due.into_iter()
+            .find(|d| d.schedule.id == first.id)
+            .expect("first is due")
+            .previous_running
+    };
+    assert!(
+        running(store.due_schedules(now, 10).await.expect("due")),
+        "queued"
+    );
+    let leased = store.lease(lease_request("w", 1)).await.expect("lease");
+    assert_eq!(leased.len(), 1);
+    assert!(
+        running(store.due_schedules(now, 10).await.expect("due")),
+        "scheduled"
+    );
+    store
+        .start("w", vec![(t.worktask_id, 1)], Utc::now())
+        .await
+        .expect("start");
+    assert!(
+        running(store.due_schedules(now, 10).await.expect("due")),
+        "executing"
+    );
+    store
+        .cancel(t.worktask_id, Utc::now())
+        .await
+        .expect("cancel");
+    assert!(
+        !running(store.due_schedules(now, 10).await.expect("due")),
+        "ended"
+    );
+    // Pausing takes it out of the due ones.
+    let mut paused_first = store
+        .get_schedule(&first.id)
+        .await
+        .expect("get")
+        .expect("schedule");
+    paused_first.enabled = false;
+    store
+        .put_schedule(paused_first, false)
+        .await
+        .expect("pause");
+    assert_eq!(
+        store.next_schedule_due().await.expect("next"),
+        later.next_due_at
+    );
+}
+
+/// Sixteen scheduler passes decide from the same revision at once: exactly
+/// one is applied, and exactly its tasks are stored.
+async fn concurrent_advances_apply_once(store: Arc<dyn Store>) {
+    let s = schedule("p", "race", &["pa", "pb"], Duration::minutes(-1));
+    let s = store.put_schedule(s, true).await.expect("create");
+    let mut handles = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            let tasks = vec![fired_task(&s), fired_task(&s)];
+            let ids: Vec<Uuid> = tasks.iter().map(|t| t.worktask_id).collect();
+            let applied = store
+                .advance_schedules(vec![fire(&s, tasks)], None)
+                .await
+                .expect("advance");
+            (ids, applied)
+        }));
+    }
+    let mut winners = Vec::new();
+    for handle in handles {
+        let (ids, applied) = handle.await.expect("advance task");
+        assert_eq!(applied.len(), 1);
+        if applied[0] {
+            winners.push(ids);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one advance applied");
+    assert_eq!(
+        stored_task_count(&*store).await,
+        2,
+        "exactly one fire's tasks"
+    );
+    let page = store
+        .list(ListQuery {
+            limit: 100,
+            ..ListQuery::default()
+        })
+        .await
+        .expect("list");
+    let mut stored: Vec<Uuid> = page.tasks.iter().map(|t| t.worktask_id).collect();
+    stored.sort();
+    let mut want = winners[0].clone();
+    want.sort();
+    assert_eq!(stored, want);
+    assert!(page.tasks.iter().all(|t| t.task_spec.schedule_id == s.id));
+    let after = store
+        .get_schedule(&s.id)
+        .await
+        .expect("get")
+        .expect("schedule");
+    assert_eq!(after.revision, 2);
+    assert_eq!(after.last_task_ids, winners[0]);
+    assert_eq!(store.queue_length().await.expect("queue length"), 2);
+}
+
+/// An advance of a paused, deleted or since-changed schedule is not
+/// applied and stores no task, beside one that is; a deposed leader's
+/// advances are refused whole.
+async fn stale_advances_store_nothing(store: &dyn Store) {
+    let live = store
+        .put_schedule(schedule("p", "live", &["pa"], Duration::minutes(-1)), true)
+        .await
+        .expect("create");
+    let mut paused = schedule("p", "paused", &["pa"], Duration::minutes(-1));
+    paused.enabled = false;
+    let paused = store.put_schedule(paused, true).await.expect("create");
+    let gone = store
+        .put_schedule(schedule("p", "gone", &["pa"], Duration::minutes(-1)), true)
+        .await
+        .expect("create");
+    store.delete_schedule(&gone.id).await.expect("delete");
+    let changed = store
+        .put_schedule(
+            schedule("p", "changed", &["pa"], Duration::minutes(-1)),
+            true,
+        )
+        .await
+        .expect("create");
+    store
+        .put_schedule(changed.clone(), false)
+        .await
+        .expect("replace");
+
+    let kept = fired_task(&live);
+    let applied = store
+        .advance_schedules(
+            vec![
+                fire(&paused, vec![fired_task(&paused)]),
+                fire(&live, vec![kept.clone()]),
+                fire(&gone, vec![fired_task(&gone)]),
+                fire(&changed, vec![fired_task(&changed)]),
+            ],
+            Some(term(store).await),
+        )
+        .await
+        .expect("advance");
+    assert_eq!(applied, vec![false, true, false, false]);
+    assert_eq!(stored_task_count(store).await, 1);
+    assert!(store.get(kept.worktask_id).await.expect("get").is_some());
+    let paused_after = store
+        .get_schedule(&paused.id)
+        .await
+        .expect("get")
+        .expect("schedule");
+    assert_eq!(paused_after, paused, "a paused schedule is left as it was");
+    assert_eq!(
+        store
+            .get_schedule(&changed.id)
+            .await
+            .expect("get")
+            .expect("schedule")
+            .revision,
+        2
+    );
+    // An advance without a fire keeps the record of the last one.
+    let live = store
+        .get_schedule(&live.id)
+        .await
+        .expect("get")
+        .expect("schedule");
+    let mut quiet = fire(&live, Vec::new());
+    quiet.last_outcome = None;
+    quiet.queued_fire_at = live.next_fire_at;
+    assert_eq!(
+        store
+            .advance_schedules(vec![quiet], None)
+            .await
+            .expect("advance"),
+        [true]
+    );
+    let after = store
+        .get_schedule(&live.id)
+        .await
+        .expect("get")
+        .expect("schedule");
+    assert_eq!(after.revision, live.revision + 1);
+    assert_eq!(after.queued_fire_at, live.next_fire_at);
+    assert_eq!(after.last_fire_at, live.last_fire_at);
+    assert_eq!(after.last_task_ids, vec![kept.worktask_id]);
+    assert_eq!(after.last_outcome, Some(mimir_core::FireOutcome::Fired));
+
+    if store.shared() {
+        // Another candidate takes over: the old term's advances are refused.
+        let old = term(store).await;
+        store.resign("conformance", old).await.expect("resign");
+        store
+            .lead("successor", std::time::Duration::from_secs(30))
+            .await
+            .expect("lead")
+            .expect("the successor leads");
+        let before = after.clone();
+        let outcome = store
+            .advance_schedules(vec![fire(&before, vec![fired_task(&before)])], Some(old))
+            .await;
+        assert!(
+            matches!(outcome, Err(StoreError::Deposed { .. })),
+            "{outcome:?}"
+        );
+        assert_eq!(stored_task_count(store).await, 1);
+        assert_eq!(
+            store.get_schedule(&live.id).await.expect("get"),
+            Some(before)
+        );
+    }
+}
+
+/// Checkpoints: none for a missing pipeline; empty before the first save;
+/// a merge keeps other keys and a null removes one; a replacement drops
+/// the rest; a write for a missing pipeline is refused.
+async fn checkpoints_merge_and_replace(store: &dyn Store) {
+    let id = Uuid::now_v7().to_string();
+    assert_eq!(store.get_checkpoints(&id).await.expect("get"), None);
+    assert!(matches!(
+        store
+            .put_checkpoints(&id, serde_json::Map::new(), false, Utc::now())
+            .await,
+        Err(StoreError::Missing {
+            kind: "pipeline",
+            ..
+        })
+    ));
+    store
+        .put_pipeline(pipeline(&id, "p"), true)
+        .await
+        .expect("create");
+    let empty = store
+        .get_checkpoints(&id)
+        .await
+        .expect("get")
+        .expect("pipeline");
+    assert!(empty.values.is_empty());
+    assert_eq!(empty.updated_at, None);
+    let values = |v: serde_json::Value| v.as_object().expect("an object").clone();
+    let at = Utc::now().trunc_subsecs(6);
+    let first = store
+        .put_checkpoints(
+            &id,
+            values(serde_json::json!({"last_id": 41, "cursor": "a"})),
+            false,
+            at,
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        first.values,
+        values(serde_json::json!({"last_id": 41, "cursor": "a"}))
+    );
+    assert_eq!(first.updated_at, Some(at));
+    let later = at + Duration::seconds(1);
+    let merged = store
+        .put_checkpoints(
+            &id,
+            values(serde_json::json!({"last_id": 42, "cursor": null, "since": "x"})),
+            false,
+            later,
+        )
+        .await
+        .expect("merge");
+    assert_eq!(
+        merged.values,
+        values(serde_json::json!({"last_id": 42, "since": "x"}))
+    );
+    assert_eq!(merged.updated_at, Some(later));
+    assert_eq!(store.get_checkpoints(&id).await.expect("get"), Some(merged));
+    let replaced = store
+        .put_checkpoints(
+            &id,
+            values(serde_json::json!({"only": true, "gone": null})),
+            true,
+            later,
+        )
+        .await
+        .expect("replace");
+    assert_eq!(replaced.values, values(serde_json::json!({"only": true})));
+    assert_eq!(
+        store.get_checkpoints(&id).await.expect("get"),
+        Some(replaced)
+    );
+}
+
+/// A signed webhook request is accepted once within the window (a replay
+/// stores nothing), per pipeline, and again once the window has passed.
+async fn webhook_replays_are_refused_within_the_window(store: &dyn Store) {
+    let id = Uuid::now_v7().to_string();
+    store
+        .put_pipeline(pipeline(&id, "p"), true)
+        .await
+        .expect("create");
+    let at = Utc::now().trunc_subsecs(6);
+    let delivery = |pipeline_id: &str, at| crate::WebhookDelivery {
+        pipeline_id: pipeline_id.into(),
+        signature: "ab12".into(),
+        at,
+        window: std::time::Duration::from_secs(300),
+    };
+    let mut t = task(WorkTaskType::PipelineExecution, 5, "p");
+    t.task_spec.pipeline_id = id.clone();
+    let stored = store
+        .submit_webhook(delivery(&id, at), t.clone())
+        .await
+        .expect("webhook");
+    assert_eq!(stored, Some(t.clone()));
+    assert_eq!(
+        store.get(t.worktask_id).await.expect("get"),
+        Some(t.clone())
+    );
+    let replay = task(WorkTaskType::PipelineExecution, 5, "p");
+    let refused = store
+        .submit_webhook(delivery(&id, at + Duration::seconds(299)), replay.clone())
+        .await
+        .expect("webhook");
+    assert_eq!(refused, None);
+    assert_eq!(store.get(replay.worktask_id).await.expect("get"), None);
+    assert_eq!(stored_task_count(store).await, 1);
+    // The same signature to another pipeline is another request.
+    let other = Uuid::now_v7().to_string();
+    store
+        .put_pipeline(pipeline(&other, "p"), true)
+        .await
+        .expect("create");
+    let elsewhere = task(WorkTaskType::PipelineExecution, 5, "p");
+    assert!(
+        store
+            .submit_webhook(delivery(&other, at), elsewhere)
+            .await
+            .expect("webhook")
+            .is_some()
+    );
+    // Past the window the signature is forgotten.
+    let again = task(WorkTaskType::PipelineExecution, 5, "p");
+    let accepted = store
+        .submit_webhook(delivery(&id, at + Duration::seconds(301)), again.clone())
+        .await
+        .expect("webhook");
+    assert_eq!(accepted, Some(again));
+    assert_eq!(stored_task_count(store).await, 3);
+    assert_eq!(store.queue_length().await.expect("queue length"), 3);
+}
+
+/// A pipeline's trigger config and webhook secret are stored (never its
+/// schedule ids); a replacement without a secret keeps it; a pipeline a
+/// schedule fires cannot be deleted, and deleting it afterwards takes its
+/// checkpoints along.
+async fn pipeline_triggers_and_deletion(store: &dyn Store) {
+    let id = Uuid::now_v7().to_string();
+    let plain = store
+        .put_pipeline(pipeline(&id, "p"), true)
+        .await
+        .expect("create");
+    assert_eq!(plain.trigger_config, mimir_core::TriggerConfig::default());
+    let mut p = pipeline(&id, "p");
+    p.trigger_config = mimir_core::TriggerConfig {
+        allow_manual: false,
+        webhook: mimir_core::WebhookTrigger {
+            enabled: true,
+            secret: Some("k3y".into()),
+        },
+        schedule_ids: vec!["never stored".into()],
+    };
+    let stored = store.put_pipeline(p.clone(), false).await.expect("replace");
+    let want = mimir_core::TriggerConfig {
+        schedule_ids: Vec::new(),
+        ..p.trigger_config.clone()
+    };
+    assert_eq!(stored.trigger_config, want);
+    assert_eq!(
+        store
+            .get_pipeline(&id)
+            .await
+            .expect("get")
+            .expect("pipeline")
+            .trigger_config,
+        want
+    );
+    p.trigger_config.webhook.secret = None;
+    p.trigger_config.allow_manual = true;
+    let kept = store.put_pipeline(p.clone(), false).await.expect("replace");
+    assert_eq!(kept.trigger_config.webhook.secret.as_deref(), Some("k3y"));
+    assert!(kept.trigger_config.allow_manual);
+    let listed = store.list_pipelines(Some("p".into())).await.expect("list");
+    assert_eq!(listed, vec![kept.clone()]);
+    let mut other = pipeline(&Uuid::now_v7().to_string(), "p");
+    other.trigger_config.webhook.secret = Some("new".into());
+    let created = store.put_pipeline(other, true).await.expect("create");
+    assert_eq!(
+        created.trigger_config.webhook.secret.as_deref(),
+        Some("new")
+    );
+
+    store
+        .put_checkpoints(
+            &id,
+            serde_json::Map::from_iter([("k".into(), serde_json::json!(1))]),
+            false,
+            Utc::now(),
+        )
+        .await
+        .expect("checkpoints");
+    let s1 = store
+        .put_schedule(
+            schedule("p", "one", &["x", &id], Duration::minutes(1)),
+            true,
+        )
+        .await
+        .expect("create");
+    let s2 = store
+        .put_schedule(schedule("p", "two", &[&id], Duration::minutes(1)), true)
+        .await
+        .expect("create");
+    match store.delete_pipeline(&id).await {
+        Err(StoreError::Refused {
+            kind: "pipeline",
+            id: refused,
+            reason,
+        }) => {
+            assert_eq!(refused, id);
+            assert!(
+                reason.contains(&s1.id) && reason.contains(&s2.id),
+                "{reason}"
+            );
+        }
+        other => panic!("deleting a pipeline schedules fire: {other:?}"),
+    }
+    assert!(store.get_pipeline(&id).await.expect("get").is_some());
+    store.delete_schedule(&s1.id).await.expect("delete");
+    store.delete_schedule(&s2.id).await.expect("delete");
+    store.delete_pipeline(&id).await.expect("delete");
+    assert_eq!(store.get_checkpoints(&id).await.expect("get"), None);
+    store
+        .put_pipeline(pipeline(&id, "p"), true)
+        .await
+        .expect("made again");
+    let fresh = store
+        .get_checkpoints(&id)
+        .await
+        .expect("get")
+        .expect("pipeline");
+    assert!(
+        fresh.values.is_empty(),
+        "a pipeline made again starts without checkpoints"
+    );
+}
+
 /// One check as a backend runs it: given a fresh, empty store, it panics
 /// where the backend misbehaves.
 pub type Check = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()>>>;
@@ -1763,11 +2539,18 @@ register!(
         aging_lifts_long_waiting_tasks,
         queue_signal_wakes_waiters,
         nul_characters_do_not_fail_writes,
+        schedules_round_trip,
+        due_schedules_in_order_with_their_previous_runs,
+        stale_advances_store_nothing,
+        checkpoints_merge_and_replace,
+        webhook_replays_are_refused_within_the_window,
+        pipeline_triggers_and_deletion,
     ],
     sharing: [
         concurrent_submits_all_land,
         concurrent_start_training_one_wins,
         concurrent_leases_never_share_a_task,
+        concurrent_advances_apply_once,
     ],
 );
 

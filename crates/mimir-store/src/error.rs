@@ -196,6 +196,7 @@ impl StoreError {
             StoreError::NotFound(_)
                 | StoreError::Missing { .. }
                 | StoreError::AlreadyExists { .. }
+                | StoreError::Refused { .. }
                 | StoreError::Transition { .. }
                 | StoreError::StaleAttempt { .. }
                 | StoreError::NotLeaseHolder { .. }
@@ -207,4 +208,20 @@ impl StoreError {
 /// Whether SQLite answered `SQLITE_FULL`.
 pub(crate) fn is_disk_full(error: &rusqlite::Error) -> bool {
     error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_change_is_an_answer_not_a_backend_failure() {
+        let refused = StoreError::Refused {
+            kind: "pipeline",
+            id: "p".into(),
+            reason: "pipeline p is fired by schedule(s) s".into(),
+        };
+        assert!(!refused.is_backend_failure());
+        assert!(StoreError::Corrupt("x".into()).is_backend_failure());
+    }
 }

@@ -20,6 +20,7 @@ mod query;
 mod schedules;
 pub mod sqlite;
 mod store;
+mod trigger;
 
 pub use counts::TaskCounts;
 pub use error::StoreError;

@@ -79,3 +79,21 @@ pub struct WebhookDelivery {
     /// How long a signature is remembered.
     pub window: Duration,
 }
+
+/// `values` merged over `stored` (or replacing them, when `replace`); a
+/// key set to null is removed.
+pub(crate) fn merge_checkpoints(
+    stored: Map<String, Value>,
+    values: Map<String, Value>,
+    replace: bool,
+) -> Map<String, Value> {
+    let mut merged = if replace { Map::new() } else { stored };
+    for (key, value) in values {
+        if value.is_null() {
+            merged.remove(&key);
+        } else {
+            merged.insert(key, value);
+        }
+    }
+    merged
+}

@@ -152,6 +152,13 @@ conformance_tests!(
     queue_signal_wakes_waiters,
     nul_characters_do_not_fail_writes,
     concurrent_leases_never_share_a_task,
+    schedules_round_trip,
+    due_schedules_in_order_with_their_previous_runs,
+    concurrent_advances_apply_once,
+    stale_advances_store_nothing,
+    checkpoints_merge_and_replace,
+    webhook_replays_are_refused_within_the_window,
+    pipeline_triggers_and_deletion,
 );
 
 /// The checks of the lease order, on stores without aging (the suite's
@@ -488,4 +495,77 @@ async fn a_type_limit_holds_across_stores_leasing_at_once() {
         counts.get(WorkTaskType::MlTraining, WorkTaskStatus::Scheduled),
         LIMIT as u64
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_fire_a_schedule_once() {
+    let schema = Schema::new().await;
+    let stores = [Arc::new(schema.open().await), Arc::new(schema.open().await)];
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+    let schedule = mimir_core::Schedule {
+        id: Uuid::now_v7().to_string(),
+        project_id: "p".into(),
+        name: "replicas".into(),
+        pipeline_id: "pa".into(),
+        pipeline_ids: vec!["pa".into()],
+        cron: "* * * * *".into(),
+        timezone: "UTC".into(),
+        parameters: serde_json::Map::new(),
+        priority: mimir_core::Priority::new(5).expect("priority"),
+        enabled: true,
+        catchup: mimir_core::CatchUp::Skip,
+        overlap: mimir_core::Overlap::Allow,
+        jitter_ms: 0,
+        next_fire_at: Some(now),
+        next_due_at: Some(now),
+        queued_fire_at: None,
+        last_fire_at: None,
+        last_task_id: None,
+        last_task_ids: Vec::new(),
+        last_outcome: None,
+        revision: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    let schedule = stores[0]
+        .put_schedule(schedule, true)
+        .await
+        .expect("create");
+    // Each replica's scheduler decides from the same revision, many times over.
+    let mut passes = Vec::new();
+    for n in 0..16 {
+        let store = stores[n % 2].clone();
+        let schedule = schedule.clone();
+        passes.push(tokio::spawn(async move {
+            let mut fired = conformance::task(WorkTaskType::PipelineExecution, 5, "p");
+            fired.task_spec.schedule_id = schedule.id.clone();
+            let advance = mimir_store::ScheduleAdvance {
+                schedule_id: schedule.id.clone(),
+                revision: schedule.revision,
+                next_fire_at: Some(now + chrono::Duration::minutes(1)),
+                next_due_at: Some(now + chrono::Duration::minutes(1)),
+                queued_fire_at: None,
+                last_outcome: Some(mimir_core::FireOutcome::Fired),
+                last_fire_at: Some(now),
+                last_task_ids: vec![fired.worktask_id],
+                tasks: vec![fired],
+            };
+            store
+                .advance_schedules(vec![advance], None)
+                .await
+                .expect("advance")
+        }));
+    }
+    let mut applied = 0;
+    for pass in passes {
+        applied += pass.await.expect("pass").iter().filter(|a| **a).count();
+    }
+    assert_eq!(applied, 1, "one replica's decision applied");
+    assert_eq!(stores[1].counts().await.expect("counts").total(), 1);
+    let stored = stores[1]
+        .get_schedule(&schedule.id)
+        .await
+        .expect("get")
+        .expect("schedule");
+    assert_eq!(stored.revision, 2);
 }

@@ -62,6 +62,13 @@ conformance_tests!(
     queue_signal_wakes_waiters,
     nul_characters_do_not_fail_writes,
     concurrent_leases_never_share_a_task,
+    schedules_round_trip,
+    due_schedules_in_order_with_their_previous_runs,
+    concurrent_advances_apply_once,
+    stale_advances_store_nothing,
+    checkpoints_merge_and_replace,
+    webhook_replays_are_refused_within_the_window,
+    pipeline_triggers_and_deletion,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,8 @@ use sqlx_core::query::query;
 use sqlx_postgres::{PgPool, PgRow, Postgres};
 
 const PROJECT_COLUMNS: &str = "id, name, description, created_at";
-const PIPELINE_COLUMNS: &str =
-    "id, project_id, name, type, description, steps, created_at, updated_at, step_timeout_ms";
+const PIPELINE_COLUMNS: &str = "id, project_id, name, type, description, steps, created_at, updated_at, step_timeout_ms, \
+     trigger_config, webhook_secret";
 const STORAGE_CONFIG_COLUMNS: &str =
     "id, project_id, plugin_type, config, active, created_at, updated_at";
 
@@ -31,6 +31,7 @@ fn pipeline(r: &PgRow) -> Result<Pipeline, StoreError> {
     let kind: String = column(r, 3)?;
     let steps: String = column(r, 5)?;
     let timeout: Option<i64> = column(r, 8)?;
+    let trigger: String = column(r, 9)?;
     Ok(Pipeline {
         id: column(r, 0)?,
         project_id: column(r, 1)?,
@@ -41,7 +42,8 @@ fn pipeline(r: &PgRow) -> Result<Pipeline, StoreError> {
         created_at: column(r, 6)?,
         updated_at: column(r, 7)?,
         step_timeout_ms: timeout.map(|t| t.max(0) as u64),
-        trigger_config: Default::default(),
+        trigger_config: crate::trigger::from_column(&trigger, column(r, 10)?)
+            .map_err(|e| corrupt("pipeline trigger config", e))?,
     })
 }
 
@@ -169,11 +171,13 @@ pub(crate) async fn put_pipeline(
 ) -> Result<(), StoreError> {
     let steps = to_json(&p.steps)?;
     let timeout = p.step_timeout_ms.map(row::bigint);
+    let trigger = crate::trigger::to_column(&p.trigger_config);
+    let secret = p.trigger_config.webhook.secret.as_deref();
     let changed = if create {
         query::<Postgres>(
             "INSERT INTO pipelines (id, project_id, name, type, description, steps, created_at, \
-                 updated_at, step_timeout_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                 updated_at, step_timeout_ms, trigger_config, webhook_secret) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
         )
         .bind(&p.id)
         .bind(&p.project_id)
@@ -184,12 +188,16 @@ pub(crate) async fn put_pipeline(
         .bind(p.created_at)
         .bind(p.updated_at)
         .bind(timeout)
+        .bind(&trigger)
+        .bind(secret)
         .execute(pool)
         .await?
     } else {
+        // A replacement without a secret keeps the stored one.
         query::<Postgres>(
             "UPDATE pipelines SET project_id = $2, name = $3, type = $4, description = $5, \
-                 steps = $6, updated_at = $7, step_timeout_ms = $8 WHERE id = $1",
+                 steps = $6, updated_at = $7, step_timeout_ms = $8, trigger_config = $9, \
+                 webhook_secret = coalesce($10, webhook_secret) WHERE id = $1",
         )
         .bind(&p.id)
         .bind(&p.project_id)
@@ -199,6 +207,8 @@ pub(crate) async fn put_pipeline(
         .bind(steps)
         .bind(p.updated_at)
         .bind(timeout)
+        .bind(&trigger)
+        .bind(secret)
         .execute(pool)
         .await?
     };

@@ -20,6 +20,7 @@ mod notify;
 mod outcome;
 mod queue;
 mod row;
+mod schedules;
 mod schema;
 mod tasks;
 
@@ -213,6 +214,24 @@ impl PostgresStore {
         Events(self.events.as_ref().map(|_| Vec::new()))
     }
 
+    /// Publishes the events of committed new tasks and wakes this process's
+    /// leases (the others hear of them through the commit's `NOTIFY`).
+    fn submitted(&self, tasks: &[WorkTask]) {
+        if tasks.is_empty() {
+            return;
+        }
+        let mut events = self.events();
+        for task in tasks {
+            events.push(task.worktask_id, task.task_type, task.submitted_at, || {
+                TaskEventKind::Submitted {
+                    priority: task.priority,
+                }
+            });
+        }
+        self.publish(events);
+        self.queue_signal.notify_waiters();
+    }
+
     /// The lease lifetime in microseconds, as the SQL binds it.
     fn lease_ttl_us(&self) -> i64 {
         i64::try_from(self.lease_ttl.as_micros()).unwrap_or(i64::MAX)
@@ -291,16 +310,7 @@ impl Store for PostgresStore {
         }
         let _open = self.writing().await?;
         tasks::submit(&self.pool, &tasks).await?;
-        let mut events = self.events();
-        for task in &tasks {
-            events.push(task.worktask_id, task.task_type, task.submitted_at, || {
-                TaskEventKind::Submitted {
-                    priority: task.priority,
-                }
-            });
-        }
-        self.publish(events);
-        self.queue_signal.notify_waiters();
+        self.submitted(&tasks);
         Ok(tasks)
     }
 
@@ -556,7 +566,7 @@ impl Store for PostgresStore {
 
     async fn delete_pipeline(&self, id: &str) -> Result<(), StoreError> {
         let _open = self.writing().await?;
-        catalog::delete(&self.pool, "pipeline", "pipelines", id).await
+        schedules::delete_pipeline(&self.pool, id).await
     }
 
     async fn put_storage_config(
@@ -616,13 +626,12 @@ impl Store for PostgresStore {
     }
 
     async fn put_schedule(&self, schedule: Schedule, create: bool) -> Result<Schedule, StoreError> {
-        let _ = (schedule, create);
-        todo!()
+        let _open = self.writing().await?;
+        schedules::put(&self.pool, &schedule, create).await
     }
 
     async fn get_schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
-        let _ = id;
-        todo!()
+        schedules::get(&self.pool, id).await
     }
 
     async fn list_schedules(
@@ -631,13 +640,12 @@ impl Store for PostgresStore {
         after: Option<String>,
         limit: usize,
     ) -> Result<Vec<Schedule>, StoreError> {
-        let _ = (filter, after, limit);
-        todo!()
+        schedules::list(&self.pool, &filter, after.as_deref(), limit).await
     }
 
     async fn delete_schedule(&self, id: &str) -> Result<(), StoreError> {
-        let _ = id;
-        todo!()
+        let _open = self.writing().await?;
+        schedules::delete(&self.pool, id).await
     }
 
     async fn due_schedules(
@@ -645,12 +653,11 @@ impl Store for PostgresStore {
         at: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<DueSchedule>, StoreError> {
-        let _ = (at, limit);
-        todo!()
+        schedules::due(&self.pool, at, limit).await
     }
 
     async fn next_schedule_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        todo!()
+        schedules::next_due(&self.pool).await
     }
 
     async fn advance_schedules(
@@ -658,13 +665,17 @@ impl Store for PostgresStore {
         advances: Vec<ScheduleAdvance>,
         term: Option<Term>,
     ) -> Result<Vec<bool>, StoreError> {
-        let _ = (advances, term);
-        todo!()
+        if advances.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _open = self.writing().await?;
+        let (applied, fired) = schedules::advance(&self.pool, &advances, term).await?;
+        self.submitted(&fired);
+        Ok(applied)
     }
 
     async fn get_checkpoints(&self, pipeline_id: &str) -> Result<Option<Checkpoints>, StoreError> {
-        let _ = pipeline_id;
-        todo!()
+        schedules::get_checkpoints(&self.pool, pipeline_id).await
     }
 
     async fn put_checkpoints(
@@ -674,8 +685,8 @@ impl Store for PostgresStore {
         replace: bool,
         at: DateTime<Utc>,
     ) -> Result<Checkpoints, StoreError> {
-        let _ = (pipeline_id, values, replace, at);
-        todo!()
+        let _open = self.writing().await?;
+        schedules::put_checkpoints(&self.pool, pipeline_id, values, replace, at).await
     }
 
     async fn submit_webhook(
@@ -683,8 +694,12 @@ impl Store for PostgresStore {
         delivery: WebhookDelivery,
         task: WorkTask,
     ) -> Result<Option<WorkTask>, StoreError> {
-        let _ = (delivery, task);
-        todo!()
+        let _open = self.writing().await?;
+        if !schedules::submit_webhook(&self.pool, &delivery, &task).await? {
+            return Ok(None);
+        }
+        self.submitted(std::slice::from_ref(&task));
+        Ok(Some(task))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -30,6 +30,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_leader",
         include_str!("../../migrations/postgres/0005_leader.sql"),
     ),
+    (
+        "0006_schedules",
+        include_str!("../../migrations/postgres/0006_schedules.sql"),
+    ),
 ];
 
 /// First key of the advisory locks this backend takes; the second is the

@@ -13,6 +13,16 @@ use uuid::Uuid;
 /// Stores new queued tasks with one INSERT over arrays, and wakes the
 /// other processes' leases in the same statement.
 pub(crate) async fn submit(pool: &PgPool, tasks: &[WorkTask]) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    submit_in(&mut conn, tasks).await
+}
+
+/// [`submit`] on `conn` (inside its transaction, when it has one: the
+/// other processes then hear of the tasks when it commits).
+pub(crate) async fn submit_in(
+    conn: &mut PgConnection,
+    tasks: &[WorkTask],
+) -> Result<(), StoreError> {
     let n = tasks.len();
     let mut ids = Vec::with_capacity(n);
     let mut types = Vec::with_capacity(n);
@@ -70,7 +80,7 @@ pub(crate) async fn submit(pool: &PgPool, tasks: &[WorkTask]) -> Result<(), Stor
     .bind(resources)
     .bind(data_access)
     .bind(traceparents)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -35,8 +35,8 @@ fn time(column: usize, us: i64) -> rusqlite::Result<DateTime<chrono::Utc>> {
 }
 
 const PROJECT_COLUMNS: &str = "id, name, description, created_at";
-const PIPELINE_COLUMNS: &str =
-    "id, project_id, name, type, description, steps, created_at, updated_at, step_timeout_ms";
+const PIPELINE_COLUMNS: &str = "id, project_id, name, type, description, steps, created_at, updated_at, step_timeout_ms, \
+     trigger_config, webhook_secret";
 const STORAGE_CONFIG_COLUMNS: &str =
     "id, project_id, plugin_type, config, active, created_at, updated_at";
 
@@ -52,6 +52,7 @@ fn project(row: &Row<'_>) -> rusqlite::Result<Project> {
 fn pipeline(row: &Row<'_>) -> rusqlite::Result<Pipeline> {
     let kind: String = row.get(3)?;
     let steps: String = row.get(5)?;
+    let trigger: String = row.get(9)?;
     Ok(Pipeline {
         id: row.get(0)?,
         project_id: row.get(1)?,
@@ -62,7 +63,8 @@ fn pipeline(row: &Row<'_>) -> rusqlite::Result<Pipeline> {
         created_at: time(6, row.get(6)?)?,
         updated_at: time(7, row.get(7)?)?,
         step_timeout_ms: row.get(8)?,
-        trigger_config: Default::default(),
+        trigger_config: crate::trigger::from_column(&trigger, row.get(10)?)
+            .map_err(|e| conversion(9, e.to_string()))?,
     })
 }
 
@@ -111,17 +113,21 @@ pub(crate) fn write(conn: &Connection, write: CatalogWrite) -> Result<(), StoreE
             create,
         } => {
             let steps = to_json(&p.steps)?;
+            let trigger = crate::trigger::to_column(&p.trigger_config);
+            let secret = p.trigger_config.webhook.secret.as_deref();
             let changed = if create {
                 conn.prepare_cached(
-                    "INSERT INTO pipelines (id, project_id, name, type, description, steps, created_at, updated_at, step_timeout_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO pipelines (id, project_id, name, type, description, steps, created_at, updated_at, step_timeout_ms, trigger_config, webhook_secret) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?
-                .execute(params![p.id, p.project_id, p.name, p.pipeline_type.as_str(), p.description, steps, micros(p.created_at), micros(p.updated_at), p.step_timeout_ms])?
+                .execute(params![p.id, p.project_id, p.name, p.pipeline_type.as_str(), p.description, steps, micros(p.created_at), micros(p.updated_at), p.step_timeout_ms, trigger, secret])?
             } else {
+                // A replacement without a secret keeps the stored one.
                 conn.prepare_cached(
-                    "UPDATE pipelines SET project_id = ?2, name = ?3, type = ?4, description = ?5, steps = ?6, updated_at = ?7, step_timeout_ms = ?8 WHERE id = ?1",
+                    "UPDATE pipelines SET project_id = ?2, name = ?3, type = ?4, description = ?5, steps = ?6, updated_at = ?7, step_timeout_ms = ?8, \
+                     trigger_config = ?9, webhook_secret = coalesce(?10, webhook_secret) WHERE id = ?1",
                 )?
-                .execute(params![p.id, p.project_id, p.name, p.pipeline_type.as_str(), p.description, steps, micros(p.updated_at), p.step_timeout_ms])?
+                .execute(params![p.id, p.project_id, p.name, p.pipeline_type.as_str(), p.description, steps, micros(p.updated_at), p.step_timeout_ms, trigger, secret])?
             };
             if changed == 0 {
                 return Err(StoreError::Missing {
@@ -131,16 +137,20 @@ pub(crate) fn write(conn: &Connection, write: CatalogWrite) -> Result<(), StoreE
             }
         }
         CatalogWrite::DeletePipeline(id) => {
-            if conn
-                .prepare_cached("DELETE FROM pipelines WHERE id = ?1")?
-                .execute([&id])?
-                == 0
-            {
+            // Refusals first: the writer's group has no savepoints.
+            if get_pipeline(conn, &id)?.is_none() {
                 return Err(StoreError::Missing {
                     kind: "pipeline",
                     id,
                 });
             }
+            let schedules = super::schedules::firing(conn, &id)?;
+            if !schedules.is_empty() {
+                return Err(crate::trigger::fired_by(&id, &schedules));
+            }
+            conn.prepare_cached("DELETE FROM pipelines WHERE id = ?1")?
+                .execute([&id])?;
+            super::schedules::forget_pipeline(conn, &id)?;
         }
         CatalogWrite::PutStorageConfig { config: c, create } => {
             let settings = to_json(&c.config)?;

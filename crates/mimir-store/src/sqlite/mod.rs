@@ -9,6 +9,7 @@ mod catalog;
 mod dir_lock;
 mod models;
 mod row;
+mod schedules;
 mod schema;
 mod writer;
 
@@ -30,6 +31,7 @@ use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
 use row::TASK_COLUMNS;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
+use schedules::{ScheduleWrite, Written};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -200,6 +202,15 @@ impl SqliteStore {
             }),
             other => Err(StoreError::Corrupt(format!(
                 "writer answered {other:?} where a model was expected"
+            ))),
+        }
+    }
+
+    async fn write_schedule(&self, write: ScheduleWrite) -> Result<Written, StoreError> {
+        match self.write(Op::Schedule(write)).await? {
+            Outcome::Schedule(written) => Ok(written),
+            other => Err(StoreError::Corrupt(format!(
+                "writer answered {other:?} where a schedule write was expected"
             ))),
         }
     }
@@ -639,13 +650,23 @@ impl Store for SqliteStore {
     }
 
     async fn put_schedule(&self, schedule: Schedule, create: bool) -> Result<Schedule, StoreError> {
-        let _ = (schedule, create);
-        todo!()
+        match self
+            .write_schedule(ScheduleWrite::Put {
+                schedule: Box::new(schedule),
+                create,
+            })
+            .await?
+        {
+            Written::Schedule(schedule) => Ok(*schedule),
+            other => Err(StoreError::Corrupt(format!(
+                "writer answered {other:?} where a schedule was expected"
+            ))),
+        }
     }
 
     async fn get_schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
-        let _ = id;
-        todo!()
+        let id = id.to_string();
+        self.read(move |conn| schedules::get(conn, &id)).await
     }
 
     async fn list_schedules(
@@ -654,13 +675,14 @@ impl Store for SqliteStore {
         after: Option<String>,
         limit: usize,
     ) -> Result<Vec<Schedule>, StoreError> {
-        let _ = (filter, after, limit);
-        todo!()
+        self.read(move |conn| schedules::list(conn, &filter, after.as_deref(), limit))
+            .await
     }
 
     async fn delete_schedule(&self, id: &str) -> Result<(), StoreError> {
-        let _ = id;
-        todo!()
+        self.write_schedule(ScheduleWrite::Delete(id.to_string()))
+            .await
+            .map(drop)
     }
 
     async fn due_schedules(
@@ -668,26 +690,42 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<DueSchedule>, StoreError> {
-        let _ = (at, limit);
-        todo!()
+        self.read(move |conn| schedules::due(conn, at, limit)).await
     }
 
     async fn next_schedule_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        todo!()
+        self.read(schedules::next_due).await
     }
 
+    /// One process owns the data directory: its term is always current.
     async fn advance_schedules(
         &self,
         advances: Vec<ScheduleAdvance>,
-        term: Option<Term>,
+        _term: Option<Term>,
     ) -> Result<Vec<bool>, StoreError> {
-        let _ = (advances, term);
-        todo!()
+        if advances.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut encoded = Vec::with_capacity(advances.len());
+        for mut advance in advances {
+            let tasks = std::mem::take(&mut advance.tasks)
+                .into_iter()
+                .map(row::NewRow::encode)
+                .collect::<Result<Vec<_>, _>>()?;
+            encoded.push((advance, tasks));
+        }
+        match self.write(Op::Advance(encoded)).await? {
+            Outcome::Applied(applied) => Ok(applied),
+            other => Err(StoreError::Corrupt(format!(
+                "writer answered {other:?} where advances were expected"
+            ))),
+        }
     }
 
     async fn get_checkpoints(&self, pipeline_id: &str) -> Result<Option<Checkpoints>, StoreError> {
-        let _ = pipeline_id;
-        todo!()
+        let id = pipeline_id.to_string();
+        self.read(move |conn| schedules::get_checkpoints(conn, &id))
+            .await
     }
 
     async fn put_checkpoints(
@@ -697,8 +735,20 @@ impl Store for SqliteStore {
         replace: bool,
         at: DateTime<Utc>,
     ) -> Result<Checkpoints, StoreError> {
-        let _ = (pipeline_id, values, replace, at);
-        todo!()
+        match self
+            .write_schedule(ScheduleWrite::Checkpoints {
+                pipeline_id: pipeline_id.to_string(),
+                values,
+                replace,
+                at,
+            })
+            .await?
+        {
+            Written::Checkpoints(checkpoints) => Ok(*checkpoints),
+            other => Err(StoreError::Corrupt(format!(
+                "writer answered {other:?} where checkpoints were expected"
+            ))),
+        }
     }
 
     async fn submit_webhook(
@@ -706,8 +756,13 @@ impl Store for SqliteStore {
         delivery: WebhookDelivery,
         task: WorkTask,
     ) -> Result<Option<WorkTask>, StoreError> {
-        let _ = (delivery, task);
-        todo!()
+        let task = Box::new(row::NewRow::encode(task)?);
+        match self.write(Op::Webhook { delivery, task }).await? {
+            Outcome::Webhook(task) => Ok(task.map(|t| *t)),
+            other => Err(StoreError::Corrupt(format!(
+                "writer answered {other:?} where a webhook's task was expected"
+            ))),
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

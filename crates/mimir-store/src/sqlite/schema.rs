@@ -38,6 +38,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_ml_models",
         include_str!("../../migrations/sqlite/0007_ml_models.sql"),
     ),
+    (
+        "0008_schedules",
+        include_str!("../../migrations/sqlite/0008_schedules.sql"),
+    ),
 ];
 
 /// Settings of the write connection.

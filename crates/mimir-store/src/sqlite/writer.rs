@@ -9,8 +9,9 @@
 use super::catalog::{self, CatalogWrite};
 use super::models::{self, ModelWrite};
 use super::row::{self, INSERT_TASK, NewRow, QUEUE_COLUMNS, TASK_COLUMNS};
+use super::schedules::{self, ScheduleWrite, Written};
 use crate::live::{Change, Live};
-use crate::{EventSink, LeaseRequest, StoreError};
+use crate::{EventSink, LeaseRequest, ScheduleAdvance, StoreError, WebhookDelivery};
 use chrono::{DateTime, Utc};
 use mimir_core::lifecycle::{self, Plan};
 use mimir_core::{
@@ -64,6 +65,14 @@ pub(crate) enum Op {
     Place(Vec<crate::Placement>),
     Catalog(CatalogWrite),
     Model(ModelWrite),
+    Schedule(ScheduleWrite),
+    /// Applies each advance still at its revision, with its tasks.
+    Advance(Vec<(ScheduleAdvance, Vec<NewRow>)>),
+    /// Submits the task of a webhook request not seen within the window.
+    Webhook {
+        delivery: WebhookDelivery,
+        task: Box<NewRow>,
+    },
     /// A one-page write, to learn whether writes succeed again after the disk
     /// was full.
     Probe,
@@ -79,6 +88,11 @@ pub(crate) enum Outcome {
     Task(Box<WorkTask>),
     Statuses(Vec<Result<WorkTaskStatus, StoreError>>),
     Model(Option<Box<MlModel>>),
+    Schedule(Written),
+    /// Whether each advance was applied.
+    Applied(Vec<bool>),
+    /// The webhook's task, `None` for a replay.
+    Webhook(Option<Box<WorkTask>>),
     Done,
 }
 
@@ -441,6 +455,27 @@ impl Core {
                 Ok(Outcome::Done)
             }
             Op::Model(write) => Ok(Outcome::Model(models::write(conn, write)?.map(Box::new))),
+            Op::Schedule(write) => Ok(Outcome::Schedule(schedules::write(conn, write)?)),
+            Op::Advance(advances) => {
+                let mut applied = Vec::with_capacity(advances.len());
+                for (advance, tasks) in advances {
+                    // The compare-and-set and the tasks it fires commit
+                    // together, or neither does.
+                    let done = schedules::advance(conn, &advance)?;
+                    if done {
+                        self.submit(conn, tasks, fx)?;
+                    }
+                    applied.push(done);
+                }
+                Ok(Outcome::Applied(applied))
+            }
+            Op::Webhook { delivery, task } => {
+                if !schedules::remember_delivery(conn, &delivery)? {
+                    return Ok(Outcome::Webhook(None));
+                }
+                let task = self.submit(conn, vec![*task], fx)?.pop();
+                Ok(Outcome::Webhook(task.map(Box::new)))
+            }
             Op::Probe => {
                 // Rewriting the header's user version dirties one page, so
                 // the commit must append to the WAL.
