@@ -690,7 +690,7 @@ pub async fn report(
         .store
         .finish(id, Some(worker_id), report, Utc::now())
         .await?;
-    if task.status == WorkTaskStatus::Completed
+    if task.status == mimir_core::WorkTaskStatus::Completed
         && let Some(saved) = &checkpoints
     {
         super::checkpoints::apply_from_result(&state, id, saved).await;
