@@ -105,6 +105,7 @@
 pub mod action;
 pub mod action_doc;
 pub mod actions;
+pub mod checkpoints;
 pub mod cir;
 pub mod confinement;
 mod context;
@@ -124,6 +125,7 @@ pub mod validate;
 
 pub use action::Action;
 pub use action_doc::{ActionDoc, ParamDoc, ParamType};
+pub use checkpoints::Checkpoints;
 pub use confinement::{Confinement, ConfinementError, HttpPolicy};
 pub use context::{DEFAULT_CONTEXT_CAP_BYTES, human_bytes};
 pub use engine::{Engine, Watcher};
@@ -133,7 +135,7 @@ pub use record::{Execution, StepRecord, StepStatus};
 pub use reference::{Reference, is_reference};
 pub use registry::Registry;
 pub use run_context::RunContext;
-pub use step::Step;
+pub use step::{ForEach, Step};
 pub use step_error::StepError;
 pub use storages::Storages;
 pub use tokio_util::sync::CancellationToken;
