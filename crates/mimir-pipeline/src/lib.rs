@@ -132,7 +132,7 @@ pub use engine::{Engine, Watcher};
 pub use error::ActionError;
 pub use mimir_core::ErrorClass;
 pub use record::{Execution, StepRecord, StepStatus};
-pub use reference::{Reference, is_reference};
+pub use reference::{Reference, is_reference, referenced_params, required_params};
 pub use registry::Registry;
 pub use run_context::RunContext;
 pub use step::{ForEach, Step};
