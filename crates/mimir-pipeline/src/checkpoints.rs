@@ -103,7 +103,10 @@ mod tests {
 
     #[test]
     fn a_save_is_read_back_before_the_stored_value_and_only_staged() {
-        let stored = json!({"last_id": 7}).as_object().cloned().unwrap_or_default();
+        let stored = json!({"last_id": 7})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let checkpoints = Checkpoints::new(stored);
         assert_eq!(checkpoints.load("last_id"), Some(json!(7)));
         assert_eq!(checkpoints.load("other"), None);
@@ -122,9 +125,17 @@ mod tests {
         let big = "x".repeat(MAX_STAGED_CHECKPOINT_BYTES);
         let err = checkpoints.save("big", json!(big)).unwrap_err();
         assert!(err.contains("over the 65536-byte limit"), "{err}");
-        assert_eq!(checkpoints.load("big"), None, "a refused save stages nothing");
+        assert_eq!(
+            checkpoints.load("big"),
+            None,
+            "a refused save stages nothing"
+        );
         checkpoints.save("big", json!("small")).expect("fits");
         assert!(checkpoints.save("big", json!(big)).is_err());
-        assert_eq!(checkpoints.load("big"), Some(json!("small")), "the earlier save stays");
+        assert_eq!(
+            checkpoints.load("big"),
+            Some(json!("small")),
+            "the earlier save stays"
+        );
     }
 }

@@ -57,6 +57,46 @@ impl Watcher for OnStep<'_> {
 pub struct Engine {
     registry: Arc<Registry>,
     context_cap_bytes: usize,
+    whens: Arc<WhenCache>,
+}
+
+/// Compiled `when` programs by text: compiling takes milliseconds, and a
+/// loop evaluates an inner step's `when` once per item.
+#[derive(Default)]
+struct WhenCache(std::sync::Mutex<std::collections::HashMap<String, Arc<jq::Filter>>>);
+
+/// Programs kept; past it the cache starts over.
+const WHEN_CACHE_CAPACITY: usize = 256;
+
+impl WhenCache {
+    fn get(&self, program: &str) -> Option<Arc<jq::Filter>> {
+        self.lock().get(program).cloned()
+    }
+
+    fn put(&self, program: &str, filter: Arc<jq::Filter>) {
+        let mut cache = self.lock();
+        if cache.len() >= WHEN_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(program.to_string(), filter);
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<jq::Filter>>> {
+        // Every change is one insert or clear: a poisoned map is still whole.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for WhenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhenCache")
+            .field("programs", &self.lock().len())
+            .finish()
+    }
 }
 
 impl Engine {
@@ -66,6 +106,7 @@ impl Engine {
         Engine {
             registry,
             context_cap_bytes: DEFAULT_CONTEXT_CAP_BYTES,
+            whens: Arc::default(),
         }
     }
 
@@ -255,19 +296,20 @@ impl Engine {
             }
             let work = async {
                 if let Some(program) = &step.when
-                    && let Some(reason) = when_skips(program, scope).await?
+                    && let Some(reason) = self.when_skips(program, scope).await?
                 {
                     return Ok(Ran::Skipped(reason));
                 }
                 let result = match &step.for_each {
                     Some(each) => self.run_for_each(each, scope, run, used).await?,
                     None => {
-                        let action = self.registry.get(&step.plugin, &step.action).ok_or_else(
-                            || StepError::UnknownAction {
-                                plugin: step.plugin.clone(),
-                                action: step.action.clone(),
-                            },
-                        )?;
+                        let action =
+                            self.registry
+                                .get(&step.plugin, &step.action)
+                                .ok_or_else(|| StepError::UnknownAction {
+                                    plugin: step.plugin.clone(),
+                                    action: step.action.clone(),
+                                })?;
                         let resolved = resolve_parameters(&step.parameters, scope)?;
                         let step_run = RunContext {
                             step: step.name.clone(),
@@ -339,7 +381,17 @@ impl Engine {
             let element = match outcome {
                 Ok(entries) => Value::Object(entries),
                 Err(failure) if each.continue_on_error => {
-                    json!({"error": failure.to_string(), "index": index})
+                    // The index has its own key; the message says the rest.
+                    let error = match &failure {
+                        StepError::Item {
+                            step,
+                            action,
+                            error,
+                            ..
+                        } => format!("step \"{step}\" ({action}) failed: {error}"),
+                        other => other.to_string(),
+                    };
+                    json!({"error": error, "index": index})
                 }
                 // Items come in order, so this is the lowest failing index.
                 Err(failure) => return Err(failure),
@@ -399,30 +451,40 @@ impl Engine {
         entries.remove(&each.item_name);
         Ok(entries)
     }
-}
 
-/// Runs a `when` program on everything `scope` can read: `None` when the
-/// step runs, else why it is skipped.
-///
-/// The program runs on a blocking thread, like `transform.jq`; the step's
-/// deadline and cancellation abandon it, and a supervisor's deadline stops
-/// one that never ends.
-async fn when_skips(program: &str, scope: &Scope<'_>) -> Result<Option<String>, StepError> {
-    let input = scope.to_object();
-    let program = program.to_string();
-    let first = tokio::task::spawn_blocking(move || {
-        let filter = jq::compile(&program).map_err(|e| format!("does not compile: {e}"))?;
-        jq::first(&filter, &input)
-    })
-    .await
-    .map_err(|e| StepError::When(format!("the program stopped: {e}")))?
-    .map_err(StepError::When)?;
-    Ok(match first {
-        None => Some("when gave no output".to_string()),
-        Some(Value::Bool(false)) => Some("when was false".to_string()),
-        Some(Value::Null) => Some("when was null".to_string()),
-        Some(_) => None,
-    })
+    /// Runs a `when` program on everything `scope` can read: `None` when
+    /// the step runs, else why it is skipped.
+    ///
+    /// The program runs on a blocking thread, like `transform.jq`; the
+    /// step's deadline and cancellation abandon it, and a supervisor's
+    /// deadline stops one that never ends.
+    async fn when_skips(
+        &self,
+        program: &str,
+        scope: &Scope<'_>,
+    ) -> Result<Option<String>, StepError> {
+        let input = scope.readable();
+        let cached = self.whens.get(program);
+        let text = program.to_string();
+        let (filter, first) = tokio::task::spawn_blocking(move || {
+            let filter = match cached {
+                Some(filter) => filter,
+                None => Arc::new(jq::compile(&text).map_err(|e| format!("does not compile: {e}"))?),
+            };
+            let first = jq::first(&filter, &input)?;
+            Ok::<_, String>((filter, first))
+        })
+        .await
+        .map_err(|e| StepError::When(format!("the program stopped: {e}")))?
+        .map_err(StepError::When)?;
+        self.whens.put(program, filter);
+        Ok(match first {
+            None => Some("when gave no output".to_string()),
+            Some(Value::Bool(false)) => Some("when was false".to_string()),
+            Some(Value::Null) => Some("when was null".to_string()),
+            Some(_) => None,
+        })
+    }
 }
 
 /// True when no span encloses the run here.

@@ -11,7 +11,8 @@ use jaq_json::{Num, Val};
 use serde_json::{Map, Number, Value};
 
 type Data = JustLut<Val>;
-type Filter = jaq_core::Filter<Data>;
+/// A compiled program; `Send` and `Sync`, so it can be kept and shared.
+pub(crate) type Filter = jaq_core::Filter<Data>;
 
 /// Most values a program may output, so `repeat(1)` fails instead of
 /// exhausting memory.

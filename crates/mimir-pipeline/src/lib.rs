@@ -26,13 +26,34 @@
 //! see [`Engine::with_context_cap`]). The first failing step stops the run;
 //! the steps after it are recorded as skipped.
 //!
+//! # Conditions, loops and checkpoints
+//!
+//! `"when": "<jq>"` on a step runs a jq program over the context object
+//! `{"params": ..., "<earlier step>": entry, ..., "<as>": item}`; the step
+//! runs only when the first output is neither `false` nor `null`, else it is
+//! recorded as skipped (its record's `error` says why, e.g. `when was
+//! false`) and has no entry. A program that fails fails the step.
+//!
+//! A step `{"name", "for_each": {"items": "$.ref", "as": "item",
+//! "concurrency": 1, "continue_on_error": false, "steps": [...]}}` runs its
+//! inner steps once per item of the array `items` ([`ForEach`]), at most
+//! `concurrency` items at once; its entry is the array of each item's inner
+//! entries, in item order. Only top-level steps have records.
+//!
+//! `checkpoint.load` and `checkpoint.save` read and stage the pipeline's
+//! durable bookmarks ([`Checkpoints`], through [`RunContext::checkpoints`]);
+//! the saves of a run that succeeded come back in
+//! [`Execution::checkpoints`] and in the result as `"checkpoints"`.
+//!
 //! # Built-in actions
 //!
 //! `http.request` ([`actions::HttpRequest`]), `file.read`
 //! ([`actions::FileRead`]), `file.write` ([`actions::FileWrite`]),
 //! `transform.jq` ([`actions::TransformJq`]), `core.log`
 //! ([`actions::CoreLog`]), `core.sleep` ([`actions::CoreSleep`]) and
-//! `core.fail` ([`actions::CoreFail`]); [`Registry::confined`] has them all,
+//! `core.fail` ([`actions::CoreFail`]), `checkpoint.load`
+//! ([`actions::CheckpointLoad`]) and `checkpoint.save`
+//! ([`actions::CheckpointSave`]); [`Registry::confined`] has them all,
 //! with the file and HTTP actions confined to what a [`Confinement`] allows:
 //! file roots, and hosts allowed and denied (see [`confinement`]).
 //!

@@ -245,7 +245,10 @@ mod tests {
         .expect("steps");
         assert_eq!(required_params(&steps), ["ids", "list_url", "token"]);
         let all: Vec<String> = referenced_params(&steps).into_iter().collect();
-        assert_eq!(all, ["detail", "ids", "list_url", "since", "token", "verbose"]);
+        assert_eq!(
+            all,
+            ["detail", "ids", "list_url", "since", "token", "verbose"]
+        );
     }
 
     #[test]

@@ -48,12 +48,9 @@ impl<'a> Scope<'a> {
 
     /// Everything readable as one object, what a `when` program reads:
     /// `{"params": ..., "<name>": entry, ...}`.
-    pub(crate) fn to_object(&self) -> Value {
+    pub(crate) fn readable(&self) -> Value {
         let mut object = Map::new();
-        object.insert(
-            PARAMS_ROOT.to_string(),
-            Value::Object(self.params.clone()),
-        );
+        object.insert(PARAMS_ROOT.to_string(), Value::Object(self.params.clone()));
         self.copy_entries(&mut object);
         Value::Object(object)
     }
@@ -231,13 +228,14 @@ mod tests {
         let inner = map(json!({"item": {"id": 7}, "x": "inner"}));
         let top = Scope::top(&params, &outer);
         let scope = top.inner(&inner);
-        let parameters = map(json!({"id": "$.item.id", "x": "$.x", "all": "$.load", "n": "$.params.n"}));
+        let parameters =
+            map(json!({"id": "$.item.id", "x": "$.x", "all": "$.load", "n": "$.params.n"}));
         assert_eq!(
             Value::Object(resolve_parameters(&parameters, &scope).unwrap()),
             json!({"id": 7, "x": "inner", "all": [1, 2], "n": 1})
         );
         assert_eq!(
-            scope.to_object(),
+            scope.readable(),
             json!({"params": {"n": 1}, "load": [1, 2], "x": "inner", "item": {"id": 7}})
         );
     }

@@ -177,7 +177,11 @@ mod tests {
         .expect("valid loop");
         let each = step.for_each.as_ref().expect("a loop");
         assert_eq!(
-            (each.item_name.as_str(), each.concurrency, each.continue_on_error),
+            (
+                each.item_name.as_str(),
+                each.concurrency,
+                each.continue_on_error
+            ),
             ("item", 1, false)
         );
         assert_eq!(step.qualified_action(), "for_each");

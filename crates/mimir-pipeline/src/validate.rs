@@ -172,7 +172,12 @@ fn check_name(at: &str, i: usize, step: &Step, level: &Level<'_>) -> Result<(), 
     let name = step.name.as_str();
     if let Some(message) = name_problem(name, "step name") {
         let step = (!name.trim().is_empty()).then_some(name);
-        return Err(InvalidPipeline::new("invalid_step_name", step, field, message));
+        return Err(InvalidPipeline::new(
+            "invalid_step_name",
+            step,
+            field,
+            message,
+        ));
     }
     let duplicate = |used_by: &str| {
         Err(InvalidPipeline::new(
@@ -202,7 +207,12 @@ fn check_for_each(
 ) -> Result<(), InvalidPipeline> {
     let name = Some(step.name.as_str());
     let refuse = |code: &'static str, field: &str, message: String| {
-        Err(InvalidPipeline::new(code, name, format!("{at}.{field}"), message))
+        Err(InvalidPipeline::new(
+            code,
+            name,
+            format!("{at}.{field}"),
+            message,
+        ))
     };
     for (field, set) in [
         ("plugin", !step.plugin.is_empty()),
@@ -243,7 +253,9 @@ fn check_for_each(
         return refuse(
             "invalid_for_each",
             "for_each.as",
-            format!("\"{RESULT_ROOT}\" is reserved: \"$.{RESULT_ROOT}\" means an action's result in output"),
+            format!(
+                "\"{RESULT_ROOT}\" is reserved: \"$.{RESULT_ROOT}\" means an action's result in output"
+            ),
         );
     }
     let used_by = match level.positions.get(item) {
@@ -286,7 +298,12 @@ fn check_for_each(
             .or_insert_with(|| format!("{}[{j}]", level.path));
     }
     inner.taken.insert(item, format!("{at}.for_each.as"));
-    check_level(&format!("{at}.for_each.steps"), &each.steps, &inner, registry)
+    check_level(
+        &format!("{at}.for_each.steps"),
+        &each.steps,
+        &inner,
+        registry,
+    )
 }
 
 fn check_action(at: &str, step: &Step, registry: &Registry) -> Result<(), InvalidPipeline> {
@@ -417,7 +434,9 @@ fn reference_problem(i: usize, text: &str, level: &Level<'_>) -> Result<(), Stri
     } else {
         format!("; earlier steps: {}", earlier.join(", "))
     };
-    Err(format!("\"{text}\" refers to unknown step \"{root}\"{hint}"))
+    Err(format!(
+        "\"{text}\" refers to unknown step \"{root}\"{hint}"
+    ))
 }
 
 fn check_output(at: &str, step: &Step) -> Result<(), InvalidPipeline> {
@@ -654,8 +673,15 @@ mod tests {
              "parameters": {"message": {"url": "$.nope.url"}}}
         ])));
         assert_eq!(err.code, "invalid_reference");
-        assert_eq!(err.field, "steps[1].for_each.steps[0].parameters.message.url");
-        assert!(err.message.contains("unknown step \"nope\""), "{}", err.message);
+        assert_eq!(
+            err.field,
+            "steps[1].for_each.steps[0].parameters.message.url"
+        );
+        assert!(
+            err.message.contains("unknown step \"nope\""),
+            "{}",
+            err.message
+        );
         assert!(err.message.contains("list, row"), "{}", err.message);
 
         let err = refusal(looped(json!([
@@ -674,7 +700,12 @@ mod tests {
             {"name": "b", "plugin": "core", "action": "log"}
         ])));
         assert_eq!(err.field, "steps[1].for_each.steps[0].parameters.message");
-        assert!(err.message.contains("runs later (steps[1].for_each.steps[1])"), "{}", err.message);
+        assert!(
+            err.message
+                .contains("runs later (steps[1].for_each.steps[1])"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -687,9 +718,15 @@ mod tests {
         };
         let inner = json!([{"name": "x", "plugin": "core", "action": "log"}]);
         let err = refused(json!({"items": "list", "steps": inner}));
-        assert_eq!((err.code, err.field.as_str()), ("invalid_for_each", "steps[1].for_each.items"));
+        assert_eq!(
+            (err.code, err.field.as_str()),
+            ("invalid_for_each", "steps[1].for_each.items")
+        );
         let err = refused(json!({"items": "$.later", "steps": inner}));
-        assert_eq!((err.code, err.field.as_str()), ("invalid_reference", "steps[1].for_each.items"));
+        assert_eq!(
+            (err.code, err.field.as_str()),
+            ("invalid_reference", "steps[1].for_each.items")
+        );
         let err = refused(json!({"items": "$.list", "concurrency": 0, "steps": inner}));
         assert_eq!(err.field, "steps[1].for_each.concurrency");
         let err = refused(json!({"items": "$.list", "concurrency": 33, "steps": inner}));
@@ -703,7 +740,10 @@ mod tests {
         let err = refused(json!({"items": "$.list", "steps": [
             {"name": "x", "plugin": "core", "action": "log"},
             {"name": "x", "plugin": "core", "action": "log"}]}));
-        assert_eq!((err.code, err.field.as_str()), ("duplicate_step_name", "steps[1].for_each.steps[1].name"));
+        assert_eq!(
+            (err.code, err.field.as_str()),
+            ("duplicate_step_name", "steps[1].for_each.steps[1].name")
+        );
         let err = refused(json!({"items": "$.list", "steps": [
             {"name": "list", "plugin": "core", "action": "log"}]}));
         assert_eq!(err.field, "steps[1].for_each.steps[0].name");
@@ -712,13 +752,19 @@ mod tests {
             {"name": "x", "plugin": "file", "action": "read", "parameters": {"path": "p", "format": "xml"}}]}));
         assert_eq!(err.field, "steps[1].for_each.steps[0].parameters.format");
         let err = refused(json!({"items": "$.list", "steps": [{"name": "x", "plugin": "core"}]}));
-        assert_eq!((err.code, err.field.as_str()), ("missing_field", "steps[1].for_each.steps[0].action"));
+        assert_eq!(
+            (err.code, err.field.as_str()),
+            ("missing_field", "steps[1].for_each.steps[0].action")
+        );
 
         let err = refusal(json!([{"name": "e", "plugin": "core", "action": "log",
             "for_each": {"items": "$.params.x", "steps": inner}}]));
         assert_eq!(err.field, "steps[0].plugin");
         let err = refusal(json!([{"name": "e"}]));
-        assert_eq!((err.code, err.field.as_str()), ("missing_field", "steps[0].plugin"));
+        assert_eq!(
+            (err.code, err.field.as_str()),
+            ("missing_field", "steps[0].plugin")
+        );
     }
 
     #[test]
@@ -726,18 +772,26 @@ mod tests {
         let err = refusal(looped(json!([
             {"name": "x", "plugin": "core", "action": "log", "when": ".row >"}
         ])));
-        assert_eq!((err.code, err.field.as_str()), ("invalid_when", "steps[1].for_each.steps[0].when"));
-        let err = refusal(json!([{"name": "x", "plugin": "core", "action": "log", "when": "nosuch(1)"}]));
+        assert_eq!(
+            (err.code, err.field.as_str()),
+            ("invalid_when", "steps[1].for_each.steps[0].when")
+        );
+        let err =
+            refusal(json!([{"name": "x", "plugin": "core", "action": "log", "when": "nosuch(1)"}]));
         assert_eq!(err.field, "steps[0].when");
     }
 
     #[test]
     fn checkpoint_keys_are_checked_when_literal() {
-        let err = refusal(json!([{"name": "x", "plugin": "checkpoint", "action": "save",
-            "parameters": {"key": "", "value": 1}}]));
+        let err = refusal(
+            json!([{"name": "x", "plugin": "checkpoint", "action": "save",
+            "parameters": {"key": "", "value": 1}}]),
+        );
         assert_eq!(err.field, "steps[0].parameters.key");
-        let ok = steps(json!([{"name": "x", "plugin": "checkpoint", "action": "load",
-            "parameters": {"key": "$.params.k", "default": 0}}]));
+        let ok = steps(
+            json!([{"name": "x", "plugin": "checkpoint", "action": "load",
+            "parameters": {"key": "$.params.k", "default": 0}}]),
+        );
         validate(&ok, &builtin()).expect("valid");
     }
 }
