@@ -32,6 +32,11 @@ impl Context {
         &self.entries
     }
 
+    /// The size of the compact JSON form of the entries.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     pub(crate) fn into_entries(self) -> Map<String, Value> {
         self.entries
     }

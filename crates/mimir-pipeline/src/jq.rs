@@ -11,7 +11,8 @@ use jaq_json::{Num, Val};
 use serde_json::{Map, Number, Value};
 
 type Data = JustLut<Val>;
-type Filter = jaq_core::Filter<Data>;
+/// A compiled program; `Send` and `Sync`, so it can be kept and shared.
+pub(crate) type Filter = jaq_core::Filter<Data>;
 
 /// Most values a program may output, so `repeat(1)` fails instead of
 /// exhausting memory.
@@ -100,22 +101,7 @@ pub(crate) fn run(
     let ctx = Ctx::<Data>::new(&filter.lut, Vars::new([]));
     let mut outputs = Vec::new();
     for output in filter.id.run((ctx, to_val(input))) {
-        match output {
-            Ok(value) => outputs.push(to_json(&value)),
-            Err(exception) => {
-                return Err(match exception.get_err() {
-                    // `error("text")` reads better unquoted, as jq prints it.
-                    Ok(error) => match error.into_val() {
-                        Val::TStr(text) => String::from_utf8_lossy(&text).into_owned(),
-                        other => other.to_string(),
-                    },
-                    Err(exception) => match exception.get_halt() {
-                        Ok(code) => format!("the program halted with exit code {code}"),
-                        Err(_) => "the program stopped unexpectedly".to_string(),
-                    },
-                });
-            }
-        }
+        outputs.push(to_json(&output.map_err(describe)?));
         if outputs.len() > MAX_OUTPUTS {
             return Err(format!(
                 "the program produced more than {MAX_OUTPUTS} values"
@@ -130,6 +116,32 @@ pub(crate) fn run(
         1 => outputs.pop().unwrap_or(Value::Null),
         _ => Value::Array(outputs),
     })
+}
+
+/// Whether the first output of `filter` on `input` is truthy (neither
+/// `false` nor `null`), and that output; `None` when there is none. The
+/// rest of the program does not run.
+pub(crate) fn first(filter: &Filter, input: &Value) -> Result<Option<Value>, String> {
+    let ctx = Ctx::<Data>::new(&filter.lut, Vars::new([]));
+    match filter.id.run((ctx, to_val(input))).next() {
+        None => Ok(None),
+        Some(output) => Ok(Some(to_json(&output.map_err(describe)?))),
+    }
+}
+
+/// An error or `halt` as a sentence.
+fn describe(exception: jaq_core::Exn<'_, Val>) -> String {
+    match exception.get_err() {
+        // `error("text")` reads better unquoted, as jq prints it.
+        Ok(error) => match error.into_val() {
+            Val::TStr(text) => String::from_utf8_lossy(&text).into_owned(),
+            other => other.to_string(),
+        },
+        Err(exception) => match exception.get_halt() {
+            Ok(code) => format!("the program halted with exit code {code}"),
+            Err(_) => "the program stopped unexpectedly".to_string(),
+        },
+    }
 }
 
 /// A JSON value as jaq sees it.
@@ -283,6 +295,16 @@ mod tests {
         assert!(err.contains("halted"), "{err}");
         let err = eval("repeat(1)", json!(null)).unwrap_err();
         assert!(err.contains("more than"), "{err}");
+    }
+
+    #[test]
+    fn first_stops_after_the_first_output() {
+        let filter = compile("false, repeat(1)").unwrap();
+        assert_eq!(first(&filter, &json!(null)).unwrap(), Some(json!(false)));
+        let filter = compile("empty").unwrap();
+        assert_eq!(first(&filter, &json!(null)).unwrap(), None);
+        let filter = compile(".a.b").unwrap();
+        assert!(first(&filter, &json!({"a": 1})).is_err());
     }
 
     #[test]

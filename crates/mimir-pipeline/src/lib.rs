@@ -26,13 +26,34 @@
 //! see [`Engine::with_context_cap`]). The first failing step stops the run;
 //! the steps after it are recorded as skipped.
 //!
+//! # Conditions, loops and checkpoints
+//!
+//! `"when": "<jq>"` on a step runs a jq program over the context object
+//! `{"params": ..., "<earlier step>": entry, ..., "<as>": item}`; the step
+//! runs only when the first output is neither `false` nor `null`, else it is
+//! recorded as skipped (its record's `error` says why, e.g. `when was
+//! false`) and has no entry. A program that fails fails the step.
+//!
+//! A step `{"name", "for_each": {"items": "$.ref", "as": "item",
+//! "concurrency": 1, "continue_on_error": false, "steps": [...]}}` runs its
+//! inner steps once per item of the array `items` ([`ForEach`]), at most
+//! `concurrency` items at once; its entry is the array of each item's inner
+//! entries, in item order. Only top-level steps have records.
+//!
+//! `checkpoint.load` and `checkpoint.save` read and stage the pipeline's
+//! durable bookmarks ([`Checkpoints`], through [`RunContext::checkpoints`]);
+//! the saves of a run that succeeded come back in
+//! [`Execution::checkpoints`] and in the result as `"checkpoints"`.
+//!
 //! # Built-in actions
 //!
 //! `http.request` ([`actions::HttpRequest`]), `file.read`
 //! ([`actions::FileRead`]), `file.write` ([`actions::FileWrite`]),
 //! `transform.jq` ([`actions::TransformJq`]), `core.log`
 //! ([`actions::CoreLog`]), `core.sleep` ([`actions::CoreSleep`]) and
-//! `core.fail` ([`actions::CoreFail`]); [`Registry::confined`] has them all,
+//! `core.fail` ([`actions::CoreFail`]), `checkpoint.load`
+//! ([`actions::CheckpointLoad`]) and `checkpoint.save`
+//! ([`actions::CheckpointSave`]); [`Registry::confined`] has them all,
 //! with the file and HTTP actions confined to what a [`Confinement`] allows:
 //! file roots, and hosts allowed and denied (see [`confinement`]).
 //!
@@ -105,6 +126,7 @@
 pub mod action;
 pub mod action_doc;
 pub mod actions;
+pub mod checkpoints;
 pub mod cir;
 pub mod confinement;
 mod context;
@@ -124,16 +146,17 @@ pub mod validate;
 
 pub use action::Action;
 pub use action_doc::{ActionDoc, ParamDoc, ParamType};
+pub use checkpoints::Checkpoints;
 pub use confinement::{Confinement, ConfinementError, HttpPolicy};
 pub use context::{DEFAULT_CONTEXT_CAP_BYTES, human_bytes};
 pub use engine::{Engine, Watcher};
 pub use error::ActionError;
 pub use mimir_core::ErrorClass;
 pub use record::{Execution, StepRecord, StepStatus};
-pub use reference::{Reference, is_reference};
+pub use reference::{Reference, is_reference, referenced_params, required_params};
 pub use registry::Registry;
 pub use run_context::RunContext;
-pub use step::Step;
+pub use step::{ForEach, Step};
 pub use step_error::StepError;
 pub use storages::Storages;
 pub use tokio_util::sync::CancellationToken;

@@ -11,7 +11,8 @@ pub enum StepStatus {
     Completed,
     /// The step failed; the run stopped here.
     Failed,
-    /// An earlier step failed, so this one did not run.
+    /// The step did not run: an earlier step failed, or its `when` did not
+    /// hold (the record's `error` then says so, e.g. `when was false`).
     Skipped,
 }
 
@@ -40,7 +41,8 @@ pub struct StepRecord {
     /// Wall time from parameter resolution to the context update, in
     /// milliseconds (fractional); 0 for skipped steps.
     pub duration_ms: f64,
-    /// Why it failed; empty unless `status` is `failed`.
+    /// Why it failed; for a step skipped by its `when`, why it was skipped
+    /// (`when was false`); empty otherwise.
     pub error: String,
 }
 
@@ -60,6 +62,9 @@ pub struct Execution {
     pub timed_out: bool,
     /// Whether retrying the failed step can help; `None` when nothing failed.
     pub error_class: Option<mimir_core::ErrorClass>,
+    /// The checkpoints the run saved (`checkpoint.save`), key → value, when
+    /// it succeeded; empty otherwise. Storing them is the caller's job.
+    pub checkpoints: Map<String, Value>,
 }
 
 impl Execution {
@@ -68,9 +73,14 @@ impl Execution {
         self.error.is_none()
     }
 
-    /// The task result: `{"steps": [...], "context": {...}}`.
+    /// The task result: `{"steps": [...], "context": {...}}`, with
+    /// `"checkpoints": {...}` when the run saved any.
     pub fn result_json(&self) -> Value {
-        json!({"steps": self.steps, "context": self.context})
+        let mut result = json!({"steps": self.steps, "context": self.context});
+        if !self.checkpoints.is_empty() {
+            result["checkpoints"] = Value::Object(self.checkpoints.clone());
+        }
+        result
     }
 }
 
@@ -96,6 +106,7 @@ mod tests {
             cancelled: false,
             timed_out: false,
             error_class: None,
+            checkpoints: Map::new(),
         };
         assert!(execution.succeeded());
         assert_eq!(
@@ -106,6 +117,9 @@ mod tests {
                 "context": {"a": {"x": 1}}
             })
         );
+        let mut saved = execution;
+        saved.checkpoints.insert("last_id".into(), json!(42));
+        assert_eq!(saved.result_json()["checkpoints"], json!({"last_id": 42}));
     }
 
     #[test]

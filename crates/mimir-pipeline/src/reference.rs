@@ -8,6 +8,7 @@
 //! (`$.load.data.0`).
 
 use serde_json::{Map, Value};
+use std::collections::BTreeSet;
 
 /// What every reference starts with.
 pub const PREFIX: &str = "$.";
@@ -138,24 +139,76 @@ pub fn for_each_reference(value: &Value, at: &str, visit: &mut dyn FnMut(&str, &
     }
 }
 
-/// The execution parameters `steps` read (`x` of every `$.params.x...`
-/// anywhere in their parameters), sorted and without repeats: what an
-/// execution must pass for its references to resolve.
+/// The execution parameters a run of `steps` cannot do without, sorted and
+/// without repeats: `x` of every `$.params.x...` in the parameters of steps
+/// that always run, inside loops too, and in loops' `items`. What the
+/// orchestrator requires of a submission
+/// (`mimir_pipeline::reference::required_params(&steps)`).
+///
+/// A step with a `when` may not run, so what it and its inner steps read is
+/// not required: the pattern `when: ".params.since != null"` guarding a step
+/// that reads `$.params.since` makes `since` optional. `when` programs
+/// themselves read a missing parameter as null rather than failing. See
+/// [`referenced_params`] for every parameter a pipeline mentions.
 pub fn required_params(steps: &[crate::Step]) -> Vec<String> {
-    let mut keys = std::collections::BTreeSet::new();
+    let mut keys = BTreeSet::new();
+    collect_params(steps, false, &mut keys);
+    keys.into_iter().collect()
+}
+
+/// Every execution parameter `steps` mention: `x` of every `$.params.x...`
+/// in any step's parameters or loop `items`, at any depth, whether or not
+/// the step has a `when`, and every `.params.x` written in a `when` program
+/// (found in its text, so `.params["x"]` and computed keys are missed). For
+/// documentation and forms; [`required_params`] is what a submission must
+/// pass.
+pub fn referenced_params(steps: &[crate::Step]) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    collect_params(steps, true, &mut keys);
+    keys
+}
+
+fn collect_params(steps: &[crate::Step], conditional: bool, keys: &mut BTreeSet<String>) {
     for step in steps {
+        if let Some(program) = &step.when {
+            if !conditional {
+                continue;
+            }
+            params_in_program(program, keys);
+        }
         for value in step.parameters.values() {
-            for_each_reference(value, "", &mut |_, text| {
-                if let Ok(Some(reference)) = Reference::parse(text)
-                    && reference.root == PARAMS_ROOT
-                    && let Some(first) = reference.keys.first()
-                {
-                    keys.insert((*first).to_string());
-                }
-            });
+            for_each_reference(value, "", &mut |_, text| add_param(text, keys));
+        }
+        if let Some(each) = &step.for_each {
+            add_param(&each.items, keys);
+            collect_params(&each.steps, conditional, keys);
         }
     }
-    keys.into_iter().collect()
+}
+
+/// Adds `x` when `text` is `$.params.x...`.
+fn add_param(text: &str, keys: &mut BTreeSet<String>) {
+    if let Ok(Some(reference)) = Reference::parse(text)
+        && reference.root == PARAMS_ROOT
+        && let Some(first) = reference.keys.first()
+    {
+        keys.insert((*first).to_string());
+    }
+}
+
+/// The `x` of every `.params.x` in a jq program's text.
+fn params_in_program(program: &str, keys: &mut BTreeSet<String>) {
+    const NEEDLE: &str = ".params.";
+    let mut rest = program;
+    while let Some(found) = rest.find(NEEDLE) {
+        rest = &rest[found + NEEDLE.len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        if end > 0 {
+            keys.insert(rest[..end].to_string());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +226,29 @@ mod tests {
         ]))
         .expect("steps");
         assert_eq!(required_params(&steps), ["token", "url"]);
+    }
+
+    #[test]
+    fn required_params_cover_loops_but_not_steps_behind_a_when() {
+        let steps: Vec<crate::Step> = serde_json::from_value(json!([
+            {"name": "list", "plugin": "core", "action": "log",
+             "parameters": {"message": "$.params.list_url"}},
+            {"name": "each", "for_each": {"items": "$.params.ids", "steps": [
+                {"name": "get", "plugin": "core", "action": "log",
+                 "parameters": {"message": ["$.item", "$.params.token"]}},
+                {"name": "maybe", "plugin": "core", "action": "log",
+                 "when": ".params.verbose and .item.x", "parameters": {"message": "$.params.detail"}}
+            ]}},
+            {"name": "since", "plugin": "core", "action": "log",
+             "when": ".params.since != null", "parameters": {"message": "$.params.since"}}
+        ]))
+        .expect("steps");
+        assert_eq!(required_params(&steps), ["ids", "list_url", "token"]);
+        let all: Vec<String> = referenced_params(&steps).into_iter().collect();
+        assert_eq!(
+            all,
+            ["detail", "ids", "list_url", "since", "token", "verbose"]
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ impl Registry {
 
     /// A registry with every built-in action: `http.request`, `file.read`,
     /// `file.write`, `transform.jq`, `core.log`, `core.sleep`, `core.fail`,
+    /// `checkpoint.load`, `checkpoint.save`,
     /// the file and HTTP actions confined by `confinement`.
     ///
     /// This is the only way to get the built-in actions: there is no
@@ -108,6 +109,8 @@ mod tests {
         assert_eq!(
             registry.names(),
             [
+                "checkpoint.load",
+                "checkpoint.save",
                 "core.fail",
                 "core.log",
                 "core.sleep",
@@ -117,7 +120,10 @@ mod tests {
                 "transform.jq"
             ]
         );
-        assert_eq!(registry.plugins(), ["core", "file", "http", "transform"]);
+        assert_eq!(
+            registry.plugins(),
+            ["checkpoint", "core", "file", "http", "transform"]
+        );
         assert_eq!(registry.actions_of("file"), ["file.read", "file.write"]);
         assert!(registry.get("file", "read").is_some());
         assert!(registry.get("file", "delete").is_none());

@@ -5,12 +5,64 @@ use crate::StepError;
 use crate::reference::{PARAMS_ROOT, Reference};
 use serde_json::{Map, Value};
 
-/// What references can read while a step's parameters are resolved.
+/// What references can read while a step's parameters are resolved: the
+/// execution's parameters, and entries by name, the innermost level first
+/// (inside a loop: the item and the item's earlier inner steps, then the
+/// steps before the loop).
+#[derive(Clone, Copy)]
 pub(crate) struct Scope<'a> {
     /// The execution's parameters (`$.params...`).
     pub params: &'a Map<String, Value>,
-    /// Entries of the steps that completed (`$.step...`).
-    pub context: &'a Map<String, Value>,
+    /// Entries of this level: steps that completed, and a loop's item.
+    pub entries: &'a Map<String, Value>,
+    /// The enclosing level, inside a loop.
+    pub outer: Option<&'a Scope<'a>>,
+}
+
+impl<'a> Scope<'a> {
+    /// The top level: `params` and the entries of completed steps.
+    pub(crate) fn top(params: &'a Map<String, Value>, entries: &'a Map<String, Value>) -> Self {
+        Scope {
+            params,
+            entries,
+            outer: None,
+        }
+    }
+
+    /// A level inside this one, with its own `entries`.
+    pub(crate) fn inner(&'a self, entries: &'a Map<String, Value>) -> Scope<'a> {
+        Scope {
+            params: self.params,
+            entries,
+            outer: Some(self),
+        }
+    }
+
+    /// The entry named `name`, innermost first.
+    pub(crate) fn entry(&self, name: &str) -> Option<&'a Value> {
+        match self.entries.get(name) {
+            Some(value) => Some(value),
+            None => self.outer.and_then(|outer| outer.entry(name)),
+        }
+    }
+
+    /// Everything readable as one object, what a `when` program reads:
+    /// `{"params": ..., "<name>": entry, ...}`.
+    pub(crate) fn readable(&self) -> Value {
+        let mut object = Map::new();
+        object.insert(PARAMS_ROOT.to_string(), Value::Object(self.params.clone()));
+        self.copy_entries(&mut object);
+        Value::Object(object)
+    }
+
+    fn copy_entries(&self, into: &mut Map<String, Value>) {
+        if let Some(outer) = self.outer {
+            outer.copy_entries(into);
+        }
+        for (name, entry) in self.entries {
+            into.insert(name.clone(), entry.clone());
+        }
+    }
 }
 
 /// Resolves every reference in `parameters`, however deeply nested.
@@ -26,7 +78,9 @@ pub(crate) fn resolve_parameters(
     Ok(resolved)
 }
 
-fn resolve(value: &Value, at: &str, scope: &Scope<'_>) -> Result<Value, StepError> {
+/// Resolves `value` (a reference, or a value with references inside)
+/// found at `at`.
+pub(crate) fn resolve(value: &Value, at: &str, scope: &Scope<'_>) -> Result<Value, StepError> {
     match value {
         Value::String(text) => {
             let failed = |reason: String| StepError::Reference {
@@ -40,7 +94,7 @@ fn resolve(value: &Value, at: &str, scope: &Scope<'_>) -> Result<Value, StepErro
             if reference.root == PARAMS_ROOT {
                 return reference.lookup_in_map(scope.params).map_err(failed);
             }
-            let Some(entry) = scope.context.get(reference.root) else {
+            let Some(entry) = scope.entry(reference.root) else {
                 return Err(failed(format!(
                     "no earlier step named \"{}\" has completed",
                     reference.root
@@ -124,10 +178,7 @@ mod tests {
     fn resolves_whole_string_references_at_any_depth() {
         let params = map(json!({"n": 3, "deep": {"k": "v"}}));
         let context = map(json!({"load": {"data": [10, 20]}}));
-        let scope = Scope {
-            params: &params,
-            context: &context,
-        };
+        let scope = Scope::top(&params, &context);
         let parameters = map(json!({
             "all": "$.params",
             "n": "$.params.n",
@@ -152,10 +203,7 @@ mod tests {
     fn a_missing_key_fails_with_the_field_and_reference() {
         let params = Map::new();
         let context = map(json!({"load": {"data": 1}}));
-        let scope = Scope {
-            params: &params,
-            context: &context,
-        };
+        let scope = Scope::top(&params, &context);
         let err = resolve_parameters(&map(json!({"x": ["$.load.rows"]})), &scope).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -170,6 +218,25 @@ mod tests {
         assert!(
             err.to_string().contains("no earlier step named \"later\""),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn inner_levels_read_their_own_entries_first_then_the_outer_ones() {
+        let params = map(json!({"n": 1}));
+        let outer = map(json!({"load": [1, 2], "x": "outer"}));
+        let inner = map(json!({"item": {"id": 7}, "x": "inner"}));
+        let top = Scope::top(&params, &outer);
+        let scope = top.inner(&inner);
+        let parameters =
+            map(json!({"id": "$.item.id", "x": "$.x", "all": "$.load", "n": "$.params.n"}));
+        assert_eq!(
+            Value::Object(resolve_parameters(&parameters, &scope).unwrap()),
+            json!({"id": 7, "x": "inner", "all": [1, 2], "n": 1})
+        );
+        assert_eq!(
+            scope.readable(),
+            json!({"params": {"n": 1}, "load": [1, 2], "x": "inner", "item": {"id": 7}})
         );
     }
 

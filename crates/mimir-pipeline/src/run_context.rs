@@ -1,6 +1,6 @@
 //! What an action knows about the run it belongs to.
 
-use crate::Storages;
+use crate::{Checkpoints, Storages};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -38,6 +38,9 @@ pub struct RunContext {
     /// The storages `storage.*` steps may use (the task's project's
     /// configs); `None` where this process has no storage access.
     pub storages: Option<Arc<Storages>>,
+    /// The pipeline's checkpoints for `checkpoint.*` steps, a fresh value
+    /// per run; `None` where the run has none (those steps then fail).
+    pub checkpoints: Option<Arc<Checkpoints>>,
 }
 
 impl RunContext {
@@ -78,6 +81,12 @@ impl RunContext {
     /// The same context, with `storages` for the `storage.*` steps.
     pub fn with_storages(mut self, storages: Arc<Storages>) -> RunContext {
         self.storages = Some(storages);
+        self
+    }
+
+    /// The same context, with `checkpoints` for the `checkpoint.*` steps.
+    pub fn with_checkpoints(mut self, checkpoints: Arc<Checkpoints>) -> RunContext {
+        self.checkpoints = Some(checkpoints);
         self
     }
 

@@ -51,6 +51,29 @@ pub enum StepError {
         /// The cap, in bytes.
         cap: usize,
     },
+    /// The step's `when` program failed or stopped.
+    #[error("when: {0}")]
+    When(String),
+    /// A `for_each` step's `items` is not an array, or is too long.
+    #[error("for_each.items: \"{reference}\" {message}")]
+    Items {
+        /// The reference as written.
+        reference: String,
+        /// What it gave instead, e.g. `is an object, not an array`.
+        message: String,
+    },
+    /// An item of a `for_each` step failed (the lowest failing index).
+    #[error("item {index}: step \"{step}\" ({action}) failed: {error}")]
+    Item {
+        /// The item's index.
+        index: usize,
+        /// The inner step that failed.
+        step: String,
+        /// Its `plugin.action`.
+        action: String,
+        /// Why.
+        error: Box<StepError>,
+    },
     /// The run was cancelled before or during the step.
     #[error("cancelled")]
     Cancelled,
@@ -73,9 +96,23 @@ impl StepError {
             StepError::UnknownAction { .. }
             | StepError::Reference { .. }
             | StepError::Output { .. }
-            | StepError::ContextCap { .. } => ErrorClass::Permanent,
+            | StepError::ContextCap { .. }
+            | StepError::When(_)
+            | StepError::Items { .. } => ErrorClass::Permanent,
             StepError::Action(error) => error.class(),
+            StepError::Item { error, .. } => error.class(),
             StepError::Cancelled | StepError::Timeout { .. } => ErrorClass::Transient,
+        }
+    }
+}
+
+impl StepError {
+    /// What failed first: the inner step's error for a failed item, at any
+    /// depth of loops; the error itself otherwise.
+    pub fn root(&self) -> &StepError {
+        match self {
+            StepError::Item { error, .. } => error.root(),
+            other => other,
         }
     }
 }
@@ -104,6 +141,25 @@ mod tests {
             e.to_string(),
             "pipeline context is 12.3 MiB, over the 10.0 MiB cap"
         );
+    }
+
+    #[test]
+    fn an_item_failure_names_the_index_and_inner_step_and_keeps_its_class() {
+        let e = StepError::Item {
+            index: 3,
+            step: "fetch".into(),
+            action: "http.request".into(),
+            error: Box::new(StepError::Timeout {
+                after_ms: 5,
+                limit: "the step's timeout_ms",
+            }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "item 3: step \"fetch\" (http.request) failed: timed out after 5 ms (the step's timeout_ms)"
+        );
+        assert_eq!(e.class(), ErrorClass::Transient);
+        assert!(matches!(e.root(), StepError::Timeout { .. }));
     }
 
     #[test]

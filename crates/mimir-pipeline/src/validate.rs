@@ -1,6 +1,7 @@
 //! Checking a pipeline's steps when it is created or updated.
 
 use crate::reference::{PARAMS_ROOT, RESULT_ROOT, Reference, for_each_reference};
+use crate::step::{ForEach, MAX_FOR_EACH_CONCURRENCY};
 use crate::{ActionError, Registry, Step};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -40,10 +41,19 @@ impl InvalidPipeline {
 ///
 /// Refused: no steps; an empty step name, one containing `.` (it could not be
 /// referenced), the reserved name `params`, or a repeated one; an unknown
-/// plugin or action; a reference that is malformed or names an unknown, the
-/// same or a later step; an `output` value that is not `$.result` or
-/// `$.result.path`; a `timeout_ms` of 0 or over [`MAX_STEP_TIMEOUT_MS`];
-/// and whatever the action's own [`crate::Action::check`] refuses.
+/// plugin or action, or a missing one on a step without `for_each`; a
+/// reference that is malformed or names an unknown, the same or a later
+/// step; an `output` value that is not `$.result` or `$.result.path`; a
+/// `timeout_ms` of 0 or over [`MAX_STEP_TIMEOUT_MS`]; a `when` that does not
+/// compile; and whatever the action's own [`crate::Action::check`] refuses.
+///
+/// A `for_each` step has no plugin, action or parameters; its `items` must be
+/// a reference, its `as` a step-like name that no step of the pipeline uses,
+/// its `concurrency` 1 to [`MAX_FOR_EACH_CONCURRENCY`], and its inner steps
+/// are checked as above: their names unique within the loop and unlike any
+/// name outside it, their references to `$.<as>`, earlier inner steps, and
+/// the steps before the loop. Errors name nested fields in full, e.g.
+/// `steps[2].for_each.steps[0].parameters.url`.
 pub fn validate(steps: &[Step], registry: &Registry) -> Result<(), InvalidPipeline> {
     if steps.is_empty() {
         return Err(InvalidPipeline::new(
@@ -53,89 +63,268 @@ pub fn validate(steps: &[Step], registry: &Registry) -> Result<(), InvalidPipeli
             "a pipeline needs at least one step",
         ));
     }
+    check_level("steps", steps, &Enclosing::default(), registry)
+}
+
+/// What the steps of a loop see of the levels around it.
+#[derive(Debug, Clone, Default)]
+struct Enclosing<'a> {
+    /// Names they may read: earlier steps of enclosing levels and the items
+    /// of enclosing loops.
+    readable: Vec<&'a str>,
+    /// Every name used around them, and where: inner names must differ.
+    taken: HashMap<&'a str, String>,
+}
+
+/// Checks the steps of one level, `path` naming them (`steps` or
+/// `steps[2].for_each.steps`).
+fn check_level(
+    path: &str,
+    steps: &[Step],
+    enclosing: &Enclosing<'_>,
+    registry: &Registry,
+) -> Result<(), InvalidPipeline> {
     // First position of each name, to tell "later step" from "unknown step".
     let mut positions: HashMap<&str, usize> = HashMap::new();
     for (i, step) in steps.iter().enumerate() {
         positions.entry(step.name.as_str()).or_insert(i);
     }
+    let level = Level {
+        path,
+        steps,
+        positions,
+        enclosing,
+    };
     for (i, step) in steps.iter().enumerate() {
-        check_name(i, step, &positions)?;
-        check_action(i, step, registry)?;
-        check_references(i, step, steps, &positions)?;
-        check_output(i, step)?;
-        check_timeout(i, step)?;
+        let at = format!("{path}[{i}]");
+        check_name(&at, i, step, &level)?;
+        match &step.for_each {
+            Some(each) => check_for_each(&at, i, step, each, &level, registry)?,
+            None => {
+                check_action(&at, step, registry)?;
+                check_references(&at, i, step, &level)?;
+            }
+        }
+        check_when(&at, step)?;
+        check_output(&at, step)?;
+        check_timeout(&at, step)?;
     }
     Ok(())
+}
+
+/// One level of steps and what it sees.
+struct Level<'a> {
+    path: &'a str,
+    steps: &'a [Step],
+    positions: HashMap<&'a str, usize>,
+    enclosing: &'a Enclosing<'a>,
 }
 
 /// Longest step timeout: 30 days, as for a task's.
 pub const MAX_STEP_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
 
-fn check_timeout(i: usize, step: &Step) -> Result<(), InvalidPipeline> {
+fn check_timeout(at: &str, step: &Step) -> Result<(), InvalidPipeline> {
     match step.timeout_ms {
         Some(ms) if !(1..=MAX_STEP_TIMEOUT_MS).contains(&ms) => Err(InvalidPipeline::new(
             "invalid_timeout",
             Some(&step.name),
-            format!("steps[{i}].timeout_ms"),
+            format!("{at}.timeout_ms"),
             format!("timeout_ms must be between 1 and {MAX_STEP_TIMEOUT_MS}, got {ms}"),
         )),
         _ => Ok(()),
     }
 }
 
-fn check_name(
-    i: usize,
-    step: &Step,
-    positions: &HashMap<&str, usize>,
-) -> Result<(), InvalidPipeline> {
-    let field = format!("steps[{i}].name");
-    let name = step.name.as_str();
-    if name.trim().is_empty() {
-        return Err(InvalidPipeline::new(
-            "invalid_step_name",
-            None,
-            field,
-            "a step name must not be empty",
-        ));
-    }
-    let refuse = |message: String| {
-        Err(InvalidPipeline::new(
-            "invalid_step_name",
-            Some(name),
-            field.clone(),
-            message,
-        ))
+fn check_when(at: &str, step: &Step) -> Result<(), InvalidPipeline> {
+    let Some(program) = &step.when else {
+        return Ok(());
     };
+    crate::jq::compile(program).map(drop).map_err(|reason| {
+        InvalidPipeline::new(
+            "invalid_when",
+            Some(&step.name),
+            format!("{at}.when"),
+            format!("when does not compile: {reason}"),
+        )
+    })
+}
+
+/// Why `name` cannot name a step or a loop's item, if it cannot.
+fn name_problem(name: &str, what: &str) -> Option<String> {
+    if name.trim().is_empty() {
+        return Some(format!("a {what} must not be empty"));
+    }
     if name.contains('.') {
-        return refuse(format!(
-            "step name \"{name}\" must not contain \".\": references use it to separate keys"
+        return Some(format!(
+            "{what} \"{name}\" must not contain \".\": references use it to separate keys"
         ));
     }
     if name == PARAMS_ROOT {
-        return refuse(format!(
-            "step name \"{PARAMS_ROOT}\" is reserved: \"$.{PARAMS_ROOT}\" means the execution's parameters"
+        return Some(format!(
+            "{what} \"{PARAMS_ROOT}\" is reserved: \"$.{PARAMS_ROOT}\" means the execution's parameters"
         ));
     }
-    match positions.get(name) {
-        Some(&first) if first != i => Err(InvalidPipeline::new(
+    None
+}
+
+fn check_name(at: &str, i: usize, step: &Step, level: &Level<'_>) -> Result<(), InvalidPipeline> {
+    let field = format!("{at}.name");
+    let name = step.name.as_str();
+    if let Some(message) = name_problem(name, "step name") {
+        let step = (!name.trim().is_empty()).then_some(name);
+        return Err(InvalidPipeline::new(
+            "invalid_step_name",
+            step,
+            field,
+            message,
+        ));
+    }
+    let duplicate = |used_by: &str| {
+        Err(InvalidPipeline::new(
             "duplicate_step_name",
             Some(name),
-            field,
-            format!("step name \"{name}\" is already used by steps[{first}]"),
-        )),
-        _ => Ok(()),
+            field.clone(),
+            format!("step name \"{name}\" is already used by {used_by}"),
+        ))
+    };
+    match level.positions.get(name) {
+        Some(&first) if first != i => return duplicate(&format!("{}[{first}]", level.path)),
+        _ => {}
+    }
+    match level.enclosing.taken.get(name) {
+        Some(used_by) => duplicate(used_by),
+        None => Ok(()),
     }
 }
 
-fn check_action(i: usize, step: &Step, registry: &Registry) -> Result<(), InvalidPipeline> {
+fn check_for_each(
+    at: &str,
+    i: usize,
+    step: &Step,
+    each: &ForEach,
+    level: &Level<'_>,
+    registry: &Registry,
+) -> Result<(), InvalidPipeline> {
     let name = Some(step.name.as_str());
+    let refuse = |code: &'static str, field: &str, message: String| {
+        Err(InvalidPipeline::new(
+            code,
+            name,
+            format!("{at}.{field}"),
+            message,
+        ))
+    };
+    for (field, set) in [
+        ("plugin", !step.plugin.is_empty()),
+        ("action", !step.action.is_empty()),
+        ("parameters", !step.parameters.is_empty()),
+    ] {
+        if set {
+            return refuse(
+                "invalid_for_each",
+                field,
+                format!("a for_each step runs its inner steps, so it has no {field}"),
+            );
+        }
+    }
+    match Reference::parse(&each.items) {
+        Ok(Some(reference)) if reference.root != RESULT_ROOT => {
+            if let Err(message) = reference_problem(i, &each.items, level) {
+                return refuse("invalid_reference", "for_each.items", message);
+            }
+        }
+        Err(message) => return refuse("invalid_reference", "for_each.items", message),
+        _ => {
+            return refuse(
+                "invalid_for_each",
+                "for_each.items",
+                format!(
+                    "items must be a reference to an array, such as \"$.load.rows\", got \"{}\"",
+                    each.items
+                ),
+            );
+        }
+    }
+    let item = each.item_name.as_str();
+    if let Some(message) = name_problem(item, "loop item name (as)") {
+        return refuse("invalid_for_each", "for_each.as", message);
+    }
+    if item == RESULT_ROOT {
+        return refuse(
+            "invalid_for_each",
+            "for_each.as",
+            format!(
+                "\"{RESULT_ROOT}\" is reserved: \"$.{RESULT_ROOT}\" means an action's result in output"
+            ),
+        );
+    }
+    let used_by = match level.positions.get(item) {
+        Some(&j) => Some(format!("{}[{j}]", level.path)),
+        None => level.enclosing.taken.get(item).cloned(),
+    };
+    if let Some(used_by) = used_by {
+        return refuse(
+            "invalid_for_each",
+            "for_each.as",
+            format!("\"{item}\" is already the name of {used_by}; pick another name for the item"),
+        );
+    }
+    if !(1..=MAX_FOR_EACH_CONCURRENCY).contains(&each.concurrency) {
+        return refuse(
+            "invalid_for_each",
+            "for_each.concurrency",
+            format!(
+                "concurrency must be between 1 and {MAX_FOR_EACH_CONCURRENCY}, got {}",
+                each.concurrency
+            ),
+        );
+    }
+    if each.steps.is_empty() {
+        return refuse(
+            "no_steps",
+            "for_each.steps",
+            "a for_each step needs at least one inner step".to_string(),
+        );
+    }
+    let mut inner = level.enclosing.clone();
+    for earlier in &level.steps[..i] {
+        inner.readable.push(&earlier.name);
+    }
+    inner.readable.push(item);
+    for (j, other) in level.steps.iter().enumerate() {
+        inner
+            .taken
+            .entry(&other.name)
+            .or_insert_with(|| format!("{}[{j}]", level.path));
+    }
+    inner.taken.insert(item, format!("{at}.for_each.as"));
+    check_level(
+        &format!("{at}.for_each.steps"),
+        &each.steps,
+        &inner,
+        registry,
+    )
+}
+
+fn check_action(at: &str, step: &Step, registry: &Registry) -> Result<(), InvalidPipeline> {
+    let name = Some(step.name.as_str());
+    for (field, value) in [("plugin", &step.plugin), ("action", &step.action)] {
+        if value.is_empty() {
+            return Err(InvalidPipeline::new(
+                "missing_field",
+                name,
+                format!("{at}.{field}"),
+                format!("a step needs a {field} (or a for_each)"),
+            ));
+        }
+    }
     let Some(action) = registry.get(&step.plugin, &step.action) else {
         let known = registry.actions_of(&step.plugin);
         if known.is_empty() {
             return Err(InvalidPipeline::new(
                 "unknown_plugin",
                 name,
-                format!("steps[{i}].plugin"),
+                format!("{at}.plugin"),
                 format!(
                     "unknown plugin \"{}\"; known plugins: {}",
                     step.plugin,
@@ -146,7 +335,7 @@ fn check_action(i: usize, step: &Step, registry: &Registry) -> Result<(), Invali
         return Err(InvalidPipeline::new(
             "unknown_action",
             name,
-            format!("steps[{i}].action"),
+            format!("{at}.action"),
             format!(
                 "unknown action \"{}\"; known actions: {}",
                 step.qualified_action(),
@@ -161,7 +350,7 @@ fn check_action(i: usize, step: &Step, registry: &Registry) -> Result<(), Invali
         } => InvalidPipeline::new(
             "invalid_parameter",
             name,
-            format!("steps[{i}].parameters.{parameter}"),
+            format!("{at}.parameters.{parameter}"),
             format!(
                 "{}: parameter \"{parameter}\" {message}",
                 step.qualified_action()
@@ -170,32 +359,28 @@ fn check_action(i: usize, step: &Step, registry: &Registry) -> Result<(), Invali
         other => InvalidPipeline::new(
             "invalid_parameter",
             name,
-            format!("steps[{i}].parameters"),
+            format!("{at}.parameters"),
             format!("{}: {other}", step.qualified_action()),
         ),
     })
 }
 
 fn check_references(
+    at: &str,
     i: usize,
     step: &Step,
-    steps: &[Step],
-    positions: &HashMap<&str, usize>,
+    level: &Level<'_>,
 ) -> Result<(), InvalidPipeline> {
     let mut first_problem: Option<(String, String)> = None;
     let parameters = Value::Object(step.parameters.clone());
-    for_each_reference(
-        &parameters,
-        &format!("steps[{i}].parameters"),
-        &mut |at, text| {
-            if first_problem.is_some() {
-                return;
-            }
-            if let Err(message) = reference_problem(i, text, steps, positions) {
-                first_problem = Some((at.to_string(), message));
-            }
-        },
-    );
+    for_each_reference(&parameters, &format!("{at}.parameters"), &mut |at, text| {
+        if first_problem.is_some() {
+            return;
+        }
+        if let Err(message) = reference_problem(i, text, level) {
+            first_problem = Some((at.to_string(), message));
+        }
+    });
     match first_problem {
         None => Ok(()),
         Some((field, message)) => Err(InvalidPipeline::new(
@@ -207,51 +392,59 @@ fn check_references(
     }
 }
 
-/// Why the reference `text` in step `i` cannot be resolved at run time.
-fn reference_problem(
-    i: usize,
-    text: &str,
-    steps: &[Step],
-    positions: &HashMap<&str, usize>,
-) -> Result<(), String> {
+/// Why the reference `text` in step `i` of `level` cannot be resolved at run
+/// time.
+fn reference_problem(i: usize, text: &str, level: &Level<'_>) -> Result<(), String> {
     let Some(reference) = Reference::parse(text)? else {
         return Ok(());
     };
-    if reference.root == PARAMS_ROOT {
+    let root = reference.root;
+    if root == PARAMS_ROOT {
         return Ok(());
     }
-    match positions.get(reference.root) {
-        Some(&j) if j < i => Ok(()),
-        Some(&j) if j == i => Err(format!(
-            "\"{text}\" refers to this step itself; a step can only read earlier steps"
-        )),
-        Some(&j) => Err(format!(
-            "\"{text}\" refers to step \"{}\", which runs later (steps[{j}]); a step can only read earlier steps",
-            reference.root
-        )),
-        None => {
-            let earlier: Vec<&str> = steps[..i].iter().map(|s| s.name.as_str()).collect();
-            let hint = if reference.root == RESULT_ROOT {
-                "; \"$.result\" is only meaningful in \"output\"".to_string()
-            } else if earlier.is_empty() {
-                "; there are no earlier steps".to_string()
-            } else {
-                format!("; earlier steps: {}", earlier.join(", "))
-            };
-            Err(format!(
-                "\"{text}\" refers to unknown step \"{}\"{hint}",
-                reference.root
-            ))
+    match level.positions.get(root) {
+        Some(&j) if j < i => return Ok(()),
+        Some(&j) if j == i => {
+            return Err(format!(
+                "\"{text}\" refers to this step itself; a step can only read earlier steps"
+            ));
         }
+        Some(&j) => {
+            return Err(format!(
+                "\"{text}\" refers to step \"{root}\", which runs later ({}[{j}]); a step can only read earlier steps",
+                level.path
+            ));
+        }
+        None => {}
     }
+    if level.enclosing.readable.contains(&root) {
+        return Ok(());
+    }
+    if let Some(at) = level.enclosing.taken.get(root) {
+        return Err(format!(
+            "\"{text}\" refers to \"{root}\" ({at}), which has not completed while this loop runs; a step can only read earlier steps"
+        ));
+    }
+    let mut earlier: Vec<&str> = level.enclosing.readable.clone();
+    earlier.extend(level.steps[..i].iter().map(|s| s.name.as_str()));
+    let hint = if root == RESULT_ROOT {
+        "; \"$.result\" is only meaningful in \"output\"".to_string()
+    } else if earlier.is_empty() {
+        "; there are no earlier steps".to_string()
+    } else {
+        format!("; earlier steps: {}", earlier.join(", "))
+    };
+    Err(format!(
+        "\"{text}\" refers to unknown step \"{root}\"{hint}"
+    ))
 }
 
-fn check_output(i: usize, step: &Step) -> Result<(), InvalidPipeline> {
+fn check_output(at: &str, step: &Step) -> Result<(), InvalidPipeline> {
     let Some(output) = &step.output else {
         return Ok(());
     };
     for (key, value) in output {
-        let field = format!("steps[{i}].output.{key}");
+        let field = format!("{at}.output.{key}");
         let refuse = |message: String| {
             Err(InvalidPipeline::new(
                 "invalid_output",
@@ -450,5 +643,155 @@ mod tests {
             {"name": "a", "plugin": "core", "action": "sleep", "parameters": {"ms": "$.params.ms"}}
         ]));
         validate(&ok, &builtin()).expect("references are not type-checked");
+    }
+
+    fn looped(inner: Value) -> Value {
+        json!([
+            {"name": "list", "plugin": "transform", "action": "jq",
+             "parameters": {"program": "[1, 2]"}},
+            {"name": "each", "for_each": {"items": "$.list", "as": "row", "concurrency": 4,
+             "steps": inner}},
+            {"name": "after", "plugin": "core", "action": "log"}
+        ])
+    }
+
+    #[test]
+    fn accepts_loops_reading_their_item_earlier_inner_and_outer_steps() {
+        let ok = steps(looped(json!([
+            {"name": "get", "plugin": "core", "action": "log",
+             "parameters": {"message": ["$.row", "$.list", "$.params.x"]}},
+            {"name": "use", "plugin": "core", "action": "log", "when": ".row > 1",
+             "parameters": {"message": "$.get"}}
+        ])));
+        validate(&ok, &builtin()).expect("valid");
+    }
+
+    #[test]
+    fn refuses_unknown_and_later_references_inside_loops_naming_the_nested_field() {
+        let err = refusal(looped(json!([
+            {"name": "get", "plugin": "core", "action": "log",
+             "parameters": {"message": {"url": "$.nope.url"}}}
+        ])));
+        assert_eq!(err.code, "invalid_reference");
+        assert_eq!(
+            err.field,
+            "steps[1].for_each.steps[0].parameters.message.url"
+        );
+        assert!(
+            err.message.contains("unknown step \"nope\""),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("list, row"), "{}", err.message);
+
+        let err = refusal(looped(json!([
+            {"name": "get", "plugin": "core", "action": "log", "parameters": {"message": "$.after"}}
+        ])));
+        assert_eq!(err.field, "steps[1].for_each.steps[0].parameters.message");
+        assert!(err.message.contains("steps[2]"), "{}", err.message);
+
+        let err = refusal(looped(json!([
+            {"name": "get", "plugin": "core", "action": "log", "parameters": {"message": "$.each"}}
+        ])));
+        assert!(err.message.contains("has not completed"), "{}", err.message);
+
+        let err = refusal(looped(json!([
+            {"name": "a", "plugin": "core", "action": "log", "parameters": {"message": "$.b"}},
+            {"name": "b", "plugin": "core", "action": "log"}
+        ])));
+        assert_eq!(err.field, "steps[1].for_each.steps[0].parameters.message");
+        assert!(
+            err.message
+                .contains("runs later (steps[1].for_each.steps[1])"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn refuses_bad_loops_naming_the_field() {
+        let refused = |each: Value| {
+            refusal(json!([
+                {"name": "list", "plugin": "core", "action": "log"},
+                {"name": "each", "for_each": each}
+            ]))
+        };
+        let inner = json!([{"name": "x", "plugin": "core", "action": "log"}]);
+        let err = refused(json!({"items": "list", "steps": inner}));
+        assert_eq!(
+            (err.code, err.field.as_str()),
+            ("invalid_for_each", "steps[1].for_each.items")
+        );
+        let err = refused(json!({"items": "$.later", "steps": inner}));
+        assert_eq!(
+            (err.code, err.field.as_str()),
+            ("invalid_reference", "steps[1].for_each.items")
+        );
+        let err = refused(json!({"items": "$.list", "concurrency": 0, "steps": inner}));
+        assert_eq!(err.field, "steps[1].for_each.concurrency");
+        let err = refused(json!({"items": "$.list", "concurrency": 33, "steps": inner}));
+        assert_eq!(err.field, "steps[1].for_each.concurrency");
+        for bad in ["params", "list", "each", "a.b", "", "result"] {
+            let err = refused(json!({"items": "$.list", "as": bad, "steps": inner}));
+            assert_eq!(err.field, "steps[1].for_each.as", "{bad}: {}", err.message);
+        }
+        let err = refused(json!({"items": "$.list", "steps": []}));
+        assert_eq!(err.field, "steps[1].for_each.steps");
+        let err = refused(json!({"items": "$.list", "steps": [
+            {"name": "x", "plugin": "core", "action": "log"},
+            {"name": "x", "plugin": "core", "action": "log"}]}));
+        assert_eq!(
+            (err.code, err.field.as_str()),
+            ("duplicate_step_name", "steps[1].for_each.steps[1].name")
+        );
+        let err = refused(json!({"items": "$.list", "steps": [
+            {"name": "list", "plugin": "core", "action": "log"}]}));
+        assert_eq!(err.field, "steps[1].for_each.steps[0].name");
+        assert!(err.message.contains("steps[0]"), "{}", err.message);
+        let err = refused(json!({"items": "$.list", "steps": [
+            {"name": "x", "plugin": "file", "action": "read", "parameters": {"path": "p", "format": "xml"}}]}));
+        assert_eq!(err.field, "steps[1].for_each.steps[0].parameters.format");
+        let err = refused(json!({"items": "$.list", "steps": [{"name": "x", "plugin": "core"}]}));
+        assert_eq!(
+            (err.code, err.field.as_str()),
+            ("missing_field", "steps[1].for_each.steps[0].action")
+        );
+
+        let err = refusal(json!([{"name": "e", "plugin": "core", "action": "log",
+            "for_each": {"items": "$.params.x", "steps": inner}}]));
+        assert_eq!(err.field, "steps[0].plugin");
+        let err = refusal(json!([{"name": "e"}]));
+        assert_eq!(
+            (err.code, err.field.as_str()),
+            ("missing_field", "steps[0].plugin")
+        );
+    }
+
+    #[test]
+    fn refuses_a_when_that_does_not_compile_naming_the_field() {
+        let err = refusal(looped(json!([
+            {"name": "x", "plugin": "core", "action": "log", "when": ".row >"}
+        ])));
+        assert_eq!(
+            (err.code, err.field.as_str()),
+            ("invalid_when", "steps[1].for_each.steps[0].when")
+        );
+        let err =
+            refusal(json!([{"name": "x", "plugin": "core", "action": "log", "when": "nosuch(1)"}]));
+        assert_eq!(err.field, "steps[0].when");
+    }
+
+    #[test]
+    fn checkpoint_keys_are_checked_when_literal() {
+        let err = refusal(
+            json!([{"name": "x", "plugin": "checkpoint", "action": "save",
+            "parameters": {"key": "", "value": 1}}]),
+        );
+        assert_eq!(err.field, "steps[0].parameters.key");
+        let ok = steps(
+            json!([{"name": "x", "plugin": "checkpoint", "action": "load",
+            "parameters": {"key": "$.params.k", "default": 0}}]),
+        );
+        validate(&ok, &builtin()).expect("valid");
     }
 }

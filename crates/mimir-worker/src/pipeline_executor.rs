@@ -14,6 +14,13 @@
 //! definitions), their `${env:…}` / `${file:…}` references resolved here,
 //! once, where the worker's environment and secrets directory are
 //! (`MIMIR_SECRETS_DIR`), and handed to the executor in the job.
+//!
+//! A pipeline with `checkpoint.*` steps (at any depth of loops) gets its
+//! stored checkpoints, fetched fresh for every attempt from
+//! `GET /api/pipelines/{id}/checkpoints` (`{"pipeline_id", "checkpoints":
+//! {key: value}, "updated_at"}`). What a successful run saved comes back in
+//! the task result as `"checkpoints": {key: value}`, for the orchestrator to
+//! store when the task completes.
 
 use crate::project_storage::ProjectStorages;
 use crate::sandbox::{Sandboxes, protocol::Job};
@@ -22,8 +29,11 @@ use async_trait::async_trait;
 use mimir_client::Client;
 use mimir_core::{AttemptOutcome, ErrorClass, Pipeline, WorkTask, WorkTaskType};
 use mimir_pipeline::Step;
+use mimir_pipeline::step::uses_plugin;
 use parking_lot::Mutex;
 use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -92,22 +102,9 @@ impl PipelineExecutor {
         {
             return Ok(definition.clone());
         }
-        let path = format!("/api/pipelines/{pipeline_id}");
-        // An orchestrator restarting (or a replica failing over) answers
-        // again within moments: wait for it rather than spend an attempt.
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(100);
-        let fetched = loop {
-            match self.client.call(Method::GET, &path, None).await {
-                Err(mimir_client::ClientError::Transport { .. })
-                    if started.elapsed() + pause < DEFINITION_FETCH_PATIENCE =>
-                {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                answer => break answer,
-            }
-        };
+        let fetched = self
+            .get_patiently::<Pipeline>(&format!("/api/pipelines/{pipeline_id}"))
+            .await;
         let pipeline: Pipeline = fetched.map_err(|e| {
             // A pipeline that is gone stays gone; an unreachable
             // orchestrator may answer next time.
@@ -138,6 +135,57 @@ impl PipelineExecutor {
         );
         Ok(definition)
     }
+
+    /// The pipeline's stored checkpoints, fetched fresh: a bookmark read
+    /// from a cache could load the same data twice.
+    async fn checkpoints(
+        &self,
+        pipeline_id: &str,
+    ) -> Result<Map<String, Value>, (String, ErrorClass)> {
+        /// `GET /api/pipelines/{id}/checkpoints`; the other keys are not needed.
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            checkpoints: Map<String, Value>,
+        }
+        let path = format!("/api/pipelines/{pipeline_id}/checkpoints");
+        match self.get_patiently::<Answer>(&path).await {
+            Ok(answer) => Ok(answer.checkpoints),
+            Err(e) => {
+                let class = match &e {
+                    mimir_client::ClientError::Api { status, .. } if *status == 404 => {
+                        ErrorClass::Permanent
+                    }
+                    _ => ErrorClass::Transient,
+                };
+                Err((
+                    format!("cannot load the checkpoints of pipeline {pipeline_id}: {e}"),
+                    class,
+                ))
+            }
+        }
+    }
+
+    /// `GET path`, waiting out an unreachable orchestrator for up to
+    /// [`DEFINITION_FETCH_PATIENCE`]: one restarting (or a replica failing
+    /// over) answers again within moments, and an attempt is worth more.
+    async fn get_patiently<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, mimir_client::ClientError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.client.call(Method::GET, path, None).await {
+                Err(mimir_client::ClientError::Transport { .. })
+                    if started.elapsed() + pause < DEFINITION_FETCH_PATIENCE =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                answer => return answer,
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -159,9 +207,19 @@ impl Executor for PipelineExecutor {
         // The attempt span's context when traced, else the submission's.
         let traceparent = mimir_telemetry::propagation::traceparent_of(&tracing::Span::current())
             .unwrap_or_else(|| task.traceparent.clone());
-        let storage = if definition.steps.iter().any(|s| s.plugin == "storage") {
+        // Loops' inner steps count: a storage step inside a for_each needs
+        // the configs as much as one outside.
+        let storage = if uses_plugin(&definition.steps, "storage") {
             match self.storage.get(task).await {
                 Ok(storage) => Some(storage),
+                Err((why, class)) => return Finished::failed(why, None).classed(class),
+            }
+        } else {
+            None
+        };
+        let checkpoints = if uses_plugin(&definition.steps, "checkpoint") {
+            match self.checkpoints(pipeline_id).await {
+                Ok(checkpoints) => Some(checkpoints),
                 Err((why, class)) => return Finished::failed(why, None).classed(class),
             }
         } else {
@@ -188,6 +246,7 @@ impl Executor for PipelineExecutor {
                 .as_ref()
                 .map(|s| s.unavailable.clone())
                 .unwrap_or_default(),
+            checkpoints,
         };
         let memory = self
             .memory
@@ -236,7 +295,12 @@ impl Executor for PipelineExecutor {
             .run(&job, memory, &cancel, &mut on_step)
             .await;
         reporter.abort();
-        let result = serde_json::json!({"steps": ended.steps, "context": ended.context});
+        let mut result = serde_json::json!({"steps": ended.steps, "context": ended.context});
+        // Only a run that succeeded has any; the orchestrator stores them
+        // when the task completes.
+        if !ended.checkpoints.is_empty() {
+            result["checkpoints"] = Value::Object(ended.checkpoints);
+        }
         let finished = match ended.error {
             None => Finished::completed(result),
             Some(error) => Finished {

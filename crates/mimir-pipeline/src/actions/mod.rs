@@ -1,5 +1,8 @@
 //! The built-in actions, one file each.
 
+mod checkpoint_common;
+mod checkpoint_load;
+mod checkpoint_save;
 mod core_fail;
 mod core_log;
 mod core_sleep;
@@ -15,6 +18,8 @@ mod storage_store;
 mod storage_update;
 mod transform_jq;
 
+pub use checkpoint_load::CheckpointLoad;
+pub use checkpoint_save::CheckpointSave;
 pub use core_fail::{CoreFail, DEFAULT_FAIL_MESSAGE};
 pub use core_log::CoreLog;
 pub use core_sleep::CoreSleep;
@@ -46,6 +51,8 @@ pub(crate) fn builtin(confinement: &Confinement) -> Result<Vec<Arc<dyn Action>>,
         Arc::new(CoreLog),
         Arc::new(CoreSleep),
         Arc::new(CoreFail),
+        Arc::new(CheckpointLoad),
+        Arc::new(CheckpointSave),
     ])
 }
 

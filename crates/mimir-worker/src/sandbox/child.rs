@@ -5,7 +5,7 @@
 
 use super::operations::Operations;
 use super::protocol::{Event, Job, Outcome};
-use mimir_pipeline::{Engine, RunContext, Step, StepRecord, Storages, Watcher};
+use mimir_pipeline::{Checkpoints, Engine, RunContext, Step, StepRecord, Storages, Watcher};
 use mimir_storage::{Connectors, Secrets};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -101,6 +101,9 @@ async fn run(engine: &Engine, storage: &StorageAccess, job: Job<'_>, reporter: &
     .with_unavailable(job.storage_unavailable);
     run = run.with_storages(Arc::new(storages));
     storage.operations.take();
+    if let Some(stored) = job.checkpoints {
+        run = run.with_checkpoints(Arc::new(Checkpoints::new(stored)));
+    }
     if let Some(traceparent) = job.traceparent {
         run = run.with_traceparent(traceparent);
     }
@@ -120,6 +123,7 @@ async fn run(engine: &Engine, storage: &StorageAccess, job: Job<'_>, reporter: &
         error_class: execution.error_class,
         timed_out: execution.timed_out,
         storage_operations: storage.operations.take(),
+        checkpoints: execution.checkpoints,
     });
 }
 

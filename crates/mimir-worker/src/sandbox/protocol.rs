@@ -43,6 +43,11 @@ pub struct Job<'a> {
     /// The project's configs the worker could not resolve, and why.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub storage_unavailable: BTreeMap<String, String>,
+    /// The pipeline's stored checkpoints (key → value), for
+    /// `checkpoint.*` steps. Only sent when a step uses them: `None` gives
+    /// the run no checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<Map<String, Value>>,
 }
 
 /// What an executor reports about the job it runs.
@@ -80,4 +85,42 @@ pub struct Outcome {
     /// The storage operations the job ran, for metrics.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub storage_operations: Vec<StorageOperationEvent>,
+    /// The checkpoints the job saved, when it succeeded.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub checkpoints: Map<String, Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn checkpoints_travel_only_when_the_job_has_them() {
+        let mut job: Job<'static> = serde_json::from_value(json!({
+            "worktask_id": "t", "pipeline_id": "p", "attempt": 0,
+            "steps": [], "parameters": {}
+        }))
+        .expect("a job without checkpoints");
+        assert_eq!(job.checkpoints, None);
+        assert!(
+            serde_json::to_value(&job)
+                .expect("json")
+                .get("checkpoints")
+                .is_none()
+        );
+        job.checkpoints = json!({"last_id": 7}).as_object().cloned();
+        let back: Job<'static> =
+            serde_json::from_value(serde_json::to_value(&job).expect("json")).expect("a job");
+        assert_eq!(back.checkpoints, job.checkpoints);
+
+        let outcome: Outcome = serde_json::from_value(json!({"context": {}})).expect("outcome");
+        assert!(outcome.checkpoints.is_empty());
+        assert!(
+            serde_json::to_value(&outcome)
+                .expect("json")
+                .get("checkpoints")
+                .is_none()
+        );
+    }
 }

@@ -87,6 +87,8 @@ pub struct Ended {
     pub cancelled: bool,
     /// The storage operations it ran (none known when the executor was stopped).
     pub storage_operations: Vec<mimir_core::StorageOperationEvent>,
+    /// The checkpoints it saved, when it succeeded (`checkpoint.save`).
+    pub checkpoints: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The pool of executors.
@@ -466,6 +468,7 @@ fn finished(job: &Job<'_>, mut steps: Vec<StepRecord>, outcome: Outcome) -> Ende
         timed_out: outcome.timed_out,
         cancelled: false,
         storage_operations: outcome.storage_operations,
+        checkpoints: outcome.checkpoints,
     }
 }
 
@@ -494,6 +497,7 @@ fn failed(job: &Job<'_>, done: &[StepRecord], why: String, class: ErrorClass) ->
         timed_out: false,
         cancelled: false,
         storage_operations: Vec::new(),
+        checkpoints: serde_json::Map::new(),
     }
 }
 
@@ -530,6 +534,7 @@ mod tests {
             parameters: std::borrow::Cow::Owned(serde_json::Map::new()),
             step_timeout_ms: None,
             remaining_ms: None,
+            checkpoints: None,
             project_id: String::new(),
             storage_configs: Vec::new(),
             storage_unavailable: Default::default(),
