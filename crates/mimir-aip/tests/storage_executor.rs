@@ -65,6 +65,7 @@ fn job(project: &str, steps: Value, configs: Vec<StorageConfig>) -> Job<'static>
         project_id: project.into(),
         storage_configs: configs,
         storage_unavailable: BTreeMap::new(),
+        checkpoints: None,
     }
 }
 

@@ -167,7 +167,17 @@ fn pipeline_steps_are_described_per_action() {
     let registry = mimir_pipeline::Registry::confined(&mimir_pipeline::Confinement::default())
         .expect("registry")
         .with_storage();
-    assert_eq!(alternatives.len(), registry.names().len());
+    // One per action, and the for_each loop.
+    assert_eq!(alternatives.len(), registry.names().len() + 1);
+    let for_each = alternatives
+        .iter()
+        .find(|a| a["title"] == "for_each")
+        .expect("for_each");
+    assert_eq!(
+        for_each["properties"]["for_each"]["properties"]["steps"]["items"]["$ref"],
+        "#/components/schemas/PipelineStep"
+    );
+    assert!(sleep["properties"]["when"].is_object());
     for (schema, field) in [
         ("PipelineBody", "project_id"),
         ("PipelineBody", "name"),

@@ -50,7 +50,10 @@ async fn every_builtin_action_is_listed_with_its_parameters() {
         .iter()
         .map(|p| p["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(plugins, ["core", "file", "http", "storage", "transform"]);
+    assert_eq!(
+        plugins,
+        ["checkpoint", "core", "file", "http", "storage", "transform"]
+    );
     let registry = mimir_pipeline::Registry::confined(&mimir_pipeline::Confinement::default())
         .expect("registry")
         .with_storage();

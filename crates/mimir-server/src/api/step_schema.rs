@@ -119,6 +119,7 @@ fn for_each_schema() -> Value {
                     "steps": {"type": "array", "minItems": 1, "items": {"$ref": format!("#/components/schemas/{STEP_SCHEMA}")}}
                 }
             },
+            "parameters": {"type": "object", "maxProperties": 0, "description": "Always empty: the loop's steps have the parameters"},
             "output": {
                 "type": ["object", "null"],
                 "additionalProperties": {"type": "string"},
