@@ -49,11 +49,7 @@ impl Default for PipelineRequirements {
 
 impl PipelineRequirements {
     /// What pipeline `id` needs, or `None` when there is no such pipeline.
-    pub async fn of(
-        &self,
-        store: &dyn Store,
-        id: &str,
-    ) -> Result<Option<Arc<Needs>>, StoreError> {
+    pub async fn of(&self, store: &dyn Store, id: &str) -> Result<Option<Arc<Needs>>, StoreError> {
         if let Some(params) = self.cache.read().get(id) {
             return Ok(Some(params.clone()));
         }

@@ -26,7 +26,8 @@ struct Api {
 impl Api {
     async fn new() -> Api {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open"));
+        let store =
+            Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open"));
         support::put_noop(&store, "p").await;
         let mut state = AppState::new(store.clone());
         state.max_body_bytes = 256 * 1024;
@@ -175,15 +176,24 @@ async fn bad_schedules_are_refused_naming_the_field_and_nothing_is_stored() {
         (json!({"timezone": "Mars/Olympus"}), "timezone"),
         (json!({"pipeline_id": "missing"}), "pipeline_id"),
         (json!({"pipeline_id": null}), "pipeline_id"),
-        (json!({"pipeline_id": null, "pipeline_ids": []}), "pipeline_ids"),
-        (json!({"pipeline_id": null, "pipeline_ids": [support::NOOP, support::NOOP]}), "pipeline_ids[1]"),
+        (
+            json!({"pipeline_id": null, "pipeline_ids": []}),
+            "pipeline_ids",
+        ),
+        (
+            json!({"pipeline_id": null, "pipeline_ids": [support::NOOP, support::NOOP]}),
+            "pipeline_ids[1]",
+        ),
         (json!({"project_id": "other"}), "pipeline_id"),
         (json!({"priority": 11}), "priority"),
         (json!({"catchup": "sometimes"}), "catchup"),
         (json!({"overlap": "replace"}), "overlap"),
         (json!({"jitter_ms": 3_600_001u64}), "jitter_ms"),
         (json!({"name": ""}), "name"),
-        (json!({"parameters": {"scheduled_at": "x"}}), "parameters.scheduled_at"),
+        (
+            json!({"parameters": {"scheduled_at": "x"}}),
+            "parameters.scheduled_at",
+        ),
     ] {
         let mut body = base.clone();
         for (k, v) in change.as_object().expect("object") {
@@ -194,11 +204,19 @@ async fn bad_schedules_are_refused_naming_the_field_and_nothing_is_stored() {
         assert_eq!(error["error"]["field"], field, "{body} → {error}");
     }
     let (status, error) = api
-        .send("POST", "/api/schedules", Some("{\"name\": \"x\", \"cron\": 5}"), &[])
+        .send(
+            "POST",
+            "/api/schedules",
+            Some("{\"name\": \"x\", \"cron\": 5}"),
+            &[],
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     let (status, error) = api
-        .post("/api/schedules", json!({"name": "x", "pipeline_id": support::NOOP, "cron": "* * * * *", "extra": 1}))
+        .post(
+            "/api/schedules",
+            json!({"name": "x", "pipeline_id": support::NOOP, "cron": "* * * * *", "extra": 1}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert!(api.schedules().await.is_empty());
@@ -220,12 +238,17 @@ async fn a_parameter_the_pipeline_reads_must_be_given_but_scheduled_at_is_suppli
     assert_eq!(status, StatusCode::CREATED, "{pipeline}");
     let id = pipeline["id"].as_str().expect("id");
     let (status, error) = api
-        .post("/api/schedules", json!({"name": "a", "pipeline_id": id, "cron": "@hourly"}))
+        .post(
+            "/api/schedules",
+            json!({"name": "a", "pipeline_id": id, "cron": "@hourly"}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert_eq!(error["error"]["field"], "parameters.level");
-    api.schedule(json!({"name": "a", "pipeline_id": id, "cron": "@hourly", "parameters": {"level": "info"}}))
-        .await;
+    api.schedule(
+        json!({"name": "a", "pipeline_id": id, "cron": "@hourly", "parameters": {"level": "info"}}),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -257,7 +280,9 @@ async fn a_due_schedule_fires_once_per_tick_and_records_the_fire() {
     assert_eq!(after["last_task_id"], task["worktask_id"]);
     assert_eq!(after["last_outcome"], "fired");
     assert_eq!(
-        after["last_fire_at"].as_str().map(|s| s.parse::<chrono::DateTime<Utc>>().expect("time")),
+        after["last_fire_at"]
+            .as_str()
+            .map(|s| s.parse::<chrono::DateTime<Utc>>().expect("time")),
         task["task_spec"]["parameters"]["scheduled_at"]
             .as_str()
             .map(|s| s.parse::<chrono::DateTime<Utc>>().expect("time"))
@@ -273,7 +298,10 @@ async fn a_due_schedule_fires_once_per_tick_and_records_the_fire() {
         text.contains("mimir_schedule_fires_total{schedule=\"due\",outcome=\"fired\"} 1"),
         "{text}"
     );
-    assert!(text.contains("mimir_schedule_lag_seconds_count 1"), "{text}");
+    assert!(
+        text.contains("mimir_schedule_lag_seconds_count 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -302,7 +330,10 @@ async fn catchup_all_fires_every_missed_slot_and_skip_fires_none_of_them() {
     assert_eq!(of(&skip), 0, "skip fires no late slot");
     assert_eq!(fired, of(&all));
     let (_, skip_after) = api
-        .get(&format!("/api/schedules/{}", skip["id"].as_str().expect("id")))
+        .get(&format!(
+            "/api/schedules/{}",
+            skip["id"].as_str().expect("id")
+        ))
         .await;
     assert_eq!(skip_after["last_outcome"], "missed");
 }
@@ -325,7 +356,10 @@ async fn a_paused_schedule_does_not_fire_and_run_now_fires_it_anyway() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{fired}");
     assert_eq!(fired["worktasks"].as_array().map(Vec::len), Some(1));
-    assert_eq!(fired["worktasks"][0]["task_spec"]["schedule_id"], id.as_str());
+    assert_eq!(
+        fired["worktasks"][0]["task_spec"]["schedule_id"],
+        id.as_str()
+    );
     let (status, resumed) = api
         .post(&format!("/api/schedules/{id}/resume"), Value::Null)
         .await;
@@ -333,7 +367,9 @@ async fn a_paused_schedule_does_not_fire_and_run_now_fires_it_anyway() {
     assert_eq!(resumed["enabled"], true);
     assert!(resumed["next_fire_at"].is_string());
     assert_eq!(api.tasks().await.len(), 1);
-    let (status, _) = api.send("DELETE", &format!("/api/schedules/{id}"), None, &[]).await;
+    let (status, _) = api
+        .send("DELETE", &format!("/api/schedules/{id}"), None, &[])
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, error) = api.get(&format!("/api/schedules/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
@@ -351,7 +387,12 @@ async fn a_pipeline_fired_by_a_schedule_cannot_be_deleted() {
     let api = Api::new().await;
     api.schedule(every_minute("keeps")).await;
     let (status, error) = api
-        .send("DELETE", &format!("/api/pipelines/{}", support::NOOP), None, &[])
+        .send(
+            "DELETE",
+            &format!("/api/pipelines/{}", support::NOOP),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{error}");
     let (status, _) = api.get(&format!("/api/pipelines/{}", support::NOOP)).await;
@@ -384,7 +425,9 @@ async fn a_signed_webhook_starts_one_run_and_a_replay_is_refused() {
         webhook_pipeline(&api, json!({"enabled": true, "secret": secret})).await;
     assert_eq!(status, StatusCode::CREATED, "{pipeline}");
     assert!(
-        pipeline["trigger_config"]["webhook"].get("secret").is_none(),
+        pipeline["trigger_config"]["webhook"]
+            .get("secret")
+            .is_none(),
         "a given secret is never shown: {pipeline}"
     );
     let id = pipeline["id"].as_str().expect("id");
@@ -392,13 +435,26 @@ async fn a_signed_webhook_starts_one_run_and_a_replay_is_refused() {
     let body = r#"{"event": "push", "id": 1}"#;
     let signature = sign(secret, body);
     let (status, task) = api
-        .send("POST", &uri, Some(body), &[("x-mimir-signature", &signature)])
+        .send(
+            "POST",
+            &uri,
+            Some(body),
+            &[("x-mimir-signature", &signature)],
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{task}");
-    assert_eq!(task["task_spec"]["parameters"]["body"], json!({"event": "push", "id": 1}));
+    assert_eq!(
+        task["task_spec"]["parameters"]["body"],
+        json!({"event": "push", "id": 1})
+    );
     assert_eq!(task["task_spec"]["pipeline_id"], id);
     let (status, error) = api
-        .send("POST", &uri, Some(body), &[("x-mimir-signature", &signature)])
+        .send(
+            "POST",
+            &uri,
+            Some(body),
+            &[("x-mimir-signature", &signature)],
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{error}");
     assert_eq!(error["error"]["code"], "replayed");
@@ -406,9 +462,18 @@ async fn a_signed_webhook_starts_one_run_and_a_replay_is_refused() {
     let other = r#"{"event": "push", "id": 2}"#;
     for (headers, code) in [
         (vec![], "missing_signature"),
-        (vec![("x-mimir-signature", sign("another-secret-16chars", other))], "bad_signature"),
-        (vec![("x-mimir-signature", "sha256=zz".to_string())], "bad_signature"),
-        (vec![("x-mimir-signature", signature.clone())], "bad_signature"),
+        (
+            vec![("x-mimir-signature", sign("another-secret-16chars", other))],
+            "bad_signature",
+        ),
+        (
+            vec![("x-mimir-signature", "sha256=zz".to_string())],
+            "bad_signature",
+        ),
+        (
+            vec![("x-mimir-signature", signature.clone())],
+            "bad_signature",
+        ),
     ] {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let (status, error) = api.send("POST", &uri, Some(other), &headers).await;
@@ -417,13 +482,28 @@ async fn a_signed_webhook_starts_one_run_and_a_replay_is_refused() {
     }
     let not_json = "not json";
     let (status, error) = api
-        .send("POST", &uri, Some(not_json), &[("x-mimir-signature", &sign(secret, not_json))])
+        .send(
+            "POST",
+            &uri,
+            Some(not_json),
+            &[("x-mimir-signature", &sign(secret, not_json))],
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert_eq!(api.tasks().await.len(), 1, "only the first call ran");
-    let text = mimir_telemetry::render(api.state.metrics.registry(), mimir_telemetry::Format::Prometheus);
-    for (outcome, n) in [("accepted", 1), ("replayed", 1), ("missing_signature", 1), ("bad_signature", 3), ("invalid", 1)] {
-        let series = format!("mimir_webhook_requests_total{{pipeline=\"{id}\",outcome=\"{outcome}\"}} {n}");
+    let text = mimir_telemetry::render(
+        api.state.metrics.registry(),
+        mimir_telemetry::Format::Prometheus,
+    );
+    for (outcome, n) in [
+        ("accepted", 1),
+        ("replayed", 1),
+        ("missing_signature", 1),
+        ("bad_signature", 3),
+        ("invalid", 1),
+    ] {
+        let series =
+            format!("mimir_webhook_requests_total{{pipeline=\"{id}\",outcome=\"{outcome}\"}} {n}");
         assert!(text.contains(&series), "{series}\n{text}");
     }
 }
@@ -440,11 +520,19 @@ async fn a_webhook_secret_is_made_up_once_and_a_disabled_webhook_is_refused() {
     assert_eq!(secret.len(), 64);
     let id = pipeline["id"].as_str().expect("id").to_string();
     let (_, served) = api.get(&format!("/api/pipelines/{id}")).await;
-    assert!(served["trigger_config"]["webhook"].get("secret").is_none(), "{served}");
+    assert!(
+        served["trigger_config"]["webhook"].get("secret").is_none(),
+        "{served}"
+    );
     let uri = format!("/api/pipelines/{id}/webhook");
     let body = r#"{"n": 1}"#;
     let (status, task) = api
-        .send("POST", &uri, Some(body), &[("x-mimir-signature", &sign(&secret, body))])
+        .send(
+            "POST",
+            &uri,
+            Some(body),
+            &[("x-mimir-signature", &sign(&secret, body))],
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{task}");
 
@@ -458,10 +546,20 @@ async fn a_webhook_secret_is_made_up_once_and_a_disabled_webhook_is_refused() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{replaced}");
-    assert!(replaced["trigger_config"]["webhook"].get("secret").is_none(), "{replaced}");
+    assert!(
+        replaced["trigger_config"]["webhook"]
+            .get("secret")
+            .is_none(),
+        "{replaced}"
+    );
     let body = r#"{"n": 2}"#;
     let (status, task) = api
-        .send("POST", &uri, Some(body), &[("x-mimir-signature", &sign(&secret, body))])
+        .send(
+            "POST",
+            &uri,
+            Some(body),
+            &[("x-mimir-signature", &sign(&secret, body))],
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{task}");
 
@@ -477,11 +575,19 @@ async fn a_webhook_secret_is_made_up_once_and_a_disabled_webhook_is_refused() {
     assert_eq!(status, StatusCode::OK);
     let body = r#"{"n": 3}"#;
     let (status, error) = api
-        .send("POST", &uri, Some(body), &[("x-mimir-signature", &sign(&secret, body))])
+        .send(
+            "POST",
+            &uri,
+            Some(body),
+            &[("x-mimir-signature", &sign(&secret, body))],
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{error}");
     let (status, error) = api
-        .post(&format!("/api/pipelines/{id}/execute"), json!({"parameters": {"body": 1}}))
+        .post(
+            &format!("/api/pipelines/{id}/execute"),
+            json!({"parameters": {"body": 1}}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{error}");
     assert_eq!(error["error"]["code"], "manual_trigger_disabled");
@@ -514,7 +620,11 @@ async fn bad_trigger_configs_are_refused_naming_the_field() {
     let (status, error) = webhook_pipeline(&api, json!({"enabled": true, "url": "x"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     let (_, pipelines) = api.get("/api/pipelines").await;
-    assert_eq!(pipelines["pipelines"].as_array().map(Vec::len), Some(1), "only the noop pipeline");
+    assert_eq!(
+        pipelines["pipelines"].as_array().map(Vec::len),
+        Some(1),
+        "only the noop pipeline"
+    );
 }
 
 #[tokio::test]
@@ -526,7 +636,10 @@ async fn checkpoints_are_set_read_and_bounded() {
     assert_eq!(empty["checkpoints"], json!({}));
     assert!(empty["updated_at"].is_null());
     let (status, set) = api
-        .put(&uri, json!({"checkpoints": {"last_id": 41, "since": "2026-11-30T00:00:00Z"}}))
+        .put(
+            &uri,
+            json!({"checkpoints": {"last_id": 41, "since": "2026-11-30T00:00:00Z"}}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{set}");
     let (_, read) = api.get(&uri).await;
@@ -535,7 +648,10 @@ async fn checkpoints_are_set_read_and_bounded() {
     for (body, field) in [
         (json!({}), "checkpoints"),
         (json!({"checkpoints": {"": 1}}), "checkpoints."),
-        (json!({"checkpoints": {"big": "x".repeat(70 * 1024)}}), "checkpoints"),
+        (
+            json!({"checkpoints": {"big": "x".repeat(70 * 1024)}}),
+            "checkpoints",
+        ),
     ] {
         let (status, error) = api.put(&uri, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
@@ -544,11 +660,17 @@ async fn checkpoints_are_set_read_and_bounded() {
     let (status, error) = api.put(&uri, json!({"checkpoints": [1]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     let (_, still) = api.get(&uri).await;
-    assert_eq!(still["checkpoints"], read["checkpoints"], "refusals stored nothing");
+    assert_eq!(
+        still["checkpoints"], read["checkpoints"],
+        "refusals stored nothing"
+    );
     let (status, error) = api.get("/api/pipelines/missing/checkpoints").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
     let (status, error) = api
-        .put("/api/pipelines/missing/checkpoints", json!({"checkpoints": {}}))
+        .put(
+            "/api/pipelines/missing/checkpoints",
+            json!({"checkpoints": {}}),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
 }

@@ -176,7 +176,9 @@ async fn per_minute(args: &SchedulesArgs) -> anyhow::Result<()> {
     let fires = fired(&client).await?;
     let mut lags: Vec<f64> = fires
         .iter()
-        .map(|(_, slot, submitted)| (*submitted - *slot).num_microseconds().unwrap_or(0) as f64 / 1e6)
+        .map(|(_, slot, submitted)| {
+            (*submitted - *slot).num_microseconds().unwrap_or(0) as f64 / 1e6
+        })
         .collect();
     lags.sort_by(f64::total_cmp);
     let slots: std::collections::BTreeSet<_> = fires.iter().map(|(_, slot, _)| *slot).collect();
@@ -193,7 +195,10 @@ async fn per_minute(args: &SchedulesArgs) -> anyhow::Result<()> {
         "orchestrator CPU between fires (15 s to 45 s past each minute): {:.2}% of a core with {} schedules (each minute: {}), {:.2}% with none",
         mean_idle,
         args.per_minute,
-        idle.iter().map(|c| format!("{c:.2}%")).collect::<Vec<_>>().join(", "),
+        idle.iter()
+            .map(|c| format!("{c:.2}%"))
+            .collect::<Vec<_>>()
+            .join(", "),
         idle_empty
     );
     Ok(())
@@ -229,7 +234,10 @@ async fn per_second_on(args: &SchedulesArgs, replicas: &mut [Orchestrator]) -> a
     let killed = std::time::Instant::now();
     replicas[0].kill9();
     if replicas.len() > 1 {
-        println!("killed the leader (kill -9) after {:.0}s", (run / 2).as_secs_f64());
+        println!(
+            "killed the leader (kill -9) after {:.0}s",
+            (run / 2).as_secs_f64()
+        );
         tokio::time::sleep(Duration::from_secs(10)).await;
         replicas[0].restart().await?;
     } else {

@@ -171,7 +171,14 @@ pub async fn run(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
                 let mut t = comfy_table::Table::new();
                 t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
                 t.set_header([
-                    "ID", "NAME", "CRON", "TIMEZONE", "STATE", "NEXT FIRE", "LAST", "OUTCOME",
+                    "ID",
+                    "NAME",
+                    "CRON",
+                    "TIMEZONE",
+                    "STATE",
+                    "NEXT FIRE",
+                    "LAST",
+                    "OUTCOME",
                 ]);
                 for s in schedules {
                     t.add_row([
@@ -205,9 +212,7 @@ pub async fn run(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
             print_schedule(&schedule, format)?;
         }
         ScheduleCommand::Delete { id } => {
-            client
-                .call_empty(Method::DELETE, &path(&id, ""))
-                .await?;
+            client.call_empty(Method::DELETE, &path(&id, "")).await?;
             match format {
                 OutputFormat::Json => output::json(&json!({ "deleted": id }))?,
                 OutputFormat::Table => println!("deleted schedule {id}"),
@@ -249,9 +254,15 @@ fn when(at: Option<chrono::DateTime<Utc>>) -> String {
     };
     let seconds = (at - Utc::now()).num_seconds();
     let relative = if seconds >= 0 {
-        format!("in {}", mimir_core::duration_text(std::time::Duration::from_secs(seconds as u64)))
+        format!(
+            "in {}",
+            mimir_core::duration_text(std::time::Duration::from_secs(seconds as u64))
+        )
     } else {
-        format!("{} ago", mimir_core::duration_text(std::time::Duration::from_secs(seconds.unsigned_abs())))
+        format!(
+            "{} ago",
+            mimir_core::duration_text(std::time::Duration::from_secs(seconds.unsigned_abs()))
+        )
     };
     format!("{} ({relative})", at.format("%Y-%m-%d %H:%M:%S"))
 }
@@ -273,7 +284,10 @@ fn print_schedule(schedule: &Schedule, format: OutputFormat) -> anyhow::Result<(
     }
     println!("next fire:   {}", when(schedule.next_fire_at));
     if let Some(queued) = schedule.queued_fire_at {
-        println!("queued fire: {} (waits for the previous run)", when(Some(queued)));
+        println!(
+            "queued fire: {} (waits for the previous run)",
+            when(Some(queued))
+        );
     }
     println!("last fire:   {}", when(schedule.last_fire_at));
     if let Some(outcome) = schedule.last_outcome {

@@ -404,7 +404,9 @@ impl PipelineBody {
                 return Err(ApiError::bad_field(
                     "invalid_trigger",
                     "trigger_config.webhook.enabled",
-                    format!("a webhook run passes only $.params.body, but the pipeline reads \"$.params.{key}\""),
+                    format!(
+                        "a webhook run passes only $.params.body, but the pipeline reads \"$.params.{key}\""
+                    ),
                 ));
             }
         }
@@ -587,8 +589,7 @@ pub async fn update_pipeline(
 ) -> Result<Json<Value>, ApiError> {
     let existing = load(&state, &id).await?;
     let stored_secret = existing.trigger_config.webhook.secret.is_some();
-    let (pipeline, made_up) =
-        body.into_pipeline(&state, id, existing.created_at, stored_secret)?;
+    let (pipeline, made_up) = body.into_pipeline(&state, id, existing.created_at, stored_secret)?;
     let pipeline = state.store.put_pipeline(pipeline, false).await;
     // Forgotten whether or not the write went through: the store is the truth.
     state.requirements.forget(&existing.id);

@@ -57,23 +57,27 @@ pub struct CheckpointsBody {
 /// Refuses keys and sizes out of bounds, naming the field.
 fn check(values: &Map<String, Value>, at: &str) -> Result<(), ApiError> {
     for key in values.keys() {
-        if key.is_empty()
-            || key.chars().count() > MAX_KEY_LEN
-            || key.chars().any(char::is_control)
+        if key.is_empty() || key.chars().count() > MAX_KEY_LEN || key.chars().any(char::is_control)
         {
             return Err(ApiError::bad_field(
                 "invalid_checkpoint",
                 format!("{at}.{key}"),
-                format!("checkpoint keys are 1 to {MAX_KEY_LEN} characters without control characters"),
+                format!(
+                    "checkpoint keys are 1 to {MAX_KEY_LEN} characters without control characters"
+                ),
             ));
         }
     }
-    let size = serde_json::to_vec(values).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(values)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_CHECKPOINT_BYTES {
         return Err(ApiError::bad_field(
             "checkpoints_too_large",
             at,
-            format!("a pipeline's checkpoints hold at most {MAX_CHECKPOINT_BYTES} bytes of JSON, got {size}"),
+            format!(
+                "a pipeline's checkpoints hold at most {MAX_CHECKPOINT_BYTES} bytes of JSON, got {size}"
+            ),
         ));
     }
     Ok(())

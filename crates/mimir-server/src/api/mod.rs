@@ -13,11 +13,11 @@ mod ml_models;
 pub mod openapi;
 mod plugins;
 pub mod routes;
-mod step_schema;
 mod schedules;
+mod step_schema;
 pub(crate) mod storage;
-mod workers;
 mod webhooks;
+mod workers;
 mod worktasks;
 
 use crate::AppState;

@@ -202,7 +202,12 @@ impl ScheduleBody {
                 .unwrap_or_default();
             let mut given = parameters.clone();
             given.insert("scheduled_at".into(), Value::Null);
-            super::worktasks::check_parameters(pipeline_id, &required.params, &given, "parameters")?;
+            super::worktasks::check_parameters(
+                pipeline_id,
+                &required.params,
+                &given,
+                "parameters",
+            )?;
         }
         let enabled = self.enabled.unwrap_or(true);
         let now = Utc::now();
@@ -421,9 +426,7 @@ pub async fn update(
     ApiJson(body): ApiJson<ScheduleBody>,
 ) -> Result<Json<Schedule>, ApiError> {
     let existing = load(&state, &id).await?;
-    let schedule = body
-        .into_schedule(&state, id, existing.created_at)
-        .await?;
+    let schedule = body.into_schedule(&state, id, existing.created_at).await?;
     let schedule = state
         .store
         .put_schedule(schedule, false)

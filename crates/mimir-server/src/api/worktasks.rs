@@ -90,7 +90,9 @@ pub(crate) fn manual_disabled(pipeline_id: &str) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::CONFLICT,
         "manual_trigger_disabled",
-        format!("pipeline {pipeline_id} runs only from its schedules and webhook (trigger_config.allow_manual is false)"),
+        format!(
+            "pipeline {pipeline_id} runs only from its schedules and webhook (trigger_config.allow_manual is false)"
+        ),
     )
 }
 

@@ -96,12 +96,8 @@ pub async fn tick(
             let schedule = &entry.schedule;
             let decision = match cadences.get(schedule) {
                 Some(cadence) => {
-                    let plan = mimir_core::schedule::plan(
-                        schedule,
-                        cadence,
-                        now,
-                        entry.previous_running,
-                    );
+                    let plan =
+                        mimir_core::schedule::plan(schedule, cadence, now, entry.previous_running);
                     decide(schedule, plan, now)
                 }
                 // Stored before a rule tightened: stop it rather than read
