@@ -114,14 +114,21 @@ pub async fn tick(
         let advances = decided.iter().map(|(_, d)| d.advance.clone()).collect();
         let applied = state.store.advance_schedules(advances, Some(term)).await?;
         let mut any = false;
+        let mut fired = 0;
+        let mut schedules = 0;
         for ((name, decision), applied) in decided.into_iter().zip(applied) {
             if !applied {
                 continue;
             }
             any = true;
-            submitted += decision.advance.tasks.len();
+            schedules += usize::from(!decision.advance.tasks.is_empty());
+            fired += decision.advance.tasks.len();
             record(state, &name, &decision);
         }
+        if fired > 0 {
+            tracing::info!(schedules, tasks = fired, "schedules fired");
+        }
+        submitted += fired;
         if !full || !any {
             return Ok(submitted);
         }
@@ -144,7 +151,9 @@ fn record(state: &AppState, name: &str, decision: &Decision) {
         state.metrics.schedule_lag.observe(*lag);
     }
     if !decision.advance.tasks.is_empty() {
-        tracing::info!(
+        // One line per fire at debug: thousands may fire in one second;
+        // the tick's summary is the info line.
+        tracing::debug!(
             schedule_id = %decision.advance.schedule_id,
             schedule = %name,
             tasks = decision.advance.tasks.len(),
