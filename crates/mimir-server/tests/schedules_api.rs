@@ -84,6 +84,17 @@ impl Api {
         self.send("PUT", uri, Some(&body.to_string()), &[]).await
     }
 
+    /// `POST uri` with `body` signed under `secret`.
+    async fn signed(&self, uri: &str, secret: &str, body: &str) -> (StatusCode, Value) {
+        self.send(
+            "POST",
+            uri,
+            Some(body),
+            &[("x-mimir-signature", &sign(secret, body))],
+        )
+        .await
+    }
+
     /// Creates a schedule, asserting it was.
     async fn schedule(&self, body: Value) -> Value {
         let (status, schedule) = self.post("/api/schedules", body).await;
@@ -481,14 +492,7 @@ async fn a_signed_webhook_starts_one_run_and_a_replay_is_refused() {
         assert_eq!(error["error"]["code"], code, "{error}");
     }
     let not_json = "not json";
-    let (status, error) = api
-        .send(
-            "POST",
-            &uri,
-            Some(not_json),
-            &[("x-mimir-signature", &sign(secret, not_json))],
-        )
-        .await;
+    let (status, error) = api.signed(&uri, &secret, not_json).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert_eq!(api.tasks().await.len(), 1, "only the first call ran");
     let text = mimir_telemetry::render(
@@ -526,14 +530,7 @@ async fn a_webhook_secret_is_made_up_once_and_a_disabled_webhook_is_refused() {
     );
     let uri = format!("/api/pipelines/{id}/webhook");
     let body = r#"{"n": 1}"#;
-    let (status, task) = api
-        .send(
-            "POST",
-            &uri,
-            Some(body),
-            &[("x-mimir-signature", &sign(&secret, body))],
-        )
-        .await;
+    let (status, task) = api.signed(&uri, &secret, body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{task}");
 
     // Replacing the pipeline without a secret keeps it.
@@ -553,14 +550,7 @@ async fn a_webhook_secret_is_made_up_once_and_a_disabled_webhook_is_refused() {
         "{replaced}"
     );
     let body = r#"{"n": 2}"#;
-    let (status, task) = api
-        .send(
-            "POST",
-            &uri,
-            Some(body),
-            &[("x-mimir-signature", &sign(&secret, body))],
-        )
-        .await;
+    let (status, task) = api.signed(&uri, &secret, body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{task}");
 
     // Manual runs and the webhook can each be turned off.
@@ -574,14 +564,7 @@ async fn a_webhook_secret_is_made_up_once_and_a_disabled_webhook_is_refused() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let body = r#"{"n": 3}"#;
-    let (status, error) = api
-        .send(
-            "POST",
-            &uri,
-            Some(body),
-            &[("x-mimir-signature", &sign(&secret, body))],
-        )
-        .await;
+    let (status, error) = api.signed(&uri, &secret, body).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{error}");
     let (status, error) = api
         .post(
