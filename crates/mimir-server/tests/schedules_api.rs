@@ -492,7 +492,7 @@ async fn a_signed_webhook_starts_one_run_and_a_replay_is_refused() {
         assert_eq!(error["error"]["code"], code, "{error}");
     }
     let not_json = "not json";
-    let (status, error) = api.signed(&uri, &secret, not_json).await;
+    let (status, error) = api.signed(&uri, secret, not_json).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert_eq!(api.tasks().await.len(), 1, "only the first call ran");
     let text = mimir_telemetry::render(
