@@ -223,10 +223,13 @@ pub(crate) async fn due(
     at: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<DueSchedule>, StoreError> {
+    // `= ANY (ARRAY(...))` looks each task up by its unique index; `IN
+    // (SELECT ...)` let the planner hash-join a scan of every task, which
+    // took over a second per tick once tens of thousands were stored.
     let rows = query::<Postgres>(&format!(
         "SELECT {SCHEDULE_COLUMNS}, EXISTS ( \
              SELECT 1 FROM worktasks w \
-             WHERE w.id IN (SELECT t::uuid FROM jsonb_array_elements_text(s.last_task_ids::jsonb) AS t) \
+             WHERE w.id = ANY (ARRAY(SELECT t::uuid FROM jsonb_array_elements_text(s.last_task_ids::jsonb) AS t)) \
                AND w.status IN {PREVIOUS_RUNNING}) \
          FROM schedules s \
          WHERE s.enabled AND (s.next_due_at <= $1 OR s.queued_fire_at IS NOT NULL) \
