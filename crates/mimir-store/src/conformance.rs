@@ -1719,6 +1719,29 @@ async fn nul_characters_do_not_fail_writes(store: &dyn Store) {
             .map(|a| a.len()),
         Some(1)
     );
+    // Free-text descriptions of projects and pipelines too.
+    let project = mimir_core::Project {
+        id: "nul-project".into(),
+        name: "nul".into(),
+        description: "a\u{0}b".into(),
+        created_at: Utc::now().trunc_subsecs(6),
+    };
+    let answered = store
+        .create_project(project)
+        .await
+        .expect("a project description holding NUL is stored");
+    let read = store
+        .get_project("nul-project")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(answered, read, "answered as stored");
+    let mut described = pipeline("nul-pipeline", "p");
+    described.description = "c\u{0}d".into();
+    store
+        .put_pipeline(described, true)
+        .await
+        .expect("a pipeline description holding NUL is stored");
 }
 
 /// A pipeline of `project` with id `id`, as the checks store it.

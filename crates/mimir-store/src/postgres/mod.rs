@@ -519,8 +519,10 @@ impl Store for PostgresStore {
         tasks::next_eligible_at(&self.pool).await
     }
 
-    async fn create_project(&self, project: Project) -> Result<Project, StoreError> {
+    async fn create_project(&self, mut project: Project) -> Result<Project, StoreError> {
         let _open = self.writing().await?;
+        // Answered as stored: PostgreSQL's text holds no NUL.
+        project.description = row::text(project.description);
         catalog::create_project(&self.pool, &project).await?;
         Ok(project)
     }
