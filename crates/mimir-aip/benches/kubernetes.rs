@@ -12,7 +12,10 @@
 //!   an additional one of 30, each pod a real `mimir-aip worker` process:
 //!   the most Jobs each cluster ran at once, how many Jobs the additional
 //!   cluster got while the primary had room (sampled), and whether every
-//!   task completed once.
+//!   task completed once;
+//! - a pool against a Job per task: 2,000 short tasks, `maxWorkers` 20, real
+//!   worker processes, run once with a Job per task and once with
+//!   `poolTypes: [pipeline_execution]`: tasks per second and Jobs created.
 //!
 //! Set `MIMIR_BENCH_K8S_TASKS` to change the throughput scenario's size and
 //! `MIMIR_BENCH_K8S_TASK_MS` the caps scenario's task length (2,000 ms).
@@ -264,6 +267,67 @@ async fn caps_and_overflow(n: usize, task_ms: u64) {
     site_b.shutdown().await;
 }
 
+/// Runs `n` short tasks on real worker processes in one cluster of
+/// `maxWorkers` 20, with a Job per task or on the pool; returns tasks/s and
+/// the Jobs created.
+async fn short_tasks(n: usize, pool: bool) -> (f64, u64) {
+    let standin = StandIn::start(StandInConfig {
+        worker: Some(WorkerProgram {
+            program: bin().into(),
+            args: vec!["worker".into(), "--log-level".into(), "error".into()],
+            env: Vec::new(),
+        }),
+        ..StandInConfig::default()
+    })
+    .await
+    .expect("stand-in");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = if pool {
+        orchestrator_pool(dir.path(), &standin)
+    } else {
+        orchestrator(dir.path(), &[(&standin, "primary", 20)])
+    };
+    let pipeline = pipeline(&orchestrator, "core.log", json!({"message": "x"})).await;
+    let started = Instant::now();
+    submit_batch(&orchestrator, &pipeline, n).await;
+    let client = orchestrator.client();
+    loop {
+        let counts: Value = client
+            .call(Method::GET, "/api/metrics", None)
+            .await
+            .expect("metrics");
+        let done = counts["tasks_by_status"]["completed"].as_u64().unwrap_or(0)
+            + counts["tasks_by_status"]["failed"].as_u64().unwrap_or(0);
+        if done as usize >= n {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "not done: {counts}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let created = standin.stats().jobs_created;
+    drop(orchestrator);
+    standin.shutdown().await;
+    (rate, created)
+}
+
+/// An orchestrator running `pipeline_execution` tasks on a pool of at most
+/// 20 worker Jobs in `standin`, one per 50 waiting tasks.
+fn orchestrator_pool(dir: &Path, standin: &StandIn) -> Orchestrator {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let path = dir.join("primary.kubeconfig");
+    standin.write_kubeconfig(&path, "jobs").expect("kubeconfig");
+    let yaml = format!(
+        "logLevel: warn\norchestrator:\n  workerBackend: kubernetes\n  kubeconfig: {}\n  workerNamespace: jobs\n  maxWorkers: 20\n  minWorkers: 0\n  queueThreshold: 50\n  kubernetes:\n    poolTypes: [pipeline_execution]\n    orchestratorURL: {url}\n",
+        path.display()
+    );
+    Orchestrator::start_on(port, &yaml, &[])
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter, if given, picks scenarios.
     let filter: Vec<String> = std::env::args()
@@ -295,6 +359,14 @@ fn main() {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(2_000);
             caps_and_overflow(1_000, task_ms).await;
+        }
+        if wants("pool") {
+            let n = 2_000;
+            let (per_task, per_task_jobs) = short_tasks(n, false).await;
+            let (pooled, pool_jobs) = short_tasks(n, true).await;
+            println!(
+                "pool: {n} core.log tasks, maxWorkers 20, real worker processes: a Job per task {per_task:.0} tasks/s ({per_task_jobs} Jobs); a pool {pooled:.0} tasks/s ({pool_jobs} Jobs)"
+            );
         }
     });
 }

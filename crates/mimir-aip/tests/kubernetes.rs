@@ -377,6 +377,268 @@ async fn an_image_that_cannot_be_pulled_fails_its_task_after_the_grace_without_r
     standin.shutdown().await;
 }
 
+/// The primary cluster as `GET /api/workers` shows it.
+async fn primary_view(orchestrator: &Orchestrator) -> Value {
+    let workers: Value = orchestrator
+        .client()
+        .call(Method::GET, "/api/workers", None)
+        .await
+        .expect("workers");
+    workers["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .find(|c| c["name"] == "primary")
+        .cloned()
+        .expect("the primary cluster")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_that_keep_failing_to_start_open_the_circuit_and_only_a_started_pod_would_close_it() {
+    let standin = cluster().await;
+    inject(
+        &standin,
+        "app=mimir-worker",
+        None,
+        PodFault::ImagePullBackOff,
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    // circuitFailures 2, circuitCooldownMs 1000 (the helper's).
+    let orchestrator = orchestrator(
+        dir.path(),
+        (&standin, 10),
+        None,
+        "    imagePullGraceMs: 1500\n",
+    );
+    let pipeline = sleeper(&orchestrator, 10).await;
+    let client = orchestrator.client();
+    let first = [
+        submit(&orchestrator, &pipeline, json!({"max_retries": 0})).await,
+        submit(&orchestrator, &pipeline, json!({"max_retries": 0})).await,
+    ];
+    for id in first {
+        let task = wait_until_done(&client, id, Duration::from_secs(60)).await;
+        assert_eq!(task.status, WorkTaskStatus::Failed, "{task:?}");
+    }
+    wait_for("the circuit opens", Duration::from_secs(10), async || {
+        primary_view(&orchestrator).await["circuit"] != "closed"
+    })
+    .await;
+    let view = primary_view(&orchestrator).await;
+    assert!(
+        view["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("fail to start")),
+        "{view}"
+    );
+    // The API answers every create; only one probe Job at a time goes to
+    // the cluster until a pod starts, which none does here.
+    let next: Vec<Uuid> = {
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(submit(&orchestrator, &pipeline, json!({"max_retries": 0})).await);
+        }
+        ids
+    };
+    let names: Vec<String> = next.iter().map(|id| id.to_string()).collect();
+    let waiting = next[2];
+    let reason = wait_for_reason(&orchestrator, waiting, "cluster_unavailable").await;
+    assert!(
+        reason["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("primary")),
+        "{reason}"
+    );
+    let started = Instant::now();
+    let mut most = 0;
+    loop {
+        let live = standin
+            .jobs()
+            .iter()
+            .filter(|j| {
+                j.finished_at.is_none()
+                    && j.labels
+                        .get("worktask-id")
+                        .is_some_and(|id| names.contains(id))
+            })
+            .count();
+        most = most.max(live);
+        let mut done = true;
+        for id in &next {
+            let task = client.get(*id).await.expect("get");
+            done &= task.status.is_terminal();
+        }
+        if done {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the probes did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(most, 1, "one probe Job at a time while pods fail to start");
+    let text = metrics(&orchestrator).await;
+    assert!(
+        text.contains("mimir_cluster_up{cluster=\"primary\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "mimir_kubernetes_job_failures_total{cluster=\"primary\",reason=\"image_pull\"} 5"
+        ),
+        "{text}"
+    );
+    standin.shutdown().await;
+}
+
+/// An orchestrator whose `pipeline_execution` tasks run on a pool of
+/// long-lived worker Jobs in `primary` (at most `max`), scaled from the
+/// queue: one worker per 5 waiting tasks, none when idle for a second.
+fn pooled_orchestrator(dir: &Path, primary: &StandIn, max: u32) -> Orchestrator {
+    orchestrator(
+        dir,
+        (primary, max),
+        None,
+        "    poolTypes: [pipeline_execution]\n    imagePullGraceMs: 1500\n  minWorkers: 0\n  queueThreshold: 5\n  idleTimeoutMs: 1000\n",
+    )
+}
+
+fn pool_jobs(standin: &StandIn) -> Vec<JobRecord> {
+    standin
+        .jobs()
+        .into_iter()
+        .filter(|j| j.labels.get("mimir-worker-pool").map(String::as_str) == Some("true"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_workers_lease_many_tasks_within_the_cap_and_stop_when_idle() {
+    let standin = cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = pooled_orchestrator(dir.path(), &standin, 3);
+    let pipeline = sleeper(&orchestrator, 50).await;
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        ids.push(submit(&orchestrator, &pipeline, json!({})).await);
+    }
+    let client = orchestrator.client();
+    let mut workers: HashMap<String, usize> = HashMap::new();
+    for id in &ids {
+        let task = wait_until_done(&client, *id, Duration::from_secs(120)).await;
+        assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+        assert_eq!(task.attempt, 1, "each task ran once");
+        assert!(
+            task.worker_id.starts_with("mimir-pool-"),
+            "a pool worker ran it: {task:?}"
+        );
+        *workers.entry(task.worker_id.clone()).or_default() += 1;
+    }
+    let jobs = standin.jobs();
+    assert!(
+        jobs.iter().all(|j| !j.labels.contains_key("worktask-id")),
+        "no Job of a single task: {:?}",
+        jobs.iter().map(|j| &j.name).collect::<Vec<_>>()
+    );
+    let stats = standin.stats();
+    assert!(stats.max_active <= 3, "over maxWorkers: {stats:?}");
+    assert!(
+        stats.jobs_created <= 6,
+        "a few pool Jobs ran 60 tasks, not one each: {stats:?}"
+    );
+    assert!(
+        workers.values().any(|n| *n > 1),
+        "a pool worker ran many tasks: {workers:?}"
+    );
+    let job = &pool_jobs(&standin)[0];
+    let env: HashMap<String, String> = job
+        .env
+        .iter()
+        .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
+        .collect();
+    assert_eq!(env["MIMIR_WORKER_ID"], job.name);
+    assert_eq!(env["MIMIR_WORKER_TYPES"], "pipeline_execution");
+    assert!(!env.contains_key("WORKTASK_ID"));
+    assert!(
+        job.env
+            .iter()
+            .any(|e| e.name == "MIMIR_TOKEN" && e.value.is_none()),
+        "the token comes from the Secret"
+    );
+    // Idle for the idle timeout with nothing waiting: every worker is asked
+    // to stop, exits, and its Job succeeds.
+    wait_for("the idle pool stops", Duration::from_secs(30), async || {
+        let jobs = pool_jobs(&standin);
+        !jobs.is_empty() && jobs.iter().all(|j| j.phase == JobPhase::Succeeded)
+    })
+    .await;
+    wait_for(
+        "the gauge falls to 0",
+        Duration::from_secs(10),
+        async || {
+            metrics(&orchestrator)
+                .await
+                .contains("mimir_cluster_workers{cluster=\"primary\"} 0")
+        },
+    )
+    .await;
+    let text = metrics(&orchestrator).await;
+    assert!(
+        !text.contains("mimir_kubernetes_job_failures_total{"),
+        "a worker asked to stop is no failure: {text}"
+    );
+    // A new flood starts the pool again.
+    let again = submit(&orchestrator, &pipeline, json!({})).await;
+    let task = wait_until_done(&client, again, Duration::from_secs(60)).await;
+    assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+    assert!(task.worker_id.starts_with("mimir-pool-"));
+    standin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_worker_killed_for_memory_gives_its_tasks_back_at_once_and_is_replaced() {
+    let standin = cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = pooled_orchestrator(dir.path(), &standin, 1);
+    let pipeline = sleeper(&orchestrator, 2000).await;
+    let first = submit(&orchestrator, &pipeline, json!({"max_retries": 2})).await;
+    let client = orchestrator.client();
+    wait_for(
+        "a pool worker runs the task",
+        Duration::from_secs(30),
+        async || {
+            client
+                .get(first)
+                .await
+                .is_ok_and(|t| t.status == WorkTaskStatus::Executing)
+        },
+    )
+    .await;
+    let victim = client.get(first).await.expect("get").worker_id;
+    // The only pool worker's running pod is killed for memory, as a kubelet
+    // reports it: the pod fails with OOMKilled.
+    inject(
+        &standin,
+        "mimir-worker-pool=true",
+        Some(1),
+        PodFault::OomKilled,
+    );
+    let task = wait_until_done(&client, first, Duration::from_secs(60)).await;
+    assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+    assert_eq!(task.retry_count, 1, "{task:?}");
+    assert_ne!(task.worker_id, victim, "another pool worker finished it");
+    assert!(task.worker_id.starts_with("mimir-pool-"));
+    let text = metrics(&orchestrator).await;
+    assert!(
+        text.contains(
+            "mimir_kubernetes_job_failures_total{cluster=\"primary\",reason=\"oom_killed\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(standin.stats().max_active <= 1, "{:?}", standin.stats());
+    standin.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overflow_goes_to_the_additional_cluster_only_while_the_primary_is_full_and_no_cluster_exceeds_its_cap()
  {
@@ -513,22 +775,25 @@ async fn an_unreachable_cluster_is_skipped_while_its_circuit_is_open_and_used_ag
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_kill_9_the_orchestrator_adopts_running_jobs_and_each_task_completes_once() {
+async fn after_a_kill_9_the_orchestrator_adopts_running_jobs_within_the_cap_and_each_task_completes_once()
+ {
     let standin = cluster().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut orchestrator = orchestrator(dir.path(), (&standin, 10), None, "");
+    // Four run and four wait when the orchestrator is killed: the restarted
+    // one must count the four it adopts before it starts any more.
+    let mut orchestrator = orchestrator(dir.path(), (&standin, 4), None, "");
     let pipeline = sleeper(&orchestrator, 3000).await;
     let mut ids = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..8 {
         ids.push(submit(&orchestrator, &pipeline, json!({})).await);
     }
-    wait_for("every task runs", Duration::from_secs(60), async || {
+    wait_for("four tasks run", Duration::from_secs(60), async || {
         standin
             .jobs()
             .iter()
             .filter(|j| j.phase == JobPhase::Running)
             .count()
-            == ids.len()
+            == 4
     })
     .await;
     orchestrator.restart();
@@ -538,10 +803,11 @@ async fn after_a_kill_9_the_orchestrator_adopts_running_jobs_and_each_task_compl
         assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
         assert_eq!(task.attempt, 1, "the running Job was adopted, not replaced");
     }
-    assert_eq!(
-        standin.stats().jobs_created,
-        ids.len() as u64,
-        "no second Job"
+    let stats = standin.stats();
+    assert_eq!(stats.jobs_created, ids.len() as u64, "no second Job");
+    assert!(
+        stats.max_active <= 4,
+        "the restarted orchestrator went over maxWorkers: {stats:?}"
     );
     assert!(orchestrator.log().contains("adopted a running Job"));
     // Their Jobs ended; the next start deletes them.
@@ -819,6 +1085,110 @@ async fn an_attempt_placed_before_a_crash_gets_its_job_under_the_same_name_after
         orchestrator
             .log()
             .contains("creating the Job of an attempt placed before a restart")
+    );
+    standin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_node_is_a_lost_attempt_and_retried() {
+    let (task, second, text) = first_attempt_meets(PodFault::NodeLost).await;
+    assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+    assert_eq!(task.retry_count, 1);
+    assert!(
+        task.retry_reason.starts_with("lost:"),
+        "{:?}",
+        task.retry_reason
+    );
+    assert!(second.is_some(), "a second Job ran it");
+    // The pod is deleted and its Job fails: one failure, counted once,
+    // whichever event the backend sees first.
+    let lost: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("mimir_kubernetes_job_failures_total{cluster=\"primary\""))
+        .collect();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert!(lost[0].ends_with(" 1"), "{lost:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_creates_answered_500_put_their_tasks_back_and_each_task_runs_once() {
+    let standin = cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // circuitFailures is 2: one 500 does not open the circuit.
+    let orchestrator = orchestrator(dir.path(), (&standin, 4), None, "");
+    let pipeline = sleeper(&orchestrator, 10).await;
+    standin
+        .api_faults(ApiFaults {
+            status_500: 1,
+            verb: Some(ApiVerb::Create),
+            ..ApiFaults::default()
+        })
+        .expect("answer the next create with a 500");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(submit(&orchestrator, &pipeline, json!({"max_retries": 0})).await);
+    }
+    let client = orchestrator.client();
+    for id in &ids {
+        let task = wait_until_done(&client, *id, Duration::from_secs(60)).await;
+        assert_eq!(
+            task.status,
+            WorkTaskStatus::Completed,
+            "a refused create is not a failed attempt: {task:?}"
+        );
+        assert_eq!(task.retry_count, 0, "{task:?}");
+    }
+    let per_task = |id: &Uuid| {
+        standin
+            .jobs()
+            .iter()
+            .filter(|j| j.labels.get("worktask-id") == Some(&id.to_string()))
+            .count()
+    };
+    for id in &ids {
+        assert_eq!(per_task(id), 1, "one Job ran task {id}");
+    }
+    assert_eq!(standin.stats().jobs_created, 3);
+    assert!(metrics(&orchestrator).await.contains(
+        "mimir_kubernetes_job_failures_total{cluster=\"primary\",reason=\"create_failed\"} 1"
+    ));
+    standin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_watches_and_expired_history_lose_no_running_job() {
+    let standin = cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = orchestrator(dir.path(), (&standin, 4), None, "");
+    let pipeline = sleeper(&orchestrator, 2500).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(submit(&orchestrator, &pipeline, json!({})).await);
+    }
+    wait_for("every task runs", Duration::from_secs(60), async || {
+        standin
+            .jobs()
+            .iter()
+            .filter(|j| j.phase == JobPhase::Running)
+            .count()
+            == 3
+    })
+    .await;
+    // As an API server restart does: every watch breaks, and resuming from
+    // the old resourceVersion is answered 410, so the backend lists again.
+    standin.forget_history();
+    standin.drop_watches();
+    let client = orchestrator.client();
+    for id in &ids {
+        let task = wait_until_done(&client, *id, Duration::from_secs(60)).await;
+        assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+        assert_eq!(task.attempt, 1, "no attempt was taken for lost: {task:?}");
+    }
+    assert_eq!(standin.stats().jobs_created, 3);
+    let text = metrics(&orchestrator).await;
+    assert!(
+        !text.contains("mimir_kubernetes_job_failures_total{"),
+        "a relist is no failure: {text}"
     );
     standin.shutdown().await;
 }

@@ -755,6 +755,9 @@ impl Config {
                     settings: &o.kubernetes,
                     has_token: !o.worker_auth_token.is_empty(),
                     lease_ttl,
+                    min_workers: o.min_workers,
+                    queue_threshold: o.queue_threshold,
+                    idle_timeout: Duration::from_millis(o.idle_timeout_ms),
                 })
                 .map_err(ConfigError)?,
             ),

@@ -1,7 +1,12 @@
-//! A cluster's circuit breaker: after `failures` failed API calls or Job
-//! starts in a row the cluster is skipped (open) for `cooldown`; then one
-//! probe Job may go to it (half open): its success closes the circuit, its
-//! failure opens it again. Pure: the caller passes the time.
+//! A cluster's circuit breaker: after `failures` failed API calls in a row,
+//! or `failures` Jobs in a row whose pods could not start, the cluster is
+//! skipped (open) for `cooldown`; then one probe Job may go to it (half
+//! open): its success closes the circuit, its failure opens it again.
+//!
+//! The two kinds are counted apart because an API that answers says nothing
+//! about whether pods start: a cluster whose image cannot be pulled answers
+//! every create. A circuit opened by failed starts closes only when a pod
+//! starts. Pure: the caller passes the time.
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +32,7 @@ pub enum State {
 pub struct Circuit {
     state: State,
     failures_in_a_row: u32,
+    start_failures_in_a_row: u32,
     threshold: u32,
     cooldown: Duration,
     last_error: String,
@@ -38,6 +44,7 @@ impl Circuit {
         Circuit {
             state: State::Closed,
             failures_in_a_row: 0,
+            start_failures_in_a_row: 0,
             threshold: threshold.max(1),
             cooldown,
             last_error: String::new(),
@@ -71,20 +78,42 @@ impl Circuit {
         }
     }
 
-    /// A call or Job start succeeded: the circuit closes.
+    /// An API call succeeded: the circuit closes, unless pods keep failing
+    /// to start.
     pub fn succeeded(&mut self) {
         self.failures_in_a_row = 0;
-        self.state = State::Closed;
-        self.last_error.clear();
+        if self.start_failures_in_a_row < self.threshold {
+            self.state = State::Closed;
+            self.last_error.clear();
+        }
     }
 
-    /// A call or Job start failed; returns true when this opened the circuit.
+    /// A pod started: the circuit closes, unless API calls keep failing.
+    pub fn started(&mut self) {
+        self.start_failures_in_a_row = 0;
+        if self.failures_in_a_row < self.threshold {
+            self.state = State::Closed;
+            self.last_error.clear();
+        }
+    }
+
+    /// An API call failed; returns true when this opened the circuit.
     pub fn failed(&mut self, now: Instant, error: impl Into<String>) -> bool {
-        self.last_error = error.into();
         self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+        self.open_if(now, error.into(), self.failures_in_a_row)
+    }
+
+    /// A Job's pod could not start; returns true when this opened the circuit.
+    pub fn start_failed(&mut self, now: Instant, error: impl Into<String>) -> bool {
+        self.start_failures_in_a_row = self.start_failures_in_a_row.saturating_add(1);
+        self.open_if(now, error.into(), self.start_failures_in_a_row)
+    }
+
+    fn open_if(&mut self, now: Instant, error: String, in_a_row: u32) -> bool {
+        self.last_error = error;
         let opens = match self.state(now) {
             State::HalfOpen { .. } => true,
-            State::Closed => self.failures_in_a_row >= self.threshold,
+            State::Closed => in_a_row >= self.threshold,
             State::Open { .. } => false,
         };
         if opens {
@@ -140,5 +169,37 @@ mod tests {
         c.succeeded();
         assert_eq!(c.admits(again, 10), 10);
         assert_eq!(c.name(again), "closed");
+    }
+
+    #[test]
+    fn pods_failing_to_start_open_it_and_only_a_started_pod_closes_it() {
+        let t0 = Instant::now();
+        let mut c = Circuit::new(2, Duration::from_secs(30));
+        assert!(!c.start_failed(t0, "ImagePullBackOff"));
+        c.succeeded();
+        assert!(
+            c.start_failed(t0, "ImagePullBackOff"),
+            "API successes between failed starts do not reset their count"
+        );
+        c.succeeded();
+        assert_eq!(c.name(t0), "open", "an answering API does not close it");
+        let later = t0 + Duration::from_secs(30);
+        assert_eq!(c.admits(later, 10), 1, "one probe");
+        c.sent(later);
+        c.succeeded();
+        assert_eq!(
+            c.admits(later, 10),
+            0,
+            "the probe's create succeeding is not enough: its pod must start"
+        );
+        assert!(
+            c.start_failed(later, "ImagePullBackOff"),
+            "the probe failed to start"
+        );
+        let again = later + Duration::from_secs(30);
+        c.sent(again);
+        c.started();
+        assert_eq!(c.name(again), "closed");
+        assert_eq!(c.admits(again, 10), 10);
     }
 }

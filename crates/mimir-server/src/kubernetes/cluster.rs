@@ -50,13 +50,52 @@ impl Tracked {
     }
 }
 
+/// A pool worker Job the backend started or adopted and has not seen end.
+/// Its worker's id is the Job's name.
+#[derive(Debug, Clone)]
+pub struct PoolJob {
+    /// Whether the API has confirmed the Job exists.
+    pub created: bool,
+    /// When the backend started tracking it.
+    pub since: Instant,
+    /// Its pod's state as last seen.
+    pub pod: Option<PodState>,
+    /// Since when its pod has failed to start (image pull, config).
+    pub start_failing_since: Option<Instant>,
+}
+
+impl PoolJob {
+    /// A pool Job tracked from now.
+    pub fn new(created: bool) -> PoolJob {
+        PoolJob {
+            created,
+            since: Instant::now(),
+            pod: None,
+            start_failing_since: None,
+        }
+    }
+}
+
 /// What a cluster knows, behind one lock.
 #[derive(Debug)]
 pub struct ClusterState {
     /// Its circuit breaker.
     pub circuit: Circuit,
-    /// Its Jobs by name.
+    /// Its Jobs of one attempt each, by name.
     pub jobs: HashMap<String, Tracked>,
+    /// Its pool worker Jobs, by name.
+    pub pool: HashMap<String, PoolJob>,
+    /// Whether the Jobs that exist were listed and adopted since this
+    /// orchestrator started leading: until then it has no room, or Jobs a
+    /// previous leader left would not count against `maxWorkers`.
+    pub listed: bool,
+}
+
+impl ClusterState {
+    /// Worker Jobs it runs for us, of both kinds: what `maxWorkers` caps.
+    pub fn workers(&self) -> u32 {
+        (self.jobs.len() + self.pool.len()) as u32
+    }
 }
 
 /// One Kubernetes cluster.
@@ -129,6 +168,8 @@ impl Cluster {
             state: Mutex::new(ClusterState {
                 circuit: Circuit::new(settings.circuit_failures, settings.circuit_cooldown),
                 jobs: HashMap::new(),
+                pool: HashMap::new(),
+                listed: false,
             }),
             api_timeout: settings.api_timeout,
             config,
@@ -187,10 +228,13 @@ impl Cluster {
     }
 
     /// How many more Jobs it may take now (room under `maxWorkers`, gated by
-    /// its circuit).
+    /// its circuit); none until the Jobs that exist were listed.
     pub fn room(&self, now: Instant) -> u32 {
         let mut state = self.state.lock();
-        let running = state.jobs.len() as u32;
+        if !state.listed {
+            return 0;
+        }
+        let running = state.workers();
         let room = self.config.max_workers.saturating_sub(running);
         state.circuit.admits(now, room)
     }
@@ -202,7 +246,7 @@ impl Cluster {
         self.metrics
             .cluster_workers
             .get_or_create(&self.label)
-            .set(state.jobs.len() as i64);
+            .set(i64::from(state.workers()));
         self.metrics
             .cluster_up
             .get_or_create(&self.label)
@@ -222,9 +266,22 @@ impl Cluster {
         }
     }
 
-    /// Records a successful call or Job start.
+    /// Records a successful call.
     pub fn succeeded(&self) {
         self.state.lock().circuit.succeeded();
+    }
+
+    /// Records a Job whose pod could not start; logs when it opens the circuit.
+    pub fn start_failed(&self, why: &str) {
+        let opened = self
+            .state
+            .lock()
+            .circuit
+            .start_failed(Instant::now(), format!("Jobs fail to start: {why}"));
+        if opened {
+            tracing::warn!(cluster = %self.config.name, why, "the cluster's circuit opened: its pods keep failing to start; it gets no new Jobs until a probe's pod starts");
+            self.publish(Instant::now());
+        }
     }
 
     /// How the dashboard and `/api/workers` show it.
@@ -241,7 +298,7 @@ impl Cluster {
         };
         ClusterView {
             name: self.config.name.clone(),
-            workers: state.jobs.len() as u32,
+            workers: state.workers(),
             max_workers: self.config.max_workers,
             up: circuit == "closed",
             circuit,

@@ -95,6 +95,14 @@ pub struct KubernetesSettings {
     /// How long an open circuit skips its cluster before one probe, in
     /// milliseconds. Defaults to 30000.
     pub circuit_cooldown_ms: u64,
+    /// Task types run by a pool of long-lived worker Jobs that lease many
+    /// tasks each, instead of one Job per attempt: for floods of short
+    /// tasks, where a pod start per task would cost more than the task.
+    /// Defaults to none.
+    pub pool_types: Vec<String>,
+    /// Requests and limits of pool worker Jobs. Defaults to the largest of
+    /// the pool types' `orchestrator.resources`, field by field.
+    pub pool_resources: Option<ResourceSpec>,
 }
 
 impl Default for KubernetesSettings {
@@ -114,6 +122,8 @@ impl Default for KubernetesSettings {
             api_timeout_ms: 10_000,
             circuit_failures: 5,
             circuit_cooldown_ms: 30_000,
+            pool_types: Vec::new(),
+            pool_resources: None,
         }
     }
 }
@@ -175,6 +185,27 @@ pub struct KubernetesConfig {
     pub lease_ttl: Duration,
     /// Extra environment for worker pods (log settings, tracing).
     pub worker_env: Vec<(String, String)>,
+    /// The pool of long-lived worker Jobs, when some types use one.
+    pub pool: Option<PoolConfig>,
+}
+
+/// How the pool of long-lived worker Jobs is sized: the local pool's rule
+/// (`clamp(ceil(waiting / queueThreshold), minWorkers, capacity)`, damped by
+/// the idle timeout) over the tasks of its types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// The task types its workers lease; the others get a Job per attempt.
+    pub types: Vec<WorkTaskType>,
+    /// Requests and limits of each pool worker Job.
+    pub resources: JobResources,
+    /// Pool workers kept even when idle (`orchestrator.minWorkers`).
+    pub min: u32,
+    /// Waiting tasks per pool worker (`orchestrator.queueThreshold`).
+    pub threshold: u32,
+    /// How long the queue must call for fewer workers before the pool
+    /// shrinks, and how long a surplus worker idles before it is asked to
+    /// stop (`orchestrator.idleTimeoutMs`).
+    pub idle_timeout: Duration,
 }
 
 /// The seed's per-type defaults.
@@ -230,6 +261,12 @@ pub struct Keys<'a> {
     pub has_token: bool,
     /// Lease lifetime.
     pub lease_ttl: Duration,
+    /// `orchestrator.minWorkers`: pool workers kept when idle.
+    pub min_workers: u32,
+    /// `orchestrator.queueThreshold`.
+    pub queue_threshold: u32,
+    /// `orchestrator.idleTimeoutMs`.
+    pub idle_timeout: Duration,
 }
 
 impl KubernetesConfig {
@@ -303,6 +340,7 @@ impl KubernetesConfig {
                 limits: spec.limits.clone(),
             };
         }
+        let pool = pool(&keys, &resources)?;
         let mut clusters = vec![ClusterConfig {
             name: s.cluster_name.clone(),
             kubeconfig: (!keys.kubeconfig.is_empty()).then(|| PathBuf::from(keys.kubeconfig)),
@@ -363,7 +401,93 @@ impl KubernetesConfig {
             circuit_cooldown: Duration::from_millis(s.circuit_cooldown_ms),
             lease_ttl: keys.lease_ttl,
             worker_env: Vec::new(),
+            pool,
         })
+    }
+
+    /// Whether tasks of `task_type` are run by pool workers.
+    pub fn pooled(&self, task_type: WorkTaskType) -> bool {
+        self.pool
+            .as_ref()
+            .is_some_and(|p| p.types.contains(&task_type))
+    }
+}
+
+/// The pool, when `orchestrator.kubernetes.poolTypes` names any type.
+fn pool(keys: &Keys<'_>, resources: &PerType<JobResources>) -> Result<Option<PoolConfig>, String> {
+    let s = keys.settings;
+    let mut types = Vec::new();
+    for (i, name) in s.pool_types.iter().enumerate() {
+        let t: WorkTaskType = name.parse().map_err(|_| {
+            format!(
+                "orchestrator.kubernetes.poolTypes[{i}]: {name:?} is not a task type (pipeline_execution, ml_training, ml_inference)"
+            )
+        })?;
+        if types.contains(&t) {
+            return Err(format!(
+                "orchestrator.kubernetes.poolTypes[{i}]: {name:?} is listed twice"
+            ));
+        }
+        types.push(t);
+    }
+    if types.is_empty() {
+        if s.pool_resources.is_some() {
+            return Err(
+                "orchestrator.kubernetes.poolResources: set without poolTypes, it would not be used"
+                    .into(),
+            );
+        }
+        return Ok(None);
+    }
+    let resources = match &s.pool_resources {
+        Some(spec) => {
+            for (part, q) in [("requests", &spec.requests), ("limits", &spec.limits)] {
+                quantities(&format!("orchestrator.kubernetes.poolResources.{part}"), q)?;
+            }
+            JobResources {
+                requests: spec.requests.clone(),
+                limits: spec.limits.clone(),
+            }
+        }
+        None => types
+            .iter()
+            .map(|t| resources[*t].clone())
+            .reduce(|a, b| JobResources {
+                requests: largest(&a.requests, &b.requests, false),
+                limits: largest(&a.limits, &b.limits, true),
+            })
+            .unwrap_or_default(),
+    };
+    Ok(Some(PoolConfig {
+        types,
+        resources,
+        min: keys.min_workers,
+        threshold: keys.queue_threshold.max(1),
+        idle_timeout: keys.idle_timeout,
+    }))
+}
+
+/// The larger of two quantities, field by field. An empty field is the
+/// larger for limits (no limit) and the smaller for requests (nothing
+/// reserved).
+fn largest(a: &Quantities, b: &Quantities, empty_is_larger: bool) -> Quantities {
+    let pick = |a: &str, b: &str, parse: fn(&str) -> Option<u64>| -> String {
+        if a.is_empty() || b.is_empty() {
+            let empty = String::new();
+            return match (empty_is_larger, a.is_empty()) {
+                (true, _) => empty,
+                (false, true) => b.to_string(),
+                (false, false) => a.to_string(),
+            };
+        }
+        match (parse(a), parse(b)) {
+            (Some(x), Some(y)) if y > x => b.to_string(),
+            _ => a.to_string(),
+        }
+    };
+    Quantities {
+        cpu: pick(&a.cpu, &b.cpu, mimir_core::submission::cpu_millis),
+        memory: pick(&a.memory, &b.memory, mimir_core::memory_bytes),
     }
 }
 

@@ -41,6 +41,7 @@ impl KubernetesBackend {
     pub(super) async fn dispatch(
         self: Arc<Self>,
         store: Arc<dyn Store>,
+        registry: Arc<crate::workers::Registry>,
         leadership: Arc<crate::leadership::Leadership>,
     ) {
         let signal = store.queue_signal();
@@ -64,7 +65,12 @@ impl KubernetesBackend {
             tokio::select! {
                 _ = &mut queued => {}
                 _ = &mut freed => {}
-                _ = tick.tick() => self.housekeeping(&store).await,
+                _ = tick.tick() => {
+                    self.housekeeping(&store).await;
+                    if leadership.leads() {
+                        self.scale_pool(&store, &registry).await;
+                    }
+                }
             }
         }
     }
@@ -77,7 +83,16 @@ impl KubernetesBackend {
         creates: &Arc<tokio::sync::Semaphore>,
         term: mimir_store::Term,
     ) -> usize {
-        if store.queue_length().await.unwrap_or(1) == 0 {
+        // Pool workers lease the pool's types themselves.
+        let types = self.config.pool.as_ref().map(|pool| {
+            mimir_core::WorkTaskType::ALL
+                .into_iter()
+                .filter(|t| !pool.types.contains(t))
+                .collect::<Vec<_>>()
+        });
+        if types.as_ref().is_some_and(|t| t.is_empty())
+            || store.queue_length().await.unwrap_or(1) == 0
+        {
             return 0;
         }
         let now = Instant::now();
@@ -89,7 +104,7 @@ impl KubernetesBackend {
         let request = LeaseRequest {
             worker_id: DISPATCHER.to_string(),
             max: (total as usize).min(MAX_BATCH),
-            types: None,
+            types,
             limits: self.type_limits.clone(),
             only: None,
             at: Utc::now(),
@@ -310,9 +325,11 @@ impl KubernetesBackend {
             }
             for (name, id, attempt, why) in start_failed {
                 cluster.state.lock().jobs.remove(&name);
-                let image_pull = why.contains("Image");
-                cluster.count_failure(if image_pull { "image_pull" } else { "failed" });
-                let message = if image_pull {
+                // Every pod that cannot start its container counts as
+                // `image_pull`, config errors (a missing Secret) included:
+                // MimirImagePullsFailing is the alert for both.
+                cluster.count_failure("image_pull");
+                let message = if why.contains("Image") {
                     format!(
                         "image pull failing in cluster {} for {} s: {why}; check orchestrator.workerImage and the registry's credentials",
                         cluster.name(),
@@ -325,7 +342,7 @@ impl KubernetesBackend {
                     )
                 };
                 tracing::warn!(cluster = cluster.name(), job = %name, worktask_id = %id, "{message}");
-                cluster.failed(&CallError::Transport(format!("Jobs fail to start: {why}")));
+                cluster.start_failed(&why);
                 end_attempt(
                     store.as_ref(),
                     id,
@@ -351,6 +368,7 @@ impl KubernetesBackend {
                     .await;
                 self.room_freed.notify_one();
             }
+            self.pool_housekeeping(cluster).await;
             cluster.publish(now);
         }
         match store.queue_length().await {
@@ -405,8 +423,20 @@ impl KubernetesBackend {
         let views: Vec<_> = self.clusters.iter().map(|c| c.view()).collect();
         let active: u32 = views.iter().map(|v| v.workers).sum();
         let capacity: u32 = views.iter().filter(|v| v.up).map(|v| v.max_workers).sum();
-        let desired = (active as usize + queue_length).min(capacity as usize) as u32;
-        let (action, reason_code, reason) = if queue_length == 0 {
+        let pool = self.pool.as_ref().map(|p| p.decision());
+        let pool_waiting = pool.as_ref().map_or(0, |p| p.waiting);
+        let pool_desired = pool.as_ref().map_or(0, |p| p.desired);
+        let pool_jobs: u32 = self
+            .clusters
+            .iter()
+            .map(|c| c.state.lock().pool.len() as u32)
+            .sum();
+        // One Job per waiting task of the other types, as room allows.
+        let single_waiting = queue_length.saturating_sub(pool_waiting);
+        let single_active = active.saturating_sub(pool_jobs);
+        let desired =
+            ((single_active as usize + single_waiting) as u32 + pool_desired).min(capacity);
+        let (action, reason_code, mut reason) = if queue_length == 0 {
             ("hold", "steady", "no task waits".to_string())
         } else if active >= capacity {
             (
@@ -427,13 +457,25 @@ impl KubernetesBackend {
                         .join(", ")
                 ),
             )
+        } else if single_waiting == 0 {
+            ("hold", "steady", String::new())
         } else {
             (
                 "spawn",
                 "queue_depth",
-                format!("{queue_length} tasks wait; one Job each, as room allows"),
+                format!("{single_waiting} tasks wait; one Job each, as room allows"),
             )
         };
+        if let Some(pool) = pool {
+            let pool_part = format!("pool workers: {}", pool.reason);
+            reason = if reason.is_empty() {
+                pool_part
+            } else {
+                format!("{reason}; {pool_part}")
+            };
+        } else if reason.is_empty() {
+            reason = "no task waits".to_string();
+        }
         let mut decision = self.decision.lock();
         decision.desired = desired;
         decision.active = active;

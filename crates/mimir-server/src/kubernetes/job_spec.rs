@@ -25,6 +25,9 @@ pub const TYPE_LABEL: &str = "worktask-type";
 pub const ATTEMPT_LABEL: &str = "worktask-attempt";
 /// Label: the cluster's name, as the orchestrator calls it.
 pub const CLUSTER_LABEL: &str = "mimir-cluster";
+/// Label of pool worker Jobs (`"true"`): they lease many tasks and carry no
+/// task's labels.
+pub const POOL_LABEL: &str = "mimir-worker-pool";
 /// Seconds an attempt's Job may run beyond the task's timeout: the worker
 /// stops the task at its timeout and reports it; the Job's deadline only
 /// catches a worker that cannot.
@@ -34,6 +37,16 @@ const DEADLINE_SLACK_SECONDS: u64 = 120;
 /// most 52 characters, so a restarted orchestrator finds the same name.
 pub fn job_name(id: Uuid, attempt: u32) -> String {
     format!("mimir-{id}-{attempt}")
+}
+
+/// A new pool worker Job's name, which is also its worker's id.
+pub fn pool_job_name() -> String {
+    format!("mimir-pool-{}", Uuid::now_v7().simple())
+}
+
+/// Whether labels are a pool worker Job's.
+pub fn is_pool(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(POOL_LABEL).is_some_and(|v| v == "true")
 }
 
 /// The task and attempt a Job's labels name.
@@ -160,17 +173,80 @@ pub fn build(
         (ATTEMPT_LABEL.to_string(), task.attempt.to_string()),
         (CLUSTER_LABEL.to_string(), cluster.name.clone()),
     ]);
-    let plain = |name: &str, value: &str| EnvVar {
-        name: name.to_string(),
-        value: Some(value.to_string()),
-        value_from: None,
-    };
     let mut env = vec![
         plain("WORKTASK_ID", &task.worktask_id.to_string()),
         plain("WORKTASK_TYPE", task.task_type.as_str()),
-        plain("MIMIR_ORCHESTRATOR_URL", &cluster.orchestrator_url),
-        plain("MIMIR_WORKER_ID", &name),
     ];
+    // The container's memory bounds the task, not the task's own figure:
+    // after an OOM kill the next attempt's Job has more.
+    let memory = if quantities.limits.memory.is_empty() {
+        &quantities.requests.memory
+    } else {
+        &quantities.limits.memory
+    };
+    if !memory.is_empty() {
+        env.push(plain("MIMIR_TASK_MEMORY", memory));
+    }
+    let deadline = task
+        .task_spec
+        .timeout_ms
+        .map(|ms| (ms.div_ceil(1000) + DEADLINE_SLACK_SECONDS).min(i64::MAX as u64) as i64);
+    worker_job(name, labels, env, deadline, cluster, config, quantities)
+}
+
+/// A pool worker Job named `name` in `cluster`: a worker that leases tasks
+/// of the pool's types until the orchestrator asks it to stop. It has no
+/// deadline (it runs many tasks, each under its own timeout).
+pub fn build_pool(name: &str, cluster: &ClusterConfig, config: &KubernetesConfig) -> Job {
+    let pool = config.pool.as_ref();
+    let labels = BTreeMap::from([
+        (APP_LABEL.0.to_string(), APP_LABEL.1.to_string()),
+        (POOL_LABEL.to_string(), "true".to_string()),
+        (CLUSTER_LABEL.to_string(), cluster.name.clone()),
+    ]);
+    let types: Vec<&str> = pool
+        .map(|p| p.types.iter().map(|t| t.as_str()).collect())
+        .unwrap_or_default();
+    let env = vec![plain("MIMIR_WORKER_TYPES", &types.join(","))];
+    let resources = pool.map(|p| p.resources.clone()).unwrap_or_default();
+    let quantities = JobQuantities {
+        requests: resources.requests,
+        limits: resources.limits,
+        gpu: false,
+    };
+    worker_job(
+        name.to_string(),
+        labels,
+        env,
+        None,
+        cluster,
+        config,
+        &quantities,
+    )
+}
+
+fn plain(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        value_from: None,
+    }
+}
+
+/// The Job both kinds share: the worker container with the orchestrator's
+/// URL, its worker id (the Job's name), the token from its Secret, `env`,
+/// and the requests and limits; no retries of its own.
+fn worker_job(
+    name: String,
+    labels: BTreeMap<String, String>,
+    mut env: Vec<EnvVar>,
+    deadline: Option<i64>,
+    cluster: &ClusterConfig,
+    config: &KubernetesConfig,
+    quantities: &JobQuantities,
+) -> Job {
+    env.push(plain("MIMIR_ORCHESTRATOR_URL", &cluster.orchestrator_url));
+    env.push(plain("MIMIR_WORKER_ID", &name));
     if let Some(secret) = &config.token_secret {
         env.push(EnvVar {
             name: "MIMIR_TOKEN".to_string(),
@@ -185,21 +261,7 @@ pub fn build(
             }),
         });
     }
-    // The container's memory bounds the task, not the task's own figure:
-    // after an OOM kill the next attempt's Job has more.
-    let memory = if quantities.limits.memory.is_empty() {
-        &quantities.requests.memory
-    } else {
-        &quantities.limits.memory
-    };
-    if !memory.is_empty() {
-        env.push(plain("MIMIR_TASK_MEMORY", memory));
-    }
     env.extend(config.worker_env.iter().map(|(k, v)| plain(k, v)));
-    let deadline = task
-        .task_spec
-        .timeout_ms
-        .map(|ms| (ms.div_ceil(1000) + DEADLINE_SLACK_SECONDS).min(i64::MAX as u64) as i64);
     Job {
         metadata: ObjectMeta {
             name: Some(name),
@@ -249,6 +311,10 @@ mod tests {
     use std::time::Duration;
 
     fn config(token: bool) -> KubernetesConfig {
+        checked(token, &KubernetesSettings::default()).expect("valid")
+    }
+
+    fn checked(token: bool, settings: &KubernetesSettings) -> Result<KubernetesConfig, String> {
         KubernetesConfig::check(Keys {
             kubeconfig: "",
             namespace: "jobs",
@@ -257,11 +323,131 @@ mod tests {
             max_workers: 10,
             resources: &Default::default(),
             additional: &[],
-            settings: &KubernetesSettings::default(),
+            settings,
             has_token: token,
             lease_ttl: Duration::from_secs(15),
+            min_workers: 0,
+            queue_threshold: 5,
+            idle_timeout: Duration::from_secs(30),
         })
-        .expect("valid")
+    }
+
+    fn pooled(types: &[&str]) -> KubernetesSettings {
+        KubernetesSettings {
+            pool_types: types.iter().map(|t| t.to_string()).collect(),
+            ..KubernetesSettings::default()
+        }
+    }
+
+    #[test]
+    fn a_pool_job_leases_its_types_as_its_own_worker_with_the_largest_resources_and_no_deadline() {
+        let config =
+            checked(true, &pooled(&["pipeline_execution", "ml_inference"])).expect("valid");
+        let pool = config.pool.clone().expect("a pool");
+        // pipeline 500m/1Gi, inference 1/2Gi, neither with limits.
+        assert_eq!(
+            (
+                pool.resources.requests.cpu.as_str(),
+                pool.resources.requests.memory.as_str()
+            ),
+            ("1", "2Gi")
+        );
+        assert_eq!(pool.resources.limits, Quantities::default());
+        assert!(config.pooled(mimir_core::WorkTaskType::PipelineExecution));
+        assert!(!config.pooled(mimir_core::WorkTaskType::MlTraining));
+        let name = pool_job_name();
+        assert!(
+            name.starts_with("mimir-pool-") && name.len() <= 63,
+            "{name}"
+        );
+        assert_ne!(name, pool_job_name(), "every pool Job has its own name");
+        let job = build_pool(&name, &config.clusters[0], &config);
+        let labels = job.metadata.labels.clone().unwrap();
+        assert!(is_pool(&labels));
+        assert_eq!(job_attempt(&labels), None, "no task's labels");
+        let spec = job.spec.unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(spec.active_deadline_seconds, None);
+        let container = &spec.template.spec.unwrap().containers[0];
+        let env = container.env.clone().unwrap();
+        let value = |n: &str| {
+            env.iter()
+                .find(|e| e.name == n)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(value("MIMIR_WORKER_ID"), Some(name));
+        assert_eq!(
+            value("MIMIR_WORKER_TYPES").as_deref(),
+            Some("pipeline_execution,ml_inference")
+        );
+        assert_eq!(value("WORKTASK_ID"), None);
+        assert_eq!(
+            value("MIMIR_TASK_MEMORY"),
+            None,
+            "tasks share the container"
+        );
+        let token = env.iter().find(|e| e.name == "MIMIR_TOKEN").expect("token");
+        assert_eq!(token.value, None, "the token is never inline");
+        let requests = container.resources.clone().unwrap().requests.unwrap();
+        assert_eq!(requests["memory"].0, "2Gi");
+        let limited = |limits: Quantities| {
+            let settings = KubernetesSettings {
+                pool_resources: Some(crate::kubernetes::config::ResourceSpec {
+                    requests: Quantities {
+                        cpu: "250m".into(),
+                        memory: "512Mi".into(),
+                    },
+                    limits,
+                }),
+                ..pooled(&["pipeline_execution"])
+            };
+            checked(false, &settings)
+        };
+        let own = limited(Quantities {
+            cpu: "1".into(),
+            memory: "1Gi".into(),
+        })
+        .expect("valid");
+        assert_eq!(own.pool.unwrap().resources.limits.memory, "1Gi");
+    }
+
+    #[test]
+    fn bad_pool_settings_are_refused_naming_the_key() {
+        let error = checked(false, &pooled(&["pipeline_execution", "nap"])).unwrap_err();
+        assert!(
+            error.starts_with("orchestrator.kubernetes.poolTypes[1]:"),
+            "{error}"
+        );
+        let error = checked(false, &pooled(&["ml_training", "ml_training"])).unwrap_err();
+        assert!(error.contains("listed twice"), "{error}");
+        let stray = KubernetesSettings {
+            pool_resources: Some(Default::default()),
+            ..KubernetesSettings::default()
+        };
+        let error = checked(false, &stray).unwrap_err();
+        assert!(
+            error.starts_with("orchestrator.kubernetes.poolResources:"),
+            "{error}"
+        );
+        let bad = KubernetesSettings {
+            pool_resources: Some(crate::kubernetes::config::ResourceSpec {
+                requests: Quantities {
+                    cpu: "lots".into(),
+                    memory: String::new(),
+                },
+                limits: Quantities::default(),
+            }),
+            ..pooled(&["pipeline_execution"])
+        };
+        let error = checked(false, &bad).unwrap_err();
+        assert!(
+            error.starts_with("orchestrator.kubernetes.poolResources.requests.cpu:"),
+            "{error}"
+        );
+        assert_eq!(
+            checked(false, &KubernetesSettings::default()).unwrap().pool,
+            None
+        );
     }
 
     fn task(json: &str) -> WorkTask {

@@ -17,6 +17,10 @@
 //! running, creates those that were named but never created (the name is
 //! deterministic, so a Job that does exist answers 409 and is adopted) and
 //! deletes the Jobs of tasks that have ended.
+//!
+//! Task types listed in `orchestrator.kubernetes.poolTypes` are run instead
+//! by a pool of long-lived worker Jobs that lease many tasks each (see
+//! [`pool`]), for floods of short tasks.
 
 mod circuit;
 mod cluster;
@@ -24,6 +28,7 @@ pub mod config;
 mod dispatch;
 pub mod job_spec;
 pub mod pod_state;
+mod pool;
 mod reasons;
 mod watch;
 
@@ -50,6 +55,8 @@ pub struct KubernetesBackend {
     last_tick: Mutex<Option<Instant>>,
     /// Wakes the dispatcher when a Job ends and frees room.
     room_freed: tokio::sync::Notify,
+    /// The pool of long-lived worker Jobs, when some types use one.
+    pool: Option<pool::PoolScaler>,
 }
 
 impl KubernetesBackend {
@@ -83,7 +90,12 @@ impl KubernetesBackend {
             image = %config.image,
             "workers run as Kubernetes Jobs"
         );
+        let pool = config
+            .pool
+            .as_ref()
+            .map(|p| pool::PoolScaler::new(p.idle_timeout));
         Ok(KubernetesBackend {
+            pool,
             config,
             clusters,
             type_limits,
@@ -132,7 +144,7 @@ impl WorkerBackend for KubernetesBackend {
     async fn run(
         self: Arc<Self>,
         store: Arc<dyn Store>,
-        _registry: Arc<Registry>,
+        registry: Arc<Registry>,
         leadership: Arc<crate::leadership::Leadership>,
     ) {
         // Jobs are created and watched by one orchestrator: the leader. A
@@ -159,9 +171,11 @@ impl WorkerBackend for KubernetesBackend {
                     store.clone(),
                 )));
             }
-            duties.push(tokio::spawn(
-                self.clone().dispatch(store.clone(), leadership.clone()),
-            ));
+            duties.push(tokio::spawn(self.clone().dispatch(
+                store.clone(),
+                registry.clone(),
+                leadership.clone(),
+            )));
             let abort_on_drop = AbortAll(duties);
             while term.borrow_and_update().is_some() {
                 if term.changed().await.is_err() {
@@ -171,7 +185,10 @@ impl WorkerBackend for KubernetesBackend {
             drop(abort_on_drop);
             // What another leader does next is learnt by listing afresh.
             for cluster in &self.clusters {
-                cluster.state.lock().jobs.clear();
+                let mut state = cluster.state.lock();
+                state.jobs.clear();
+                state.pool.clear();
+                state.listed = false;
             }
             tracing::warn!(
                 "this orchestrator no longer leads: Kubernetes dispatch and watches stopped"
@@ -184,12 +201,15 @@ impl WorkerBackend for KubernetesBackend {
         // and report to the orchestrator that comes back.
     }
 
-    fn should_stop(&self, _worker_id: &str) -> bool {
-        false
+    fn should_stop(&self, worker_id: &str) -> bool {
+        self.pool.as_ref().is_some_and(|p| p.should_stop(worker_id))
     }
 
     async fn stop_requested(&self) {
-        std::future::pending::<()>().await
+        match &self.pool {
+            Some(pool) => pool.stop_requested().await,
+            None => std::future::pending::<()>().await,
+        }
     }
 
     fn decision(&self) -> Decision {
@@ -202,7 +222,8 @@ impl WorkerBackend for KubernetesBackend {
     }
 
     fn starts_workers_for(&self, _task_type: WorkTaskType) -> bool {
-        // Every Job runs the task it was made for, whatever its type.
+        // A Job runs the task it was made for, whatever its type; pool
+        // workers run the pool's types.
         true
     }
 

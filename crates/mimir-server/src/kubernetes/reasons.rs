@@ -8,6 +8,11 @@ use mimir_core::{Reason, ReasonCode, WorkTask, WorkTaskStatus};
 /// The backend's reasons `task` waits.
 pub fn of(backend: &KubernetesBackend, task: &WorkTask) -> Vec<Reason> {
     match task.status {
+        WorkTaskStatus::Queued if backend.config.pooled(task.task_type) => {
+            let mut reasons = capacity(backend);
+            reasons.extend(pool(backend));
+            reasons
+        }
         WorkTaskStatus::Queued => capacity(backend),
         WorkTaskStatus::Scheduled => pod(backend, task),
         _ => Vec::new(),
@@ -64,6 +69,67 @@ fn capacity(backend: &KubernetesBackend) -> Vec<Reason> {
     reasons
 }
 
+/// A task of a pool type waits for a pool worker: what the pool's pods that
+/// have not started wait for.
+fn pool(backend: &KubernetesBackend) -> Vec<Reason> {
+    let mut reasons = Vec::new();
+    let mut starting = 0;
+    for cluster in &backend.clusters {
+        let jobs: Vec<(String, super::cluster::PoolJob)> = cluster
+            .state
+            .lock()
+            .pool
+            .iter()
+            .map(|(name, job)| (name.clone(), job.clone()))
+            .collect();
+        for (name, job) in jobs {
+            let base = |code, message: String| {
+                Reason::new(code, message)
+                    .with("cluster", cluster.name().to_string())
+                    .with("job", name.clone())
+                    .with("waiting_seconds", job.since.elapsed().as_secs())
+            };
+            match job.pod {
+                Some(PodState::Unschedulable { message }) => reasons.push(
+                    base(
+                        ReasonCode::PodPending,
+                        format!(
+                            "The scheduler cannot place pool worker {name} in cluster {}: {message}",
+                            cluster.name()
+                        ),
+                    )
+                    .with("scheduler_message", message),
+                ),
+                Some(PodState::StartFailing { reason, message }) => {
+                    reasons.push(
+                        base(
+                            ReasonCode::ImagePullFailing,
+                            format!(
+                                "Pool worker {name} in cluster {} cannot start: {reason}: {message}",
+                                cluster.name()
+                            ),
+                        )
+                        .with("kubelet_reason", reason)
+                        .with("kubelet_message", message),
+                    );
+                }
+                None | Some(PodState::Pending) => starting += 1,
+                Some(_) => {}
+            }
+        }
+    }
+    if starting > 0 {
+        reasons.push(
+            Reason::new(
+                ReasonCode::PodPending,
+                format!("{starting} pool worker pods are starting; the task waits for one of them to lease it"),
+            )
+            .with("starting", starting),
+        );
+    }
+    reasons
+}
+
 /// A placed task: what its pod waits for.
 fn pod(backend: &KubernetesBackend, task: &WorkTask) -> Vec<Reason> {
     let Some(cluster) = backend.cluster(&task.cluster_name) else {
@@ -107,14 +173,13 @@ fn pod(backend: &KubernetesBackend, task: &WorkTask) -> Vec<Reason> {
             .with("scheduler_message", message),
         ],
         Some(PodState::StartFailing { reason, message }) => {
-            let image = reason.contains("Image");
             let grace = backend.config.image_pull_grace.as_secs();
             let failing = tracked
                 .start_failing_since
                 .map_or(0, |s| s.elapsed().as_secs());
             vec![
                 base(
-                    if image { ReasonCode::ImagePullFailing } else { ReasonCode::PodPending },
+                    ReasonCode::ImagePullFailing,
                     format!(
                         "Its pod in cluster {} cannot start: {reason}: {message} (for {failing} s; the task fails after {grace} s)",
                         cluster.name()

@@ -40,9 +40,19 @@ pub(super) async fn pods(
     while let Some(event) = events.next().await {
         match event {
             Ok(Event::Apply(pod) | Event::InitApply(pod)) => {
-                backend.on_pod(&cluster, &store, &pod).await;
+                if is_pool(&pod.metadata.labels) {
+                    backend.on_pool_pod(&cluster, &store, &pod).await;
+                } else {
+                    backend.on_pod(&cluster, &store, &pod).await;
+                }
             }
-            Ok(Event::Delete(pod)) => backend.on_pod_gone(&cluster, &pod),
+            Ok(Event::Delete(pod)) => {
+                if is_pool(&pod.metadata.labels) {
+                    backend.on_pool_pod_gone(&cluster, &store, &pod).await;
+                } else {
+                    backend.on_pod_gone(&cluster, &pod);
+                }
+            }
             Ok(Event::Init | Event::InitDone) => cluster.succeeded(),
             Err(error) => {
                 tracing::warn!(cluster = cluster.name(), %error, "the pod watch failed; it resumes");
@@ -71,6 +81,12 @@ pub(super) async fn jobs(
                 if let Some(name) = job.metadata.name.clone() {
                     listed.insert(name);
                 }
+                if is_pool(&job.metadata.labels) {
+                    if first {
+                        backend.adopt_pool_job(&cluster, &job);
+                    }
+                    continue;
+                }
                 backend.on_job(&cluster, &store, &job).await;
                 if first {
                     backend.adopt_or_delete(&cluster, &store, &job).await;
@@ -79,6 +95,11 @@ pub(super) async fn jobs(
             Ok(Event::InitDone) => {
                 cluster.succeeded();
                 backend.on_relisted(&cluster, &store, &listed, first).await;
+                if first {
+                    // What exists is tracked now: the cluster has room.
+                    cluster.state.lock().listed = true;
+                    backend.room_freed.notify_one();
+                }
                 first = false;
             }
             Ok(Event::Apply(job)) => backend.on_job(&cluster, &store, &job).await,
@@ -89,6 +110,11 @@ pub(super) async fn jobs(
             }
         }
     }
+}
+
+/// Whether labels are a pool worker Job's (or its pod's).
+fn is_pool(labels: &Option<std::collections::BTreeMap<String, String>>) -> bool {
+    labels.as_ref().is_some_and(job_spec::is_pool)
 }
 
 impl KubernetesBackend {
@@ -114,7 +140,11 @@ impl KubernetesBackend {
                 }
                 _ => tracked.start_failing_since = None,
             }
+            let started = state == PodState::Running && tracked.pod != Some(PodState::Running);
             tracked.pod = Some(state.clone());
+            if started {
+                st.circuit.started();
+            }
             if state.is_final() {
                 st.jobs.remove(&name);
             }
@@ -131,20 +161,31 @@ impl KubernetesBackend {
         self.room_freed.notify_one();
         let (reason, outcome, message) = match state {
             PodState::Succeeded => return,
-            PodState::OomKilled { limit } => (
-                "oom_killed",
-                AttemptOutcome::Failed,
-                format!(
-                    "{OOM_PREFIX} the worker pod exceeded its memory limit{} in cluster {}; the next attempt asks for {}x the memory",
-                    if limit.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" of {limit}")
-                    },
-                    cluster.name(),
-                    self.config.oom_memory_factor
-                ),
-            ),
+            PodState::OomKilled { limit } => {
+                let factor = self.config.oom_memory_factor;
+                let cap = self.config.oom_memory_cap_bytes;
+                let next = match job_spec::raised_memory(&limit, 1, factor, cap) {
+                    Some(bytes) => format!(
+                        "{} ({factor}x, at most {})",
+                        job_spec::memory_quantity(bytes),
+                        job_spec::memory_quantity(cap)
+                    ),
+                    None => format!("{factor}x the memory"),
+                };
+                (
+                    "oom_killed",
+                    AttemptOutcome::Failed,
+                    format!(
+                        "{OOM_PREFIX} the worker pod exceeded its memory limit{} in cluster {}; the next attempt asks for {next}",
+                        if limit.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" of {limit}")
+                        },
+                        cluster.name(),
+                    ),
+                )
+            }
             PodState::Evicted { message } => (
                 "evicted",
                 AttemptOutcome::Failed,
@@ -248,6 +289,9 @@ impl KubernetesBackend {
         let Some(name) = job.metadata.name.clone() else {
             return;
         };
+        if self.pool_job_gone(cluster, store, &name).await {
+            return;
+        }
         let Some(tracked) = cluster.state.lock().jobs.remove(&name) else {
             return;
         };
@@ -355,6 +399,19 @@ impl KubernetesBackend {
         };
         for (name, tracked) in &vanished {
             self.job_vanished(cluster, store, name, tracked).await;
+        }
+        let vanished_pool: Vec<String> = cluster
+            .state
+            .lock()
+            .pool
+            .iter()
+            .filter(|(name, job)| {
+                job.created && !listed.contains(*name) && now.duration_since(job.since) > LIST_GRACE
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &vanished_pool {
+            self.pool_job_gone(cluster, store, name).await;
         }
         if !vanished.is_empty() {
             self.room_freed.notify_one();

@@ -213,6 +213,15 @@ impl Registry {
             .count()
     }
 
+    /// How long the worker `worker_id` has been idle, if it was heard from
+    /// within `fresh`.
+    pub fn idle(&self, worker_id: &str, fresh: Duration) -> Option<Duration> {
+        let now = Instant::now();
+        let workers = self.workers.lock();
+        let record = workers.get(worker_id)?;
+        (now.duration_since(record.last_seen) < fresh).then(|| now.duration_since(record.last_busy))
+    }
+
     /// Local workers heard from within `fresh`, and how long each has been idle.
     pub fn local_workers(&self, fresh: Duration) -> Vec<(String, Duration, bool)> {
         let now = Instant::now();
