@@ -89,6 +89,28 @@ async fn submit_batch(orchestrator: &Orchestrator, pipeline: &str, n: usize) -> 
     tasks
 }
 
+/// Waits until `n` tasks have completed or failed, at most 15 minutes from
+/// `started`.
+async fn all_ended(orchestrator: &Orchestrator, n: usize, started: Instant) {
+    let client = orchestrator.client();
+    loop {
+        let counts: Value = client
+            .call(Method::GET, "/api/metrics", None)
+            .await
+            .expect("metrics");
+        let done = counts["tasks_by_status"]["completed"].as_u64().unwrap_or(0)
+            + counts["tasks_by_status"]["failed"].as_u64().unwrap_or(0);
+        if done as usize >= n {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "not done: {counts}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -202,22 +224,7 @@ async fn caps_and_overflow(n: usize, task_ms: u64) {
         .map(|t| t["worktask_id"].as_str().expect("id").to_string())
         .collect();
     let client = orchestrator.client();
-    loop {
-        let counts: Value = client
-            .call(Method::GET, "/api/metrics", None)
-            .await
-            .expect("metrics");
-        let done = counts["tasks_by_status"]["completed"].as_u64().unwrap_or(0)
-            + counts["tasks_by_status"]["failed"].as_u64().unwrap_or(0);
-        if done as usize >= n {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(900),
-            "not done: {counts}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    all_ended(&orchestrator, n, started).await;
     let wall = started.elapsed();
     let mut once = 0;
     for id in &ids {
@@ -290,23 +297,7 @@ async fn short_tasks(n: usize, pool: bool) -> (f64, u64) {
     let pipeline = pipeline(&orchestrator, "core.log", json!({"message": "x"})).await;
     let started = Instant::now();
     submit_batch(&orchestrator, &pipeline, n).await;
-    let client = orchestrator.client();
-    loop {
-        let counts: Value = client
-            .call(Method::GET, "/api/metrics", None)
-            .await
-            .expect("metrics");
-        let done = counts["tasks_by_status"]["completed"].as_u64().unwrap_or(0)
-            + counts["tasks_by_status"]["failed"].as_u64().unwrap_or(0);
-        if done as usize >= n {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(900),
-            "not done: {counts}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    all_ended(&orchestrator, n, started).await;
     let rate = n as f64 / started.elapsed().as_secs_f64();
     let created = standin.stats().jobs_created;
     drop(orchestrator);

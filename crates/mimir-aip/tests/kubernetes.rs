@@ -103,6 +103,48 @@ async fn submit(orchestrator: &Orchestrator, pipeline: &str, extra: Value) -> Uu
     post_task(&orchestrator.client(), "/api/worktasks", body).await
 }
 
+/// Submits `n` tasks of `pipeline`, each with `extra`.
+async fn submit_many(
+    orchestrator: &Orchestrator,
+    pipeline: &str,
+    n: usize,
+    extra: Value,
+) -> Vec<Uuid> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(submit(orchestrator, pipeline, extra.clone()).await);
+    }
+    ids
+}
+
+/// Waits until `n` of the stand-in's Jobs have a running pod.
+async fn jobs_run(standin: &StandIn, n: usize) {
+    wait_for(
+        &format!("{n} Jobs run"),
+        Duration::from_secs(60),
+        async || {
+            standin
+                .jobs()
+                .iter()
+                .filter(|j| j.phase == JobPhase::Running)
+                .count()
+                == n
+        },
+    )
+    .await;
+}
+
+/// Waits for every task of `ids` to end and checks each completed in its
+/// first attempt.
+async fn each_completes_in_one_attempt(orchestrator: &Orchestrator, ids: &[Uuid], why: &str) {
+    let client = orchestrator.client();
+    for id in ids {
+        let task = wait_until_done(&client, *id, Duration::from_secs(60)).await;
+        assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
+        assert_eq!(task.attempt, 1, "{why}: {task:?}");
+    }
+}
+
 async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
     let started = Instant::now();
     while !check().await {
@@ -433,13 +475,7 @@ async fn jobs_that_keep_failing_to_start_open_the_circuit_and_only_a_started_pod
     );
     // The API answers every create; only one probe Job at a time goes to
     // the cluster until a pod starts, which none does here.
-    let next: Vec<Uuid> = {
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            ids.push(submit(&orchestrator, &pipeline, json!({"max_retries": 0})).await);
-        }
-        ids
-    };
+    let next = submit_many(&orchestrator, &pipeline, 3, json!({"max_retries": 0})).await;
     let names: Vec<String> = next.iter().map(|id| id.to_string()).collect();
     let waiting = next[2];
     let reason = wait_for_reason(&orchestrator, waiting, "cluster_unavailable").await;
@@ -518,10 +554,7 @@ async fn pool_workers_lease_many_tasks_within_the_cap_and_stop_when_idle() {
     let dir = tempfile::tempdir().expect("tempdir");
     let orchestrator = pooled_orchestrator(dir.path(), &standin, 3);
     let pipeline = sleeper(&orchestrator, 50).await;
-    let mut ids = Vec::new();
-    for _ in 0..60 {
-        ids.push(submit(&orchestrator, &pipeline, json!({})).await);
-    }
+    let ids = submit_many(&orchestrator, &pipeline, 60, json!({})).await;
     let client = orchestrator.client();
     let mut workers: HashMap<String, usize> = HashMap::new();
     for id in &ids {
@@ -708,10 +741,7 @@ async fn an_unreachable_cluster_is_skipped_while_its_circuit_is_open_and_used_ag
         })
         .expect("make it unreachable");
     let client = orchestrator.client();
-    let mut ids = Vec::new();
-    for _ in 0..6 {
-        ids.push(submit(&orchestrator, &pipeline, json!({})).await);
-    }
+    let ids = submit_many(&orchestrator, &pipeline, 6, json!({})).await;
     for id in &ids {
         let task = wait_until_done(&client, *id, Duration::from_secs(60)).await;
         assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
@@ -783,26 +813,15 @@ async fn after_a_kill_9_the_orchestrator_adopts_running_jobs_within_the_cap_and_
     // one must count the four it adopts before it starts any more.
     let mut orchestrator = orchestrator(dir.path(), (&standin, 4), None, "");
     let pipeline = sleeper(&orchestrator, 3000).await;
-    let mut ids = Vec::new();
-    for _ in 0..8 {
-        ids.push(submit(&orchestrator, &pipeline, json!({})).await);
-    }
-    wait_for("four tasks run", Duration::from_secs(60), async || {
-        standin
-            .jobs()
-            .iter()
-            .filter(|j| j.phase == JobPhase::Running)
-            .count()
-            == 4
-    })
-    .await;
+    let ids = submit_many(&orchestrator, &pipeline, 8, json!({})).await;
+    jobs_run(&standin, 4).await;
     orchestrator.restart();
-    let client = orchestrator.client();
-    for id in &ids {
-        let task = wait_until_done(&client, *id, Duration::from_secs(60)).await;
-        assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
-        assert_eq!(task.attempt, 1, "the running Job was adopted, not replaced");
-    }
+    each_completes_in_one_attempt(
+        &orchestrator,
+        &ids,
+        "the running Job was adopted, not replaced",
+    )
+    .await;
     let stats = standin.stats();
     assert_eq!(stats.jobs_created, ids.len() as u64, "no second Job");
     assert!(
@@ -1124,10 +1143,7 @@ async fn job_creates_answered_500_put_their_tasks_back_and_each_task_runs_once()
             ..ApiFaults::default()
         })
         .expect("answer the next create with a 500");
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        ids.push(submit(&orchestrator, &pipeline, json!({"max_retries": 0})).await);
-    }
+    let ids = submit_many(&orchestrator, &pipeline, 3, json!({"max_retries": 0})).await;
     let client = orchestrator.client();
     for id in &ids {
         let task = wait_until_done(&client, *id, Duration::from_secs(60)).await;
@@ -1161,29 +1177,13 @@ async fn dropped_watches_and_expired_history_lose_no_running_job() {
     let dir = tempfile::tempdir().expect("tempdir");
     let orchestrator = orchestrator(dir.path(), (&standin, 4), None, "");
     let pipeline = sleeper(&orchestrator, 2500).await;
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        ids.push(submit(&orchestrator, &pipeline, json!({})).await);
-    }
-    wait_for("every task runs", Duration::from_secs(60), async || {
-        standin
-            .jobs()
-            .iter()
-            .filter(|j| j.phase == JobPhase::Running)
-            .count()
-            == 3
-    })
-    .await;
+    let ids = submit_many(&orchestrator, &pipeline, 3, json!({})).await;
+    jobs_run(&standin, 3).await;
     // As an API server restart does: every watch breaks, and resuming from
     // the old resourceVersion is answered 410, so the backend lists again.
     standin.forget_history();
     standin.drop_watches();
-    let client = orchestrator.client();
-    for id in &ids {
-        let task = wait_until_done(&client, *id, Duration::from_secs(60)).await;
-        assert_eq!(task.status, WorkTaskStatus::Completed, "{task:?}");
-        assert_eq!(task.attempt, 1, "no attempt was taken for lost: {task:?}");
-    }
+    each_completes_in_one_attempt(&orchestrator, &ids, "no attempt was taken for lost").await;
     assert_eq!(standin.stats().jobs_created, 3);
     let text = metrics(&orchestrator).await;
     assert!(

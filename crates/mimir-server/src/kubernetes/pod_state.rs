@@ -77,6 +77,37 @@ impl PodState {
     }
 }
 
+/// What a new reading of a pod changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// The scheduler has just found it cannot place the pod.
+    pub newly_unschedulable: bool,
+    /// Its container has just started.
+    pub started: bool,
+}
+
+/// Records `state` as the pod's last seen state in `last`, with since when it
+/// has failed to start in `failing_since`; says what changed.
+pub fn note(
+    last: &mut Option<PodState>,
+    failing_since: &mut Option<std::time::Instant>,
+    state: &PodState,
+) -> Change {
+    let change = Change {
+        newly_unschedulable: matches!(state, PodState::Unschedulable { .. })
+            && !matches!(last, Some(PodState::Unschedulable { .. })),
+        started: *state == PodState::Running && *last != Some(PodState::Running),
+    };
+    match state {
+        PodState::StartFailing { .. } => {
+            failing_since.get_or_insert_with(std::time::Instant::now);
+        }
+        _ => *failing_since = None,
+    }
+    *last = Some(state.clone());
+    change
+}
+
 /// Reads a pod's state.
 pub fn classify(pod: &Pod) -> PodState {
     let Some(status) = &pod.status else {

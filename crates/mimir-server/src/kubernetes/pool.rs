@@ -21,7 +21,7 @@ use super::KubernetesBackend;
 use super::cluster::{Cluster, PoolJob};
 use super::dispatch::choose;
 use super::job_spec;
-use super::pod_state::{PodState, classify};
+use super::pod_state::{PodState, classify, note};
 use crate::workers::Registry;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -259,17 +259,9 @@ impl KubernetesBackend {
             let Some(job) = st.pool.get_mut(&name) else {
                 return;
             };
-            newly_unschedulable = matches!(state, PodState::Unschedulable { .. })
-                && !matches!(job.pod, Some(PodState::Unschedulable { .. }));
-            match &state {
-                PodState::StartFailing { .. } => {
-                    job.start_failing_since.get_or_insert_with(Instant::now);
-                }
-                _ => job.start_failing_since = None,
-            }
-            let started = state == PodState::Running && job.pod != Some(PodState::Running);
-            job.pod = Some(state.clone());
-            if started {
+            let change = note(&mut job.pod, &mut job.start_failing_since, &state);
+            newly_unschedulable = change.newly_unschedulable;
+            if change.started {
                 st.circuit.started();
             }
             if state.is_final() {

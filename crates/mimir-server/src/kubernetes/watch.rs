@@ -11,7 +11,7 @@ use super::KubernetesBackend;
 use super::cluster::{CallError, Cluster, Tracked};
 use super::dispatch::{OOM_PREFIX, end_attempt};
 use super::job_spec::{self, SELECTOR};
-use super::pod_state::{PodState, classify};
+use super::pod_state::{PodState, classify, note};
 use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -132,17 +132,9 @@ impl KubernetesBackend {
             let Some(tracked) = st.jobs.get_mut(&name) else {
                 return;
             };
-            newly_unschedulable = matches!(state, PodState::Unschedulable { .. })
-                && !matches!(tracked.pod, Some(PodState::Unschedulable { .. }));
-            match &state {
-                PodState::StartFailing { .. } => {
-                    tracked.start_failing_since.get_or_insert_with(Instant::now);
-                }
-                _ => tracked.start_failing_since = None,
-            }
-            let started = state == PodState::Running && tracked.pod != Some(PodState::Running);
-            tracked.pod = Some(state.clone());
-            if started {
+            let change = note(&mut tracked.pod, &mut tracked.start_failing_since, &state);
+            newly_unschedulable = change.newly_unschedulable;
+            if change.started {
                 st.circuit.started();
             }
             if state.is_final() {
