@@ -366,8 +366,9 @@ async fn an_evicted_attempt_is_lost_and_retried() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_image_that_cannot_be_pulled_fails_its_task_after_the_grace_without_retries() {
+/// A cluster where no pod can pull its image (pull grace 1.5 s), an
+/// orchestrator using it with `maxWorkers` 10, and a 10 ms pipeline.
+async fn no_image_pulls() -> (StandIn, tempfile::TempDir, Orchestrator, String) {
     let standin = cluster().await;
     inject(
         &standin,
@@ -383,6 +384,12 @@ async fn an_image_that_cannot_be_pulled_fails_its_task_after_the_grace_without_r
         "    imagePullGraceMs: 1500\n",
     );
     let pipeline = sleeper(&orchestrator, 10).await;
+    (standin, dir, orchestrator, pipeline)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_cannot_be_pulled_fails_its_task_after_the_grace_without_retries() {
+    let (standin, _dir, orchestrator, pipeline) = no_image_pulls().await;
     let id = submit(&orchestrator, &pipeline, json!({"max_retries": 3})).await;
     let task = wait_until_done(&orchestrator.client(), id, Duration::from_secs(60)).await;
     assert_eq!(task.status, WorkTaskStatus::Failed, "{task:?}");
@@ -437,22 +444,8 @@ async fn primary_view(orchestrator: &Orchestrator) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_that_keep_failing_to_start_open_the_circuit_and_only_a_started_pod_would_close_it() {
-    let standin = cluster().await;
-    inject(
-        &standin,
-        "app=mimir-worker",
-        None,
-        PodFault::ImagePullBackOff,
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
     // circuitFailures 2, circuitCooldownMs 1000 (the helper's).
-    let orchestrator = orchestrator(
-        dir.path(),
-        (&standin, 10),
-        None,
-        "    imagePullGraceMs: 1500\n",
-    );
-    let pipeline = sleeper(&orchestrator, 10).await;
+    let (standin, _dir, orchestrator, pipeline) = no_image_pulls().await;
     let client = orchestrator.client();
     let first = [
         submit(&orchestrator, &pipeline, json!({"max_retries": 0})).await,
